@@ -1,0 +1,1 @@
+"""Analysis layer: capture files -> pandas tables with a fixed schema."""

@@ -1,0 +1,35 @@
+"""Roll connections and message costs up per connection kind."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from inspector.analysis.tables import BYTE_CATEGORIES, make_table
+
+MESSAGE_ITEMS = ("exchange", "ws_message")
+
+
+def overhead_table(connections: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
+    """One row per connection kind: bytes by category, messages, efficiency."""
+    rows = []
+    for kind, group in connections.groupby("kind", sort=True):
+        kind_costs = costs[(costs["kind"] == kind)]
+        messages = int(kind_costs["item"].isin(MESSAGE_ITEMS).sum())
+        wire = int(group["wire_bytes"].sum())
+        payload = int(group["payload_bytes"].sum())
+        rows.append(
+            {
+                "kind": kind,
+                "connections": len(group),
+                "messages": messages,
+                "packets": int(group["packets"].sum()),
+                "wire_bytes": wire,
+                **{name: int(group[name].sum()) for name in BYTE_CATEGORIES},
+                "payload_bytes": payload,
+                "setup_bytes": float(group["setup_bytes"].sum()),
+                "teardown_bytes": float(group["teardown_bytes"].sum()),
+                "wire_bytes_per_message": wire / messages if messages else float("nan"),
+                "efficiency": payload / wire if wire else 0.0,
+            }
+        )
+    return make_table("overhead", rows)

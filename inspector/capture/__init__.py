@@ -1,0 +1,1 @@
+"""Capture layer: reading capture files (and, later, live capture)."""

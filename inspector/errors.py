@@ -1,0 +1,17 @@
+"""One exception tree for everything the inspector reports as bad input.
+
+The CLI turns any InspectorError into a one-line message and exit code 2;
+anything else escaping is a bug.
+"""
+
+
+class InspectorError(Exception):
+    """Base of every error the inspector raises on purpose."""
+
+
+class CaptureError(InspectorError):
+    """A capture file cannot be read: missing, not a capture, unsupported link type."""
+
+
+class ParseError(InspectorError):
+    """Bytes that cannot be parsed as the protocol they were handed to."""

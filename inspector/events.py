@@ -1,0 +1,239 @@
+"""Immutable events produced by the sans-IO parsers.
+
+Every event carries a timestamp in integer nanoseconds since the epoch
+(`ts_ns`; the one timestamp type used throughout) and the stream offsets or
+wire byte counts that overhead attribution is computed from.  Offsets are
+positions in one direction's reassembled TCP byte stream, counted from the
+first byte after the SYN (or from the first byte seen, mid-stream).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Direction(enum.IntEnum):
+    """Which side of a TCP connection sent something."""
+
+    CLIENT = 0
+    SERVER = 1
+
+    @property
+    def label(self) -> str:
+        return "client" if self is Direction.CLIENT else "server"
+
+    @property
+    def other(self) -> "Direction":
+        return Direction.SERVER if self is Direction.CLIENT else Direction.CLIENT
+
+
+class _NeedData:
+    """Sentinel returned by `next_event()` when more bytes are needed."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA = _NeedData()
+
+
+# --- TCP stream events -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """In-order bytes of one direction, starting at `offset`."""
+
+    direction: Direction
+    offset: int
+    data: bytes
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """`length` bytes at `offset` were never captured; they are not zero-filled."""
+
+    direction: Direction
+    offset: int
+    length: int
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The direction ended (FIN, RST or end of capture) at `offset`."""
+
+    direction: Direction
+    offset: int
+    ts_ns: int
+    reset: bool = False
+
+
+# --- HTTP/1.1 ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """One request: start line + headers + body, measured from stream offsets.
+
+    header_bytes: start line, header lines and the blank line.
+    body_wire_bytes: body as it crossed the wire, chunk framing included
+        (and missing bytes included: this is the span in the stream).
+    chunk_framing_bytes: chunk-size lines, their CRLFs, last chunk, trailers.
+    body_bytes: decoded body length (chunked framing removed).
+    missing_bytes: bytes of the body span that fell into capture gaps.
+    """
+
+    direction: Direction
+    ts_ns: int
+    end_ts_ns: int
+    offset: int
+    method: str
+    target: str
+    version: str
+    headers: tuple[tuple[str, str], ...]
+    header_bytes: int
+    body_wire_bytes: int
+    chunk_framing_bytes: int
+    body_bytes: int
+    missing_bytes: int
+    content_encoding: str
+    decompressed_bytes: int | None
+    complete: bool
+    body_preview: bytes = b""
+
+    @property
+    def wire_bytes(self) -> int:
+        return self.header_bytes + self.body_wire_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """One response; same measurements as HttpRequest."""
+
+    direction: Direction
+    ts_ns: int
+    end_ts_ns: int
+    offset: int
+    version: str
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    header_bytes: int
+    body_wire_bytes: int
+    chunk_framing_bytes: int
+    body_bytes: int
+    missing_bytes: int
+    content_encoding: str
+    decompressed_bytes: int | None
+    complete: bool
+    body_preview: bytes = b""
+
+    @property
+    def wire_bytes(self) -> int:
+        return self.header_bytes + self.body_wire_bytes
+
+
+# --- WebSocket ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WsHandshake:
+    """The HTTP upgrade exchange that switched a connection to WebSocket."""
+
+    ts_ns: int
+    key: str
+    accept: str
+    accept_valid: bool
+    version: str
+    subprotocol: str
+    extensions: str
+    deflate: "DeflateParams | None"
+
+
+@dataclass(frozen=True, slots=True)
+class DeflateParams:
+    """Negotiated permessage-deflate parameters (RFC 7692 section 7.1)."""
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: int = 15
+    client_max_window_bits: int = 15
+
+
+@dataclass(frozen=True, slots=True)
+class WsFrame:
+    """One WebSocket frame (RFC 6455 section 5.2).
+
+    header_bytes counts the 2-byte base header, the extended length and the
+    4-byte masking key.  payload_length is the length field's value;
+    missing_bytes of those fell into capture gaps.  `payload` is the unmasked
+    payload, possibly cut to a preview length (`payload_truncated`).
+    """
+
+    direction: Direction
+    ts_ns: int
+    offset: int
+    fin: bool
+    rsv1: bool
+    rsv2: bool
+    rsv3: bool
+    opcode: int
+    masked: bool
+    mask_key: bytes
+    payload_length: int
+    header_bytes: int
+    missing_bytes: int
+    payload: bytes
+    payload_truncated: bool
+    close_code: int | None = None
+    close_reason: str = ""
+
+    @property
+    def is_control(self) -> bool:
+        return self.opcode >= 0x8
+
+    @property
+    def wire_bytes(self) -> int:
+        return self.header_bytes + self.payload_length
+
+
+@dataclass(frozen=True, slots=True)
+class WsMessage:
+    """A data message assembled from one or more frames.
+
+    wire_payload_bytes: payload bytes on the wire over all its frames.
+    payload_bytes: size after permessage-deflate decompression (equal to
+        wire_payload_bytes when not compressed); None if it could not be
+        decompressed (gap, corrupt stream).
+    """
+
+    direction: Direction
+    ts_ns: int
+    end_ts_ns: int
+    offset: int
+    end_offset: int
+    opcode: int
+    frames: int
+    header_bytes: int
+    wire_payload_bytes: int
+    payload_bytes: int | None
+    compressed: bool
+    text_valid: bool | None
+    complete: bool
+    payload: bytes
+    payload_truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A protocol conformance finding; never fatal."""
+
+    ts_ns: int
+    direction: Direction | None
+    rule: str
+    detail: str

@@ -1,0 +1,1 @@
+"""Sans-IO protocol parsers: bytes in, immutable events out."""

@@ -1,0 +1,486 @@
+"""HTTP/1.1 message parser for one direction of a connection (sans-IO).
+
+Pull parser in the style of h11: `receive_data(bytes, ts_ns)`, then
+`next_event()` until it returns NEED_DATA.  One HttpRequest or HttpResponse
+event is produced per message once its body is complete, with sizes measured
+from stream offsets (never by re-serialising headers).
+
+A request parser pauses after a request that may switch protocols (Upgrade,
+CONNECT) until the connection tells it what the response said; a response
+parser stops for good after a 101 or a successful CONNECT.  The bytes left
+over then belong to whatever comes next (`take_trailing_data`).
+
+Bytes that cannot be framed (garbage, bytes after a gap that broke framing)
+are skipped until something that looks like a start line appears again, and
+counted in `unparsed_bytes` so byte accounting still adds up.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+
+from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
+
+MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_PREVIEW_BYTES = 4096
+DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
+
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +(\S+)(?: +(HTTP/\d\.\d))?\Z")
+_STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) +(\d{3})(?: (.*))?\Z")
+# Where parsing resumes after lost framing: the start of a plausible message.
+_REQUEST_START = re.compile(rb"(?:^|\n)([A-Z]{3,12} [^\s]+ HTTP/1\.[01]\r?\n)")
+_RESPONSE_START = re.compile(rb"(?:^|\n)(HTTP/1\.[01] \d{3}[^\r\n]*\r?\n)")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
+
+
+class Role:
+    REQUEST = "request"
+    RESPONSE = "response"
+
+
+@dataclass
+class _Body:
+    """A message whose header is parsed and whose body is being read."""
+
+    ts_ns: int
+    offset: int
+    start: tuple  # parsed start line fields
+    headers: tuple[tuple[str, str], ...]
+    header_bytes: int
+    mode: str  # "length", "chunked", "close", "none"
+    remaining: int = 0
+    wire_bytes: int = 0
+    framing_bytes: int = 0
+    data_bytes: int = 0
+    missing_bytes: int = 0
+    complete: bool = True
+    end_ts_ns: int = 0
+    chunk_state: str = "size"  # size, data, data-crlf, trailers
+    preview: bytearray = field(default_factory=bytearray)
+    content_encoding: str = ""
+    decompressor: object = None
+    decompressed: int | None = None
+
+
+class Http1Parser:
+    """Parses the HTTP/1.x messages one side of a connection sent."""
+
+    def __init__(
+        self,
+        direction: Direction,
+        role: str,
+        *,
+        start_offset: int = 0,
+        preview_bytes: int = DEFAULT_PREVIEW_BYTES,
+        max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+    ) -> None:
+        self.direction = direction
+        self.role = role
+        self.preview_bytes = preview_bytes
+        self.max_decompressed = max_decompressed
+        self._buf = bytearray()
+        self._buf_ts: list[tuple[int, int]] = []  # (stream offset, ts) of each chunk received
+        self.offset = start_offset  # stream offset of _buf[0]
+        self._events: deque = deque()
+        self._body: _Body | None = None
+        self._request_methods: deque[str] = deque()
+        self.unparsed_bytes = 0
+        self.paused = False  # request side: waiting to learn if the protocol switched
+        self.switched = False  # no more HTTP in this direction
+        self._lost_sync = False
+        self._eof = False
+        self._last_method = ""
+
+    # -- input -----------------------------------------------------------------
+
+    def receive_data(self, data: bytes, ts_ns: int) -> None:
+        if not data:
+            return
+        self._buf_ts.append((self.offset + len(self._buf), ts_ns))
+        self._buf += data
+        self._parse(ts_ns)
+
+    def receive_gap(self, length: int, ts_ns: int) -> None:
+        """`length` stream bytes were never captured."""
+        self._parse(ts_ns)
+        body = self._body
+        if body is not None and not self._buf and self._gap_fits_body(body, length):
+            body.missing_bytes += length
+            body.wire_bytes += length
+            body.complete = False
+            if body.mode != "close":
+                body.remaining -= length
+            if body.mode == "chunked" and body.remaining == 0:
+                body.chunk_state = "data-crlf"
+            self.offset += length
+            body.decompressor = None
+            body.decompressed = None
+            self._finish_body_if_done(ts_ns)
+            self._parse(ts_ns)
+            return
+        # Framing is lost: what is buffered and the gap itself are unparsed.
+        if body is not None:
+            body.complete = False
+            self._emit_body(body, ts_ns)
+        if self._buf and not self.switched:
+            self._events.append(Finding(ts_ns, self.direction, "http-lost-sync", f"gap of {length} bytes at offset {self.offset + len(self._buf)} broke HTTP framing"))
+        self._skip(len(self._buf))
+        self.offset += length
+        self._lost_sync = not self.switched
+
+    def _gap_fits_body(self, body: _Body, length: int) -> bool:
+        if body.mode == "length":
+            return length <= body.remaining
+        if body.mode == "chunked":
+            return body.chunk_state == "data" and length <= body.remaining
+        return body.mode == "close"
+
+    def receive_eof(self, ts_ns: int) -> None:
+        self._eof = True
+        self._parse(ts_ns)
+        body = self._body
+        if body is not None:
+            if body.mode != "close":
+                body.complete = False
+                self._events.append(Finding(ts_ns, self.direction, "http-incomplete-message", f"stream ended inside a message body at offset {self.offset}"))
+            self._emit_body(body, ts_ns)
+        if self._buf and not self.paused and not self.switched:
+            if not self._lost_sync:
+                self._events.append(Finding(ts_ns, self.direction, "http-incomplete-message", f"{len(self._buf)} bytes at offset {self.offset} do not form a complete HTTP message"))
+            self._skip(len(self._buf))
+
+    def expect_response_to(self, method: str) -> None:
+        """Response side: a request was sent; responses are paired FIFO."""
+        self._request_methods.append(method)
+
+    def resume(self, ts_ns: int) -> None:
+        """Request side: the upgrade was refused; go on parsing HTTP."""
+        self.paused = False
+        self._parse(ts_ns)
+
+    def take_trailing_data(self) -> tuple[int, bytes]:
+        """After a protocol switch: (stream offset, bytes) not yet parsed."""
+        self.switched = True
+        self.paused = False
+        data = bytes(self._buf)
+        offset = self.offset
+        self.offset += len(data)
+        self._buf.clear()
+        self._buf_ts.clear()
+        return offset, data
+
+    def next_event(self):
+        return self._events.popleft() if self._events else NEED_DATA
+
+    # -- parsing ---------------------------------------------------------------
+
+    def _parse(self, ts_ns: int) -> None:
+        while self._buf and not self.paused and not self.switched:
+            if self._lost_sync and not self._resync():
+                return
+            if self._body is not None:
+                if not self._read_body(ts_ns) and self._body is not None:
+                    return
+                continue
+            if not self._read_header():
+                return
+
+    def _ts_at(self, offset: int) -> int:
+        """Capture time of the chunk that carried stream byte `offset`."""
+        chosen = self._buf_ts[0][1] if self._buf_ts else 0
+        for chunk_offset, ts in self._buf_ts:
+            if chunk_offset > offset:
+                break
+            chosen = ts
+        return chosen
+
+    def _skip(self, n: int) -> None:
+        self.unparsed_bytes += n
+        self._consume(n)
+
+    def _consume(self, n: int) -> None:
+        del self._buf[:n]
+        self.offset += n
+        timestamps = self._buf_ts
+        while len(timestamps) > 1 and timestamps[1][0] <= self.offset:
+            timestamps.pop(0)
+
+    def _resync(self) -> bool:
+        pattern = _REQUEST_START if self.role == Role.REQUEST else _RESPONSE_START
+        match = pattern.search(self._buf)
+        if match is None:
+            # Keep a short tail: a start line may straddle two chunks.
+            keep = min(len(self._buf), 256)
+            if len(self._buf) > keep:
+                self._skip(len(self._buf) - keep)
+            if self._eof:
+                self._skip(len(self._buf))
+            return False
+        self._skip(match.start(1))
+        self._lost_sync = False
+        return True
+
+    def _read_header(self) -> bool:
+        buf = self._buf
+        # RFC 9112 2.2: ignore empty lines before a start line; they count as
+        # header bytes of the message that follows.
+        lead = 0
+        while lead < len(buf) and buf[lead] in (0x0D, 0x0A):
+            lead += 1
+        match = _HEADER_END.search(buf, lead)
+        if match is None:
+            if len(buf) > MAX_HEADER_BYTES:
+                self._framing_error(f"no end of headers within {MAX_HEADER_BYTES} bytes at offset {self.offset}")
+            return False
+        if lead == match.start():
+            return False
+        header_block = bytes(buf[lead : match.start()])
+        header_len = match.end()
+        lines = header_block.split(b"\n")
+        start_line = lines[0].rstrip(b"\r")
+        start = self._parse_start_line(start_line)
+        if start is None:
+            shown = repr(start_line[:60])
+            self._framing_error(f"not an HTTP {self.role} line at offset {self.offset}: {shown}")
+            return True
+        headers = self._parse_headers(lines[1:])
+        ts_ns = self._ts_at(self.offset + lead)
+        end_ts_ns = self._ts_at(self.offset + header_len - 1)
+        message_offset = self.offset
+        self._consume(header_len)
+        body = _Body(ts_ns=ts_ns, offset=message_offset, start=start, headers=headers, header_bytes=header_len, mode="none", end_ts_ns=end_ts_ns)
+        self._frame_body(body)
+        self._body = body
+        self._finish_body_if_done(body.end_ts_ns)
+        return True
+
+    def _framing_error(self, detail: str) -> None:
+        self._events.append(Finding(self._ts_at(self.offset), self.direction, "http-framing-error", detail))
+        self._lost_sync = True
+        self._skip(1)
+
+    def _parse_start_line(self, line: bytes):
+        if self.role == Role.REQUEST:
+            match = _REQUEST_LINE.match(line)
+            if match is None:
+                return None
+            version = (match.group(3) or b"HTTP/0.9").decode("ascii")
+            return (match.group(1).decode("ascii"), match.group(2).decode("latin-1"), version)
+        match = _STATUS_LINE.match(line)
+        if match is None:
+            return None
+        return (match.group(1).decode("ascii"), int(match.group(2)), (match.group(3) or b"").decode("latin-1"))
+
+    @staticmethod
+    def _parse_headers(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
+        headers: list[tuple[str, str]] = []
+        for raw in lines:
+            line = raw.rstrip(b"\r")
+            if line[:1] in (b" ", b"\t") and headers:
+                # obs-fold (RFC 9112 5.2): a continuation of the previous value.
+                name, value = headers[-1]
+                headers[-1] = (name, value + " " + line.strip().decode("latin-1"))
+                continue
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            headers.append((name.strip().decode("latin-1"), value.strip().decode("latin-1")))
+        return tuple(headers)
+
+    # -- body framing (RFC 9112 section 6.3) -------------------------------------
+
+    def _frame_body(self, body: _Body) -> None:
+        headers = {}
+        for name, value in body.headers:
+            lower = name.lower()
+            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+        body.content_encoding = headers.get("content-encoding", "").strip().lower()
+        transfer_encoding = headers.get("transfer-encoding", "").lower()
+        content_length = headers.get("content-length")
+        if self.role == Role.RESPONSE:
+            status = body.start[1]
+            interim = 100 <= status < 200 and status != 101
+            # Interim (1xx) responses precede the final one to the same request.
+            method = self._request_methods.popleft() if self._request_methods and not interim else ""
+            if not interim:
+                self._last_method = method
+            if 100 <= status < 200 or status in (204, 304) or method == "HEAD":
+                # 1xx, 204, 304 and responses to HEAD never have a body.
+                body.mode = "none"
+                return
+            if method == "CONNECT" and 200 <= status < 300:
+                body.mode = "none"
+                return
+        if transfer_encoding:
+            if content_length is not None:
+                self._events.append(Finding(body.ts_ns, self.direction, "http-te-and-cl", f"message at offset {body.offset} has both Transfer-Encoding and Content-Length; Transfer-Encoding wins"))
+            if transfer_encoding.replace(" ", "").split(",")[-1] == "chunked":
+                body.mode = "chunked"
+                return
+            # A final encoding other than chunked: the body runs to close (RFC 9112 6.3 item 4).
+            body.mode = "close" if self.role == Role.RESPONSE else "none"
+            return
+        if content_length is not None:
+            values = {v.strip() for v in content_length.split(",")}
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                self._events.append(Finding(body.ts_ns, self.direction, "http-framing-error", f"invalid Content-Length {content_length!r:.60} at offset {body.offset}"))
+                body.mode = "close" if self.role == Role.RESPONSE else "none"
+                return
+            body.remaining = int(next(iter(values)))
+            body.mode = "length" if body.remaining else "none"
+            return
+        # No length: requests have no body; responses run until the connection closes.
+        body.mode = "close" if self.role == Role.RESPONSE else "none"
+
+    def _read_body(self, ts_ns: int) -> bool:
+        body = self._body
+        assert body is not None
+        if body.mode == "length":
+            taken = min(body.remaining, len(self._buf))
+            self._take_body_data(body, taken)
+            body.remaining -= taken
+        elif body.mode == "close":
+            self._take_body_data(body, len(self._buf))
+            return False
+        elif body.mode == "chunked":
+            if not self._read_chunked(body):
+                return False
+        return self._finish_body_if_done(ts_ns)
+
+    def _take_body_data(self, body: _Body, n: int, framing: int = 0) -> None:
+        if n <= 0 and framing <= 0:
+            return
+        body.end_ts_ns = self._ts_at(self.offset + n + framing - 1)
+        if n:
+            data = bytes(self._buf[:n])
+            self._feed_body_content(body, data)
+            body.data_bytes += n
+        body.wire_bytes += n + framing
+        body.framing_bytes += framing
+        self._consume(n + framing)
+
+    def _feed_body_content(self, body: _Body, data: bytes) -> None:
+        room = self.preview_bytes - len(body.preview)
+        if room > 0:
+            body.preview += data[:room]
+        if body.content_encoding in ("gzip", "x-gzip", "deflate") and body.decompressed != -1:
+            self._decompress(body, data)
+
+    def _decompress(self, body: _Body, data: bytes) -> None:
+        if body.decompressor is None:
+            if body.decompressed is not None or body.missing_bytes:
+                return
+            # 32+15: accept gzip or zlib headers; raw deflate is retried below.
+            body.decompressor = zlib.decompressobj(47 if body.content_encoding != "deflate" or data[:1] in (b"\x78",) else -15)
+            body.decompressed = 0
+        room = self.max_decompressed - body.decompressed
+        try:
+            out = body.decompressor.decompress(data, room + 1)
+        except zlib.error:
+            body.decompressor = None
+            body.decompressed = -1
+            return
+        body.decompressed += len(out)
+        if body.decompressed > self.max_decompressed:
+            self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-limit", f"body at offset {body.offset} inflates beyond {self.max_decompressed} bytes"))
+            body.decompressor = None
+            body.decompressed = -1
+
+    def _read_chunked(self, body: _Body) -> bool:
+        """Advance through chunk framing; True when the last chunk and trailers are done."""
+        while self._buf:
+            if body.chunk_state == "size":
+                match = _CHUNK_SIZE.match(self._buf)
+                if match is None:
+                    if len(self._buf) > 1024 or (b"\n" in self._buf[:1024]):
+                        body.complete = False
+                        self._events.append(Finding(self._ts_at(self.offset), self.direction, "http-framing-error", f"bad chunk size line at offset {self.offset}"))
+                        self._emit_body(body, self._ts_at(self.offset))
+                        self._lost_sync = True
+                    return False
+                size = int(match.group(1), 16)
+                self._take_body_data(body, 0, match.end())
+                body.remaining = size
+                body.chunk_state = "data" if size else "trailers"
+            elif body.chunk_state == "data":
+                taken = min(body.remaining, len(self._buf))
+                self._take_body_data(body, taken)
+                body.remaining -= taken
+                if body.remaining == 0:
+                    body.chunk_state = "data-crlf"
+            elif body.chunk_state == "data-crlf":
+                if self._buf[:2] == b"\r\n":
+                    self._take_body_data(body, 0, 2)
+                elif self._buf[:1] == b"\n":
+                    self._take_body_data(body, 0, 1)
+                elif len(self._buf) < 2 and self._buf[:1] == b"\r":
+                    return False
+                else:
+                    self._events.append(Finding(self._ts_at(self.offset), self.direction, "http-framing-error", f"chunk data not followed by CRLF at offset {self.offset}"))
+                body.chunk_state = "size"
+            else:  # trailers: header lines until an empty line
+                newline = self._buf.find(b"\n")
+                if newline < 0:
+                    return False
+                line = self._buf[: newline + 1]
+                self._take_body_data(body, 0, newline + 1)
+                if line.strip() == b"":
+                    body.remaining = -1
+                    return True
+        return False
+
+    def _finish_body_if_done(self, ts_ns: int) -> bool:
+        body = self._body
+        if body is None:
+            return True
+        done = body.mode == "none" or (body.mode == "length" and body.remaining <= 0) or (body.mode == "chunked" and body.chunk_state == "trailers" and self._chunked_finished(body))
+        if done:
+            self._emit_body(body, ts_ns)
+        return done
+
+    @staticmethod
+    def _chunked_finished(body: _Body) -> bool:
+        return body.remaining == -1
+
+    def _emit_body(self, body: _Body, ts_ns: int) -> None:
+        self._body = None
+        decompressed = body.decompressed if body.decompressed is not None and body.decompressed >= 0 and body.complete else None
+        if body.decompressor is not None and decompressed is not None and not body.decompressor.eof:
+            decompressed = None  # the compressed stream did not end cleanly
+        common = dict(
+            direction=self.direction,
+            ts_ns=body.ts_ns,
+            end_ts_ns=max(body.end_ts_ns, body.ts_ns),
+            offset=body.offset,
+            headers=body.headers,
+            header_bytes=body.header_bytes,
+            body_wire_bytes=body.wire_bytes,
+            chunk_framing_bytes=body.framing_bytes,
+            body_bytes=body.data_bytes + body.missing_bytes,
+            missing_bytes=body.missing_bytes,
+            content_encoding=body.content_encoding,
+            decompressed_bytes=decompressed,
+            complete=body.complete,
+            body_preview=bytes(body.preview),
+        )
+        if self.role == Role.REQUEST:
+            method, target, version = body.start
+            self._events.append(HttpRequest(method=method, target=target, version=version, **common))
+            if self._may_switch_protocol(method, body.headers):
+                self.paused = True
+        else:
+            version, status, reason = body.start
+            self._events.append(HttpResponse(version=version, status=status, reason=reason, **common))
+            if status == 101 or (body.mode == "none" and 200 <= status < 300 and body.start and self._last_method == "CONNECT"):
+                # The connection decides what the bytes after this belong to.
+                self.paused = True
+
+    @staticmethod
+    def _may_switch_protocol(method: str, headers) -> bool:
+        if method == "CONNECT":
+            return True
+        return any(name.lower() == "upgrade" for name, _ in headers)

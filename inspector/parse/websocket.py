@@ -1,0 +1,829 @@
+"""WebSocket frames and messages of one direction (RFC 6455, RFC 7692).
+
+A sans-IO pull parser in the style of h11 and wsproto: hand it the bytes one
+side sent with `receive_data`, capture holes with `receive_gap` and the end
+with `receive_eof`, then drain `next_event()` until it returns NEED_DATA.
+
+It is an inspector, not an endpoint: protocol violations become `Finding`
+events and parsing goes on.  When the framing itself can no longer be
+followed (a capture gap outside a payload of known length, an impossible
+length) the rest of the direction is counted as unparsed bytes.
+
+Byte accounting is exact: every byte fed (data and gaps) belongs either to
+exactly one WsFrame (its `wire_bytes`, missing bytes included) or to
+`unparsed_bytes`.  Frames tile the stream from `start_offset`; unparsed
+bytes only ever come after the last frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import enum
+import hashlib
+import zlib
+from collections import deque
+from struct import unpack_from
+from typing import TYPE_CHECKING
+
+from inspector.errors import ParseError
+from inspector.events import (
+    NEED_DATA,
+    DeflateParams,
+    Direction,
+    Finding,
+    WsFrame,
+    WsMessage,
+)
+
+if TYPE_CHECKING:
+    from inspector.events import _NeedData
+
+    Event = WsFrame | WsMessage | Finding
+
+
+class Opcode(enum.IntEnum):
+    """RFC 6455 section 5.2 frame opcodes; 3-7 and 0xB-0xF are reserved."""
+
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+class CloseCode(enum.IntEnum):
+    """RFC 6455 section 7.4.1 status codes."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    # 1004 is reserved without a meaning.
+    NO_STATUS_RECEIVED = 1005
+    ABNORMAL_CLOSURE = 1006
+    INVALID_FRAME_PAYLOAD_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    TLS_HANDSHAKE = 1015
+
+
+# RFC 6455 section 1.3: the GUID the server appends to Sec-WebSocket-Key.
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+# RFC 7692 section 7.2.2: the sender strips this empty stored block from the
+# end of every compressed message; the receiver appends it back.
+_DEFLATE_TAIL = b"\x00\x00\xff\xff"
+
+# RFC 6455 section 5.5: control frame payloads are at most 125 bytes.
+_MAX_CONTROL_PAYLOAD = 125
+
+# 2 base bytes + 8 extended length bytes + 4 masking key bytes.
+_MAX_HEADER_BYTES = 14
+
+# Inflate output is produced in steps of this size so a single call never
+# allocates much more than this, whatever max_message_bytes is.
+_INFLATE_STEP = 256 * 1024
+
+# RFC 6455 section 7.4.1: these codes exist for APIs to report a condition
+# and must never be sent in a Close frame.
+_LOCAL_ONLY_CLOSE_CODES = frozenset({1005, 1006, 1015})
+
+
+def accept_for_key(key: str) -> str:
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 section 4.2.2)."""
+    try:
+        # Header values are decoded as latin-1 upstream; this gives back the wire bytes.
+        key_bytes = key.encode("latin-1")
+    except UnicodeEncodeError:
+        key_bytes = key.encode("utf-8", "replace")
+    return base64.b64encode(hashlib.sha1(key_bytes + _ACCEPT_GUID).digest()).decode("ascii")
+
+
+def parse_deflate_offer(extensions_header: str) -> DeflateParams | None:
+    """Negotiated permessage-deflate from a 101 response's Sec-WebSocket-Extensions.
+
+    Returns None when the response did not accept permessage-deflate or
+    accepted it with parameters a conforming client rejects (RFC 7692
+    section 7.1: unknown or duplicated parameter, invalid value), since the
+    client then fails the connection and nothing is ever compressed.
+    """
+    if not isinstance(extensions_header, str):
+        return None
+    accepted: DeflateParams | None = None
+    for element in _split_outside_quotes(extensions_header, ","):
+        name, *params = _split_outside_quotes(element, ";")
+        if name.strip().lower() != "permessage-deflate":
+            continue
+        if accepted is not None:
+            # A server accepts at most one offer; two answers are ambiguous.
+            return None
+        accepted = _deflate_params(params)
+        if accepted is None:
+            return None
+    return accepted
+
+
+def _deflate_params(params: list[str]) -> DeflateParams | None:
+    """DeflateParams from `name[=value]` strings, or None if any is invalid."""
+    values: dict[str, bool | int] = {}
+    for param in params:
+        name, has_value, value = param.partition("=")
+        name = name.strip().lower()
+        if not name and not has_value:
+            continue  # a stray ";" carries nothing
+        if name in values:
+            return None
+        value = _unquote(value.strip())
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            if has_value:
+                return None
+            values[name] = True
+        elif name in ("server_max_window_bits", "client_max_window_bits"):
+            if not has_value:
+                # RFC 7692 7.1.2.2: a bare client_max_window_bits leaves the
+                # client at its default of 15; the server one needs a value.
+                if name == "server_max_window_bits":
+                    return None
+                values[name] = 15
+                continue
+            bits = _window_bits(value)
+            if bits is None:
+                return None
+            values[name] = bits
+        else:
+            return None
+    return DeflateParams(**values)  # type: ignore[arg-type]
+
+
+def _window_bits(value: str) -> int | None:
+    """RFC 7692 section 7.1.2: 8..15 as plain decimal without leading zeros."""
+    if not (value.isascii() and value.isdigit()) or value.startswith("0"):
+        return None
+    bits = int(value)
+    return bits if 8 <= bits <= 15 else None
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    """Split at `separator` except inside quoted-strings (RFC 9110 section 5.6.4)."""
+    parts = []
+    start = 0
+    quoted = escaped = False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _unmask(data: bytes | bytearray | memoryview, key: bytes, phase: int) -> bytes:
+    """XOR `data` with the masking key, starting at key byte `phase` (RFC 6455 5.3).
+
+    One big-integer XOR instead of a Python loop over bytes.
+    """
+    size = len(data)
+    if not size:
+        return b""
+    if phase:
+        key = key[phase:] + key[:phase]
+    mask = (key * (size // 4 + 1))[:size]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(mask, "big")).to_bytes(size, "big")
+
+
+def _close_code_problem(code: int) -> str | None:
+    """Why `code` may not appear in a Close frame (RFC 6455 7.4), or None if it may."""
+    if code < 1000:
+        return "codes below 1000 are unused"
+    if code in _LOCAL_ONLY_CLOSE_CODES:
+        return "reserved for local use, never sent"
+    if code == 1004:
+        return "reserved"
+    if 1016 <= code <= 2999:
+        return "reserved for future protocol use"
+    if code >= 5000:
+        return "outside the ranges defined by RFC 6455 7.4.2"
+    return None
+
+
+class _Frame:
+    """The frame whose payload is being consumed."""
+
+    __slots__ = (
+        "offset", "ts_ns", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked",
+        "mask_key", "length", "header_bytes", "done", "missing", "kept",
+        "keep_limit", "keeping", "in_message",
+    )
+
+    def __init__(self, offset: int, ts_ns: int, first: int, masked: bool,
+                 mask_key: bytes, length: int, header_bytes: int, keep_limit: int) -> None:
+        self.offset = offset
+        self.ts_ns = ts_ns
+        self.fin = bool(first & 0x80)
+        self.rsv1 = bool(first & 0x40)
+        self.rsv2 = bool(first & 0x20)
+        self.rsv3 = bool(first & 0x10)
+        self.opcode = first & 0x0F
+        self.masked = masked
+        self.mask_key = mask_key
+        self.length = length
+        self.header_bytes = header_bytes
+        self.done = 0  # payload bytes consumed so far, missing ones included
+        self.missing = 0
+        self.kept = bytearray()  # unmasked payload prefix, up to keep_limit
+        self.keep_limit = keep_limit
+        self.keeping = keep_limit > 0  # False once the preview is full or hit a gap
+        self.in_message = False
+
+
+class _Message:
+    """A data message whose frames are still arriving."""
+
+    __slots__ = (
+        "opcode", "ts_ns", "end_ts_ns", "offset", "end_offset", "frames",
+        "header_bytes", "wire_payload_bytes", "compressed", "complete",
+        "preview", "preview_open", "inflater", "inflated", "inflate_problem",
+        "utf8", "utf8_checked", "text_valid", "utf8_error",
+    )
+
+    def __init__(self, frame: _Frame, compressed: bool) -> None:
+        self.opcode = frame.opcode
+        self.ts_ns = frame.ts_ns
+        self.end_ts_ns = frame.ts_ns
+        self.offset = frame.offset
+        self.end_offset = frame.offset
+        self.frames = 0  # complete data frames
+        self.header_bytes = 0
+        self.wire_payload_bytes = 0
+        self.compressed = compressed
+        self.complete = True  # until a gap, EOF or a protocol error cuts it
+        self.preview = bytearray()
+        self.preview_open = True  # False after a gap: a preview never skips bytes
+        self.inflater: zlib._Decompress | None = None
+        self.inflated = 0
+        self.inflate_problem = ""  # "", "limit", "error", "gap", "lost context"
+        text = frame.opcode == Opcode.TEXT
+        self.utf8 = codecs.getincrementaldecoder("utf-8")() if text else None
+        self.utf8_checked = 0
+        # True while valid so far; False once invalid; None when unknown.
+        self.text_valid: bool | None = True if text else None
+        self.utf8_error = ""
+
+
+class WebSocketParser:
+    """Parses ONE direction of a WebSocket connection (the bytes one side sent).
+
+    deflate: the negotiated permessage-deflate parameters, if any.
+    extensions_negotiated: the handshake accepted an extension other than
+        permessage-deflate, which may give meaning to RSV bits; RSV bits it
+        could own are then not reported.
+    max_message_bytes: cap on decompressed size of one message and on the
+        bytes of one text message that are UTF-8 checked.
+    preview_bytes: how much payload events carry.
+
+    Work happens in receive_*; next_event() hands out queued events.
+    """
+
+    def __init__(
+        self,
+        direction: Direction,
+        *,
+        start_offset: int = 0,
+        deflate: DeflateParams | None = None,
+        extensions_negotiated: bool = False,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        preview_bytes: int = 4096,
+    ) -> None:
+        if max_message_bytes < 0 or preview_bytes < 0:
+            raise ValueError("max_message_bytes and preview_bytes must be >= 0")
+        self._direction = direction
+        self._deflate = deflate
+        self._extensions_negotiated = extensions_negotiated
+        self._max_message_bytes = max_message_bytes
+        self._preview_bytes = preview_bytes
+        self._control_keep = max(preview_bytes, _MAX_CONTROL_PAYLOAD)
+        # RFC 6455 5.1: clients mask every frame, servers never do.
+        self._expect_masked = direction is Direction.CLIENT
+        if deflate is None:
+            self._context_takeover = False
+        elif direction is Direction.CLIENT:
+            self._context_takeover = not deflate.client_no_context_takeover
+        else:
+            self._context_takeover = not deflate.server_no_context_takeover
+        # With context takeover one inflater spans all messages; once any of
+        # its input went missing, later messages reference unknown history.
+        self._inflater: zlib._Decompress | None = None
+        self._inflater_lost = False
+
+        self._events: deque[Event] = deque()
+        self._offset = start_offset  # next byte not yet part of a frame or unparsed
+        self._held = bytearray()  # start of a frame header split across chunks
+        self._held_ts = 0
+        self._unparsed = 0
+        self._frame: _Frame | None = None
+        self._message: _Message | None = None
+        self._close_sent = False
+        self._lost_sync = False
+        self._ended = False
+
+    # --- public interface ----------------------------------------------------
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the next unconsumed byte (held partial headers excluded)."""
+        return self._offset
+
+    @property
+    def unparsed_bytes(self) -> int:
+        """Bytes consumed without belonging to any frame."""
+        return self._unparsed
+
+    def next_event(self) -> Event | _NeedData:
+        if self._events:
+            return self._events.popleft()
+        return NEED_DATA
+
+    def receive_data(self, data: bytes, ts_ns: int) -> None:
+        self._check_open("receive_data")
+        end = len(data)
+        pos = 0
+        while pos < end:
+            if self._frame is not None:
+                pos = self._consume_payload(data, pos, end, ts_ns)
+            elif self._lost_sync:
+                self._skip(end - pos)
+                return
+            elif self._held:
+                pos = self._complete_held_header(data, pos, end, ts_ns)
+            else:
+                used = self._start_frame(data, pos, end, ts_ns, ts_ns)
+                if not used:
+                    self._held += data[pos:end]
+                    self._held_ts = ts_ns
+                    return
+                pos += used
+
+    def receive_gap(self, length: int, ts_ns: int) -> None:
+        """`length` bytes of the stream were never captured."""
+        self._check_open("receive_gap")
+        if length < 0:
+            raise ParseError(f"{self._direction.label}: negative gap length {length}")
+        while length:
+            frame = self._frame
+            if frame is None:
+                self._gap_outside_payload(length, ts_ns)
+                return
+            # The payload length is known, so the frame's end is known:
+            # skip its missing bytes and stay in sync.
+            taken = min(length, frame.length - frame.done)
+            self._gap_in_payload(frame, taken)
+            length -= taken
+            if frame.done == frame.length:
+                self._finish_frame(ts_ns)
+
+    def receive_eof(self, ts_ns: int) -> None:
+        """End of this direction: FIN, RST or end of capture."""
+        self._check_open("receive_eof")
+        self._ended = True
+        frame = self._frame
+        if frame is not None:
+            # An unfinished frame is never emitted: its bytes become unparsed.
+            self._frame = None
+            self._unparsed += frame.header_bytes + frame.done
+        self._skip(len(self._held))
+        self._held.clear()
+        if self._message is not None:
+            self._finish_message(ts_ns, complete=False)
+
+    # --- framing -------------------------------------------------------------
+
+    def _check_open(self, method: str) -> None:
+        if self._ended:
+            raise ParseError(f"{self._direction.label} WebSocket parser: {method} after receive_eof")
+
+    def _skip(self, length: int) -> None:
+        """Consume bytes that belong to no frame."""
+        self._unparsed += length
+        self._offset += length
+
+    def _complete_held_header(self, data: bytes, pos: int, end: int, ts_ns: int) -> int:
+        """Finish a header split across chunks; return the new position in `data`."""
+        held = len(self._held)
+        self._held += data[pos:pos + _MAX_HEADER_BYTES]
+        used = self._start_frame(self._held, 0, len(self._held), self._held_ts, ts_ns)
+        if not used:
+            # Still short, so all of data[pos:end] fitted into the 14 bytes taken.
+            return end
+        self._held.clear()
+        return pos + used - held
+
+    def _start_frame(self, buf: bytes | bytearray, pos: int, end: int,
+                     first_ts: int, ts_ns: int) -> int:
+        """Parse the header at buf[pos:]; return its length, or 0 if incomplete."""
+        available = end - pos
+        if available < 2:
+            return 0
+        first = buf[pos]
+        second = buf[pos + 1]
+        short_length = second & 0x7F
+        masked = second >= 0x80
+        extended = 2 if short_length == 126 else 8 if short_length == 127 else 0
+        header_bytes = 2 + extended + (4 if masked else 0)
+        if available < header_bytes:
+            return 0
+        offset = self._offset
+        if extended == 0:
+            length = short_length
+        elif extended == 2:
+            (length,) = unpack_from("!H", buf, pos + 2)
+        else:
+            (length,) = unpack_from("!Q", buf, pos + 2)
+            if length >> 63:
+                # RFC 6455 5.2: the most significant bit MUST be 0.  No sane
+                # sender produces this; the bytes are probably not a header.
+                self._skip(header_bytes)
+                self._finding(ts_ns, "ws-length-msb-set",
+                              f"64-bit payload length with top bit set at offset {offset}")
+                self._lose_sync(ts_ns, f"impossible frame length at offset {offset}", offset)
+                return header_bytes
+        key_at = pos + 2 + extended
+        mask_key = bytes(buf[key_at:key_at + 4]) if masked else b""
+        opcode = first & 0x0F
+        keep_limit = self._control_keep if opcode >= 0x8 else self._preview_bytes
+        frame = _Frame(offset, first_ts, first, masked, mask_key, length, header_bytes, keep_limit)
+        self._offset += header_bytes
+        self._check_header(frame, extended, ts_ns)
+        self._track_message(frame, ts_ns)
+        self._frame = frame
+        if not length:
+            self._finish_frame(ts_ns)
+        return header_bytes
+
+    def _check_header(self, frame: _Frame, extended: int, ts_ns: int) -> None:
+        """Conformance findings a frame header alone can show."""
+        at = f"frame at offset {frame.offset}"
+        if self._close_sent:
+            self._finding(ts_ns, "ws-data-after-close",
+                          f"{at} (opcode {frame.opcode:#x}) sent after this side's Close")
+        if frame.masked != self._expect_masked:
+            if self._expect_masked:
+                self._finding(ts_ns, "ws-unmasked-client-frame", f"{at} from the client is not masked")
+            else:
+                self._finding(ts_ns, "ws-masked-server-frame", f"{at} from the server is masked")
+        self._check_rsv(frame, at, ts_ns)
+        if 0x3 <= frame.opcode <= 0x7 or frame.opcode >= 0xB:
+            self._finding(ts_ns, "ws-reserved-opcode", f"{at} uses reserved opcode {frame.opcode:#x}")
+        # RFC 6455 5.2: "the minimal number of bytes MUST be used to encode the length".
+        if (extended == 2 and frame.length < 126) or (extended == 8 and frame.length < 65536):
+            self._finding(ts_ns, "ws-non-minimal-length",
+                          f"{at} encodes length {frame.length} in {extended * 8} bits")
+        if frame.opcode in (Opcode.CLOSE, Opcode.PING, Opcode.PONG):
+            # RFC 6455 5.5: control frames are at most 125 bytes and never fragmented.
+            if frame.length > _MAX_CONTROL_PAYLOAD:
+                self._finding(ts_ns, "ws-control-frame-too-long",
+                              f"{at}: control frame payload of {frame.length} bytes (max 125)")
+            if not frame.fin:
+                self._finding(ts_ns, "ws-control-frame-fragmented", f"{at}: control frame without FIN")
+
+    def _check_rsv(self, frame: _Frame, at: str, ts_ns: int) -> None:
+        # An unknown negotiated extension may define any RSV bit that
+        # permessage-deflate does not own.
+        unknown_extension = self._extensions_negotiated
+        problems = []
+        if frame.rsv1:
+            if self._deflate is None:
+                if not unknown_extension:
+                    problems.append("RSV1 set without permessage-deflate")
+            elif frame.opcode >= 0x8:
+                # RFC 7692 6.1: never on control frames or non-first fragments.
+                problems.append("RSV1 set on a control frame")
+            elif frame.opcode == Opcode.CONTINUATION:
+                problems.append("RSV1 set on a continuation frame")
+        if (frame.rsv2 or frame.rsv3) and not unknown_extension:
+            problems.append("RSV2/RSV3 set without a negotiated extension")
+        if problems:
+            self._finding(ts_ns, "ws-rsv-without-extension", f"{at}: {'; '.join(problems)}")
+
+    def _track_message(self, frame: _Frame, ts_ns: int) -> None:
+        """Attach a data frame to the open message, or open one."""
+        opcode = frame.opcode
+        if opcode == Opcode.CONTINUATION:
+            if self._message is None:
+                self._finding(ts_ns, "ws-unexpected-continuation",
+                              f"continuation frame at offset {frame.offset} with no message open")
+                return
+        elif opcode == Opcode.TEXT or opcode == Opcode.BINARY:
+            if self._message is not None:
+                self._finding(ts_ns, "ws-expected-continuation",
+                              f"new message at offset {frame.offset} while the message started at "
+                              f"offset {self._message.offset} is unfinished")
+                self._finish_message(ts_ns, complete=False)
+            self._message = self._open_message(frame)
+        else:
+            return
+        frame.in_message = True
+
+    def _consume_payload(self, data: bytes, pos: int, end: int, ts_ns: int) -> int:
+        frame = self._frame
+        assert frame is not None
+        taken = min(end - pos, frame.length - frame.done)
+        self._keep_payload(frame, data, pos, taken)
+        frame.done += taken
+        self._offset += taken
+        if frame.done == frame.length:
+            self._finish_frame(ts_ns)
+        return pos + taken
+
+    def _keep_payload(self, frame: _Frame, data: bytes, pos: int, length: int) -> None:
+        """Unmask only the part of data[pos:pos+length] that someone needs."""
+        frame_room = frame.keep_limit - len(frame.kept) if frame.keeping else 0
+        message = self._message if frame.in_message else None
+        message_room = self._message_wants(message, length) if message is not None else 0
+        wanted = min(length, max(frame_room, message_room))
+        if not wanted:
+            return
+        piece = data[pos:pos + wanted]
+        if frame.masked:
+            piece = _unmask(piece, frame.mask_key, frame.done % 4)
+        if frame_room:
+            frame.kept += piece[:frame_room]
+            if len(frame.kept) >= frame.keep_limit:
+                frame.keeping = False
+        if message_room:
+            assert message is not None
+            self._message_payload(message, piece[:message_room])
+
+    def _gap_in_payload(self, frame: _Frame, length: int) -> None:
+        frame.done += length
+        frame.missing += length
+        self._offset += length
+        frame.keeping = False  # a preview never jumps over missing bytes
+        if frame.in_message and self._message is not None:
+            self._message_gap(self._message)
+
+    def _gap_outside_payload(self, length: int, ts_ns: int) -> None:
+        """A gap in a header or between frames: where the next frame starts is unknown."""
+        # The detail names no gap length: a gap may arrive in several calls.
+        where = "inside a frame header" if self._held else "between frames"
+        lost_from = self._offset
+        gap_offset = lost_from + len(self._held)
+        self._skip(len(self._held) + length)
+        self._held.clear()
+        self._lose_sync(ts_ns, f"capture gap at offset {gap_offset} {where}", lost_from)
+
+    def _lose_sync(self, ts_ns: int, reason: str, lost_from: int) -> None:
+        if self._lost_sync:
+            return
+        self._lost_sync = True
+        self._finding(ts_ns, "ws-lost-sync",
+                      f"{reason}; framing lost, stream from offset {lost_from} on left unparsed")
+        if self._message is not None:
+            self._finish_message(ts_ns, complete=False)
+
+    def _finish_frame(self, ts_ns: int) -> None:
+        frame = self._frame
+        assert frame is not None
+        self._frame = None
+        payload = bytes(frame.kept[:self._preview_bytes])
+        close_code: int | None = None
+        close_reason = ""
+        if frame.opcode == Opcode.CLOSE:
+            close_code, close_reason = self._read_close(frame, ts_ns)
+        self._events.append(WsFrame(
+            direction=self._direction,
+            ts_ns=frame.ts_ns,
+            offset=frame.offset,
+            fin=frame.fin,
+            rsv1=frame.rsv1,
+            rsv2=frame.rsv2,
+            rsv3=frame.rsv3,
+            opcode=frame.opcode,
+            masked=frame.masked,
+            mask_key=frame.mask_key,
+            payload_length=frame.length,
+            header_bytes=frame.header_bytes,
+            missing_bytes=frame.missing,
+            payload=payload,
+            payload_truncated=len(payload) < frame.length,
+            close_code=close_code,
+            close_reason=close_reason,
+        ))
+        if frame.opcode == Opcode.CLOSE:
+            self._close_sent = True
+        if frame.in_message:
+            message = self._message
+            assert message is not None
+            message.frames += 1
+            message.header_bytes += frame.header_bytes
+            message.wire_payload_bytes += frame.length
+            message.end_ts_ns = ts_ns
+            message.end_offset = frame.offset + frame.header_bytes + frame.length
+            if frame.fin:
+                self._finish_message(ts_ns, complete=True)
+
+    def _read_close(self, frame: _Frame, ts_ns: int) -> tuple[int | None, str]:
+        """Status code and reason of a Close frame (RFC 6455 5.5.1)."""
+        at = f"Close frame at offset {frame.offset}"
+        if frame.length == 0:
+            return None, ""
+        if frame.length == 1:
+            self._finding(ts_ns, "ws-invalid-close-code", f"{at} has a 1-byte payload")
+            return None, ""
+        kept = frame.kept
+        if len(kept) < 2:
+            return None, ""  # the code fell into a gap
+        code = (kept[0] << 8) | kept[1]
+        problem = _close_code_problem(code)
+        if problem:
+            self._finding(ts_ns, "ws-invalid-close-code", f"{at}: code {code}: {problem}")
+        raw_reason = bytes(kept[2:])
+        if len(kept) < frame.length:
+            # Only part of the reason is here; a cut character proves nothing.
+            return code, raw_reason.decode("utf-8", "replace")
+        try:
+            return code, raw_reason.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._finding(ts_ns, "ws-invalid-utf8",
+                          f"{at}: reason is not UTF-8 ({exc.reason} at reason byte {exc.start})")
+            return code, raw_reason.decode("utf-8", "replace")
+
+    # --- messages ------------------------------------------------------------
+
+    def _open_message(self, frame: _Frame) -> _Message:
+        compressed = frame.rsv1 and self._deflate is not None
+        message = _Message(frame, compressed)
+        if not compressed:
+            return message
+        if not self._context_takeover:
+            message.inflater = zlib.decompressobj(-15)
+        elif self._inflater_lost:
+            message.inflate_problem = "lost context"
+        else:
+            if self._inflater is None or self._inflater.eof:
+                # A sender may end its DEFLATE stream with a BFINAL block
+                # (RFC 7692 7.2.3.4); what follows is a fresh stream.
+                self._inflater = zlib.decompressobj(-15)
+            message.inflater = self._inflater
+        return message
+
+    def _message_wants(self, message: _Message, length: int) -> int:
+        """How many leading bytes of a payload piece the message needs unmasked."""
+        if message.compressed:
+            return length if message.inflater is not None else 0
+        if message.utf8 is not None:
+            return length
+        if message.preview_open:
+            return min(length, self._preview_bytes - len(message.preview))
+        return 0
+
+    def _message_payload(self, message: _Message, data: bytes) -> None:
+        if message.compressed:
+            self._inflate(message, data)
+        else:
+            self._message_content(message, data)
+
+    def _message_content(self, message: _Message, content: bytes) -> None:
+        """Payload after decompression: fills the preview and feeds the UTF-8 check."""
+        if message.preview_open:
+            room = self._preview_bytes - len(message.preview)
+            if room > 0:
+                message.preview += content[:room]
+            else:
+                message.preview_open = False
+        decoder = message.utf8
+        if decoder is None:
+            return
+        message.utf8_checked += len(content)
+        if message.utf8_checked > self._max_message_bytes:
+            message.utf8 = None
+            message.text_valid = None
+            return
+        try:
+            decoder.decode(content, False)
+        except UnicodeDecodeError as exc:
+            message.utf8 = None
+            message.text_valid = False
+            message.utf8_error = exc.reason
+
+    def _inflate(self, message: _Message, data: bytes) -> None:
+        """Stream-decompress `data`, never producing more than the message cap."""
+        inflater = message.inflater
+        assert inflater is not None
+        try:
+            while True:
+                room = self._max_message_bytes - message.inflated
+                max_length = min(room + 1, _INFLATE_STEP)
+                out = inflater.decompress(data, max_length)
+                message.inflated += len(out)
+                self._message_content(message, out)
+                if message.inflated > self._max_message_bytes:
+                    self._stop_inflating(message, "limit")
+                    return
+                data = inflater.unconsumed_tail
+                # A full output buffer may leave output pending inside zlib
+                # even with no input left: call again to drain it.
+                if len(out) < max_length and (not data or not out):
+                    return
+        except zlib.error as exc:
+            self._stop_inflating(message, f"error: {exc}")
+
+    def _stop_inflating(self, message: _Message, problem: str) -> None:
+        message.inflater = None
+        message.inflate_problem = message.inflate_problem or problem
+        if self._context_takeover:
+            self._inflater = None
+            self._inflater_lost = True
+
+    def _message_gap(self, message: _Message) -> None:
+        message.complete = False
+        message.preview_open = False
+        if message.utf8 is not None:
+            message.utf8 = None
+            message.text_valid = None
+        if message.inflater is not None:
+            self._stop_inflating(message, "gap")
+
+    def _finish_message(self, ts_ns: int, *, complete: bool) -> None:
+        message = self._message
+        assert message is not None
+        self._message = None
+        if not complete:
+            message.complete = False
+        if message.inflater is not None:
+            if message.complete:
+                self._inflate(message, _DEFLATE_TAIL)
+            else:
+                self._stop_inflating(message, "incomplete")
+        if message.utf8 is not None:
+            if message.complete and not (message.compressed and message.inflate_problem):
+                try:
+                    message.utf8.decode(b"", True)
+                except UnicodeDecodeError as exc:
+                    message.text_valid = False
+                    message.utf8_error = exc.reason
+            else:
+                message.text_valid = None
+        elif message.compressed and message.inflate_problem and message.text_valid:
+            message.text_valid = None
+        if message.frames == 0:
+            return  # no frame of it was ever complete: nothing to report
+        self._message_findings(message, ts_ns)
+        self._events.append(self._message_event(message))
+
+    def _message_findings(self, message: _Message, ts_ns: int) -> None:
+        at = f"message at offset {message.offset}"
+        problem = message.inflate_problem
+        if problem == "limit":
+            self._finding(ts_ns, "ws-decompression-limit",
+                          f"{at} decompresses to more than {self._max_message_bytes} bytes; "
+                          "decompression stopped")
+        elif problem.startswith("error"):
+            self._finding(ts_ns, "ws-decompression-failed", f"{at}: {problem}")
+        if message.text_valid is False:
+            self._finding(ts_ns, "ws-invalid-utf8", f"{at}: text is not UTF-8 ({message.utf8_error})")
+
+    def _message_event(self, message: _Message) -> WsMessage:
+        payload_bytes: int | None
+        if not message.compressed:
+            payload_bytes = message.wire_payload_bytes
+            # Streaming may have previewed bytes of a frame that never completed.
+            preview = bytes(message.preview[:payload_bytes])
+        else:
+            payload_bytes = message.inflated if message.complete and not message.inflate_problem else None
+            preview = bytes(message.preview)
+        return WsMessage(
+            direction=self._direction,
+            ts_ns=message.ts_ns,
+            end_ts_ns=message.end_ts_ns,
+            offset=message.offset,
+            end_offset=message.end_offset,
+            opcode=message.opcode,
+            frames=message.frames,
+            header_bytes=message.header_bytes,
+            wire_payload_bytes=message.wire_payload_bytes,
+            payload_bytes=payload_bytes,
+            compressed=message.compressed,
+            text_valid=message.text_valid,
+            complete=message.complete,
+            payload=preview,
+            payload_truncated=payload_bytes is None or len(preview) < payload_bytes,
+        )
+
+    def _finding(self, ts_ns: int, rule: str, detail: str) -> None:
+        self._events.append(Finding(ts_ns=ts_ns, direction=self._direction, rule=rule, detail=detail))
+

@@ -1,0 +1,48 @@
+"""Plain-text summary of an analysis, as `inspector analyze` prints it."""
+
+from __future__ import annotations
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n}"
+
+
+def format_summary(analysis) -> str:
+    tables = analysis.tables
+    captures, connections, overhead = tables["captures"], tables["connections"], tables["overhead"]
+    http, ws_messages, findings = tables["http_messages"], tables["ws_messages"], tables["findings"]
+    lines = []
+    for row in captures.itertuples():
+        non_tcp = f", non-TCP {row.non_tcp_packets} ({row.non_tcp_detail})" if row.non_tcp_packets else ""
+        lines.append(f"{row.capture}: {row.format}, {row.packets:,} packets, {_size(row.wire_bytes)}, {row.connections} TCP connections{non_tcp}")
+    requests = int(http["method"].notna().sum())
+    responses = int(http["status"].notna().sum())
+    exchanges = int(http.groupby(["conn_id", "exchange_id"]).ngroups) if len(http) else 0
+    lines.append("")
+    lines.append(f"connections {len(connections)}  REST exchanges {exchanges} ({requests} requests, {responses} responses)  WebSocket messages {len(ws_messages)}  findings {len(findings)}")
+    lines.append("")
+    header = f"{'kind':<10} {'conns':>6} {'messages':>9} {'wire bytes':>14} {'payload':>14} {'per message':>12} {'efficiency':>10}"
+    lines.append(header)
+    lines.append("-" * len(header))
+    for row in overhead.itertuples():
+        per_message = "-" if row.messages == 0 else f"{row.wire_bytes_per_message:,.0f}"
+        lines.append(f"{row.kind:<10} {row.connections:>6} {row.messages:>9} {row.wire_bytes:>14,} {row.payload_bytes:>14,} {per_message:>12} {row.efficiency:>9.1%}")
+    lines.append("")
+    lines.append("bytes by category:")
+    from inspector.analysis.tables import BYTE_CATEGORIES
+
+    total = int(connections["wire_bytes"].sum()) if len(connections) else 0
+    for name in BYTE_CATEGORIES:
+        value = int(connections[name].sum()) if len(connections) else 0
+        share = value / total if total else 0
+        lines.append(f"  {name.removesuffix('_bytes'):<24} {value:>14,} {share:>7.1%}")
+    if len(findings):
+        lines.append("")
+        lines.append("findings by rule:")
+        for rule, count in findings["rule"].value_counts().sort_index().items():
+            lines.append(f"  {rule:<32} {count:>6}")
+    return "\n".join(lines)
