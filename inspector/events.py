@@ -76,6 +76,22 @@ class StreamEnd:
 # --- HTTP/1.1 ----------------------------------------------------------------
 
 
+def parse_header_lines(raw: str) -> tuple[tuple[str, str], ...]:
+    """Split raw header lines into (name, value) pairs; obs-fold lines are joined."""
+    headers: list[tuple[str, str]] = []
+    for line in raw.split("\n"):
+        line = line.rstrip("\r")
+        if line[:1] in (" ", "\t") and headers:
+            # obs-fold (RFC 9112 5.2): a continuation of the previous value.
+            name, value = headers[-1]
+            headers[-1] = (name, value + " " + line.strip())
+            continue
+        name, sep, value = line.partition(":")
+        if sep:
+            headers.append((name.strip(), value.strip()))
+    return tuple(headers)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """One request: start line + headers + body, measured from stream offsets.
@@ -95,7 +111,7 @@ class HttpRequest:
     method: str
     target: str
     version: str
-    headers: tuple[tuple[str, str], ...]
+    raw_headers: str  # header lines after the start line, as sent (latin-1)
     header_bytes: int
     body_wire_bytes: int
     chunk_framing_bytes: int
@@ -109,6 +125,18 @@ class HttpRequest:
     @property
     def wire_bytes(self) -> int:
         return self.header_bytes + self.body_wire_bytes
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return parse_header_lines(self.raw_headers)
+
+    def header(self, name: str) -> str:
+        """First value of header `name` (case-insensitive), or ""."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +150,7 @@ class HttpResponse:
     version: str
     status: int
     reason: str
-    headers: tuple[tuple[str, str], ...]
+    raw_headers: str  # header lines after the start line, as sent (latin-1)
     header_bytes: int
     body_wire_bytes: int
     chunk_framing_bytes: int
@@ -136,6 +164,18 @@ class HttpResponse:
     @property
     def wire_bytes(self) -> int:
         return self.header_bytes + self.body_wire_bytes
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return parse_header_lines(self.raw_headers)
+
+    def header(self, name: str) -> str:
+        """First value of header `name` (case-insensitive), or ""."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return ""
 
 
 # --- WebSocket ---------------------------------------------------------------

@@ -57,7 +57,7 @@ class ConnectionAccount:
         self.end_ns = max(self.end_ns, packet.ts_ns)
         self.wire_bytes += packet.wire_len
         flags = packet.flags
-        fate: SegmentFate = self.connection.receive_segment(side, packet.ts_ns, packet.seq, flags, packet.payload, packet.payload_wire_len)
+        fate: SegmentFate = self.connection.receive_segment(side, packet.ts_ns, packet.seq, packet.ack, flags, packet.payload, packet.payload_wire_len)
         if packet.payload_wire_len == 0:
             self._add_control(packet, side, flags)
             return

@@ -80,7 +80,7 @@ class TcpConnection:
 
     # -- input -----------------------------------------------------------------
 
-    def receive_segment(self, side: int, ts_ns: int, seq: int, flags: int, payload: bytes, payload_wire_len: int) -> SegmentFate:
+    def receive_segment(self, side: int, ts_ns: int, seq: int, ack: int, flags: int, payload: bytes, payload_wire_len: int) -> SegmentFate:
         """Feed one segment sent by `side`; returns what became of its payload."""
         stream = self.streams[side]
         if flags & TCP_SYN:
@@ -91,6 +91,11 @@ class TcpConnection:
         if flags & TCP_RST:
             stream.receive_rst()
         self._pump(side)
+        if flags & TCP_ACK:
+            peer = self.streams[1 - side]
+            if peer.started and not peer.closed:
+                peer.acknowledged(peer.offset_of(ack), ts_ns)
+                self._pump(1 - side)
         return fate
 
     def ack_offset(self, acking_side: int, ack: int) -> int | None:
@@ -345,10 +350,7 @@ def response_waiting(parser: Http1Parser) -> bool:
 
 
 def _header(message, name: str) -> str:
-    for key, value in message.headers:
-        if key.lower() == name:
-            return value
-    return ""
+    return message.header(name)
 
 
 def _looks_like_ws_frames(data: bytes) -> bool | None:

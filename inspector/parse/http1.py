@@ -49,7 +49,8 @@ class _Body:
     ts_ns: int
     offset: int
     start: tuple  # parsed start line fields
-    headers: tuple[tuple[str, str], ...]
+    raw_headers: str
+    framing: dict[str, str]  # the few headers that decide framing, lower-cased names
     header_bytes: int
     mode: str  # "length", "chunked", "close", "none"
     remaining: int = 0
@@ -240,19 +241,19 @@ class Http1Parser:
             return False
         header_block = bytes(buf[lead : match.start()])
         header_len = match.end()
-        lines = header_block.split(b"\n")
-        start_line = lines[0].rstrip(b"\r")
+        start_line, _, raw_headers = header_block.partition(b"\n")
+        start_line = start_line.rstrip(b"\r")
         start = self._parse_start_line(start_line)
         if start is None:
             shown = repr(start_line[:60])
             self._framing_error(f"not an HTTP {self.role} line at offset {self.offset}: {shown}")
             return True
-        headers = self._parse_headers(lines[1:])
+        raw_text = raw_headers.decode("latin-1")
         ts_ns = self._ts_at(self.offset + lead)
         end_ts_ns = self._ts_at(self.offset + header_len - 1)
         message_offset = self.offset
         self._consume(header_len)
-        body = _Body(ts_ns=ts_ns, offset=message_offset, start=start, headers=headers, header_bytes=header_len, mode="none", end_ts_ns=end_ts_ns)
+        body = _Body(ts_ns=ts_ns, offset=message_offset, start=start, raw_headers=raw_text, framing=_framing_headers(raw_text), header_bytes=header_len, mode="none", end_ts_ns=end_ts_ns)
         self._frame_body(body)
         self._body = body
         self._finish_body_if_done(body.end_ts_ns)
@@ -275,29 +276,10 @@ class Http1Parser:
             return None
         return (match.group(1).decode("ascii"), int(match.group(2)), (match.group(3) or b"").decode("latin-1"))
 
-    @staticmethod
-    def _parse_headers(lines: list[bytes]) -> tuple[tuple[str, str], ...]:
-        headers: list[tuple[str, str]] = []
-        for raw in lines:
-            line = raw.rstrip(b"\r")
-            if line[:1] in (b" ", b"\t") and headers:
-                # obs-fold (RFC 9112 5.2): a continuation of the previous value.
-                name, value = headers[-1]
-                headers[-1] = (name, value + " " + line.strip().decode("latin-1"))
-                continue
-            name, sep, value = line.partition(b":")
-            if not sep:
-                continue
-            headers.append((name.strip().decode("latin-1"), value.strip().decode("latin-1")))
-        return tuple(headers)
-
     # -- body framing (RFC 9112 section 6.3) -------------------------------------
 
     def _frame_body(self, body: _Body) -> None:
-        headers = {}
-        for name, value in body.headers:
-            lower = name.lower()
-            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+        headers = body.framing
         body.content_encoding = headers.get("content-encoding", "").strip().lower()
         transfer_encoding = headers.get("transfer-encoding", "").lower()
         content_length = headers.get("content-length")
@@ -456,7 +438,7 @@ class Http1Parser:
             ts_ns=body.ts_ns,
             end_ts_ns=max(body.end_ts_ns, body.ts_ns),
             offset=body.offset,
-            headers=body.headers,
+            raw_headers=body.raw_headers,
             header_bytes=body.header_bytes,
             body_wire_bytes=body.wire_bytes,
             chunk_framing_bytes=body.framing_bytes,
@@ -470,7 +452,7 @@ class Http1Parser:
         if self.role == Role.REQUEST:
             method, target, version = body.start
             self._events.append(HttpRequest(method=method, target=target, version=version, **common))
-            if self._may_switch_protocol(method, body.headers):
+            if method == "CONNECT" or "upgrade" in body.framing:
                 self.paused = True
         else:
             version, status, reason = body.start
@@ -479,8 +461,14 @@ class Http1Parser:
                 # The connection decides what the bytes after this belong to.
                 self.paused = True
 
-    @staticmethod
-    def _may_switch_protocol(method: str, headers) -> bool:
-        if method == "CONNECT":
-            return True
-        return any(name.lower() == "upgrade" for name, _ in headers)
+
+_FRAMING_HEADER = re.compile(r"^(content-length|transfer-encoding|content-encoding|upgrade)[ \t]*:[ \t]*(.*?)[ \t\r]*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _framing_headers(raw: str) -> dict[str, str]:
+    """Only the headers that decide framing; repeated ones joined with ", "."""
+    found: dict[str, str] = {}
+    for name, value in _FRAMING_HEADER.findall(raw):
+        name = name.lower()
+        found[name] = f"{found[name]}, {value}" if name in found else value
+    return found

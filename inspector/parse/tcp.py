@@ -102,11 +102,35 @@ class TcpStreamReassembler:
             start = 0
         if self.closed or start >= end:
             return SegmentFate(start, 0, end - start if end > start else 0, before)
+        if start == self.next_offset and not self._pending_starts and len(payload) == end - start:
+            # Fast path: the next bytes, fully captured, nothing buffered.
+            self._events.append(StreamData(self.direction, start, payload, ts_ns))
+            self.next_offset = end
+            return SegmentFate(start, end - start, 0, before)
         new = self._insert(start, end, payload, ts_ns)
         self._deliver_in_order()
         if self._pending_bytes > self.max_buffered:
             self._force_gap(ts_ns)
         return SegmentFate(start, new, (end - start) - new, before)
+
+    def acknowledged(self, offset: int, ts_ns: int) -> None:
+        """The peer acknowledged everything before `offset`.
+
+        Bytes it acknowledged that we never saw will not be retransmitted:
+        report them as a gap now instead of buffering until the end.
+        """
+        if offset <= self.next_offset or self.closed:
+            return
+        if self.fin_offset is not None and offset > self.fin_offset:
+            offset = self.fin_offset  # the FIN's own sequence number is no data
+        while self.next_offset < offset:
+            first = self._pending_starts[0] if self._pending_starts else offset
+            if first > self.next_offset:
+                length = min(first, offset) - self.next_offset
+                self.gap_bytes += length
+                self._events.append(StreamGap(self.direction, self.next_offset, length, ts_ns))
+                self.next_offset += length
+            self._deliver_in_order()
 
     def receive_fin(self, seq: int, payload_wire_len: int) -> None:
         if self._base_seq is None:

@@ -71,6 +71,16 @@ class CloseCode(enum.IntEnum):
     TLS_HANDSHAKE = 1015
 
 
+# Plain ints for the hot path: comparing against IntEnum members costs an
+# attribute lookup each time.
+_CONTINUATION = int(Opcode.CONTINUATION)
+_TEXT = int(Opcode.TEXT)
+_BINARY = int(Opcode.BINARY)
+_CLOSE = int(Opcode.CLOSE)
+_KNOWN_CONTROL_OPCODES = frozenset({int(Opcode.CLOSE), int(Opcode.PING), int(Opcode.PONG)})
+
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
 # RFC 6455 section 1.3: the GUID the server appends to Sec-WebSocket-Key.
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -277,8 +287,8 @@ class _Message:
         self.inflater: zlib._Decompress | None = None
         self.inflated = 0
         self.inflate_problem = ""  # "", "limit", "error", "gap", "lost context"
-        text = frame.opcode == Opcode.TEXT
-        self.utf8 = codecs.getincrementaldecoder("utf-8")() if text else None
+        text = frame.opcode == _TEXT
+        self.utf8 = _Utf8Decoder() if text else None
         self.utf8_checked = 0
         # True while valid so far; False once invalid; None when unknown.
         self.text_valid: bool | None = True if text else None
@@ -289,9 +299,11 @@ class WebSocketParser:
     """Parses ONE direction of a WebSocket connection (the bytes one side sent).
 
     deflate: the negotiated permessage-deflate parameters, if any.
-    extensions_negotiated: the handshake accepted an extension other than
-        permessage-deflate, which may give meaning to RSV bits; RSV bits it
-        could own are then not reported.
+    extensions_negotiated: the 101 response accepted some extension
+        (Sec-WebSocket-Extensions not empty).  Without `deflate` that is an
+        extension this parser does not know, which may use any RSV bit, so
+        RSV bits are then not reported.  With `deflate`, permessage-deflate
+        is taken to be the only extension.
     max_message_bytes: cap on decompressed size of one message and on the
         bytes of one text message that are UTF-8 checked.
     preview_bytes: how much payload events carry.
@@ -397,8 +409,9 @@ class WebSocketParser:
                 self._finish_frame(ts_ns)
 
     def receive_eof(self, ts_ns: int) -> None:
-        """End of this direction: FIN, RST or end of capture."""
-        self._check_open("receive_eof")
+        """End of this direction: FIN, RST or end of capture.  Repeating it is harmless."""
+        if self._ended:
+            return
         self._ended = True
         frame = self._frame
         if frame is not None:
@@ -476,34 +489,42 @@ class WebSocketParser:
 
     def _check_header(self, frame: _Frame, extended: int, ts_ns: int) -> None:
         """Conformance findings a frame header alone can show."""
-        at = f"frame at offset {frame.offset}"
+        # Runs for every frame: cheap tests first, text only for findings.
         if self._close_sent:
             self._finding(ts_ns, "ws-data-after-close",
-                          f"{at} (opcode {frame.opcode:#x}) sent after this side's Close")
+                          f"frame at offset {frame.offset} (opcode {frame.opcode:#x}) "
+                          "sent after this side's Close")
         if frame.masked != self._expect_masked:
             if self._expect_masked:
-                self._finding(ts_ns, "ws-unmasked-client-frame", f"{at} from the client is not masked")
+                self._finding(ts_ns, "ws-unmasked-client-frame",
+                              f"frame at offset {frame.offset} from the client is not masked")
             else:
-                self._finding(ts_ns, "ws-masked-server-frame", f"{at} from the server is masked")
-        self._check_rsv(frame, at, ts_ns)
-        if 0x3 <= frame.opcode <= 0x7 or frame.opcode >= 0xB:
-            self._finding(ts_ns, "ws-reserved-opcode", f"{at} uses reserved opcode {frame.opcode:#x}")
+                self._finding(ts_ns, "ws-masked-server-frame",
+                              f"frame at offset {frame.offset} from the server is masked")
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            self._check_rsv(frame, ts_ns)
+        opcode = frame.opcode
+        if 0x3 <= opcode <= 0x7 or opcode >= 0xB:
+            self._finding(ts_ns, "ws-reserved-opcode",
+                          f"frame at offset {frame.offset} uses reserved opcode {opcode:#x}")
         # RFC 6455 5.2: "the minimal number of bytes MUST be used to encode the length".
         if (extended == 2 and frame.length < 126) or (extended == 8 and frame.length < 65536):
             self._finding(ts_ns, "ws-non-minimal-length",
-                          f"{at} encodes length {frame.length} in {extended * 8} bits")
-        if frame.opcode in (Opcode.CLOSE, Opcode.PING, Opcode.PONG):
+                          f"frame at offset {frame.offset} encodes length {frame.length} "
+                          f"in {extended * 8} bits")
+        if opcode in _KNOWN_CONTROL_OPCODES:
             # RFC 6455 5.5: control frames are at most 125 bytes and never fragmented.
             if frame.length > _MAX_CONTROL_PAYLOAD:
                 self._finding(ts_ns, "ws-control-frame-too-long",
-                              f"{at}: control frame payload of {frame.length} bytes (max 125)")
+                              f"control frame at offset {frame.offset} has a "
+                              f"{frame.length}-byte payload (max 125)")
             if not frame.fin:
-                self._finding(ts_ns, "ws-control-frame-fragmented", f"{at}: control frame without FIN")
+                self._finding(ts_ns, "ws-control-frame-fragmented",
+                              f"control frame at offset {frame.offset} without FIN")
 
-    def _check_rsv(self, frame: _Frame, at: str, ts_ns: int) -> None:
-        # An unknown negotiated extension may define any RSV bit that
-        # permessage-deflate does not own.
-        unknown_extension = self._extensions_negotiated
+    def _check_rsv(self, frame: _Frame, ts_ns: int) -> None:
+        # An extension we do not know may give meaning to any RSV bit.
+        unknown_extension = self._extensions_negotiated and self._deflate is None
         problems = []
         if frame.rsv1:
             if self._deflate is None:
@@ -512,22 +533,23 @@ class WebSocketParser:
             elif frame.opcode >= 0x8:
                 # RFC 7692 6.1: never on control frames or non-first fragments.
                 problems.append("RSV1 set on a control frame")
-            elif frame.opcode == Opcode.CONTINUATION:
+            elif frame.opcode == _CONTINUATION:
                 problems.append("RSV1 set on a continuation frame")
         if (frame.rsv2 or frame.rsv3) and not unknown_extension:
             problems.append("RSV2/RSV3 set without a negotiated extension")
         if problems:
-            self._finding(ts_ns, "ws-rsv-without-extension", f"{at}: {'; '.join(problems)}")
+            self._finding(ts_ns, "ws-rsv-without-extension",
+                          f"frame at offset {frame.offset}: {'; '.join(problems)}")
 
     def _track_message(self, frame: _Frame, ts_ns: int) -> None:
         """Attach a data frame to the open message, or open one."""
         opcode = frame.opcode
-        if opcode == Opcode.CONTINUATION:
+        if opcode == _CONTINUATION:
             if self._message is None:
                 self._finding(ts_ns, "ws-unexpected-continuation",
                               f"continuation frame at offset {frame.offset} with no message open")
                 return
-        elif opcode == Opcode.TEXT or opcode == Opcode.BINARY:
+        elif opcode == _TEXT or opcode == _BINARY:
             if self._message is not None:
                 self._finding(ts_ns, "ws-expected-continuation",
                               f"new message at offset {frame.offset} while the message started at "
@@ -602,7 +624,7 @@ class WebSocketParser:
         payload = bytes(frame.kept[:self._preview_bytes])
         close_code: int | None = None
         close_reason = ""
-        if frame.opcode == Opcode.CLOSE:
+        if frame.opcode == _CLOSE:
             close_code, close_reason = self._read_close(frame, ts_ns)
         self._events.append(WsFrame(
             direction=self._direction,
@@ -623,7 +645,7 @@ class WebSocketParser:
             close_code=close_code,
             close_reason=close_reason,
         ))
-        if frame.opcode == Opcode.CLOSE:
+        if frame.opcode == _CLOSE:
             self._close_sent = True
         if frame.in_message:
             message = self._message
@@ -740,6 +762,13 @@ class WebSocketParser:
                 if len(out) < max_length and (not data or not out):
                     return
         except zlib.error as exc:
+            # zlib drops the output of the call that failed, so how much was
+            # decompressed before the error depends on how the bytes were
+            # chunked.  Keep nothing of it: the events must not depend on that.
+            message.preview = bytearray()
+            message.preview_open = False
+            message.utf8 = None
+            message.text_valid = None
             self._stop_inflating(message, f"error: {exc}")
 
     def _stop_inflating(self, message: _Message, problem: str) -> None:
@@ -777,9 +806,7 @@ class WebSocketParser:
                     message.text_valid = False
                     message.utf8_error = exc.reason
             else:
-                message.text_valid = None
-        elif message.compressed and message.inflate_problem and message.text_valid:
-            message.text_valid = None
+                message.text_valid = None  # unknown: content missing or not decompressed
         if message.frames == 0:
             return  # no frame of it was ever complete: nothing to report
         self._message_findings(message, ts_ns)

@@ -1,0 +1,234 @@
+"""HTTP/1.1 parser: framing, sizes from offsets, pipelining, gaps, robustness."""
+
+from __future__ import annotations
+
+import gzip
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inspector.errors import ParseError
+from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
+from inspector.parse.http1 import Http1Parser, Role
+from tests.factories import chunked_body, chunks, http_request, http_response
+
+
+def parse(data: bytes, role: str = Role.REQUEST, *, pieces=None, methods=(), eof=True, gap_after=None):
+    direction = Direction.CLIENT if role == Role.REQUEST else Direction.SERVER
+    parser = Http1Parser(direction, role)
+    for method in methods:
+        parser.expect_response_to(method)
+    events = []
+    for i, piece in enumerate(pieces if pieces is not None else [data]):
+        parser.receive_data(piece, i)
+        events += _drain(parser)
+    if eof:
+        parser.receive_eof(10_000)
+        events += _drain(parser)
+    return parser, events
+
+
+def _drain(parser):
+    out = []
+    while (event := parser.next_event()) is not NEED_DATA:
+        out.append(event)
+    return out
+
+
+def messages(events):
+    return [e for e in events if isinstance(e, (HttpRequest, HttpResponse))]
+
+
+def strip_ts(events):
+    """Events compared without timing, which depends on segmentation."""
+    out = []
+    for e in events:
+        if isinstance(e, (HttpRequest, HttpResponse)):
+            out.append((type(e).__name__, e.offset, e.header_bytes, e.body_wire_bytes, e.chunk_framing_bytes, e.body_bytes, e.complete, e.raw_headers, getattr(e, "method", None), getattr(e, "status", None)))
+        elif isinstance(e, Finding):
+            out.append(("finding", e.rule))
+    return out
+
+
+def every_split(data: bytes, role=Role.REQUEST, methods=()):
+    """Whole, byte by byte and in random chunks: the same events each way."""
+    _, whole = parse(data, role, methods=methods)
+    _, bytewise = parse(data, role, pieces=chunks(data, 1), methods=methods)
+    rng = random.Random(len(data))
+    cuts = sorted(rng.sample(range(1, len(data)), min(5, len(data) - 1))) if len(data) > 1 else []
+    bounds = [0, *cuts, len(data)]
+    _, random_chunks = parse(data, role, pieces=[data[a:b] for a, b in zip(bounds, bounds[1:])], methods=methods)
+    assert strip_ts(whole) == strip_ts(bytewise) == strip_ts(random_chunks)
+    return whole
+
+
+def test_get_request_sizes_from_offsets():
+    raw = http_request("GET", "/a?b=c", headers={"Host": "x", "Accept": "*/*"})
+    (request,) = messages(every_split(raw))
+    assert (request.method, request.target, request.version) == ("GET", "/a?b=c", "HTTP/1.1")
+    assert request.header_bytes == len(raw)
+    assert request.body_wire_bytes == 0 and request.complete
+    assert request.header("host") == "x"
+
+
+def test_content_length_body():
+    body = b'{"hello": "world"}'
+    raw = http_request("POST", "/echo", headers={"Host": "x"}, body=body)
+    (request,) = messages(every_split(raw))
+    assert request.body_bytes == request.body_wire_bytes == len(body)
+    assert request.header_bytes == len(raw) - len(body)
+    assert request.body_preview == body
+
+
+def test_chunked_with_extensions_and_trailers_counts_framing():
+    data_chunks = [b"hello", b" ", b"world" * 50]
+    body = chunked_body(data_chunks, extension=";name=value", trailers={"X-Checksum": "abc"})
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    (response,) = messages(every_split(head + body, Role.RESPONSE, methods=["GET"]))
+    payload = sum(len(c) for c in data_chunks)
+    assert response.body_bytes == payload
+    assert response.body_wire_bytes == len(body)
+    assert response.chunk_framing_bytes == len(body) - payload
+    assert response.header_bytes == len(head)
+
+
+def test_read_until_close_body():
+    raw = http_response(200, body=b"x" * 1000, content_length=False, version="HTTP/1.0")
+    parser, events = parse(raw, Role.RESPONSE, methods=["GET"])
+    (response,) = messages(events)
+    assert response.body_bytes == 1000 and response.complete
+    assert parser.unparsed_bytes == 0
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses(status):
+    raw = http_response(status, "X", headers={"Content-Length": "99"}) + http_response(200, body=b"ok")
+    events = every_split(raw, Role.RESPONSE, methods=["GET", "GET"])
+    assert [(m.status, m.body_bytes) for m in messages(events)] == [(status, 0), (200, 2)]
+
+
+def test_head_response_has_no_body_despite_length():
+    raw = http_response(200, headers={"Content-Length": "5000"}) + http_response(404, "Not Found", body=b"nope")
+    events = every_split(raw, Role.RESPONSE, methods=["HEAD", "GET"])
+    assert [(m.status, m.body_bytes) for m in messages(events)] == [(200, 0), (404, 4)]
+
+
+def test_interim_100_continue_then_final_response():
+    raw = b"HTTP/1.1 100 Continue\r\n\r\n" + http_response(201, "Created", body=b"done")
+    events = every_split(raw, Role.RESPONSE, methods=["POST"])
+    assert [(m.status, m.body_bytes) for m in messages(events)] == [(100, 0), (201, 4)]
+
+
+def test_pipelined_requests_in_one_chunk():
+    raw = http_request("GET", "/one") + http_request("POST", "/two", body=b"12345") + http_request("GET", "/three")
+    events = every_split(raw)
+    assert [(m.method, m.target, m.body_bytes) for m in messages(events)] == [("GET", "/one", 0), ("POST", "/two", 5), ("GET", "/three", 0)]
+    offsets = [m.offset for m in messages(events)]
+    sizes = [m.wire_bytes for m in messages(events)]
+    assert offsets == [0, sizes[0], sizes[0] + sizes[1]]
+    assert sum(sizes) == len(raw)
+
+
+def test_trailing_partial_message_is_incomplete_and_unparsed():
+    raw = http_request("GET", "/") + b"GET /half HTTP/1.1\r\nHost"
+    parser, events = parse(raw)
+    assert len(messages(events)) == 1
+    assert any(isinstance(e, Finding) and e.rule == "http-incomplete-message" for e in events)
+    assert parser.unparsed_bytes == len(b"GET /half HTTP/1.1\r\nHost")
+
+
+def test_both_transfer_encoding_and_content_length_is_a_finding():
+    raw = b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked_body([b"abcdef"]) + http_request("GET", "/next")
+    events = every_split(raw)
+    assert [m.method for m in messages(events)] == ["POST", "GET"]
+    assert messages(events)[0].body_bytes == 6
+    assert any(isinstance(e, Finding) and e.rule == "http-te-and-cl" for e in events)
+
+
+def test_gzip_body_decompressed_size():
+    plain = b"abc" * 10_000
+    packed = gzip.compress(plain)
+    raw = http_response(200, headers={"Content-Encoding": "gzip"}, body=packed)
+    (response,) = messages(every_split(raw, Role.RESPONSE, methods=["GET"]))
+    assert response.content_encoding == "gzip"
+    assert response.body_bytes == len(packed)
+    assert response.decompressed_bytes == len(plain)
+
+
+def test_gap_inside_body_keeps_framing():
+    body = b"0123456789" * 10
+    raw = http_request("POST", "/", body=body) + http_request("GET", "/after")
+    split = raw.index(body) + 10
+    parser = Http1Parser(Direction.CLIENT, Role.REQUEST)
+    parser.receive_data(raw[:split], 1)
+    parser.receive_gap(30, 2)
+    parser.receive_data(raw[split + 30 :], 3)
+    parser.receive_eof(4)
+    got = messages(_drain(parser))
+    assert [m.method for m in got] == ["POST", "GET"]
+    assert got[0].missing_bytes == 30 and not got[0].complete and got[0].body_bytes == 100
+
+
+def test_gap_in_headers_resyncs_at_next_request():
+    first = http_request("GET", "/first", headers={"Host": "x"})
+    second = http_request("GET", "/second")
+    parser = Http1Parser(Direction.CLIENT, Role.REQUEST)
+    parser.receive_data(first[:10], 1)
+    parser.receive_gap(5, 2)
+    parser.receive_data(first[15:] + second, 3)
+    parser.receive_eof(4)
+    events = _drain(parser)
+    assert [m.target for m in messages(events)] == ["/second"]
+    assert any(isinstance(e, Finding) and e.rule == "http-lost-sync" for e in events)
+    assert parser.unparsed_bytes == len(first) - 5
+
+
+def test_garbage_is_skipped_until_a_request_line():
+    raw = b"\x16\x03\x01garbage\r\n\r\n" + http_request("GET", "/ok")
+    parser, events = parse(raw)
+    assert [m.target for m in messages(events)] == ["/ok"]
+    assert any(isinstance(e, Finding) and e.rule == "http-framing-error" for e in events)
+
+
+def test_upgrade_request_pauses_until_told():
+    raw = http_request("GET", "/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade"}) + b"\x81\x85after"
+    parser, events = parse(raw, eof=False)
+    assert len(messages(events)) == 1 and parser.paused
+    offset, trailing = parser.take_trailing_data()
+    assert trailing == b"\x81\x85after" and offset == len(raw) - len(trailing)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from([Role.REQUEST, Role.RESPONSE]))
+def test_arbitrary_bytes_parse_or_raise_parse_error(data, role):
+    try:
+        parser, events = parse(data, role, pieces=chunks(data, 7))
+    except ParseError:
+        return
+    consumed = sum(m.wire_bytes for m in messages(events)) + parser.unparsed_bytes
+    assert consumed == len(data)
+
+
+@st.composite
+def http_conversation(draw):
+    items = []
+    for _ in range(draw(st.integers(1, 4))):
+        body = draw(st.binary(max_size=60))
+        if draw(st.booleans()):
+            items.append(http_request("POST", "/p", body=body))
+        else:
+            items.append(http_request("PUT", "/c", chunked=[body[:10], body[10:]]))
+    return b"".join(items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(http_conversation(), st.lists(st.integers(1, 500), max_size=8))
+def test_any_segmentation_gives_the_same_events(data, cuts):
+    bounds = sorted({0, len(data), *[c for c in cuts if c < len(data)]})
+    pieces = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    _, whole = parse(data)
+    _, split = parse(data, pieces=pieces)
+    assert strip_ts(whole) == strip_ts(split)
+    assert sum(m.wire_bytes for m in messages(whole)) == len(data)
