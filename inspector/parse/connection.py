@@ -39,9 +39,10 @@ TCP_ACK = 0x10
 
 # Undecided streams are held back until this much evidence has been seen.
 DETECTION_WINDOW = 64 * 1024
-_HTTP_REQUEST_AT_START = re.compile(rb"\A(?:\r?\n)*[A-Z]{3,12} [^\s]+ HTTP/1\.[01]\r?\n")
-_HTTP_REQUEST_ANYWHERE = re.compile(rb"(?:\A|\n)[A-Z]{3,12} [^\s]+ HTTP/1\.[01]\r?\n")
-_HTTP_RESPONSE_ANYWHERE = re.compile(rb"(?:\A|\n)HTTP/1\.[01] \d{3}")
+# The first bytes of a request (its line may be cut short by snaplen or a gap).
+_HTTP_REQUEST_AT_START = re.compile(rb"\A(?:\r?\n)*[A-Z]{3,12} \S")
+_HTTP_REQUEST_ANYWHERE = re.compile(rb"[A-Z]{3,12} [^\s]+ HTTP/1\.[01]\r?\n")
+_HTTP_RESPONSE_ANYWHERE = re.compile(rb"HTTP/1\.[01] \d{3} ")
 _WS_OPCODES = (0, 1, 2, 8, 9, 10)
 
 

@@ -31,8 +31,13 @@ DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +(\S+)(?: +(HTTP/\d\.\d))?\Z")
 _STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) +(\d{3})(?: (.*))?\Z")
 # Where parsing resumes after lost framing: the start of a plausible message.
-_REQUEST_START = re.compile(rb"(?:^|\n)([A-Z]{3,12} [^\s]+ HTTP/1\.[01]\r?\n)")
-_RESPONSE_START = re.compile(rb"(?:^|\n)(HTTP/1\.[01] \d{3}[^\r\n]*\r?\n)")
+# Anywhere, not only at a line start: what precedes it is garbage anyway
+# (a keep-alive probe byte, the tail of a message cut by a gap).
+_REQUEST_START = re.compile(rb"([A-Z]{3,12} [^\s]+ HTTP/1\.[01]\r?\n)")
+_RESPONSE_START = re.compile(rb"(HTTP/1\.[01] \d{3}[^\r\n]*\r?\n)")
+# A start line cut short by a capture gap: enough to name the message.
+_CUT_REQUEST_LINE = re.compile(rb"([A-Z]{3,12}) +(\S+)(?: +(HTTP/\d\.\d|H[HTP/0-9.]*))?")
+_CUT_STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) +(\d{3})(?: (.*))?")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
 
@@ -123,15 +128,40 @@ class Http1Parser:
             self._finish_body_if_done(ts_ns)
             self._parse(ts_ns)
             return
-        # Framing is lost: what is buffered and the gap itself are unparsed.
+        # Framing is lost: what is buffered and the gap itself are unparsed,
+        # except a message head cut by the gap, which is kept as incomplete.
         if body is not None:
             body.complete = False
             self._emit_body(body, ts_ns)
+        elif self._buf and not self.switched and not self._lost_sync:
+            self._emit_cut_head(ts_ns)
         if self._buf and not self.switched:
             self._events.append(Finding(ts_ns, self.direction, "http-lost-sync", f"gap of {length} bytes at offset {self.offset + len(self._buf)} broke HTTP framing"))
         self._skip(len(self._buf))
         self.offset += length
         self._lost_sync = not self.switched
+
+    def _emit_cut_head(self, ts_ns: int) -> None:
+        """A start line (maybe partial) and headers cut short by a gap."""
+        buf = bytes(self._buf)
+        lead = len(buf) - len(buf.lstrip(b"\r\n"))
+        first_line = buf[lead:].split(b"\n", 1)[0].rstrip(b"\r")
+        pattern = _CUT_REQUEST_LINE if self.role == Role.REQUEST else _CUT_STATUS_LINE
+        match = pattern.match(first_line)
+        if match is None:
+            return
+        if self.role == Role.REQUEST:
+            start = (match.group(1).decode("ascii"), match.group(2).decode("latin-1"), (match.group(3) or b"").decode("ascii"))
+        else:
+            start = (match.group(1).decode("ascii"), int(match.group(2)), (match.group(3) or b"").decode("latin-1"))
+        raw = buf[lead:].partition(b"\n")[2].decode("latin-1")
+        ts = self._ts_at(self.offset)
+        body = _Body(ts_ns=ts, offset=self.offset, start=start, raw_headers=raw, framing={}, header_bytes=len(buf), mode="none", end_ts_ns=ts_ns, complete=False)
+        self._consume(len(buf))
+        if self.role == Role.RESPONSE and self._request_methods:
+            self._request_methods.popleft()
+        self._emit_body(body, ts_ns)
+        self.paused = False  # framing is unknown: never wait for an upgrade here
 
     def _gap_fits_body(self, body: _Body, length: int) -> bool:
         if body.mode == "length":

@@ -54,7 +54,7 @@ class TcpStreamReassembler:
         self._pending_bytes = 0
         self._events: deque = deque()
         self.syn_seen = False
-        self.fin_offset: int | None = None
+        self._fin_seq: int | None = None
         self.reset = False
         self.closed = False
         self.gap_bytes = 0
@@ -89,7 +89,10 @@ class TcpStreamReassembler:
             self.receive_syn(seq)
             seq = (seq + 1) % SEQ_MOD
         if self._base_seq is None:
-            # Mid-stream: the first segment seen defines offset 0.
+            if payload_wire_len == 0:
+                # Mid-stream: only a segment with data may define offset 0; an
+                # ACK or FIN may precede data sent (and captured) earlier.
+                return SegmentFate(0, 0, 0, 0)
             self._base_seq = seq
         start = self.offset_of(seq)
         if payload_wire_len == 0:
@@ -133,9 +136,16 @@ class TcpStreamReassembler:
             self._deliver_in_order()
 
     def receive_fin(self, seq: int, payload_wire_len: int) -> None:
+        self._fin_seq = (seq + payload_wire_len) % SEQ_MOD
+
+    @property
+    def fin_offset(self) -> int | None:
+        """Stream offset where the FIN sits, once both it and offset 0 are known."""
+        if self._fin_seq is None:
+            return None
         if self._base_seq is None:
-            self._base_seq = seq
-        self.fin_offset = self.offset_of(seq) + payload_wire_len
+            return 0
+        return self.offset_of(self._fin_seq)
 
     def receive_rst(self) -> None:
         self.reset = True

@@ -308,7 +308,22 @@ class WebSocketParser:
         bytes of one text message that are UTF-8 checked.
     preview_bytes: how much payload events carry.
 
-    Work happens in receive_*; next_event() hands out queued events.
+    Work happens in receive_*; next_event() hands out queued events in
+    stream order: a frame's header findings, the WsFrame, then for a final
+    frame the message's findings and the WsMessage.
+
+    Choices the event fields leave open:
+    - WsMessage.end_ts_ns is the timestamp of the chunk that completed its
+      last frame.
+    - A message that decompresses past max_message_bytes gets payload_bytes
+      None (not the cap: the real size is unknown) and a
+      "ws-decompression-limit" finding.  A corrupt DEFLATE stream gives
+      payload_bytes None, an empty payload and "ws-decompression-failed".
+    - With context takeover, once any message could not be fully
+      decompressed (gap, limit, corrupt, unfinished), every later compressed
+      message of this direction has payload_bytes None.
+    - Previews stop at the first missing byte; payload_truncated is set
+      whenever the preview is shorter than the payload.
     """
 
     def __init__(

@@ -171,7 +171,7 @@ def test_gap_inside_body_keeps_framing():
     assert got[0].missing_bytes == 30 and not got[0].complete and got[0].body_bytes == 100
 
 
-def test_gap_in_headers_resyncs_at_next_request():
+def test_gap_in_headers_keeps_cut_head_and_resyncs():
     first = http_request("GET", "/first", headers={"Host": "x"})
     second = http_request("GET", "/second")
     parser = Http1Parser(Direction.CLIENT, Role.REQUEST)
@@ -180,9 +180,10 @@ def test_gap_in_headers_resyncs_at_next_request():
     parser.receive_data(first[15:] + second, 3)
     parser.receive_eof(4)
     events = _drain(parser)
-    assert [m.target for m in messages(events)] == ["/second"]
-    assert any(isinstance(e, Finding) and e.rule == "http-lost-sync" for e in events)
-    assert parser.unparsed_bytes == len(first) - 5
+    # The head cut by the gap is kept, incomplete; parsing resumes at /second.
+    assert [(m.target, m.complete) for m in messages(events)] == [("/first", False), ("/second", True)]
+    assert messages(events)[0].header_bytes == 10
+    assert parser.unparsed_bytes == len(first) - 5 - 10
 
 
 def test_garbage_is_skipped_until_a_request_line():
