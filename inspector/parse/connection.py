@@ -94,7 +94,8 @@ class TcpConnection:
         self._pump(side)
         if flags & TCP_ACK:
             peer = self.streams[1 - side]
-            if peer.started and not peer.closed:
+            # Only a peer waiting on a hole can learn something from an ACK.
+            if peer.has_pending and not peer.closed:
                 peer.acknowledged(peer.offset_of(ack), ts_ns)
                 self._pump(1 - side)
         return fate

@@ -38,7 +38,6 @@ _RESPONSE_START = re.compile(rb"(HTTP/1\.[01] \d{3}[^\r\n]*\r?\n)")
 # A start line cut short by a capture gap: enough to name the message.
 _CUT_REQUEST_LINE = re.compile(rb"([A-Z]{3,12}) +(\S+)(?: +(HTTP/\d\.\d|H[HTP/0-9.]*))?")
 _CUT_STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) +(\d{3})(?: (.*))?")
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
 
 
@@ -260,17 +259,15 @@ class Http1Parser:
         # RFC 9112 2.2: ignore empty lines before a start line; they count as
         # header bytes of the message that follows.
         lead = 0
-        while lead < len(buf) and buf[lead] in (0x0D, 0x0A):
-            lead += 1
-        match = _HEADER_END.search(buf, lead)
-        if match is None:
+        if buf[0] in (0x0D, 0x0A):
+            while lead < len(buf) and buf[lead] in (0x0D, 0x0A):
+                lead += 1
+        block_end, header_len = _find_header_end(buf, lead)
+        if block_end < 0:
             if len(buf) > MAX_HEADER_BYTES:
                 self._framing_error(f"no end of headers within {MAX_HEADER_BYTES} bytes at offset {self.offset}")
             return False
-        if lead == match.start():
-            return False
-        header_block = bytes(buf[lead : match.start()])
-        header_len = match.end()
+        header_block = bytes(buf[lead:block_end])
         start_line, _, raw_headers = header_block.partition(b"\n")
         start_line = start_line.rstrip(b"\r")
         start = self._parse_start_line(start_line)
@@ -493,6 +490,23 @@ class Http1Parser:
 
 
 _FRAMING_HEADER = re.compile(r"^(content-length|transfer-encoding|content-encoding|upgrade)[ \t]*:[ \t]*(.*?)[ \t\r]*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _find_header_end(buf: bytearray, start: int) -> tuple[int, int]:
+    """(end of the header block, end of the blank line) or (-1, -1).
+
+    Lines may end in CRLF or, tolerated as by most servers, a bare LF.
+    """
+    crlf = buf.find(b"\n\r\n", start)
+    bare = buf.find(b"\n\n", start)
+    if crlf < 0 and bare < 0:
+        return -1, -1
+    if bare < 0 or 0 <= crlf < bare:
+        newline, blank_end = crlf, crlf + 3
+    else:
+        newline, blank_end = bare, bare + 2
+    block_end = newline - 1 if newline > start and buf[newline - 1] == 0x0D else newline
+    return block_end, blank_end
 
 
 def _framing_headers(raw: str) -> dict[str, str]:

@@ -163,6 +163,11 @@ class TcpStreamReassembler:
         return self._events.popleft() if self._events else NEED_DATA
 
     @property
+    def has_pending(self) -> bool:
+        """Out-of-order bytes are waiting for a hole to be filled."""
+        return bool(self._pending_starts)
+
+    @property
     def fin_complete(self) -> bool:
         """True once every byte before the FIN has been delivered."""
         return self.fin_offset is not None and self.next_offset >= self.fin_offset and not self._pending_starts
