@@ -1,0 +1,87 @@
+"""Per-message attribution of link/IP/TCP bytes, on a capture built packet by packet."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from inspector.analysis.pipeline import analyze_captures
+from tests.factories import http_request, http_response, pcap_file
+
+CLIENT, SERVER = ("10.0.0.1", 40000), ("10.0.0.2", 8080)
+C_ISN, S_ISN = 1000, 5000
+
+
+def frame(sender, seq, ack, flags, payload=b""):
+    src, dst = (CLIENT, SERVER) if sender == "c" else (SERVER, CLIENT)
+    return bytes(Ether() / IP(src=src[0], dst=dst[0]) / TCP(sport=src[1], dport=dst[1], seq=seq, ack=ack, flags=flags) / payload)
+
+
+@pytest.fixture(scope="module")
+def conversation(tmp_path_factory):
+    req1 = http_request("GET", "/one")
+    req2, req3 = http_request("GET", "/two"), http_request("POST", "/three", body=b"x" * 40)
+    resp1 = http_response(200, body=b"a" * 100)
+    resp2, resp3 = http_response(200, body=b"b" * 10), http_response(201, "Created", body=b"c" * 300)
+    c, s = C_ISN + 1, S_ISN + 1
+    frames = [
+        frame("c", C_ISN, 0, "S"),
+        frame("s", S_ISN, c, "SA"),
+        frame("c", c, s, "A"),
+        frame("c", c, s, "PA", req1),
+        frame("s", s, c + len(req1), "A"),
+        frame("s", s, c + len(req1), "PA", resp1),
+        frame("c", c + len(req1), s + len(resp1), "PA", req2 + req3),
+        frame("s", s + len(resp1), c + len(req1 + req2 + req3), "PA", resp2 + resp3),
+        frame("c", c + len(req1 + req2 + req3), s + len(resp1 + resp2 + resp3), "A"),
+        frame("c", c + len(req1 + req2 + req3), s + len(resp1 + resp2 + resp3), "FA"),
+        frame("s", s + len(resp1 + resp2 + resp3), c + len(req1 + req2 + req3) + 1, "FA"),
+        frame("c", c + len(req1 + req2 + req3) + 1, s + len(resp1 + resp2 + resp3) + 1, "A"),
+    ]
+    path = tmp_path_factory.mktemp("overhead") / "conversation.pcap"
+    path.write_bytes(pcap_file([(1_700_000_000_000_000_000 + i * 1_000_000, f) for i, f in enumerate(frames)]))
+    sizes = [len(f) for f in frames]
+    messages = {"req": [req1, req2, req3], "resp": [resp1, resp2, resp3]}
+    return analyze_captures([path]), sizes, messages
+
+
+def costs(analysis):
+    return analysis["message_costs"].set_index(["item", "item_index"])["wire_bytes"]
+
+
+def test_setup_and_teardown_are_the_control_packets(conversation):
+    analysis, sizes, _ = conversation
+    wire = costs(analysis)
+    assert wire[("setup", -1)] == sum(sizes[0:3])
+    assert wire[("teardown", -1)] == sum(sizes[9:12])
+
+
+def test_single_exchange_owns_its_packets_and_the_ack(conversation):
+    analysis, sizes, _ = conversation
+    assert costs(analysis)[("exchange", 0)] == sum(sizes[3:6])
+
+
+def test_shared_packets_split_in_proportion(conversation):
+    analysis, sizes, messages = conversation
+    req2, req3 = (len(m) for m in messages["req"][1:])
+    resp2, resp3 = (len(m) for m in messages["resp"][1:])
+    headers7, headers8 = sizes[6] - req2 - req3, sizes[7] - resp2 - resp3
+    expected2 = req2 + headers7 * req2 / (req2 + req3) + resp2 + headers8 * resp2 / (resp2 + resp3)
+    expected3 = req3 + headers7 * req3 / (req2 + req3) + resp3 + headers8 * resp3 / (resp2 + resp3) + sizes[8]
+    wire = costs(analysis)
+    assert wire[("exchange", 1)] == pytest.approx(expected2)
+    assert wire[("exchange", 2)] == pytest.approx(expected3)
+
+
+def test_rows_add_up_and_app_bytes_match_messages(conversation):
+    analysis, sizes, messages = conversation
+    table = analysis["message_costs"]
+    assert table["wire_bytes"].sum() == pytest.approx(sum(sizes))
+    exchanges = table[table["item"] == "exchange"].sort_values("item_index")
+    app = exchanges["app_header_bytes"] + exchanges["app_payload_bytes"]
+    assert app.tolist() == [len(q) + len(r) for q, r in zip(messages["req"], messages["resp"])]
+    assert exchanges["app_payload_bytes"].tolist() == [100, 10, 40 + 300]
+    connection = analysis["connections"].iloc[0]
+    assert connection["tcp_control_bytes"] == sum(sizes[i] for i in (0, 1, 2, 4, 8, 9, 10, 11))
+    assert connection["link_header_bytes"] == 14 * 4 and connection["ip_header_bytes"] == 20 * 4 and connection["tcp_header_bytes"] == 20 * 4
