@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap, pcapng or gzip-compressed capture")
     analyze.add_argument("--export", metavar="DIR", help="write one file per table into DIR")
     analyze.add_argument("--format", choices=("csv", "parquet", "json"), default="csv", help="export format (default csv)")
+    analyze.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes per capture (default: one per core, up to 4, for captures over 32 MiB)")
     analyze.add_argument("--max-ws-message", type=int, default=64 * 1024 * 1024, metavar="BYTES", help="cap on a decompressed WebSocket message (default 64 MiB)")
     return parser
 
@@ -46,7 +47,7 @@ def _analyze(args) -> int:
     from inspector.parse.connection import ParserOptions
     from inspector.report import format_summary
 
-    analysis = analyze_captures(args.captures, ParserOptions(max_ws_message_bytes=args.max_ws_message))
+    analysis = analyze_captures(args.captures, ParserOptions(max_ws_message_bytes=args.max_ws_message), jobs=args.jobs)
     for warning in analysis.warnings:
         print(f"inspector: warning: {warning}", file=sys.stderr)
     print(format_summary(analysis))

@@ -4,14 +4,23 @@ Packets stream from the reader through the decoder into per-connection
 parsers; a connection is turned into table rows as soon as it is over (both
 directions finished and quiet for a while, or at the end of the capture), so
 memory follows the number of open connections, not the file size.
+
+Big files are split among worker processes by connection: every worker reads
+the whole (memory-mapped) file but only parses the connections of its shard,
+chosen by a function of the port pair that both directions and any reuse of
+the 4-tuple share.  Connection ids are then renumbered in order of each
+connection's first packet, so results do not depend on the number of workers.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 
+import numpy as np
 import pandas as pd
 
 from inspector.analysis.accounting import ConnectionAccount
@@ -26,6 +35,9 @@ from inspector.parse.connection import ParserOptions, TcpConnection
 # A finished connection is kept this long (capture time) for late ACKs.
 LINGER_NS = 30 * 1_000_000_000
 SWEEP_EVERY_PACKETS = 8192
+# Below this size a second process costs more than it saves.
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+CONNECTION_TABLES = ("connections", "http_messages", "ws_frames", "ws_messages", "findings", "message_costs")
 
 
 @dataclass
@@ -39,74 +51,155 @@ class Analysis:
         return self.tables[name]
 
 
-class _RowSink:
-    def __init__(self) -> None:
-        self.rows: dict[str, list[dict]] = {name: [] for name in TABLE_NAMES}
+@dataclass
+class _ShardResult:
+    """What one worker found in one file: tables with local connection ids."""
 
-    def add(self, rows: dict[str, list[dict]]) -> None:
-        for name, table_rows in rows.items():
-            self.rows[name].extend(table_rows)
+    tables: dict[str, pd.DataFrame]
+    first_packet: list[int]  # local conn_id -> index of its first packet in the file
+    info: CaptureInfo
+    packets: int = 0
+    tcp_packets: int = 0
+    wire_bytes: int = 0
+    non_tcp: Counter = field(default_factory=Counter)
+    bogus_lengths: int = 0
 
 
-def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | None = None) -> Analysis:
-    """Analyse capture files into the tables of `inspector.analysis.tables`."""
+def default_jobs(path: str) -> int:
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4)) if size >= PARALLEL_MIN_BYTES else 1
+
+
+def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | None = None, jobs: int | None = None) -> Analysis:
+    """Analyse capture files into the tables of `inspector.analysis.tables`.
+
+    jobs: worker processes per file (default: one per core for big files).
+    """
     options = options or ParserOptions()
-    sink = _RowSink()
     warnings: list[str] = []
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLE_NAMES}
     next_conn_id = 0
-    for path in paths:
-        next_conn_id = _analyze_one(str(path), options, sink, warnings, next_conn_id)
-    tables = {name: make_table(name, sink.rows[name]) for name in TABLE_NAMES if name != "overhead"}
+    for path in map(str, paths):
+        shards = _analyze_file(path, options, jobs if jobs is not None else default_jobs(path))
+        tables, capture_row, file_warnings = _merge_shards(path, shards, next_conn_id)
+        next_conn_id += len(tables["connections"])
+        for name, table in tables.items():
+            parts[name].append(table)
+        parts["captures"].append(make_table("captures", [capture_row]))
+        warnings.extend(file_warnings)
+    tables = {name: _concat(name, parts[name]) for name in TABLE_NAMES if name != "overhead"}
     tables["overhead"] = overhead_table(tables["connections"], tables["message_costs"])
     return Analysis(tables=tables, warnings=warnings)
 
 
-def _analyze_one(path: str, options: ParserOptions, sink: _RowSink, warnings: list[str], next_conn_id: int) -> int:
+def _concat(name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return make_table(name)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+
+
+def _analyze_file(path: str, options: ParserOptions, jobs: int) -> list[_ShardResult]:
+    if jobs <= 1:
+        return [_analyze_shard(path, options, 0, 1)]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
+        futures = [pool.submit(_analyze_shard, path, options, shard, jobs) for shard in range(jobs)]
+        return [future.result() for future in futures]
+
+
+def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:
+    # Global connection ids follow the order of each connection's first packet.
+    firsts = [(index, shard_no, local) for shard_no, shard in enumerate(shards) for local, index in enumerate(shard.first_packet)]
+    firsts.sort()
+    mapping = [np.zeros(len(shard.first_packet), dtype=np.int64) for shard in shards]
+    for global_id, (_, shard_no, local) in enumerate(firsts):
+        mapping[shard_no][local] = first_conn_id + global_id
+    tables = {}
+    for name in CONNECTION_TABLES:
+        pieces = []
+        for shard, ids in zip(shards, mapping):
+            table = shard.tables[name]
+            if len(table):
+                table = table.copy()
+                table["conn_id"] = ids[table["conn_id"].to_numpy(dtype=np.int64)]
+                pieces.append(table)
+        merged = _concat(name, pieces)
+        order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "ts") if c in merged.columns and name != "message_costs"]
+        tables[name] = merged.sort_values(order if name != "message_costs" else ["conn_id"], kind="stable").reset_index(drop=True)
+    lead = shards[0]  # shard 0 counted every packet of the file
+    info = lead.info
+    non_tcp = lead.non_tcp
+    warnings = list(info.warnings)
+    bogus = sum(shard.bogus_lengths for shard in shards)
+    if bogus:
+        warnings.append(f"{path}: {bogus} packets claim more bytes on the wire than their complete IP packet holds (bogus orig_len); the extra bytes are counted as unparsed")
+    if lead.packets == 0 and not info.truncated:
+        warnings.append(f"{path}: capture holds no packets")
+    capture_row = {
+        "capture": path,
+        "format": info.format,
+        "link_types": ",".join(str(t) for t in sorted(info.link_types)),
+        "packets": lead.packets,
+        "tcp_packets": sum(shard.tcp_packets for shard in shards),
+        "non_tcp_packets": sum(non_tcp.values()),
+        "non_tcp_detail": ", ".join(f"{reason} {count}" for reason, count in sorted(non_tcp.items())),
+        "wire_bytes": lead.wire_bytes,
+        "connections": len(firsts),
+        "truncated": info.truncated,
+        "warnings": "; ".join(warnings),
+    }
+    return tables, capture_row, warnings
+
+
+def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int) -> _ShardResult:
+    """Parse the connections of one shard of a file (all of it when shards == 1)."""
     info = CaptureInfo(path=path)
+    result = _ShardResult(tables={}, first_packet=[], info=info)
+    rows: dict[str, list[dict]] = {name: [] for name in CONNECTION_TABLES}
     open_connections: dict[tuple, ConnectionAccount] = {}
-    non_tcp: Counter[str] = Counter()
-    packets = tcp_packets = wire_bytes = connections = 0
+    counts_everything = shard == 0
     checked_link_types: set[int] = set()
     last_ts = 0
-    bogus_lengths = 0
-    for ts_ns, link_type, wire_len, data in read_packets(path, info):
-        packets += 1
-        wire_bytes += wire_len
+    index = -1
+    for index, (ts_ns, link_type, wire_len, data) in enumerate(read_packets(path, info)):
+        if counts_everything:
+            result.packets += 1
+            result.wire_bytes += wire_len
         if link_type not in checked_link_types:
             check_link_type(link_type, path)
             checked_link_types.add(link_type)
         packet = decode_packet(ts_ns, link_type, wire_len, data)
         if type(packet) is str:
-            non_tcp[packet] += 1
+            if counts_everything:
+                result.non_tcp[packet] += 1
             continue
-        tcp_packets += 1
+        if shards > 1 and (packet.src_port + packet.dst_port) % shards != shard:
+            continue
+        result.tcp_packets += 1
         if packet.excess_bytes > 0:
-            bogus_lengths += 1
+            result.bogus_lengths += 1
         last_ts = ts_ns if ts_ns > last_ts else last_ts
         src = (packet.src_ip, packet.src_port)
         dst = (packet.dst_ip, packet.dst_port)
         key = (src, dst) if src <= dst else (dst, src)
         account = open_connections.get(key)
         if account is not None and _starts_new_connection(account, packet, src):
-            _finish(account, sink, last_ts)
+            _finish(account, rows)
             account = None
         if account is None:
-            account = ConnectionAccount(next_conn_id, path, TcpConnection(next_conn_id, options), (src, dst))
+            account = ConnectionAccount(len(result.first_packet), path, TcpConnection(len(result.first_packet), options), (src, dst))
+            result.first_packet.append(index)
             open_connections[key] = account
-            next_conn_id += 1
-            connections += 1
         account.add_packet(packet, 0 if src == account.endpoints[0] else 1)
-        if tcp_packets % SWEEP_EVERY_PACKETS == 0:
-            _sweep(open_connections, sink, last_ts)
+        if result.tcp_packets % SWEEP_EVERY_PACKETS == 0:
+            _sweep(open_connections, rows, last_ts)
     for account in open_connections.values():
-        _finish(account, sink, last_ts)
-    warnings.extend(info.warnings)
-    if bogus_lengths:
-        warnings.append(f"{path}: {bogus_lengths} packets claim more bytes on the wire than their complete IP packet holds (bogus orig_len); the extra bytes are counted as unparsed")
-    sink.add({"captures": [_capture_row(info, packets, tcp_packets, non_tcp, wire_bytes, connections)]})
-    if packets == 0 and not info.truncated:
-        warnings.append(f"{path}: capture holds no packets")
-    return next_conn_id
+        _finish(account, rows)
+    result.tables = {name: make_table(name, rows[name]) for name in CONNECTION_TABLES}
+    return result
 
 
 def _starts_new_connection(account: ConnectionAccount, packet, src) -> bool:
@@ -123,31 +216,16 @@ def _starts_new_connection(account: ConnectionAccount, packet, src) -> bool:
     return stream.syn_seen and stream.next_offset > 0 and stream.offset_of(packet.seq) != -1
 
 
-def _sweep(open_connections: dict, sink: _RowSink, now_ns: int) -> None:
+def _sweep(open_connections: dict, rows: dict[str, list[dict]], now_ns: int) -> None:
     done = [key for key, acc in open_connections.items() if acc.connection.finished and now_ns - acc.end_ns > LINGER_NS]
     for key in done:
-        _finish(open_connections.pop(key), sink, now_ns)
+        _finish(open_connections.pop(key), rows)
 
 
-def _finish(account: ConnectionAccount, sink: _RowSink, now_ns: int) -> None:
+def _finish(account: ConnectionAccount, rows: dict[str, list[dict]]) -> None:
     account.connection.close(max(account.end_ns, 0))
-    sink.add(connection_rows(account))
-
-
-def _capture_row(info: CaptureInfo, packets: int, tcp_packets: int, non_tcp: Counter, wire_bytes: int, connections: int) -> dict:
-    return {
-        "capture": info.path,
-        "format": info.format,
-        "link_types": ",".join(str(t) for t in sorted(info.link_types)),
-        "packets": packets,
-        "tcp_packets": tcp_packets,
-        "non_tcp_packets": sum(non_tcp.values()),
-        "non_tcp_detail": ", ".join(f"{reason} {count}" for reason, count in sorted(non_tcp.items())),
-        "wire_bytes": wire_bytes,
-        "connections": connections,
-        "truncated": info.truncated,
-        "warnings": "; ".join(info.warnings),
-    }
+    for name, table_rows in connection_rows(account).items():
+        rows[name].extend(table_rows)
 
 
 __all__ = ["Analysis", "analyze_captures", "CaptureError"]

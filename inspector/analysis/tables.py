@@ -185,5 +185,7 @@ TABLE_NAMES = tuple(SCHEMAS)
 def make_table(name: str, rows: list[dict] | None = None) -> pd.DataFrame:
     """A DataFrame with the named table's columns and dtypes, from row dicts."""
     schema = SCHEMAS[name]
-    frame = pd.DataFrame.from_records(rows or [], columns=list(schema))
+    rows = rows or []
+    # Column lists first: much faster than pandas' own conversion of dicts.
+    frame = pd.DataFrame({column: [row[column] for row in rows] for column in schema})
     return frame.astype(schema)
