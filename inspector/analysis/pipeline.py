@@ -158,7 +158,7 @@ def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int) -
     """Parse the connections of one shard of a file (all of it when shards == 1)."""
     info = CaptureInfo(path=path)
     result = _ShardResult(tables={}, first_packet=[], info=info)
-    rows: dict[str, list[dict]] = {name: [] for name in CONNECTION_TABLES}
+    rows = _RowBuffer()
     open_connections: dict[tuple, ConnectionAccount] = {}
     counts_everything = shard == 0
     checked_link_types: set[int] = set()
@@ -198,8 +198,36 @@ def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int) -
             _sweep(open_connections, rows, last_ts)
     for account in open_connections.values():
         _finish(account, rows)
-    result.tables = {name: make_table(name, rows[name]) for name in CONNECTION_TABLES}
+    result.tables = rows.tables()
     return result
+
+
+class _RowBuffer:
+    """Row dicts of finished connections, turned into DataFrames in batches.
+
+    Dicts cost far more memory than DataFrame columns, so they never pile up.
+    """
+
+    BATCH_ROWS = 20_000
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict]] = {name: [] for name in CONNECTION_TABLES}
+        self.frames: dict[str, list[pd.DataFrame]] = {name: [] for name in CONNECTION_TABLES}
+
+    def add(self, new_rows: dict[str, list[dict]]) -> None:
+        for name, table_rows in new_rows.items():
+            pending = self.rows[name]
+            pending.extend(table_rows)
+            if len(pending) >= self.BATCH_ROWS:
+                self.frames[name].append(make_table(name, pending))
+                self.rows[name] = []
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        out = {}
+        for name in CONNECTION_TABLES:
+            frames = self.frames[name] + [make_table(name, self.rows[name])]
+            out[name] = _concat(name, frames)
+        return out
 
 
 def _starts_new_connection(account: ConnectionAccount, packet, src) -> bool:
@@ -216,16 +244,15 @@ def _starts_new_connection(account: ConnectionAccount, packet, src) -> bool:
     return stream.syn_seen and stream.next_offset > 0 and stream.offset_of(packet.seq) != -1
 
 
-def _sweep(open_connections: dict, rows: dict[str, list[dict]], now_ns: int) -> None:
+def _sweep(open_connections: dict, rows: _RowBuffer, now_ns: int) -> None:
     done = [key for key, acc in open_connections.items() if acc.connection.finished and now_ns - acc.end_ns > LINGER_NS]
     for key in done:
         _finish(open_connections.pop(key), rows)
 
 
-def _finish(account: ConnectionAccount, rows: dict[str, list[dict]]) -> None:
+def _finish(account: ConnectionAccount, rows: _RowBuffer) -> None:
     account.connection.close(max(account.end_ns, 0))
-    for name, table_rows in connection_rows(account).items():
-        rows[name].extend(table_rows)
+    rows.add(connection_rows(account))
 
 
 __all__ = ["Analysis", "analyze_captures", "CaptureError"]

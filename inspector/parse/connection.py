@@ -55,7 +55,8 @@ class Kind:
 @dataclass(frozen=True)
 class ParserOptions:
     max_ws_message_bytes: int = 64 * 1024 * 1024
-    preview_bytes: int = 4096
+    # Payload kept per frame and message for display; the rest is only counted.
+    preview_bytes: int = 1024
 
 
 class TcpConnection:
