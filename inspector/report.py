@@ -19,11 +19,14 @@ def format_summary(analysis) -> str:
     for row in captures.itertuples():
         non_tcp = f", non-TCP {row.non_tcp_packets} ({row.non_tcp_detail})" if row.non_tcp_packets else ""
         lines.append(f"{row.capture}: {row.format}, {row.packets:,} packets, {_size(row.wire_bytes)}, {row.connections} TCP connections{non_tcp}")
-    requests = int(http["method"].notna().sum())
-    responses = int(http["status"].notna().sum())
-    exchanges = int(http.groupby(["conn_id", "exchange_id"]).ngroups) if len(http) else 0
+    # WebSocket upgrades are HTTP too, but they are connection setup, not REST.
+    rest = http[http["conn_id"].isin(connections.loc[connections["kind"] == "rest", "conn_id"])]
+    requests = int(rest["method"].notna().sum())
+    responses = int(rest["status"].notna().sum())
+    exchanges = int(rest.groupby(["conn_id", "exchange_id"]).ngroups) if len(rest) else 0
+    upgrades = int((connections["kind"] == "websocket").sum())
     lines.append("")
-    lines.append(f"connections {len(connections)}  REST exchanges {exchanges} ({requests} requests, {responses} responses)  WebSocket messages {len(ws_messages)}  findings {len(findings)}")
+    lines.append(f"connections {len(connections)}  REST exchanges {exchanges} ({requests} requests, {responses} responses)  WebSocket connections {upgrades}, messages {len(ws_messages)}  findings {len(findings)}")
     lines.append("")
     header = f"{'kind':<10} {'conns':>6} {'messages':>9} {'wire bytes':>14} {'payload':>14} {'per message':>12} {'efficiency':>10}"
     lines.append(header)

@@ -43,3 +43,49 @@ def corpus_params():
     if not files:
         return [pytest.param(None, marks=pytest.mark.skip(reason=CORPUS_MISSING), id="no-corpus")]
     return [pytest.param(p, id=p.name) for p in files]
+
+
+# --- real loopback traffic, recorded once per session ---------------------------
+
+
+class LiveTraffic:
+    """Records each tests/traffic.py scenario on first use and caches the
+    recording and its analysis for the rest of the session."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._recordings: dict = {}
+        self._analyses: dict[str, Analysis] = {}
+
+    def recording(self, name: str):
+        from tests import traffic
+
+        if name not in self._recordings:
+            self._recordings[name] = traffic.SCENARIOS[name](self._tmp.mktemp(f"live-{name}"))
+        return self._recordings[name]
+
+    def analysis(self, name: str) -> Analysis:
+        if name not in self._analyses:
+            self._analyses[name] = analyze_captures([self.recording(name).path])
+        return self._analyses[name]
+
+
+def live_traffic_unavailable() -> str | None:
+    """Why real traffic cannot be recorded here, or None if it can."""
+    import os
+    import shutil
+
+    if shutil.which("tcpdump") is None:
+        return "tcpdump not installed (the README's test command installs it)"
+    if os.geteuid() != 0:
+        return "recording loopback traffic with tcpdump needs root"
+    return None
+
+
+@pytest.fixture(scope="session")
+def live_traffic(tmp_path_factory: pytest.TempPathFactory) -> LiveTraffic:
+    """Every scenario of tests/traffic.py, recorded at most once per session."""
+    reason = live_traffic_unavailable()
+    if reason:
+        pytest.skip(reason)
+    return LiveTraffic(tmp_path_factory)

@@ -28,7 +28,7 @@ from inspector.analysis.rows import connection_rows
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
 from inspector.capture.files import CaptureInfo, read_packets
-from inspector.decode import TCP_ACK, TCP_SYN, check_link_type, decode_packet
+from inspector.decode import SUPPORTED_LINK_TYPES, TCP_ACK, TCP_SYN, decode_packet
 from inspector.errors import CaptureError
 from inspector.parse.connection import ParserOptions, TcpConnection
 
@@ -161,16 +161,12 @@ def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int) -
     rows = _RowBuffer()
     open_connections: dict[tuple, ConnectionAccount] = {}
     counts_everything = shard == 0
-    checked_link_types: set[int] = set()
     last_ts = 0
     index = -1
     for index, (ts_ns, link_type, wire_len, data) in enumerate(read_packets(path, info)):
         if counts_everything:
             result.packets += 1
             result.wire_bytes += wire_len
-        if link_type not in checked_link_types:
-            check_link_type(link_type, path)
-            checked_link_types.add(link_type)
         packet = decode_packet(ts_ns, link_type, wire_len, data)
         if type(packet) is str:
             if counts_everything:
@@ -196,6 +192,7 @@ def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int) -
         account.add_packet(packet, 0 if src == account.endpoints[0] else 1)
         if result.tcp_packets % SWEEP_EVERY_PACKETS == 0:
             _sweep(open_connections, rows, last_ts)
+    _check_link_types(info, path)
     for account in open_connections.values():
         _finish(account, rows)
     result.tables = rows.tables()
@@ -228,6 +225,17 @@ class _RowBuffer:
             frames = self.frames[name] + [make_table(name, self.rows[name])]
             out[name] = _concat(name, frames)
         return out
+
+
+def _check_link_types(info: CaptureInfo, path: str) -> None:
+    """A capture none of whose interfaces we can decode is bad input.
+
+    Packets of an unsupported interface next to supported ones are counted
+    as non-TCP ("unsupported-link-type") instead.
+    """
+    if info.link_types and not any(t in SUPPORTED_LINK_TYPES for t in info.link_types):
+        names = ", ".join(str(t) for t in sorted(info.link_types))
+        raise CaptureError(f"{path}: unsupported link type {names} (supported: Ethernet, Linux cooked SLL/SLL2, BSD NULL/LOOP, raw IP)")
 
 
 def _starts_new_connection(account: ConnectionAccount, packet, src) -> bool:

@@ -201,7 +201,7 @@ class _ConnectionRows:
             "header_bytes": frame.header_bytes,
             "missing_bytes": frame.missing_bytes,
             "close_code": frame.close_code,
-            "close_reason": frame.close_reason,
+            "close_reason": frame.close_reason if frame.opcode == 8 else None,
             "offset": frame.offset,
             "payload_text": payload_text(frame.payload),
             "payload_hex": frame.payload[:256].hex(" "),
@@ -251,6 +251,8 @@ class _ConnectionRows:
         for index, item in enumerate(self.items):
             extra_unparsed = unparsed if index == ITEM_UNATTRIBUTED else 0
             wire = item["header"] + item["payload"] + extra_unparsed + transport[index] + acks[index]
+            if wire == 0 and index in (ITEM_WS_CONTROL, ITEM_UNATTRIBUTED):
+                continue  # rows that carry nothing would only pad the table
             self.rows["message_costs"].append(
                 {
                     "conn_id": self.conn_id,
@@ -267,8 +269,9 @@ class _ConnectionRows:
                     "efficiency": item["payload"] / wire if wire else 0.0,
                 }
             )
-        self.setup_bytes = self.rows["message_costs"][ITEM_SETUP]["wire_bytes"]
-        self.teardown_bytes = self.rows["message_costs"][ITEM_TEARDOWN]["wire_bytes"]
+        costs = self.rows["message_costs"]
+        self.setup_bytes = next(r["wire_bytes"] for r in costs if r["item"] == "setup")
+        self.teardown_bytes = next(r["wire_bytes"] for r in costs if r["item"] == "teardown")
 
     def _kind(self) -> str:
         if self.conn.kind == Kind.WEBSOCKET:
@@ -314,6 +317,7 @@ class _ConnectionRows:
                 "http_responses": sum(1 for m in http if m["status"] is not None),
                 "ws_messages": len(self.rows["ws_messages"]),
                 "ws_accept_valid": None if handshake is None else handshake.accept_valid,
+                "ws_version": "" if handshake is None else handshake.version,
                 "ws_subprotocol": "" if handshake is None else handshake.subprotocol,
                 "ws_extensions": "" if handshake is None else handshake.extensions,
                 "ws_deflate": bool(handshake is not None and handshake.deflate is not None),

@@ -17,6 +17,7 @@ import gzip
 import mmap
 import os
 import shutil
+import stat
 import struct
 import tempfile
 import zlib
@@ -97,12 +98,27 @@ class _open_mapped:
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot open: {exc.strerror}") from None
         self._files.append(raw)
+        if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            # A pipe or device: no mmap, no seek; spool it first.
+            raw = self._spool(raw, raw.read())
         source = raw
         if raw.read(2) == GZIP_MAGIC:
             raw.seek(0)
             source = self._inflate_to_tempfile(raw)
-        self._map = self._map_file(source)
+        try:
+            self._map = self._map_file(source)
+        except (OSError, ValueError):
+            # Files that cannot be mapped (some /proc files): read them instead.
+            source.seek(0)
+            self._map = self._map_file(self._spool(source, source.read()))
         return self._map
+
+    def _spool(self, raw, data: bytes):
+        spool = tempfile.TemporaryFile()
+        self._files.append(spool)
+        spool.write(data)
+        spool.seek(0)
+        return spool
 
     def _inflate_to_tempfile(self, raw):
         spool = tempfile.TemporaryFile()
@@ -122,6 +138,7 @@ class _open_mapped:
         fileobj.seek(0, os.SEEK_END)
         if fileobj.tell() == 0:
             return b""
+        fileobj.seek(0)
         return mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ)
 
     def __exit__(self, *exc) -> None:

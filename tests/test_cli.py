@@ -1,0 +1,399 @@
+"""`inspector analyze` from the command line.
+
+Run as a real subprocess (exit codes, stderr, no tracebacks) and in-process
+through `inspector.cli.main(argv)` where captured output is enough.  Numbers
+are checked against the bundled captures' ground truth (the `Recording.expected`
+blocks of captures/README.md, written by the scenarios that made them), against
+the pcap records themselves, or against tshark.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+import pytest
+
+from inspector.analysis.pipeline import analyze_captures
+from inspector.analysis.tables import SCHEMAS, TABLE_NAMES
+from inspector.cli import main
+from tests import tshark_oracle as oracle
+from tests.conftest import BUNDLED, REPO
+
+EXIT_BAD_INPUT = 2
+FORMATS = ("csv", "parquet", "json")
+
+
+def bundled_truth() -> dict[str, dict[str, Any]]:
+    """File name -> the ground-truth JSON block of captures/README.md."""
+    text = (BUNDLED / "README.md").read_text(encoding="utf-8")
+    truth = {}
+    for section in re.split(r"^## ", text, flags=re.M)[1:]:
+        name = section.split("\n", 1)[0].strip()
+        block = re.search(r"```json\n(.*?)\n```", section, flags=re.S)
+        if block:
+            truth[name] = json.loads(block.group(1))
+    return truth
+
+
+TRUTH = bundled_truth()
+BUNDLED_NAMES = sorted(TRUTH)
+
+
+def test_bundled_truth_covers_every_bundled_capture() -> None:
+    assert BUNDLED_NAMES == sorted(p.name for p in BUNDLED.glob("*.pcap"))
+
+
+class Run(NamedTuple):
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | Path) -> Run:
+    """`python -m inspector.cli ARGS` in a fresh interpreter."""
+    proc = subprocess.run([sys.executable, "-m", "inspector.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_main(capsys: pytest.CaptureFixture, *args: str | Path) -> Run:
+    """`inspector.cli.main([...ARGS])` in this process."""
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return Run(code, out.out, out.err)
+
+
+# --- the summary -------------------------------------------------------------------
+
+SUMMARY_TOTALS = re.compile(r"^connections (\d+)\s+REST exchanges (\d+) \((\d+) requests, (\d+) responses\)\s+WebSocket connections (\d+), messages (\d+)\s+findings (\d+)$", re.M)
+KIND_ROW = re.compile(r"^(rest|websocket|other)\s+(\d+)\s+(\d+)\s+([\d,]+)\s", re.M)
+
+
+def _kinds(truth: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """kind -> (connections, application messages) from the ground truth."""
+    ws = len(truth["ws_connections"])
+    rest = truth["tcp_connections"] - ws
+    kinds = {}
+    if rest:
+        kinds["rest"] = (rest, len(truth["requests"]))
+    if ws:
+        kinds["websocket"] = (ws, sum(truth["ws_messages"].values()))
+    return kinds
+
+
+@pytest.mark.parametrize("name", BUNDLED_NAMES)
+def test_summary_of_bundled_capture(name: str) -> None:
+    truth = TRUTH[name]
+    path = BUNDLED / name
+    result = run_cli("analyze", path)
+    assert result.code == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert re.match(rf"^{re.escape(str(path))}: pcap, {truth['captured_packets']} packets, .*, {truth['tcp_connections']} TCP connections$", lines[0]), lines[0]
+
+    totals = SUMMARY_TOTALS.search(result.stdout)
+    assert totals, result.stdout
+    connections, exchanges, requests, responses, ws_connections, ws_messages, findings = map(int, totals.groups())
+    assert connections == truth["tcp_connections"]
+    # The WebSocket upgrade GETs are setup of WebSocket connections, not REST.
+    assert (requests, responses) == (len(truth["requests"]), len(truth["requests"]))
+    assert ws_connections == len(truth["ws_connections"])
+    assert ws_messages == sum(truth["ws_messages"].values())
+    # A REST exchange is an API call; a WebSocket upgrade is connection setup
+    # (as in message_costs and the per-kind table), not a REST exchange.
+    assert exchanges == len(truth["requests"]), "WebSocket upgrades counted as REST exchanges"
+    assert findings == 0  # conformant aiohttp / websockets traffic
+    assert "findings by rule" not in result.stdout
+
+    rows = {m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4).replace(",", ""))) for m in KIND_ROW.finditer(result.stdout)}
+    kinds = _kinds(truth)
+    assert {k: v[:2] for k, v in rows.items()} == kinds
+    if oracle.tshark_available() and len(kinds) == 1:
+        (wire,) = [v[2] for v in rows.values()]
+        assert wire == oracle.total_frame_bytes(path)
+
+
+def test_summary_in_process_matches_subprocess(capsys: pytest.CaptureFixture) -> None:
+    path = BUNDLED / "rest-keepalive.pcap"
+    assert run_main(capsys, "analyze", path) == run_cli("analyze", path)
+
+
+@pytest.mark.skipif(shutil.which("inspector") is None, reason="`inspector` script not installed (pip install -e .)")
+def test_console_script() -> None:
+    path = BUNDLED / "websocket-chat.pcap"
+    proc = subprocess.run(["inspector", "analyze", str(path)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert (proc.returncode, proc.stdout, proc.stderr) == tuple(run_cli("analyze", path))
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    return header, rows
+
+
+def _truth_counts(names: list[str]) -> dict[str, int]:
+    """Rows the ground truth fixes for some tables."""
+    truths = [TRUTH[n] for n in names]
+    return {
+        "captures": len(names),
+        "connections": sum(t["tcp_connections"] for t in truths),
+        "http_messages": sum(2 * t["http_requests"] for t in truths),
+        "ws_frames": sum(len(c["frames"][s]) for t in truths for c in t["ws_connections"] for s in ("client", "server")),
+        "ws_messages": sum(sum(t["ws_messages"].values()) for t in truths),
+        "findings": 0,
+    }
+
+
+@pytest.fixture(scope="module")
+def bundled_analysis():
+    return analyze_captures([BUNDLED / n for n in BUNDLED_NAMES])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_export_one_file_per_table_with_schema_columns(fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture, bundled_analysis) -> None:
+    out = tmp_path / "tables"
+    result = run_main(capsys, "analyze", *(BUNDLED / n for n in BUNDLED_NAMES), "--export", out, "--format", fmt)
+    assert result.code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.{fmt}" for name in TABLE_NAMES)
+    truth = _truth_counts(BUNDLED_NAMES)
+    for name, schema in SCHEMAS.items():
+        path = out / f"{name}.{fmt}"
+        columns = list(schema)
+        want_rows = len(bundled_analysis[name])
+        if name in truth:
+            assert want_rows == truth[name], name
+        if fmt == "csv":
+            header, rows = _csv_rows(path)
+            assert header == columns, name
+            assert len(rows) == want_rows, name
+            for column, dtype in schema.items():
+                values = {row[columns.index(column)] for row in rows}
+                if dtype == "bool":
+                    assert values <= {"true", "false"}, (name, column, values)
+                elif dtype == "boolean":  # nullable: empty when unknown
+                    assert values <= {"true", "false", ""}, (name, column, values)
+        elif fmt == "parquet":
+            table = pd.read_parquet(path)
+            assert list(table.columns) == columns, name
+            assert len(table) == want_rows, name
+            for column, dtype in schema.items():
+                if dtype in ("int64", "float64", "bool", "Int64", "boolean"):
+                    assert str(table[column].dtype) == dtype, (name, column)
+        else:
+            records = json.loads(path.read_text(encoding="utf-8"))
+            assert isinstance(records, list), name
+            assert len(records) == want_rows, name
+            for record in records:
+                assert list(record) == columns, name
+            for column, dtype in schema.items():
+                if dtype == "bool":
+                    assert all(type(r[column]) is bool for r in records), (name, column)
+
+
+def test_csv_booleans_are_true_false(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """websocket-chat.pcap: client frames are masked, server frames are not."""
+    truth = TRUTH["websocket-chat.pcap"]
+    result = run_main(capsys, "analyze", BUNDLED / "websocket-chat.pcap", "--export", tmp_path, "--format", "csv")
+    assert result.code == 0
+    header, rows = _csv_rows(tmp_path / "ws_frames.csv")
+    masked = [(r[header.index("direction")], r[header.index("masked")]) for r in rows]
+    (conn,) = truth["ws_connections"]
+    assert sorted(masked) == sorted([("client", "true")] * len(conn["frames"]["client"]) + [("server", "false")] * len(conn["frames"]["server"]))
+    header, rows = _csv_rows(tmp_path / "connections.csv")
+    assert [r[header.index("ws_deflate")] for r in rows] == ["false"]
+    assert [r[header.index("handshake_seen")] for r in rows] == ["true"]
+    # The client library checked Sec-WebSocket-Accept; a yes/no column, even
+    # if its dtype is object so that it can be empty for non-WebSocket rows.
+    assert [r[header.index("ws_accept_valid")] for r in rows] == ["true"]
+
+
+def test_export_subprocess(tmp_path: Path) -> None:
+    result = run_cli("analyze", BUNDLED / "websocket-deflate.pcap", "--export", tmp_path, "--format", "json")
+    assert result.code == 0, result.stderr
+    connections = json.loads((tmp_path / "connections.json").read_text(encoding="utf-8"))
+    truth = TRUTH["websocket-deflate.pcap"]
+    assert sorted(c["client_port"] for c in connections) == truth["client_ports"]
+    assert all(c["ws_deflate"] is True for c in connections)
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def _pcap_header(link_type: int) -> bytes:
+    return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, link_type)
+
+
+def _bad_inputs(tmp: Path) -> dict[str, Path]:
+    text = tmp / "notes.txt"
+    text.write_text("GET / HTTP/1.1\r\nthis is not a capture\r\n")
+    empty = tmp / "empty.pcap"
+    empty.write_bytes(b"")
+    header_only = tmp / "linktype147.pcap"
+    header_only.write_bytes(_pcap_header(147))
+    with_packet = tmp / "linktype147-one-packet.pcap"
+    with_packet.write_bytes(_pcap_header(147) + struct.pack("<IIII", 1, 0, 4, 4) + b"abcd")
+    short_header = tmp / "short-header.pcap"
+    short_header.write_bytes(_pcap_header(1)[:10])
+    folder = tmp / "a-folder"
+    folder.mkdir()
+    return {
+        "missing": tmp / "does-not-exist.pcap",
+        "text": text,
+        "empty": empty,
+        "linktype147-header-only": header_only,
+        "linktype147-with-packet": with_packet,
+        "short-header": short_header,
+        "directory": folder,
+    }
+
+
+BAD_INPUTS = ["missing", "text", "empty", "linktype147-header-only", "linktype147-with-packet", "short-header", "directory"]
+
+
+def _assert_bad_input(result: Run, path: Path) -> None:
+    assert result.code == EXIT_BAD_INPUT, (result.code, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert str(path) in lines[0]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_subprocess(case: str, tmp_path: Path) -> None:
+    path = _bad_inputs(tmp_path)[case]
+    _assert_bad_input(run_cli("analyze", path), path)
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_in_process(case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = _bad_inputs(tmp_path)[case]
+    _assert_bad_input(run_main(capsys, "analyze", path), path)
+
+
+def test_bad_input_among_good_ones(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.pcap"
+    _assert_bad_input(run_cli("analyze", BUNDLED / "rest-keepalive.pcap", missing), missing)
+
+
+def test_capture_read_from_a_pipe() -> None:
+    """`inspector analyze <(zcat capture.pcap.gz)` hands us a pipe, which
+    cannot be memory-mapped or seeked: analyse it, or refuse it in one line
+    (exit 2), but never a traceback."""
+    data = (BUNDLED / "rest-keepalive.pcap").read_bytes()
+    read_end, write_end = os.pipe()
+    name = f"/dev/fd/{read_end}"
+    proc = subprocess.Popen([sys.executable, "-m", "inspector.cli", "analyze", name], pass_fds=(read_end,),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    os.close(read_end)
+
+    def feed() -> None:
+        with os.fdopen(write_end, "wb") as pipe:
+            try:
+                pipe.write(data)
+            except BrokenPipeError:
+                pass  # the reader gave up; its verdict is checked below
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    stdout, stderr = proc.communicate(timeout=300)
+    writer.join(timeout=10)
+    assert "Traceback" not in stderr, stderr
+    if proc.returncode == 0:
+        assert f"{name}: pcap, {TRUTH['rest-keepalive.pcap']['captured_packets']} packets" in stdout
+    else:
+        _assert_bad_input(Run(proc.returncode, stdout, stderr), Path(name))
+
+
+# --- a capture cut short --------------------------------------------------------------------
+
+
+def _pcap_records(data: bytes) -> list[tuple[int, int, int]]:
+    """(offset, caplen, orig_len) of each record of a little-endian microsecond pcap."""
+    assert struct.unpack_from("<I", data, 0)[0] == 0xA1B2C3D4
+    records, pos = [], 24
+    while pos < len(data):
+        _sec, _frac, caplen, orig_len = struct.unpack_from("<IIII", data, pos)
+        records.append((pos, caplen, orig_len))
+        pos += 16 + caplen
+    assert pos == len(data)
+    return records
+
+
+@pytest.mark.parametrize("where", ["record-data", "record-header"])
+def test_truncated_capture(where: str, tmp_path: Path) -> None:
+    source = BUNDLED / "rest-keepalive.pcap"
+    data = source.read_bytes()
+    records = _pcap_records(data)
+    keep = len(records) // 2
+    offset, caplen, _orig = records[keep]
+    cut = offset + 16 + caplen // 2 if where == "record-data" else offset + 8
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(data[:cut])
+    kept_wire = sum(orig for _o, _c, orig in records[:keep])
+
+    export = tmp_path / "tables"
+    result = run_cli("analyze", path, "--export", export, "--format", "csv")
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 1 and str(path) in warnings[0] and "warning" in warnings[0], warnings
+    assert f"{path}: pcap, {keep} packets" in result.stdout
+
+    header, (capture,) = _csv_rows(export / "captures.csv")
+    row = dict(zip(header, capture))
+    assert (int(row["packets"]), int(row["wire_bytes"]), row["truncated"]) == (keep, kept_wire, "true")
+    assert str(path) in row["warnings"]
+    connections = pd.read_csv(export / "connections.csv")
+    assert connections["packets"].sum() == keep
+    assert connections["wire_bytes"].sum() == kept_wire
+    if oracle.tshark_available():
+        # tshark reads up to the cut too.
+        assert oracle.frame_count(path) == keep
+        http = pd.read_csv(export / "http_messages.csv", keep_default_na=False)
+        assert pd.Series([m for m in http["method"] if m]).value_counts().to_dict() == dict(oracle.http_request_methods(path))
+        assert pd.Series([int(s) for s in http["status"] if s != ""], dtype="int64").value_counts().to_dict() == dict(oracle.http_response_codes(path))
+
+
+# --- several captures in one run ------------------------------------------------------------
+
+
+def test_several_captures_in_one_run(tmp_path: Path) -> None:
+    paths = [BUNDLED / n for n in BUNDLED_NAMES]
+    result = run_cli("analyze", *paths, "--export", tmp_path, "--format", "csv")
+    assert result.code == 0, result.stderr
+    for path in paths:
+        assert sum(1 for line in result.stdout.splitlines() if line.startswith(f"{path}: pcap, ")) == 1
+    captures = pd.read_csv(tmp_path / "captures.csv", keep_default_na=False)
+    assert list(captures["capture"]) == [str(p) for p in paths]
+    assert list(captures["packets"]) == [TRUTH[n]["captured_packets"] for n in BUNDLED_NAMES]
+    assert list(captures["connections"]) == [TRUTH[n]["tcp_connections"] for n in BUNDLED_NAMES]
+
+    connections = pd.read_csv(tmp_path / "connections.csv", keep_default_na=False)
+    assert connections["conn_id"].is_unique
+    assert connections.groupby("capture").size().to_dict() == {str(p): TRUTH[p.name]["tcp_connections"] for p in paths}
+    for path in paths:
+        mine = connections[connections["capture"] == str(path)]
+        assert sorted(mine["client_port"]) == TRUTH[path.name]["client_ports"]
+    # Every row of every other table points at a connection of the right file.
+    known = set(connections["conn_id"])
+    for name in ("http_messages", "ws_frames", "ws_messages", "message_costs"):
+        table = pd.read_csv(tmp_path / f"{name}.csv", keep_default_na=False)
+        assert set(table["conn_id"]) <= known, name
+    frames = pd.read_csv(tmp_path / "ws_frames.csv", keep_default_na=False).merge(connections[["conn_id", "capture"]], on="conn_id")
+    per_file = frames.groupby("capture").size().to_dict()
+    want = {str(p): sum(len(c["frames"][s]) for c in TRUTH[p.name]["ws_connections"] for s in ("client", "server")) for p in paths}
+    assert per_file == {k: v for k, v in want.items() if v}
