@@ -83,8 +83,17 @@ def check_link_type(link_type: int, path) -> None:
         raise CaptureError(f"{path}: unsupported link type {link_type}")
 
 
+# Ethernet + IPv4 without options + TCP: the common case, in one unpack.
+_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxBxx4s4sHHIIBB")
+_ETH_IPV4_TCP_SIZE = _ETH_IPV4_TCP.size  # up to the TCP flags byte
+
+
 def decode_packet(ts_ns: int, link_type: int, wire_len: int, data: bytes) -> TcpPacket | str:
     """Decode a frame; returns a TcpPacket, or the reason it is not one."""
+    if link_type == LINKTYPE_ETHERNET and len(data) >= _ETH_IPV4_TCP_SIZE:
+        fast = _decode_ethernet_ipv4_tcp(ts_ns, wire_len, data)
+        if fast is not None:
+            return fast
     ip_start, ethertype = _strip_link(link_type, data)
     if ip_start < 0:
         return "truncated-link-header" if ip_start == -1 else "unsupported-link-type"
@@ -95,6 +104,32 @@ def decode_packet(ts_ns: int, link_type: int, wire_len: int, data: bytes) -> Tcp
     if ethertype == 0x0806:
         return "arp"
     return "not-ip"
+
+
+def _decode_ethernet_ipv4_tcp(ts_ns: int, wire_len: int, data: bytes) -> TcpPacket | None:
+    """The fast path; None sends anything unusual down the general path."""
+    ethertype, version_ihl, total_len, fragment, protocol, src_ip, dst_ip, src_port, dst_port, seq, ack, data_offset, flags = _ETH_IPV4_TCP.unpack_from(data)
+    if ethertype != ETHERTYPE_IPV4 or version_ihl != 0x45 or protocol != IPPROTO_TCP or fragment & 0x3FFF or total_len == 0:
+        return None
+    tcp_header_len = (data_offset >> 4) * 4
+    payload_wire_len = total_len - 20 - tcp_header_len
+    ip_end = 14 + total_len
+    captured = len(data)
+    if tcp_header_len < 20 or payload_wire_len < 0 or captured < ip_end or wire_len < captured:
+        return None
+    return TcpPacket(ts_ns, src_ip, src_port, dst_ip, dst_port, seq, ack, flags, data[34 + tcp_header_len : ip_end], payload_wire_len, wire_len, 14 + captured - ip_end, 20, tcp_header_len, wire_len - captured)
+
+
+def shard_of(link_type: int, data: bytes, shards: int) -> int:
+    """Which worker a frame's connection belongs to: (ports sum) mod shards.
+
+    Cheap for Ethernet + IPv4; -1 means "decode it to find out".
+    """
+    if link_type == LINKTYPE_ETHERNET and len(data) >= 38 and data[12] == 0x08 and data[13] == 0x00 and data[23] == IPPROTO_TCP:
+        tcp = 14 + (data[14] & 0x0F) * 4
+        if len(data) >= tcp + 4:
+            return (((data[tcp] << 8) | data[tcp + 1]) + ((data[tcp + 2] << 8) | data[tcp + 3])) % shards
+    return -1
 
 
 def _strip_link(link_type: int, data: bytes) -> tuple[int, int]:

@@ -10,7 +10,9 @@ from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFr
 from inspector.parse.connection import Kind
 
 NS = 1e-9
-PREVIEW_TEXT_CHARS = 512
+# Table previews stay short: a million frames must fit in memory.
+PREVIEW_TEXT_CHARS = 200
+PREVIEW_HEX_BYTES = 64
 OPCODE_NAMES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 
 
@@ -204,7 +206,7 @@ class _ConnectionRows:
             "close_reason": frame.close_reason if frame.opcode == 8 else None,
             "offset": frame.offset,
             "payload_text": payload_text(frame.payload),
-            "payload_hex": frame.payload[:256].hex(" "),
+            "payload_hex": frame.payload[:PREVIEW_HEX_BYTES].hex(" "),
         }
 
     def _message_row(self, message: WsMessage, message_id: int) -> dict:

@@ -56,7 +56,7 @@ class Kind:
 class ParserOptions:
     max_ws_message_bytes: int = 64 * 1024 * 1024
     # Payload kept per frame and message for display; the rest is only counted.
-    preview_bytes: int = 1024
+    preview_bytes: int = 256
 
 
 class TcpConnection:

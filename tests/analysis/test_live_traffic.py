@@ -23,6 +23,7 @@ import pytest
 
 from inspector.analysis.export import export_tables
 from inspector.analysis.pipeline import Analysis, analyze_captures
+from inspector.analysis.rows import PREVIEW_HEX_BYTES
 from inspector.analysis.tables import BYTE_CATEGORIES
 from tests import traffic
 from tests import tshark_oracle as oracle
@@ -700,7 +701,8 @@ def test_hostile_payloads_kept_verbatim(hostile) -> None:
         # Text as text, exactly as sent (client frames are masked on the wire).
         assert text["payload_text"] == HOSTILE_TEXT, side
         assert bytes.fromhex(text["payload_hex"]) == HOSTILE_TEXT.encode(), side
-        assert bytes.fromhex(binary["payload_hex"]) == ALL_BYTES, side
+        # The hex column is a preview of the first PREVIEW_HEX_BYTES bytes.
+        assert bytes.fromhex(binary["payload_hex"]) == ALL_BYTES[:PREVIEW_HEX_BYTES], side
         assert binary["payload_length"] == 256
         assert csv_text["payload_text"] == CSV_HOSTILE_TEXT, side
     messages = analysis["ws_messages"]
@@ -722,7 +724,7 @@ def test_hostile_payloads_survive_export(hostile, tmp_path: Path, fmt: str) -> N
     texts = [t for t, o in zip(table["payload_text"], table["opcode"]) if int(o) == 1]
     assert sorted(texts) == sorted([HOSTILE_TEXT, CSV_HOSTILE_TEXT] * 2)
     hexes = [h for h, o in zip(table["payload_hex"], table["opcode"]) if int(o) == 2]
-    assert [bytes.fromhex(h) for h in hexes] == [ALL_BYTES, ALL_BYTES]
+    assert [bytes.fromhex(h) for h in hexes] == [ALL_BYTES[:PREVIEW_HEX_BYTES]] * 2
 
 
 # --- 4-tuple reuse ------------------------------------------------------------------------
