@@ -15,7 +15,6 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from inspector.errors import CaptureError
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -76,11 +75,6 @@ class TcpPacket(NamedTuple):
     ip_header_bytes: int
     tcp_header_bytes: int
     excess_bytes: int  # frame bytes claimed by orig_len beyond a complete IP packet
-
-
-def check_link_type(link_type: int, path) -> None:
-    if link_type not in SUPPORTED_LINK_TYPES:
-        raise CaptureError(f"{path}: unsupported link type {link_type}")
 
 
 # Ethernet + IPv4 without options + TCP: the common case, in one unpack.

@@ -23,7 +23,6 @@ ITEM_SETUP = 0
 ITEM_TEARDOWN = 1
 ITEM_WS_CONTROL = 2
 ITEM_UNATTRIBUTED = 3
-FIRST_MESSAGE_ITEM = 4
 
 
 def attribute_packets(account: ConnectionAccount, spans: list[list[tuple[int, int, int]]], item_count: int) -> tuple[list[float], list[float]]:

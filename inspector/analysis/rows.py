@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from inspector.analysis.accounting import ConnectionAccount
-from inspector.analysis.overhead import FIRST_MESSAGE_ITEM, ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, attribute_packets
+from inspector.analysis.overhead import ITEM_SETUP, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, attribute_packets
 from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage
 from inspector.parse.connection import Kind
 

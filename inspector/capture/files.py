@@ -23,7 +23,6 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from inspector.errors import CaptureError
 
@@ -270,8 +269,3 @@ def _parse_idb(buf, body: int, end: int, endian: str, path, info: CaptureInfo) -
             iface.ts_offset_s = struct.unpack_from(endian + "q", value, 0)[0]
         opt += 4 + ((length + 3) & ~3)
     return iface
-
-
-def describe(path: str | os.PathLike) -> str:
-    """A short name for messages: the file name as given."""
-    return str(Path(path))

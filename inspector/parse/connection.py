@@ -12,8 +12,6 @@ frames).  The protocol is detected from content, never from port numbers.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from dataclasses import dataclass
 
@@ -194,9 +192,9 @@ class TcpConnection:
             start = self._first_offset(side)
             if self.kind == Kind.REST:
                 role = Role.REQUEST if direction is Direction.CLIENT else Role.RESPONSE
-                parser = Http1Parser(direction, role, start_offset=start, preview_bytes=options.preview_bytes)
-                parser._lost_sync = not self._starts_with_message(side, role)
-                self._http[side] = parser
+                # Mid-stream, the first bytes may be the middle of a message.
+                in_sync = self._starts_with_message(side, role)
+                self._http[side] = Http1Parser(direction, role, start_offset=start, preview_bytes=options.preview_bytes, in_sync=in_sync)
             elif self.kind == Kind.WEBSOCKET:
                 self._ws[side] = self._new_ws_parser(direction, start, deflate=None, negotiated=False)
 
@@ -209,9 +207,6 @@ class TcpConnection:
     def _starts_with_message(self, side: int, role: str) -> bool:
         for held_side, event in self._held:
             if held_side == side and isinstance(event, StreamData):
-                if event.offset != 0 and not self.streams[side].syn_seen:
-                    # Mid-stream capture: offset 0 is wherever we came in.
-                    pass
                 data = event.data
                 if role == Role.REQUEST:
                     return bool(_HTTP_REQUEST_AT_START.match(data))
@@ -286,7 +281,7 @@ class TcpConnection:
             self._switch_protocol(response, request_side, side)
             return
         if not (100 <= response.status < 200) and request_parser is not None and request_parser.paused:
-            if not response_waiting(self._http[side]):
+            if not self._http[side].awaiting_responses:
                 self._upgrade_request = None
                 request_parser.resume(response.end_ts_ns)
                 self._drain(request_side)
@@ -345,11 +340,6 @@ class TcpConnection:
         """Bytes the application parsers consumed without framing them."""
         parsers = list(self._http.values()) + list(self._http_done.values()) + list(self._ws.values())
         return sum(p.unparsed_bytes for p in parsers) + sum(self._opaque_bytes)
-
-
-def response_waiting(parser: Http1Parser) -> bool:
-    """True if the response parser still owes responses to earlier requests."""
-    return bool(parser._request_methods)
 
 
 def _header(message, name: str) -> str:

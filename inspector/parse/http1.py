@@ -82,6 +82,7 @@ class Http1Parser:
         start_offset: int = 0,
         preview_bytes: int = DEFAULT_PREVIEW_BYTES,
         max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+        in_sync: bool = True,
     ) -> None:
         self.direction = direction
         self.role = role
@@ -96,7 +97,8 @@ class Http1Parser:
         self.unparsed_bytes = 0
         self.paused = False  # request side: waiting to learn if the protocol switched
         self.switched = False  # no more HTTP in this direction
-        self._lost_sync = False
+        # Out of sync: skip to the next start line before parsing.
+        self._lost_sync = not in_sync
         self._eof = False
         self._last_method = ""
 
@@ -186,6 +188,11 @@ class Http1Parser:
     def expect_response_to(self, method: str) -> None:
         """Response side: a request was sent; responses are paired FIFO."""
         self._request_methods.append(method)
+
+    @property
+    def awaiting_responses(self) -> bool:
+        """Response side: requests were seen whose responses have not come yet."""
+        return bool(self._request_methods)
 
     def resume(self, ts_ns: int) -> None:
         """Request side: the upgrade was refused; go on parsing HTTP."""
