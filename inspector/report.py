@@ -28,12 +28,14 @@ def format_summary(analysis) -> str:
     lines.append("")
     lines.append(f"connections {len(connections)}  REST exchanges {exchanges} ({requests} requests, {responses} responses)  WebSocket connections {upgrades}, messages {len(ws_messages)}  findings {len(findings)}")
     lines.append("")
-    header = f"{'kind':<10} {'conns':>6} {'messages':>9} {'wire bytes':>14} {'payload':>14} {'per message':>12} {'efficiency':>10}"
+    header = f"{'kind':<16} {'conns':>6} {'messages':>9} {'wire bytes':>14} {'payload':>14} {'per message':>12} {'efficiency':>10}"
     lines.append(header)
     lines.append("-" * len(header))
     for row in overhead.itertuples():
         per_message = "-" if row.messages == 0 else f"{row.wire_bytes_per_message:,.0f}"
-        lines.append(f"{row.kind:<10} {row.connections:>6} {row.messages:>9} {row.wire_bytes:>14,} {row.payload_bytes:>14,} {per_message:>12} {row.efficiency:>9.1%}")
+        # A recorded variant (rest-keepalive, ws-deflate, ...) says more than its kind.
+        label = row.variant or row.kind
+        lines.append(f"{label:<16} {row.connections:>6} {row.messages:>9} {row.wire_bytes:>14,} {row.payload_bytes:>14,} {per_message:>12} {row.efficiency:>9.1%}")
     lines.append("")
     lines.append("bytes by category:")
     from inspector.analysis.tables import BYTE_CATEGORIES

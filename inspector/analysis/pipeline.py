@@ -27,6 +27,7 @@ import pandas as pd
 
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.rows import connection_rows
+from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
 from inspector.capture.files import CaptureInfo, read_packets
@@ -87,6 +88,10 @@ def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | No
     for path in map(str, paths):
         shards = _analyze_file(path, options, jobs if jobs is not None else default_jobs(path))
         tables, capture_row, file_warnings = _merge_shards(path, shards, next_conn_id)
+        recording = load_recording(path, file_warnings)
+        if recording is not None:
+            tables["connections"]["variant"] = label_variants(tables["connections"], recording)
+            tables["staleness"] = make_table("staleness", staleness_rows(recording, path))
         next_conn_id += len(tables["connections"])
         for name, table in tables.items():
             parts[name].append(table)

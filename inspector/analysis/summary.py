@@ -10,16 +10,19 @@ MESSAGE_ITEMS = ("exchange", "ws_message")
 
 
 def overhead_table(connections: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
-    """One row per connection kind: bytes by category, messages, efficiency."""
+    """One row per connection kind and variant: bytes by category, messages, efficiency."""
     rows = []
-    for kind, group in connections.groupby("kind", sort=True):
-        kind_costs = costs[(costs["kind"] == kind)]
+    variant_of = connections.set_index("conn_id")["variant"]
+    costs = costs.assign(variant=costs["conn_id"].map(variant_of).fillna(""))
+    for (kind, variant), group in connections.groupby(["kind", "variant"], sort=True):
+        kind_costs = costs[(costs["kind"] == kind) & (costs["variant"] == variant)]
         messages = int(kind_costs["item"].isin(MESSAGE_ITEMS).sum())
         wire = int(group["wire_bytes"].sum())
         payload = int(group["payload_bytes"].sum())
         rows.append(
             {
                 "kind": kind,
+                "variant": variant,
                 "connections": len(group),
                 "messages": messages,
                 "packets": int(group["packets"].sum()),

@@ -160,6 +160,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     },
     "overhead": {
         "kind": "str",
+        "variant": "str",
         "connections": "int64",
         "messages": "int64",
         "packets": "int64",
@@ -173,6 +174,15 @@ SCHEMAS: dict[str, dict[str, str]] = {
     },
 }
 
+SCHEMAS["staleness"] = {
+    "capture": "str",
+    "variant": "str",
+    "seq": "int64",
+    "published_ts": "float64",
+    "received_ts": "float64",
+    "staleness_s": "float64",
+}
+
 TABLE_DOCS: dict[str, str] = {
     "captures": "one row per capture file: format, link types, packet counts, non-TCP packets by reason, warnings",
     "connections": "one row per TCP connection, with one column per byte category (they sum to wire_bytes)",
@@ -181,7 +191,8 @@ TABLE_DOCS: dict[str, str] = {
     "ws_messages": "one row per WebSocket data message (fragments assembled; control frames are not messages)",
     "findings": "protocol conformance findings (never fatal): rule and detail",
     "message_costs": "one row per application message (REST exchange, WebSocket data message) plus setup, teardown, WebSocket control and unattributed rows per connection; wire_bytes of a connection's rows add up to its wire_bytes",
-    "overhead": "one row per connection kind (rest, websocket, other): bytes by category, payload, efficiency",
+    "overhead": "one row per connection kind (rest, websocket, other) and recorded variant: bytes by category, payload, efficiency",
+    "staleness": "for recorded feed workloads: when each update was published and when the client saw it",
 }
 
 TABLE_NAMES = tuple(SCHEMAS)
