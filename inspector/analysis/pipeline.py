@@ -215,7 +215,10 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
             _finish(account, rows)
             account = None
         if account is None:
-            account = ConnectionAccount(len(result.first_packet), path, TcpConnection(len(result.first_packet), options), (src, dst))
+            # The side with the higher (ephemeral) port is the likelier client.
+            hint = 0 if packet.src_port > packet.dst_port else 1
+            connection = TcpConnection(len(result.first_packet), options, client_hint=hint)
+            account = ConnectionAccount(len(result.first_packet), path, connection, (src, dst))
             result.first_packet.append(index)
             open_connections[key] = account
         account.add_packet(packet, 0 if src == account.endpoints[0] else 1)

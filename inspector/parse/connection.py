@@ -60,8 +60,11 @@ class ParserOptions:
 class TcpConnection:
     """Everything known about one TCP connection."""
 
-    def __init__(self, conn_id: int, options: ParserOptions | None = None) -> None:
+    def __init__(self, conn_id: int, options: ParserOptions | None = None, *, client_hint: int = 0) -> None:
+        """client_hint: the side to call the client when nothing else tells
+        (the caller knows the ports: the higher, ephemeral one is usually the client's)."""
         self.conn_id = conn_id
+        self._client_hint = client_hint
         self.options = options or ParserOptions()
         self.streams = (TcpStreamReassembler(Direction(0)), TcpStreamReassembler(Direction(1)))
         self.client_side: int | None = None
@@ -156,18 +159,18 @@ class TcpConnection:
                 return
             kind = Kind.OTHER
         if self.client_side is None:
-            self.client_side = client_side if client_side is not None else self._client_by_port_guess()
+            self.client_side = client_side if client_side is not None else self._guess_client()
         self.kind = kind
         self._start_parsers()
         held, self._held = self._held, []
         for side, event in held:
             self._dispatch(side, event)
 
-    def _client_by_port_guess(self) -> int:
-        # Without a SYN or content evidence: side 0 sent the first packet seen,
-        # which is as good a guess as any; record it so it is visible.
-        self.events.append(Finding(0, None, "tcp-client-guessed", "no SYN and no request seen: client side guessed"))
-        return 0
+    def _guess_client(self) -> int:
+        # Without a SYN or content evidence, go by the caller's hint, and
+        # record the guess so that it is visible.
+        self.events.append(Finding(0, None, "tcp-client-guessed", "no SYN and no request seen: client side guessed from the ports"))
+        return self._client_hint
 
     def _detect(self) -> tuple[str | None, int | None]:
         first: dict[int, bytes] = {}
