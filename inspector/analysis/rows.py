@@ -11,8 +11,9 @@ from inspector.parse.connection import Kind
 
 NS = 1e-9
 # Table previews stay short: a million frames must fit in memory.
-PREVIEW_TEXT_CHARS = 200
-PREVIEW_HEX_BYTES = 64
+PREVIEW_TEXT_CHARS = 200  # messages and HTTP bodies
+FRAME_PREVIEW_TEXT_CHARS = 80  # frames: their message row has the longer preview
+PREVIEW_HEX_BYTES = 32
 OPCODE_NAMES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 
 
@@ -25,9 +26,9 @@ def _ip_text(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
 
 
-def payload_text(data: bytes) -> str:
+def payload_text(data: bytes, limit: int = PREVIEW_TEXT_CHARS) -> str:
     """Hostile payload as plain text: never evaluated, bad bytes replaced."""
-    return data.decode("utf-8", errors="replace")[:PREVIEW_TEXT_CHARS]
+    return data[: limit * 4].decode("utf-8", errors="replace")[:limit]
 
 
 class _ConnectionRows:
@@ -205,7 +206,7 @@ class _ConnectionRows:
             "close_code": frame.close_code,
             "close_reason": frame.close_reason if frame.opcode == 8 else None,
             "offset": frame.offset,
-            "payload_text": payload_text(frame.payload),
+            "payload_text": payload_text(frame.payload, FRAME_PREVIEW_TEXT_CHARS),
             "payload_hex": frame.payload[:PREVIEW_HEX_BYTES].hex(" "),
         }
 
