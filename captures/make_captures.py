@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Regenerate the bundled captures in this folder, and its README.md.
+"""Regenerate the bundled captures in this folder, their sidecars, and its README.md.
 
-    sudo python captures/make_captures.py            # from the repo root, as root
+    python captures/make_captures.py            # from the repo root, as root
 
-Each capture is one scenario of tests/traffic.py (real aiohttp / websockets
-servers and clients on 127.0.0.1, recorded by tcpdump on `lo`).  The README
-is rewritten from the scenarios' ground truth (`Recording.expected`) and from
-capinfos / tshark statistics of the new files, so it always matches them.
-Ports, timestamps and packet counts change from run to run (ephemeral ports,
-ACK timing); requests, messages, frames and their sizes do not.
+Each capture is made by `inspector record SCENARIO` (real aiohttp / websockets
+servers and clients on 127.0.0.1, captured live on `lo` by the inspector's own
+capture module), which writes NAME.pcap and its sidecar NAME.json.  The
+README is rewritten from the sidecars (what the scenarios sent: their ground
+truth, never taken from parsing the capture) and from capinfos / tshark
+statistics of the new files, so it always matches them.  Ports, timestamps
+and packet counts change from run to run (ephemeral ports, ACK timing);
+messages and payload bytes do not.
 
-Needs tcpdump, capinfos and tshark (the last two only for the README numbers).
+Needs root (live capture), capinfos and tshark (the last two for the README
+numbers only).
 """
 
 from __future__ import annotations
@@ -25,26 +28,23 @@ import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
 
-from tests import traffic  # noqa: E402
-
-# (file name, recorder, one-line summary)
-BUNDLE: list[tuple[str, Callable[[Path], traffic.Recording], str]] = [
-    ("rest-keepalive.pcap", traffic.record_rest_keepalive,
-     "10 REST requests on one persistent HTTP/1.1 connection (aiohttp client and server)."),
-    ("rest-per-request.pcap", traffic.record_rest_per_request,
-     "The same 10 REST requests, each on its own TCP connection (http.client, `Connection: close`)."),
-    ("websocket-chat.pcap", traffic.record_ws_plain,
-     "One uncompressed WebSocket connection: echoes of 7/16/64-bit lengths, pings both ways, "
-     "fragmented messages both ways, close 1000."),
-    ("websocket-deflate.pcap", traffic.record_ws_deflate,
-     "Two WebSocket connections with permessage-deflate: library defaults (context takeover), "
-     "then server_/client_no_context_takeover."),
+# (file name, `inspector record` arguments after the file, one-line summary)
+BUNDLE: list[tuple[str, list[str], str]] = [
+    ("chat.pcap", ["chat", "--messages", "20"],
+     "20 chat messages (120-byte JSON) and their 120-byte JSON replies over each of rest-keepalive, "
+     "rest-per-request, ws and ws-deflate."),
+    ("feed.pcap", ["feed", "--messages", "20", "--rate", "20"],
+     "20 updates (200-byte JSON) published at 20/s: rest-polling every 50 ms, then pushed over ws and ws-deflate; "
+     "the sidecar says when each was published and seen."),
+    ("bulk.pcap", ["bulk", "--messages", "3", "--size", "100,1000,70000", "--variants", "rest-keepalive,ws,ws-deflate"],
+     "3 documents of 100, 1,000 and 70,000 bytes (7-, 16- and 64-bit WebSocket lengths), each fetched by a small "
+     "JSON ask, over rest-keepalive, ws and ws-deflate."),
+    ("idle.pcap", ["idle", "--messages", "10", "--rate", "2"],
+     "5 idle seconds kept fresh to 0.5 s: rest-polling (10 polls, 204 each), ws and ws-deflate (10 ping/pongs each)."),
 ]
 
 
@@ -64,14 +64,11 @@ def tcp_conversations(path: Path) -> int:
 
 
 def tool_versions() -> dict[str, str]:
-    td = subprocess.run(["tcpdump", "--version"], capture_output=True, text=True).stdout.splitlines()
     ts = run(["tshark", "--version"]).splitlines()[0]
     return {
         "python": platform.python_version(),
         "aiohttp": version("aiohttp"),
         "websockets": version("websockets"),
-        "tcpdump": td[0].replace("tcpdump version ", "") if td else "?",
-        "libpcap": td[1].replace("libpcap version ", "") if len(td) > 1 else "?",
         "tshark": ts.replace("TShark (Wireshark) ", "").split(" ")[0],
         "kernel": platform.release(),
     }
@@ -91,41 +88,42 @@ def compact_json(value: Any, indent: int = 0, width: int = 200) -> str:
     return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
 
 
-def describe(exp: dict[str, Any]) -> list[str]:
-    """Human summary of a scenario's ground truth."""
-    lines = [f"- TCP connections: {exp['tcp_connections']} "
-             f"(client ports {', '.join(map(str, exp['client_ports']))}; "
-             f"server ports: http={exp['server_ports']['http']}, ws={exp['server_ports']['ws']})"]
-    if exp["requests"]:
-        lines.append(f"- HTTP requests: {exp['http_requests']} "
-                     f"(methods {exp['http_methods']}, statuses {exp['http_statuses']})")
-        for i, r in enumerate(exp["requests"], 1):
-            lines.append(f"  {i}. `{r['method']} {r['path']}` -> {r['status']} "
-                         f"(client port {r['client_port']})")
-    for c in exp["ws_connections"]:
-        lines.append(f"- WebSocket connection from client port {c['client_port']} to "
-                     f"{c['server_port']}: extensions `{c['extensions']}`; "
-                     f"messages client->server {c['messages']['client']}, "
-                     f"server->client {c['messages']['server']}; close {c['close']['code']} "
-                     f"{c['close']['reason']!r} by the {c['close']['initiator']}")
-        for side in ("client", "server"):
-            sizes = [f["size"] for f in c["frames"][side] if f["opcode"] in (1, 2) and f["fin"]]
-            lines.append(f"  - {side} frames: {len(c['frames'][side])}; "
-                         f"unfragmented data payload sizes {sizes}")
-    if exp["ws_connections"]:
-        lines.append(f"- WebSocket frame totals: {exp['ws_frames']}")
+def describe(sidecar: dict[str, Any]) -> list[str]:
+    """Human summary of a recording's sidecar."""
+    lines = [f"- Parameters: {json.dumps(sidecar['parameters'])}"]
+    for v in sidecar["variants"]:
+        sent, payload = v["messages_sent"], v["payload_bytes"]
+        ports = v["client_ports"]
+        lines.append(
+            f"- `{v['name']}` ({v['protocol']}, server port {v['server_port']}): {len(ports)} TCP "
+            f"connection{'s' if len(ports) != 1 else ''} (client port{'s' if len(ports) != 1 else ''} "
+            f"{', '.join(map(str, ports))}); messages client->server {sent['client']}, server->client "
+            f"{sent['server']}; payload bytes client->server {payload['client']:,}, server->client {payload['server']:,}"
+        )
+    if sidecar["staleness"]:
+        by_variant: dict[str, list[float]] = {}
+        for s in sidecar["staleness"]:
+            by_variant.setdefault(s["variant"], []).append(s["received_ts"] - s["published_ts"])
+        lines.append("- Staleness (received - published), mean / max: " + "; ".join(
+            f"`{name}` {1000 * sum(v) / len(v):.2f} / {1000 * max(v):.2f} ms" for name, v in by_variant.items()))
     return lines
 
 
 README_HEAD = """\
 # Bundled captures
 
-Small pcap files of real loopback traffic for the inspector's tests and demos.
-Every file was recorded by `captures/make_captures.py`, which runs a scenario
-of `tests/traffic.py`: real servers (aiohttp for REST, `websockets` for
-WebSocket) and real clients talking on 127.0.0.1 (ephemeral ports), captured by
+Small captures of real loopback traffic for the inspector's tests and demos,
+each with its recording sidecar (`NAME.json`).  Every file was recorded by
+`captures/make_captures.py`, which runs
 
-    tcpdump -i lo -w FILE -U -s 0 --immediate-mode -n -B 65536 'tcp port P [or tcp port Q]'
+    inspector record SCENARIO -o captures/NAME.pcap [options]
+
+that is: real servers (aiohttp for REST, `websockets` for WebSocket) and real
+clients on 127.0.0.1 (ephemeral ports, one server per variant), the same
+logical work over each variant one after another, captured live on `lo` by
+the inspector's capture module (kernel filter on the servers' ports,
+nanosecond pcap).  `inspector analyze` reads the sidecar next to a capture and
+labels each connection with its variant.
 
 This README is generated by that script; do not edit it by hand.  To
 regenerate the files and this README (as root, from the repository root):
@@ -133,13 +131,15 @@ regenerate the files and this README (as root, from the repository root):
     python captures/make_captures.py
 
 Ports, timestamps and packet counts change from run to run (ephemeral ports,
-ACK timing); requests, messages, frames and payload sizes do not.  The
-"ground truth" block of each file is the scenario's `Recording.expected`: what
-the clients sent and the servers answered, taken from the scenario itself
-(client assertions, server-side logs, the `websockets` close handshake state),
-not from parsing the capture.  Key meanings are documented at the top of
-`tests/traffic.py`; frame `size` is the application payload length (before
-permessage-deflate compression), `rsv1` marks compressed messages.
+ACK timing); messages and payload bytes do not.  The "ground truth" block of
+each file is its sidecar, written by the scenario itself (the clients' ledger
+of every port they used and every application message they sent or received,
+checked against the servers' own logs), not taken from parsing the capture.
+`messages_sent` counts application messages per direction (REST: requests
+and responses; WebSocket: data messages), `payload_bytes` their payload (HTTP
+body bytes as sent; WebSocket payload before permessage-deflate).  See
+`inspector/capture/record.py` for the format and
+`inspector/workloads/scenarios.py` for the scenarios and variants.
 
 tshark decodes the HTTP on these ports heuristically; to be safe pass
 `-d tcp.port==PORT,http` for every server port listed (WebSocket too: the
@@ -155,44 +155,52 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    inspector = shutil.which("inspector")
+    prefix = [inspector] if inspector else [sys.executable, "-m", "inspector.cli"]
 
     versions = tool_versions()
     sections: list[str] = []
     with tempfile.TemporaryDirectory(prefix="make-captures-") as tmp:
-        for name, recorder, summary in BUNDLE:
-            rec = recorder(Path(tmp))
+        for name, record_args, summary in BUNDLE:
+            made = Path(tmp) / name
+            proc = subprocess.run([*prefix, "record", record_args[0], "-o", str(made), *record_args[1:]],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0 or proc.stderr:
+                sys.exit(f"inspector record {' '.join(record_args)} failed ({proc.returncode}):\n{proc.stderr}")
             dest = out / name
-            shutil.move(str(rec.path), dest)
+            dest_json = dest.with_suffix(".json")
+            shutil.move(str(made), dest)
+            shutil.move(str(made.with_suffix(".json")), dest_json)
             dest.chmod(0o644)
+            dest_json.chmod(0o644)
+            sidecar = json.loads(dest_json.read_text(encoding="utf-8"))
             info = capinfos(dest)
-            exp = dict(rec.expected)
             size = dest.stat().st_size
-            print(f"{name}: {info['Number of packets']} packets, {size} bytes, "
-                  f"{exp['tcp_connections']} TCP connections, {exp['http_requests']} HTTP requests, "
-                  f"WS frames {exp['ws_frames'] if exp['ws_connections'] else '-'}")
+            connections = sum(len(v["client_ports"]) for v in sidecar["variants"])
+            print(f"{name}: {info['Number of packets']} packets, {size} bytes, {connections} TCP connections, "
+                  f"variants {', '.join(v['name'] for v in sidecar['variants'])}")
+            command = " ".join(["inspector", "record", record_args[0], "-o", f"captures/{name}", *record_args[1:]])
             sections.append("\n".join([
                 f"## {name}",
                 "",
                 summary,
                 "",
-                f"- Made by: `traffic.{recorder.__name__}()` via `python captures/make_captures.py`",
+                f"- Made by: `{command}` (via `python captures/make_captures.py`); sidecar `{dest_json.name}`",
                 f"- Tools: Python {versions['python']}, aiohttp {versions['aiohttp']}, "
-                f"websockets {versions['websockets']}, tcpdump {versions['tcpdump']} "
-                f"({versions['libpcap']}), Linux {versions['kernel']}",
+                f"websockets {versions['websockets']}, `inspector record` live capture, Linux {versions['kernel']}",
                 f"- File: {size} bytes, {info['Number of packets']} packets, "
                 f"{info['Data size (bytes)']} bytes of packet data, "
                 f"duration {float(info['Capture duration (seconds)']):.3f} s, "
-                f"encapsulation {info['File encapsulation']} (tcpdump link type "
-                f"{exp['link_type']}, DLT {exp['dlt']}), snaplen {info['Packet size limit']}, "
+                f"encapsulation {info['File encapsulation']}, snaplen {info['Packet size limit']}, "
                 f"format {info['File type']}",
                 f"- `tshark -z conv,tcp`: {tcp_conversations(dest)} TCP conversations "
-                f"(tshark {versions['tshark']})",
-                *describe(exp),
+                f"(tshark {versions['tshark']}); the sidecar's variants list {connections}",
+                *describe(sidecar),
                 "",
-                "<details><summary>Ground truth (<code>Recording.expected</code>)</summary>",
+                f"<details><summary>Ground truth (the sidecar, <code>{dest_json.name}</code>)</summary>",
                 "",
                 "```json",
-                compact_json(exp),
+                compact_json(sidecar),
                 "```",
                 "",
                 "</details>",

@@ -1,4 +1,6 @@
-"""Command line: `inspector analyze CAPTURE... [--export DIR] [--format csv|parquet|json]`.
+"""Command line: `inspector analyze CAPTURE... [--export DIR] [--format csv|parquet|json]`,
+`inspector capture [-i IFACE] [--port N ...] [--filter BPF] -o FILE [--analyze]`,
+`inspector record SCENARIO -o FILE [--messages N] [--size BYTES] [--rate PER_S] [--variants a,b]`.
 
 Thin wiring only; heavy imports happen inside the subcommand that needs them.
 Bad input ends with one line on stderr naming the file and the problem, and
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+RECORD_SCENARIOS = ("chat", "feed", "bulk", "idle")  # inspector.workloads.scenarios.SCENARIOS, without importing it
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 
 
@@ -24,6 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--format", choices=("csv", "parquet", "json"), default="csv", help="export format (default csv)")
     analyze.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes per capture (default: one per core, up to 4, for captures over 32 MiB)")
     analyze.add_argument("--max-ws-message", type=int, default=64 * 1024 * 1024, metavar="BYTES", help="cap on a decompressed WebSocket message (default 64 MiB)")
+    capture = commands.add_parser("capture", help="capture live traffic into a pcap or pcapng file (root or CAP_NET_RAW)")
+    capture.add_argument("-i", "--interface", default="lo", metavar="IFACE", help="interface to capture on (default lo; 'any' for all)")
+    capture.add_argument("--port", type=int, action="append", default=[], metavar="N", help="capture TCP port N (repeatable; ports are or-ed)")
+    capture.add_argument("--filter", metavar="BPF", help="tcpdump filter expression, and-ed with the ports; applied in the kernel")
+    capture.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    capture.add_argument("--count", type=int, metavar="N", help="stop after N packets")
+    capture.add_argument("-o", "--output", required=True, metavar="FILE", help="capture file: pcapng for *.pcapng, pcap otherwise")
+    capture.add_argument("--analyze", action="store_true", help="print the analysis summary of the capture when it stops")
+    record = commands.add_parser("record", help="run a built-in workload over REST and WebSocket on loopback and capture it (root or CAP_NET_RAW)")
+    record.add_argument("scenario", choices=RECORD_SCENARIOS, metavar="SCENARIO", help=f"one of {', '.join(RECORD_SCENARIOS)}")
+    record.add_argument("-o", "--output", required=True, metavar="FILE", help="capture file (pcapng for *.pcapng, pcap otherwise); the JSON sidecar goes next to it, FILE with suffix .json")
+    record.add_argument("--messages", type=int, metavar="N", help="messages (chat, bulk), updates (feed) or keepalive rounds (idle)")
+    record.add_argument("--size", metavar="BYTES[,BYTES...]", help="payload size in bytes; several are cycled over the messages")
+    record.add_argument("--rate", type=float, metavar="PER_S", help="messages (or updates, or idle rounds) per second; chat and bulk default to as fast as replies come")
+    record.add_argument("--poll-interval", type=float, metavar="S", help="feed, idle: seconds between REST polls (and idle WebSocket pings); default 1/rate")
+    record.add_argument("--variants", metavar="a,b,...", help="variants to run, in order (default: all the scenario has): rest-keepalive, rest-per-request, rest-polling, ws, ws-deflate")
     return parser
 
 
@@ -34,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             return _analyze(args)
+        if args.command == "capture":
+            return _capture(args)
+        if args.command == "record":
+            return _record(args)
     except InspectorError as exc:
         print(f"inspector: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -58,6 +81,88 @@ def _analyze(args) -> int:
     if args.export:
         written = export_tables(analysis.tables, Path(args.export), args.format)
         print(f"\nexported {len(written)} tables to {args.export}/ ({args.format})")
+    return 0
+
+
+def _capture(args) -> int:
+    """Live capture until --count, --duration, Ctrl-C or SIGTERM; the file is complete either way."""
+    import signal
+    import threading
+
+    from inspector.capture.live import CaptureStats, LiveCapture
+
+    def progress(stats: CaptureStats) -> None:
+        drops = "n/a" if stats.kernel_drops is None else f"{stats.kernel_drops:,}"
+        try:
+            sys.stderr.write(
+                f"\rcapturing on {args.interface}: {stats.packets:,} packets, {stats.bytes:,} bytes, "
+                f"{stats.elapsed_s:.1f} s, {drops} dropped by kernel "
+            )
+            sys.stderr.flush()
+        except OSError:
+            pass  # nowhere to show progress; keep capturing
+
+    capture = LiveCapture(
+        args.output, interface=args.interface, ports=args.port, bpf_filter=args.filter,
+        count=args.count, duration=args.duration, on_progress=progress,
+    )
+    stop_requested = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.set()) for sig in signals}
+    try:
+        capture.start()
+        print(f"inspector: capturing on {args.interface} (filter: {capture.filter or 'none'}) to {args.output}; "
+              "Ctrl-C to stop", file=sys.stderr, flush=True)
+        while not capture.wait(0.1) and not stop_requested.is_set():
+            pass
+        stats = capture.stop()
+    finally:
+        try:
+            capture.stop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    sys.stderr.write("\n")
+    drops = "" if stats.kernel_drops is None else f", {stats.kernel_drops:,} dropped by kernel"
+    print(f"inspector: captured {stats.packets:,} packets ({stats.bytes:,} bytes) in {stats.elapsed_s:.1f} s{drops} to {args.output}", file=sys.stderr)
+    if args.analyze:
+        from inspector.analysis.pipeline import analyze_captures
+        from inspector.report import format_summary
+
+        analysis = analyze_captures([args.output])
+        for warning in analysis.warnings:
+            print(f"inspector: warning: {warning}", file=sys.stderr)
+        print(format_summary(analysis))
+    return 0
+
+
+def _record(args) -> int:
+    """Run the scenario's variants one after another while capturing; print what each sent."""
+    from inspector.capture.record import parse_sizes, parse_variants, record
+
+    header = f"{'variant':<18} {'conns':>5} {'client msgs':>11} {'server msgs':>11} {'client payload':>14} {'server payload':>14}"
+    print(f"recording {args.scenario} on lo into {args.output}", flush=True)
+
+    def done(entry: dict) -> None:
+        sent, payload = entry["messages_sent"], entry["payload_bytes"]
+        if not printed:
+            print(header + "\n" + "-" * len(header))
+            printed.append(entry["name"])
+        print(f"{entry['name']:<18} {len(entry['client_ports']):>5} {sent['client']:>11,} {sent['server']:>11,} {payload['client']:>14,} {payload['server']:>14,}", flush=True)
+
+    printed: list[str] = []
+    try:
+        result = record(
+            args.scenario, args.output, messages=args.messages, sizes=parse_sizes(args.size), rate=args.rate,
+            poll_interval=args.poll_interval, variants=parse_variants(args.variants), on_variant=done,
+        )
+    except KeyboardInterrupt:
+        print(f"inspector: record interrupted: {args.output} holds what was captured so far, no sidecar written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    stats = result.stats
+    if stats.kernel_drops:
+        print(f"inspector: warning: the kernel dropped {stats.kernel_drops:,} packets: the capture misses some of the traffic", file=sys.stderr)
+    print(f"\n{args.scenario}: {stats.packets:,} packets ({stats.bytes:,} bytes) captured to {result.output}, sidecar {result.sidecar_path}")
     return 0
 
 

@@ -15,3 +15,7 @@ class CaptureError(InspectorError):
 
 class ParseError(InspectorError):
     """Bytes that cannot be parsed as the protocol they were handed to."""
+
+
+class RecordError(InspectorError):
+    """A workload cannot be recorded: bad parameters, or the workload did not do what it should."""

@@ -2,9 +2,9 @@
 
 Run as a real subprocess (exit codes, stderr, no tracebacks) and in-process
 through `inspector.cli.main(argv)` where captured output is enough.  Numbers
-are checked against the bundled captures' ground truth (the `Recording.expected`
-blocks of captures/README.md, written by the scenarios that made them), against
-the pcap records themselves, or against tshark.
+are checked against the bundled captures' ground truth (the recording sidecars
+quoted in captures/README.md, written by the `inspector record` scenarios that
+made them), against the pcap records themselves, or against tshark.
 """
 
 from __future__ import annotations
@@ -34,16 +34,55 @@ EXIT_BAD_INPUT = 2
 FORMATS = ("csv", "parquet", "json")
 
 
+def _pcap_records(data: bytes) -> list[tuple[int, int, int]]:
+    """(offset, caplen, orig_len) of each record of a little-endian pcap (microsecond or nanosecond)."""
+    assert struct.unpack_from("<I", data, 0)[0] in (0xA1B2C3D4, 0xA1B23C4D)
+    records, pos = [], 24
+    while pos < len(data):
+        _sec, _frac, caplen, orig_len = struct.unpack_from("<IIII", data, pos)
+        records.append((pos, caplen, orig_len))
+        pos += 16 + caplen
+    assert pos == len(data)
+    return records
+
+
 def bundled_truth() -> dict[str, dict[str, Any]]:
-    """File name -> the ground-truth JSON block of captures/README.md."""
+    """File name -> what the tests expect of it, from the ground-truth JSON
+    block (the recording sidecar) of captures/README.md."""
     text = (BUNDLED / "README.md").read_text(encoding="utf-8")
     truth = {}
     for section in re.split(r"^## ", text, flags=re.M)[1:]:
         name = section.split("\n", 1)[0].strip()
         block = re.search(r"```json\n(.*?)\n```", section, flags=re.S)
         if block:
-            truth[name] = json.loads(block.group(1))
+            truth[name] = _expected(json.loads(block.group(1)), BUNDLED / name)
     return truth
+
+
+def _expected(sidecar: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Counts the analysis must find, from what the recorded scenario sent.
+
+    REST variants: one request and one response per exchange; WebSocket
+    variants: one upgrade (GET -> 101) per connection, then data messages.
+    """
+    variants = sidecar["variants"]
+    rest = [v for v in variants if v["protocol"] == "rest"]
+    ws = [v for v in variants if v["protocol"] == "websocket"]
+    rest_requests = sum(v["messages_sent"]["client"] for v in rest)
+    ws_connections = sum(len(v["client_ports"]) for v in ws)
+    return {
+        "sidecar": sidecar,
+        "captured_packets": len(_pcap_records(path.read_bytes())) if path.exists() else None,
+        "tcp_connections": sum(len(v["client_ports"]) for v in variants),
+        "client_ports": sorted(p for v in variants for p in v["client_ports"]),
+        "rest_requests": rest_requests,
+        "http_requests": rest_requests + ws_connections,
+        "ws_connections": ws_connections,
+        "ws_messages": sum(sum(v["messages_sent"].values()) for v in ws),
+        # variant -> (connections, application messages) as the summary counts them
+        "variants": {v["name"]: (len(v["client_ports"]), v["messages_sent"]["client"] if v["protocol"] == "rest" else sum(v["messages_sent"].values())) for v in variants},
+        "variant_of_port": {p: v["name"] for v in variants for p in v["client_ports"]},
+    }
 
 
 TRUTH = bundled_truth()
@@ -77,19 +116,8 @@ def run_main(capsys: pytest.CaptureFixture, *args: str | Path) -> Run:
 # --- the summary -------------------------------------------------------------------
 
 SUMMARY_TOTALS = re.compile(r"^connections (\d+)\s+REST exchanges (\d+) \((\d+) requests, (\d+) responses\)\s+WebSocket connections (\d+), messages (\d+)\s+findings (\d+)$", re.M)
-KIND_ROW = re.compile(r"^(rest|websocket|other)\s+(\d+)\s+(\d+)\s+([\d,]+)\s", re.M)
-
-
-def _kinds(truth: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """kind -> (connections, application messages) from the ground truth."""
-    ws = len(truth["ws_connections"])
-    rest = truth["tcp_connections"] - ws
-    kinds = {}
-    if rest:
-        kinds["rest"] = (rest, len(truth["requests"]))
-    if ws:
-        kinds["websocket"] = (ws, sum(truth["ws_messages"].values()))
-    return kinds
+# One row per kind (rest, websocket, other), or per recorded variant when a sidecar labels them.
+KIND_ROW = re.compile(r"^([a-z][a-z-]*)\s+(\d+)\s+(\d+)\s+([\d,]+)\s", re.M)
 
 
 @pytest.mark.parametrize("name", BUNDLED_NAMES)
@@ -107,31 +135,30 @@ def test_summary_of_bundled_capture(name: str) -> None:
     connections, exchanges, requests, responses, ws_connections, ws_messages, findings = map(int, totals.groups())
     assert connections == truth["tcp_connections"]
     # The WebSocket upgrade GETs are setup of WebSocket connections, not REST.
-    assert (requests, responses) == (len(truth["requests"]), len(truth["requests"]))
-    assert ws_connections == len(truth["ws_connections"])
-    assert ws_messages == sum(truth["ws_messages"].values())
+    assert (requests, responses) == (truth["rest_requests"], truth["rest_requests"])
+    assert ws_connections == truth["ws_connections"]
+    assert ws_messages == truth["ws_messages"]
     # A REST exchange is an API call; a WebSocket upgrade is connection setup
     # (as in message_costs and the per-kind table), not a REST exchange.
-    assert exchanges == len(truth["requests"]), "WebSocket upgrades counted as REST exchanges"
+    assert exchanges == truth["rest_requests"], "WebSocket upgrades counted as REST exchanges"
     assert findings == 0  # conformant aiohttp / websockets traffic
     assert "findings by rule" not in result.stdout
 
+    # The sidecar next to the capture labels every connection with its variant.
     rows = {m.group(1): (int(m.group(2)), int(m.group(3)), int(m.group(4).replace(",", ""))) for m in KIND_ROW.finditer(result.stdout)}
-    kinds = _kinds(truth)
-    assert {k: v[:2] for k, v in rows.items()} == kinds
-    if oracle.tshark_available() and len(kinds) == 1:
-        (wire,) = [v[2] for v in rows.values()]
-        assert wire == oracle.total_frame_bytes(path)
+    assert {k: v[:2] for k, v in rows.items()} == truth["variants"]
+    if oracle.tshark_available():
+        assert sum(v[2] for v in rows.values()) == oracle.total_frame_bytes(path)
 
 
 def test_summary_in_process_matches_subprocess(capsys: pytest.CaptureFixture) -> None:
-    path = BUNDLED / "rest-keepalive.pcap"
+    path = BUNDLED / "chat.pcap"
     assert run_main(capsys, "analyze", path) == run_cli("analyze", path)
 
 
 @pytest.mark.skipif(shutil.which("inspector") is None, reason="`inspector` script not installed (pip install -e .)")
 def test_console_script() -> None:
-    path = BUNDLED / "websocket-chat.pcap"
+    path = BUNDLED / "chat.pcap"
     proc = subprocess.run(["inspector", "analyze", str(path)], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert (proc.returncode, proc.stdout, proc.stderr) == tuple(run_cli("analyze", path))
 
@@ -152,8 +179,7 @@ def _truth_counts(names: list[str]) -> dict[str, int]:
         "captures": len(names),
         "connections": sum(t["tcp_connections"] for t in truths),
         "http_messages": sum(2 * t["http_requests"] for t in truths),
-        "ws_frames": sum(len(c["frames"][s]) for t in truths for c in t["ws_connections"] for s in ("client", "server")),
-        "ws_messages": sum(sum(t["ws_messages"].values()) for t in truths),
+        "ws_messages": sum(t["ws_messages"] for t in truths),
         "findings": 0,
     }
 
@@ -205,29 +231,35 @@ def test_export_one_file_per_table_with_schema_columns(fmt: str, tmp_path: Path,
 
 
 def test_csv_booleans_are_true_false(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """websocket-chat.pcap: client frames are masked, server frames are not."""
-    truth = TRUTH["websocket-chat.pcap"]
-    result = run_main(capsys, "analyze", BUNDLED / "websocket-chat.pcap", "--export", tmp_path, "--format", "csv")
+    """chat.pcap: client frames are masked, server frames are not; only ws-deflate deflates."""
+    truth = TRUTH["chat.pcap"]
+    result = run_main(capsys, "analyze", BUNDLED / "chat.pcap", "--export", tmp_path, "--format", "csv")
     assert result.code == 0
     header, rows = _csv_rows(tmp_path / "ws_frames.csv")
     masked = [(r[header.index("direction")], r[header.index("masked")]) for r in rows]
-    (conn,) = truth["ws_connections"]
-    assert sorted(masked) == sorted([("client", "true")] * len(conn["frames"]["client"]) + [("server", "false")] * len(conn["frames"]["server"]))
+    assert set(masked) == {("client", "true"), ("server", "false")}
+    # Every data message is one frame; the close handshake adds one frame each way.
+    assert len(masked) == truth["ws_messages"] + 2 * truth["ws_connections"]
     header, rows = _csv_rows(tmp_path / "connections.csv")
-    assert [r[header.index("ws_deflate")] for r in rows] == ["false"]
-    assert [r[header.index("handshake_seen")] for r in rows] == ["true"]
+    variants = [truth["variant_of_port"][int(r[header.index("client_port")])] for r in rows]
+    assert [r[header.index("variant")] for r in rows] == variants
+    assert [r[header.index("ws_deflate")] for r in rows] == ["true" if v == "ws-deflate" else "false" for v in variants]
+    assert [r[header.index("handshake_seen")] for r in rows] == ["true"] * len(rows)
     # The client library checked Sec-WebSocket-Accept; a yes/no column, even
     # if its dtype is object so that it can be empty for non-WebSocket rows.
-    assert [r[header.index("ws_accept_valid")] for r in rows] == ["true"]
+    assert [r[header.index("ws_accept_valid")] for r in rows] == ["true" if v.startswith("ws") else "" for v in variants]
 
 
 def test_export_subprocess(tmp_path: Path) -> None:
-    result = run_cli("analyze", BUNDLED / "websocket-deflate.pcap", "--export", tmp_path, "--format", "json")
+    result = run_cli("analyze", BUNDLED / "feed.pcap", "--export", tmp_path, "--format", "json")
     assert result.code == 0, result.stderr
     connections = json.loads((tmp_path / "connections.json").read_text(encoding="utf-8"))
-    truth = TRUTH["websocket-deflate.pcap"]
+    truth = TRUTH["feed.pcap"]
     assert sorted(c["client_port"] for c in connections) == truth["client_ports"]
-    assert all(c["ws_deflate"] is True for c in connections)
+    assert all(c["ws_deflate"] is (c["variant"] == "ws-deflate") for c in connections)
+    # The feed's staleness, from the sidecar.
+    staleness = json.loads((tmp_path / "staleness.json").read_text(encoding="utf-8"))
+    assert len(staleness) == len(truth["sidecar"]["staleness"])
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -286,14 +318,14 @@ def test_bad_input_in_process(case: str, tmp_path: Path, capsys: pytest.CaptureF
 
 def test_bad_input_among_good_ones(tmp_path: Path) -> None:
     missing = tmp_path / "gone.pcap"
-    _assert_bad_input(run_cli("analyze", BUNDLED / "rest-keepalive.pcap", missing), missing)
+    _assert_bad_input(run_cli("analyze", BUNDLED / "chat.pcap", missing), missing)
 
 
 def test_capture_read_from_a_pipe() -> None:
     """`inspector analyze <(zcat capture.pcap.gz)` hands us a pipe, which
     cannot be memory-mapped or seeked: analyse it, or refuse it in one line
     (exit 2), but never a traceback."""
-    data = (BUNDLED / "rest-keepalive.pcap").read_bytes()
+    data = (BUNDLED / "chat.pcap").read_bytes()
     read_end, write_end = os.pipe()
     name = f"/dev/fd/{read_end}"
     proc = subprocess.Popen([sys.executable, "-m", "inspector.cli", "analyze", name], pass_fds=(read_end,),
@@ -313,7 +345,7 @@ def test_capture_read_from_a_pipe() -> None:
     writer.join(timeout=10)
     assert "Traceback" not in stderr, stderr
     if proc.returncode == 0:
-        assert f"{name}: pcap, {TRUTH['rest-keepalive.pcap']['captured_packets']} packets" in stdout
+        assert f"{name}: pcap, {TRUTH['chat.pcap']['captured_packets']} packets" in stdout
     else:
         _assert_bad_input(Run(proc.returncode, stdout, stderr), Path(name))
 
@@ -321,21 +353,9 @@ def test_capture_read_from_a_pipe() -> None:
 # --- a capture cut short --------------------------------------------------------------------
 
 
-def _pcap_records(data: bytes) -> list[tuple[int, int, int]]:
-    """(offset, caplen, orig_len) of each record of a little-endian microsecond pcap."""
-    assert struct.unpack_from("<I", data, 0)[0] == 0xA1B2C3D4
-    records, pos = [], 24
-    while pos < len(data):
-        _sec, _frac, caplen, orig_len = struct.unpack_from("<IIII", data, pos)
-        records.append((pos, caplen, orig_len))
-        pos += 16 + caplen
-    assert pos == len(data)
-    return records
-
-
 @pytest.mark.parametrize("where", ["record-data", "record-header"])
 def test_truncated_capture(where: str, tmp_path: Path) -> None:
-    source = BUNDLED / "rest-keepalive.pcap"
+    source = BUNDLED / "chat.pcap"
     data = source.read_bytes()
     records = _pcap_records(data)
     keep = len(records) // 2
@@ -393,7 +413,7 @@ def test_several_captures_in_one_run(tmp_path: Path) -> None:
     for name in ("http_messages", "ws_frames", "ws_messages", "message_costs"):
         table = pd.read_csv(tmp_path / f"{name}.csv", keep_default_na=False)
         assert set(table["conn_id"]) <= known, name
-    frames = pd.read_csv(tmp_path / "ws_frames.csv", keep_default_na=False).merge(connections[["conn_id", "capture"]], on="conn_id")
-    per_file = frames.groupby("capture").size().to_dict()
-    want = {str(p): sum(len(c["frames"][s]) for c in TRUTH[p.name]["ws_connections"] for s in ("client", "server")) for p in paths}
+    messages = pd.read_csv(tmp_path / "ws_messages.csv", keep_default_na=False).merge(connections[["conn_id", "capture"]], on="conn_id")
+    per_file = messages.groupby("capture").size().to_dict()
+    want = {str(p): TRUTH[p.name]["ws_messages"] for p in paths}
     assert per_file == {k: v for k, v in want.items() if v}

@@ -8,8 +8,10 @@ from the scenario itself (what the clients sent, what the servers saw and
 answered), never from parsing the capture.
 
 Only 127.0.0.1 is ever used.  Needs root (or CAP_NET_RAW) for tcpdump.
-Import as ``from tests import traffic`` (tests/ is a package);
-``captures/make_captures.py`` uses it to regenerate the bundled captures.
+Import as ``from tests import traffic`` (tests/ is a package).  The servers'
+plumbing and the background loop are `inspector.workloads.servers`'s (the
+package's `inspector record` workloads run on them too); the bundled captures
+are made by `inspector record`, not by these scenarios.
 Every scenario takes well under a second and writes < 200 KB.
 
 Common ``expected`` keys (every scenario has them):
@@ -78,21 +80,21 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator
 
 import aiohttp
 from aiohttp import web
 from websockets.asyncio.client import connect as ws_connect
-from websockets.asyncio.server import ServerConnection, serve as ws_serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
     ServerPerMessageDeflateFactory,
 )
 
-HOST = "127.0.0.1"
-
-T = TypeVar("T")
+# The servers' plumbing and the background loop are the package's own
+# (`inspector record` runs its workloads on them).
+from inspector.workloads.servers import HOST, AiohttpServer, LoopThread, WebsocketsServer
 
 __all__ = [
     "HOST",
@@ -284,40 +286,6 @@ def tcpdump_capture(
     pcap_linktype(path)  # raises when the header is missing or wrong
 
 
-# --- a background event loop for servers (and async clients) ----------------
-
-
-class LoopThread:
-    """An asyncio event loop running forever in a daemon thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._main, name="traffic-loop", daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def run(self, coro: Awaitable[T], timeout: float = 30.0) -> T:
-        """Run `coro` on the loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        async def cancel_rest() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        if self.loop.is_running():
-            with contextlib.suppress(Exception):
-                self.run(cancel_rest(), timeout=10)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)
-        self.loop.close()
-
-
 # --- REST server --------------------------------------------------------------
 
 
@@ -347,7 +315,7 @@ def stream_chunk(i: int, size: int) -> bytes:
     return (line * (size // len(line) + 1))[:size]
 
 
-class RestServer:
+class RestServer(AiohttpServer):
     """aiohttp REST server on 127.0.0.1:<ephemeral>, logging every request.
 
     Endpoints:
@@ -362,9 +330,8 @@ class RestServer:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.log: list[ServedRequest] = []
-        self.port: int = 0
-        self._runner: web.AppRunner | None = None
 
     def _app(self) -> web.Application:
         @web.middleware
@@ -450,18 +417,6 @@ class RestServer:
         app.router.add_post("/api/upload", upload)
         return app
 
-    async def start(self) -> int:
-        self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self.port
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 # --- WebSocket server ---------------------------------------------------------
@@ -477,7 +432,7 @@ class WsServed:
     close_reason: str | None = None
 
 
-class WsServer:
+class WsServer(WebsocketsServer):
     """`websockets` echo server on 127.0.0.1:<ephemeral>.
 
     Every data message is echoed back as one unfragmented message of the same
@@ -489,11 +444,8 @@ class WsServer:
     """
 
     def __init__(self, *, compression: str | None = None, extensions: list | None = None) -> None:
-        self.compression = compression
-        self.extensions = extensions
+        super().__init__(compression=compression, extensions=extensions, max_size=2**20)
         self.connections: list[WsServed] = []
-        self.port = 0
-        self._server: Any = None
 
     async def _handler(self, ws: ServerConnection) -> None:
         served = WsServed(client_port=ws.remote_address[1])
@@ -523,23 +475,6 @@ class WsServer:
         if ws.protocol.close_rcvd is not None:
             served.close_code = ws.protocol.close_rcvd.code
             served.close_reason = ws.protocol.close_rcvd.reason
-
-    async def start(self) -> int:
-        kwargs: dict[str, Any] = {"ping_interval": None, "max_size": 2**20}
-        if self.extensions is not None:
-            kwargs["extensions"] = self.extensions
-            kwargs["compression"] = None
-        else:
-            kwargs["compression"] = self.compression
-        self._server = await ws_serve(self._handler, HOST, 0, **kwargs)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
 
 
 @contextlib.contextmanager

@@ -32,7 +32,9 @@ def _write(table: pd.DataFrame, path: Path, fmt: str) -> None:
         for column in out.columns:
             if str(out[column].dtype) in ("bool", "boolean"):
                 out[column] = out[column].map({True: "true", False: "false"})
-        out.to_csv(path, index=False)
+        # CRLF line ends (RFC 4180) also make the csv module quote fields
+        # holding a bare CR, which payload previews can; with "\n" it would not.
+        out.to_csv(path, index=False, lineterminator="\r\n")
     elif fmt == "parquet":
         table.to_parquet(path, index=False)
     else:

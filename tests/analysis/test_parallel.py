@@ -18,7 +18,7 @@ def assert_same_tables(path):
 
 
 def test_bundled_capture_same_with_workers():
-    assert_same_tables(BUNDLED / "rest-per-request.pcap")
+    assert_same_tables(BUNDLED / "chat.pcap")  # 23 connections, REST and WebSocket
 
 
 def test_many_connections_and_non_tcp_same_with_workers():
@@ -29,7 +29,7 @@ def test_many_connections_and_non_tcp_same_with_workers():
 
 
 def test_several_files_keep_ids_unique_with_workers():
-    paths = [BUNDLED / "rest-keepalive.pcap", BUNDLED / "websocket-chat.pcap"]
+    paths = [BUNDLED / "chat.pcap", BUNDLED / "feed.pcap"]
     analysis = analyze_captures(paths, jobs=2)
     ids = analysis["connections"]["conn_id"]
     assert ids.is_unique and list(ids) == list(range(len(ids)))

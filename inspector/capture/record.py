@@ -1,0 +1,185 @@
+"""`inspector record SCENARIO`: run a built-in workload on loopback and capture it.
+
+Every variant of the scenario gets its own server on 127.0.0.1 (so its own
+server port), all started before the capture begins; the capture on ``lo``
+takes exactly those ports (kernel filter).  The variants then run one after
+another, each with its own clients, whose local ports are noted from their
+sockets.  When the last connection is closed the capture is stopped and a
+JSON sidecar is written next to it (``Path(output).with_suffix(".json")``):
+
+```json
+{"format": "inspector-recording/1", "scenario": "chat",
+ "parameters": {"messages": 20, "sizes": [120], "rate": null, "poll_interval": null},
+ "created": "2026-11-25T21:40:00+00:00",
+ "variants": [{"name": "rest-keepalive", "protocol": "rest", "server_port": 41234, "client_ports": [51000],
+               "messages_sent": {"client": 20, "server": 20}, "payload_bytes": {"client": 2400, "server": 2400}},
+              ...],
+ "staleness": [{"variant": "rest-polling", "seq": 1, "published_ts": 1.7e9, "received_ts": 1.7e9}, ...]}
+```
+
+``messages_sent`` counts application messages per direction (REST: requests
+and responses; WebSocket: data messages), ``payload_bytes`` their payload
+(HTTP body bytes as sent; WebSocket data payload before compression), both
+from the clients' ledgers and checked against the servers' own logs.
+``staleness`` has one entry per update and variant of the push scenarios.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from inspector.capture.live import CaptureStats, LiveCapture
+from inspector.errors import RecordError
+
+SIDECAR_FORMAT = "inspector-recording/1"
+INTERFACE = "lo"
+SETTLE_S = 0.3  # after the last connection closed, for its last packets to reach the capture socket
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    output: Path
+    sidecar_path: Path
+    sidecar: dict
+    stats: CaptureStats
+
+
+def sidecar_path(output: str | Path) -> Path:
+    return Path(output).with_suffix(".json")
+
+
+def parse_sizes(text: str | None) -> tuple[int, ...] | None:
+    """``"100,1000,70000"`` -> (100, 1000, 70000); RecordError on anything else."""
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise RecordError(f"--size {text!r}: expected BYTES or BYTES,BYTES,...") from None
+    return sizes
+
+
+def parse_variants(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise RecordError("--variants: expected names such as rest-keepalive,ws")
+    return names
+
+
+def record(
+    scenario: str,
+    output: str | Path,
+    *,
+    messages: int | None = None,
+    sizes: tuple[int, ...] | None = None,
+    rate: float | None = None,
+    poll_interval: float | None = None,
+    variants: list[str] | None = None,
+    on_variant: Callable[[dict], None] | None = None,
+) -> RecordResult:
+    """Record `scenario` into `output` (pcap, or pcapng by extension) and its sidecar.
+
+    `on_variant` is called with each variant's sidecar entry when it is done.
+    Raises RecordError for bad parameters or a workload that misbehaved, and
+    CaptureError when the capture cannot run (no privileges, ...).
+    """
+    from inspector.workloads.scenarios import SCENARIOS
+    from inspector.workloads.servers import LoopThread
+
+    if scenario not in SCENARIOS:
+        raise RecordError(f"no scenario {scenario!r} (choose from {', '.join(SCENARIOS)})")
+    scen = SCENARIOS[scenario]
+    params = scen.parameters(messages, sizes, rate, poll_interval)
+    chosen = scen.check_variants(variants)
+    output = Path(output)
+    side = sidecar_path(output)
+    if side == output:
+        raise RecordError(f"{output}: the capture file cannot end in .json (the sidecar goes there)")
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    entries: list[dict] = []
+    staleness: list[dict] = []
+    with LoopThread(name="inspector-record") as loop:
+        runs = [scen.make_run(variant, params) for variant in chosen]
+        try:
+            for run in runs:
+                loop.run(run.server.start())
+            capture = LiveCapture(output, interface=INTERFACE, ports=sorted(r.server.port for r in runs))
+            capture.start()
+            try:
+                for run in runs:
+                    loop.run(scen.run(run), timeout=None)
+                    _check_server_log(run)
+                    entry = _variant_entry(run)
+                    entries.append(entry)
+                    staleness.extend(_staleness_entries(run))
+                    if on_variant is not None:
+                        on_variant(entry)
+                time.sleep(SETTLE_S)
+            finally:
+                stats = capture.stop()
+        finally:
+            for run in runs:
+                try:
+                    loop.run(run.server.stop())
+                except Exception:
+                    pass
+
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "scenario": scen.name,
+        "parameters": params.as_dict(),
+        "created": created,
+        "variants": entries,
+        "staleness": staleness,
+    }
+    side.write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
+    return RecordResult(output, side, sidecar, stats)
+
+
+def _variant_entry(run) -> dict:
+    ledger = run.ledger
+    return {
+        "name": run.variant.name,
+        "protocol": run.variant.protocol,
+        "server_port": run.server.port,
+        "client_ports": list(ledger.client_ports),
+        "messages_sent": dict(ledger.messages_sent),
+        "payload_bytes": dict(ledger.payload_bytes),
+    }
+
+
+def _staleness_entries(run) -> list[dict]:
+    if run.feed is None:
+        return []
+    published = {u.seq: u.published_ts for u in run.feed.updates}
+    return [
+        {"variant": run.variant.name, "seq": seq, "published_ts": published[seq], "received_ts": received}
+        for seq, received in run.received
+    ]
+
+
+def _check_server_log(run) -> None:
+    """The server saw the connections and messages the clients account for."""
+    peers = run.server.log.peers
+    ledger = run.ledger
+    name = run.variant.name
+    if set(peers) != set(ledger.client_ports):
+        raise RecordError(f"{name}: the server saw client ports {sorted(peers)}, the clients used {ledger.client_ports}")
+    seen = {
+        "client": (sum(p.received for p in peers.values()), sum(p.received_bytes for p in peers.values())),
+        "server": (sum(p.sent for p in peers.values()), sum(p.sent_bytes for p in peers.values())),
+    }
+    for side, (count, size) in seen.items():
+        if (count, size) != (ledger.messages_sent[side], ledger.payload_bytes[side]):
+            raise RecordError(
+                f"{name}: {side} messages by the server's log {count} ({size} bytes), "
+                f"by the clients' {ledger.messages_sent[side]} ({ledger.payload_bytes[side]} bytes)"
+            )

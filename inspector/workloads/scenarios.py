@@ -1,0 +1,354 @@
+"""Scenarios (chat, feed, bulk, idle) and the variants they run over.
+
+The same logical work runs over each variant, so the application payload is
+equal across variants; only what the protocols add differs.
+
+Variants:
+
+- ``rest-keepalive``: one persistent HTTP/1.1 connection (aiohttp client).
+- ``rest-per-request``: a new TCP connection for each request.
+- ``rest-polling`` (push scenarios): one persistent connection; the client
+  asks ``GET /feed/next?after=SEQ``; a 200 carries the next update and the
+  client asks again at once, a 204 (nothing new) makes it wait the poll
+  interval.
+- ``ws``: one WebSocket connection, no compression (``websockets``).
+- ``ws-deflate``: one WebSocket connection with permessage-deflate.
+
+Scenarios (`messages`, `sizes` cycled over the messages, `rate` per second):
+
+- ``chat``: `messages` request/response pairs of small JSON (request and reply
+  of the same size), sent at `rate` (default: as fast as the replies come).
+- ``feed``: the server publishes `messages` JSON updates at `rate`; REST polls
+  every `poll_interval` (default 1/rate), WebSocket gets them pushed.  When
+  each update was published and when the client saw it is kept.
+- ``bulk``: `messages` documents of `sizes` bytes (default 100, 1000, 70000:
+  7-, 16- and 64-bit WebSocket payload lengths) fetched by a small JSON ask.
+- ``idle``: nothing to report for `messages` rounds of `poll_interval`
+  (default 1/rate): REST polls once a round (204 each time), the WebSocket
+  connection is kept alive by one ping/pong a round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from inspector.errors import RecordError
+from inspector.workloads.clients import STEP_TIMEOUT, Ledger, RestClient, WsClient
+from inspector.workloads.feed import Feed
+from inspector.workloads.payloads import bulk_body, bulk_reply, bulk_request, chat_reply, chat_request, feed_update, seq_of
+from inspector.workloads.servers import WorkloadRestServer, WorkloadWsServer
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    protocol: str  # "rest" or "websocket", as in the recording sidecar
+    keep_alive: bool = True  # REST
+    deflate: bool = False  # WebSocket
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("rest-keepalive", "rest"),
+        Variant("rest-per-request", "rest", keep_alive=False),
+        Variant("rest-polling", "rest"),
+        Variant("ws", "websocket"),
+        Variant("ws-deflate", "websocket", deflate=True),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Parameters:
+    messages: int
+    sizes: tuple[int, ...]
+    rate: float | None  # per second; None: as fast as possible
+    poll_interval: float | None  # seconds; push scenarios only
+
+    def size(self, seq: int) -> int:
+        """Payload size of message `seq` (1, 2, ...): `sizes` cycled."""
+        return self.sizes[(seq - 1) % len(self.sizes)]
+
+    def as_dict(self) -> dict:
+        return {"messages": self.messages, "sizes": list(self.sizes), "rate": self.rate, "poll_interval": self.poll_interval}
+
+
+@dataclass
+class VariantRun:
+    """One variant of a scenario: its server, its clients' ledger, what it saw of the feed."""
+
+    variant: Variant
+    params: Parameters
+    server: WorkloadRestServer | WorkloadWsServer
+    feed: Feed | None = None
+    ledger: Ledger = field(default_factory=Ledger)
+    received: list[tuple[int, float]] = field(default_factory=list)  # (seq, time.time()) per update seen
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+Run = Callable[[VariantRun], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    variants: tuple[str, ...]  # supported, in the order they run by default
+    defaults: Parameters
+    run_rest: Run
+    run_ws: Run
+    push: bool = False  # a feed publishes; REST polls
+
+    def parameters(self, messages: int | None = None, sizes: tuple[int, ...] | None = None,
+                   rate: float | None = None, poll_interval: float | None = None) -> Parameters:
+        """The defaults overridden by what is given; RecordError if they make no sense."""
+        d = self.defaults
+        params = Parameters(
+            messages=d.messages if messages is None else messages,
+            sizes=d.sizes if not sizes else tuple(sizes),
+            rate=d.rate if rate is None else rate,
+            poll_interval=poll_interval,
+        )
+        if sizes and not d.sizes:
+            raise RecordError(f"{self.name}: --size does not apply (nothing but keepalive is sent)")
+        if params.messages < 1:
+            raise RecordError(f"{self.name}: --messages must be at least 1")
+        if any(s < 0 for s in params.sizes):
+            raise RecordError(f"{self.name}: --size must not be negative")
+        if params.rate is not None and params.rate <= 0:
+            raise RecordError(f"{self.name}: --rate must be positive")
+        if self.push:
+            if params.rate is None:
+                raise RecordError(f"{self.name}: needs a --rate")
+            interval = 1 / params.rate if poll_interval is None else poll_interval
+            if interval <= 0:
+                raise RecordError(f"{self.name}: --poll-interval must be positive")
+            params = Parameters(params.messages, params.sizes, params.rate, interval)
+        elif poll_interval is not None:
+            raise RecordError(f"{self.name}: --poll-interval is for the push scenarios (feed, idle)")
+        self._check_sizes(params)
+        return params
+
+    def _check_sizes(self, params: Parameters) -> None:
+        build = {"chat": chat_request, "feed": feed_update}.get(self.name)
+        if build is None:
+            return
+        for seq in {1, params.messages}:  # the longest sequence numbers need the most room
+            try:
+                build(seq, params.size(seq))
+            except ValueError as exc:
+                raise RecordError(f"{self.name}: --size {params.size(seq)}: {exc}") from None
+
+    def check_variants(self, names: list[str] | None) -> list[Variant]:
+        if not names:
+            return [VARIANTS[n] for n in self.variants]
+        unknown = [n for n in names if n not in self.variants]
+        if unknown:
+            raise RecordError(f"{self.name}: no variant {', '.join(unknown)} (this scenario has {', '.join(self.variants)})")
+        if len(set(names)) != len(names):
+            raise RecordError(f"{self.name}: a variant is named twice in --variants")
+        return [VARIANTS[n] for n in names]
+
+    def make_run(self, variant: Variant, params: Parameters) -> VariantRun:
+        """A fresh server (own port, own feed) for one variant; start it in the loop."""
+        feed = None
+        if self.push:
+            count = params.messages if self.name == "feed" else 0
+            feed = Feed(count, params.sizes, params.rate or 1.0)
+        if variant.protocol == "rest":
+            server: WorkloadRestServer | WorkloadWsServer = WorkloadRestServer(feed=feed)
+        else:
+            server = WorkloadWsServer(deflate=variant.deflate, feed=feed)
+        return VariantRun(variant, params, server, feed)
+
+    async def run(self, run: VariantRun) -> None:
+        await (self.run_rest if run.variant.protocol == "rest" else self.run_ws)(run)
+
+
+def _expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise RecordError(f"workload went wrong: {what}")
+
+
+class Pacer:
+    """Sleeps until start + i / rate; no pacing without a rate."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1 / rate if rate else 0.0
+        self.start: float | None = None
+
+    async def wait(self, i: int) -> None:
+        loop = asyncio.get_running_loop()
+        if self.start is None:
+            self.start = loop.time()
+        if self.interval:
+            delay = self.start + i * self.interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
+def _rest_client(run: VariantRun) -> RestClient:
+    return RestClient(run.port, run.ledger, keep_alive=run.variant.keep_alive)
+
+
+def _ws_client(run: VariantRun, path: str) -> WsClient:
+    return WsClient(run.port, path, run.ledger, deflate=run.variant.deflate)
+
+
+def _check_connections(run: VariantRun, requests: int) -> None:
+    if run.variant.name == "rest-per-request":
+        _expect(len(run.ledger.client_ports) == requests, f"{requests} requests used {len(run.ledger.client_ports)} connections")
+
+
+def _check_deflate(run: VariantRun, client: WsClient) -> None:
+    negotiated = "permessage-deflate" in (client.extensions or "")
+    _expect(negotiated == run.variant.deflate, f"{run.variant.name}: extensions {client.extensions!r}")
+
+
+# --- chat ---------------------------------------------------------------------------------
+
+
+async def _chat_rest(run: VariantRun) -> None:
+    pacer = Pacer(run.params.rate)
+    async with _rest_client(run) as client:
+        for seq in range(1, run.params.messages + 1):
+            await pacer.wait(seq - 1)
+            request = chat_request(seq, run.params.size(seq))
+            status, body = await client.request("POST", "/chat", request, "application/json")
+            _expect(status == 200 and body == chat_reply(request), f"chat {seq}: status {status}")
+    _check_connections(run, run.params.messages)
+
+
+async def _chat_ws(run: VariantRun) -> None:
+    pacer = Pacer(run.params.rate)
+    async with _ws_client(run, "/chat") as client:
+        _check_deflate(run, client)
+        for seq in range(1, run.params.messages + 1):
+            await pacer.wait(seq - 1)
+            request = chat_request(seq, run.params.size(seq))
+            await client.send(request.decode())
+            reply = await client.recv()
+            _expect(reply == chat_reply(request).decode(), f"chat {seq}: wrong reply")
+
+
+# --- bulk ---------------------------------------------------------------------------------
+
+
+async def _bulk_rest(run: VariantRun) -> None:
+    pacer = Pacer(run.params.rate)
+    async with _rest_client(run) as client:
+        for seq in range(1, run.params.messages + 1):
+            await pacer.wait(seq - 1)
+            ask = bulk_request(seq, run.params.size(seq))
+            status, body = await client.request("POST", "/bulk", ask, "application/json")
+            _expect(status == 200 and body == bulk_body(seq, run.params.size(seq)), f"bulk {seq}: status {status}, {len(body)} bytes")
+    _check_connections(run, run.params.messages)
+
+
+async def _bulk_ws(run: VariantRun) -> None:
+    pacer = Pacer(run.params.rate)
+    async with _ws_client(run, "/bulk") as client:
+        _check_deflate(run, client)
+        for seq in range(1, run.params.messages + 1):
+            await pacer.wait(seq - 1)
+            ask = bulk_request(seq, run.params.size(seq))
+            await client.send(ask.decode())
+            body = await client.recv()
+            _expect(body == bulk_reply(ask), f"bulk {seq}: wrong document")
+
+
+# --- feed ---------------------------------------------------------------------------------
+
+
+def _saw(run: VariantRun, payload: bytes | str, expected_seq: int) -> None:
+    now = time.time()
+    assert run.feed is not None
+    seq = seq_of(payload)
+    data = payload.encode() if isinstance(payload, str) else payload
+    _expect(seq == expected_seq and data == run.feed.updates[seq - 1].payload, f"feed: got update {seq}, expected {expected_seq}")
+    run.received.append((seq, now))
+
+
+async def _feed_rest(run: VariantRun) -> None:
+    feed, interval = run.feed, run.params.poll_interval
+    assert feed is not None and interval is not None
+    async with _rest_client(run) as client:
+        publisher = asyncio.ensure_future(feed.publish())
+        try:
+            seen = 0
+            while seen < feed.count:
+                status, body = await client.request("GET", f"/feed/next?after={seen}")
+                if status == 200:
+                    _saw(run, body, seen + 1)
+                    seen += 1  # maybe more is waiting: ask again at once
+                else:
+                    _expect(status == 204, f"feed poll: status {status}")
+                    await asyncio.sleep(interval)
+            await publisher
+        finally:
+            publisher.cancel()
+
+
+async def _feed_ws(run: VariantRun) -> None:
+    feed = run.feed
+    assert feed is not None
+    async with _ws_client(run, "/feed") as client:
+        _check_deflate(run, client)
+        await asyncio.wait_for(feed.wait_subscribers(1), STEP_TIMEOUT)
+        publisher = asyncio.ensure_future(feed.publish())
+        try:
+            for seq in range(1, feed.count + 1):
+                _saw(run, await client.recv(), seq)
+            await publisher
+        finally:
+            publisher.cancel()
+
+
+# --- idle ---------------------------------------------------------------------------------
+
+
+async def _idle_rest(run: VariantRun) -> None:
+    assert run.params.poll_interval is not None
+    pacer = Pacer(1 / run.params.poll_interval)
+    async with _rest_client(run) as client:
+        for i in range(1, run.params.messages + 1):
+            await pacer.wait(i)
+            status, _body = await client.request("GET", "/feed/next?after=0")
+            _expect(status == 204, f"idle poll {i}: status {status}")
+
+
+async def _idle_ws(run: VariantRun) -> None:
+    assert run.params.poll_interval is not None and run.feed is not None
+    pacer = Pacer(1 / run.params.poll_interval)
+    async with _ws_client(run, "/feed") as client:
+        _check_deflate(run, client)
+        for i in range(1, run.params.messages + 1):
+            await pacer.wait(i)
+            await client.ping(struct.pack("!I", i))
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("chat", "request/response pairs of small JSON messages",
+                 ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"),
+                 Parameters(messages=20, sizes=(120,), rate=None, poll_interval=None), _chat_rest, _chat_ws),
+        Scenario("feed", "the server publishes updates at a rate; REST polls, WebSocket gets them pushed",
+                 ("rest-polling", "ws", "ws-deflate"),
+                 Parameters(messages=20, sizes=(200,), rate=20.0, poll_interval=None), _feed_rest, _feed_ws, push=True),
+        Scenario("bulk", "large payloads: 7-, 16- and 64-bit WebSocket lengths",
+                 ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"),
+                 Parameters(messages=3, sizes=(100, 1000, 70000), rate=None, poll_interval=None), _bulk_rest, _bulk_ws),
+        Scenario("idle", "a connection kept alive by ping/pong against REST polling at the same freshness",
+                 ("rest-polling", "ws", "ws-deflate"),
+                 Parameters(messages=5, sizes=(), rate=2.0, poll_interval=None), _idle_rest, _idle_ws, push=True),
+    )
+}

@@ -1,0 +1,289 @@
+"""`inspector record SCENARIO` end to end: record, analyse, compare with the sidecar.
+
+Each scenario is recorded once per module by the CLI in a subprocess, with
+small counts, then analysed.  Connections are matched to variants by client
+port (the sidecar lists every port each variant's clients used); what the
+analysis counts on the wire must be what the scenario says it sent, and the
+REST and WebSocket variants of a scenario must carry the same application
+payload.  Recording needs root (live capture on lo); CI runs as root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from statistics import mean
+from typing import NamedTuple
+
+import pandas as pd
+import pytest
+
+from inspector.analysis.pipeline import Analysis, analyze_captures
+from tests.conftest import REPO
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="recording captures live on lo: needs root (CI runs as root)")
+
+# Small enough for a few seconds each.
+SCENARIO_ARGS = {
+    "chat": ["--messages", "6", "--size", "80,300"],
+    "feed": ["--messages", "10", "--rate", "40"],
+    "bulk": ["--messages", "3"],  # default sizes 100, 1000, 70000
+    "idle": ["--messages", "3", "--rate", "10"],
+}
+VARIANTS = {
+    "chat": ["rest-keepalive", "rest-per-request", "ws", "ws-deflate"],
+    "feed": ["rest-polling", "ws", "ws-deflate"],
+    "bulk": ["rest-keepalive", "rest-per-request", "ws", "ws-deflate"],
+    "idle": ["rest-polling", "ws", "ws-deflate"],
+}
+SIDES = ("client", "server")
+
+
+class Recorded(NamedTuple):
+    pcap: Path
+    sidecar: dict
+    analysis: Analysis
+    stdout: str
+
+
+def run_cli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "inspector.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory):
+    if os.geteuid() != 0:
+        pytest.skip("recording captures live on lo: needs root (CI runs as root)")
+    cache: dict[str, Recorded] = {}
+
+    def get(scenario: str) -> Recorded:
+        if scenario not in cache:
+            pcap = tmp_path_factory.mktemp(f"record-{scenario}") / f"{scenario}.pcap"
+            proc = run_cli("record", scenario, "-o", pcap, *SCENARIO_ARGS[scenario])
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stderr == ""  # no warning: nothing dropped
+            sidecar = json.loads(pcap.with_suffix(".json").read_text(encoding="utf-8"))
+            cache[scenario] = Recorded(pcap, sidecar, analyze_captures([pcap]), proc.stdout)
+        return cache[scenario]
+
+    return get
+
+
+def variant_tables(rec: Recorded, variant: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """connections, http_messages, ws_messages, ws_frames of one variant (by client port)."""
+    a = rec.analysis
+    conns = a["connections"][a["connections"]["client_port"].isin(variant["client_ports"])]
+    ids = set(conns["conn_id"])
+    pick = lambda t: t[t["conn_id"].isin(ids)]  # noqa: E731
+    return conns, pick(a["http_messages"]), pick(a["ws_messages"]), pick(a["ws_frames"])
+
+
+def wire_counts(rec: Recorded, variant: dict) -> tuple[dict[str, int], dict[str, int]]:
+    """Application messages and payload bytes per direction, as the analysis sees them."""
+    _conns, http, ws, _frames = variant_tables(rec, variant)
+    if variant["protocol"] == "rest":
+        messages = {"client": int(http["method"].notna().sum()), "server": int(http["status"].notna().sum())}
+        payload = {side: int(http.loc[http["direction"] == side, "body_bytes"].sum()) for side in SIDES}
+    else:
+        messages = {side: int((ws["direction"] == side).sum()) for side in SIDES}
+        payload = {side: int(ws.loc[ws["direction"] == side, "payload_bytes"].sum()) for side in SIDES}
+    return messages, payload
+
+
+SCENARIOS = list(SCENARIO_ARGS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_sidecar_shape(scenario: str, recorded) -> None:
+    rec = recorded(scenario)
+    side = rec.sidecar
+    assert list(side) == ["format", "scenario", "parameters", "created", "variants", "staleness"]
+    assert side["format"] == "inspector-recording/1"
+    assert side["scenario"] == scenario
+    assert datetime.fromisoformat(side["created"]).tzinfo is not None
+    assert [v["name"] for v in side["variants"]] == VARIANTS[scenario]
+    for v in side["variants"]:
+        assert list(v) == ["name", "protocol", "server_port", "client_ports", "messages_sent", "payload_bytes"]
+        assert v["protocol"] == ("rest" if v["name"].startswith("rest") else "websocket")
+        assert list(v["messages_sent"]) == list(SIDES) and list(v["payload_bytes"]) == list(SIDES)
+    # Variants have their own servers, so connections are attributable either way.
+    assert len({v["server_port"] for v in side["variants"]}) == len(side["variants"])
+    for entry in side["staleness"]:
+        assert list(entry) == ["variant", "seq", "published_ts", "received_ts"]
+    # The CLI prints one row per variant.
+    for v in side["variants"]:
+        assert any(line.split()[:2] == [v["name"], str(len(v["client_ports"]))] for line in rec.stdout.splitlines()), rec.stdout
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_connection_belongs_to_one_variant(scenario: str, recorded) -> None:
+    rec = recorded(scenario)
+    connections = rec.analysis["connections"]
+    by_port = {port: v for v in rec.sidecar["variants"] for port in v["client_ports"]}
+    assert sum(len(v["client_ports"]) for v in rec.sidecar["variants"]) == len(by_port), "a port in two variants"
+    assert sorted(connections["client_port"]) == sorted(by_port)
+    for row in connections.itertuples():
+        variant = by_port[row.client_port]
+        assert row.server_port == variant["server_port"]
+        assert row.kind == variant["protocol"]
+        assert row.variant == variant["name"]  # the analysis read the sidecar
+        assert row.handshake_seen and row.gap_bytes == 0 and row.retransmitted_bytes == 0
+    assert len(rec.analysis["findings"]) == 0
+    counts = {v["name"]: len(v["client_ports"]) for v in rec.sidecar["variants"]}
+    for name, n in counts.items():
+        if name == "rest-per-request":
+            assert n == int(rec.sidecar["parameters"]["messages"])
+        else:
+            assert n == 1
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_messages_per_variant_as_the_scenario_sent_them(scenario: str, recorded) -> None:
+    rec = recorded(scenario)
+    for variant in rec.sidecar["variants"]:
+        conns, http, ws, _frames = variant_tables(rec, variant)
+        messages, payload = wire_counts(rec, variant)
+        assert messages == variant["messages_sent"], variant["name"]
+        assert payload == variant["payload_bytes"], variant["name"]
+        if variant["protocol"] == "rest":
+            assert http["complete"].all() and len(ws) == 0
+            assert int(conns["http_requests"].sum()) == variant["messages_sent"]["client"]
+        else:
+            # One upgrade per connection; then data messages only.
+            assert list(http["status"].dropna()) == [101] * len(conns)
+            assert ws["complete"].all()
+            assert bool(conns["ws_deflate"].all()) is (variant["name"] == "ws-deflate")
+            if variant["name"] == "ws-deflate":
+                assert ws["compressed"].all()
+            else:
+                assert not ws["compressed"].any()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_rest_and_websocket_carry_the_same_payload(scenario: str, recorded) -> None:
+    rec = recorded(scenario)
+    on_wire = {v["name"]: wire_counts(rec, v)[1] for v in rec.sidecar["variants"]}
+    assert len({tuple(p.values()) for p in on_wire.values()}) == 1, on_wire
+    (payload,) = {tuple(p.values()) for p in on_wire.values()}
+    params = rec.sidecar["parameters"]
+    if scenario in ("chat", "bulk"):
+        assert payload[0] > 0 and payload[1] > 0
+    if scenario == "chat":
+        n, sizes = params["messages"], params["sizes"]
+        assert payload == (sum(sizes[i % len(sizes)] for i in range(n)),) * 2
+    if scenario == "bulk":
+        assert payload[1] == sum(params["sizes"][i % len(params["sizes"])] for i in range(params["messages"]))
+    if scenario == "feed":
+        assert payload[0] == 0 and payload[1] == params["messages"] * params["sizes"][0]
+    if scenario == "idle":
+        assert payload == (0, 0)
+
+
+def test_feed_staleness(recorded) -> None:
+    rec = recorded("feed")
+    n = rec.sidecar["parameters"]["messages"]
+    stale: dict[str, list[float]] = {}
+    for entry in rec.sidecar["staleness"]:
+        assert entry["received_ts"] >= entry["published_ts"]
+        stale.setdefault(entry["variant"], []).append(entry["received_ts"] - entry["published_ts"])
+    assert sorted(stale) == sorted(VARIANTS["feed"])
+    for name in stale:
+        assert sorted(e["seq"] for e in rec.sidecar["staleness"] if e["variant"] == name) == list(range(1, n + 1))
+    # Polling waits up to a poll interval; a push arrives at once.  Noise allowance: 2 ms.
+    push = mean(stale["ws"] + stale["ws-deflate"])
+    assert mean(stale["rest-polling"]) >= push - 0.002, stale
+    assert push < rec.sidecar["parameters"]["poll_interval"]
+    table = rec.analysis["staleness"]
+    assert len(table) == n * len(VARIANTS["feed"])
+    # Each update a REST poll returned is on the wire as a 200; the others were 204s.
+    polling = next(v for v in rec.sidecar["variants"] if v["name"] == "rest-polling")
+    _conns, http, _ws, _frames = variant_tables(rec, polling)
+    statuses = http["status"].dropna().astype(int)
+    assert (statuses == 200).sum() == n
+    assert set(statuses) <= {200, 204}
+
+
+def test_bulk_covers_every_websocket_length_encoding(recorded) -> None:
+    rec = recorded("bulk")
+    for variant in rec.sidecar["variants"]:
+        if variant["protocol"] != "websocket":
+            continue
+        _conns, _http, ws, frames = variant_tables(rec, variant)
+        server = frames[(frames["direction"] == "server") & (frames["opcode"] == 2)]
+        # Header sizes of unmasked frames: 2 (7-bit length), 4 (16-bit), 10 (64-bit).
+        if variant["name"] == "ws":
+            assert sorted(server["header_bytes"]) == [2, 4, 10]
+            assert sorted(server["payload_length"]) == sorted(rec.sidecar["parameters"]["sizes"])
+        assert sorted(ws.loc[ws["direction"] == "server", "payload_bytes"]) == sorted(rec.sidecar["parameters"]["sizes"])
+
+
+def test_idle_keepalive_is_ping_pong_against_polls(recorded) -> None:
+    rec = recorded("idle")
+    n = rec.sidecar["parameters"]["messages"]
+    assert rec.sidecar["staleness"] == []
+    for variant in rec.sidecar["variants"]:
+        _conns, http, ws, frames = variant_tables(rec, variant)
+        if variant["protocol"] == "rest":
+            assert list(http["status"].dropna()) == [204] * n
+            assert variant["messages_sent"] == {"client": n, "server": n}
+        else:
+            assert len(ws) == 0 and variant["messages_sent"] == {"client": 0, "server": 0}
+            pings = frames[frames["opcode"] == 9]
+            pongs = frames[frames["opcode"] == 10]
+            assert list(pings["direction"]) == ["client"] * n
+            assert list(pongs["direction"]) == ["server"] * n
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "complaint"), [
+    (["chat", "--variants", "rest-polling"], "no variant rest-polling"),
+    (["feed", "--variants", "ws,nope"], "no variant nope"),
+    (["chat", "--size", "10"], "--size 10"),
+    (["chat", "--size", "big"], "--size 'big'"),
+    (["chat", "--messages", "0"], "--messages"),
+    (["feed", "--rate", "-1"], "--rate"),
+    (["chat", "--poll-interval", "1"], "--poll-interval"),
+    (["idle", "--size", "100"], "--size"),
+])
+def test_bad_parameters_are_one_line_and_exit_2(args: list[str], complaint: str, tmp_path: Path) -> None:
+    out = tmp_path / "x.pcap"
+    proc = run_cli("record", *args, "-o", out)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and complaint in lines[0], lines
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+@needs_root
+def test_subset_of_variants_in_the_order_given(tmp_path: Path) -> None:
+    out = tmp_path / "chat.pcapng"
+    proc = run_cli("record", "chat", "-o", out, "--messages", "2", "--variants", "ws,rest-keepalive")
+    assert proc.returncode == 0, proc.stderr
+    sidecar = json.loads((tmp_path / "chat.json").read_text(encoding="utf-8"))
+    assert [v["name"] for v in sidecar["variants"]] == ["ws", "rest-keepalive"]
+    assert out.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"  # pcapng by extension
+    analysis = analyze_captures([out])
+    assert sorted(analysis["connections"]["variant"]) == ["rest-keepalive", "ws"]
+
+
+@needs_root
+def test_without_capture_privileges_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Root without any capability (empty bounding set): the servers start, the capture cannot."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) not installed")
+    out = tmp_path / "x.pcap"
+    proc = subprocess.run([setpriv, "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-m", "inspector.cli",
+                           "record", "chat", "-o", str(out), "--messages", "1"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == ["inspector: error: live capture needs root or CAP_NET_RAW"]
+    assert not out.exists() and not out.with_suffix(".json").exists()
