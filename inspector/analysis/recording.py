@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-SIDECAR_FORMAT = "inspector-recording/1"
+from inspector.capture.sidecar import SIDECAR_FORMAT, sidecar_path
+
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,6 @@ class Recording:
     scenario: str
     variants: tuple[Variant, ...]
     staleness: list[dict] = field(default_factory=list)
-
-
-def sidecar_path(capture: str | Path) -> Path:
-    return Path(capture).with_suffix(".json")
 
 
 def load_recording(capture: str | Path, warnings: list[str]) -> Recording | None:

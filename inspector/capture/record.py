@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Callable
 
 from inspector.capture.live import CaptureStats, LiveCapture
+from inspector.capture.sidecar import SIDECAR_FORMAT, sidecar_path
 from inspector.errors import RecordError
 
-SIDECAR_FORMAT = "inspector-recording/1"
 INTERFACE = "lo"
 SETTLE_S = 0.3  # after the last connection closed, for its last packets to reach the capture socket
 
@@ -47,10 +47,6 @@ class RecordResult:
     sidecar_path: Path
     sidecar: dict
     stats: CaptureStats
-
-
-def sidecar_path(output: str | Path) -> Path:
-    return Path(output).with_suffix(".json")
 
 
 def parse_sizes(text: str | None) -> tuple[int, ...] | None:
