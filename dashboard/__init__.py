@@ -1,1 +1,1 @@
-"""Dash dashboard (to come: see the dashboard issue); reads only the analysis tables."""
+"""Dash dashboard over the analysis tables: `create_app` in dashboard.app; reads only the tables."""

@@ -1,6 +1,7 @@
 """Command line: `inspector analyze CAPTURE... [--export DIR] [--format csv|parquet|json]`,
 `inspector capture [-i IFACE] [--port N ...] [--filter BPF] -o FILE [--analyze]`,
-`inspector record SCENARIO -o FILE [--messages N] [--size BYTES] [--rate PER_S] [--variants a,b]`.
+`inspector record SCENARIO -o FILE [--messages N] [--size BYTES] [--rate PER_S] [--variants a,b]`,
+`inspector dashboard [CAPTURE or DIR ...] [--host H] [--port P] [--debug]`.
 
 Thin wiring only; heavy imports happen inside the subcommand that needs them.
 Bad input ends with one line on stderr naming the file and the problem, and
@@ -43,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--rate", type=float, metavar="PER_S", help="messages (or updates, or idle rounds) per second; chat and bulk default to as fast as replies come")
     record.add_argument("--poll-interval", type=float, metavar="S", help="feed, idle: seconds between REST polls (and idle WebSocket pings); default 1/rate")
     record.add_argument("--variants", metavar="a,b,...", help="variants to run, in order (default: all the scenario has): rest-keepalive, rest-per-request, rest-polling, ws, ws-deflate")
+    dashboard = commands.add_parser("dashboard", help="serve the dashboard over captures (default: the bundled captures/)")
+    dashboard.add_argument("sources", nargs="*", metavar="CAPTURE or DIR", help="capture files, or directories of them (default: the bundled captures/)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    dashboard.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    dashboard.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, dev tools): never on a shared network")
     return parser
 
 
@@ -57,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             return _capture(args)
         if args.command == "record":
             return _record(args)
+        if args.command == "dashboard":
+            return _dashboard(args)
     except InspectorError as exc:
         print(f"inspector: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -163,6 +171,43 @@ def _record(args) -> int:
     if stats.kernel_drops:
         print(f"inspector: warning: the kernel dropped {stats.kernel_drops:,} packets: the capture misses some of the traffic", file=sys.stderr)
     print(f"\n{args.scenario}: {stats.packets:,} packets ({stats.bytes:,} bytes) captured to {result.output}, sidecar {result.sidecar_path}")
+    return 0
+
+
+BUNDLED_CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def dashboard_sources(sources: list[str]) -> list[Path]:
+    """The files and directories to serve; raises InspectorError (one line) for a bad one."""
+    from inspector.errors import CaptureError
+
+    if not sources:
+        if not BUNDLED_CAPTURES.is_dir():
+            raise CaptureError(f"bundled captures not found at {BUNDLED_CAPTURES}; name capture files or directories")
+        return [BUNDLED_CAPTURES]
+    paths = [Path(s) for s in sources]
+    for path in paths:
+        if not path.exists():
+            raise CaptureError(f"{path}: no such file or directory")
+    return paths
+
+
+def _dashboard(args) -> int:
+    """Serve the Dash app; the captures are analysed in the background once it is up."""
+    sources = dashboard_sources(args.sources)
+    from dashboard.app import create_app
+    from dashboard.store import TableStore
+
+    store = TableStore(sources)
+    if not store.files:
+        print(f"inspector: error: no capture files (*.pcap, *.pcapng, *.gz) in {', '.join(map(str, sources))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.host not in LOCAL_HOSTS:
+        print(f"inspector: warning: serving on {args.host}: anyone who can reach this address sees the captures' contents", file=sys.stderr)
+    app = create_app(store)
+    print(f"inspector: dashboard on http://{args.host}:{args.port}/ over {len(store.files)} captures (Ctrl-C to stop)", file=sys.stderr)
+    app.run(host=args.host, port=args.port, debug=args.debug)
     return 0
 
 

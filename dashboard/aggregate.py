@@ -1,0 +1,637 @@
+"""Pure aggregations: analysis tables -> small DataFrames the pages show.
+
+Everything here takes the tables of `inspector.analysis.tables` (a dict of
+DataFrames, or single tables) and returns small DataFrames or plain values.
+Nothing here imports dash or plotly, keeps state or does I/O, so every number
+on a page can be unit-tested against the tables.
+
+Units.  An *application message* is one HTTP request or one HTTP response, or
+one WebSocket data message: the unit `inspector record` counts in its sidecars.
+A REST exchange (request + response) is therefore two messages.
+A *group* is a recorded variant (`rest-keepalive`, `ws`, ...) or, for
+connections of unrecorded captures, the connection kind (`rest`, `websocket`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+
+from inspector.analysis.tables import BYTE_CATEGORIES
+
+MESSAGES_PER_EXCHANGE = 2
+APP_ITEMS = {"exchange": MESSAGES_PER_EXCHANGE, "ws_message": 1}
+COST_LAYERS = {
+    "app_header_bytes": "application headers (HTTP headers, WebSocket frame headers)",
+    "app_payload_bytes": "application payload",
+    "transport_bytes": "link, IP and TCP headers of the packets carrying it",
+    "ack_bytes": "pure ACKs acknowledging it",
+}
+PROTOCOL_KINDS = ("rest", "websocket")
+
+Tables = dict[str, pd.DataFrame]
+
+
+# --- labels -------------------------------------------------------------------
+
+
+def connection_groups(connections: pd.DataFrame) -> pd.DataFrame:
+    """conn_id -> capture, kind, variant and group (variant, or kind when unrecorded)."""
+    out = connections[["conn_id", "capture", "kind", "variant"]].copy()
+    variant = out["variant"].fillna("").astype(str)
+    out["variant"] = variant
+    out["group"] = np.where(variant != "", variant, out["kind"].astype(str))
+    return out
+
+
+def _with_groups(table: pd.DataFrame, connections: pd.DataFrame) -> pd.DataFrame:
+    groups = connection_groups(connections)
+    drop = [c for c in ("capture", "kind", "variant", "group") if c in table.columns]
+    return table.drop(columns=drop).merge(groups, on="conn_id", how="left")
+
+
+def _only_capture(table: pd.DataFrame, capture: str | None) -> pd.DataFrame:
+    return table if capture is None else table[table["capture"] == capture]
+
+
+def captures_of(tables: Tables) -> list[str]:
+    return [str(c) for c in tables["captures"]["capture"]]
+
+
+# --- overview -----------------------------------------------------------------
+
+
+def capture_overview(tables: Tables) -> pd.DataFrame:
+    """Per capture: packets, connections, REST exchanges, WebSocket messages, wire bytes, efficiency."""
+    conns = tables["connections"]
+    rest = conns[conns["kind"] == "rest"]
+    per = pd.DataFrame({
+        "rest_exchanges": rest.groupby("capture")["http_requests"].sum(),
+        "ws_messages": conns.groupby("capture")["ws_messages"].sum(),
+        "tcp_wire_bytes": conns.groupby("capture")["wire_bytes"].sum(),
+        "payload_bytes": conns.groupby("capture")["payload_bytes"].sum(),
+    })
+    caps = tables["captures"][["capture", "packets", "connections", "wire_bytes"]]
+    out = caps.merge(per, left_on="capture", right_index=True, how="left")
+    for column in ("rest_exchanges", "ws_messages", "tcp_wire_bytes", "payload_bytes"):
+        out[column] = out[column].fillna(0).astype("int64")
+    out["efficiency"] = _ratio(out["payload_bytes"], out["tcp_wire_bytes"])
+    return out.reset_index(drop=True)
+
+
+def bytes_by_category(connections: pd.DataFrame, capture: str | None = None) -> pd.DataFrame:
+    """Per group (variant or kind): the byte categories summed, and wire bytes."""
+    conns = _only_capture(_with_groups(connections, connections), capture)
+    columns = list(BYTE_CATEGORIES) + ["wire_bytes", "payload_bytes"]
+    out = conns.groupby(["kind", "group"], sort=True)[columns].sum().reset_index()
+    out["efficiency"] = _ratio(out["payload_bytes"], out["wire_bytes"])
+    return out
+
+
+def protocol_mix(tables: Tables, capture: str, bins: int = 40) -> pd.DataFrame:
+    """Wire bytes per connection kind over time (seconds since the capture's first row), in `bins` bins."""
+    costs = _with_groups(tables["message_costs"], tables["connections"])
+    costs = costs[costs["capture"] == capture]
+    if costs.empty:
+        return pd.DataFrame({"t_s": pd.Series(dtype="float64"), "kind": pd.Series(dtype="str"), "wire_bytes": pd.Series(dtype="float64")})
+    t = costs["ts"].to_numpy(dtype="float64")
+    start, span = float(t.min()), float(t.max() - t.min())
+    width = span / bins if span > 0 else 1.0
+    index = np.minimum(((t - start) / width).astype(np.int64), bins - 1)
+    frame = pd.DataFrame({"bin": index, "kind": costs["kind"].to_numpy(), "wire_bytes": costs["wire_bytes"].to_numpy()})
+    out = frame.groupby(["bin", "kind"], sort=True)["wire_bytes"].sum().reset_index()
+    out["t_s"] = out["bin"] * width
+    return out[["t_s", "kind", "wire_bytes"]]
+
+
+# --- REST vs WebSocket ----------------------------------------------------------
+
+
+def app_message_costs(tables: Tables) -> pd.DataFrame:
+    """message_costs rows of application messages, with group labels and a `messages` weight."""
+    costs = tables["message_costs"]
+    costs = costs[costs["item"].isin(list(APP_ITEMS))]
+    out = _with_groups(costs, tables["connections"])
+    out["messages"] = out["item"].map(APP_ITEMS).astype("int64")
+    return out
+
+
+def message_cost_split(tables: Tables, capture: str | None = None) -> pd.DataFrame:
+    """Per group: average wire bytes per application message, split by layer (setup and teardown excluded)."""
+    costs = _only_capture(app_message_costs(tables), capture)
+    columns = list(COST_LAYERS) + ["wire_bytes"]
+    sums = costs.groupby(["kind", "group"], sort=True)[columns + ["messages"]].sum().reset_index()
+    out = sums[["kind", "group", "messages"]].copy()
+    for column in columns:
+        out[column] = sums[column] / sums["messages"]
+    out["efficiency"] = _ratio(sums["app_payload_bytes"], sums["wire_bytes"])
+    return out
+
+
+def break_even_curves(tables: Tables, capture: str | None = None) -> pd.DataFrame:
+    """Cumulative wire bytes against application messages, per capture and group, setup included.
+
+    A connection's fixed cost (setup, teardown, WebSocket control frames and
+    anything not attributed to a message) is charged when its first message
+    goes out, or at 0 messages for a connection that carried none; so the curve
+    starts at the first connection's setup cost and ends at the group's total
+    wire bytes.
+    """
+    costs = _with_groups(tables["message_costs"], tables["connections"])
+    costs = _only_capture(costs, capture)
+    rows = []
+    for (cap, kind, group), part in costs.groupby(["capture", "kind", "group"], sort=True):
+        is_app = part["item"].isin(list(APP_ITEMS))
+        fixed = part[~is_app].groupby("conn_id")["wire_bytes"].sum().to_dict()
+        app = part[is_app].sort_values(["ts", "conn_id", "item_index"], kind="stable")
+        seen: set[int] = set(app["conn_id"])
+        total = sum(cost for conn, cost in fixed.items() if conn not in seen)  # connections without messages
+        x = 0
+        charged: set[int] = set()
+        conn_ids = app["conn_id"].to_numpy()
+        wires = app["wire_bytes"].to_numpy(dtype="float64")
+        weights = app["item"].map(APP_ITEMS).to_numpy()
+        if len(conn_ids):
+            total += fixed.get(int(conn_ids[0]), 0.0)
+            charged.add(int(conn_ids[0]))
+        rows.append((cap, kind, group, 0, total))
+        for conn, wire, weight in zip(conn_ids, wires, weights):
+            conn = int(conn)
+            if conn not in charged:
+                total += fixed.get(conn, 0.0)
+                charged.add(conn)
+            total += wire
+            x += int(weight)
+            rows.append((cap, kind, group, x, total))
+    return pd.DataFrame(rows, columns=["capture", "kind", "group", "messages", "wire_bytes"]).astype(
+        {"messages": "int64", "wire_bytes": "float64"})
+
+
+def curve_at(curve: pd.DataFrame, messages: float) -> float:
+    """Cumulative wire bytes of one curve at `messages` (linear between points; NaN beyond its end)."""
+    xs = curve["messages"].to_numpy(dtype="float64")
+    if not len(xs) or messages > xs.max():
+        return math.nan
+    return float(np.interp(messages, xs, curve["wire_bytes"].to_numpy(dtype="float64")))
+
+
+def crossover(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float] | None:
+    """Where curve `a` and curve `b` first cross, as (messages, wire_bytes), or None.
+
+    Both are linear between their points; only their common range counts.
+    A curve starting equal to the other does not count as a crossing until
+    they have been apart.
+    """
+    if a.empty or b.empty:
+        return None
+    end = min(a["messages"].max(), b["messages"].max())
+    xs = np.union1d(a["messages"].to_numpy(dtype="float64"), b["messages"].to_numpy(dtype="float64"))
+    xs = xs[xs <= end]
+    ya = np.interp(xs, a["messages"].to_numpy(dtype="float64"), a["wire_bytes"].to_numpy(dtype="float64"))
+    yb = np.interp(xs, b["messages"].to_numpy(dtype="float64"), b["wire_bytes"].to_numpy(dtype="float64"))
+    diff = ya - yb
+    sign = np.sign(diff)
+    nonzero = np.flatnonzero(sign)
+    if not len(nonzero):
+        return None
+    first = nonzero[0]
+    for i in range(first + 1, len(xs)):
+        if sign[i] == -sign[first]:
+            # between xs[i-1] and xs[i] the difference changes sign
+            x0, x1, d0, d1 = xs[i - 1], xs[i], diff[i - 1], diff[i]
+            x = x0 + (x1 - x0) * d0 / (d0 - d1) if d0 != d1 else x0
+            return float(x), float(np.interp(x, xs, ya))
+    return None
+
+
+def break_even_crossovers(curves: pd.DataFrame) -> pd.DataFrame:
+    """For every capture, every REST group against every WebSocket group: where the curves cross."""
+    rows = []
+    for cap, part in curves.groupby("capture", sort=True):
+        groups = {g: c for g, c in part.groupby("group", sort=True)}
+        kinds = part.drop_duplicates("group").set_index("group")["kind"]
+        for rest in [g for g in groups if kinds[g] == "rest"]:
+            for ws in [g for g in groups if kinds[g] == "websocket"]:
+                found = crossover(groups[rest], groups[ws])
+                rows.append({
+                    "capture": cap, "rest": rest, "websocket": ws,
+                    "crossover_messages": found[0] if found else math.nan,
+                    "crossover_bytes": found[1] if found else math.nan,
+                    "rest_total": float(groups[rest]["wire_bytes"].iloc[-1]),
+                    "websocket_total": float(groups[ws]["wire_bytes"].iloc[-1]),
+                    "rest_messages": int(groups[rest]["messages"].iloc[-1]),
+                    "websocket_messages": int(groups[ws]["messages"].iloc[-1]),
+                })
+    columns = ["capture", "rest", "websocket", "crossover_messages", "crossover_bytes", "rest_total", "websocket_total", "rest_messages", "websocket_messages"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def rest_latency(tables: Tables) -> pd.DataFrame:
+    """REST request -> response: the response's end_ts minus the request's ts, per exchange."""
+    http = _with_groups(tables["http_messages"], tables["connections"])
+    http = http[http["kind"] == "rest"]
+    keys = ["conn_id", "exchange_id"]
+    requests = http[http["direction"] == "client"][keys + ["ts", "capture", "kind", "group"]]
+    responses = http[http["direction"] == "server"][keys + ["end_ts"]]
+    pairs = requests.merge(responses, on=keys, how="inner")
+    pairs["latency_s"] = pairs["end_ts"] - pairs["ts"]
+    return pairs[["capture", "kind", "group", "conn_id", "latency_s"]].reset_index(drop=True)
+
+
+def ws_latency(tables: Tables) -> pd.DataFrame:
+    """WebSocket request -> reply where messages pair up: a message and the next one in the
+    other direction on the same connection (each message in at most one pair), reply end_ts
+    minus request ts.  A one-way stream (a push feed) has no pairs."""
+    msgs = _with_groups(tables["ws_messages"], tables["connections"]).sort_values(["conn_id", "ts", "message_id"], kind="stable")
+    rows = []
+    conn = msgs["conn_id"].to_numpy()
+    direction = msgs["direction"].to_numpy()
+    ts, end_ts = msgs["ts"].to_numpy(dtype="float64"), msgs["end_ts"].to_numpy(dtype="float64")
+    pending = -1
+    for i in range(len(msgs)):
+        if pending >= 0 and conn[pending] == conn[i] and direction[pending] != direction[i]:
+            rows.append((pending, end_ts[i] - ts[pending]))
+            pending = -1
+        else:
+            pending = i
+    index = [r[0] for r in rows]
+    out = msgs.iloc[index][["capture", "kind", "group", "conn_id"]].reset_index(drop=True)
+    out["latency_s"] = pd.Series([r[1] for r in rows], dtype="float64")
+    return out
+
+
+def latency(tables: Tables, capture: str | None = None) -> pd.DataFrame:
+    both = pd.concat([rest_latency(tables), ws_latency(tables)], ignore_index=True)
+    return _only_capture(both, capture).reset_index(drop=True)
+
+
+def latency_summary(latencies: pd.DataFrame) -> pd.DataFrame:
+    grouped = latencies.groupby(["kind", "group"], sort=True)["latency_s"]
+    out = grouped.agg(pairs="count", median_s="median", mean_s="mean", max_s="max").reset_index()
+    out["p95_s"] = grouped.quantile(0.95).to_numpy() if len(out) else []
+    return out
+
+
+def staleness_summary(staleness: pd.DataFrame) -> pd.DataFrame:
+    """Per capture and variant: updates seen and their staleness (received - published)."""
+    grouped = staleness.groupby(["capture", "variant"], sort=True)["staleness_s"]
+    out = grouped.agg(updates="count", mean_s="mean", median_s="median", max_s="max").reset_index()
+    out["p95_s"] = grouped.quantile(0.95).to_numpy() if len(out) else []
+    return out
+
+
+# --- claims -----------------------------------------------------------------------
+
+
+def claims(tables: Tables) -> list[dict]:
+    """The classic claims about REST and WebSocket, each with what the loaded captures measure.
+
+    Each entry: claim, measured (a sentence with the numbers per capture),
+    holds (True when it holds in every capture that can tell, False when it
+    fails in at least one, None when no capture can tell).  WebSocket means
+    plain WebSocket here (no permessage-deflate): compression is not the
+    protocol's doing, and REST could compress too.
+    """
+    curves = break_even_curves(tables)
+    plain = _plain_websocket_groups(tables)
+    curves = curves[(curves["kind"] == "rest") | curves["group"].isin(plain)]
+    two_way = _two_way_captures(tables)
+    return [_claim_cost_per_message(curves), _claim_frequent(curves, two_way), _claim_rare(curves, two_way), _claim_setup(tables)]
+
+
+def _plain_websocket_groups(tables: Tables) -> set[str]:
+    conns = _with_groups(tables["connections"], tables["connections"])
+    ws = conns[conns["kind"] == "websocket"]
+    deflate = ws.groupby("group")["ws_deflate"].any()
+    return {str(g) for g, d in deflate.items() if not d}
+
+
+def _two_way_captures(tables: Tables) -> set[str]:
+    msgs = _with_groups(tables["ws_messages"], tables["connections"])
+    ways = msgs.groupby("capture")["direction"].nunique()
+    return {str(c) for c, n in ways.items() if n >= 2}
+
+
+def _per_capture(curves: pd.DataFrame, only: set[str] | None = None):
+    """(capture, {group: curve} of REST, {group: curve} of WebSocket) for captures with both."""
+    for cap, part in curves.groupby("capture", sort=True):
+        if only is not None and cap not in only:
+            continue
+        rest = {g: c for (k, g), c in part.groupby(["kind", "group"]) if k == "rest"}
+        ws = {g: c for (k, g), c in part.groupby(["kind", "group"]) if k == "websocket"}
+        if rest and ws:
+            yield cap, rest, ws
+
+
+def _claim_cost_per_message(curves: pd.DataFrame) -> dict:
+    claim = "REST costs more per message than WebSocket"
+    parts, verdicts = [], []
+    for cap, rest, ws in _per_capture(curves):
+        per = lambda c: c["wire_bytes"].iloc[-1] / c["messages"].iloc[-1] if c["messages"].iloc[-1] else math.nan  # noqa: E731
+        rest_per = {g: per(c) for g, c in rest.items() if not math.isnan(per(c))}
+        ws_per = {g: per(c) for g, c in ws.items() if not math.isnan(per(c))}
+        if not rest_per or not ws_per:
+            continue
+        best_rest, best_ws = min(rest_per, key=rest_per.get), min(ws_per, key=ws_per.get)
+        holds = rest_per[best_rest] > ws_per[best_ws]
+        verdicts.append(holds)
+        parts.append(f"{_short(cap)}: REST {rest_per[best_rest]:,.0f} B/message ({best_rest}) vs WebSocket {ws_per[best_ws]:,.0f} B/message ({best_ws}): {_holds_word(holds)}")
+    return _verdict(claim, parts, verdicts, "all wire bytes of a variant, setup included, divided by its application messages; cheapest REST variant against plain WebSocket")
+
+
+def _claim_frequent(curves: pd.DataFrame, two_way: set[str]) -> dict:
+    claim = "WebSocket is cheaper for frequent back-and-forth"
+    parts, verdicts = [], []
+    for cap, rest, ws in _per_capture(curves, two_way):
+        rest_total = {g: float(c["wire_bytes"].iloc[-1]) for g, c in rest.items()}
+        ws_total = {g: float(c["wire_bytes"].iloc[-1]) for g, c in ws.items()}
+        best_rest, best_ws = min(rest_total, key=rest_total.get), min(ws_total, key=ws_total.get)
+        holds = ws_total[best_ws] < rest_total[best_rest]
+        verdicts.append(holds)
+        found = crossover(rest[best_rest], ws[best_ws])
+        where = f", WebSocket cheaper from {found[0]:,.1f} messages on" if found else ""
+        messages = int(ws[best_ws]["messages"].iloc[-1])
+        parts.append(f"{_short(cap)}: {messages} messages cost {ws_total[best_ws]:,.0f} B over WebSocket ({best_ws}) vs "
+                     f"{rest_total[best_rest]:,.0f} B over REST ({best_rest}){where}: {_holds_word(holds)}")
+    return _verdict(claim, parts, verdicts, "captures whose WebSocket messages go both ways; total wire bytes for the same work, setup included")
+
+
+def _claim_rare(curves: pd.DataFrame, two_way: set[str]) -> dict:
+    claim = "REST is fine when interaction is rare"
+    parts, verdicts = [], []
+    for cap, rest, ws in _per_capture(curves, two_way):
+        rest_at = {g: curve_at(c, MESSAGES_PER_EXCHANGE) for g, c in rest.items()}
+        ws_at = {g: curve_at(c, MESSAGES_PER_EXCHANGE) for g, c in ws.items()}
+        rest_at = {g: v for g, v in rest_at.items() if not math.isnan(v)}
+        ws_at = {g: v for g, v in ws_at.items() if not math.isnan(v)}
+        if not rest_at or not ws_at:
+            continue
+        best_rest, best_ws = min(rest_at, key=rest_at.get), min(ws_at, key=ws_at.get)
+        holds = rest_at[best_rest] <= ws_at[best_ws]
+        verdicts.append(holds)
+        parts.append(f"{_short(cap)}: one request and its reply cost {rest_at[best_rest]:,.0f} B over REST ({best_rest}) vs "
+                     f"{ws_at[best_ws]:,.0f} B over WebSocket ({best_ws}): {_holds_word(holds)}")
+    return _verdict(claim, parts, verdicts, "wire bytes of the first two application messages, connection setup included")
+
+
+def _holds_word(holds: bool) -> str:
+    return "holds" if holds else "does not hold"
+
+
+def _claim_setup(tables: Tables) -> dict:
+    claim = "WebSocket pays a setup cost and keeps state"
+    conns = _with_groups(tables["connections"], tables["connections"])
+    rest = conns[conns["kind"] == "rest"]
+    ws = conns[conns["kind"] == "websocket"]
+    if rest.empty or ws.empty:
+        return {"claim": claim, "measured": "needs both REST and WebSocket connections", "holds": None}
+    rest_setup, ws_setup = rest["setup_bytes"].mean(), ws["setup_bytes"].mean()
+    duration = (ws["end_ts"] - ws["start_ts"]).median()
+    per_conn_ws = ws["ws_messages"].mean()
+    per_conn_rest = (rest["http_requests"] + rest["http_responses"]).mean()
+    measured = (f"setup {ws_setup:,.0f} B per WebSocket connection (TCP handshake + upgrade) vs {rest_setup:,.0f} B per REST connection; "
+                f"a WebSocket connection stays open {duration:,.2f} s (median) and carries {per_conn_ws:,.1f} messages, "
+                f"a REST connection {per_conn_rest:,.1f}")
+    return {"claim": claim, "measured": measured, "holds": bool(ws_setup > rest_setup)}
+
+
+def _verdict(claim: str, parts: list[str], verdicts: list[bool], how: str) -> dict:
+    if not verdicts:
+        return {"claim": claim, "measured": "the loaded captures have no comparable REST and WebSocket traffic", "holds": None}
+    return {"claim": claim, "measured": "; ".join(parts) + f". Measured as: {how}.", "holds": bool(all(verdicts))}
+
+
+def _short(capture: str) -> str:
+    return str(capture).replace("\\", "/").rsplit("/", 1)[-1]
+
+
+# --- connections and frames -------------------------------------------------------
+
+
+def connection_attribution(connections: pd.DataFrame, conn_id: int) -> pd.DataFrame:
+    """One connection's bytes by category (they add up to its wire bytes)."""
+    row = connections[connections["conn_id"] == conn_id]
+    if row.empty:
+        return pd.DataFrame({"category": pd.Series(dtype="str"), "bytes": pd.Series(dtype="int64")})
+    values = row.iloc[0]
+    return pd.DataFrame({"category": list(BYTE_CATEGORIES), "bytes": [int(values[c]) for c in BYTE_CATEGORIES]})
+
+
+def connection_timeline(tables: Tables, conn_id: int) -> pd.DataFrame:
+    """A connection's events in time order, for a sequence diagram.
+
+    Columns: t_ms (since the connection's first packet), direction (client or
+    server: who sent it), kind (tcp, http, ws-data, ws-control), label, bytes.
+    """
+    conns = tables["connections"]
+    row = conns[conns["conn_id"] == conn_id]
+    events = []
+    if row.empty:
+        return pd.DataFrame(columns=["t_ms", "direction", "kind", "label", "bytes"])
+    start = float(row["start_ts"].iloc[0])
+    costs = tables["message_costs"]
+    for _, r in costs[(costs["conn_id"] == conn_id) & costs["item"].isin(["setup", "teardown"])].iterrows():
+        label = "TCP handshake" + (" + upgrade" if r["app_header_bytes"] else "") if r["item"] == "setup" else "FIN / close"
+        events.append((r["ts"], "client", "tcp", label, r["wire_bytes"]))
+    http = tables["http_messages"]
+    for _, r in http[http["conn_id"] == conn_id].iterrows():
+        if r["direction"] == "client":
+            label = f"{r['method']} {r['target']}"
+        else:
+            label = f"{r['status']} {r['reason'] if isinstance(r['reason'], str) else ''}".strip()
+        events.append((r["ts"], r["direction"], "http", label, r["header_bytes"] + r["body_wire_bytes"] + r["chunk_framing_bytes"]))
+    frames = tables["ws_frames"]
+    for _, r in frames[frames["conn_id"] == conn_id].iterrows():
+        kind = "ws-control" if r["opcode"] >= 8 else "ws-data"
+        events.append((r["ts"], r["direction"], kind, f"{r['opcode_name']} {r['payload_length']} B", r["header_bytes"] + r["payload_length"]))
+    out = pd.DataFrame(events, columns=["ts", "direction", "kind", "label", "bytes"])
+    out["t_ms"] = (out["ts"].astype("float64") - start) * 1000.0
+    out["bytes"] = out["bytes"].astype("float64")
+    return out.sort_values("t_ms", kind="stable")[["t_ms", "direction", "kind", "label", "bytes"]].reset_index(drop=True)
+
+
+CONNECTION_COLUMNS = ["conn_id", "capture", "kind", "variant", "client_ip", "client_port", "server_ip", "server_port",
+                      "packets", "wire_bytes", "payload_bytes", "efficiency", "http_requests", "ws_messages", "duration_s"]
+
+
+def connections_index(connections: pd.DataFrame) -> pd.DataFrame:
+    """The columns of the connections table the connections page lists."""
+    out = connections.copy()
+    out["duration_s"] = out["end_ts"] - out["start_ts"]
+    out["capture"] = out["capture"].map(_short)
+    return out[CONNECTION_COLUMNS]
+
+
+FRAME_COLUMNS = ["key", "conn_id", "protocol", "direction", "ts", "type", "header_bytes", "payload_bytes"]
+
+
+def frames_index(tables: Tables) -> pd.DataFrame:
+    """One row per WebSocket frame and per HTTP message, with a `key` for frame_detail."""
+    frames = tables["ws_frames"]
+    ws = pd.DataFrame({
+        "key": "ws:" + frames["conn_id"].astype(str) + ":" + frames["frame_id"].astype(str),
+        "conn_id": frames["conn_id"], "protocol": "websocket", "direction": frames["direction"], "ts": frames["ts"],
+        "type": frames["opcode_name"], "header_bytes": frames["header_bytes"], "payload_bytes": frames["payload_length"],
+    })
+    http = tables["http_messages"]
+    kind = np.where(http["direction"] == "client", http["method"].fillna("").astype(str) + " " + http["target"].fillna("").astype(str),
+                    http["status"].astype("string").fillna("").astype(str) + " " + http["reason"].fillna("").astype(str))
+    web = pd.DataFrame({
+        "key": "http:" + http["conn_id"].astype(str) + ":" + http["exchange_id"].astype(str) + ":" + http["direction"].astype(str),
+        "conn_id": http["conn_id"], "protocol": "http", "direction": http["direction"], "ts": http["ts"],
+        "type": pd.Series(kind, index=http.index).str.strip(), "header_bytes": http["header_bytes"], "payload_bytes": http["body_wire_bytes"],
+    })
+    out = pd.concat([web, ws], ignore_index=True) if len(web) or len(ws) else pd.DataFrame(columns=FRAME_COLUMNS)
+    return out.sort_values(["ts", "conn_id"], kind="stable").reset_index(drop=True)[FRAME_COLUMNS]
+
+
+def frame_detail(tables: Tables, key: str) -> dict | None:
+    """Header fields, payload text and hex, and findings of one frame or HTTP message.
+
+    Returns {"title", "fields": [(name, value)], "text", "hex", "message_text",
+    "findings": DataFrame} or None for an unknown key.  Everything is plain
+    strings: the page shows them as text.
+    """
+    parts = str(key).split(":")
+    try:
+        if parts[0] == "ws" and len(parts) == 3:
+            conn_id, frame_id = int(parts[1]), int(parts[2])
+            frames = tables["ws_frames"]
+            row = frames[(frames["conn_id"] == conn_id) & (frames["frame_id"] == frame_id)]
+            if row.empty:
+                return None
+            r = row.iloc[0]
+            fields = [(c, _text(r[c])) for c in ("conn_id", "frame_id", "message_id", "direction", "fin", "rsv1", "rsv2", "rsv3", "opcode",
+                                                  "opcode_name", "masked", "mask_key", "payload_length", "header_bytes", "missing_bytes",
+                                                  "close_code", "close_reason", "offset")]
+            message_text = ""
+            if not pd.isna(r["message_id"]):
+                msgs = tables["ws_messages"]
+                m = msgs[(msgs["conn_id"] == conn_id) & (msgs["message_id"] == int(r["message_id"]))]
+                if len(m) and bool(m["compressed"].iloc[0]):
+                    message_text = _text(m["payload_text"].iloc[0])
+            detail = {"title": f"WebSocket frame {frame_id} of connection {conn_id}", "fields": fields,
+                      "text": _text(r["payload_text"]), "hex": _text(r["payload_hex"]), "message_text": message_text}
+            ts, direction = float(r["ts"]), r["direction"]
+        elif parts[0] == "http" and len(parts) == 4:
+            conn_id, exchange_id, direction = int(parts[1]), int(parts[2]), parts[3]
+            http = tables["http_messages"]
+            row = http[(http["conn_id"] == conn_id) & (http["exchange_id"] == exchange_id) & (http["direction"] == direction)]
+            if row.empty:
+                return None
+            r = row.iloc[0]
+            fields = [(c, _text(r[c])) for c in ("conn_id", "exchange_id", "direction", "method", "target", "status", "reason", "version",
+                                                  "header_bytes", "body_bytes", "body_wire_bytes", "chunk_framing_bytes", "missing_bytes",
+                                                  "content_encoding", "decompressed_bytes", "complete", "offset")]
+            body = _text(r["body_text"])
+            detail = {"title": f"HTTP {'request' if direction == 'client' else 'response'} {exchange_id} of connection {conn_id}",
+                      "fields": fields, "text": body, "hex": " ".join(f"{b:02x}" for b in body.encode("utf-8")[:32]), "message_text": ""}
+            ts = float(r["ts"])
+        else:
+            return None
+    except ValueError:
+        return None
+    findings = tables["findings"]
+    mine = findings[(findings["conn_id"] == conn_id).fillna(False)]
+    detail["findings"] = mine[np.isclose(mine["ts"].to_numpy(dtype="float64"), ts, rtol=0, atol=1e-6) & (mine["direction"] == direction).fillna(False).to_numpy()]
+    detail["connection_findings"] = len(mine)
+    return detail
+
+
+def _text(value) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    return str(value)
+
+
+def findings_by_rule(findings: pd.DataFrame) -> pd.DataFrame:
+    """Findings counted per rule, with the connections they were seen on."""
+    if findings.empty:
+        return pd.DataFrame({"rule": pd.Series(dtype="str"), "count": pd.Series(dtype="int64"), "connections": pd.Series(dtype="object")})
+    grouped = findings.groupby("rule", sort=True)
+    out = grouped.size().rename("count").reset_index()
+    out["connections"] = [sorted(int(c) for c in grouped.get_group(rule)["conn_id"].dropna().unique()) for rule in out["rule"]]
+    return out.sort_values(["count", "rule"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+# --- server-side paging, sorting, filtering ------------------------------------------
+
+_FILTER_PART = re.compile(r"^\{(?P<column>[^}]+)\}\s*(?P<op>[si]?(?:ge|le|lt|gt|ne|eq|contains|datestartswith|>=|<=|!=|<|>|=))\s+(?P<value>.+)$")
+_OPERATORS = {"ge": ">=", "le": "<=", "lt": "<", "gt": ">", "ne": "!=", "eq": "=", "datestartswith": "startswith"}
+
+
+def parse_filter(filter_query: str | None) -> list[tuple[str, str, object]]:
+    """Dash DataTable's `filter_query` ("{col} > 5 && {name} contains abc") as (column, op, value) triples."""
+    out = []
+    for part in (filter_query or "").split(" && "):
+        part = part.strip()
+        if not part:
+            continue
+        m = _FILTER_PART.match(part)
+        if not m:
+            continue
+        op = m.group("op")
+        if op[0] in "si" and op[1:] in set(_OPERATORS) | {"contains", ">=", "<=", "!=", "<", ">", "="}:
+            op = op[1:]  # case-(in)sensitive variants: matched as written
+        op = _OPERATORS.get(op, op)
+        raw = m.group("value").strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"`":
+            value: object = raw[1:-1]
+        else:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = raw
+        out.append((m.group("column"), op, value))
+    return out
+
+
+def query_table(table: pd.DataFrame, page_current: int = 0, page_size: int = 25, sort_by: list[dict] | None = None,
+                filter_query: str | None = None) -> tuple[pd.DataFrame, int]:
+    """Filter, sort and cut one page of `table` on the server; returns (page rows, page count)."""
+    frame = table
+    for column, op, value in parse_filter(filter_query):
+        if column not in frame.columns:
+            continue
+        series = frame[column]
+        if op == "contains" or op == "startswith" or not pd.api.types.is_numeric_dtype(series):
+            text = series.astype("string").fillna("")
+            value = str(value).removesuffix(".0") if isinstance(value, float) and float(value).is_integer() else str(value)
+            if op == "startswith":
+                mask = text.str.startswith(value)
+            elif op == "contains":
+                mask = text.str.contains(value, regex=False)
+            elif op in ("=", "!="):
+                mask = (text == value) if op == "=" else (text != value)
+            else:
+                continue
+        else:
+            if isinstance(value, str):
+                continue
+            mask = {"=": series == value, "!=": series != value, "<": series < value, "<=": series <= value,
+                    ">": series > value, ">=": series >= value}[op]
+        frame = frame[mask.fillna(False).astype(bool)]
+    if sort_by:
+        columns = [s["column_id"] for s in sort_by if s.get("column_id") in frame.columns]
+        ascending = [s.get("direction", "asc") == "asc" for s in sort_by if s.get("column_id") in frame.columns]
+        if columns:
+            frame = frame.sort_values(columns, ascending=ascending, kind="stable")
+    page_size = max(1, int(page_size))
+    page_count = max(1, math.ceil(len(frame) / page_size))
+    page_current = min(max(0, int(page_current or 0)), page_count - 1)
+    return frame.iloc[page_current * page_size:(page_current + 1) * page_size], page_count
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-safe rows (NaN/NA -> None) for a DataTable page."""
+    return [{k: (None if (not isinstance(v, (list, dict)) and pd.isna(v)) else (v.item() if hasattr(v, "item") else v)) for k, v in row.items()}
+            for row in frame.to_dict("records")]
+
+
+def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    num = numerator.astype("float64")
+    den = denominator.astype("float64")
+    return (num / den.where(den != 0)).astype("float64")

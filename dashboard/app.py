@@ -1,0 +1,65 @@
+"""The Dash pages app: `create_app(source)` and a WSGI factory.
+
+    gunicorn 'dashboard.app:make_server()'      # serves the bundled captures
+
+The app holds a TableStore (analysis once, in the background) in the Flask
+config; pages read it through `dashboard.context`, callbacks close over it.
+Nothing is kept in module-level variables.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import dash
+from dash import Input, Output, dcc, html
+
+from dashboard import ids
+from dashboard.context import STORE_KEY
+from dashboard.store import TableStore
+
+PAGES = ("overview", "compare", "connections", "frames", "findings")
+PAGES_FOLDER = Path(__file__).resolve().parent / "pages"
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED_CAPTURES = REPO / "captures"
+
+
+def create_app(source, *, start: bool = True) -> dash.Dash:
+    """A Dash app over `source`: a TableStore, or a list of capture files and directories."""
+    store = source if isinstance(source, TableStore) else TableStore(list(source))
+    if start:
+        store.start()
+    app = dash.Dash("dashboard", use_pages=True, pages_folder=str(PAGES_FOLDER), title="wire-inspector",
+                    suppress_callback_exceptions=False)
+    app.server.config[STORE_KEY] = store
+    app.layout = html.Div([
+        html.H2("wire-inspector"),
+        html.Nav([dcc.Link(page["name"], href=page["relative_path"], style={"marginRight": "1em"})
+                  for page in dash.page_registry.values()], id=ids.NAV),
+        html.Div(id=ids.PROGRESS, children=store.progress().text),
+        dcc.Interval(id=ids.PROGRESS_INTERVAL, interval=1000, disabled=store.ready),
+        dash.page_container,
+    ], style={"fontFamily": "sans-serif", "margin": "1em"})
+
+    @app.callback(Output(ids.PROGRESS, "children"), Output(ids.PROGRESS_INTERVAL, "disabled"), Input(ids.PROGRESS_INTERVAL, "n_intervals"))
+    def _progress(_n):
+        return progress_text(store)
+
+    for name in PAGES:
+        module = importlib.import_module(f"dashboard.pages.{name}")
+        register = getattr(module, "register_callbacks", None)
+        if register is not None:
+            register(app, store)
+    return app
+
+
+def progress_text(store: TableStore) -> tuple[str, bool]:
+    progress = store.progress()
+    text = progress.text + ("" if progress.ready else " (pages fill in when done: reload)")
+    return text, progress.ready
+
+
+def make_server(sources=None):
+    """WSGI factory: the Flask server of an app over `sources` (default: the bundled captures)."""
+    return create_app(sources or [BUNDLED_CAPTURES]).server

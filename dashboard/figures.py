@@ -1,0 +1,144 @@
+"""Pure figure builders: a small DataFrame from `dashboard.aggregate` -> go.Figure.
+
+No dash imports, no state: unit-tested without a browser.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboard.aggregate import COST_LAYERS, MESSAGES_PER_EXCHANGE, crossover
+from inspector.analysis.tables import BYTE_CATEGORIES
+
+LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2))
+KIND_COLORS = {"rest": "#d62728", "websocket": "#1f77b4", "other": "#7f7f7f"}
+DIRECTION_X = {"client": 0.0, "server": 1.0}
+
+
+def _empty(title: str, message: str = "no data in the loaded captures") -> go.Figure:
+    fig = go.Figure(layout=dict(title=title, **LAYOUT))
+    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    return fig
+
+
+def bytes_by_category(table: pd.DataFrame, title: str = "Wire bytes by category") -> go.Figure:
+    """Stacked bars: one bar per group, one trace per byte category (categories with bytes only)."""
+    if table.empty:
+        return _empty(title)
+    fig = go.Figure(layout=dict(title=title, barmode="stack", yaxis_title="bytes", **LAYOUT))
+    for category in BYTE_CATEGORIES:
+        values = table[category]
+        if not values.any():
+            continue
+        fig.add_bar(name=category.removesuffix("_bytes").replace("_", " "), x=table["group"], y=values, meta=category,
+                    hovertemplate="%{x}: %{y:,} B<extra>%{fullData.name}</extra>")
+    return fig
+
+
+def cost_split(table: pd.DataFrame, title: str = "Wire bytes per application message, by layer") -> go.Figure:
+    """Stacked bars: average bytes per message per group, split into COST_LAYERS."""
+    if table.empty:
+        return _empty(title)
+    fig = go.Figure(layout=dict(title=title, barmode="stack", yaxis_title="bytes per message", **LAYOUT))
+    for layer, description in COST_LAYERS.items():
+        fig.add_bar(name=layer.removesuffix("_bytes").replace("_", " "), x=table["group"], y=table[layer], meta=layer,
+                    hovertemplate="%{x}: %{y:,.1f} B<extra>" + description + "</extra>")
+    return fig
+
+
+def efficiency(table: pd.DataFrame, title: str = "Efficiency (application payload / wire bytes)") -> go.Figure:
+    if table.empty:
+        return _empty(title)
+    fig = go.Figure(layout=dict(title=title, yaxis=dict(title="efficiency", range=[0, 1], tickformat=".0%"), **LAYOUT))
+    fig.add_bar(x=table["group"], y=table["efficiency"], marker_color=[KIND_COLORS.get(k, "#7f7f7f") for k in table["kind"]],
+                hovertemplate="%{x}: %{y:.1%}<extra></extra>", name="efficiency")
+    return fig
+
+
+def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | None = None,
+               title: str = "Break-even: cumulative wire bytes, setup included") -> go.Figure:
+    """One line per group; the crossover of `rest` and `websocket` (default: the first of each kind) marked."""
+    if curves.empty:
+        return _empty(title)
+    fig = go.Figure(layout=dict(title=title, xaxis_title=f"application messages (a REST exchange is {MESSAGES_PER_EXCHANGE})",
+                                yaxis_title="cumulative wire bytes", **LAYOUT))
+    groups = {g: c for g, c in curves.groupby("group", sort=True)}
+    kinds = curves.drop_duplicates("group").set_index("group")["kind"]
+    for group, curve in groups.items():
+        fig.add_scatter(x=curve["messages"], y=curve["wire_bytes"], mode="lines+markers", name=group,
+                        line=dict(dash="solid" if kinds[group] == "websocket" else "dot"), marker=dict(size=4),
+                        hovertemplate="%{x} messages: %{y:,.0f} B<extra>" + group + "</extra>")
+    rest = rest or next((g for g in groups if kinds[g] == "rest"), None)
+    websocket = websocket or next((g for g in groups if kinds[g] == "websocket"), None)
+    if rest in groups and websocket in groups:
+        found = crossover(groups[rest], groups[websocket])
+        if found is not None:
+            fig.add_scatter(x=[found[0]], y=[found[1]], mode="markers", name=f"crossover {rest} / {websocket}",
+                            marker=dict(symbol="x", size=14, color="black"),
+                            hovertemplate=f"crossover at %{{x:.1f}} messages, %{{y:,.0f}} B<extra></extra>")
+    return fig
+
+
+def latency(latencies: pd.DataFrame, title: str = "Latency: request to response / reply") -> go.Figure:
+    """A box per group of latency in milliseconds (all points shown)."""
+    if latencies.empty:
+        return _empty(title, "no request/reply pairs in the loaded captures")
+    fig = go.Figure(layout=dict(title=title, yaxis_title="milliseconds", **LAYOUT))
+    for (kind, group), part in latencies.groupby(["kind", "group"], sort=True):
+        fig.add_box(y=part["latency_s"] * 1000.0, name=group, boxpoints="all", jitter=0.3, marker_color=KIND_COLORS.get(kind))
+    return fig
+
+
+def staleness(table: pd.DataFrame, title: str = "Feed staleness: received - published") -> go.Figure:
+    """A box per variant of staleness in milliseconds (the staleness table)."""
+    if table.empty:
+        return _empty(title, "no recorded feed in the loaded captures")
+    fig = go.Figure(layout=dict(title=title, yaxis_title="milliseconds", **LAYOUT))
+    for variant, part in table.groupby("variant", sort=True):
+        fig.add_box(y=part["staleness_s"] * 1000.0, name=variant, boxpoints="all", jitter=0.3)
+    return fig
+
+
+def protocol_mix(table: pd.DataFrame, title: str = "Protocol mix over time") -> go.Figure:
+    """Stacked area of wire bytes per kind per time bin."""
+    if table.empty:
+        return _empty(title)
+    fig = go.Figure(layout=dict(title=title, xaxis_title="seconds since the first packet", yaxis_title="wire bytes per bin", **LAYOUT))
+    for kind, part in table.groupby("kind", sort=True):
+        fig.add_scatter(x=part["t_s"], y=part["wire_bytes"], name=kind, mode="lines", stackgroup="kinds",
+                        line=dict(color=KIND_COLORS.get(kind)))
+    return fig
+
+
+def attribution(table: pd.DataFrame, title: str = "Byte attribution") -> go.Figure:
+    """Horizontal bars of one connection's bytes by category."""
+    if table.empty:
+        return _empty(title, "select a connection")
+    fig = go.Figure(layout=dict(title=title, xaxis_title="bytes", **LAYOUT))
+    fig.add_bar(x=table["bytes"], y=[c.removesuffix("_bytes").replace("_", " ") for c in table["category"]], orientation="h",
+                hovertemplate="%{y}: %{x:,} B<extra></extra>", name="bytes")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def timeline(events: pd.DataFrame, title: str = "Timeline") -> go.Figure:
+    """A sequence diagram: client lane at x=0, server lane at x=1, time downwards; one arrow per event."""
+    if events.empty:
+        return _empty(title, "select a connection")
+    fig = go.Figure(layout=dict(title=title, yaxis=dict(title="ms since the first packet", autorange="reversed"),
+                                xaxis=dict(tickvals=[0, 1], ticktext=["client", "server"], range=[-0.3, 1.3]), showlegend=True, **LAYOUT))
+    for lane in (0, 1):
+        fig.add_scatter(x=[lane, lane], y=[events["t_ms"].min(), events["t_ms"].max()], mode="lines",
+                        line=dict(color="#bbbbbb"), showlegend=False, hoverinfo="skip")
+    colors = {"tcp": "#7f7f7f", "http": KIND_COLORS["rest"], "ws-data": KIND_COLORS["websocket"], "ws-control": "#9467bd"}
+    for kind, part in events.groupby("kind", sort=False):
+        xs, ys, texts = [], [], []
+        for row in part.itertuples(index=False):
+            start = DIRECTION_X.get(row.direction, 0.0)
+            xs += [start, 1.0 - start, None]
+            ys += [row.t_ms, row.t_ms, None]
+            texts += [f"{row.label} ({row.bytes:,.0f} B)"] * 2 + [None]
+        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=kind, text=texts, line=dict(color=colors.get(kind)),
+                        marker=dict(symbol="arrow-bar-right", size=6), hovertemplate="%{text}<br>%{y:.3f} ms<extra></extra>")
+    return fig

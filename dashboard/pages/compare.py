@@ -1,0 +1,72 @@
+"""REST vs WebSocket: cost per message by layer, efficiency, break-even, latency, staleness, claims."""
+
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, dcc, html
+
+from dashboard import aggregate, figures, ids
+from dashboard.components import graph, small_table
+from dashboard.context import current_tables
+
+dash.register_page(__name__, path="/compare", name="REST vs WebSocket", order=1)
+
+
+def layout(**_query):
+    return build_layout(current_tables())
+
+
+def default_capture(tables) -> str | None:
+    """The capture with the most variants (chat, when the bundled captures are loaded)."""
+    conns = aggregate.connection_groups(tables["connections"])
+    if conns.empty:
+        return None
+    counts = conns.groupby("capture")["group"].nunique()
+    return str(counts.sort_values(ascending=False, kind="stable").index[0])
+
+
+def build_layout(tables):
+    captures = aggregate.captures_of(tables)
+    chosen = default_capture(tables)
+    return html.Div([
+        html.H3("The claims, tested on the loaded captures"),
+        claims_panel(tables),
+        html.Label("Capture"),
+        dcc.Dropdown(id=ids.COMPARE_CAPTURE, options=[{"label": aggregate._short(c), "value": c} for c in captures], value=chosen, clearable=False),
+        *capture_section(tables, chosen),
+        graph(ids.COMPARE_STALENESS, figures.staleness(tables["staleness"])),
+        small_table(aggregate.staleness_summary(tables["staleness"]), {c: ".6f" for c in ("mean_s", "median_s", "max_s", "p95_s")}),
+    ])
+
+
+def claims_panel(tables) -> html.Div:
+    items = []
+    for claim in aggregate.claims(tables):
+        verdict = {True: "holds", False: "does not hold", None: "cannot tell"}[claim["holds"]]
+        items.append(html.Li([html.B(claim["claim"]), html.Span(f" — {verdict}. "), html.Span(claim["measured"])]))
+    return html.Ul(items, id=ids.COMPARE_CLAIMS)
+
+
+def capture_section(tables, capture):
+    """The per-capture figures and the crossover table, as a list of components."""
+    cost, eff, curve, lat, cross = capture_outputs(tables, capture)
+    return [graph(ids.COMPARE_COST, cost), graph(ids.COMPARE_EFFICIENCY, eff), graph(ids.COMPARE_BREAK_EVEN, curve),
+            html.Div(cross, id=ids.COMPARE_CROSSOVERS), graph(ids.COMPARE_LATENCY, lat)]
+
+
+def capture_outputs(tables, capture):
+    split = aggregate.message_cost_split(tables, capture)
+    by_category = aggregate.bytes_by_category(tables["connections"], capture)
+    curves = aggregate.break_even_curves(tables, capture)
+    crossings = aggregate.break_even_crossovers(curves)
+    crossings["capture"] = crossings["capture"].map(aggregate._short)
+    return (figures.cost_split(split), figures.efficiency(by_category), figures.break_even(curves),
+            figures.latency(aggregate.latency(tables, capture)),
+            small_table(crossings, {"crossover_messages": ".1f", "crossover_bytes": ",.0f", "rest_total": ",.0f", "websocket_total": ",.0f"}))
+
+
+def register_callbacks(app, store):
+    @app.callback(Output(ids.COMPARE_COST, "figure"), Output(ids.COMPARE_EFFICIENCY, "figure"), Output(ids.COMPARE_BREAK_EVEN, "figure"),
+                  Output(ids.COMPARE_LATENCY, "figure"), Output(ids.COMPARE_CROSSOVERS, "children"), Input(ids.COMPARE_CAPTURE, "value"))
+    def _capture(capture):
+        return capture_outputs(store.tables(), capture)

@@ -1,0 +1,67 @@
+"""Connections: a server-side paged, sorted, filtered table; one selected shows its bytes and timeline."""
+
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, html
+
+from dashboard import aggregate, figures, ids
+from dashboard.components import graph, paged_table
+from dashboard.context import current_tables
+
+dash.register_page(__name__, path="/connections", name="Connections", order=2)
+
+
+def layout(conn=None, **_query):
+    return build_layout(current_tables(), conn)
+
+
+def build_layout(tables, conn=None):
+    query = ""
+    selected = None
+    try:
+        if conn is not None:
+            selected = int(conn)
+            query = f"{{conn_id}} = {selected}"
+    except ValueError:
+        pass
+    attribution, timeline = connection_figures(tables, selected)
+    return html.Div([
+        html.H3("Connections"),
+        html.P("Click a cell to see that connection. Filter with e.g. > 1000, contains ws."),
+        paged_table(ids.CONN_TABLE, aggregate.CONNECTION_COLUMNS, query),
+        html.Div(id=ids.CONN_DETAIL, children=[graph(ids.CONN_ATTRIBUTION, attribution), graph(ids.CONN_TIMELINE, timeline)]),
+    ])
+
+
+def page(tables, page_current, page_size, sort_by, filter_query):
+    """(rows of the page, page count); each row's id is its conn_id, so selections carry it."""
+    index = aggregate.connections_index(tables["connections"])
+    rows, count = aggregate.query_table(index, page_current, page_size, sort_by, filter_query)
+    rows = rows.assign(id=rows["conn_id"], efficiency=rows["efficiency"].round(4), duration_s=rows["duration_s"].round(6))
+    return aggregate.records(rows), count
+
+
+def connection_figures(tables, conn_id):
+    if conn_id is None:
+        return figures.attribution(aggregate.connection_attribution(tables["connections"], -1)), figures.timeline(aggregate.connection_timeline(tables, -1))
+    return (figures.attribution(aggregate.connection_attribution(tables["connections"], conn_id), f"Byte attribution: connection {conn_id}"),
+            figures.timeline(aggregate.connection_timeline(tables, conn_id), f"Timeline: connection {conn_id}"))
+
+
+def selected_conn(active_cell) -> int | None:
+    if not active_cell or active_cell.get("row_id") is None:
+        return None
+    return int(active_cell["row_id"])
+
+
+def register_callbacks(app, store):
+    @app.callback(Output(ids.CONN_TABLE, "data"), Output(ids.CONN_TABLE, "page_count"),
+                  Input(ids.CONN_TABLE, "page_current"), Input(ids.CONN_TABLE, "page_size"),
+                  Input(ids.CONN_TABLE, "sort_by"), Input(ids.CONN_TABLE, "filter_query"))
+    def _page(page_current, page_size, sort_by, filter_query):
+        return page(store.tables(), page_current, page_size, sort_by, filter_query)
+
+    @app.callback(Output(ids.CONN_ATTRIBUTION, "figure"), Output(ids.CONN_TIMELINE, "figure"), Input(ids.CONN_TABLE, "active_cell"))
+    def _select(active_cell):
+        return connection_figures(store.tables(), selected_conn(active_cell))

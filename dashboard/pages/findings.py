@@ -1,0 +1,35 @@
+"""Findings: conformance findings grouped by rule, each linked to its connection."""
+
+from __future__ import annotations
+
+import dash
+import pandas as pd
+from dash import dcc, html
+
+from dashboard import aggregate, ids
+from dashboard.context import current_tables
+
+dash.register_page(__name__, path="/findings", name="Findings", order=4)
+
+MAX_PER_RULE = 50
+
+
+def layout(**_query):
+    return build_layout(current_tables())
+
+
+def build_layout(tables):
+    findings = tables["findings"]
+    grouped = aggregate.findings_by_rule(findings)
+    if grouped.empty:
+        body = [html.P("No findings: every frame and message in the loaded captures conforms.")]
+    else:
+        body = []
+        for row in grouped.itertuples(index=False):
+            rows = findings[findings["rule"] == row.rule].head(MAX_PER_RULE)
+            body.append(html.Details([
+                html.Summary(f"{row.rule}: {row.count} on {len(row.connections)} connections"),
+                html.Ul([html.Li([dcc.Link(f"connection {int(f.conn_id)}", href=f"/connections?conn={int(f.conn_id)}") if pd.notna(f.conn_id) else "no connection",
+                                  html.Span(f" {f.direction or ''}: {f.detail}")]) for f in rows.itertuples(index=False)]),
+            ], open=True))
+    return html.Div([html.H3("Findings"), html.Div(body, id=ids.FINDINGS_LIST)])

@@ -1,0 +1,69 @@
+"""Frames and messages: a paged table of WebSocket frames and HTTP messages; one selected shows
+its header fields, payload as text and hex, and its findings.  Payloads are hostile: they are
+only ever put in html.Pre / plain strings, never rendered as HTML or Markdown."""
+
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, html
+
+from dashboard import aggregate, ids
+from dashboard.components import paged_table
+from dashboard.context import current_tables
+
+dash.register_page(__name__, path="/frames", name="Frames and messages", order=3)
+
+
+def layout(conn=None, **_query):
+    return build_layout(current_tables(), conn)
+
+
+def build_layout(tables, conn=None):
+    query = ""
+    if conn is not None and str(conn).isdigit():
+        query = f"{{conn_id}} = {int(conn)}"
+    return html.Div([
+        html.H3("Frames and messages"),
+        html.P("Click a cell to see that frame or message."),
+        paged_table(ids.FRAMES_TABLE, aggregate.FRAME_COLUMNS, query),
+        html.Div(id=ids.FRAMES_DETAIL, children=detail_view(None)),
+    ])
+
+
+def page(tables, page_current, page_size, sort_by, filter_query):
+    rows, count = aggregate.query_table(aggregate.frames_index(tables), page_current, page_size, sort_by, filter_query)
+    return aggregate.records(rows.assign(id=rows["key"], ts=rows["ts"].round(6))), count
+
+
+def detail_view(detail: dict | None):
+    """Components showing one frame_detail (all text, never HTML)."""
+    if detail is None:
+        return [html.P("Select a frame or message.")]
+    fields = html.Table([html.Tr([html.Td(name), html.Td(value)]) for name, value in detail["fields"]])
+    findings = detail["findings"]
+    parts = [html.H4(detail["title"]), fields,
+             html.H5("Payload (text)"), html.Pre(detail["text"], style={"whiteSpace": "pre-wrap"}),
+             html.H5("Payload (hex)"), html.Pre(detail["hex"], style={"whiteSpace": "pre-wrap"})]
+    if detail.get("message_text"):
+        parts += [html.H5("Message (decompressed)"), html.Pre(detail["message_text"], style={"whiteSpace": "pre-wrap"})]
+    parts.append(html.H5(f"Findings ({len(findings)} at this frame, {detail['connection_findings']} on the connection)"))
+    parts.append(html.Ul([html.Li(f"{row.rule}: {row.detail}") for row in findings.itertuples(index=False)]))
+    return parts
+
+
+def selected_detail(tables, active_cell):
+    if not active_cell or active_cell.get("row_id") is None:
+        return detail_view(None)
+    return detail_view(aggregate.frame_detail(tables, str(active_cell["row_id"])))
+
+
+def register_callbacks(app, store):
+    @app.callback(Output(ids.FRAMES_TABLE, "data"), Output(ids.FRAMES_TABLE, "page_count"),
+                  Input(ids.FRAMES_TABLE, "page_current"), Input(ids.FRAMES_TABLE, "page_size"),
+                  Input(ids.FRAMES_TABLE, "sort_by"), Input(ids.FRAMES_TABLE, "filter_query"))
+    def _page(page_current, page_size, sort_by, filter_query):
+        return page(store.tables(), page_current, page_size, sort_by, filter_query)
+
+    @app.callback(Output(ids.FRAMES_DETAIL, "children"), Input(ids.FRAMES_TABLE, "active_cell"))
+    def _select(active_cell):
+        return selected_detail(store.tables(), active_cell)

@@ -1,0 +1,47 @@
+"""Overview: per capture numbers, bytes by category (stacked), protocol mix over time."""
+
+from __future__ import annotations
+
+import dash
+from dash import Input, Output, dcc, html
+
+from dashboard import aggregate, figures, ids
+from dashboard.components import graph, small_table
+from dashboard.context import current_tables
+
+dash.register_page(__name__, path="/", name="Overview", order=0)
+
+
+def layout(**_query):
+    return build_layout(current_tables())
+
+
+def build_layout(tables):
+    captures = aggregate.captures_of(tables)
+    overview = aggregate.capture_overview(tables)
+    overview["capture"] = overview["capture"].map(aggregate._short)
+    first = captures[0] if captures else None
+    bytes_fig, mix_fig = capture_figures(tables, first)
+    return html.Div([
+        html.H3("Captures"),
+        small_table(overview, {"efficiency": ".1%"}, id=ids.OVERVIEW_TABLE),
+        html.Label("Capture"),
+        dcc.Dropdown(id=ids.OVERVIEW_CAPTURE, options=[{"label": aggregate._short(c), "value": c} for c in captures], value=first, clearable=False),
+        graph(ids.OVERVIEW_BYTES, bytes_fig),
+        graph(ids.OVERVIEW_MIX, mix_fig),
+    ])
+
+
+def capture_figures(tables, capture):
+    """The two figures of one capture (None: all captures for bytes, nothing for the mix)."""
+    by_category = aggregate.bytes_by_category(tables["connections"], capture)
+    name = aggregate._short(capture) if capture else "all captures"
+    mix = aggregate.protocol_mix(tables, capture) if capture else aggregate.protocol_mix(tables, "")
+    return (figures.bytes_by_category(by_category, f"Wire bytes by category: {name}"),
+            figures.protocol_mix(mix, f"Protocol mix over time: {name}"))
+
+
+def register_callbacks(app, store):
+    @app.callback(Output(ids.OVERVIEW_BYTES, "figure"), Output(ids.OVERVIEW_MIX, "figure"), Input(ids.OVERVIEW_CAPTURE, "value"))
+    def _capture(capture):
+        return capture_figures(store.tables(), capture)

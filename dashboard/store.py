@@ -1,0 +1,151 @@
+"""TableStore: the analysis tables the pages read, computed once in the background.
+
+Each capture file is analysed once; results are cached by the SHA-256 of the
+file's bytes (and of its recording sidecar, which changes the labels), so the
+same file under two names, or loaded twice, is analysed once.  The cache
+belongs to the store object: nothing here is module-level state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from inspector.analysis.pipeline import CONNECTION_TABLES, Analysis, analyze_captures
+from inspector.analysis.recording import sidecar_path
+from inspector.analysis.summary import overhead_table
+from inspector.analysis.tables import TABLE_NAMES, make_table
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".gz", ".cap")
+
+
+def expand_sources(sources: list[str | Path]) -> list[Path]:
+    """Files as given, and the capture files (by suffix) inside directories, sorted."""
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            files.extend(sorted(p for p in source.iterdir() if p.is_file() and p.name.endswith(CAPTURE_SUFFIXES)))
+        else:
+            files.append(source)
+    return files
+
+
+def content_key(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        digest.update(b"\0sidecar\0" + sidecar.read_bytes())
+    return digest.hexdigest()
+
+
+def empty_tables() -> dict[str, pd.DataFrame]:
+    return {name: make_table(name) for name in TABLE_NAMES}
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    current: str
+    ready: bool
+    errors: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        errors = f"; {len(self.errors)} failed: " + "; ".join(self.errors) if self.errors else ""
+        if self.ready:
+            return f"{self.done} of {self.total} captures analysed{errors}"
+        return f"analysing {self.current} ({self.done} of {self.total} done){errors}"
+
+
+class TableStore:
+    """Analyses `sources` (files or directories) in a background thread; `tables()` once ready."""
+
+    def __init__(self, sources: list[str | Path], analyze=analyze_captures) -> None:
+        self.files = expand_sources(sources)
+        self._analyze = analyze
+        self._lock = threading.Lock()
+        self._cache: dict[str, Analysis] = {}
+        self._tables: dict[str, pd.DataFrame] | None = None
+        self._done = 0
+        self._current = ""
+        self._errors: list[str] = []
+        self.warnings: list[str] = []
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "TableStore":
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="inspector-analysis", daemon=True)
+                self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.start()
+        assert self._thread is not None
+        self._thread.join(timeout)
+        return self.ready
+
+    @property
+    def ready(self) -> bool:
+        with self._lock:
+            return self._tables is not None
+
+    def progress(self) -> Progress:
+        with self._lock:
+            return Progress(self._done, len(self.files), self._current, self._tables is not None, tuple(self._errors))
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The merged tables, or empty tables while the analysis runs."""
+        with self._lock:
+            return self._tables if self._tables is not None else empty_tables()
+
+    def _run(self) -> None:
+        analyses = []
+        for path in self.files:
+            with self._lock:
+                self._current = path.name
+            try:
+                key = content_key(path)
+                analysis = self._cache.get(key)
+                if analysis is None:
+                    analysis = self._analyze([path])
+                    self._cache[key] = analysis
+                analyses.append(analysis)
+                self.warnings.extend(analysis.warnings)
+            except Exception as exc:  # one bad file must not stop the others; shown as progress
+                with self._lock:
+                    self._errors.append(f"{path}: {exc}")
+            with self._lock:
+                self._done += 1
+        merged = merge_analyses(analyses)
+        with self._lock:
+            self._tables = merged
+            self._current = ""
+
+
+def merge_analyses(analyses: list[Analysis]) -> dict[str, pd.DataFrame]:
+    """Concatenate per-file analyses, renumbering conn_id so ids stay unique; overhead recomputed."""
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLE_NAMES}
+    offset = 0
+    for analysis in analyses:
+        for name in TABLE_NAMES:
+            table = analysis.tables[name]
+            if name in CONNECTION_TABLES and len(table):
+                table = table.copy()
+                table["conn_id"] = table["conn_id"] + offset
+            parts[name].append(table)
+        offset += len(analysis.tables["connections"])
+    tables = {}
+    for name in TABLE_NAMES:
+        frames = [f for f in parts[name] if len(f)]
+        tables[name] = pd.concat(frames, ignore_index=True) if frames else make_table(name)
+    tables["overhead"] = overhead_table(tables["connections"], tables["message_costs"])
+    return tables

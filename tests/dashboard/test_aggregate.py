@@ -1,0 +1,208 @@
+"""Aggregations checked against the tables and the recordings' sidecars, computed independently."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import aggregate
+from inspector.analysis.tables import BYTE_CATEGORIES, make_table
+from tests.dashboard.conftest import capture_name
+
+
+def test_capture_overview_counts_match_the_tables(tables):
+    out = aggregate.capture_overview(tables).set_index("capture")
+    conns, http, ws = tables["connections"], tables["http_messages"], tables["ws_messages"]
+    for capture in tables["captures"]["capture"]:
+        mine = conns[conns["capture"] == capture]
+        rest_ids = set(mine[mine["kind"] == "rest"]["conn_id"])
+        requests = http[http["conn_id"].isin(rest_ids) & (http["direction"] == "client")]
+        assert out.loc[capture, "rest_exchanges"] == len(requests)
+        assert out.loc[capture, "ws_messages"] == ws["conn_id"].isin(set(mine["conn_id"])).sum()
+        assert out.loc[capture, "connections"] == len(mine)
+        assert out.loc[capture, "efficiency"] == pytest.approx(mine["payload_bytes"].sum() / mine["wire_bytes"].sum())
+
+
+def test_bytes_by_category_adds_up_to_wire_bytes_and_matches_overhead(tables):
+    out = aggregate.bytes_by_category(tables["connections"])
+    assert (out[list(BYTE_CATEGORIES)].sum(axis=1) == out["wire_bytes"]).all()
+    overhead = tables["overhead"].set_index("variant")
+    for row in out.itertuples():
+        assert row.wire_bytes == overhead.loc[row.group, "wire_bytes"]
+
+
+def test_message_counts_follow_the_sidecar_ledger(tables, sidecars):
+    # The recorder counts requests, responses and WebSocket data messages each way.
+    for stem in ("chat", "bulk", "feed"):
+        split = aggregate.message_cost_split(tables, capture_name(stem)).set_index("group")
+        for variant in sidecars[stem]["variants"]:
+            sent = variant["messages_sent"]["client"] + variant["messages_sent"]["server"]
+            assert split.loc[variant["name"], "messages"] == sent, (stem, variant["name"])
+
+
+def test_cost_split_layers_add_up_to_the_message_rows(tables):
+    split = aggregate.message_cost_split(tables, capture_name("chat")).set_index("group")
+    costs = tables["message_costs"].merge(tables["connections"][["conn_id", "variant", "capture"]], on="conn_id")
+    costs = costs[(costs["capture"] == capture_name("chat")) & costs["item"].isin(["exchange", "ws_message"])]
+    for variant, rows in costs.groupby("variant"):
+        layers = split.loc[variant, list(aggregate.COST_LAYERS)].sum()
+        assert layers == pytest.approx(split.loc[variant, "wire_bytes"])
+        assert split.loc[variant, "wire_bytes"] * split.loc[variant, "messages"] == pytest.approx(rows["wire_bytes"].sum())
+        assert split.loc[variant, "app_payload_bytes"] * split.loc[variant, "messages"] == rows["app_payload_bytes"].sum()
+
+
+def test_break_even_curves_start_at_setup_and_end_at_total(tables, sidecars):
+    curves = aggregate.break_even_curves(tables)
+    conns = tables["connections"]
+    costs = tables["message_costs"]
+    for (capture, group), curve in curves.groupby(["capture", "group"]):
+        mine = conns[(conns["capture"] == capture) & (conns["variant"] == group)]
+        assert curve["wire_bytes"].iloc[-1] == pytest.approx(mine["wire_bytes"].sum())
+        assert (np.diff(curve["wire_bytes"]) >= 0).all() and (np.diff(curve["messages"]) > 0).all()
+        first = mine.sort_values("start_ts").iloc[0]
+        if curve["messages"].iloc[-1] > 0:
+            fixed = costs[(costs["conn_id"] == first["conn_id"]) & ~costs["item"].isin(["exchange", "ws_message"])]["wire_bytes"].sum()
+            assert curve["wire_bytes"].iloc[0] == pytest.approx(fixed)
+            assert curve["wire_bytes"].iloc[0] >= first["setup_bytes"]
+    chat = curves[curves["capture"] == capture_name("chat")].groupby("group")["messages"].max()
+    for variant in sidecars["chat"]["variants"]:
+        assert chat[variant["name"]] == sum(variant["messages_sent"].values())
+
+
+def test_crossover_of_known_lines():
+    a = pd.DataFrame({"messages": [0, 10], "wire_bytes": [0.0, 100.0]})
+    b = pd.DataFrame({"messages": [0, 4, 10], "wire_bytes": [50.0, 50.0, 50.0]})
+    assert aggregate.crossover(a, b) == pytest.approx((5.0, 50.0))
+    assert aggregate.crossover(a, a) is None
+    assert aggregate.crossover(a, b.assign(wire_bytes=b["wire_bytes"] + 100)) is None
+
+
+def test_chat_crossover_is_where_the_curves_meet(tables):
+    curves = aggregate.break_even_curves(tables, capture_name("chat"))
+    crossings = aggregate.break_even_crossovers(curves).set_index(["rest", "websocket"])
+    x = crossings.loc[("rest-keepalive", "ws"), "crossover_messages"]
+    rest = curves[curves["group"] == "rest-keepalive"]
+    ws = curves[curves["group"] == "ws"]
+    # WebSocket starts dearer (the upgrade) and ends cheaper, so they cross inside the run.
+    assert ws["wire_bytes"].iloc[0] > rest["wire_bytes"].iloc[0] and ws["wire_bytes"].iloc[-1] < rest["wire_bytes"].iloc[-1]
+    assert 0 < x < 40
+    assert aggregate.curve_at(rest, x) == pytest.approx(aggregate.curve_at(ws, x))
+
+
+def test_rest_latency_is_response_end_minus_request(tables):
+    lat = aggregate.rest_latency(tables)
+    http = tables["http_messages"]
+    rest_ids = set(tables["connections"].query("kind == 'rest'")["conn_id"])
+    first = http[http["conn_id"] == min(rest_ids)]
+    expected = first[(first.exchange_id == 0) & (first.direction == "server")]["end_ts"].iloc[0] - first[(first.exchange_id == 0) & (first.direction == "client")]["ts"].iloc[0]
+    assert lat[lat["conn_id"] == min(rest_ids)]["latency_s"].iloc[0] == pytest.approx(expected)
+    assert len(lat) == len(http[http["conn_id"].isin(rest_ids) & (http["direction"] == "server")])
+    assert (lat["latency_s"] > 0).all()
+
+
+def test_ws_latency_pairs_chat_and_not_a_push_feed(tables):
+    lat = aggregate.ws_latency(tables)
+    chat = lat[lat["capture"] == capture_name("chat")]
+    assert chat.groupby("group").size().to_dict() == {"ws": 20, "ws-deflate": 20}
+    assert lat[lat["capture"] == capture_name("feed")].empty
+    assert (lat["latency_s"] > 0).all()
+
+
+def test_staleness_summary_matches_the_sidecar(tables, sidecars):
+    out = aggregate.staleness_summary(tables["staleness"]).set_index("variant")
+    for variant in ("rest-polling", "ws", "ws-deflate"):
+        values = [s["received_ts"] - s["published_ts"] for s in sidecars["feed"]["staleness"] if s["variant"] == variant]
+        assert out.loc[variant, "updates"] == len(values)
+        assert out.loc[variant, "mean_s"] == pytest.approx(sum(values) / len(values), abs=1e-6)
+        assert out.loc[variant, "max_s"] == pytest.approx(max(values), abs=1e-6)
+
+
+def test_claims_state_numbers_and_verdicts(tables):
+    out = aggregate.claims(tables)
+    assert [c["claim"] for c in out] == [
+        "REST costs more per message than WebSocket", "WebSocket is cheaper for frequent back-and-forth",
+        "REST is fine when interaction is rare", "WebSocket pays a setup cost and keeps state"]
+    assert all(c["holds"] in (True, False) for c in out)
+    conns = tables["connections"]
+    ws_setup = conns[conns["kind"] == "websocket"]["setup_bytes"].mean()
+    assert f"{ws_setup:,.0f} B per WebSocket connection" in out[3]["measured"]
+    assert out[3]["holds"] is True
+    # chat: plain WebSocket total vs REST keep-alive total, from the connections table
+    chat = conns[conns["capture"] == capture_name("chat")].groupby("variant")["wire_bytes"].sum()
+    assert f"{chat['ws']:,.0f} B over WebSocket (ws) vs {chat['rest-keepalive']:,.0f} B over REST (rest-keepalive)" in out[1]["measured"]
+    assert out[1]["holds"] is bool(chat["ws"] < chat["rest-keepalive"])
+
+
+def test_claims_cannot_tell_without_websocket(tables):
+    rest_only = {name: t for name, t in tables.items()}
+    ids = set(tables["connections"].query("kind == 'rest'")["conn_id"])
+    for name in ("connections", "message_costs", "http_messages", "ws_messages", "ws_frames"):
+        rest_only[name] = tables[name][tables[name]["conn_id"].isin(ids)]
+    assert [c["holds"] for c in aggregate.claims(rest_only)] == [None, None, None, None]
+
+
+def test_protocol_mix_keeps_every_byte(tables):
+    capture = capture_name("chat")
+    mix = aggregate.protocol_mix(tables, capture, bins=10)
+    conns = tables["connections"][tables["connections"]["capture"] == capture]
+    assert mix["wire_bytes"].sum() == pytest.approx(conns["wire_bytes"].sum())
+    assert mix.groupby("kind")["wire_bytes"].sum().to_dict() == pytest.approx(conns.groupby("kind")["wire_bytes"].sum().to_dict())
+    assert mix["t_s"].nunique() <= 10
+
+
+def test_connection_attribution_and_timeline(tables):
+    conns = tables["connections"]
+    ws = conns[(conns["variant"] == "ws") & (conns["capture"] == capture_name("chat"))].iloc[0]
+    attribution = aggregate.connection_attribution(conns, ws["conn_id"])
+    assert attribution["bytes"].sum() == ws["wire_bytes"]
+    events = aggregate.connection_timeline(tables, ws["conn_id"])
+    frames = tables["ws_frames"][tables["ws_frames"]["conn_id"] == ws["conn_id"]]
+    http = tables["http_messages"][tables["http_messages"]["conn_id"] == ws["conn_id"]]
+    assert (events["kind"].isin(["ws-data", "ws-control"])).sum() == len(frames)
+    assert (events["kind"] == "http").sum() == len(http) == 2  # the upgrade
+    assert events["t_ms"].is_monotonic_increasing and events["t_ms"].min() >= 0
+    assert aggregate.connection_timeline(tables, -1).empty
+
+
+def test_query_table_filters_sorts_and_pages_like_pandas(tables):
+    index = aggregate.connections_index(tables["connections"])
+    page, count = aggregate.query_table(index, 1, 5, [{"column_id": "wire_bytes", "direction": "desc"}], "{kind} contains rest && {wire_bytes} > 1000")
+    expected = index[(index["kind"] == "rest") & (index["wire_bytes"] > 1000)].sort_values("wire_bytes", ascending=False, kind="stable")
+    assert count == math.ceil(len(expected) / 5)
+    assert list(page["conn_id"]) == list(expected["conn_id"].iloc[5:10])
+    page, _ = aggregate.query_table(index, 0, 50, [], "{variant} = ws")
+    assert set(page["variant"]) == {"ws"}
+    page, count = aggregate.query_table(index, 99, 10, [], "{nope} = 3 && garbage")
+    assert count == math.ceil(len(index) / 10) and len(page) == len(index) - (count - 1) * 10
+    assert aggregate.parse_filter('{kind} scontains "rest" && {conn_id} s= 3') == [("kind", "contains", "rest"), ("conn_id", "=", 3.0)]
+
+
+def test_frame_detail_is_plain_text(tables):
+    frames = tables["ws_frames"].copy()
+    hostile = "<img src=x onerror=alert(1)>"
+    frames.loc[0, "payload_text"] = hostile
+    detail = aggregate.frame_detail({**tables, "ws_frames": frames}, f"ws:{frames.loc[0, 'conn_id']}:{frames.loc[0, 'frame_id']}")
+    assert detail["text"] == hostile
+    assert dict(detail["fields"])["opcode_name"] == frames.loc[0, "opcode_name"]
+    assert aggregate.frame_detail(tables, "ws:999999:0") is None
+    assert aggregate.frame_detail(tables, "bogus") is None
+    index = aggregate.frames_index(tables)
+    assert len(index) == len(tables["ws_frames"]) + len(tables["http_messages"])
+    http_key = index[index["protocol"] == "http"]["key"].iloc[0]
+    assert aggregate.frame_detail(tables, http_key)["title"].startswith("HTTP")
+
+
+def test_findings_by_rule_and_frame_findings(tables):
+    frame = tables["ws_frames"].iloc[0]
+    rows = [{"conn_id": int(frame["conn_id"]), "capture": "x", "ts": float(frame["ts"]), "direction": frame["direction"], "rule": "ws-bad-version", "detail": "d"},
+            {"conn_id": int(frame["conn_id"]), "capture": "x", "ts": 1.0, "direction": "server", "rule": "ws-bad-version", "detail": "d"},
+            {"conn_id": None, "capture": "x", "ts": 1.0, "direction": "", "rule": "tcp-client-guessed", "detail": "d"}]
+    findings = make_table("findings", rows)
+    grouped = aggregate.findings_by_rule(findings)
+    assert grouped.to_dict("list") == {"rule": ["ws-bad-version", "tcp-client-guessed"], "count": [2, 1], "connections": [[int(frame["conn_id"])], []]}
+    detail = aggregate.frame_detail({**tables, "findings": findings}, f"ws:{frame['conn_id']}:{frame['frame_id']}")
+    assert len(detail["findings"]) == 1 and detail["connection_findings"] == 2
+    assert aggregate.findings_by_rule(make_table("findings")).empty

@@ -1,0 +1,134 @@
+"""The app: create_app, every page's layout, the server, and the callbacks as plain functions."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+
+import pytest
+from dash import dcc, html
+
+from dashboard import aggregate
+from dashboard.app import PAGES, create_app, progress_text
+from dashboard.store import TableStore, content_key, merge_analyses
+from inspector.analysis.pipeline import analyze_captures
+from tests.conftest import BUNDLED, bundled_files
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def app():
+    app = create_app([BUNDLED])
+    assert app.server.config["INSPECTOR_TABLE_STORE"].wait(120)
+    return app
+
+
+def _walk(component):
+    yield component
+    children = getattr(component, "children", None)
+    if isinstance(children, (list, tuple)):
+        for child in children:
+            yield from _walk(child)
+    elif children is not None and hasattr(children, "children"):
+        yield from _walk(children)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_each_page_layout_renders(app, name):
+    module = importlib.import_module(f"dashboard.pages.{name}")
+    with app.server.test_request_context("/"):
+        tree = module.layout()
+    assert isinstance(tree, html.Div)
+    assert not any(isinstance(c, dcc.Markdown) for c in _walk(tree))
+
+
+def test_pages_render_empty_tables_while_loading():
+    store = TableStore([BUNDLED])  # not started: empty tables
+    text, ready = progress_text(store)
+    assert not ready and "0 of 4" in text
+    for name in PAGES:
+        module = importlib.import_module(f"dashboard.pages.{name}")
+        module.build_layout(store.tables())
+
+
+def test_server_answers(app):
+    client = app.server.test_client()
+    assert client.get("/").status_code == 200
+    assert client.get("/_dash-layout").status_code == 200
+    assert client.get("/_dash-dependencies").status_code == 200
+    assert progress_text(app.server.config["INSPECTOR_TABLE_STORE"]) == ("4 of 4 captures analysed", True)
+
+
+def test_connection_callbacks(app):
+    from dashboard.pages import connections
+
+    tables = app.server.config["INSPECTOR_TABLE_STORE"].tables()
+    data, count = connections.page(tables, 0, 10, [{"column_id": "wire_bytes", "direction": "desc"}], "")
+    assert count == -(-len(tables["connections"]) // 10)
+    assert [row["id"] for row in data] == list(tables["connections"].sort_values("wire_bytes", ascending=False, kind="stable")["conn_id"][:10])
+    attribution, timeline = connections.connection_figures(tables, connections.selected_conn({"row": 0, "column": 0, "row_id": data[0]["id"]}))
+    assert sum(attribution.data[0].x) == data[0]["wire_bytes"]
+    assert connections.selected_conn(None) is None
+
+
+def test_frames_detail_shows_hostile_payload_as_text(app):
+    from dashboard.pages import frames
+
+    tables = dict(app.server.config["INSPECTOR_TABLE_STORE"].tables())
+    ws = tables["ws_frames"].copy()
+    ws.loc[0, "payload_text"] = HOSTILE
+    tables["ws_frames"] = ws
+    data, _ = frames.page(tables, 0, 500, [], "{protocol} = websocket")
+    key = f"ws:{ws.loc[0, 'conn_id']}:{ws.loc[0, 'frame_id']}"
+    assert key in [row["id"] for row in data]
+    parts = frames.selected_detail(tables, {"row": 0, "column": 0, "row_id": key})
+    pres = [c for p in parts for c in _walk(p) if isinstance(c, html.Pre)]
+    assert HOSTILE in [p.children for p in pres]
+    assert all(isinstance(p.children, str) for p in pres)
+
+
+def test_overview_and_compare_callbacks(app):
+    from dashboard.pages import compare, overview
+
+    tables = app.server.config["INSPECTOR_TABLE_STORE"].tables()
+    chat = str(BUNDLED / "chat.pcap")
+    by_category, mix = overview.capture_figures(tables, chat)
+    chat_conns = tables["connections"][tables["connections"]["capture"] == chat]
+    assert sum(sum(t.y) for t in by_category.data) == chat_conns["wire_bytes"].sum()
+    assert compare.default_capture(tables) == chat
+    cost, eff, curve, lat, crossings = compare.capture_outputs(tables, chat)
+    assert {t.name for t in curve.data if not t.name.startswith("crossover")} == set(chat_conns["variant"])
+    assert len(compare.claims_panel(tables).children) == 4
+
+
+def test_store_caches_by_content_and_keeps_ids_unique(tmp_path):
+    calls = []
+
+    def counting(paths):
+        calls.append(paths)
+        return analyze_captures(paths)
+
+    chat = BUNDLED / "chat.pcap"
+    copy = tmp_path / "copy.pcap"
+    shutil.copy(chat, copy)
+    shutil.copy(chat.with_suffix(".json"), copy.with_suffix(".json"))
+    (tmp_path / "junk.pcap").write_bytes(b"not a capture")
+    store = TableStore([chat, tmp_path], analyze=counting)
+    assert store.wait(120)
+    assert content_key(chat) == content_key(copy)
+    assert len(calls) == 2  # chat once (the copy hits the cache), junk once (and fails)
+    progress = store.progress()
+    assert progress.ready and progress.done == 3 and len(progress.errors) == 1 and "junk.pcap" in progress.errors[0]
+    tables = store.tables()
+    assert tables["connections"]["conn_id"].is_unique
+    assert len(tables["connections"]) == 2 * 23
+    assert set(tables["message_costs"]["conn_id"]) == set(tables["connections"]["conn_id"])
+
+
+def test_merge_analyses_matches_analysing_together():
+    files = bundled_files()
+    merged = merge_analyses([analyze_captures([f]) for f in files])
+    together = analyze_captures(files).tables
+    for name in ("connections", "message_costs", "ws_frames", "overhead"):
+        assert merged[name].reset_index(drop=True).equals(together[name].reset_index(drop=True)), name

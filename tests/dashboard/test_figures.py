@@ -1,0 +1,100 @@
+"""Figures checked against the tables: what is drawn adds up to what was measured."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dashboard import aggregate, figures
+from inspector.analysis.tables import make_table
+from tests.dashboard.conftest import capture_name
+
+
+def _stack_totals(fig) -> dict:
+    totals: dict = {}
+    for trace in fig.data:
+        for x, y in zip(trace.x, trace.y):
+            totals[x] = totals.get(x, 0) + y
+    return totals
+
+
+def test_bytes_by_category_stacks_to_wire_bytes(tables):
+    fig = figures.bytes_by_category(aggregate.bytes_by_category(tables["connections"]))
+    conns = tables["connections"]
+    assert _stack_totals(fig) == conns.groupby("variant")["wire_bytes"].sum().to_dict()
+    assert fig.layout.barmode == "stack"
+
+
+def test_cost_split_stacks_to_wire_bytes_per_message(tables):
+    fig = figures.cost_split(aggregate.message_cost_split(tables, capture_name("chat")))
+    costs = tables["message_costs"].merge(tables["connections"][["conn_id", "variant", "capture"]], on="conn_id")
+    chat = costs[(costs["capture"] == capture_name("chat")) & costs["item"].isin(["exchange", "ws_message"])]
+    per_message = chat.groupby("variant")["wire_bytes"].sum() / 40  # the chat recording: 40 messages per variant
+    assert _stack_totals(fig) == pytest.approx(per_message.to_dict())
+    assert [t.meta for t in fig.data] == ["app_header_bytes", "app_payload_bytes", "transport_bytes", "ack_bytes"]
+
+
+def test_break_even_draws_each_variant_and_marks_the_crossover(tables):
+    curves = aggregate.break_even_curves(tables, capture_name("chat"))
+    fig = figures.break_even(curves, "rest-keepalive", "ws")
+    lines = {t.name: t for t in fig.data if not t.name.startswith("crossover")}
+    assert set(lines) == {"rest-keepalive", "rest-per-request", "ws", "ws-deflate"}
+    conns = tables["connections"][tables["connections"]["capture"] == capture_name("chat")]
+    for variant, total in conns.groupby("variant")["wire_bytes"].sum().items():
+        assert lines[variant].y[-1] == pytest.approx(total)
+    (marker,) = [t for t in fig.data if t.name.startswith("crossover")]
+    x = marker.x[0]
+    assert np.interp(x, lines["rest-keepalive"].x, lines["rest-keepalive"].y) == pytest.approx(np.interp(x, lines["ws"].x, lines["ws"].y))
+    assert marker.y[0] == pytest.approx(np.interp(x, lines["ws"].x, lines["ws"].y))
+
+
+def test_latency_boxes_hold_every_pair(tables):
+    lat = aggregate.latency(tables, capture_name("chat"))
+    fig = figures.latency(lat)
+    http = tables["http_messages"]
+    chat_rest = tables["connections"].query("kind == 'rest'")
+    chat_rest = chat_rest[chat_rest["capture"] == capture_name("chat")]
+    responses = http[http["conn_id"].isin(chat_rest["conn_id"]) & (http["direction"] == "server")]
+    assert sum(len(t.y) for t in fig.data if t.name.startswith("rest")) == len(responses)
+    assert all(min(t.y) > 0 for t in fig.data)
+
+
+def test_staleness_boxes_are_the_sidecar_in_ms(tables, sidecars):
+    fig = figures.staleness(tables["staleness"])
+    for trace in fig.data:
+        expected = [(s["received_ts"] - s["published_ts"]) * 1000 for s in sidecars["feed"]["staleness"] if s["variant"] == trace.name]
+        assert list(trace.y) == pytest.approx(expected, abs=1e-3)
+
+
+def test_protocol_mix_area_sums_to_capture_bytes(tables):
+    fig = figures.protocol_mix(aggregate.protocol_mix(tables, capture_name("feed")))
+    conns = tables["connections"][tables["connections"]["capture"] == capture_name("feed")]
+    assert {t.name: sum(t.y) for t in fig.data} == pytest.approx(conns.groupby("kind")["wire_bytes"].sum().to_dict())
+
+
+def test_efficiency_and_attribution(tables):
+    conns = tables["connections"]
+    fig = figures.efficiency(aggregate.bytes_by_category(conns))
+    expected = (conns.groupby("variant")["payload_bytes"].sum() / conns.groupby("variant")["wire_bytes"].sum()).to_dict()
+    assert dict(zip(fig.data[0].x, fig.data[0].y)) == pytest.approx(expected)
+    first = conns.iloc[0]
+    fig = figures.attribution(aggregate.connection_attribution(conns, first["conn_id"]))
+    assert sum(fig.data[0].x) == first["wire_bytes"]
+
+
+def test_timeline_has_one_arrow_per_event(tables):
+    conn_id = int(tables["connections"].query("variant == 'ws'").iloc[0]["conn_id"])
+    events = aggregate.connection_timeline(tables, conn_id)
+    fig = figures.timeline(events)
+    arrows = [t for t in fig.data if t.showlegend is not False]
+    assert sum(len(t.x) // 3 for t in arrows) == len(events)
+    for trace in arrows:  # client-sent arrows go 0 -> 1, server-sent 1 -> 0
+        assert all({trace.x[i], trace.x[i + 1]} == {0.0, 1.0} for i in range(0, len(trace.x), 3))
+
+
+def test_empty_inputs_give_a_figure_saying_so():
+    empty = {name: make_table(name) for name in ("connections", "message_costs", "staleness")}
+    for fig in (figures.bytes_by_category(aggregate.bytes_by_category(empty["connections"])),
+                figures.break_even(aggregate.break_even_curves({"message_costs": empty["message_costs"], "connections": empty["connections"]})),
+                figures.staleness(empty["staleness"]), figures.timeline(aggregate.connection_timeline({"connections": empty["connections"]}, 1))):
+        assert not fig.data and fig.layout.annotations
