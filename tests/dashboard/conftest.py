@@ -1,0 +1,24 @@
+"""The bundled captures' real analysis, once per session, and their sidecars as ground truth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inspector.analysis.pipeline import analyze_captures
+from tests.conftest import BUNDLED, bundled_files
+
+
+@pytest.fixture(scope="session")
+def tables():
+    return analyze_captures(bundled_files()).tables
+
+
+@pytest.fixture(scope="session")
+def sidecars():
+    return {p.stem: json.loads(p.with_suffix(".json").read_text()) for p in bundled_files()}
+
+
+def capture_name(stem: str) -> str:
+    return str(BUNDLED / f"{stem}.pcap")
