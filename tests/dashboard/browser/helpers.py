@@ -1,0 +1,139 @@
+"""Helpers for the real-browser tests: waits, console log, alerts, screenshots.
+
+Importable from the tests (``from tests.dashboard.browser.helpers import ...``);
+the fixtures that use them live in ``conftest.py`` next to this file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+REPO = Path(__file__).resolve().parents[3]
+# /screenshots/ is in .gitignore: a person looks at these, git never sees them.
+SCREENSHOTS = REPO / "screenshots"
+TIMEOUT = 20.0  # seconds; generous, CI machines have 2 cores
+POLL = 0.05
+
+# Injected into every document before its own scripts run (CDP
+# Page.addScriptToEvaluateOnNewDocument): records alert/confirm/prompt calls
+# and uncaught errors instead of letting a dialog block the driver.
+HOOK_JS = r"""
+(() => {
+  window.__dialogs = [];
+  window.__page_errors = [];
+  for (const name of ["alert", "confirm", "prompt"]) {
+    window[name] = (msg) => { window.__dialogs.push(name + ":" + String(msg)); return null; };
+  }
+  window.addEventListener("error", (e) => {
+    window.__page_errors.push(String(e.message || (e.target && e.target.outerHTML) || e));
+  }, true);
+})();
+"""
+
+
+def wait(driver: WebDriver, timeout: float = TIMEOUT) -> WebDriverWait:
+    """An explicit wait; a re-render between finding and reading an element
+    (stale element) just means: look again."""
+    return WebDriverWait(
+        driver, timeout, poll_frequency=POLL, ignored_exceptions=(StaleElementReferenceException,)
+    )
+
+
+def wait_css(driver: WebDriver, css: str, timeout: float = TIMEOUT):
+    """The first element matching ``css`` once it is visible."""
+    return wait(driver, timeout).until(
+        EC.visibility_of_element_located((By.CSS_SELECTOR, css)),
+        message=f"no visible element {css!r} after {timeout:g} s",
+    )
+
+
+def wait_text(driver: WebDriver, css: str, text: str, timeout: float = TIMEOUT):
+    """Wait until the element matching ``css`` shows exactly ``text``; return it."""
+
+    def shown(d):
+        for el in d.find_elements(By.CSS_SELECTOR, css):
+            if el.text == text:
+                return el
+        return False
+
+    return wait(driver, timeout).until(shown, message=f"{css!r} never showed {text!r}")
+
+
+def wait_dash_ready(driver: WebDriver, timeout: float = TIMEOUT) -> None:
+    """Wait until the Dash renderer has mounted and no callback is pending.
+
+    Dash marks the document title "Updating..." and keeps a
+    ``[data-dash-is-loading]`` attribute on components while callbacks run.
+    """
+
+    def ready(d):
+        return d.execute_script(
+            "return !!document.querySelector('#react-entry-point > *')"
+            " && !document.querySelector('[data-dash-is-loading=\"true\"]')"
+            " && document.title !== 'Updating...';"
+        )
+
+    wait(driver, timeout).until(ready, message="the Dash app never finished rendering")
+
+
+def table_rows(driver: WebDriver, css: str) -> list[list[str]]:
+    """The cell texts of every row (``tr``) under ``css``, read in one script
+    call so that a re-render cannot tear the snapshot (html.Table or DataTable)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0] + ' tr')).map("
+        " r => Array.from(r.querySelectorAll('th, td')).map(c => c.innerText.trim()));",
+        css,
+    )
+
+
+def console_log(driver: WebDriver) -> list[dict]:
+    """Every browser console entry so far (Chromium hands each out once, so they
+    are accumulated on the driver)."""
+    kept = driver.__dict__.setdefault("_console_entries", [])
+    kept.extend(driver.get_log("browser"))
+    return list(kept)
+
+
+def clear_console(driver: WebDriver) -> None:
+    """Forget the console entries so far (before loading the next page)."""
+    driver.get_log("browser")
+    driver.__dict__["_console_entries"] = []
+
+
+def console_errors(driver: WebDriver) -> list[str]:
+    """Console entries at level SEVERE (JS errors, failed requests, React errors)."""
+    return [e["message"] for e in console_log(driver) if e.get("level") == "SEVERE"]
+
+
+def dialogs(driver: WebDriver) -> list[str]:
+    """alert/confirm/prompt calls the page made, as ``"alert:1"``; also fails
+    if a real dialog is open (the hook was bypassed)."""
+    try:
+        text = driver.switch_to.alert.text
+    except NoAlertPresentException:
+        pass
+    else:
+        return [f"native-dialog:{text}"]
+    return list(driver.execute_script("return window.__dialogs || [];"))
+
+
+def page_errors(driver: WebDriver) -> list[str]:
+    """Uncaught errors and failed resource loads the hook saw in this document."""
+    return list(driver.execute_script("return window.__page_errors || [];"))
+
+
+def screenshot(driver: WebDriver, name: str) -> Path:
+    """Save a PNG of the window as ``screenshots/<name>.png`` at the repo root."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "page"
+    path = SCREENSHOTS / f"{safe}.png"
+    if not driver.save_screenshot(str(path)):
+        raise AssertionError(f"could not save screenshot {path}")
+    return path

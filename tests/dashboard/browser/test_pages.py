@@ -1,0 +1,143 @@
+"""Every page of the real dashboard in headless Chromium: it renders, the
+browser console shows no error, a screenshot is saved under screenshots/, and
+the overview shows the same numbers as the analysis tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+if importlib.util.find_spec("dashboard.app") is None:
+    # Only a missing module skips; an app that fails to import fails the tests.
+    pytest.skip("dashboard app not built yet", allow_module_level=True)
+
+import dash  # noqa: E402
+
+from dashboard import ids  # noqa: E402
+from inspector.analysis.pipeline import analyze_captures  # noqa: E402
+from tests.dashboard.browser.helpers import (  # noqa: E402
+    TIMEOUT,
+    clear_console,
+    console_errors,
+    screenshot,
+    table_rows,
+    wait,
+    wait_css,
+    wait_dash_ready,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+BUNDLED = sorted((REPO / "captures").glob("*.pcap*"))
+ANALYSIS_TIMEOUT = TIMEOUT * 3  # the app analyses the captures in the background
+
+
+def make_app() -> dash.Dash:
+    from dashboard.app import create_app
+    from dashboard.store import TableStore
+
+    # Analyse first, then build the app over the finished store: the pages read
+    # the tables when they load, so a page loaded mid-analysis would be empty.
+    store = TableStore([str(p) for p in BUNDLED])
+    assert store.wait(ANALYSIS_TIMEOUT), store.progress().text
+    assert store.progress().errors == (), store.progress().text
+    return create_app(store)
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(serve_app):
+    # Built once: dash.callback registrations are taken by the first app set
+    # up, and the page modules are imported only once per process.
+    app = make_app()
+    assert isinstance(app, dash.Dash)
+    return serve_app(app)
+
+
+@pytest.fixture(scope="module")
+def pages(dashboard_url):
+    registry = list(dash.page_registry.values())
+    assert registry, "create_app registered no page"
+    return registry
+
+
+def load_page(driver, url: str) -> None:
+    driver.get(url)
+    # the pages container has content and no callback is in flight
+    wait(driver).until(
+        lambda d: d.execute_script(
+            "const c = document.getElementById('_pages_content');"
+            " return !!c && c.children.length > 0 && c.innerText.trim().length > 0;"
+        ),
+        message=f"{url}: the page never rendered",
+    )
+    wait_dash_ready(driver)
+
+
+def test_every_page_renders_without_console_errors(dashboard_url, pages, browser):
+    problems = []
+    for page in pages:
+        if page.get("path_template"):
+            problems.append(f"{page['module']}: path template {page['path_template']} not covered")
+            continue
+        url = dashboard_url + page["relative_path"]
+        try:
+            load_page(browser, url)
+        except Exception as exc:  # report every page, not only the first
+            problems.append(f"{page['relative_path']}: {type(exc).__name__}: {exc}")
+        else:
+            errors = console_errors(browser)
+            if errors:
+                problems.append(f"{page['relative_path']}: console errors {errors}")
+        name = page["relative_path"].strip("/") or "overview"
+        screenshot(browser, f"page-{name}")
+        clear_console(browser)  # the next page starts with a clean console
+    assert problems == []
+
+
+def read_table(driver, element_id: str, must_contain: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body rows of the (html or DataTable) table inside #element_id,
+    once a body row mentions ``must_contain``."""
+
+    def loaded(d):
+        table = table_rows(d, f"#{element_id}")
+        header = [r for r in table if any(c.lower().startswith("connection") for c in r)]
+        body = [r for r in table if any(must_contain in c for c in r)]
+        return (header[0], body) if header and body else False
+
+    header, body = wait(driver, ANALYSIS_TIMEOUT).until(
+        loaded, message=f"#{element_id} never showed a connections column and a row for {must_contain}"
+    )
+    return [h.lower() for h in header], body
+
+
+def as_int(text: str) -> int | None:
+    digits = re.sub(r"[\s,\u202f\u00a0_']", "", text)
+    return int(digits) if re.fullmatch(r"\d+", digits) else None
+
+
+def test_overview_numbers_equal_the_analysis(dashboard_url, browser):
+    """Every per-capture integer the overview shows in a column named like a
+    column of the analysis's `captures` table equals that table's value."""
+    overview = next(p for p in dash.page_registry.values() if p["path"] == "/")
+    browser.get(dashboard_url + overview["relative_path"])
+    wait_css(browser, f"#{ids.OVERVIEW_TABLE}")
+    captures = analyze_captures(BUNDLED)["captures"]
+    columns = ["packets", "connections", "wire_bytes"]
+    checked = []
+    for path in BUNDLED:
+        expected = captures[captures["capture"].map(lambda c: Path(c).name) == path.name].iloc[0]
+        header, rows = read_table(browser, ids.OVERVIEW_TABLE, path.name)
+        assert len(rows) == 1, (path.name, rows)
+        row = dict(zip(header, rows[0]))
+        for column in columns:
+            shown = next((v for h, v in row.items() if h.replace(" ", "_") == column), None)
+            if shown is None:
+                continue
+            assert as_int(shown) == int(expected[column]), (path.name, column, row)
+            checked.append((path.name, column))
+        assert (path.name, "connections") in checked, f"no connections column in {header}"
+    wait_dash_ready(browser)
+    assert console_errors(browser) == []
+    screenshot(browser, "overview-numbers")
