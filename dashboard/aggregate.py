@@ -592,6 +592,15 @@ def parse_filter(filter_query: str | None) -> list[tuple[str, str, object]]:
 def query_table(table: pd.DataFrame, page_current: int = 0, page_size: int = 25, sort_by: list[dict] | None = None,
                 filter_query: str | None = None) -> tuple[pd.DataFrame, int]:
     """Filter, sort and cut one page of `table` on the server; returns (page rows, page count)."""
+    frame = filter_sort(table, sort_by, filter_query)
+    page_size = max(1, int(page_size))
+    page_count = max(1, math.ceil(len(frame) / page_size))
+    page_current = min(max(0, int(page_current or 0)), page_count - 1)
+    return frame.iloc[page_current * page_size:(page_current + 1) * page_size], page_count
+
+
+def filter_sort(table: pd.DataFrame, sort_by: list[dict] | None = None, filter_query: str | None = None) -> pd.DataFrame:
+    """The rows of `table` a DataTable's `filter_query` keeps, in its `sort_by` order (every page)."""
     frame = table
     for column, op, value in parse_filter(filter_query):
         if column not in frame.columns:
@@ -619,10 +628,7 @@ def query_table(table: pd.DataFrame, page_current: int = 0, page_size: int = 25,
         ascending = [s.get("direction", "asc") == "asc" for s in sort_by if s.get("column_id") in frame.columns]
         if columns:
             frame = frame.sort_values(columns, ascending=ascending, kind="stable")
-    page_size = max(1, int(page_size))
-    page_count = max(1, math.ceil(len(frame) / page_size))
-    page_current = min(max(0, int(page_current or 0)), page_count - 1)
-    return frame.iloc[page_current * page_size:(page_current + 1) * page_size], page_count
+    return frame
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from dash import dash_table, dcc, html
 
+from dashboard import exports
+
 PAGE_SIZE = 20
 
 
@@ -34,6 +36,18 @@ def paged_table(id: str, columns: list[str], filter_query: str = "") -> dash_tab
         filter_query=filter_query, row_selectable=False, cell_selectable=True,
         style_table={"overflowX": "auto"}, style_cell={"fontFamily": "monospace", "fontSize": 12},
     )
+
+
+def csv_download(button_id: str, download_id: str) -> html.Div:
+    """A "Download CSV" button and its dcc.Download; the page's callback fills it on click only."""
+    return html.Div([html.Button("Download CSV", id=button_id, n_clicks=0), dcc.Download(id=download_id)],
+                    style={"margin": "0.5em 0"})
+
+
+def send_csv(page: str, tables, state: dict | None = None) -> dict:
+    """The dcc.Download data of `page`'s CSV export (see dashboard.exports)."""
+    filename, text = exports.export_csv(page, tables, state)
+    return dcc.send_string(text, filename, type="text/csv")
 
 
 def graph(id: str, figure=None) -> dcc.Graph:

@@ -76,7 +76,7 @@ def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | N
         if found is not None:
             fig.add_scatter(x=[found[0]], y=[found[1]], mode="markers", name=f"crossover {rest} / {websocket}",
                             marker=dict(symbol="x", size=14, color="black"),
-                            hovertemplate=f"crossover at %{{x:.1f}} messages, %{{y:,.0f}} B<extra></extra>")
+                            hovertemplate="crossover at %{x:.1f} messages, %{y:,.0f} B<extra></extra>")
     return fig
 
 

@@ -16,6 +16,8 @@ OVERVIEW_TABLE = "overview-table"
 OVERVIEW_CAPTURE = "overview-capture"
 OVERVIEW_BYTES = "overview-bytes-by-category"
 OVERVIEW_MIX = "overview-protocol-mix"
+OVERVIEW_CSV_BUTTON = "overview-csv-button"
+OVERVIEW_CSV = "overview-csv-download"
 
 # compare (REST vs WebSocket)
 COMPARE_CAPTURE = "compare-capture"
@@ -26,16 +28,31 @@ COMPARE_CROSSOVERS = "compare-crossovers"
 COMPARE_LATENCY = "compare-latency"
 COMPARE_STALENESS = "compare-staleness"
 COMPARE_CLAIMS = "compare-claims"
+COMPARE_CSV_BUTTON = "compare-csv-button"
+COMPARE_CSV = "compare-csv-download"
 
 # connections
 CONN_TABLE = "connections-table"
 CONN_DETAIL = "connections-detail"
 CONN_ATTRIBUTION = "connections-attribution"
 CONN_TIMELINE = "connections-timeline"
+CONN_CSV_BUTTON = "connections-csv-button"
+CONN_CSV = "connections-csv-download"
 
 # frames and messages
 FRAMES_TABLE = "frames-table"
 FRAMES_DETAIL = "frames-detail"
+FRAMES_CSV_BUTTON = "frames-csv-button"
+FRAMES_CSV = "frames-csv-download"
 
 # findings
 FINDINGS_LIST = "findings-list"
+FINDINGS_CSV_BUTTON = "findings-csv-button"
+FINDINGS_CSV = "findings-csv-download"
+
+# upload
+UPLOAD = "upload"
+UPLOAD_STATUS = "upload-status"
+UPLOAD_RESULT = "upload-result"
+UPLOAD_TABLE = "upload-table"
+UPLOAD_GUARD = "upload-size-guard"

@@ -9,6 +9,7 @@ belongs to the store object: nothing here is module-level state.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from inspector.analysis.pipeline import CONNECTION_TABLES, Analysis, analyze_cap
 from inspector.analysis.recording import sidecar_path
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
+from inspector.errors import InspectorError
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".gz", ".cap")
 
@@ -70,6 +72,7 @@ class TableStore:
 
     def __init__(self, sources: list[str | Path], analyze=analyze_captures) -> None:
         self.files = expand_sources(sources)
+        self._sources = tuple(self.files)  # files grows with add_file; the background run reads these
         self._analyze = analyze
         self._lock = threading.Lock()
         self._cache: dict[str, Analysis] = {}
@@ -79,6 +82,10 @@ class TableStore:
         self._errors: list[str] = []
         self.warnings: list[str] = []
         self._thread: threading.Thread | None = None
+        self._analyses: list[Analysis] = []  # what tables() merges: the sources', then uploads
+        self._loaded: dict[str, Analysis] = {}  # content key -> analysis of what add_file added
+        self._add_lock = threading.Lock()  # one add_file at a time: the same bytes never analysed twice
+        self._upload_dir: tempfile.TemporaryDirectory | None = None
 
     def start(self) -> "TableStore":
         with self._lock:
@@ -107,9 +114,46 @@ class TableStore:
         with self._lock:
             return self._tables if self._tables is not None else empty_tables()
 
+    @property
+    def upload_dir(self) -> Path:
+        """A temporary folder of this store for uploaded files, removed with the store."""
+        with self._lock:
+            if self._upload_dir is None:
+                self._upload_dir = tempfile.TemporaryDirectory(prefix="inspector-uploads-")
+            return Path(self._upload_dir.name)
+
+    def add_file(self, path: str | Path, display_name: str | None = None) -> tuple[Analysis, bool]:
+        """Analyse one more capture now (cached by content) and add it to the tables.
+
+        Returns (analysis, added); added is False when the same content was
+        added before (then nothing changes).  An InspectorError from the
+        analysis propagates, with the path replaced by `display_name`.
+        """
+        path = Path(path)
+        with self._add_lock:
+            key = content_key(path)
+            if key in self._loaded:
+                return self._loaded[key], False
+            analysis = self._cache.get(key)
+            if analysis is None:
+                try:
+                    analysis = self._analyze([path])
+                except InspectorError as exc:
+                    raise type(exc)(str(exc).replace(str(path), display_name or path.name)) from None
+                self._cache[key] = analysis
+            with self._lock:
+                self._loaded[key] = analysis
+                self.files.append(path)
+                self._done += 1
+                self._analyses.append(analysis)
+                self.warnings.extend(analysis.warnings)
+                if self._tables is not None:
+                    self._tables = merge_analyses(self._analyses)
+            return analysis, True
+
     def _run(self) -> None:
-        analyses = []
-        for path in self.files:
+        analyses = self._analyses
+        for path in self._sources:
             with self._lock:
                 self._current = path.name
             try:
@@ -118,16 +162,16 @@ class TableStore:
                 if analysis is None:
                     analysis = self._analyze([path])
                     self._cache[key] = analysis
-                analyses.append(analysis)
+                with self._lock:
+                    analyses.append(analysis)
                 self.warnings.extend(analysis.warnings)
             except Exception as exc:  # one bad file must not stop the others; shown as progress
                 with self._lock:
                     self._errors.append(f"{path}: {exc}")
             with self._lock:
                 self._done += 1
-        merged = merge_analyses(analyses)
         with self._lock:
-            self._tables = merged
+            self._tables = merge_analyses(analyses)
             self._current = ""
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from dashboard import aggregate, figures, ids
-from dashboard.components import graph, small_table
+from dashboard.components import csv_download, graph, send_csv, small_table
 from dashboard.context import current_tables
 
 dash.register_page(__name__, path="/compare", name="REST vs WebSocket", order=1)
@@ -33,6 +33,7 @@ def build_layout(tables):
         claims_panel(tables),
         html.Label("Capture"),
         dcc.Dropdown(id=ids.COMPARE_CAPTURE, options=[{"label": aggregate._short(c), "value": c} for c in captures], value=chosen, clearable=False),
+        csv_download(ids.COMPARE_CSV_BUTTON, ids.COMPARE_CSV),
         *capture_section(tables, chosen),
         graph(ids.COMPARE_STALENESS, figures.staleness(tables["staleness"])),
         small_table(aggregate.staleness_summary(tables["staleness"]), {c: ".6f" for c in ("mean_s", "median_s", "max_s", "p95_s")}),
@@ -70,3 +71,8 @@ def register_callbacks(app, store):
                   Output(ids.COMPARE_LATENCY, "figure"), Output(ids.COMPARE_CROSSOVERS, "children"), Input(ids.COMPARE_CAPTURE, "value"))
     def _capture(capture):
         return capture_outputs(store.tables(), capture)
+
+    @app.callback(Output(ids.COMPARE_CSV, "data"), Input(ids.COMPARE_CSV_BUTTON, "n_clicks"), State(ids.COMPARE_CAPTURE, "value"),
+                  prevent_initial_call=True)
+    def _csv(_n, capture):
+        return send_csv("compare", store.tables(), {"capture": capture})

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, html
+from dash import Input, Output, State, html
 
 from dashboard import aggregate, figures, ids
-from dashboard.components import graph, paged_table
+from dashboard.components import csv_download, graph, paged_table, send_csv
 from dashboard.context import current_tables
 
 dash.register_page(__name__, path="/connections", name="Connections", order=2)
@@ -29,6 +29,7 @@ def build_layout(tables, conn=None):
     return html.Div([
         html.H3("Connections"),
         html.P("Click a cell to see that connection. Filter with e.g. > 1000, contains ws."),
+        csv_download(ids.CONN_CSV_BUTTON, ids.CONN_CSV),
         paged_table(ids.CONN_TABLE, aggregate.CONNECTION_COLUMNS, query),
         html.Div(id=ids.CONN_DETAIL, children=[graph(ids.CONN_ATTRIBUTION, attribution), graph(ids.CONN_TIMELINE, timeline)]),
     ])
@@ -65,3 +66,8 @@ def register_callbacks(app, store):
     @app.callback(Output(ids.CONN_ATTRIBUTION, "figure"), Output(ids.CONN_TIMELINE, "figure"), Input(ids.CONN_TABLE, "active_cell"))
     def _select(active_cell):
         return connection_figures(store.tables(), selected_conn(active_cell))
+
+    @app.callback(Output(ids.CONN_CSV, "data"), Input(ids.CONN_CSV_BUTTON, "n_clicks"),
+                  State(ids.CONN_TABLE, "filter_query"), State(ids.CONN_TABLE, "sort_by"), prevent_initial_call=True)
+    def _csv(_n, filter_query, sort_by):
+        return send_csv("connections", store.tables(), {"filter_query": filter_query, "sort_by": sort_by})

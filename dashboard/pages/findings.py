@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dash
 import pandas as pd
-from dash import dcc, html
+from dash import Input, Output, dcc, html
 
 from dashboard import aggregate, ids
+from dashboard.components import csv_download, send_csv
 from dashboard.context import current_tables
 
 dash.register_page(__name__, path="/findings", name="Findings", order=4)
@@ -32,4 +33,10 @@ def build_layout(tables):
                 html.Ul([html.Li([dcc.Link(f"connection {int(f.conn_id)}", href=f"/connections?conn={int(f.conn_id)}") if pd.notna(f.conn_id) else "no connection",
                                   html.Span(f" {f.direction or ''}: {f.detail}")]) for f in rows.itertuples(index=False)]),
             ], open=True))
-    return html.Div([html.H3("Findings"), html.Div(body, id=ids.FINDINGS_LIST)])
+    return html.Div([html.H3("Findings"), csv_download(ids.FINDINGS_CSV_BUTTON, ids.FINDINGS_CSV), html.Div(body, id=ids.FINDINGS_LIST)])
+
+
+def register_callbacks(app, store):
+    @app.callback(Output(ids.FINDINGS_CSV, "data"), Input(ids.FINDINGS_CSV_BUTTON, "n_clicks"), prevent_initial_call=True)
+    def _csv(_n):
+        return send_csv("findings", store.tables())

@@ -5,10 +5,10 @@ only ever put in html.Pre / plain strings, never rendered as HTML or Markdown.""
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, html
+from dash import Input, Output, State, html
 
 from dashboard import aggregate, ids
-from dashboard.components import paged_table
+from dashboard.components import csv_download, paged_table, send_csv
 from dashboard.context import current_tables
 
 dash.register_page(__name__, path="/frames", name="Frames and messages", order=3)
@@ -25,6 +25,7 @@ def build_layout(tables, conn=None):
     return html.Div([
         html.H3("Frames and messages"),
         html.P("Click a cell to see that frame or message."),
+        csv_download(ids.FRAMES_CSV_BUTTON, ids.FRAMES_CSV),
         paged_table(ids.FRAMES_TABLE, aggregate.FRAME_COLUMNS, query),
         html.Div(id=ids.FRAMES_DETAIL, children=detail_view(None)),
     ])
@@ -67,3 +68,8 @@ def register_callbacks(app, store):
     @app.callback(Output(ids.FRAMES_DETAIL, "children"), Input(ids.FRAMES_TABLE, "active_cell"))
     def _select(active_cell):
         return selected_detail(store.tables(), active_cell)
+
+    @app.callback(Output(ids.FRAMES_CSV, "data"), Input(ids.FRAMES_CSV_BUTTON, "n_clicks"),
+                  State(ids.FRAMES_TABLE, "filter_query"), State(ids.FRAMES_TABLE, "sort_by"), prevent_initial_call=True)
+    def _csv(_n, filter_query, sort_by):
+        return send_csv("frames", store.tables(), {"filter_query": filter_query, "sort_by": sort_by})

@@ -6,7 +6,7 @@ import dash
 from dash import Input, Output, dcc, html
 
 from dashboard import aggregate, figures, ids
-from dashboard.components import graph, small_table
+from dashboard.components import csv_download, graph, send_csv, small_table
 from dashboard.context import current_tables
 
 dash.register_page(__name__, path="/", name="Overview", order=0)
@@ -25,6 +25,7 @@ def build_layout(tables):
     return html.Div([
         html.H3("Captures"),
         small_table(overview, {"efficiency": ".1%"}, id=ids.OVERVIEW_TABLE),
+        csv_download(ids.OVERVIEW_CSV_BUTTON, ids.OVERVIEW_CSV),
         html.Label("Capture"),
         dcc.Dropdown(id=ids.OVERVIEW_CAPTURE, options=[{"label": aggregate._short(c), "value": c} for c in captures], value=first, clearable=False),
         graph(ids.OVERVIEW_BYTES, bytes_fig),
@@ -45,3 +46,7 @@ def register_callbacks(app, store):
     @app.callback(Output(ids.OVERVIEW_BYTES, "figure"), Output(ids.OVERVIEW_MIX, "figure"), Input(ids.OVERVIEW_CAPTURE, "value"))
     def _capture(capture):
         return capture_figures(store.tables(), capture)
+
+    @app.callback(Output(ids.OVERVIEW_CSV, "data"), Input(ids.OVERVIEW_CSV_BUTTON, "n_clicks"), prevent_initial_call=True)
+    def _csv(_n):
+        return send_csv("overview", store.tables())

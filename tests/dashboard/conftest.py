@@ -22,3 +22,14 @@ def sidecars():
 
 def capture_name(stem: str) -> str:
     return str(BUNDLED / f"{stem}.pcap")
+
+
+def walk_components(component):
+    """Every component of a Dash layout tree, depth first."""
+    yield component
+    children = getattr(component, "children", None)
+    if isinstance(children, (list, tuple)):
+        for child in children:
+            yield from walk_components(child)
+    elif children is not None and hasattr(children, "children"):
+        yield from walk_components(children)

@@ -8,11 +8,11 @@ import shutil
 import pytest
 from dash import dcc, html
 
-from dashboard import aggregate
 from dashboard.app import PAGES, create_app, progress_text
 from dashboard.store import TableStore, content_key, merge_analyses
 from inspector.analysis.pipeline import analyze_captures
 from tests.conftest import BUNDLED, bundled_files
+from tests.dashboard.conftest import walk_components
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -24,14 +24,6 @@ def app():
     return app
 
 
-def _walk(component):
-    yield component
-    children = getattr(component, "children", None)
-    if isinstance(children, (list, tuple)):
-        for child in children:
-            yield from _walk(child)
-    elif children is not None and hasattr(children, "children"):
-        yield from _walk(children)
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -40,7 +32,7 @@ def test_each_page_layout_renders(app, name):
     with app.server.test_request_context("/"):
         tree = module.layout()
     assert isinstance(tree, html.Div)
-    assert not any(isinstance(c, dcc.Markdown) for c in _walk(tree))
+    assert not any(isinstance(c, dcc.Markdown) for c in walk_components(tree))
 
 
 def test_pages_render_empty_tables_while_loading():
@@ -83,7 +75,7 @@ def test_frames_detail_shows_hostile_payload_as_text(app):
     key = f"ws:{ws.loc[0, 'conn_id']}:{ws.loc[0, 'frame_id']}"
     assert key in [row["id"] for row in data]
     parts = frames.selected_detail(tables, {"row": 0, "column": 0, "row_id": key})
-    pres = [c for p in parts for c in _walk(p) if isinstance(c, html.Pre)]
+    pres = [c for p in parts for c in walk_components(p) if isinstance(c, html.Pre)]
     assert HOSTILE in [p.children for p in pres]
     assert all(isinstance(p.children, str) for p in pres)
 
