@@ -19,7 +19,7 @@ from dashboard import ids
 from dashboard.context import STORE_KEY
 from dashboard.store import TableStore
 
-PAGES = ("overview", "compare", "connections", "frames", "findings", "upload")
+PAGES = ("overview", "compare", "connections", "frames", "findings", "upload", "live")
 PAGES_FOLDER = Path(__file__).resolve().parent / "pages"
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_CAPTURES = REPO / "captures"

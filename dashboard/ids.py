@@ -56,3 +56,12 @@ UPLOAD_STATUS = "upload-status"
 UPLOAD_RESULT = "upload-result"
 UPLOAD_TABLE = "upload-table"
 UPLOAD_GUARD = "upload-size-guard"
+
+# live
+LIVE_PATH = "live-path"
+LIVE_PATHS = "live-path-suggestions"
+LIVE_STATE = "live-state"
+LIVE_INTERVAL = "live-interval"
+LIVE_STATUS = "live-status"
+LIVE_WARNINGS = "live-warnings"
+LIVE_FIGURE = "live-wire-bytes"

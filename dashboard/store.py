@@ -22,6 +22,8 @@ from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
 from inspector.errors import InspectorError
 
+from dashboard.live import LiveFollower
+
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".gz", ".cap")
 
 
@@ -86,6 +88,7 @@ class TableStore:
         self._loaded: dict[str, Analysis] = {}  # content key -> analysis of what add_file added
         self._add_lock = threading.Lock()  # one add_file at a time: the same bytes never analysed twice
         self._upload_dir: tempfile.TemporaryDirectory | None = None
+        self.live = LiveFollower()  # the Live page's followed files (bounded), per store
 
     def start(self) -> "TableStore":
         with self._lock:

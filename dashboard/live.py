@@ -1,0 +1,145 @@
+"""Following a capture file while `inspector capture -o FILE` writes it.
+
+`follow(path, previous)` is pure apart from reading the file: it stats the
+file and, when its size or mtime changed since `previous`, analyses the whole
+file again (simple and correct: our writers flush whole records and the reader
+analyses a cut last record's prefix with a warning).  Re-analysing everything
+is fine for small live captures; a long capture costs a full analysis per
+change, which is the known limitation.
+
+The states (which hold the analysis tables) are kept by a `LiveFollower` that
+belongs to the app's TableStore, never in a module-level variable.  The path
+comes from the user and is hostile: only regular files are read, and every
+error is one line of text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dashboard import aggregate
+from inspector.analysis.pipeline import Analysis, analyze_captures
+from inspector.errors import InspectorError
+
+MAX_PATH_CHARS = 4096
+COUNTS = ("packets", "connections", "rest_exchanges", "ws_messages", "wire_bytes")
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What was last analysed of `path`: its size and mtime then, the analysis or the error."""
+
+    path: str
+    size: int = -1
+    mtime_ns: int = -1
+    analysis: Analysis | None = None
+    error: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return self.path, self.size, self.mtime_ns
+
+
+def clean_path(text) -> str:
+    """The user's text as a path: stripped, no control characters, bounded length."""
+    text = re.sub(r"[\x00-\x1f\x7f]", "", str(text or "")).strip()
+    return text[:MAX_PATH_CHARS]
+
+
+def follow(path, previous: LiveState | None = None, analyze=analyze_captures) -> tuple[LiveState, dict]:
+    """(state, summary) of the capture at `path`; re-analysed only when size or mtime changed.
+
+    The summary is small and JSON-friendly: path, size, changed, error (one line or None),
+    the COUNTS, efficiency, warnings, and `mix` (wire bytes per kind per time bin, records).
+    """
+    path = clean_path(path)
+    if not path:
+        return _failed("", "No capture file given.")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return _failed(path, f"{path}: no such file")
+    except OSError as exc:
+        return _failed(path, f"{path}: cannot read: {exc.strerror or exc}")
+    if not stat.S_ISREG(st.st_mode):
+        return _failed(path, f"{path}: not a regular file")
+    if previous is not None and previous.key == (path, st.st_size, st.st_mtime_ns):
+        return previous, _summary(previous, False)
+    try:
+        analysis = analyze([path])
+        state = LiveState(path, st.st_size, st.st_mtime_ns, analysis=analysis)
+    except InspectorError as exc:
+        state = LiveState(path, st.st_size, st.st_mtime_ns, error=_one_line(str(exc)))
+    except OSError as exc:
+        state = LiveState(path, st.st_size, st.st_mtime_ns, error=_one_line(f"{path}: cannot read: {exc.strerror or exc}"))
+    return state, _summary(state, True)
+
+
+def _failed(path: str, message: str) -> tuple[LiveState, dict]:
+    state = LiveState(path=path, error=_one_line(message))
+    return state, _summary(state, True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _summary(state: LiveState, changed: bool) -> dict:
+    summary = {"path": state.path, "size": state.size, "changed": changed, "error": state.error,
+               **{name: 0 for name in COUNTS}, "efficiency": None, "warnings": [], "mix": []}
+    if state.analysis is None:
+        return summary
+    tables = state.analysis.tables
+    overview = aggregate.capture_overview(tables)
+    if len(overview):
+        row = overview.iloc[0]
+        summary.update({name: int(row[name]) for name in COUNTS})
+        summary["efficiency"] = None if pd.isna(row["efficiency"]) else float(row["efficiency"])
+        summary["mix"] = aggregate.protocol_mix(tables, str(row["capture"])).to_dict("records")
+    summary["warnings"] = [_one_line(w) for w in state.analysis.warnings]
+    return summary
+
+
+def summary_text(summary: dict) -> str:
+    """The one line the page shows."""
+    if summary["error"]:
+        return summary["error"]
+    eff = summary["efficiency"]
+    return (f"{summary['packets']:,} packets, {summary['connections']:,} connections, "
+            f"{summary['rest_exchanges']:,} REST exchanges, {summary['ws_messages']:,} WebSocket messages, "
+            f"{summary['wire_bytes']:,} wire bytes, efficiency {'n/a' if eff is None else format(eff, '.1%')}")
+
+
+class LiveFollower:
+    """The last states of the few files being followed (bounded), owned by a TableStore."""
+
+    def __init__(self, keep: int = 4, analyze=analyze_captures) -> None:
+        self._keep = keep
+        self._analyze = analyze
+        self._states: OrderedDict[str, LiveState] = OrderedDict()
+        self._lock = threading.Lock()  # one analysis at a time: ticks from two tabs do not race
+
+    def follow(self, path) -> dict:
+        path = clean_path(path)
+        with self._lock:
+            state, summary = follow(path, self._states.get(path), analyze=self._analyze)
+            if state.size >= 0:  # the file was there: keep what was seen of it
+                self._states[path] = state
+                self._states.move_to_end(path)
+                while len(self._states) > self._keep:
+                    self._states.popitem(last=False)
+            else:
+                self._states.pop(path, None)
+            return summary
+
+
+def mix_frame(summary: dict) -> pd.DataFrame:
+    """The summary's wire-bytes-over-time records as the frame figures.protocol_mix takes."""
+    return pd.DataFrame(summary.get("mix") or [], columns=["t_s", "kind", "wire_bytes"])

@@ -1,0 +1,119 @@
+"""The Live page in headless Chromium: while the page follows a pcap that PcapWriter fills in
+steps, the packet count shown grows to the analysis of the same bytes; a missing path and a
+hostile path are one line of text.  No console errors; screenshots under screenshots/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from dashboard import ids
+from inspector.analysis.pipeline import analyze_captures
+from inspector.capture.files import CaptureInfo, read_packets
+from inspector.capture.writers import PcapWriter
+from tests.dashboard.browser.helpers import (
+    console_errors,
+    dialogs,
+    page_errors,
+    screenshot,
+    wait,
+    wait_css,
+    wait_dash_ready,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+CHAT = REPO / "captures" / "chat.pcap"
+HOSTILE = "<img src=x onerror=alert(1)>.pcap"
+
+
+@pytest.fixture(scope="module")
+def live_url(serve_app):
+    from dashboard.app import create_app
+    from dashboard.store import TableStore
+
+    store = TableStore([])
+    assert store.wait(30)
+    return serve_app(create_app(store)) + "/live"
+
+
+def open_page(driver, url: str) -> None:
+    driver.get(url)
+    wait_css(driver, f"#{ids.LIVE_PATH}")
+    wait_dash_ready(driver)
+
+
+def enter_path(driver, text: str) -> None:
+    field = driver.find_element(By.ID, ids.LIVE_PATH)
+    field.clear()
+    field.send_keys(text + Keys.ENTER)
+
+
+def status_when(driver, predicate, message: str) -> str:
+    def shown(d):
+        text = d.find_element(By.ID, ids.LIVE_STATUS).text
+        return text if predicate(text) else False
+
+    return wait(driver).until(shown, message=message)
+
+
+def packets_of(path: Path) -> int:
+    return int(analyze_captures([path])["captures"].iloc[0]["packets"])
+
+
+def test_packet_count_grows_while_the_file_is_written(live_url, browser, tmp_path):
+    info = CaptureInfo(path=str(CHAT))
+    records = list(read_packets(CHAT, info))
+    (link_type,) = info.link_types
+    path = tmp_path / "live.pcap"
+    open_page(browser, live_url)
+    screenshot(browser, "live-empty")
+    with PcapWriter(path, link_type, nanosecond=True) as writer:
+        enter_path(browser, str(path))
+        status_when(browser, lambda t: t.startswith("0 packets, "), "the empty capture was never shown")
+        counts = []
+        steps = [len(records) // 4, len(records) // 2, len(records)]
+        done = 0
+        for step in steps:
+            for ts_ns, _link, wire_len, data in records[done:step]:
+                writer.write(ts_ns, data, wire_len)
+            writer.flush()
+            done = step
+            snapshot = tmp_path / f"snapshot-{step}.pcap"
+            shutil.copyfile(path, snapshot)
+            expected = packets_of(snapshot)
+            status = status_when(browser, lambda t, e=expected: t.startswith(f"{e:,} packets, "),
+                                 f"the page never showed {expected:,} packets")
+            counts.append(expected)
+            assert "connections" in status and "wire bytes" in status
+        assert counts == sorted(counts) and counts[0] < counts[-1] == len(records)
+    wait(browser).until(lambda d: d.execute_script(
+        f"return document.querySelectorAll('#{ids.LIVE_FIGURE} .scatterlayer .trace').length > 0"),
+        message="the wire bytes figure never drew a trace")
+    wait_dash_ready(browser)
+    screenshot(browser, "live-chat")
+    assert console_errors(browser) == []
+
+
+def test_missing_and_hostile_paths_are_text(live_url, browser, tmp_path):
+    open_page(browser, live_url)
+    missing = tmp_path / "missing.pcap"
+    enter_path(browser, str(missing))
+    status_when(browser, lambda t: t == f"{missing}: no such file", "no error for a missing file")
+    enter_path(browser, str(tmp_path))
+    status_when(browser, lambda t: t == f"{tmp_path}: not a regular file", "no error for a directory")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello, this is not a capture\n")
+    enter_path(browser, str(notes))
+    status_when(browser, lambda t: t == f"{notes}: not a pcap or pcapng capture (magic 68656c6c)",
+                "no error for a file that is not a capture")
+    enter_path(browser, HOSTILE)
+    status_when(browser, lambda t: t == f"{HOSTILE}: no such file", "the hostile path was not shown as text")
+    wait_dash_ready(browser)
+    assert browser.execute_script("return document.images.length") == 0
+    assert dialogs(browser) == [] and page_errors(browser) == []
+    assert console_errors(browser) == []
+    screenshot(browser, "live-hostile-path")
