@@ -14,6 +14,33 @@ from inspector.analysis.tables import BYTE_CATEGORIES
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2))
 KIND_COLORS = {"rest": "#d62728", "websocket": "#1f77b4", "other": "#7f7f7f"}
 DIRECTION_X = {"client": 0.0, "server": 1.0}
+# What a browser is sent per figure stays small whatever the capture size:
+# curves are thinned, big distributions become precomputed boxes, long
+# timelines are cut (the title says so).
+MAX_CURVE_POINTS = 500
+MAX_BOX_POINTS = 1000
+MAX_TIMELINE_EVENTS = 400
+
+
+def thin(frame: pd.DataFrame, max_points: int = MAX_CURVE_POINTS) -> pd.DataFrame:
+    """At most `max_points` rows, evenly spaced, always keeping the first and last."""
+    if len(frame) <= max_points:
+        return frame
+    step = (len(frame) - 1) / (max_points - 1)
+    keep = sorted({round(i * step) for i in range(max_points)})
+    return frame.iloc[keep]
+
+
+def _add_box(fig: go.Figure, values: pd.Series, name: str, **style) -> None:
+    """All points for small groups; quartiles and 1.5 IQR fences for big ones."""
+    if len(values) <= MAX_BOX_POINTS:
+        fig.add_box(y=values, name=name, boxpoints="all", jitter=0.3, **style)
+        return
+    q1, median, q3 = values.quantile([0.25, 0.5, 0.75])
+    reach = 1.5 * (q3 - q1)
+    inside = values[(values >= q1 - reach) & (values <= q3 + reach)]
+    fig.add_box(x=[name], q1=[q1], median=[median], q3=[q3], lowerfence=[inside.min()], upperfence=[inside.max()],
+                name=f"{name} ({len(values):,})", **style)
 
 
 def _empty(title: str, message: str = "no data in the loaded captures") -> go.Figure:
@@ -66,7 +93,8 @@ def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | N
     groups = {g: c for g, c in curves.groupby("group", sort=True)}
     kinds = curves.drop_duplicates("group").set_index("group")["kind"]
     for group, curve in groups.items():
-        fig.add_scatter(x=curve["messages"], y=curve["wire_bytes"], mode="lines+markers", name=group,
+        shown = thin(curve)
+        fig.add_scatter(x=shown["messages"], y=shown["wire_bytes"], mode="lines+markers", name=group,
                         line=dict(dash="solid" if kinds[group] == "websocket" else "dot"), marker=dict(size=4),
                         hovertemplate="%{x} messages: %{y:,.0f} B<extra>" + group + "</extra>")
     rest = rest or next((g for g in groups if kinds[g] == "rest"), None)
@@ -86,7 +114,7 @@ def latency(latencies: pd.DataFrame, title: str = "Latency: request to response 
         return _empty(title, "no request/reply pairs in the loaded captures")
     fig = go.Figure(layout=dict(title=title, yaxis_title="milliseconds", **LAYOUT))
     for (kind, group), part in latencies.groupby(["kind", "group"], sort=True):
-        fig.add_box(y=part["latency_s"] * 1000.0, name=group, boxpoints="all", jitter=0.3, marker_color=KIND_COLORS.get(kind))
+        _add_box(fig, part["latency_s"] * 1000.0, group, marker_color=KIND_COLORS.get(kind))
     return fig
 
 
@@ -96,7 +124,7 @@ def staleness(table: pd.DataFrame, title: str = "Feed staleness: received - publ
         return _empty(title, "no recorded feed in the loaded captures")
     fig = go.Figure(layout=dict(title=title, yaxis_title="milliseconds", **LAYOUT))
     for variant, part in table.groupby("variant", sort=True):
-        fig.add_box(y=part["staleness_s"] * 1000.0, name=variant, boxpoints="all", jitter=0.3)
+        _add_box(fig, part["staleness_s"] * 1000.0, variant)
     return fig
 
 
@@ -126,6 +154,9 @@ def timeline(events: pd.DataFrame, title: str = "Timeline") -> go.Figure:
     """A sequence diagram: client lane at x=0, server lane at x=1, time downwards; one arrow per event."""
     if events.empty:
         return _empty(title, "select a connection")
+    if len(events) > MAX_TIMELINE_EVENTS:
+        title = f"{title} (first {MAX_TIMELINE_EVENTS:,} of {len(events):,} events)"
+        events = events.iloc[:MAX_TIMELINE_EVENTS]
     fig = go.Figure(layout=dict(title=title, yaxis=dict(title="ms since the first packet", autorange="reversed"),
                                 xaxis=dict(tickvals=[0, 1], ticktext=["client", "server"], range=[-0.3, 1.3]), showlegend=True, **LAYOUT))
     for lane in (0, 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dashboard import aggregate, figures
@@ -98,3 +99,20 @@ def test_empty_inputs_give_a_figure_saying_so():
                 figures.break_even(aggregate.break_even_curves({"message_costs": empty["message_costs"], "connections": empty["connections"]})),
                 figures.staleness(empty["staleness"]), figures.timeline(aggregate.connection_timeline({"connections": empty["connections"]}, 1))):
         assert not fig.data and fig.layout.annotations
+
+
+def test_big_inputs_stay_small_in_the_browser():
+    n = 200_000
+    curves = pd.DataFrame({"capture": "c", "kind": ["rest"] * n + ["websocket"] * n, "group": ["rest-keepalive"] * n + ["ws"] * n,
+                           "messages": np.tile(np.arange(n), 2), "wire_bytes": np.concatenate([np.arange(n) * 300.0 + 200, np.arange(n) * 100.0 + 900])})
+    fig = figures.break_even(curves)
+    lines = [t for t in fig.data if t.name in ("rest-keepalive", "ws")]
+    assert all(len(t.x) <= figures.MAX_CURVE_POINTS for t in lines)
+    # The ends are kept, and the crossover is computed on the full curves: 200 + 300x = 900 + 100x at x = 3.5.
+    assert [t.x[-1] for t in lines] == [n - 1, n - 1]
+    (mark,) = [t for t in fig.data if t.name.startswith("crossover")]
+    assert mark.x[0] == pytest.approx(3.5)
+    latencies = pd.DataFrame({"kind": "rest", "group": "rest-keepalive", "latency_s": np.linspace(0.001, 0.002, n)})
+    (box,) = figures.latency(latencies).data
+    assert box.y is None and box.median[0] == pytest.approx(0.0015 * 1000)
+    assert len(figures.latency(latencies).to_json()) < 10_000
