@@ -92,8 +92,30 @@ def parse_header_lines(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
+class _HttpMessage:
+    """What requests and responses share: sizes and header lookup."""
+
+    __slots__ = ()
+
+    @property
+    def wire_bytes(self) -> int:
+        return self.header_bytes + self.body_wire_bytes
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return parse_header_lines(self.raw_headers)
+
+    def header(self, name: str) -> str:
+        """First value of header `name` (case-insensitive), or ""."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return ""
+
+
 @dataclass(frozen=True, slots=True)
-class HttpRequest:
+class HttpRequest(_HttpMessage):
     """One request: start line + headers + body, measured from stream offsets.
 
     header_bytes: start line, header lines and the blank line.
@@ -122,25 +144,9 @@ class HttpRequest:
     complete: bool
     body_preview: bytes = b""
 
-    @property
-    def wire_bytes(self) -> int:
-        return self.header_bytes + self.body_wire_bytes
-
-    @property
-    def headers(self) -> tuple[tuple[str, str], ...]:
-        return parse_header_lines(self.raw_headers)
-
-    def header(self, name: str) -> str:
-        """First value of header `name` (case-insensitive), or ""."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return ""
-
 
 @dataclass(frozen=True, slots=True)
-class HttpResponse:
+class HttpResponse(_HttpMessage):
     """One response; same measurements as HttpRequest."""
 
     direction: Direction
@@ -160,22 +166,6 @@ class HttpResponse:
     decompressed_bytes: int | None
     complete: bool
     body_preview: bytes = b""
-
-    @property
-    def wire_bytes(self) -> int:
-        return self.header_bytes + self.body_wire_bytes
-
-    @property
-    def headers(self) -> tuple[tuple[str, str], ...]:
-        return parse_header_lines(self.raw_headers)
-
-    def header(self, name: str) -> str:
-        """First value of header `name` (case-insensitive), or ""."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return ""
 
 
 # --- WebSocket ---------------------------------------------------------------

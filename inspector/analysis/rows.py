@@ -17,6 +17,22 @@ PREVIEW_HEX_BYTES = 32
 OPCODE_NAMES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 
 
+def _exchange_ids(messages: list) -> list[int]:
+    """FIFO pairing (RFC 9112 9.3.2): the i-th request and the i-th final
+    response form exchange i; interim (1xx but 101) responses join the next."""
+    ids = []
+    requests = responses = 0
+    for message in messages:
+        if isinstance(message, HttpRequest):
+            ids.append(requests)
+            requests += 1
+        else:
+            ids.append(responses)
+            if not (100 <= message.status < 200) or message.status == 101:
+                responses += 1
+    return ids
+
+
 def connection_rows(account: ConnectionAccount) -> dict[str, list[dict]]:
     builder = _ConnectionRows(account)
     return builder.build()
@@ -74,35 +90,13 @@ class _ConnectionRows:
         return self.rows
 
     def _http_rows(self, messages: list, handshake: WsHandshake | None) -> None:
-        exchange_of_request: dict[int, int] = {}
-        requests = [m for m in messages if isinstance(m, HttpRequest)]
-        for index, request in enumerate(requests):
-            exchange_of_request[id(request)] = index
-        next_request = 0
+        exchanges = _exchange_ids(messages)
         upgrade_exchange = -1
-        for message in messages:
-            if isinstance(message, HttpRequest):
-                exchange = exchange_of_request[id(message)]
-            else:
-                exchange = next_request
-                final = not (100 <= message.status < 200) or message.status == 101
-                if final:
-                    next_request += 1
-                if message.status == 101 and handshake is not None:
-                    upgrade_exchange = exchange
-            self._http_row(message, exchange)
-        self._http_items(messages, exchange_of_request, upgrade_exchange)
-
-    def _http_items(self, messages: list, exchange_of_request: dict, upgrade_exchange: int) -> None:
+        if handshake is not None:
+            upgrade_exchange = next((x for m, x in zip(messages, exchanges) if isinstance(m, HttpResponse) and m.status == 101), -1)
         item_of_exchange: dict[int, int] = {}
-        next_request = 0
-        for message in messages:
-            if isinstance(message, HttpRequest):
-                exchange = exchange_of_request[id(message)]
-            else:
-                exchange = next_request
-                if not (100 <= message.status < 200) or message.status == 101:
-                    next_request += 1
+        for message, exchange in zip(messages, exchanges):
+            self._http_row(message, exchange)
             if exchange == upgrade_exchange:
                 item = ITEM_SETUP
             elif exchange not in item_of_exchange:
@@ -248,7 +242,6 @@ class _ConnectionRows:
 
     def _cost_rows(self) -> None:
         transport, acks = attribute_packets(self.account, self.spans, len(self.items))
-        self.items[ITEM_UNATTRIBUTED]["header"] += 0
         unparsed = self.unparsed_bytes() - self.account.extra_unparsed_bytes
         kind = self._kind()
         for index, item in enumerate(self.items):
