@@ -75,9 +75,7 @@ class TcpConnection:
         self._held: list = []  # stream events waiting for role/protocol detection
         self._held_bytes = 0
         self._http: dict[int, Http1Parser] = {}
-        self._http_done: dict[int, Http1Parser] = {}  # parsers retired by a protocol switch
         self._ws: dict[int, WebSocketParser] = {}
-        self._opaque_bytes = [0, 0]
         self._ended = [False, False]
         self._upgrade_request: HttpRequest | None = None
 
@@ -233,9 +231,7 @@ class TcpConnection:
     def _dispatch(self, side: int, event) -> None:
         parser = self._ws.get(side) or self._http.get(side)
         if parser is None:
-            if isinstance(event, StreamData):
-                self._opaque_bytes[side] += len(event.data)
-            return
+            return  # another protocol or a tunnel: its bytes count as unparsed
         if isinstance(event, StreamData):
             parser.receive_data(event.data, event.ts_ns)
         elif isinstance(event, StreamGap):
@@ -292,61 +288,44 @@ class TcpConnection:
     def _switch_protocol(self, response: HttpResponse, client_side: int, server_side: int) -> None:
         request = self._upgrade_request
         self._upgrade_request = None
-        is_websocket = request is not None and response.status == 101 and _header(request, "upgrade").lower() == "websocket"
+        is_websocket = request is not None and response.status == 101 and request.header("upgrade").lower() == "websocket"
+        handshake = self._make_handshake(request, response) if is_websocket else None
         for side in (client_side, server_side):
             parser = self._http.pop(side, None)
             if parser is None:
                 continue
             offset, trailing = parser.take_trailing_data()
-            self._http_done[side] = parser
-            if is_websocket:
-                direction = self.direction_of(side)
-                ws = self._new_ws_parser(direction, offset, self._handshake_deflate(request, response), bool(_header(response, "sec-websocket-extensions")))
+            if handshake is not None:
+                ws = self._new_ws_parser(self.direction_of(side), offset, handshake.deflate, bool(handshake.extensions))
                 self._ws[side] = ws
                 if trailing:
                     ws.receive_data(trailing, response.end_ts_ns)
                     self._drain_ws(side)
-            else:
-                self._opaque_bytes[side] += len(trailing)
-        if is_websocket:
+        if handshake is not None:
             self.kind = Kind.WEBSOCKET
-            self.handshake = self._make_handshake(request, response)
-            self.events.append(self.handshake)
-
-    def _handshake_deflate(self, request, response):
-        return parse_deflate_offer(_header(response, "sec-websocket-extensions"))
+            self.handshake = handshake
+            self.events.append(handshake)
 
     def _make_handshake(self, request: HttpRequest, response: HttpResponse) -> WsHandshake:
-        key = _header(request, "sec-websocket-key")
-        accept = _header(response, "sec-websocket-accept")
+        key = request.header("sec-websocket-key")
+        accept = response.header("sec-websocket-accept")
         valid = bool(key) and accept == accept_for_key(key)
         if not valid:
             self.events.append(Finding(response.ts_ns, Direction.SERVER, "ws-bad-accept", f"Sec-WebSocket-Accept {accept!r:.60} does not match the key {key!r:.40}"))
-        version = _header(request, "sec-websocket-version")
+        version = request.header("sec-websocket-version")
         if version and version != "13":
             self.events.append(Finding(request.ts_ns, Direction.CLIENT, "ws-bad-version", f"Sec-WebSocket-Version {version!r:.20}; RFC 6455 requires 13"))
-        extensions = _header(response, "sec-websocket-extensions")
+        extensions = response.header("sec-websocket-extensions")
         return WsHandshake(
             ts_ns=request.ts_ns,
             key=key,
             accept=accept,
             accept_valid=valid,
             version=version,
-            subprotocol=_header(response, "sec-websocket-protocol"),
+            subprotocol=response.header("sec-websocket-protocol"),
             extensions=extensions,
             deflate=parse_deflate_offer(extensions),
         )
-
-    # -- accounting --------------------------------------------------------------------
-
-    def parser_unparsed_bytes(self) -> int:
-        """Bytes the application parsers consumed without framing them."""
-        parsers = list(self._http.values()) + list(self._http_done.values()) + list(self._ws.values())
-        return sum(p.unparsed_bytes for p in parsers) + sum(self._opaque_bytes)
-
-
-def _header(message, name: str) -> str:
-    return message.header(name)
 
 
 def _looks_like_ws_frames(data: bytes) -> bool | None:
