@@ -147,18 +147,13 @@ def make_driver():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    from tests.dashboard.browser.conftest import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, browser_unavailable
+    from tests.dashboard.browser.conftest import CHROMEDRIVER, browser_unavailable, chromium_options
 
     reason = browser_unavailable()
     if reason:
         raise SystemExit(reason)
     profile = tempfile.mkdtemp(prefix="chromium-bench-profile-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options = chromium_options(profile)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_window_size(1400, 1000)
     driver.set_page_load_timeout(TIMEOUT_S)

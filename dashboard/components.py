@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from dash import dash_table, dcc, html
+from dash import Input, Output, dash_table, dcc, html
 
 from dashboard import exports
 
@@ -36,6 +36,16 @@ def paged_table(id: str, columns: list[str], filter_query: str = "") -> dash_tab
         filter_query=filter_query, row_selectable=False, cell_selectable=True,
         style_table={"overflowX": "auto"}, style_cell={"fontFamily": "monospace", "fontSize": 12},
     )
+
+
+def register_paging(app, store, table_id: str, page) -> None:
+    """Serve a paged_table from the server: page(tables, page_current, page_size, sort_by, filter_query)."""
+
+    @app.callback(Output(table_id, "data"), Output(table_id, "page_count"),
+                  Input(table_id, "page_current"), Input(table_id, "page_size"),
+                  Input(table_id, "sort_by"), Input(table_id, "filter_query"))
+    def _page(page_current, page_size, sort_by, filter_query):
+        return page(store.tables(), page_current, page_size, sort_by, filter_query)
 
 
 def csv_download(button_id: str, download_id: str) -> html.Div:

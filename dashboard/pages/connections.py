@@ -6,7 +6,7 @@ import dash
 from dash import Input, Output, State, html
 
 from dashboard import aggregate, figures, ids
-from dashboard.components import csv_download, graph, paged_table, send_csv
+from dashboard.components import csv_download, graph, paged_table, register_paging, send_csv
 from dashboard.context import current_tables
 
 dash.register_page(__name__, path="/connections", name="Connections", order=2)
@@ -57,11 +57,7 @@ def selected_conn(active_cell) -> int | None:
 
 
 def register_callbacks(app, store):
-    @app.callback(Output(ids.CONN_TABLE, "data"), Output(ids.CONN_TABLE, "page_count"),
-                  Input(ids.CONN_TABLE, "page_current"), Input(ids.CONN_TABLE, "page_size"),
-                  Input(ids.CONN_TABLE, "sort_by"), Input(ids.CONN_TABLE, "filter_query"))
-    def _page(page_current, page_size, sort_by, filter_query):
-        return page(store.tables(), page_current, page_size, sort_by, filter_query)
+    register_paging(app, store, ids.CONN_TABLE, page)
 
     @app.callback(Output(ids.CONN_ATTRIBUTION, "figure"), Output(ids.CONN_TIMELINE, "figure"), Input(ids.CONN_TABLE, "active_cell"))
     def _select(active_cell):

@@ -8,7 +8,7 @@ import dash
 from dash import Input, Output, State, html
 
 from dashboard import aggregate, ids
-from dashboard.components import csv_download, paged_table, send_csv
+from dashboard.components import csv_download, paged_table, register_paging, send_csv
 from dashboard.context import current_tables
 
 dash.register_page(__name__, path="/frames", name="Frames and messages", order=3)
@@ -59,11 +59,7 @@ def selected_detail(tables, active_cell):
 
 
 def register_callbacks(app, store):
-    @app.callback(Output(ids.FRAMES_TABLE, "data"), Output(ids.FRAMES_TABLE, "page_count"),
-                  Input(ids.FRAMES_TABLE, "page_current"), Input(ids.FRAMES_TABLE, "page_size"),
-                  Input(ids.FRAMES_TABLE, "sort_by"), Input(ids.FRAMES_TABLE, "filter_query"))
-    def _page(page_current, page_size, sort_by, filter_query):
-        return page(store.tables(), page_current, page_size, sort_by, filter_query)
+    register_paging(app, store, ids.FRAMES_TABLE, page)
 
     @app.callback(Output(ids.FRAMES_DETAIL, "children"), Input(ids.FRAMES_TABLE, "active_cell"))
     def _select(active_cell):

@@ -56,6 +56,19 @@ CHROMIUM_FLAGS = [
 os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager: never download
 
 
+def chromium_options(profile: str):
+    """Options for Debian's headless chromium with this machine's flags and a fresh profile."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return options
+
+
 def browser_unavailable() -> str | None:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         return MISSING
@@ -118,12 +131,7 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options = chromium_options(profile)
     # A dialog the hook missed stays open so the test can see it.
     options.set_capability("unhandledPromptBehavior", "ignore")
     service = Service(executable_path=str(CHROMEDRIVER))
