@@ -140,34 +140,43 @@ def break_even_curves(tables: Tables, capture: str | None = None) -> pd.DataFram
     starts at the first connection's setup cost and ends at the group's total
     wire bytes.
     """
-    costs = _with_groups(tables["message_costs"], tables["connections"])
-    costs = _only_capture(costs, capture)
-    rows = []
-    for (cap, kind, group), part in costs.groupby(["capture", "kind", "group"], sort=True):
-        is_app = part["item"].isin(list(APP_ITEMS))
-        fixed = part[~is_app].groupby("conn_id")["wire_bytes"].sum().to_dict()
-        app = part[is_app].sort_values(["ts", "conn_id", "item_index"], kind="stable")
-        seen: set[int] = set(app["conn_id"])
-        total = sum(cost for conn, cost in fixed.items() if conn not in seen)  # connections without messages
-        x = 0
-        charged: set[int] = set()
-        conn_ids = app["conn_id"].to_numpy()
-        wires = app["wire_bytes"].to_numpy(dtype="float64")
-        weights = app["item"].map(APP_ITEMS).to_numpy()
-        if len(conn_ids):
-            total += fixed.get(int(conn_ids[0]), 0.0)
-            charged.add(int(conn_ids[0]))
-        rows.append((cap, kind, group, 0, total))
-        for conn, wire, weight in zip(conn_ids, wires, weights):
-            conn = int(conn)
-            if conn not in charged:
-                total += fixed.get(conn, 0.0)
-                charged.add(conn)
-            total += wire
-            x += int(weight)
-            rows.append((cap, kind, group, x, total))
-    return pd.DataFrame(rows, columns=["capture", "kind", "group", "messages", "wire_bytes"]).astype(
-        {"messages": "int64", "wire_bytes": "float64"})
+    costs = tables["message_costs"]
+    # only the columns needed, and `item` as a message weight (0: not a message) up front:
+    # row selection on the wide table is what costs time on a million rows
+    costs = pd.DataFrame({"conn_id": costs["conn_id"], "ts": costs["ts"], "item_index": costs["item_index"],
+                          "wire_bytes": costs["wire_bytes"],
+                          "messages": costs["item"].map(APP_ITEMS).fillna(0).astype("int64")})
+    costs = _only_capture(_with_groups(costs, tables["connections"]), capture)
+    parts = [_group_curve(key, part) for key, part in costs.groupby(["capture", "kind", "group"], sort=True)]
+    if not parts:
+        return pd.DataFrame({"capture": pd.Series(dtype="object"), "kind": pd.Series(dtype="object"),
+                             "group": pd.Series(dtype="object"), "messages": pd.Series(dtype="int64"),
+                             "wire_bytes": pd.Series(dtype="float64")})
+    return pd.concat(parts, ignore_index=True)
+
+
+def _group_curve(key: tuple, part: pd.DataFrame) -> pd.DataFrame:
+    """One group's curve: a point at 0 messages, then one per application message in time order."""
+    capture, kind, group = key
+    is_app = part["messages"].to_numpy() > 0
+    fixed = part[~is_app].groupby("conn_id")["wire_bytes"].sum()
+    app = part[is_app].sort_values(["ts", "conn_id", "item_index"], kind="stable")
+    conn_ids = app["conn_id"].to_numpy()
+    # connections that carried no message are charged up front, at 0 messages
+    start = float(fixed[~fixed.index.isin(conn_ids)].sum())
+    # the others when their first message goes out (the first message's fixed cost is at 0 too)
+    first_seen = ~pd.Series(conn_ids).duplicated().to_numpy()
+    charge = np.where(first_seen, fixed.reindex(conn_ids, fill_value=0).to_numpy(dtype="float64"), 0.0)
+    if len(conn_ids):
+        start += charge[0]
+        charge[0] = 0.0
+    steps = app["wire_bytes"].to_numpy(dtype="float64") + charge
+    weights = app["messages"].to_numpy(dtype="int64")
+    return pd.DataFrame({
+        "capture": capture, "kind": kind, "group": group,
+        "messages": np.concatenate(([0], np.cumsum(weights))).astype("int64"),
+        "wire_bytes": start + np.concatenate(([0.0], np.cumsum(steps))),
+    })
 
 
 def curve_at(curve: pd.DataFrame, messages: float) -> float:
@@ -246,20 +255,18 @@ def ws_latency(tables: Tables) -> pd.DataFrame:
     other direction on the same connection (each message in at most one pair), reply end_ts
     minus request ts.  A one-way stream (a push feed) has no pairs."""
     msgs = _with_groups(tables["ws_messages"], tables["connections"]).sort_values(["conn_id", "ts", "message_id"], kind="stable")
-    rows = []
-    conn = msgs["conn_id"].to_numpy()
-    direction = msgs["direction"].to_numpy()
+    conn, direction = msgs["conn_id"].to_numpy(), msgs["direction"].to_numpy()
+    # A run is a stretch of messages on one connection alternating in direction; inside
+    # a run, messages pair up from its start: (1st, 2nd), (3rd, 4th), ...
+    turns = np.zeros(len(msgs), dtype=bool)
+    turns[1:] = (conn[1:] == conn[:-1]) & (direction[1:] != direction[:-1])
+    positions = np.arange(len(msgs))
+    run_start = np.maximum.accumulate(np.where(turns, 0, positions)) if len(msgs) else positions
+    replies = np.flatnonzero(turns & ((positions - run_start) % 2 == 1))
+    requests = replies - 1
+    out = msgs.iloc[requests][["capture", "kind", "group", "conn_id"]].reset_index(drop=True)
     ts, end_ts = msgs["ts"].to_numpy(dtype="float64"), msgs["end_ts"].to_numpy(dtype="float64")
-    pending = -1
-    for i in range(len(msgs)):
-        if pending >= 0 and conn[pending] == conn[i] and direction[pending] != direction[i]:
-            rows.append((pending, end_ts[i] - ts[pending]))
-            pending = -1
-        else:
-            pending = i
-    index = [r[0] for r in rows]
-    out = msgs.iloc[index][["capture", "kind", "group", "conn_id"]].reset_index(drop=True)
-    out["latency_s"] = pd.Series([r[1] for r in rows], dtype="float64")
+    out["latency_s"] = pd.Series(end_ts[replies] - ts[requests], dtype="float64")
     return out
 
 
@@ -286,16 +293,17 @@ def staleness_summary(staleness: pd.DataFrame) -> pd.DataFrame:
 # --- claims -----------------------------------------------------------------------
 
 
-def claims(tables: Tables) -> list[dict]:
+def claims(tables: Tables, curves: pd.DataFrame | None = None) -> list[dict]:
     """The classic claims about REST and WebSocket, each with what the loaded captures measure.
 
     Each entry: claim, measured (a sentence with the numbers per capture),
     holds (True when it holds in every capture that can tell, False when it
     fails in at least one, None when no capture can tell).  WebSocket means
     plain WebSocket here (no permessage-deflate): compression is not the
-    protocol's doing, and REST could compress too.
+    protocol's doing, and REST could compress too.  `curves`: break_even_curves(tables)
+    when already computed.
     """
-    curves = break_even_curves(tables)
+    curves = break_even_curves(tables) if curves is None else curves
     plain = _plain_websocket_groups(tables)
     curves = curves[(curves["kind"] == "rest") | curves["group"].isin(plain)]
     two_way = _two_way_captures(tables)

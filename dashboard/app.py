@@ -13,7 +13,7 @@ import importlib
 from pathlib import Path
 
 import dash
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from dashboard import ids
 from dashboard.context import STORE_KEY
@@ -46,6 +46,12 @@ def create_app(source, *, start: bool = True) -> dash.Dash:
     def _progress(_n):
         return progress_text(store)
 
+    # The page was built from empty tables while the analysis ran: once the progress poll
+    # (which only runs then) sees it finish, the browser reloads the page with the tables.
+    app.clientside_callback(
+        "function(disabled, ticks) { if (disabled && ticks) { window.location.reload(); } return window.dash_clientside.no_update; }",
+        Output(ids.PROGRESS, "title"), Input(ids.PROGRESS_INTERVAL, "disabled"), State(ids.PROGRESS_INTERVAL, "n_intervals"))
+
     for name in PAGES:
         module = importlib.import_module(f"dashboard.pages.{name}")
         register = getattr(module, "register_callbacks", None)
@@ -56,7 +62,7 @@ def create_app(source, *, start: bool = True) -> dash.Dash:
 
 def progress_text(store: TableStore) -> tuple[str, bool]:
     progress = store.progress()
-    text = progress.text + ("" if progress.ready else " (pages fill in when done: reload)")
+    text = progress.text + ("" if progress.ready else " (the page reloads when done)")
     return text, progress.ready
 
 

@@ -39,13 +39,13 @@ def paged_table(id: str, columns: list[str], filter_query: str = "") -> dash_tab
 
 
 def register_paging(app, store, table_id: str, page) -> None:
-    """Serve a paged_table from the server: page(tables, page_current, page_size, sort_by, filter_query)."""
+    """Serve a paged_table from the server: page(views, page_current, page_size, sort_by, filter_query)."""
 
     @app.callback(Output(table_id, "data"), Output(table_id, "page_count"),
                   Input(table_id, "page_current"), Input(table_id, "page_size"),
                   Input(table_id, "sort_by"), Input(table_id, "filter_query"))
     def _page(page_current, page_size, sort_by, filter_query):
-        return page(store.tables(), page_current, page_size, sort_by, filter_query)
+        return page(store.views(), page_current, page_size, sort_by, filter_query)
 
 
 def csv_download(button_id: str, download_id: str) -> html.Div:
@@ -63,7 +63,3 @@ def send_csv(page: str, tables, state: dict | None = None) -> dict:
 def graph(id: str, figure=None) -> dcc.Graph:
     return dcc.Graph(id=id, figure=figure if figure is not None else {}, config={"displaylogo": False})
 
-
-def loading_note(store) -> html.Div:
-    progress = store.progress()
-    return html.Div("" if progress.ready else f"Still {progress.text}; reload when done.", className="note")

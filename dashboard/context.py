@@ -15,3 +15,8 @@ def current_store():
 
 def current_tables() -> dict[str, pd.DataFrame]:
     return current_store().tables()
+
+
+def current_views():
+    """The store's TableViews of its current tables (dashboard.views)."""
+    return current_store().views()

@@ -23,6 +23,7 @@ from inspector.analysis.tables import TABLE_NAMES, make_table
 from inspector.errors import InspectorError
 
 from dashboard.live import LiveFollower
+from dashboard.views import TableViews
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".gz", ".cap")
 
@@ -70,15 +71,19 @@ class Progress:
 
 
 class TableStore:
-    """Analyses `sources` (files or directories) in a background thread; `tables()` once ready."""
+    """Analyses `sources` (files or directories) in a background thread; `tables()` once ready.
 
-    def __init__(self, sources: list[str | Path], analyze=analyze_captures) -> None:
+    The Live page follows only files inside the working directory, the sources' folders (a
+    directory itself, a file's parent), the upload folder and the `live_dirs` (`--live-dir`).
+    """
+
+    def __init__(self, sources: list[str | Path], analyze=analyze_captures, *, live_dirs=()) -> None:
         self.files = expand_sources(sources)
         self._sources = tuple(self.files)  # files grows with add_file; the background run reads these
         self._analyze = analyze
         self._lock = threading.Lock()
         self._cache: dict[str, Analysis] = {}
-        self._tables: dict[str, pd.DataFrame] | None = None
+        self._views: TableViews | None = None  # the current tables and their views; None until ready
         self._done = 0
         self._current = ""
         self._errors: list[str] = []
@@ -88,7 +93,8 @@ class TableStore:
         self._loaded: dict[str, Analysis] = {}  # content key -> analysis of what add_file added
         self._add_lock = threading.Lock()  # one add_file at a time: the same bytes never analysed twice
         self._upload_dir: tempfile.TemporaryDirectory | None = None
-        self.live = LiveFollower()  # the Live page's followed files (bounded), per store
+        source_dirs = [p if p.is_dir() else p.parent for p in map(Path, sources)]
+        self.live = LiveFollower(roots=[Path.cwd(), *source_dirs, *live_dirs])  # the Live page's files, per store
 
     def start(self) -> "TableStore":
         with self._lock:
@@ -106,16 +112,26 @@ class TableStore:
     @property
     def ready(self) -> bool:
         with self._lock:
-            return self._tables is not None
+            return self._views is not None
 
     def progress(self) -> Progress:
         with self._lock:
-            return Progress(self._done, len(self.files), self._current, self._tables is not None, tuple(self._errors))
+            return Progress(self._done, len(self.files), self._current, self._views is not None, tuple(self._errors))
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The merged tables, or empty tables while the analysis runs."""
+        return self.views().tables
+
+    def views(self) -> TableViews:
+        """What the pages show, memoised per snapshot of the tables (empty while the analysis runs)."""
         with self._lock:
-            return self._tables if self._tables is not None else empty_tables()
+            return self._views if self._views is not None else TableViews(empty_tables())
+
+    def _publish(self, tables: dict[str, pd.DataFrame]) -> TableViews:
+        """Make `tables` the current snapshot (caller holds _lock); its views are computed in the background."""
+        self._views = TableViews(tables)
+        threading.Thread(target=self._views.warm, name="inspector-views", daemon=True).start()
+        return self._views
 
     @property
     def upload_dir(self) -> Path:
@@ -123,6 +139,7 @@ class TableStore:
         with self._lock:
             if self._upload_dir is None:
                 self._upload_dir = tempfile.TemporaryDirectory(prefix="inspector-uploads-")
+                self.live.allow(self._upload_dir.name)
             return Path(self._upload_dir.name)
 
     def add_file(self, path: str | Path, display_name: str | None = None) -> tuple[Analysis, bool]:
@@ -150,8 +167,8 @@ class TableStore:
                 self._done += 1
                 self._analyses.append(analysis)
                 self.warnings.extend(analysis.warnings)
-                if self._tables is not None:
-                    self._tables = merge_analyses(self._analyses)
+                if self._views is not None:
+                    self._publish(merge_analyses(self._analyses))
             return analysis, True
 
     def _run(self) -> None:
@@ -174,7 +191,7 @@ class TableStore:
             with self._lock:
                 self._done += 1
         with self._lock:
-            self._tables = merge_analyses(analyses)
+            self._publish(merge_analyses(analyses))
             self._current = ""
 
 

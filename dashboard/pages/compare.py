@@ -7,13 +7,13 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard import aggregate, figures, ids
 from dashboard.components import csv_download, graph, send_csv, small_table
-from dashboard.context import current_tables
+from dashboard.context import current_views
 
 dash.register_page(__name__, path="/compare", name="REST vs WebSocket", order=1)
 
 
 def layout(**_query):
-    return build_layout(current_tables())
+    return build_layout(current_views())
 
 
 def default_capture(tables) -> str | None:
@@ -25,44 +25,48 @@ def default_capture(tables) -> str | None:
     return str(counts.sort_values(ascending=False, kind="stable").index[0])
 
 
-def build_layout(tables):
-    captures = aggregate.captures_of(tables)
+def build_layout(views):
+    tables = views.tables
+    captures = views.captures()
     chosen = default_capture(tables)
     return html.Div([
         html.H3("The claims, tested on the loaded captures"),
-        claims_panel(tables),
+        claims_panel(views.claims()),
         html.Label("Capture"),
         dcc.Dropdown(id=ids.COMPARE_CAPTURE, options=[{"label": aggregate._short(c), "value": c} for c in captures], value=chosen, clearable=False),
         csv_download(ids.COMPARE_CSV_BUTTON, ids.COMPARE_CSV),
-        *capture_section(tables, chosen),
+        *capture_section(views, chosen),
         graph(ids.COMPARE_STALENESS, figures.staleness(tables["staleness"])),
         small_table(aggregate.staleness_summary(tables["staleness"]), {c: ".6f" for c in ("mean_s", "median_s", "max_s", "p95_s")}),
     ])
 
 
-def claims_panel(tables) -> html.Div:
+def claims_panel(claims: list[dict]) -> html.Div:
     items = []
-    for claim in aggregate.claims(tables):
+    for claim in claims:
         verdict = {True: "holds", False: "does not hold", None: "cannot tell"}[claim["holds"]]
         items.append(html.Li([html.B(claim["claim"]), html.Span(f" — {verdict}. "), html.Span(claim["measured"])]))
     return html.Ul(items, id=ids.COMPARE_CLAIMS)
 
 
-def capture_section(tables, capture):
+def capture_section(views, capture):
     """The per-capture figures and the crossover table, as a list of components."""
-    cost, eff, curve, lat, cross = capture_outputs(tables, capture)
+    cost, eff, curve, lat, cross = capture_outputs(views, capture)
     return [graph(ids.COMPARE_COST, cost), graph(ids.COMPARE_EFFICIENCY, eff), graph(ids.COMPARE_BREAK_EVEN, curve),
             html.Div(cross, id=ids.COMPARE_CROSSOVERS), graph(ids.COMPARE_LATENCY, lat)]
 
 
-def capture_outputs(tables, capture):
-    split = aggregate.message_cost_split(tables, capture)
-    by_category = aggregate.bytes_by_category(tables["connections"], capture)
-    curves = aggregate.break_even_curves(tables, capture)
+def capture_outputs(views, capture):
+    """Figures and crossover table of one capture, built once per capture and tables snapshot."""
+    return views.once(("compare-outputs", capture), lambda: _build_capture_outputs(views, capture))
+
+
+def _build_capture_outputs(views, capture):
+    curves = views.break_even_curves(capture)
     crossings = aggregate.break_even_crossovers(curves)
     crossings["capture"] = crossings["capture"].map(aggregate._short)
-    return (figures.cost_split(split), figures.efficiency(by_category), figures.break_even(curves),
-            figures.latency(aggregate.latency(tables, capture)),
+    return (figures.cost_split(views.cost_split(capture)), figures.efficiency(views.bytes_by_category(capture)),
+            figures.break_even(curves), figures.latency(views.latency(capture)),
             small_table(crossings, {"crossover_messages": ".1f", "crossover_bytes": ",.0f", "rest_total": ",.0f", "websocket_total": ",.0f"}))
 
 
@@ -70,7 +74,7 @@ def register_callbacks(app, store):
     @app.callback(Output(ids.COMPARE_COST, "figure"), Output(ids.COMPARE_EFFICIENCY, "figure"), Output(ids.COMPARE_BREAK_EVEN, "figure"),
                   Output(ids.COMPARE_LATENCY, "figure"), Output(ids.COMPARE_CROSSOVERS, "children"), Input(ids.COMPARE_CAPTURE, "value"))
     def _capture(capture):
-        return capture_outputs(store.tables(), capture)
+        return capture_outputs(store.views(), capture)
 
     @app.callback(Output(ids.COMPARE_CSV, "data"), Input(ids.COMPARE_CSV_BUTTON, "n_clicks"), State(ids.COMPARE_CAPTURE, "value"),
                   prevent_initial_call=True)

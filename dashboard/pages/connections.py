@@ -7,16 +7,16 @@ from dash import Input, Output, State, html
 
 from dashboard import aggregate, figures, ids
 from dashboard.components import csv_download, graph, paged_table, register_paging, send_csv
-from dashboard.context import current_tables
+from dashboard.context import current_views
 
 dash.register_page(__name__, path="/connections", name="Connections", order=2)
 
 
 def layout(conn=None, **_query):
-    return build_layout(current_tables(), conn)
+    return build_layout(current_views(), conn)
 
 
-def build_layout(tables, conn=None):
+def build_layout(views, conn=None):
     query = ""
     selected = None
     try:
@@ -25,7 +25,7 @@ def build_layout(tables, conn=None):
             query = f"{{conn_id}} = {selected}"
     except ValueError:
         pass
-    attribution, timeline = connection_figures(tables, selected)
+    attribution, timeline = connection_figures(views.tables, selected)
     return html.Div([
         html.H3("Connections"),
         html.P("Click a cell to see that connection. Filter with e.g. > 1000, contains ws."),
@@ -35,10 +35,9 @@ def build_layout(tables, conn=None):
     ])
 
 
-def page(tables, page_current, page_size, sort_by, filter_query):
+def page(views, page_current, page_size, sort_by, filter_query):
     """(rows of the page, page count); each row's id is its conn_id, so selections carry it."""
-    index = aggregate.connections_index(tables["connections"])
-    rows, count = aggregate.query_table(index, page_current, page_size, sort_by, filter_query)
+    rows, count = aggregate.query_table(views.connections_index(), page_current, page_size, sort_by, filter_query)
     rows = rows.assign(id=rows["conn_id"], efficiency=rows["efficiency"].round(4), duration_s=rows["duration_s"].round(6))
     return aggregate.records(rows), count
 

@@ -8,7 +8,7 @@ from dash import Input, Output, dcc, html
 
 from dashboard import aggregate, ids
 from dashboard.components import csv_download, send_csv
-from dashboard.context import current_tables
+from dashboard.context import current_views
 
 dash.register_page(__name__, path="/findings", name="Findings", order=4)
 
@@ -16,11 +16,11 @@ MAX_PER_RULE = 50
 
 
 def layout(**_query):
-    return build_layout(current_tables())
+    return build_layout(current_views())
 
 
-def build_layout(tables):
-    findings = tables["findings"]
+def build_layout(views):
+    findings = views.tables["findings"]
     grouped = aggregate.findings_by_rule(findings)
     if grouped.empty:
         body = [html.P("No findings: every frame and message in the loaded captures conforms.")]

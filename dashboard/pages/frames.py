@@ -9,16 +9,16 @@ from dash import Input, Output, State, html
 
 from dashboard import aggregate, ids
 from dashboard.components import csv_download, paged_table, register_paging, send_csv
-from dashboard.context import current_tables
+from dashboard.context import current_views
 
 dash.register_page(__name__, path="/frames", name="Frames and messages", order=3)
 
 
 def layout(conn=None, **_query):
-    return build_layout(current_tables(), conn)
+    return build_layout(current_views(), conn)
 
 
-def build_layout(tables, conn=None):
+def build_layout(_views, conn=None):
     query = ""
     if conn is not None and str(conn).isdigit():
         query = f"{{conn_id}} = {int(conn)}"
@@ -31,8 +31,8 @@ def build_layout(tables, conn=None):
     ])
 
 
-def page(tables, page_current, page_size, sort_by, filter_query):
-    rows, count = aggregate.query_table(aggregate.frames_index(tables), page_current, page_size, sort_by, filter_query)
+def page(views, page_current, page_size, sort_by, filter_query):
+    rows, count = aggregate.query_table(views.frames_index(), page_current, page_size, sort_by, filter_query)
     return aggregate.records(rows.assign(id=rows["key"], ts=rows["ts"].round(6))), count
 
 

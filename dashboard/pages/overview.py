@@ -7,21 +7,21 @@ from dash import Input, Output, dcc, html
 
 from dashboard import aggregate, figures, ids
 from dashboard.components import csv_download, graph, send_csv, small_table
-from dashboard.context import current_tables
+from dashboard.context import current_views
 
 dash.register_page(__name__, path="/", name="Overview", order=0)
 
 
 def layout(**_query):
-    return build_layout(current_tables())
+    return build_layout(current_views())
 
 
-def build_layout(tables):
-    captures = aggregate.captures_of(tables)
-    overview = aggregate.capture_overview(tables)
+def build_layout(views):
+    captures = views.captures()
+    overview = views.overview().copy()
     overview["capture"] = overview["capture"].map(aggregate._short)
     first = captures[0] if captures else None
-    bytes_fig, mix_fig = capture_figures(tables, first)
+    bytes_fig, mix_fig = capture_figures(views, first)
     return html.Div([
         html.H3("Captures"),
         small_table(overview, {"efficiency": ".1%"}, id=ids.OVERVIEW_TABLE),
@@ -33,11 +33,11 @@ def build_layout(tables):
     ])
 
 
-def capture_figures(tables, capture):
+def capture_figures(views, capture):
     """The two figures of one capture (None: all captures for bytes, nothing for the mix)."""
-    by_category = aggregate.bytes_by_category(tables["connections"], capture)
+    by_category = views.bytes_by_category(capture)
     name = aggregate._short(capture) if capture else "all captures"
-    mix = aggregate.protocol_mix(tables, capture) if capture else aggregate.protocol_mix(tables, "")
+    mix = views.protocol_mix(capture or "")
     return (figures.bytes_by_category(by_category, f"Wire bytes by category: {name}"),
             figures.protocol_mix(mix, f"Protocol mix over time: {name}"))
 
@@ -45,7 +45,7 @@ def capture_figures(tables, capture):
 def register_callbacks(app, store):
     @app.callback(Output(ids.OVERVIEW_BYTES, "figure"), Output(ids.OVERVIEW_MIX, "figure"), Input(ids.OVERVIEW_CAPTURE, "value"))
     def _capture(capture):
-        return capture_figures(store.tables(), capture)
+        return capture_figures(store.views(), capture)
 
     @app.callback(Output(ids.OVERVIEW_CSV, "data"), Input(ids.OVERVIEW_CSV_BUTTON, "n_clicks"), prevent_initial_call=True)
     def _csv(_n):

@@ -17,7 +17,7 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard import aggregate, ids
 from dashboard.components import small_table
-from dashboard.context import current_tables
+from dashboard.context import current_views
 from inspector.errors import InspectorError
 
 dash.register_page(__name__, path="/upload", name="Upload", order=5)
@@ -55,10 +55,10 @@ function(maxSize) {
 
 
 def layout(**_query):
-    return build_layout(current_tables())
+    return build_layout(current_views())
 
 
-def build_layout(_tables=None):
+def build_layout(_views=None):
     limit = MAX_UPLOAD_BYTES
     return html.Div([
         html.H3("Upload a capture"),

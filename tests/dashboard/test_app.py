@@ -10,6 +10,7 @@ from dash import dcc, html
 
 from dashboard.app import PAGES, create_app, progress_text
 from dashboard.store import TableStore, content_key, merge_analyses
+from dashboard.views import TableViews
 from inspector.analysis.pipeline import analyze_captures
 from tests.conftest import BUNDLED, bundled_files
 from tests.dashboard.conftest import walk_components
@@ -41,7 +42,7 @@ def test_pages_render_empty_tables_while_loading():
     assert not ready and "0 of 4" in text
     for name in PAGES:
         module = importlib.import_module(f"dashboard.pages.{name}")
-        module.build_layout(store.tables())
+        module.build_layout(store.views())
 
 
 def test_server_answers(app):
@@ -55,8 +56,9 @@ def test_server_answers(app):
 def test_connection_callbacks(app):
     from dashboard.pages import connections
 
-    tables = app.server.config["INSPECTOR_TABLE_STORE"].tables()
-    data, count = connections.page(tables, 0, 10, [{"column_id": "wire_bytes", "direction": "desc"}], "")
+    views = app.server.config["INSPECTOR_TABLE_STORE"].views()
+    tables = views.tables
+    data, count = connections.page(views, 0, 10, [{"column_id": "wire_bytes", "direction": "desc"}], "")
     assert count == -(-len(tables["connections"]) // 10)
     assert [row["id"] for row in data] == list(tables["connections"].sort_values("wire_bytes", ascending=False, kind="stable")["conn_id"][:10])
     attribution, timeline = connections.connection_figures(tables, connections.selected_conn({"row": 0, "column": 0, "row_id": data[0]["id"]}))
@@ -71,7 +73,7 @@ def test_frames_detail_shows_hostile_payload_as_text(app):
     ws = tables["ws_frames"].copy()
     ws.loc[0, "payload_text"] = HOSTILE
     tables["ws_frames"] = ws
-    data, _ = frames.page(tables, 0, 500, [], "{protocol} = websocket")
+    data, _ = frames.page(TableViews(tables), 0, 500, [], "{protocol} = websocket")
     key = f"ws:{ws.loc[0, 'conn_id']}:{ws.loc[0, 'frame_id']}"
     assert key in [row["id"] for row in data]
     parts = frames.selected_detail(tables, {"row": 0, "column": 0, "row_id": key})
@@ -83,15 +85,16 @@ def test_frames_detail_shows_hostile_payload_as_text(app):
 def test_overview_and_compare_callbacks(app):
     from dashboard.pages import compare, overview
 
-    tables = app.server.config["INSPECTOR_TABLE_STORE"].tables()
+    views = app.server.config["INSPECTOR_TABLE_STORE"].views()
+    tables = views.tables
     chat = str(BUNDLED / "chat.pcap")
-    by_category, mix = overview.capture_figures(tables, chat)
+    by_category, mix = overview.capture_figures(views, chat)
     chat_conns = tables["connections"][tables["connections"]["capture"] == chat]
     assert sum(sum(t.y) for t in by_category.data) == chat_conns["wire_bytes"].sum()
     assert compare.default_capture(tables) == chat
-    cost, eff, curve, lat, crossings = compare.capture_outputs(tables, chat)
+    cost, eff, curve, lat, crossings = compare.capture_outputs(views, chat)
     assert {t.name for t in curve.data if not t.name.startswith("crossover")} == set(chat_conns["variant"])
-    assert len(compare.claims_panel(tables).children) == 4
+    assert len(compare.claims_panel(views.claims()).children) == 4
 
 
 def test_store_caches_by_content_and_keeps_ids_unique(tmp_path):

@@ -1,0 +1,125 @@
+"""TableViews: what the pages show, computed once per snapshot of the analysis tables.
+
+On a million-packet capture the aggregations behind a page take seconds (the
+break-even curves walk every message; the frames index has a row per frame),
+while a page must render in under one.  So the store keeps one TableViews per
+snapshot of its tables: every view is computed at most once (callbacks asking
+for the same view at the same time wait for the one computation), and `warm()`
+computes them all in the background as soon as the tables are ready.  A new
+snapshot (an upload) gets a new TableViews: nothing here is ever invalidated,
+and nothing is module-level state.
+
+Views are pure functions of the tables (dashboard.aggregate); this class only
+decides when they are computed and keeps the results.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import pandas as pd
+
+from dashboard import aggregate
+from inspector.analysis.pipeline import CONNECTION_TABLES
+from inspector.analysis.summary import overhead_table
+
+Tables = aggregate.Tables
+
+
+def capture_slice(tables: Tables, capture: str) -> Tables:
+    """The tables restricted to one capture (its connections' rows, its own capture row)."""
+    conns = tables["connections"]
+    mine = conns["conn_id"][conns["capture"] == capture]
+    out = {}
+    for name, table in tables.items():
+        if "capture" in table.columns:
+            out[name] = table[table["capture"] == capture]
+        elif name in CONNECTION_TABLES:
+            out[name] = table[table["conn_id"].isin(mine)]
+    out["overhead"] = overhead_table(out["connections"], out["message_costs"])
+    return out
+
+
+class TableViews:
+    """Memoised views of one snapshot of `tables` (never changed: a new snapshot, a new object)."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        self._lock = threading.Lock()
+        self._done: dict[object, object] = {}
+        self._running: dict[object, threading.Lock] = {}
+
+    def once(self, key, compute: Callable[[], object]):
+        """compute() the first time `key` is asked for; its result ever after."""
+        with self._lock:
+            if key in self._done:
+                return self._done[key]
+            lock = self._running.setdefault(key, threading.Lock())
+        with lock:  # a second caller waits here for the first one's result
+            with self._lock:
+                if key in self._done:
+                    return self._done[key]
+            value = compute()
+            with self._lock:
+                self._done[key] = value
+                self._running.pop(key, None)
+            return value
+
+    def captures(self) -> list[str]:
+        return aggregate.captures_of(self.tables)
+
+    def capture(self, capture: str | None) -> Tables:
+        """The tables of one capture (all tables for None)."""
+        if capture is None:
+            return self.tables
+        return self.once(("capture", capture), lambda: capture_slice(self.tables, capture))
+
+    # --- the expensive views, by page -----------------------------------------------
+
+    def overview(self) -> pd.DataFrame:
+        return self.once("overview", lambda: aggregate.capture_overview(self.tables))
+
+    def protocol_mix(self, capture: str) -> pd.DataFrame:
+        return self.once(("protocol_mix", capture), lambda: aggregate.protocol_mix(self.capture(capture), capture))
+
+    def bytes_by_category(self, capture: str | None) -> pd.DataFrame:
+        return self.once(("bytes_by_category", capture),
+                         lambda: aggregate.bytes_by_category(self.capture(capture)["connections"], capture))
+
+    def cost_split(self, capture: str | None) -> pd.DataFrame:
+        return self.once(("cost_split", capture), lambda: aggregate.message_cost_split(self.capture(capture), capture))
+
+    def break_even_curves(self, capture: str | None) -> pd.DataFrame:
+        if capture is None:  # all captures: each capture's memoised curves, together
+            return self.once("break_even_curves", self._all_curves)
+        return self.once(("break_even_curves", capture), lambda: aggregate.break_even_curves(self.capture(capture), capture))
+
+    def _all_curves(self) -> pd.DataFrame:
+        parts = [curves for curves in map(self.break_even_curves, self.captures()) if len(curves)]
+        return pd.concat(parts, ignore_index=True) if parts else aggregate.break_even_curves(self.tables)
+
+    def latency(self, capture: str | None) -> pd.DataFrame:
+        return self.once(("latency", capture), lambda: aggregate.latency(self.capture(capture), capture))
+
+    def claims(self) -> list[dict]:
+        return self.once("claims", lambda: aggregate.claims(self.tables, curves=self.break_even_curves(None)))
+
+    def connections_index(self) -> pd.DataFrame:
+        return self.once("connections_index", lambda: aggregate.connections_index(self.tables["connections"]))
+
+    def frames_index(self) -> pd.DataFrame:
+        return self.once("frames_index", lambda: aggregate.frames_index(self.tables))
+
+    def warm(self) -> None:
+        """Compute every view now (the store calls this in the background once the tables are ready)."""
+        self.overview()
+        self.claims()
+        for capture in self.captures():
+            self.protocol_mix(capture)
+            self.bytes_by_category(capture)
+            self.cost_split(capture)
+            self.latency(capture)
+        self.bytes_by_category(None)
+        self.connections_index()
+        self.frames_index()
