@@ -9,8 +9,10 @@ change, which is the known limitation.
 
 The states (which hold the analysis tables) are kept by a `LiveFollower` that
 belongs to the app's TableStore, never in a module-level variable.  The path
-comes from the user and is hostile: only regular files are read, and every
-error is one line of text.
+comes from the user and is hostile: the follower reads it only when its real
+path (symlinks and `..` resolved) lies inside one of its allowed folders, it
+then opens that real path, only regular files are read, and every error is
+one line of text.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import re
 import stat
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -53,8 +57,41 @@ def clean_path(text) -> str:
     return text[:MAX_PATH_CHARS]
 
 
-def follow(path, previous: LiveState | None = None, analyze=analyze_captures) -> tuple[LiveState, dict]:
+def real_roots(folders: Iterable[str | os.PathLike]) -> tuple[str, ...]:
+    """The folders' real paths (symlinks and `..` resolved), duplicates dropped, in order."""
+    return tuple(dict.fromkeys(os.path.realpath(folder) for folder in folders))
+
+
+def allowed_real_path(path: str, roots: tuple[str, ...]) -> str | None:
+    """The real path of `path` when it lies inside one of `roots` (real paths), else None.
+
+    Only os.path.realpath touches the file system (it looks up the path's components
+    to resolve symlinks): the file itself is neither opened nor stat'ed here.
+    """
+    try:
+        real = os.path.realpath(path)
+        for root in roots:
+            if os.path.commonpath([real, root]) == root:
+                return real
+    except (OSError, ValueError):  # a symlink loop, paths on different drives
+        pass
+    return None
+
+
+def refused_message(path: str, roots: tuple[str, ...]) -> str:
+    folders = ", ".join(roots) if roots else "none"
+    return (f"{path}: not inside a folder the Live page may follow (allowed: {folders}); "
+            "start the dashboard with --live-dir DIR to add one")
+
+
+def follow(path, previous: LiveState | None = None, analyze=analyze_captures,
+           roots: tuple[str, ...] | None = None) -> tuple[LiveState, dict]:
     """(state, summary) of the capture at `path`; re-analysed only when size or mtime changed.
+
+    With `roots` (real paths of folders, see real_roots) a path whose real path is outside
+    all of them is refused without being opened or stat'ed, and the real path is what is
+    read; messages name `path` as given.  Without `roots` any path is read (callers that
+    take paths from users pass roots: LiveFollower always does).
 
     The summary is small and JSON-friendly: path, size, changed, error (one line or None),
     the COUNTS, efficiency, warnings, and `mix` (wire bytes per kind per time bin, records).
@@ -62,8 +99,13 @@ def follow(path, previous: LiveState | None = None, analyze=analyze_captures) ->
     path = clean_path(path)
     if not path:
         return _failed("", "No capture file given.")
+    target = path
+    if roots is not None:
+        target = allowed_real_path(path, roots)
+        if target is None:
+            return _failed(path, refused_message(path, roots))
     try:
-        st = os.stat(path)
+        st = os.stat(target)
     except FileNotFoundError:
         return _failed(path, f"{path}: no such file")
     except OSError as exc:
@@ -73,10 +115,10 @@ def follow(path, previous: LiveState | None = None, analyze=analyze_captures) ->
     if previous is not None and previous.key == (path, st.st_size, st.st_mtime_ns):
         return previous, _summary(previous, False)
     try:
-        analysis = analyze([path])
+        analysis = analyze([target])
         state = LiveState(path, st.st_size, st.st_mtime_ns, analysis=analysis)
     except InspectorError as exc:
-        state = LiveState(path, st.st_size, st.st_mtime_ns, error=_one_line(str(exc)))
+        state = LiveState(path, st.st_size, st.st_mtime_ns, error=_one_line(str(exc).replace(target, path)))
     except OSError as exc:
         state = LiveState(path, st.st_size, st.st_mtime_ns, error=_one_line(f"{path}: cannot read: {exc.strerror or exc}"))
     return state, _summary(state, True)
@@ -118,18 +160,34 @@ def summary_text(summary: dict) -> str:
 
 
 class LiveFollower:
-    """The last states of the few files being followed (bounded), owned by a TableStore."""
+    """The last states of the few files being followed (bounded), owned by a TableStore.
 
-    def __init__(self, keep: int = 4, analyze=analyze_captures) -> None:
+    Only files inside `roots` (folders; kept as their real paths) are followed; with no
+    roots nothing is.  `allow(folder)` adds one, as the store does for its upload folder.
+    """
+
+    def __init__(self, roots: Iterable[str | os.PathLike] = (), keep: int = 4, analyze=analyze_captures) -> None:
+        self._roots = real_roots(roots)
+        self._roots_lock = threading.Lock()  # not the analysis lock: allowing a folder never waits for one
         self._keep = keep
         self._analyze = analyze
         self._states: OrderedDict[str, LiveState] = OrderedDict()
         self._lock = threading.Lock()  # one analysis at a time: ticks from two tabs do not race
 
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """The allowed folders (real paths)."""
+        return tuple(map(Path, self._roots))
+
+    def allow(self, folder: str | os.PathLike) -> None:
+        """Allow following files inside `folder` too."""
+        with self._roots_lock:
+            self._roots = real_roots((*self._roots, folder))
+
     def follow(self, path) -> dict:
         path = clean_path(path)
         with self._lock:
-            state, summary = follow(path, self._states.get(path), analyze=self._analyze)
+            state, summary = follow(path, self._states.get(path), analyze=self._analyze, roots=self._roots)
             if state.size >= 0:  # the file was there: keep what was seen of it
                 self._states[path] = state
                 self._states.move_to_end(path)

@@ -1,7 +1,7 @@
 """Command line: `inspector analyze CAPTURE... [--export DIR] [--format csv|parquet|json]`,
 `inspector capture [-i IFACE] [--port N ...] [--filter BPF] -o FILE [--analyze]`,
 `inspector record SCENARIO -o FILE [--messages N] [--size BYTES] [--rate PER_S] [--variants a,b]`,
-`inspector dashboard [CAPTURE or DIR ...] [--host H] [--port P] [--debug]`.
+`inspector dashboard [CAPTURE or DIR ...] [--host H] [--port P] [--debug] [--live-dir DIR ...]`.
 
 Thin wiring only; heavy imports happen inside the subcommand that needs them.
 Bad input ends with one line on stderr naming the file and the problem, and
@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     dashboard.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     dashboard.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, dev tools): never on a shared network")
+    dashboard.add_argument("--live-dir", action="append", default=[], metavar="DIR", dest="live_dirs",
+                           help="a folder whose files the Live page may follow (repeatable), besides the working "
+                                "directory, the captures' folders and the upload folder")
     return parser
 
 
@@ -193,13 +196,25 @@ def dashboard_sources(sources: list[str]) -> list[Path]:
     return paths
 
 
+def live_dirs(folders: list[str]) -> list[Path]:
+    """The --live-dir folders; raises InspectorError (one line) for one that is not a directory."""
+    from inspector.errors import InspectorError
+
+    paths = [Path(f) for f in folders]
+    for path in paths:
+        if not path.is_dir():
+            raise InspectorError(f"--live-dir {path}: no such directory")
+    return paths
+
+
 def _dashboard(args) -> int:
     """Serve the Dash app; the captures are analysed in the background once it is up."""
     sources = dashboard_sources(args.sources)
+    folders = live_dirs(args.live_dirs)
     from dashboard.app import create_app
     from dashboard.store import TableStore
 
-    store = TableStore(sources)
+    store = TableStore(sources, live_dirs=folders)
     if not store.files:
         print(f"inspector: error: no capture files (*.pcap, *.pcapng, *.gz) in {', '.join(map(str, sources))}", file=sys.stderr)
         return EXIT_BAD_INPUT

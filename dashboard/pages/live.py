@@ -3,7 +3,9 @@
 Every LIVE_INTERVAL_MS the page asks the store's LiveFollower about the path; the file is
 analysed again, whole, only when its size or mtime changed (see dashboard.live).  The browser
 keeps the followed path and last size only (a small dcc.Store); the tables stay on the server.
-The path is the user's text and hostile: only regular files are read, errors are one line of text.
+The path is the user's text and hostile: only files whose real path lies inside the store's
+allowed folders are followed (see LiveFollower), only regular files are read, errors are one
+line of text.
 """
 
 from __future__ import annotations
@@ -20,18 +22,23 @@ dash.register_page(__name__, path="/live", name="Live", order=6)
 
 LIVE_INTERVAL_MS = 1500
 HINT = "Enter the path of a capture being written by `inspector capture -o FILE`."
+ROOTS_TEXT = ("Only files inside these folders can be followed (the dashboard's working directory, the "
+              "folders of the captures it was started with, its upload folder, and each folder given "
+              "with inspector dashboard --live-dir DIR): ")
 FIGURE_TITLE = "Wire bytes over time by kind"
 
 
 def layout(**_query):
-    return build_layout(suggestions=[str(p) for p in current_store().files])
+    store = current_store()
+    return build_layout(suggestions=[str(p) for p in store.files], roots=[str(r) for r in store.live.roots])
 
 
-def build_layout(_tables=None, suggestions=()):
+def build_layout(_tables=None, suggestions=(), roots=()):
     return html.Div([
         html.H3("Follow a live capture"),
         html.P("The file is analysed again, whole, each time it grows (fine for small live captures; "
                f"a long capture costs a full analysis per change). Checked every {LIVE_INTERVAL_MS / 1000:g} s."),
+        html.P([ROOTS_TEXT, html.Code(", ".join(roots) if roots else "none")], id=ids.LIVE_ROOTS),
         dcc.Input(id=ids.LIVE_PATH, type="text", value="", debounce=True, list=ids.LIVE_PATHS,
                   placeholder="/path/to/capture.pcap", style={"width": "60%", "fontFamily": "monospace"}),
         html.Datalist(id=ids.LIVE_PATHS, children=[html.Option(value=s) for s in suggestions]),

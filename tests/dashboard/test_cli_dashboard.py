@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from inspector import cli
@@ -9,8 +11,9 @@ from tests.conftest import BUNDLED
 
 
 class FakeApp:
-    def __init__(self, calls):
+    def __init__(self, calls, store=None):
         self.calls = calls
+        self.store = store
 
     def run(self, **kwargs):
         self.calls.append(kwargs)
@@ -23,6 +26,20 @@ def runs(monkeypatch):
 
     monkeypatch.setattr(dashboard.app, "create_app", lambda store: FakeApp(calls))
     return calls
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """The TableStore each `inspector dashboard` run would have served."""
+    stores = []
+    import dashboard.app
+
+    def create_app(store):
+        stores.append(store)
+        return FakeApp([], store)
+
+    monkeypatch.setattr(dashboard.app, "create_app", create_app)
+    return stores
 
 
 def test_bad_path_is_one_line_and_exit_2(capsys, runs):
@@ -54,3 +71,31 @@ def test_binding_elsewhere_warns(capsys, runs):
     assert cli.main(["dashboard", str(BUNDLED / "chat.pcap"), "--host", "0.0.0.0", "--port", "9000", "--debug"]) == 0
     assert runs == [{"host": "0.0.0.0", "port": 9000, "debug": True}]
     assert "warning: serving on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_live_dir_adds_folders_the_live_page_may_follow(tmp_path, monkeypatch, served):
+    work, first, second, outside = (tmp_path / n for n in ("work", "first", "second", "outside"))
+    for folder in (work, first, second, outside):
+        folder.mkdir()
+        shutil.copyfile(BUNDLED / "chat.pcap", folder / "chat.pcap")
+    monkeypatch.chdir(work)
+    assert cli.main(["dashboard", str(BUNDLED / "chat.pcap"), "--live-dir", str(first), "--live-dir", str(second)]) == 0
+    (store,) = served
+    assert store.live.roots == (work.resolve(), BUNDLED.resolve(), first.resolve(), second.resolve())
+    for folder in (work, first, second):
+        summary = store.live.follow(str(folder / "chat.pcap"))
+        assert summary["error"] is None and summary["packets"] > 0
+    refused = store.live.follow(str(outside / "chat.pcap"))["error"]
+    assert refused.startswith(f"{outside / 'chat.pcap'}: not inside a folder") and str(second.resolve()) in refused
+    # without the option, only the working directory and the captures' folder
+    assert cli.main(["dashboard", str(BUNDLED / "chat.pcap")]) == 0
+    assert served[1].live.roots == (work.resolve(), BUNDLED.resolve())
+    assert served[1].live.follow(str(first / "chat.pcap"))["error"].startswith(f"{first / 'chat.pcap'}: not inside")
+
+
+def test_missing_live_dir_is_one_line_and_exit_2(tmp_path, capsys, served):
+    missing = tmp_path / "nowhere"
+    assert cli.main(["dashboard", str(BUNDLED / "chat.pcap"), "--live-dir", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"inspector: error: --live-dir {missing}: no such directory\n"
+    assert served == []

@@ -1,5 +1,6 @@
 """dashboard.live.follow and the Live page's callback as plain functions, over a pcap written
-progressively by PcapWriter from the packets of a bundled capture."""
+progressively by PcapWriter from the packets of a bundled capture; and the folders the Live page
+may follow (a path counts by its real path)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import shutil
 import dash
 import pytest
 
+from dashboard import ids
 from dashboard.app import create_app
 from dashboard.live import COUNTS, LiveFollower, follow, summary_text
+from inspector import cli
 from dashboard.store import TableStore
 from inspector.analysis.pipeline import analyze_captures
 from inspector.capture.files import CaptureInfo, read_packets
 from inspector.capture.writers import PcapngWriter, PcapWriter
 from tests.conftest import BUNDLED
+from tests.dashboard.conftest import walk_components
 
 CHAT = BUNDLED / "chat.pcap"
 
@@ -150,7 +154,7 @@ def test_hostile_paths_are_refused_without_reading(tmp_path):
 
 def test_follower_keeps_a_few_files_only(packets, tmp_path):
     records, link_type = packets
-    follower = LiveFollower(keep=2)
+    follower = LiveFollower(roots=[tmp_path], keep=2)
     for i in range(4):
         with PcapWriter(tmp_path / f"{i}.pcap", link_type) as writer:
             write(writer, records[:3])
@@ -166,7 +170,7 @@ def live_page():
 
 def test_page_callback_updates_only_on_change(live_page, packets, tmp_path):
     records, link_type = packets
-    store = TableStore([])
+    store = TableStore([], live_dirs=[tmp_path])
     path = tmp_path / "live.pcap"
     status, warnings, figure, data = live_page.handle_live(store, "", None)
     assert status == live_page.HINT and data == {"path": "", "size": -1}
@@ -182,3 +186,155 @@ def test_page_callback_updates_only_on_change(live_page, packets, tmp_path):
         assert status.startswith(f"{len(records):,} packets, ")
     status, _, _, data = live_page.handle_live(store, str(tmp_path / "gone.pcap"), data)
     assert status == f"{tmp_path / 'gone.pcap'}: no such file"
+
+
+# --- allowed folders -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """tmp/allowed (a root) and tmp/outside (not one), each with a copy of chat.pcap."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    for folder in (allowed, outside):
+        folder.mkdir()
+        shutil.copyfile(CHAT, folder / "chat.pcap")
+    return allowed, outside
+
+
+def chat_packet_count() -> int:
+    return int(analyze_captures([CHAT])["captures"].iloc[0]["packets"])
+
+
+def assert_refused(summary, path, roots):
+    error = summary["error"]
+    assert error.startswith(f"{path}: not inside a folder the Live page may follow (allowed: ")
+    assert all(str(root) in error for root in roots) and "--live-dir" in error
+    assert "\n" not in error and summary["packets"] == 0 and summary["size"] == -1
+
+
+def counting_analyze(calls):
+    def analyze(paths):
+        calls.append(paths)
+        return analyze_captures(paths)
+
+    return analyze
+
+
+def test_a_file_inside_an_allowed_folder_is_followed(folders):
+    allowed, _ = folders
+    calls = []
+    follower = LiveFollower(roots=[allowed], analyze=counting_analyze(calls))
+    assert follower.roots == (allowed.resolve(),)
+    summary = follower.follow(str(allowed / "chat.pcap"))
+    assert summary["error"] is None and summary["packets"] == chat_packet_count()
+    assert len(calls) == 1
+    # a path that leaves and comes back into the folder resolves inside it: allowed
+    summary = follower.follow(f"{allowed}/../{allowed.name}/chat.pcap")
+    assert summary["error"] is None and summary["packets"] == chat_packet_count()
+
+
+@pytest.mark.parametrize("escape", [
+    lambda allowed, outside: f"{allowed}/../outside/chat.pcap",         # `..` out of the folder
+    lambda allowed, outside: str(outside / "chat.pcap"),                # absolute path elsewhere
+    lambda allowed, outside: f"{allowed}-evil/chat.pcap",               # a sibling sharing the prefix
+    lambda allowed, outside: "/etc/passwd",
+])
+def test_paths_outside_the_allowed_folders_are_refused_unread(folders, escape):
+    allowed, outside = folders
+    (allowed.parent / f"{allowed.name}-evil").mkdir()
+    shutil.copyfile(CHAT, allowed.parent / f"{allowed.name}-evil" / "chat.pcap")
+    calls = []
+    follower = LiveFollower(roots=[allowed], analyze=counting_analyze(calls))
+    path = escape(allowed, outside)
+    assert_refused(follower.follow(path), path, [allowed])
+    assert calls == [] and follower._states == {}
+
+
+def test_a_symlink_inside_pointing_outside_is_refused(folders):
+    allowed, outside = folders
+    link = allowed / "link.pcap"
+    link.symlink_to(outside / "chat.pcap")
+    (allowed / "linked-dir").symlink_to(outside, target_is_directory=True)
+    inner = allowed / "inner.pcap"
+    inner.symlink_to(allowed / "chat.pcap")
+    calls = []
+    follower = LiveFollower(roots=[allowed], analyze=counting_analyze(calls))
+    assert_refused(follower.follow(str(link)), link, [allowed])
+    assert_refused(follower.follow(str(allowed / "linked-dir" / "chat.pcap")), allowed / "linked-dir" / "chat.pcap", [allowed])
+    assert calls == []
+    # a symlink that stays inside is followed, and messages name the path as typed
+    assert follower.follow(str(inner))["packets"] == chat_packet_count()
+    (allowed / "notes.txt").write_text("hello, not a capture\n")
+    (allowed / "notes-link").symlink_to(allowed / "notes.txt")
+    assert follower.follow(str(allowed / "notes-link"))["error"] == (
+        f"{allowed / 'notes-link'}: not a pcap or pcapng capture (magic 68656c6c)")
+
+
+def test_a_refused_path_says_the_same_whether_or_not_it_exists(folders):
+    allowed, outside = folders
+    follower = LiveFollower(roots=[allowed])
+    there, missing = follower.follow(str(outside / "chat.pcap")), follower.follow(str(outside / "missing.pcap"))
+    assert there["error"].replace("chat.pcap", "X") == missing["error"].replace("missing.pcap", "X")
+
+
+def test_a_symlinked_root_allows_the_folder_it_points_to(folders, tmp_path):
+    allowed, _ = folders
+    alias = tmp_path / "alias"
+    alias.symlink_to(allowed, target_is_directory=True)
+    follower = LiveFollower(roots=[alias])
+    assert follower.roots == (allowed.resolve(),)
+    assert follower.follow(str(alias / "chat.pcap"))["packets"] == chat_packet_count()
+    assert follower.follow(str(allowed / "chat.pcap"))["packets"] == chat_packet_count()
+
+
+def test_no_roots_follows_nothing(folders):
+    allowed, _ = folders
+    summary = LiveFollower().follow(str(allowed / "chat.pcap"))
+    assert summary["error"] == (f"{allowed / 'chat.pcap'}: not inside a folder the Live page may follow "
+                                "(allowed: none); start the dashboard with --live-dir DIR to add one")
+
+
+def test_store_roots_are_cwd_capture_folders_upload_folder_and_live_dirs(folders, tmp_path, monkeypatch):
+    allowed, outside = folders
+    work, captures, extra = tmp_path / "work", tmp_path / "captures", tmp_path / "extra"
+    for folder in (work, captures, extra):
+        folder.mkdir()
+    shutil.copyfile(CHAT, captures / "a.pcap")
+    shutil.copyfile(CHAT, extra / "live.pcap")
+    monkeypatch.chdir(work)
+    store = TableStore([captures, allowed / "chat.pcap"], live_dirs=[extra])
+    assert store.live.roots == (work.resolve(), captures.resolve(), allowed.resolve(), extra.resolve())
+    shutil.copyfile(CHAT, work / "here.pcap")
+    for path in ("here.pcap", captures / "a.pcap", allowed / "chat.pcap", extra / "live.pcap"):
+        summary = store.live.follow(str(path))
+        assert summary["error"] is None and summary["packets"] == chat_packet_count(), path
+    assert_refused(store.live.follow(str(outside / "chat.pcap")), outside / "chat.pcap", store.live.roots)
+    assert_refused(store.live.follow("../outside/chat.pcap"), "../outside/chat.pcap", store.live.roots)
+    # the upload folder joins once the store makes it
+    upload = store.upload_dir
+    assert store.live.roots[-1] == upload.resolve()
+    shutil.copyfile(CHAT, upload / "up.pcap")
+    assert store.live.follow(str(upload / "up.pcap"))["packets"] == chat_packet_count()
+    # without --live-dir the same file is refused
+    assert_refused(TableStore([captures]).live.follow(str(extra / "live.pcap")), extra / "live.pcap", [work, captures])
+
+
+def test_the_cli_live_dir_option_adds_a_root(folders, tmp_path, monkeypatch):
+    allowed, outside = folders
+    monkeypatch.chdir(tmp_path)
+    args = cli.build_parser().parse_args(["dashboard", str(CHAT), "--live-dir", str(allowed), "--live-dir", str(outside)])
+    store = TableStore(cli.dashboard_sources(args.sources), live_dirs=cli.live_dirs(args.live_dirs))
+    assert store.live.roots == (tmp_path.resolve(), CHAT.parent.resolve(), allowed.resolve(), outside.resolve())
+    assert store.live.follow(str(outside / "chat.pcap"))["packets"] == chat_packet_count()
+
+
+def test_page_lists_the_allowed_folders_and_shows_a_refusal_as_text(live_page, folders):
+    allowed, outside = folders
+    store = TableStore([], live_dirs=[allowed])
+    tree = live_page.build_layout(roots=[str(r) for r in store.live.roots])
+    (roots_line,) = [c for c in walk_components(tree) if getattr(c, "id", None) == ids.LIVE_ROOTS]
+    assert roots_line.children[0] == live_page.ROOTS_TEXT and str(allowed) in roots_line.children[1].children
+    hostile = f"{outside}/<img src=x onerror=alert(1)>.pcap"
+    status, warnings, _, data = live_page.handle_live(store, hostile, None)
+    assert isinstance(status, str) and status.startswith(f"{hostile}: not inside a folder")
+    assert str(allowed) in status and warnings == "" and data == {"path": hostile, "size": -1}

@@ -1,9 +1,12 @@
 """The Live page in headless Chromium: while the page follows a pcap that PcapWriter fills in
-steps, the packet count shown grows to the analysis of the same bytes; a missing path and a
-hostile path are one line of text.  No console errors; screenshots under screenshots/."""
+steps, the packet count shown grows to the analysis of the same bytes; a missing path, a
+hostile path and a path outside the allowed folders are one line of text.  The app is given
+its folder as `inspector dashboard --live-dir DIR` would.  No console errors; screenshots under
+screenshots/."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -31,13 +34,26 @@ HOSTILE = "<img src=x onerror=alert(1)>.pcap"
 
 
 @pytest.fixture(scope="module")
-def live_url(serve_app):
+def live_dir(tmp_path_factory) -> Path:
+    """The folder the app may follow files in (its --live-dir); each test writes under its own."""
+    return tmp_path_factory.mktemp("live-dir")
+
+
+@pytest.fixture(scope="module")
+def live_url(serve_app, live_dir):
     from dashboard.app import create_app
     from dashboard.store import TableStore
 
-    store = TableStore([])
+    store = TableStore([], live_dirs=[live_dir])
     assert store.wait(30)
     return serve_app(create_app(store)) + "/live"
+
+
+@pytest.fixture
+def folder(live_dir, request) -> Path:
+    path = live_dir / request.node.name
+    path.mkdir()
+    return path
 
 
 def open_page(driver, url: str) -> None:
@@ -64,11 +80,11 @@ def packets_of(path: Path) -> int:
     return int(analyze_captures([path])["captures"].iloc[0]["packets"])
 
 
-def test_packet_count_grows_while_the_file_is_written(live_url, browser, tmp_path):
+def test_packet_count_grows_while_the_file_is_written(live_url, browser, folder):
     info = CaptureInfo(path=str(CHAT))
     records = list(read_packets(CHAT, info))
     (link_type,) = info.link_types
-    path = tmp_path / "live.pcap"
+    path = folder / "live.pcap"
     open_page(browser, live_url)
     screenshot(browser, "live-empty")
     with PcapWriter(path, link_type, nanosecond=True) as writer:
@@ -82,7 +98,7 @@ def test_packet_count_grows_while_the_file_is_written(live_url, browser, tmp_pat
                 writer.write(ts_ns, data, wire_len)
             writer.flush()
             done = step
-            snapshot = tmp_path / f"snapshot-{step}.pcap"
+            snapshot = folder / f"snapshot-{step}.pcap"
             shutil.copyfile(path, snapshot)
             expected = packets_of(snapshot)
             status = status_when(browser, lambda t, e=expected: t.startswith(f"{e:,} packets, "),
@@ -98,20 +114,32 @@ def test_packet_count_grows_while_the_file_is_written(live_url, browser, tmp_pat
     assert console_errors(browser) == []
 
 
-def test_missing_and_hostile_paths_are_text(live_url, browser, tmp_path):
+def test_missing_and_hostile_paths_are_text(live_url, browser, folder, tmp_path):
+    outside = tmp_path / "outside.pcap"  # pytest's folder for this test is not one the app may follow
+    shutil.copyfile(CHAT, outside)
     open_page(browser, live_url)
-    missing = tmp_path / "missing.pcap"
+    assert str(folder.parent) in browser.find_element(By.ID, ids.LIVE_ROOTS).text
+    missing = folder / "missing.pcap"
     enter_path(browser, str(missing))
     status_when(browser, lambda t: t == f"{missing}: no such file", "no error for a missing file")
-    enter_path(browser, str(tmp_path))
-    status_when(browser, lambda t: t == f"{tmp_path}: not a regular file", "no error for a directory")
-    notes = tmp_path / "notes.txt"
+    enter_path(browser, str(folder))
+    status_when(browser, lambda t: t == f"{folder}: not a regular file", "no error for a directory")
+    notes = folder / "notes.txt"
     notes.write_text("hello, this is not a capture\n")
     enter_path(browser, str(notes))
     status_when(browser, lambda t: t == f"{notes}: not a pcap or pcapng capture (magic 68656c6c)",
                 "no error for a file that is not a capture")
     enter_path(browser, HOSTILE)
     status_when(browser, lambda t: t == f"{HOSTILE}: no such file", "the hostile path was not shown as text")
+    for escape in (str(outside), os.path.join(folder, os.path.relpath(outside, folder))):  # absolute; `..`
+        enter_path(browser, escape)
+        refused = status_when(browser, lambda t, e=escape: t.startswith(f"{e}: not inside a folder"),
+                              f"{escape} was not refused")
+        assert str(folder.parent) in refused and "--live-dir" in refused
+    hostile_outside = f"{outside.parent}/{HOSTILE}"
+    enter_path(browser, hostile_outside)
+    status_when(browser, lambda t: t.startswith(f"{hostile_outside}: not inside a folder"),
+                "the hostile path outside was not shown as text")
     wait_dash_ready(browser)
     assert browser.execute_script("return document.images.length") == 0
     assert dialogs(browser) == [] and page_errors(browser) == []
