@@ -7,7 +7,12 @@ on a page can be unit-tested against the tables.
 
 Units.  An *application message* is one HTTP request or one HTTP response, or
 one WebSocket data message: the unit `inspector record` counts in its sidecars.
-A REST exchange (request + response) is therefore two messages.
+A REST exchange (request + response) is therefore two messages.  A *payload
+message* is an application message that carries payload (an HTTP body, a
+non-empty WebSocket message): the work done.  Costs "per message" are per
+payload message, so a message carrying nothing (an empty poll, a 204) is
+overhead charged to the work, not work: polling a feed 80 times to receive 20
+updates costs its bytes divided by the 20 updates, as pushing them does.
 A *group* is a recorded variant (`rest-keepalive`, `ws`, ...) or, for
 connections of unrecorded captures, the connection kind (`rest`, `websocket`).
 """
@@ -111,33 +116,48 @@ def protocol_mix(tables: Tables, capture: str, bins: int = 40) -> pd.DataFrame:
 
 
 def app_message_costs(tables: Tables) -> pd.DataFrame:
-    """message_costs rows of application messages, with group labels and a `messages` weight."""
+    """message_costs rows of application messages, with group labels, and as weights
+    `messages` (application messages in the row) and `payload_messages` (those with payload)."""
     costs = tables["message_costs"]
     costs = costs[costs["item"].isin(list(APP_ITEMS))]
     out = _with_groups(costs, tables["connections"])
     out["messages"] = out["item"].map(APP_ITEMS).astype("int64")
+    out["payload_messages"] = payload_messages(out, tables["http_messages"])
     return out
 
 
+def payload_messages(costs: pd.DataFrame, http: pd.DataFrame) -> np.ndarray:
+    """For each application row of message_costs: how many of its messages carry payload
+    (an exchange: its request and response with a body; a WebSocket message: payload > 0)."""
+    with_body = http[http["body_bytes"] > 0].groupby(["conn_id", "exchange_id"]).size()
+    keys = pd.MultiIndex.from_arrays([costs["conn_id"].to_numpy(), costs["item_index"].to_numpy()])
+    bodies = with_body.reindex(keys, fill_value=0).to_numpy(dtype="int64") if len(with_body) else np.zeros(len(costs), dtype="int64")
+    is_exchange = (costs["item"] == "exchange").to_numpy()
+    return np.where(is_exchange, bodies, (costs["app_payload_bytes"].to_numpy() > 0).astype("int64"))
+
+
 def message_cost_split(tables: Tables, capture: str | None = None) -> pd.DataFrame:
-    """Per group: average wire bytes per application message, split by layer (setup and teardown excluded)."""
+    """Per group: average wire bytes per payload message, split by layer (setup and teardown
+    excluded; messages without payload included in the cost).  NaN for a group without payload."""
     costs = _only_capture(app_message_costs(tables), capture)
     columns = list(COST_LAYERS) + ["wire_bytes"]
-    sums = costs.groupby(["kind", "group"], sort=True)[columns + ["messages"]].sum().reset_index()
-    out = sums[["kind", "group", "messages"]].copy()
+    sums = costs.groupby(["kind", "group"], sort=True)[columns + ["messages", "payload_messages"]].sum().reset_index()
+    out = sums[["kind", "group", "messages", "payload_messages"]].copy()
     for column in columns:
-        out[column] = sums[column] / sums["messages"]
+        out[column] = _ratio(sums[column], sums["payload_messages"])
     out["efficiency"] = _ratio(sums["app_payload_bytes"], sums["wire_bytes"])
     return out
 
 
 def break_even_curves(tables: Tables, capture: str | None = None) -> pd.DataFrame:
-    """Cumulative wire bytes against application messages, per capture and group, setup included.
+    """Cumulative wire bytes against payload messages, per capture and group, setup included.
 
     A connection's fixed cost (setup, teardown, WebSocket control frames and
     anything not attributed to a message) is charged when its first message
-    goes out, or at 0 messages for a connection that carried none; so the curve
-    starts at the first connection's setup cost and ends at the group's total
+    goes out, or at 0 messages for a connection that carried none; a message
+    without payload is charged with the next payload message (the last one,
+    for those after it).  So the curve starts at the first connection's setup
+    cost, rises with every payload message, and ends at the group's total
     wire bytes.
     """
     costs = tables["message_costs"]
@@ -145,7 +165,10 @@ def break_even_curves(tables: Tables, capture: str | None = None) -> pd.DataFram
     # row selection on the wide table is what costs time on a million rows
     costs = pd.DataFrame({"conn_id": costs["conn_id"], "ts": costs["ts"], "item_index": costs["item_index"],
                           "wire_bytes": costs["wire_bytes"],
-                          "messages": costs["item"].map(APP_ITEMS).fillna(0).astype("int64")})
+                          "is_app": costs["item"].isin(list(APP_ITEMS)),
+                          "payload_messages": 0})
+    app = costs["is_app"].to_numpy()
+    costs.loc[app, "payload_messages"] = payload_messages(tables["message_costs"][app], tables["http_messages"])
     costs = _only_capture(_with_groups(costs, tables["connections"]), capture)
     parts = [_group_curve(key, part) for key, part in costs.groupby(["capture", "kind", "group"], sort=True)]
     if not parts:
@@ -156,9 +179,9 @@ def break_even_curves(tables: Tables, capture: str | None = None) -> pd.DataFram
 
 
 def _group_curve(key: tuple, part: pd.DataFrame) -> pd.DataFrame:
-    """One group's curve: a point at 0 messages, then one per application message in time order."""
+    """One group's curve: a point at 0 messages, then one per payload message in time order."""
     capture, kind, group = key
-    is_app = part["messages"].to_numpy() > 0
+    is_app = part["is_app"].to_numpy()
     fixed = part[~is_app].groupby("conn_id")["wire_bytes"].sum()
     app = part[is_app].sort_values(["ts", "conn_id", "item_index"], kind="stable")
     conn_ids = app["conn_id"].to_numpy()
@@ -170,12 +193,18 @@ def _group_curve(key: tuple, part: pd.DataFrame) -> pd.DataFrame:
     if len(conn_ids):
         start += charge[0]
         charge[0] = 0.0
-    steps = app["wire_bytes"].to_numpy(dtype="float64") + charge
-    weights = app["messages"].to_numpy(dtype="int64")
+    totals = start + np.cumsum(app["wire_bytes"].to_numpy(dtype="float64") + charge)
+    weights = app["payload_messages"].to_numpy(dtype="int64")
+    carries = weights > 0
+    ys = totals[carries]
+    if len(ys):
+        ys[-1] = totals[-1]  # messages without payload after the last one are charged to it
+    elif len(totals):
+        start = totals[-1]  # nothing carried payload: everything is cost at 0 messages
     return pd.DataFrame({
         "capture": capture, "kind": kind, "group": group,
-        "messages": np.concatenate(([0], np.cumsum(weights))).astype("int64"),
-        "wire_bytes": start + np.concatenate(([0.0], np.cumsum(steps))),
+        "messages": np.concatenate(([0], np.cumsum(weights)[carries])).astype("int64"),
+        "wire_bytes": np.concatenate(([start], ys)),
     })
 
 
@@ -347,7 +376,7 @@ def _claim_cost_per_message(curves: pd.DataFrame) -> dict:
         holds = rest_per[best_rest] > ws_per[best_ws]
         verdicts.append(holds)
         parts.append(f"{_short(cap)}: REST {rest_per[best_rest]:,.0f} B/message ({best_rest}) vs WebSocket {ws_per[best_ws]:,.0f} B/message ({best_ws}): {_holds_word(holds)}")
-    return _verdict(claim, parts, verdicts, "all wire bytes of a variant, setup included, divided by its application messages; cheapest REST variant against plain WebSocket")
+    return _verdict(claim, parts, verdicts, "all wire bytes of a variant, setup included, divided by its messages carrying payload (an empty poll or a 204 is cost, not a message); cheapest REST variant against plain WebSocket")
 
 
 def _claim_frequent(curves: pd.DataFrame, two_way: set[str]) -> dict:
@@ -382,7 +411,7 @@ def _claim_rare(curves: pd.DataFrame, two_way: set[str]) -> dict:
         verdicts.append(holds)
         parts.append(f"{_short(cap)}: one request and its reply cost {rest_at[best_rest]:,.0f} B over REST ({best_rest}) vs "
                      f"{ws_at[best_ws]:,.0f} B over WebSocket ({best_ws}): {_holds_word(holds)}")
-    return _verdict(claim, parts, verdicts, "wire bytes of the first two application messages, connection setup included")
+    return _verdict(claim, parts, verdicts, "wire bytes of the first two messages carrying payload, connection setup included")
 
 
 def _holds_word(holds: bool) -> str:

@@ -63,8 +63,8 @@ def bytes_by_category(table: pd.DataFrame, title: str = "Wire bytes by category"
     return fig
 
 
-def cost_split(table: pd.DataFrame, title: str = "Wire bytes per application message, by layer") -> go.Figure:
-    """Stacked bars: average bytes per message per group, split into COST_LAYERS."""
+def cost_split(table: pd.DataFrame, title: str = "Wire bytes per message carrying payload, by layer") -> go.Figure:
+    """Stacked bars: average bytes per payload message per group, split into COST_LAYERS."""
     if table.empty:
         return _empty(title)
     fig = go.Figure(layout=dict(title=title, barmode="stack", yaxis_title="bytes per message", **LAYOUT))
@@ -88,7 +88,7 @@ def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | N
     """One line per group; the crossover of `rest` and `websocket` (default: the first of each kind) marked."""
     if curves.empty:
         return _empty(title)
-    fig = go.Figure(layout=dict(title=title, xaxis_title=f"application messages (a REST exchange is {MESSAGES_PER_EXCHANGE})",
+    fig = go.Figure(layout=dict(title=title, xaxis_title=f"messages carrying payload (a REST exchange with both bodies is {MESSAGES_PER_EXCHANGE}; empty polls add bytes, not messages)",
                                 yaxis_title="cumulative wire bytes", **LAYOUT))
     groups = {g: c for g, c in curves.groupby("group", sort=True)}
     kinds = curves.drop_duplicates("group").set_index("group")["kind"]

@@ -43,6 +43,39 @@ def test_message_counts_follow_the_sidecar_ledger(tables, sidecars):
             assert split.loc[variant["name"], "messages"] == sent, (stem, variant["name"])
 
 
+def test_feed_costs_are_per_update_delivered_not_per_poll(tables, sidecars):
+    # Polling asks 40 times and gets 20 updates (the others are empty); push sends the 20 updates.
+    feed = capture_name("feed")
+    split = aggregate.message_cost_split(tables, feed).set_index("group")
+    updates = {v["name"]: v["messages_sent"]["server"] for v in sidecars["feed"]["variants"] if v["protocol"] == "websocket"}
+    conns = tables["connections"]
+    polling = conns[(conns["capture"] == feed) & (conns["variant"] == "rest-polling")]["conn_id"]
+    http = tables["http_messages"][tables["http_messages"]["conn_id"].isin(polling)]
+    with_body = int((http["body_bytes"] > 0).sum())
+    assert with_body == updates["ws"] == updates["ws-deflate"] < len(http)
+    assert split.loc["rest-polling", "payload_messages"] == with_body
+    assert split.loc["rest-polling", "messages"] == len(http)
+    costs = tables["message_costs"]
+    poll_rows = costs[costs["conn_id"].isin(polling) & (costs["item"] == "exchange")]
+    assert split.loc["rest-polling", "wire_bytes"] == pytest.approx(poll_rows["wire_bytes"].sum() / with_body)
+    curves = aggregate.break_even_curves(tables, feed)
+    ends = curves.groupby("group")["messages"].max()
+    assert set(ends) == {with_body}  # the same work ends at the same x for every variant
+    for group, curve in curves.groupby("group"):
+        mine = conns[(conns["capture"] == feed) & (conns["variant"] == group)]
+        assert curve["wire_bytes"].iloc[-1] == pytest.approx(mine["wire_bytes"].sum())
+
+
+def test_a_group_without_payload_has_its_whole_cost_at_zero_messages(tables):
+    curves = aggregate.break_even_curves(tables, capture_name("idle"))
+    conns = tables["connections"]
+    for group, curve in curves.groupby("group"):
+        mine = conns[(conns["capture"] == capture_name("idle")) & (conns["variant"] == group)]
+        assert list(curve["messages"]) == [0]
+        assert curve["wire_bytes"].iloc[0] == mine["wire_bytes"].sum()
+    assert aggregate.message_cost_split(tables, capture_name("idle"))["wire_bytes"].isna().all()
+
+
 def test_cost_split_layers_add_up_to_the_message_rows(tables):
     split = aggregate.message_cost_split(tables, capture_name("chat")).set_index("group")
     costs = tables["message_costs"].merge(tables["connections"][["conn_id", "variant", "capture"]], on="conn_id")

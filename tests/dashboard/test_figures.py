@@ -94,9 +94,9 @@ def test_timeline_has_one_arrow_per_event(tables):
 
 
 def test_empty_inputs_give_a_figure_saying_so():
-    empty = {name: make_table(name) for name in ("connections", "message_costs", "staleness")}
+    empty = {name: make_table(name) for name in ("connections", "message_costs", "http_messages", "staleness")}
     for fig in (figures.bytes_by_category(aggregate.bytes_by_category(empty["connections"])),
-                figures.break_even(aggregate.break_even_curves({"message_costs": empty["message_costs"], "connections": empty["connections"]})),
+                figures.break_even(aggregate.break_even_curves(empty)),
                 figures.staleness(empty["staleness"]), figures.timeline(aggregate.connection_timeline({"connections": empty["connections"]}, 1))):
         assert not fig.data and fig.layout.annotations
 
