@@ -58,7 +58,10 @@ def selected_conn(active_cell) -> int | None:
 def register_callbacks(app, store):
     register_paging(app, store, ids.CONN_TABLE, page)
 
-    @app.callback(Output(ids.CONN_ATTRIBUTION, "figure"), Output(ids.CONN_TIMELINE, "figure"), Input(ids.CONN_TABLE, "active_cell"))
+    # Not on load: the layout already drew the figures of ?conn=N (a finding's link), and
+    # the first call, with no cell selected yet, would replace them with empty ones.
+    @app.callback(Output(ids.CONN_ATTRIBUTION, "figure"), Output(ids.CONN_TIMELINE, "figure"), Input(ids.CONN_TABLE, "active_cell"),
+                  prevent_initial_call=True)
     def _select(active_cell):
         return connection_figures(store.tables(), selected_conn(active_cell))
 

@@ -29,7 +29,7 @@ def build_layout(views):
         for row in grouped.itertuples(index=False):
             rows = findings[findings["rule"] == row.rule].head(MAX_PER_RULE)
             body.append(html.Details([
-                html.Summary(f"{row.rule}: {row.count} on {len(row.connections)} connections"),
+                html.Summary(f"{row.rule}: {row.count} on {len(row.connections)} connection{'' if len(row.connections) == 1 else 's'}"),
                 html.Ul([html.Li([dcc.Link(f"connection {int(f.conn_id)}", href=f"/connections?conn={int(f.conn_id)}") if pd.notna(f.conn_id) else "no connection",
                                   html.Span(f" {f.direction or ''}: {f.detail}")]) for f in rows.itertuples(index=False)]),
             ], open=True))

@@ -16,9 +16,12 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 REPO = Path(__file__).resolve().parents[3]
+BUNDLED = sorted((REPO / "captures").glob("*.pcap*"))
+CHAT = REPO / "captures" / "chat.pcap"
 # /screenshots/ is in .gitignore: a person looks at these, git never sees them.
 SCREENSHOTS = REPO / "screenshots"
 TIMEOUT = 20.0  # seconds; generous, CI machines have 2 cores
+ANALYSIS_TIMEOUT = TIMEOUT * 3  # an app analyses its captures in the background
 POLL = 0.05
 
 # Injected into every document before its own scripts run (CDP
@@ -137,3 +140,68 @@ def screenshot(driver: WebDriver, name: str) -> Path:
     if not driver.save_screenshot(str(path)):
         raise AssertionError(f"could not save screenshot {path}")
     return path
+
+
+# Plotly keeps numpy arrays sent by plotly.py as typed-array specs ({dtype, bdata}),
+# decoded into `_inputArray` once drawn: hand plain lists back either way.
+_PLOTLY_JS = r"""
+const gd = document.querySelector('#' + CSS.escape(arguments[0]) + ' .js-plotly-plot');
+if (!gd || !gd.data) { return null; }
+const plain = (v) => {
+  if (v === null || v === undefined || typeof v !== 'object' || Array.isArray(v)) { return v === undefined ? null : v; }
+  if (v._inputArray) { return Array.from(v._inputArray); }
+  if (ArrayBuffer.isView(v)) { return Array.from(v); }
+  return v;
+};
+const title = gd.layout && gd.layout.title;
+return {
+  title: typeof title === 'string' ? title : (title && title.text) || '',
+  traces: gd.data.map((t) => ({name: t.name === undefined ? null : t.name, meta: t.meta === undefined ? null : t.meta,
+                               type: t.type || null, x: plain(t.x), y: plain(t.y)})),
+};
+"""
+
+
+def _decoded(values):
+    """A trace's x or y as a list (a still-encoded typed-array spec decoded here)."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return values
+
+
+def plotly_figure(driver: WebDriver, element_id: str) -> dict | None:
+    """What the dcc.Graph ``#element_id`` draws, read from the plot's own ``data`` in the
+    browser: ``{"title": str, "traces": [{"name", "meta", "type", "x", "y"}]}`` with x and y
+    as lists; None until plotly has drawn it."""
+    figure = driver.execute_script(_PLOTLY_JS, element_id)
+    if figure is None:
+        return None
+    for trace in figure["traces"]:
+        trace["x"], trace["y"] = _decoded(trace["x"]), _decoded(trace["y"])
+    return figure
+
+
+def datatable_records(driver: WebDriver, element_id: str) -> list[dict[str, str]]:
+    """The body rows of the dash DataTable ``#element_id`` as {column id: cell text}, in
+    display order, read in one script call."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#' + CSS.escape(arguments[0]) + ' tr')).map("
+        " r => Object.fromEntries(Array.from(r.querySelectorAll('td[data-dash-column]')).map("
+        "  c => [c.getAttribute('data-dash-column'), c.innerText.trim()]))"
+        ").filter(r => Object.keys(r).length > 0);",
+        element_id,
+    )
+
+
+def datatable_page_count(driver: WebDriver, element_id: str) -> int | None:
+    """The page count a paged DataTable shows ("1 / N"), or None when it shows no pager."""
+    text = driver.execute_script(
+        "const e = document.querySelector('#' + CSS.escape(arguments[0]) + ' .page-number .last-page');"
+        " return e ? e.innerText : null;",
+        element_id,
+    )
+    return int(text) if text and text.strip().isdigit() else None

@@ -19,6 +19,7 @@ from inspector.analysis.pipeline import analyze_captures
 from inspector.capture.files import CaptureInfo, read_packets
 from inspector.capture.writers import PcapWriter
 from tests.dashboard.browser.helpers import (
+    CHAT,
     console_errors,
     dialogs,
     page_errors,
@@ -28,8 +29,6 @@ from tests.dashboard.browser.helpers import (
     wait_dash_ready,
 )
 
-REPO = Path(__file__).resolve().parents[3]
-CHAT = REPO / "captures" / "chat.pcap"
 HOSTILE = "<img src=x onerror=alert(1)>.pcap"
 
 

@@ -4,22 +4,18 @@ the overview shows the same numbers as the analysis tables."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 
-if importlib.util.find_spec("dashboard.app") is None:
-    # Only a missing module skips; an app that fails to import fails the tests.
-    pytest.skip("dashboard app not built yet", allow_module_level=True)
+import dash
 
-import dash  # noqa: E402
-
-from dashboard import ids  # noqa: E402
-from inspector.analysis.pipeline import analyze_captures  # noqa: E402
-from tests.dashboard.browser.helpers import (  # noqa: E402
-    TIMEOUT,
+from dashboard import ids
+from inspector.analysis.pipeline import analyze_captures
+from tests.dashboard.browser.helpers import (
+    ANALYSIS_TIMEOUT,
+    BUNDLED,
     clear_console,
     console_errors,
     screenshot,
@@ -29,9 +25,6 @@ from tests.dashboard.browser.helpers import (  # noqa: E402
     wait_dash_ready,
 )
 
-REPO = Path(__file__).resolve().parents[3]
-BUNDLED = sorted((REPO / "captures").glob("*.pcap*"))
-ANALYSIS_TIMEOUT = TIMEOUT * 3  # the app analyses the captures in the background
 
 
 def make_app() -> dash.Dash:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from dashboard import ids
 from inspector.analysis.pipeline import analyze_captures
-from tests.dashboard.browser.helpers import TIMEOUT, console_errors, screenshot, table_rows, wait, wait_css, wait_dash_ready
+from tests.dashboard.browser.helpers import CHAT, TIMEOUT, console_errors, screenshot, table_rows, wait, wait_css, wait_dash_ready
 
-REPO = Path(__file__).resolve().parents[3]
-CHAT = REPO / "captures" / "chat.pcap"
 
 
 def test_overview_opened_during_analysis_shows_the_tables_when_it_ends(serve_app, browser):

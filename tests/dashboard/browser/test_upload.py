@@ -15,6 +15,7 @@ from selenium.webdriver.common.by import By
 from dashboard import ids
 from inspector.analysis.pipeline import analyze_captures
 from tests.dashboard.browser.helpers import (
+    CHAT,
     console_errors,
     dialogs,
     page_errors,
@@ -25,8 +26,6 @@ from tests.dashboard.browser.helpers import (
     wait_dash_ready,
 )
 
-REPO = Path(__file__).resolve().parents[3]
-CHAT = REPO / "captures" / "chat.pcap"
 HOSTILE = "<img src=x onerror=alert(1)>.pcap"
 
 

@@ -1,0 +1,651 @@
+"""The numbers the REST vs WebSocket, Connections, Frames and Findings pages show in
+headless Chromium equal the analysis tables.
+
+Every expected value is computed here with plain pandas from the tables of
+`analyze_captures` run on the same captures as the app (never through
+`dashboard.aggregate` or `dashboard.figures`, which would compare the dashboard
+with itself); the shown values are read from the DOM: table cells, and the
+traces of the Plotly figures (the plot element's own `data`).  Each test also
+checks that the browser console stayed clean and saves a screenshot under
+screenshots/.
+
+The bundled captures have no findings, so the Findings page is also run on an
+app over captures that do: a small WebSocket capture built here byte by byte
+(unmasked client frames, a masked server frame, a Close with code 1005, a wrong
+Sec-WebSocket-Accept) and, when the public corpus is present, four of its
+captures with findings.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from selenium.webdriver.common.by import By
+
+from dashboard import ids
+from dashboard.components import PAGE_SIZE
+from inspector.analysis.pipeline import analyze_captures
+from inspector.analysis.tables import BYTE_CATEGORIES
+from tests.conftest import CORPUS
+from tests.dashboard.browser.helpers import (
+    ANALYSIS_TIMEOUT,
+    BUNDLED,
+    console_errors,
+    datatable_page_count,
+    datatable_records,
+    plotly_figure,
+    screenshot,
+    wait,
+    wait_css,
+    wait_dash_ready,
+)
+
+# Captures of the public corpus with findings (small ones); used when the corpus is present.
+CORPUS_WITH_FINDINGS = [
+    "zeek-websocket-oversized-close-len64.pcapng",
+    "suricata-websocket-ping-pong-linux-sll.pcap",
+    "zeek-http-raw-ipv4-te-cl-desync.pcap",
+    "zeek-websocket-wrong-accept-header.pcap",
+]
+# What the REST vs WebSocket page counts as a message: one carrying payload (an HTTP
+# request or response with a body, a non-empty WebSocket message); the bytes of the
+# application messages carrying none (an empty poll, a 204) are cost, not messages.
+APP_ITEMS = ["exchange", "ws_message"]
+COST_LAYERS = ["app_header_bytes", "app_payload_bytes", "transport_bytes", "ack_bytes"]
+VERDICTS = ("holds", "does not hold", "cannot tell")
+
+
+# --- apps --------------------------------------------------------------------------
+
+
+def serve_over(serve_app, sources: list[Path]) -> str:
+    """Serve an app over `sources`, analysed before the first page loads."""
+    from dashboard.app import create_app
+    from dashboard.store import TableStore
+
+    store = TableStore([str(p) for p in sources])
+    assert store.wait(ANALYSIS_TIMEOUT), store.progress().text
+    assert store.progress().errors == (), store.progress().text
+    return serve_app(create_app(store))
+
+
+@pytest.fixture(scope="module")
+def bundled_url(serve_app):
+    return serve_over(serve_app, BUNDLED)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    """The analysis tables of the bundled captures, computed apart from the app."""
+    return analyze_captures(BUNDLED).tables
+
+
+@pytest.fixture(scope="module")
+def findings_sources(tmp_path_factory) -> list[Path]:
+    sources = [write_nonconforming_capture(tmp_path_factory.mktemp("findings") / "nonconforming.pcap")]
+    sources += [CORPUS / name for name in CORPUS_WITH_FINDINGS if (CORPUS / name).is_file()]
+    return sources
+
+
+@pytest.fixture(scope="module")
+def findings_url(serve_app, findings_sources):
+    return serve_over(serve_app, findings_sources)
+
+
+@pytest.fixture(scope="module")
+def findings_tables(findings_sources):
+    return analyze_captures(findings_sources).tables
+
+
+# --- a capture with findings, built byte by byte ------------------------------------
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def ws_accept(key: str) -> str:
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def tcp_connection(client_port: int, talk: list[tuple[str, bytes]], t0_ns: int) -> list[tuple[int, bytes]]:
+    """(ts_ns, Ethernet frame) of one TCP connection to 10.0.0.2:8080: handshake, each
+    (sender, bytes) of `talk` in one segment and its ACK, then FIN both ways."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    ends = {"client": ("10.0.0.1", client_port), "server": ("10.0.0.2", 8080)}
+    seq = {"client": 1000, "server": 5000}
+    frames: list[tuple[int, bytes]] = []
+
+    def send(sender: str, flags: str, data: bytes = b"") -> None:
+        other = "server" if sender == "client" else "client"
+        (src, sport), (dst, dport) = ends[sender], ends[other]
+        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq[sender], ack=seq[other] if "A" in flags else 0)
+        frames.append((t0_ns + len(frames) * 1_000_000, bytes(Ether() / IP(src=src, dst=dst) / tcp / data)))
+        seq[sender] += len(data) + ("S" in flags or "F" in flags)
+
+    send("client", "S")
+    send("server", "SA")
+    send("client", "A")
+    for sender, data in talk:
+        send(sender, "PA", data)
+        send("server" if sender == "client" else "client", "A")
+    send("client", "FA")
+    send("server", "FA")
+    send("client", "A")
+    return frames
+
+
+def write_nonconforming_capture(path: Path) -> Path:
+    """Two WebSocket connections breaking RFC 6455: 4 unmasked client frames on 2
+    connections, a masked server frame, a Close with code 1005, a wrong accept."""
+    from tests import factories
+
+    def upgrade(accept: str) -> list[tuple[str, bytes]]:
+        request = factories.http_request("GET", "/chat", headers={
+            "Host": "10.0.0.2:8080", "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Key": WS_KEY, "Sec-WebSocket-Version": "13"})
+        response = factories.http_response(101, "Switching Protocols", headers={
+            "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept})
+        return [("client", request), ("server", response)]
+
+    first = upgrade(ws_accept(WS_KEY)) + [("client", factories.ws_frame(f"hello {i}".encode())) for i in range(3)] + [
+        ("server", factories.ws_frame(b"a masked reply", masked=True)),
+        ("client", factories.ws_frame((1005).to_bytes(2, "big"), opcode=8, masked=True)),
+    ]
+    second = upgrade(ws_accept("c29tZSBvdGhlciBrZXkhIQ==")) + [
+        ("client", factories.ws_frame(b"unmasked again")),
+        ("server", factories.ws_frame(b"reply")),
+    ]
+    t0 = 1_700_000_000 * 10**9
+    frames = tcp_connection(40001, first, t0) + tcp_connection(40002, second, t0 + 10**9)
+    path.write_bytes(factories.pcap_file(frames, nano=True))
+    return path
+
+
+# --- reading the page ------------------------------------------------------------------
+
+
+def open_page(driver, url: str, ready_css: str) -> None:
+    driver.get(url)
+    wait_css(driver, ready_css)
+    wait_dash_ready(driver)
+
+
+def figure_when(driver, element_id: str, predicate, message: str) -> dict:
+    """The figure of #element_id once `predicate(figure)` holds."""
+
+    def shown(d):
+        figure = plotly_figure(d, element_id)
+        return figure if figure is not None and predicate(figure) else False
+
+    return wait(driver, ANALYSIS_TIMEOUT).until(shown, message=message)
+
+
+def records_when(driver, element_id: str, predicate, message: str) -> list[dict[str, str]]:
+    """The DataTable rows of #element_id once `predicate(rows)` holds (and a row exists)."""
+
+    def shown(d):
+        rows = datatable_records(d, element_id)
+        return rows if rows and predicate(rows) else False
+
+    return wait(driver, ANALYSIS_TIMEOUT).until(shown, message=message)
+
+
+def click_cell(driver, element_id: str, column: str, row: int) -> None:
+    css = f"#{element_id} td[data-dash-column='{column}'][data-dash-row='{row}']"
+    wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css), message=f"no cell {css}").click()
+
+
+def number(text: str) -> float:
+    """A number as the page prints it ("14,564", "0.9716", "4.3")."""
+    return float(text.replace(",", ""))
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def check_clean(driver, name: str, show: str | None = None) -> None:
+    """No callback pending, a screenshot (scrolled to the element `show` when given), a clean console."""
+    wait_dash_ready(driver)
+    if show is not None:
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", driver.find_element(By.CSS_SELECTOR, show))
+    screenshot(driver, name)
+    assert console_errors(driver) == []
+
+
+# --- expected values, with pandas from the tables ---------------------------------------
+
+
+def short(capture: str) -> str:
+    return Path(str(capture)).name
+
+
+def with_group(connections: pd.DataFrame) -> pd.DataFrame:
+    """Connections with `group`: the recorded variant, or the connection kind when there is none."""
+    variant = connections["variant"].fillna("").astype(str)
+    return connections.assign(group=variant.where(variant != "", connections["kind"].astype(str)))
+
+
+def group_totals(tables, capture: str) -> pd.DataFrame:
+    """Per group of one capture: kind, connections' wire and payload bytes, messages carrying
+    payload, and the cost layers and wire bytes summed over its application messages
+    (`app_rows`: how many message_costs rows those are)."""
+    conns = with_group(tables["connections"])
+    conns = conns[conns["capture"] == capture]
+    out = conns.groupby("group").agg(kind=("kind", "first"), wire_bytes=("wire_bytes", "sum"),
+                                     payload_bytes=("payload_bytes", "sum"), deflate=("ws_deflate", "any"))
+    group_of = conns.set_index("conn_id")["group"]
+    http, ws = tables["http_messages"], tables["ws_messages"]
+    with_body = http[http["conn_id"].isin(group_of.index) & (http["body_bytes"] > 0)]
+    non_empty = ws[ws["conn_id"].isin(group_of.index) & (ws["payload_bytes"] > 0)]
+    messages = pd.concat([with_body["conn_id"], non_empty["conn_id"]]).map(group_of).value_counts()
+    out["messages"] = messages.reindex(out.index, fill_value=0).astype("int64")
+    costs = tables["message_costs"].merge(conns[["conn_id", "group"]], on="conn_id")
+    app = costs[costs["item"].isin(APP_ITEMS)]
+    sums = app.groupby("group")[COST_LAYERS + ["wire_bytes"]].sum().add_prefix("app_")
+    sums["app_rows"] = app.groupby("group").size()
+    return out.join(sums).fillna({"app_rows": 0})
+
+
+def rest_pairs(tables, conn_ids) -> int:
+    """REST requests that have their response."""
+    http = tables["http_messages"][tables["http_messages"]["conn_id"].isin(conn_ids)]
+    keys = ["conn_id", "exchange_id"]
+    return len(http[http["direction"] == "client"][keys].merge(http[http["direction"] == "server"][keys], on=keys))
+
+
+def most_variants(tables) -> str:
+    conns = with_group(tables["connections"])
+    counts = conns.groupby("capture")["group"].nunique()
+    return str(counts[counts == counts.max()].index.sort_values()[0])
+
+
+def frame_rows(tables) -> pd.DataFrame:
+    """Every WebSocket frame and HTTP message, as the Frames page lists them, keyed."""
+    frames, http = tables["ws_frames"], tables["http_messages"]
+    ws = pd.DataFrame({
+        "key": [f"ws:{c}:{f}" for c, f in zip(frames["conn_id"], frames["frame_id"])],
+        "conn_id": frames["conn_id"], "protocol": "websocket", "direction": frames["direction"], "ts": frames["ts"],
+        "type": frames["opcode_name"], "header_bytes": frames["header_bytes"], "payload_bytes": frames["payload_length"],
+    })
+
+    def text(value) -> str:
+        return "" if pd.isna(value) else str(value)
+
+    kinds = [(f"{text(m)} {text(t)}" if d == "client" else f"{text(s)} {text(r)}").strip()
+             for d, m, t, s, r in zip(http["direction"], http["method"], http["target"], http["status"], http["reason"])]
+    web = pd.DataFrame({
+        "key": [f"http:{c}:{e}:{d}" for c, e, d in zip(http["conn_id"], http["exchange_id"], http["direction"])],
+        "conn_id": http["conn_id"], "protocol": "http", "direction": http["direction"], "ts": http["ts"],
+        "type": kinds, "header_bytes": http["header_bytes"], "payload_bytes": http["body_wire_bytes"],
+    })
+    return pd.concat([web, ws], ignore_index=True).set_index("key")
+
+
+# --- REST vs WebSocket ---------------------------------------------------------------------
+
+
+def choose_capture(driver, capture: str) -> None:
+    driver.find_element(By.ID, ids.COMPARE_CAPTURE).click()
+    option = f"[role=option] input[value='{capture}']"
+    wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, option), message=f"no option {capture}")
+    driver.find_element(By.CSS_SELECTOR, option).find_element(By.XPATH, "./ancestor::*[@role='option']").click()
+
+
+def check_compare_capture(driver, tables, capture: str) -> None:
+    groups = group_totals(tables, capture)
+    rest = groups[groups["kind"] == "rest"]
+    websocket = groups[groups["kind"] == "websocket"]
+    # crossover table: every REST group against every WebSocket group, with their totals.
+    # Read first: it names the capture, and comes with the figures in one callback response.
+    rows = records_when(driver, ids.COMPARE_CROSSOVERS, lambda rs: all(r.get("capture") == short(capture) for r in rs),
+                        f"the crossover table never showed {short(capture)}")
+    assert sorted((r["rest"], r["websocket"]) for r in rows) == sorted((r, w) for r in rest.index for w in websocket.index)
+    for r in rows:
+        assert number(r["rest_total"]) == rest.loc[r["rest"], "wire_bytes"], r
+        assert number(r["websocket_total"]) == websocket.loc[r["websocket"], "wire_bytes"], r
+        assert int(r["rest_messages"]) == rest.loc[r["rest"], "messages"], r
+        assert int(r["websocket_messages"]) == websocket.loc[r["websocket"], "messages"], r
+
+    # efficiency: application payload / wire bytes of each group's connections
+    eff = figure_when(driver, ids.COMPARE_EFFICIENCY, lambda f: f["traces"] and set(f["traces"][0]["x"]) == set(groups.index),
+                      f"the efficiency figure never showed the groups of {short(capture)}: {sorted(groups.index)}")
+    shown = dict(zip(eff["traces"][0]["x"], eff["traces"][0]["y"]))
+    for group, row in groups.iterrows():
+        assert close(shown[group], row["payload_bytes"] / row["wire_bytes"]), (capture, group, shown[group])
+
+    # cost split: each layer summed over the group's application messages, per message carrying payload
+    with_app = groups[groups["app_rows"] > 0]
+    cost = figure_when(driver, ids.COMPARE_COST, lambda f: all(set(t["x"]) == set(with_app.index) for t in f["traces"]),
+                       f"the cost split never showed the groups of {short(capture)}")
+    assert sorted(t["meta"] for t in cost["traces"]) == sorted(COST_LAYERS), cost["traces"]
+    for trace in cost["traces"]:
+        shown = dict(zip(trace["x"], trace["y"]))
+        for group, row in with_app.iterrows():
+            if row["messages"] == 0:  # nothing carried payload: no cost per message
+                assert shown[group] is None or math.isnan(shown[group]), (capture, group, trace["meta"], shown[group])
+            else:
+                assert close(shown[group], row["app_" + trace["meta"]] / row["messages"]), (capture, group, trace["meta"], shown[group])
+    # the layers add up to the wire bytes of those messages
+    for group, row in with_app[with_app["messages"] > 0].iterrows():
+        stacked = sum(dict(zip(t["x"], t["y"]))[group] for t in cost["traces"])
+        assert close(stacked, row["app_wire_bytes"] / row["messages"]), (capture, group)
+
+    # break-even: each group's curve ends at its messages and all its wire bytes (setup included)
+    def curve_names(figure):
+        return {t["name"] for t in figure["traces"] if not str(t["name"]).startswith("crossover")}
+
+    curves = figure_when(driver, ids.COMPARE_BREAK_EVEN, lambda f: curve_names(f) == set(groups.index),
+                         f"the break-even curves never showed the groups of {short(capture)}")
+    ends = {t["name"]: (t["x"][-1], t["y"][-1]) for t in curves["traces"] if t["name"] in groups.index}
+    for group, row in groups.iterrows():
+        assert ends[group][0] == row["messages"] and close(ends[group][1], row["wire_bytes"]), (capture, group, ends[group])
+
+    # latency: a REST group's box has one point per request answered
+    latency = plotly_figure(driver, ids.COMPARE_LATENCY)
+    boxes = {t["name"]: t for t in latency["traces"]}
+    conns = with_group(tables["connections"])
+    for group in rest.index:
+        pairs = rest_pairs(tables, conns[(conns["capture"] == capture) & (conns["group"] == group)]["conn_id"])
+        if pairs:
+            assert len(boxes[group]["y"]) == pairs, (capture, group, len(boxes[group]["y"]))
+
+
+def per_capture_parts(measured: str) -> dict[str, str]:
+    """The "name.pcap: ..." parts of a claim's measured sentence, by capture name."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"([^\s;:]+\.pcap(?:ng)?(?:\.gz)?): ([^;]*)", measured)}
+
+
+def check_claims(driver, tables) -> None:
+    items = driver.find_elements(By.CSS_SELECTOR, f"#{ids.COMPARE_CLAIMS} > li")
+    assert len(items) == 4, [i.text for i in items]
+    claims = {}
+    for item in items:
+        title = item.find_element(By.TAG_NAME, "b").text
+        verdict = re.match(rf"^ — ({'|'.join(VERDICTS)})\.", item.text[len(title):])
+        assert title and verdict, item.text
+        claims[title] = (verdict.group(1), item.text)
+
+    def claim(words: str) -> tuple[str, str]:
+        (title,) = [t for t in claims if words in t]
+        return claims[title]
+
+    conns = with_group(tables["connections"])
+    # "REST costs more per message than WebSocket": cheapest REST group against cheapest plain
+    # WebSocket group, all wire bytes (setup included) per message carrying payload, per capture
+    verdicts = []
+    verdict, text = claim("costs more per message")
+    parts = per_capture_parts(text)
+    for capture in conns["capture"].unique():
+        groups = group_totals(tables, capture)
+        groups = groups[groups["messages"] > 0]
+        per = groups["wire_bytes"] / groups["messages"]
+        rest_per = per[groups["kind"] == "rest"]
+        ws_per = per[(groups["kind"] == "websocket") & ~groups["deflate"].astype(bool)]
+        if rest_per.empty or ws_per.empty:
+            assert short(capture) not in parts, (capture, text)
+            continue
+        part = parts[short(capture)]
+        assert f"{rest_per.min():,.0f} B" in part and f"({rest_per.idxmin()})" in part, (capture, part)
+        assert f"{ws_per.min():,.0f} B" in part and f"({ws_per.idxmin()})" in part, (capture, part)
+        verdicts.append(rest_per.min() > ws_per.min())
+    assert verdicts and verdict == ("holds" if all(verdicts) else "does not hold"), text
+
+    # "WebSocket pays a setup cost and keeps state": mean setup bytes per connection of each kind
+    verdict, text = claim("setup cost")
+    ws_setup = conns[conns["kind"] == "websocket"]["setup_bytes"].mean()
+    rest_setup = conns[conns["kind"] == "rest"]["setup_bytes"].mean()
+    assert f"{ws_setup:,.0f} B" in text and f"{rest_setup:,.0f} B" in text, text
+    assert verdict == ("holds" if ws_setup > rest_setup else "does not hold")
+
+
+def test_compare_numbers_equal_the_analysis(bundled_url, bundled, browser):
+    open_page(browser, bundled_url + "/compare", f"#{ids.COMPARE_EFFICIENCY} .js-plotly-plot")
+    chosen = most_variants(bundled)
+    wait(browser).until(lambda d: d.find_element(By.ID, ids.COMPARE_CAPTURE).text == short(chosen),
+                        message=f"the capture chosen is not {short(chosen)}")
+    check_compare_capture(browser, bundled, chosen)
+    check_claims(browser, bundled)
+    check_clean(browser, "compare-numbers")
+
+    # every other capture: the callback redraws every figure and the crossover table
+    for other in [c for c in bundled["captures"]["capture"] if c != chosen]:
+        choose_capture(browser, other)
+        check_compare_capture(browser, bundled, other)
+        check_clean(browser, f"compare-numbers-{Path(other).stem}", f"#{ids.COMPARE_COST}")
+
+
+# --- Connections ---------------------------------------------------------------------------
+
+
+def check_connection_row(row: dict[str, str], conns: pd.DataFrame) -> None:
+    expected = conns.set_index("conn_id").loc[int(row["conn_id"])]
+    assert row["capture"] == short(expected["capture"]), row
+    assert row["kind"] == expected["kind"] and row["variant"] == (expected["variant"] if isinstance(expected["variant"], str) else ""), row
+    for column in ("client_port", "server_port", "packets", "wire_bytes", "payload_bytes", "http_requests", "ws_messages"):
+        assert int(row[column]) == int(expected[column]), (column, row)
+    assert row["client_ip"] == expected["client_ip"] and row["server_ip"] == expected["server_ip"], row
+    assert abs(number(row["efficiency"]) - expected["payload_bytes"] / expected["wire_bytes"]) <= 0.5e-4, row
+    assert abs(number(row["duration_s"]) - (expected["end_ts"] - expected["start_ts"])) <= 0.5e-6 + 1e-9, row
+
+
+def check_connection_figures(driver, tables, conn_id: int) -> None:
+    """The attribution and timeline of one selected connection equal its rows in the tables."""
+    conn = tables["connections"].set_index("conn_id").loc[conn_id]
+    attribution = figure_when(driver, ids.CONN_ATTRIBUTION, lambda f: f"connection {conn_id}" in f["title"],
+                              f"the byte attribution never showed connection {conn_id}")
+    (bars,) = attribution["traces"]
+    labels = {c.removesuffix("_bytes").replace("_", " "): c for c in BYTE_CATEGORIES}
+    shown = {labels[label]: value for label, value in zip(bars["y"], bars["x"])}
+    assert shown == {c: int(conn[c]) for c in BYTE_CATEGORIES}
+    assert sum(shown.values()) == int(conn["wire_bytes"])
+
+    # timeline: one arrow (3 points: from, to, gap) per TCP setup/teardown, HTTP message and frame
+    timeline = figure_when(driver, ids.CONN_TIMELINE, lambda f: f"connection {conn_id}" in f["title"],
+                           f"the timeline never showed connection {conn_id}")
+    events = {t["name"]: len(t["x"]) // 3 for t in timeline["traces"] if t["name"]}
+    costs = tables["message_costs"]
+    frames = tables["ws_frames"][tables["ws_frames"]["conn_id"] == conn_id]
+    expected = {
+        "tcp": int((costs["conn_id"].eq(conn_id) & costs["item"].isin(["setup", "teardown"])).sum()),
+        "http": int((tables["http_messages"]["conn_id"] == conn_id).sum()),
+        "ws-data": int((frames["opcode"] < 8).sum()),
+        "ws-control": int((frames["opcode"] >= 8).sum()),
+    }
+    assert events == {k: v for k, v in expected.items() if v}, (conn_id, timeline["title"])
+
+
+def test_connections_numbers_equal_the_analysis(bundled_url, bundled, browser):
+    conns = bundled["connections"]
+    open_page(browser, bundled_url + "/connections", f"#{ids.CONN_TABLE}")
+    rows = records_when(browser, ids.CONN_TABLE, lambda rs: len(rs) == min(len(conns), PAGE_SIZE),
+                        "the connections table never showed its first page")
+    # unsorted and unfiltered: the first connections of the table, in its order
+    assert [int(r["conn_id"]) for r in rows] == conns["conn_id"].head(PAGE_SIZE).tolist()
+    for row in rows:
+        check_connection_row(row, conns)
+    assert (datatable_page_count(browser, ids.CONN_TABLE) or 1) == math.ceil(len(conns) / PAGE_SIZE)
+
+    # click the connection of the first page with the most byte categories in use
+    shown = conns[conns["conn_id"].isin([int(r["conn_id"]) for r in rows])]
+    used = (shown[list(BYTE_CATEGORIES)] > 0).sum(axis=1)
+    conn_id = int(shown.loc[used.idxmax(), "conn_id"])
+    click_cell(browser, ids.CONN_TABLE, "wire_bytes", [int(r["conn_id"]) for r in rows].index(conn_id))
+    check_connection_figures(browser, bundled, conn_id)
+    check_clean(browser, "connections-numbers", f"#{ids.CONN_ATTRIBUTION}")
+
+    # a connection of the second page, reached by its link (?conn=): the one row, then its figures
+    conn_id = int(conns["conn_id"].iloc[-1])
+    open_page(browser, bundled_url + f"/connections?conn={conn_id}", f"#{ids.CONN_TABLE}")
+    rows = records_when(browser, ids.CONN_TABLE, lambda rs: [r["conn_id"] for r in rs] == [str(conn_id)],
+                        f"the connections table never showed only connection {conn_id}")
+    check_connection_row(rows[0], conns)
+    check_connection_figures(browser, bundled, conn_id)
+    check_clean(browser, "connections-numbers-link", f"#{ids.CONN_ATTRIBUTION}")
+
+
+# --- Frames and messages ---------------------------------------------------------------------
+
+
+def check_frame_rows(rows: list[dict[str, str]], expected: pd.DataFrame) -> None:
+    """Each row shown equals its frame or message, and the rows are the earliest of `expected`."""
+    for row in rows:
+        want = expected.loc[row["key"]]
+        for column in ("conn_id", "header_bytes", "payload_bytes"):
+            assert int(row[column]) == int(want[column]), (column, row)
+        for column in ("protocol", "direction", "type"):
+            assert row[column] == want[column], (column, row)
+        assert abs(float(row["ts"]) - float(want["ts"])) <= 0.5e-6 + 1e-6, row
+    keys = [r["key"] for r in rows]
+    assert len(set(keys)) == len(keys) == min(len(expected), PAGE_SIZE), keys
+    rest = expected.drop(index=keys)
+    if len(rest):
+        assert expected.loc[keys, "ts"].max() <= rest["ts"].min(), "the first page is not the earliest rows"
+
+
+def test_frames_numbers_equal_the_analysis(bundled_url, bundled, browser):
+    every = frame_rows(bundled)
+    open_page(browser, bundled_url + "/frames", f"#{ids.FRAMES_TABLE}")
+    rows = records_when(browser, ids.FRAMES_TABLE, lambda rs: len(rs) == min(len(every), PAGE_SIZE),
+                        "the frames table never showed its first page")
+    check_frame_rows(rows, every)
+    assert (datatable_page_count(browser, ids.FRAMES_TABLE) or 1) == math.ceil(len(every) / PAGE_SIZE)
+    check_clean(browser, "frames-numbers")
+
+    # one plain WebSocket connection (?conn=): its upgrade and its frames; one frame selected
+    conns = bundled["connections"]
+    conn_id = int(conns[(conns["kind"] == "websocket") & ~conns["ws_deflate"].astype(bool) & (conns["ws_messages"] > 0)]["conn_id"].iloc[0])
+    mine = every[every["conn_id"] == conn_id]
+    open_page(browser, bundled_url + f"/frames?conn={conn_id}", f"#{ids.FRAMES_TABLE}")
+    rows = records_when(browser, ids.FRAMES_TABLE, lambda rs: all(r["conn_id"] == str(conn_id) for r in rs) and len(rs) == min(len(mine), PAGE_SIZE),
+                        f"the frames table never showed the first page of connection {conn_id}")
+    check_frame_rows(rows, mine)
+    assert (datatable_page_count(browser, ids.FRAMES_TABLE) or 1) == math.ceil(len(mine) / PAGE_SIZE)
+
+    index = next(i for i, r in enumerate(rows) if r["protocol"] == "websocket" and r["direction"] == "client" and r["type"] == "text")
+    frame_id = int(rows[index]["key"].rsplit(":", 1)[1])
+    click_cell(browser, ids.FRAMES_TABLE, "type", index)
+    check_frame_detail(browser, bundled, conn_id, frame_id)
+    check_clean(browser, "frames-numbers-detail", f"#{ids.FRAMES_DETAIL} pre")
+
+
+def frame_detail_shown(driver, conn_id: int, frame_id: int) -> tuple[dict[str, str], list[str], str]:
+    """(header fields, the <pre> texts, the findings heading) of the detail of one frame."""
+    title = f"WebSocket frame {frame_id} of connection {conn_id}"
+    wait(driver, ANALYSIS_TIMEOUT).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, f"#{ids.FRAMES_DETAIL} h4").text == title, message=f"the detail never showed {title!r}")
+    wait_dash_ready(driver)
+    detail = driver.find_element(By.ID, ids.FRAMES_DETAIL)
+    fields = {}
+    for tr in detail.find_elements(By.CSS_SELECTOR, "table tr"):
+        cells = tr.find_elements(By.TAG_NAME, "td")
+        fields[cells[0].get_attribute("textContent")] = cells[1].get_attribute("textContent")
+    pres = [p.get_attribute("textContent") for p in detail.find_elements(By.TAG_NAME, "pre")]
+    heading = next(h.text for h in detail.find_elements(By.TAG_NAME, "h5") if h.text.startswith("Findings"))
+    return fields, pres, heading
+
+
+def check_frame_detail(driver, tables, conn_id: int, frame_id: int) -> None:
+    frames = tables["ws_frames"]
+    frame = frames[(frames["conn_id"] == conn_id) & (frames["frame_id"] == frame_id)].iloc[0]
+    fields, pres, heading = frame_detail_shown(driver, conn_id, frame_id)
+    for column in ("payload_length", "header_bytes", "opcode", "frame_id", "conn_id", "offset"):
+        assert int(fields[column]) == int(frame[column]), (column, fields)
+    assert fields["direction"] == frame["direction"] and fields["masked"] == str(bool(frame["masked"])), fields
+    text, hex_ = pres[0], pres[1]
+    assert text == frame["payload_text"] and hex_ == frame["payload_hex"], pres
+    assert len(text.encode("utf-8")) == int(frame["payload_length"]), (len(text.encode("utf-8")), frame["payload_length"])
+    # the findings of this frame (same time and direction) and of its connection
+    findings = tables["findings"][tables["findings"]["conn_id"] == conn_id]
+    here = findings[np.isclose(findings["ts"].astype("float64"), float(frame["ts"]), rtol=0, atol=1e-6) & (findings["direction"] == frame["direction"])]
+    assert heading == f"Findings ({len(here)} at this frame, {len(findings)} on the connection)", heading
+
+
+# --- Findings ----------------------------------------------------------------------------------
+
+
+def check_findings_page(driver, findings: pd.DataFrame) -> list[tuple[str, int, str]]:
+    """The counts per rule, the connections and each finding listed equal the findings table;
+    returns (rule, conn_id, href) of the first link of each rule."""
+    listing = wait_css(driver, f"#{ids.FINDINGS_LIST}")
+    if findings.empty:
+        assert listing.text.startswith("No findings"), listing.text
+        return []
+    counts = findings["rule"].value_counts()
+    connections = findings.dropna(subset=["conn_id"]).groupby("rule")["conn_id"].nunique()
+    details = listing.find_elements(By.TAG_NAME, "details")
+    summaries = [d.find_element(By.TAG_NAME, "summary").text for d in details]
+    parsed = [re.fullmatch(r"(\S+): (\d+) on (\d+) connections?", s) for s in summaries]
+    assert all(parsed), summaries
+    shown = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in parsed}
+    assert shown == {rule: (int(n), int(connections.get(rule, 0))) for rule, n in counts.items()}, summaries
+    order = [shown[m.group(1)][0] for m in parsed]
+    assert order == sorted(order, reverse=True), "rules are not listed most frequent first"
+
+    links = []
+    for detail, m in zip(details, parsed):
+        rule = m.group(1)
+        rows = findings[findings["rule"] == rule]
+        items = detail.find_elements(By.CSS_SELECTOR, "li")
+        assert len(items) == min(len(rows), 50), (rule, len(items))
+        for item, f in zip(items, rows.itertuples(index=False)):
+            text = item.get_attribute("textContent")
+            assert text.endswith(f": {f.detail}"), (text, f.detail)
+            if pd.isna(f.conn_id):
+                assert text.startswith("no connection"), text
+                continue
+            link = item.find_element(By.TAG_NAME, "a")
+            assert link.text == f"connection {int(f.conn_id)}", link.text
+            assert link.get_attribute("href").endswith(f"/connections?conn={int(f.conn_id)}"), link.get_attribute("href")
+        first = items[0].find_elements(By.TAG_NAME, "a")
+        if first:
+            links.append((rule, int(first[0].text.split()[-1]), first[0].get_attribute("href")))
+    return links
+
+
+def test_findings_page_without_findings(bundled_url, bundled, browser):
+    open_page(browser, bundled_url + "/findings", f"#{ids.FINDINGS_LIST}")
+    check_findings_page(browser, bundled["findings"])
+    check_clean(browser, "findings-numbers-none")
+
+
+def test_findings_numbers_equal_the_analysis(findings_url, findings_tables, browser):
+    findings = findings_tables["findings"]
+    assert findings["rule"].nunique() >= 4 and findings["rule"].value_counts().max() >= 4, findings["rule"].value_counts()
+    open_page(browser, findings_url + "/findings", f"#{ids.FINDINGS_LIST}")
+    links = check_findings_page(browser, findings)
+    check_clean(browser, "findings-numbers")
+
+    # the first finding's link leads to its connection, shown with its numbers
+    rule, conn_id, _ = links[0]
+    first = browser.find_element(By.CSS_SELECTOR, f"#{ids.FINDINGS_LIST} details a")
+    first.click()
+    wait(browser).until(lambda d: d.current_url.endswith(f"/connections?conn={conn_id}"), message="the link never led to the connection")
+    rows = records_when(browser, ids.CONN_TABLE, lambda rs: [r["conn_id"] for r in rs] == [str(conn_id)],
+                        f"the connections page never showed connection {conn_id} of {rule}")
+    check_connection_row(rows[0], findings_tables["connections"])
+    check_connection_figures(browser, findings_tables, conn_id)
+    check_clean(browser, "findings-numbers-connection", f"#{ids.CONN_ATTRIBUTION}")
+
+    # on the Frames page, an unmasked client frame counts its findings
+    unmasked = findings[findings["rule"] == "ws-unmasked-client-frame"]
+    conn_id = int(unmasked["conn_id"].value_counts().idxmax())
+    frames = findings_tables["ws_frames"]
+    frame = frames[(frames["conn_id"] == conn_id) & (frames["direction"] == "client") & ~frames["masked"].astype(bool)].iloc[0]
+    open_page(browser, findings_url + f"/frames?conn={conn_id}", f"#{ids.FRAMES_TABLE}")
+    key = f"ws:{conn_id}:{int(frame['frame_id'])}"
+    rows = records_when(browser, ids.FRAMES_TABLE, lambda rs: any(r["key"] == key for r in rs), f"the frames table never listed {key}")
+    check_frame_rows(rows, frame_rows(findings_tables).query(f"conn_id == {conn_id}"))
+    click_cell(browser, ids.FRAMES_TABLE, "type", [r["key"] for r in rows].index(key))
+    check_frame_detail(browser, findings_tables, conn_id, int(frame["frame_id"]))
+    check_clean(browser, "findings-numbers-frame", f"#{ids.FRAMES_DETAIL} pre")
