@@ -106,7 +106,10 @@ PAGES = {
                " && document.querySelector('#frames-detail p, #frames-detail h4');",
     "/findings": "return document.querySelector('#findings-list') && document.querySelector('#findings-list').children.length > 0;",
     "/upload": "return document.querySelector('#upload') && document.querySelector('#upload-status');",
+    "/live": "return document.querySelector('#live-status') && document.querySelector('#live-wire-bytes .main-svg');",
 }
+LIVE_FOLLOWED = ROOT / "captures" / "chat.pcap"  # inside an allowed folder: the dashboard's sources'
+LIVE_DONE_JS = "return /packets/.test((document.querySelector('#live-status') || {}).innerText || '');"
 
 
 class ServerTimer:
@@ -342,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
                                  "return Array.from(document.querySelectorAll('#connections-attribution .gtitle, #connections-timeline .gtitle'))"
                                  ".some(e => /connection \\d+/.test(e.textContent));",
                                  "#connections-table", 1 + i, max(ncols, 1))
+                if path == "/live":
+                    # the first run analyses the file; later runs find it unchanged (one stat)
+                    bench.action("live: follow a bundled capture -> its numbers", SET_VALUE_JS, LIVE_DONE_JS,
+                                 "live-path", str(LIVE_FOLLOWED))
                 if path == "/frames":
                     ncols = len(driver.find_elements("css selector", "#frames-table tr:first-child th"))
                     bench.action("frames: click a row -> detail", CLICK_CELL_JS,
