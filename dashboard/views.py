@@ -111,6 +111,16 @@ class TableViews:
     def frames_index(self) -> pd.DataFrame:
         return self.once("frames_index", lambda: aggregate.frames_index(self.tables))
 
+    def connection(self, conn_id: int) -> Tables:
+        """The rows of one connection in the connection tables (found through a per-table index)."""
+        index = self.once("connection_index", self._connection_index)
+        return {name: table.iloc[index[name].get(conn_id, [])] for name, table in self.tables.items() if name in index}
+
+    def _connection_index(self) -> dict[str, dict]:
+        # conn_id -> row positions, per table: a connection's detail then reads its rows
+        # instead of scanning every row of the million-row tables
+        return {name: self.tables[name].groupby("conn_id").indices for name in CONNECTION_TABLES}
+
     def warm(self) -> None:
         """Compute every view now (the store calls this in the background once the tables are ready)."""
         self.overview()
@@ -123,3 +133,4 @@ class TableViews:
         self.bytes_by_category(None)
         self.connections_index()
         self.frames_index()
+        self.connection(-1)

@@ -25,7 +25,7 @@ def build_layout(views, conn=None):
             query = f"{{conn_id}} = {selected}"
     except ValueError:
         pass
-    attribution, timeline = connection_figures(views.tables, selected)
+    attribution, timeline = connection_figures(views, selected)
     return html.Div([
         html.H3("Connections"),
         html.P("Click a cell to see that connection. Filter with e.g. > 1000, contains ws."),
@@ -42,7 +42,9 @@ def page(views, page_current, page_size, sort_by, filter_query):
     return aggregate.records(rows), count
 
 
-def connection_figures(tables, conn_id):
+def connection_figures(views, conn_id):
+    """Byte attribution and timeline of one connection (empty figures for None)."""
+    tables = views.connection(-1 if conn_id is None else conn_id)
     if conn_id is None:
         return figures.attribution(aggregate.connection_attribution(tables["connections"], -1)), figures.timeline(aggregate.connection_timeline(tables, -1))
     return (figures.attribution(aggregate.connection_attribution(tables["connections"], conn_id), f"Byte attribution: connection {conn_id}"),
@@ -63,7 +65,7 @@ def register_callbacks(app, store):
     @app.callback(Output(ids.CONN_ATTRIBUTION, "figure"), Output(ids.CONN_TIMELINE, "figure"), Input(ids.CONN_TABLE, "active_cell"),
                   prevent_initial_call=True)
     def _select(active_cell):
-        return connection_figures(store.tables(), selected_conn(active_cell))
+        return connection_figures(store.views(), selected_conn(active_cell))
 
     @app.callback(Output(ids.CONN_CSV, "data"), Input(ids.CONN_CSV_BUTTON, "n_clicks"),
                   State(ids.CONN_TABLE, "filter_query"), State(ids.CONN_TABLE, "sort_by"), prevent_initial_call=True)

@@ -61,7 +61,7 @@ def test_connection_callbacks(app):
     data, count = connections.page(views, 0, 10, [{"column_id": "wire_bytes", "direction": "desc"}], "")
     assert count == -(-len(tables["connections"]) // 10)
     assert [row["id"] for row in data] == list(tables["connections"].sort_values("wire_bytes", ascending=False, kind="stable")["conn_id"][:10])
-    attribution, timeline = connections.connection_figures(tables, connections.selected_conn({"row": 0, "column": 0, "row_id": data[0]["id"]}))
+    attribution, timeline = connections.connection_figures(views, connections.selected_conn({"row": 0, "column": 0, "row_id": data[0]["id"]}))
     assert sum(attribution.data[0].x) == data[0]["wire_bytes"]
     assert connections.selected_conn(None) is None
 

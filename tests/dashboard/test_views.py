@@ -83,4 +83,13 @@ def test_warm_computes_every_view_a_page_reads(tables):
     views.claims()
     views.connections_index()
     views.frames_index()
+    views.connection(3)
     assert asked
+
+
+def test_a_connections_rows_equal_filtering_every_table(views, tables):
+    for conn_id in (0, 5, int(tables["connections"]["conn_id"].max()), 10**9):
+        mine = views.connection(conn_id)
+        for name in ("connections", "http_messages", "ws_frames", "ws_messages", "findings", "message_costs"):
+            expected = tables[name][tables[name]["conn_id"] == conn_id]
+            pd.testing.assert_frame_equal(mine[name], expected)
