@@ -11,6 +11,7 @@ exit code 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -97,7 +98,6 @@ def _analyze(args) -> int:
 
 def _capture(args) -> int:
     """Live capture until --count, --duration, Ctrl-C or SIGTERM; the file is complete either way."""
-    import signal
     import threading
 
     from inspector.capture.live import CaptureStats, LiveCapture
@@ -147,6 +147,10 @@ def _capture(args) -> int:
     return 0
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _record(args) -> int:
     """Run the scenario's variants one after another while capturing; print what each sent."""
     from inspector.capture.record import parse_sizes, parse_variants, record
@@ -162,6 +166,8 @@ def _record(args) -> int:
         print(f"{entry['name']:<18} {len(entry['client_ports']):>5} {sent['client']:>11,} {sent['server']:>11,} {payload['client']:>14,} {payload['server']:>14,}", flush=True)
 
     printed: list[str] = []
+    # SIGTERM stops a recording as Ctrl-C does: the capture is stopped and its file completed
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = record(
             args.scenario, args.output, messages=args.messages, sizes=parse_sizes(args.size), rate=args.rate,
@@ -170,6 +176,8 @@ def _record(args) -> int:
     except KeyboardInterrupt:
         print(f"inspector: record interrupted: {args.output} holds what was captured so far, no sidecar written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     stats = result.stats
     if stats.kernel_drops:
         print(f"inspector: warning: the kernel dropped {stats.kernel_drops:,} packets: the capture misses some of the traffic", file=sys.stderr)

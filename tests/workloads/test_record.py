@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from statistics import mean
@@ -287,3 +289,29 @@ def test_without_capture_privileges_one_line_and_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == ["inspector: error: live capture needs root or CAP_NET_RAW"]
     assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+@needs_root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_recording_leaves_a_complete_capture_and_no_sidecar(sig: int, tmp_path: Path) -> None:
+    out = tmp_path / "chat.pcap"
+    # a long chat: it is still running when the signal comes
+    proc = subprocess.Popen([sys.executable, "-m", "inspector.cli", "record", "chat", "-o", str(out), "--messages", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.exists() and out.stat().st_size > 20_000):  # the capture has started and has traffic
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines() == [f"inspector: record interrupted: {out} holds what was captured so far, no sidecar written"]
+    assert not out.with_suffix(".json").exists()
+    analysis = analyze_captures([out])
+    assert analysis.warnings == []  # no cut last record
+    assert analysis["captures"]["packets"].iloc[0] > 0
+    tshark = subprocess.run(["tshark", "-r", str(out), "-q"], capture_output=True, text=True, timeout=60)
+    assert tshark.returncode == 0 and "cut short" not in tshark.stderr, tshark.stderr
