@@ -12,6 +12,9 @@ from dashboard.context import current_views
 dash.register_page(__name__, path="/", name="Overview", order=0)
 
 
+COUNT_COLUMNS = ("packets", "connections", "wire_bytes", "rest_exchanges", "ws_messages", "tcp_wire_bytes", "payload_bytes")
+
+
 def layout(**_query):
     return build_layout(current_views())
 
@@ -24,7 +27,7 @@ def build_layout(views):
     bytes_fig, mix_fig = capture_figures(views, first)
     return html.Div([
         html.H3("Captures"),
-        small_table(overview, {"efficiency": ".1%"}, id=ids.OVERVIEW_TABLE),
+        small_table(overview, {"efficiency": ".1%", **{c: ",d" for c in COUNT_COLUMNS}}, id=ids.OVERVIEW_TABLE),
         csv_download(ids.OVERVIEW_CSV_BUTTON, ids.OVERVIEW_CSV),
         html.Label("Capture"),
         dcc.Dropdown(id=ids.OVERVIEW_CAPTURE, options=[{"label": aggregate._short(c), "value": c} for c in captures], value=first, clearable=False),

@@ -66,6 +66,14 @@ def load_page(driver, url: str) -> None:
         message=f"{url}: the page never rendered",
     )
     wait_dash_ready(driver)
+    # every graph drawn by Plotly (its bundle loads lazily, after the page's content)
+    wait(driver).until(
+        lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('.dash-graph'))"
+            ".every(g => g.querySelector('.main-svg'));"
+        ),
+        message=f"{url}: a figure was never drawn",
+    )
 
 
 def test_every_page_renders_without_console_errors(dashboard_url, pages, browser):
