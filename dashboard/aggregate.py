@@ -279,11 +279,47 @@ def rest_latency(tables: Tables) -> pd.DataFrame:
     return pairs[["capture", "kind", "group", "conn_id", "latency_s"]].reset_index(drop=True)
 
 
+# A JSON message's id: the first of these keys with a string or integer value.  Read
+# from the message's text preview with a bounded pattern (payloads are hostile: the
+# text is only matched, never parsed as code).
+MESSAGE_ID = re.compile(r'"(?:id|seq|request_id|requestId|correlation_id|correlationId|msg_id|msgId)"\s*:\s*("[^"\\]{0,64}"|-?\d{1,20})')
+
+
 def ws_latency(tables: Tables) -> pd.DataFrame:
-    """WebSocket request -> reply where messages pair up: a message and the next one in the
-    other direction on the same connection (each message in at most one pair), reply end_ts
-    minus request ts.  A one-way stream (a push feed) has no pairs."""
+    """WebSocket request -> reply, reply end_ts minus request ts, per pair (`paired_by`).
+
+    A client message whose JSON carries an id (id, seq, request_id, ...) pairs with
+    the next server message carrying the same id ("id"): right even when requests
+    are pipelined and replies come out of order.  The other messages of a connection
+    pair with the next one in the other direction among them ("nearest"; each
+    message in at most one pair).  A one-way stream (a push feed) has no pairs.
+    """
     msgs = _with_groups(tables["ws_messages"], tables["connections"]).sort_values(["conn_id", "ts", "message_id"], kind="stable")
+    msgs = msgs.reset_index(drop=True)
+    by_id, used = _pairs_by_id(msgs)
+    nearest = _pairs_nearest(msgs.drop(index=used))
+    out = pd.concat([by_id, nearest]).sort_index(kind="stable").reset_index(drop=True)
+    return out[["capture", "kind", "group", "conn_id", "latency_s", "paired_by"]]
+
+
+def _pairs_by_id(msgs: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    """(pairs indexed by their request's row, rows used) of the id-carrying messages."""
+    ids = msgs["payload_text"].astype("object").str.extract(MESSAGE_ID, expand=False)
+    keyed = msgs.assign(key=ids, row=msgs.index)[ids.notna().to_numpy()]
+    requests = keyed[keyed["direction"] == "client"][["row", "capture", "kind", "group", "conn_id", "key", "ts"]]
+    replies = keyed[keyed["direction"] == "server"][["row", "conn_id", "key", "ts", "end_ts"]]
+    if requests.empty or replies.empty:
+        return msgs.iloc[:0].assign(latency_s=pd.Series(dtype="float64"), paired_by=""), []
+    pairs = pd.merge_asof(requests.sort_values("ts", kind="stable"),
+                          replies.rename(columns={"row": "reply_row", "end_ts": "reply_end_ts"}).sort_values("ts", kind="stable"),
+                          on="ts", by=["conn_id", "key"], direction="forward")
+    pairs = pairs.dropna(subset=["reply_row"]).drop_duplicates("reply_row")  # a reply answers one request
+    pairs = pairs.set_index("row").assign(latency_s=pairs["reply_end_ts"].to_numpy() - pairs["ts"].to_numpy(), paired_by="id")
+    return pairs, [*pairs.index, *pairs["reply_row"].astype("int64")]
+
+
+def _pairs_nearest(msgs: pd.DataFrame) -> pd.DataFrame:
+    """Pairs indexed by their request's row: a message and the next one in the other direction."""
     conn, direction = msgs["conn_id"].to_numpy(), msgs["direction"].to_numpy()
     # A run is a stretch of messages on one connection alternating in direction; inside
     # a run, messages pair up from its start: (1st, 2nd), (3rd, 4th), ...
@@ -293,10 +329,9 @@ def ws_latency(tables: Tables) -> pd.DataFrame:
     run_start = np.maximum.accumulate(np.where(turns, 0, positions)) if len(msgs) else positions
     replies = np.flatnonzero(turns & ((positions - run_start) % 2 == 1))
     requests = replies - 1
-    out = msgs.iloc[requests][["capture", "kind", "group", "conn_id"]].reset_index(drop=True)
+    out = msgs.iloc[requests][["capture", "kind", "group", "conn_id"]]
     ts, end_ts = msgs["ts"].to_numpy(dtype="float64"), msgs["end_ts"].to_numpy(dtype="float64")
-    out["latency_s"] = pd.Series(end_ts[replies] - ts[requests], dtype="float64")
-    return out
+    return out.assign(latency_s=end_ts[replies] - ts[requests], paired_by="nearest")
 
 
 def latency(tables: Tables, capture: str | None = None) -> pd.DataFrame:

@@ -108,7 +108,8 @@ def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | N
     return fig
 
 
-def latency(latencies: pd.DataFrame, title: str = "Latency: request to response / reply") -> go.Figure:
+def latency(latencies: pd.DataFrame,
+            title: str = "Latency: request to response / reply (WebSocket: by JSON id where messages carry one, else the next reply)") -> go.Figure:
     """A box per group of latency in milliseconds (all points shown)."""
     if latencies.empty:
         return _empty(title, "no request/reply pairs in the loaded captures")

@@ -140,6 +140,9 @@ def test_ws_latency_pairs_chat_and_not_a_push_feed(tables):
     lat = aggregate.ws_latency(tables)
     chat = lat[lat["capture"] == capture_name("chat")]
     assert chat.groupby("group").size().to_dict() == {"ws": 20, "ws-deflate": 20}
+    assert (chat["paired_by"] == "id").all()  # chat messages carry "seq" both ways
+    bulk = lat[lat["capture"] == capture_name("bulk")]
+    assert len(bulk) and (bulk["paired_by"] == "nearest").all()  # bulk asks carry no id
     assert lat[lat["capture"] == capture_name("feed")].empty
     assert (lat["latency_s"] > 0).all()
 
