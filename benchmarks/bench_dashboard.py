@@ -269,6 +269,15 @@ return t;
 """
 
 
+def rss_mib() -> float:
+    """This process's resident memory (Linux /proc)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--packets", type=int, default=1_000_000, help="the benchmark capture (bench_analyze.py --packets)")
@@ -303,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     tables = store.tables()
     print(f"analysis took {analysis_s:.1f} s, then the views {views_s:.1f} s more: {progress.text}; "
           + ", ".join(f"{name} {len(t):,}" for name, t in tables.items() if name in ("connections", "frames", "messages", "findings", "exchanges") or len(t) > 100000))
+    table_mib = sum(t.memory_usage(deep=True).sum() for t in tables.values()) / 2**20
+    print(f"memory of the dashboard process: {rss_mib():,.0f} MiB resident ({table_mib:,.0f} MiB of it the tables' own data)")
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
     app = create_app(store)

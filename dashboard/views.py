@@ -28,17 +28,32 @@ Tables = aggregate.Tables
 
 
 def capture_slice(tables: Tables, capture: str) -> Tables:
-    """The tables restricted to one capture (its connections' rows, its own capture row)."""
+    """The tables restricted to one capture (its connections' rows, its own capture row).
+
+    A capture's connections have consecutive ids, and the connection tables are
+    sorted by conn_id, so its rows are usually one range of each table: then the
+    slice shares the table's memory instead of copying it (a capture of a
+    million packets is most of the tables).
+    """
     conns = tables["connections"]
-    mine = conns["conn_id"][conns["capture"] == capture]
+    mine = conns["conn_id"][(conns["capture"] == capture).to_numpy()]
     out = {}
     for name, table in tables.items():
-        if "capture" in table.columns:
-            out[name] = table[table["capture"] == capture]
+        if "capture" in table.columns:  # the small tables (and findings without a connection)
+            out[name] = table[(table["capture"] == capture).to_numpy()]
         elif name in CONNECTION_TABLES:
-            out[name] = table[table["conn_id"].isin(mine)]
+            out[name] = _rows_of_connections(table, mine)
     out["overhead"] = overhead_table(out["connections"], out["message_costs"])
     return out
+
+
+def _rows_of_connections(table: pd.DataFrame, conn_ids: pd.Series) -> pd.DataFrame:
+    ids = table["conn_id"]
+    if len(conn_ids) and ids.is_monotonic_increasing and conn_ids.max() - conn_ids.min() + 1 == len(conn_ids):
+        start = ids.searchsorted(conn_ids.min(), side="left")
+        stop = ids.searchsorted(conn_ids.max(), side="right")
+        return table.iloc[start:stop]  # shares the table's memory (copy-on-write)
+    return table[ids.isin(conn_ids).to_numpy()]
 
 
 class TableViews:

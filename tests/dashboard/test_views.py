@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,6 +31,17 @@ def test_capture_slice_keeps_exactly_that_captures_rows(tables):
     assert set(part["staleness"]["capture"]) <= {chat}
     # the slice's overhead roll-up covers exactly its connections' bytes
     assert part["overhead"]["wire_bytes"].sum() == part["connections"]["wire_bytes"].sum()
+    # a capture's rows are one range of each big table: the slice shares its memory
+    for name in ("message_costs", "ws_frames", "http_messages"):
+        assert np.shares_memory(part[name]["ts"].to_numpy(), tables[name]["ts"].to_numpy()), name
+
+
+def test_capture_slice_of_tables_not_sorted_by_connection_still_keeps_exactly_its_rows(tables):
+    chat = capture_name("chat")
+    shuffled = {name: t.sample(frac=1.0, random_state=7) if "conn_id" in t.columns else t for name, t in tables.items()}
+    part, expected = capture_slice(shuffled, chat), capture_slice(tables, chat)
+    for name in ("http_messages", "ws_frames", "ws_messages", "message_costs"):
+        pd.testing.assert_frame_equal(part[name].sort_index(), expected[name].sort_index())
 
 
 @pytest.mark.parametrize("stem", ["chat", "feed", "bulk", "idle"])
