@@ -61,17 +61,21 @@ class Progress:
     current: str
     ready: bool
     errors: tuple[str, ...]
+    fraction: float = 0.0  # of the current capture's bytes read
 
     @property
     def text(self) -> str:
         errors = f"; {len(self.errors)} failed: " + "; ".join(self.errors) if self.errors else ""
         if self.ready:
             return f"{self.done} of {self.total} captures analysed{errors}"
-        return f"analysing {self.current} ({self.done} of {self.total} done){errors}"
+        return f"analysing {self.current}: {self.fraction:.0%} ({self.done} of {self.total} done){errors}"
 
 
 class TableStore:
     """Analyses `sources` (files or directories) in a background thread; `tables()` once ready.
+
+    `analyze(paths, progress=callback)` is analyze_captures or a function like it; the
+    progress it reports shows in `progress()`.
 
     The Live page follows only files inside the working directory, the sources' folders (a
     directory itself, a file's parent), the upload folder and the `live_dirs` (`--live-dir`).
@@ -86,6 +90,7 @@ class TableStore:
         self._views: TableViews | None = None  # the current tables and their views; None until ready
         self._done = 0
         self._current = ""
+        self._fraction = 0.0
         self._errors: list[str] = []
         self.warnings: list[str] = []
         self._thread: threading.Thread | None = None
@@ -116,7 +121,7 @@ class TableStore:
 
     def progress(self) -> Progress:
         with self._lock:
-            return Progress(self._done, len(self.files), self._current, self._views is not None, tuple(self._errors))
+            return Progress(self._done, len(self.files), self._current, self._views is not None, tuple(self._errors), self._fraction)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The merged tables, or empty tables while the analysis runs."""
@@ -171,16 +176,21 @@ class TableStore:
                     self._publish(merge_analyses(self._analyses))
             return analysis, True
 
+    def _note_progress(self, _path: str, fraction: float) -> None:
+        with self._lock:
+            self._fraction = fraction
+
     def _run(self) -> None:
         analyses = self._analyses
         for path in self._sources:
             with self._lock:
                 self._current = path.name
+                self._fraction = 0.0
             try:
                 key = content_key(path)
                 analysis = self._cache.get(key)
                 if analysis is None:
-                    analysis = self._analyze([path])
+                    analysis = self._analyze([path], progress=self._note_progress)
                     self._cache[key] = analysis
                 with self._lock:
                     analyses.append(analysis)

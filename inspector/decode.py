@@ -115,15 +115,24 @@ def _decode_ethernet_ipv4_tcp(ts_ns: int, wire_len: int, data: bytes) -> TcpPack
 
 
 def shard_of(link_type: int, data: bytes, shards: int) -> int:
-    """Which worker a frame's connection belongs to: (ports sum) mod shards.
+    """Which worker a frame's connection belongs to (see shard_of_ports).
 
     Cheap for Ethernet + IPv4; -1 means "decode it to find out".
     """
     if link_type == LINKTYPE_ETHERNET and len(data) >= 38 and data[12] == 0x08 and data[13] == 0x00 and data[23] == IPPROTO_TCP:
         tcp = 14 + (data[14] & 0x0F) * 4
         if len(data) >= tcp + 4:
-            return (((data[tcp] << 8) | data[tcp + 1]) + ((data[tcp + 2] << 8) | data[tcp + 3])) % shards
+            return shard_of_ports((data[tcp] << 8) | data[tcp + 1], (data[tcp + 2] << 8) | data[tcp + 3], shards)
     return -1
+
+
+def shard_of_ports(port_a: int, port_b: int, shards: int) -> int:
+    """The worker of a connection, from its two ports: the same both ways and for a
+    reused 4-tuple.  Not the plain sum mod shards: Linux hands out ephemeral ports of
+    one parity, so against one server port every sum has the same parity and two
+    workers would get all connections on one side.  The sum is mixed first
+    (Fibonacci hashing: times 2^32/phi, upper bits)."""
+    return (((port_a + port_b) * 0x9E3779B1) >> 16 & 0xFFFF) % shards
 
 
 def _strip_link(link_type: int, data: bytes) -> tuple[int, int]:

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import gc
 import os
+import struct
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 import pandas as pd
@@ -31,7 +34,7 @@ from inspector.analysis.recording import label_variants, load_recording, stalene
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
 from inspector.capture.files import CaptureInfo, read_packets
-from inspector.decode import SUPPORTED_LINK_TYPES, TCP_ACK, TCP_SYN, decode_packet, shard_of
+from inspector.decode import SUPPORTED_LINK_TYPES, TCP_ACK, TCP_SYN, decode_packet, shard_of, shard_of_ports
 from inspector.errors import CaptureError
 from inspector.parse.connection import ParserOptions, TcpConnection
 
@@ -41,6 +44,10 @@ SWEEP_EVERY_PACKETS = 8192
 # Below this size a second process costs more than it saves.
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 CONNECTION_TABLES = ("connections", "http_messages", "ws_frames", "ws_messages", "findings", "message_costs")
+PROGRESS_POLL_S = 0.25  # how often the parent passes on its workers' progress
+
+# progress(path, fraction): how far into `path` the analysis is, 0.0 to 1.0
+ProgressCallback = Callable[[str, float], None]
 
 
 @dataclass
@@ -76,17 +83,21 @@ def default_jobs(path: str) -> int:
     return max(1, min(os.cpu_count() or 1, 4)) if size >= PARALLEL_MIN_BYTES else 1
 
 
-def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | None = None, jobs: int | None = None) -> Analysis:
+def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | None = None, jobs: int | None = None,
+                     progress: ProgressCallback | None = None) -> Analysis:
     """Analyse capture files into the tables of `inspector.analysis.tables`.
 
     jobs: worker processes per file (default: one per core for big files).
+    progress: called now and then, in the calling thread, with a file and the
+    fraction of its bytes read (ending with 1.0 for every file).
     """
     options = options or ParserOptions()
     warnings: list[str] = []
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLE_NAMES}
     next_conn_id = 0
     for path in map(str, paths):
-        shards = _analyze_file(path, options, jobs if jobs is not None else default_jobs(path))
+        report = (lambda fraction, path=path: progress(path, fraction)) if progress is not None else None
+        shards = _analyze_file(path, options, jobs if jobs is not None else default_jobs(path), report)
         tables, capture_row, file_warnings = _merge_shards(path, shards, next_conn_id)
         recording = load_recording(path, file_warnings)
         if recording is not None:
@@ -109,12 +120,36 @@ def _concat(name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
 
 
-def _analyze_file(path: str, options: ParserOptions, jobs: int) -> list[_ShardResult]:
+def _analyze_file(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None) -> list[_ShardResult]:
     if jobs <= 1:
-        return [_analyze_shard(path, options, 0, 1)]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
-        futures = [pool.submit(_analyze_shard, path, options, shard, jobs) for shard in range(jobs)]
-        return [future.result() for future in futures]
+        shards = [_analyze_shard(path, options, 0, 1, report)]
+    else:
+        shards = _analyze_file_in_workers(path, options, jobs, report)
+    if report is not None:
+        report(1.0)
+    return shards
+
+
+def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None) -> list[_ShardResult]:
+    # Worker 0 reads every packet: it writes how far it is into a shared float the
+    # parent reads while it waits (a callable cannot cross into a worker process).
+    shared = SharedMemory(create=True, size=8) if report is not None else None
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
+            futures = [pool.submit(_analyze_shard, path, options, shard, jobs, None, shared.name if shard == 0 and shared else None)
+                       for shard in range(jobs)]
+            pending = futures
+            while pending:
+                _done, pending = wait(pending, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
+                if shared is not None:
+                    report(struct.unpack_from("d", shared.buf)[0])
+                if any(f.done() and f.exception() is not None for f in futures):
+                    break
+            return [future.result() for future in futures]
+    finally:
+        if shared is not None:
+            shared.close()
+            shared.unlink()
 
 
 def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:
@@ -176,13 +211,28 @@ def _without_cycle_collector():
             gc.enable()
 
 
-def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int) -> _ShardResult:
-    """Parse the connections of one shard of a file (all of it when shards == 1)."""
-    with _without_cycle_collector():
-        return _analyze_shard_body(path, options, shard, shards)
+def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int,
+                   report: Callable[[float], None] | None = None, shared_progress: str | None = None) -> _ShardResult:
+    """Parse the connections of one shard of a file (all of it when shards == 1).
+
+    How far into the file it is goes to `report`, or into the shared memory block
+    named `shared_progress` (a float), now and then."""
+    # Attaching registers the block with the resource tracker the fork shares with the
+    # parent: the same name again, which the parent's unlink unregisters once.
+    shared = SharedMemory(name=shared_progress) if shared_progress else None
+    if shared is not None:
+        report = lambda fraction: struct.pack_into("d", shared.buf, 0, fraction)  # noqa: E731
+    try:
+        with _without_cycle_collector():
+            return _analyze_shard_body(path, options, shard, shards, report)
+    finally:
+        if shared is not None:
+            del report  # its closure holds shared.buf, which must be released before close()
+            shared.close()
 
 
-def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: int) -> _ShardResult:
+def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: int,
+                        report: Callable[[float], None] | None = None) -> _ShardResult:
     info = CaptureInfo(path=path)
     result = _ShardResult(tables={}, first_packet=[], info=info)
     rows = _RowBuffer()
@@ -203,7 +253,7 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
             if owner == shard or counts_everything:
                 result.non_tcp[packet] += 1
             continue
-        if shards > 1 and (packet.src_port + packet.dst_port) % shards != shard:
+        if shards > 1 and shard_of_ports(packet.src_port, packet.dst_port, shards) != shard:
             continue
         result.tcp_packets += 1
         if packet.excess_bytes > 0:
@@ -226,6 +276,8 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
         account.add_packet(packet, 0 if src == account.endpoints[0] else 1)
         if result.tcp_packets % SWEEP_EVERY_PACKETS == 0:
             _sweep(open_connections, rows, last_ts)
+            if report is not None and info.size:
+                report(info.position / info.size)
     _check_link_types(info, path)
     for account in open_connections.values():
         _finish(account, rows)

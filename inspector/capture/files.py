@@ -41,6 +41,8 @@ OPTION_IF_TSRESOL = 9
 OPTION_IF_TSOFFSET = 14
 
 PacketRecord = tuple[int, int, int, bytes]
+# How often a reader notes how far into the file it is (CaptureInfo.position), in records.
+POSITION_EVERY_RECORDS = 4096
 
 
 @dataclass
@@ -53,6 +55,8 @@ class CaptureInfo:
     records: int = 0
     truncated: bool = False
     warnings: list[str] = field(default_factory=list)
+    size: int = 0  # bytes of capture data (after gzip inflation)
+    position: int = 0  # bytes read so far: updated every POSITION_EVERY_RECORDS records, and at the end
 
 
 def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None) -> Iterator[PacketRecord]:
@@ -63,6 +67,7 @@ def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None) -> It
     """
     info = info if info is not None else CaptureInfo(path=str(path))
     with _open_mapped(path) as buf:
+        info.size = len(buf)
         if len(buf) < 4:
             raise CaptureError(f"{path}: not a capture file (only {len(buf)} bytes)")
         magic_le = struct.unpack_from("<I", buf, 0)[0]
@@ -168,12 +173,15 @@ def _read_pcap(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
             _note_truncated(info, path, count)
             break
         count += 1
+        if not count % POSITION_EVERY_RECORDS:
+            info.position = pos
         yield sec * 1_000_000_000 + frac * frac_scale, link_type, wire_len, buf[pos : pos + caplen]
         pos += caplen
     else:
         if pos != size:
             _note_truncated(info, path, count)
     info.records += count
+    info.position = size
 
 
 def _note_truncated(info: CaptureInfo, path, count: int) -> None:
@@ -232,10 +240,13 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
             count += 1
             yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo), iface.link_type, wire_len, data
         pos += block_len
+        if not count % POSITION_EVERY_RECORDS:
+            info.position = pos
     else:
         if pos != size:
             _note_truncated(info, path, count)
     info.records += count
+    info.position = size
 
 
 def _interface(interfaces: list[_Interface], iface_id: int, path, pos: int) -> _Interface:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pandas as pd
 import pytest
 
 from inspector.analysis.pipeline import analyze_captures
+from inspector.capture.files import read_packets
+from inspector.decode import shard_of_ports
 from tests.conftest import BUNDLED, CORPUS, CORPUS_MISSING
+from tests.factories import pcap_file
 
 
 def assert_same_tables(path):
@@ -34,3 +39,32 @@ def test_several_files_keep_ids_unique_with_workers():
     ids = analysis["connections"]["conn_id"]
     assert ids.is_unique and list(ids) == list(range(len(ids)))
     assert len(analysis["captures"]) == 2
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4])
+def test_connections_of_linux_loopback_spread_over_workers(workers):
+    # Linux gives ephemeral client ports of one parity: against one server port a plain
+    # (port sum) mod 2 sends every connection to the same worker.  chat.pcap's
+    # rest-per-request variant is such a set: 20 connections to one server port.
+    conns = analyze_captures([BUNDLED / "chat.pcap"], jobs=1)["connections"]
+    conns = conns[conns["variant"] == "rest-per-request"]
+    assert len(conns) == 20 and conns["server_port"].nunique() == 1
+    assert (conns["client_port"] + conns["server_port"]).mod(2).nunique() == 1  # the sums: one parity
+    owners = Counter(shard_of_ports(c, s, workers) for c, s in zip(conns["client_port"], conns["server_port"]))
+    assert len(owners) == workers and max(owners.values()) <= 0.75 * len(conns), owners
+    assert all(shard_of_ports(c, s, workers) == shard_of_ports(s, c, workers) for c, s in zip(conns["client_port"], conns["server_port"]))
+
+
+def test_progress_is_reported_per_file_and_ends_at_one_with_and_without_workers(tmp_path):
+    # a capture of > 2 * 8192 TCP packets: chat.pcap's records over and over
+    records = list(read_packets(BUNDLED / "chat.pcap"))
+    big = tmp_path / "big.pcap"
+    big.write_bytes(pcap_file([(ts, data) for _ in range(60) for ts, _link, _wire, data in records]))
+    for jobs in (1, 2):
+        seen = []
+        analyze_captures([big, BUNDLED / "feed.pcap"], jobs=jobs, progress=lambda path, fraction: seen.append((path, fraction)))
+        mine = [f for p, f in seen if p == str(big)]
+        assert mine == sorted(mine) and mine[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in mine), (jobs, mine)
+        assert [f for p, f in seen if p == str(BUNDLED / "feed.pcap")][-1] == 1.0
+        if jobs == 1:
+            assert any(0.0 < f < 1.0 for f in mine), mine  # reported along the way, not only at the end

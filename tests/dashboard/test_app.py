@@ -100,9 +100,9 @@ def test_overview_and_compare_callbacks(app):
 def test_store_caches_by_content_and_keeps_ids_unique(tmp_path):
     calls = []
 
-    def counting(paths):
+    def counting(paths, progress=None):
         calls.append(paths)
-        return analyze_captures(paths)
+        return analyze_captures(paths, progress=progress)
 
     chat = BUNDLED / "chat.pcap"
     copy = tmp_path / "copy.pcap"

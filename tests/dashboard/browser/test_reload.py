@@ -16,9 +16,10 @@ def test_overview_opened_during_analysis_shows_the_tables_when_it_ends(serve_app
 
     release = threading.Event()
 
-    def analyze_when_released(paths):  # the real analysis, held back until the page is open
+    def analyze_when_released(paths, progress):  # the real analysis, held back until the page is open
+        progress(str(paths[0]), 0.5)  # as if half the file had been read
         assert release.wait(TIMEOUT * 3), "the test never released the analysis"
-        return analyze_captures(paths)
+        return analyze_captures(paths, progress=progress)
 
     store = TableStore([CHAT], analyze=analyze_when_released)
     url = serve_app(create_app(store))
@@ -27,7 +28,7 @@ def test_overview_opened_during_analysis_shows_the_tables_when_it_ends(serve_app
         wait_css(browser, f"#{ids.OVERVIEW_TABLE}")
         wait_dash_ready(browser)
         progress = browser.find_element("id", ids.PROGRESS).text
-        assert "analysing chat.pcap" in progress and "reloads when done" in progress, progress
+        assert "analysing chat.pcap: 50% (0 of 1 done)" in progress and "reloads when done" in progress, progress
         assert not any("chat.pcap" in " ".join(row) for row in table_rows(browser, f"#{ids.OVERVIEW_TABLE}"))
         browser.execute_script("window.__before_reload = true;")
     finally:
