@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap, pcapng or gzip-compressed capture")
     analyze.add_argument("--export", metavar="DIR", help="write one file per table into DIR")
     analyze.add_argument("--format", choices=("csv", "parquet", "json"), default="csv", help="export format (default csv)")
-    analyze.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes per capture (default: one per core, up to 4, for captures over 32 MiB)")
+    analyze.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes per capture (default: one per core, up to 4, for captures over 8 MiB)")
     analyze.add_argument("--max-ws-message", type=int, default=64 * 1024 * 1024, metavar="BYTES", help="cap on a decompressed WebSocket message (default 64 MiB)")
     capture = commands.add_parser("capture", help="capture live traffic into a pcap or pcapng file (root or CAP_NET_RAW)")
     capture.add_argument("-i", "--interface", default="lo", metavar="IFACE", help="interface to capture on (default lo; 'any' for all)")
