@@ -86,7 +86,14 @@ def _analyze(args) -> int:
     from inspector.parse.connection import ParserOptions
     from inspector.report import format_summary
 
-    analysis = analyze_captures(args.captures, ParserOptions(max_ws_message_bytes=args.max_ws_message), jobs=args.jobs)
+    # A progress line only for a person watching: never in a pipe, a file or a log.
+    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        analysis = analyze_captures(args.captures, ParserOptions(max_ws_message_bytes=args.max_ws_message), jobs=args.jobs,
+                                    progress=progress)
+    finally:
+        if progress is not None:
+            progress.clear()
     for warning in analysis.warnings:
         print(f"inspector: warning: {warning}", file=sys.stderr)
     print(format_summary(analysis))
@@ -94,6 +101,27 @@ def _analyze(args) -> int:
         written = export_tables(analysis.tables, Path(args.export), args.format)
         print(f"\nexported {len(written)} tables to {args.export}/ ({args.format})")
     return 0
+
+
+class TerminalProgress:
+    """`analysing NAME: 42%` on one terminal line, rewritten in place; `clear()` removes it."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.shown = ""
+
+    def __call__(self, path: str, fraction: float) -> None:
+        text = f"analysing {Path(path).name}: {fraction:.0%}"
+        if text != self.shown:
+            self.stream.write("\r" + text.ljust(len(self.shown)))
+            self.stream.flush()
+            self.shown = text
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * len(self.shown) + "\r")
+            self.stream.flush()
+            self.shown = ""
 
 
 def _capture(args) -> int:

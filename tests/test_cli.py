@@ -417,3 +417,34 @@ def test_several_captures_in_one_run(tmp_path: Path) -> None:
     per_file = messages.groupby("capture").size().to_dict()
     want = {str(p): TRUTH[p.name]["ws_messages"] for p in paths}
     assert per_file == {k: v for k, v in want.items() if v}
+
+
+def test_progress_line_on_a_terminal_only(tmp_path: Path) -> None:
+    """On a terminal, stderr shows `analysing NAME: N%` rewritten in place and then
+    wiped; in a pipe (every other test here) nothing of it appears."""
+    import pty
+
+    main, terminal = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "inspector.cli", "analyze", str(BUNDLED / "chat.pcap"), str(BUNDLED / "feed.pcap")],
+                              stdout=subprocess.PIPE, stderr=terminal, text=True, cwd=REPO, timeout=300)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+    assert proc.returncode == 0
+    text = shown.decode()
+    assert "\ranalysing chat.pcap: 100%" in text and "\ranalysing feed.pcap: 100%" in text, repr(text)
+    last = text.rsplit("\r", 2)
+    assert last[-1] == "" and last[-2].strip() == "", repr(text)  # the line is wiped at the end
+    assert "analysing" not in proc.stdout
+    piped = run_cli("analyze", BUNDLED / "chat.pcap")
+    assert "analysing" not in piped.stderr
