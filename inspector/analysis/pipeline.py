@@ -228,7 +228,6 @@ def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int,
             return _analyze_shard_body(path, options, shard, shards, report)
     finally:
         if shared is not None:
-            del report  # its closure holds shared.buf, which must be released before close()
             shared.close()
 
 
