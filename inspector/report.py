@@ -28,14 +28,20 @@ def format_summary(analysis) -> str:
     lines.append("")
     lines.append(f"connections {len(connections)}  REST exchanges {exchanges} ({requests} requests, {responses} responses)  WebSocket connections {upgrades}, messages {len(ws_messages)}  findings {len(findings)}")
     lines.append("")
-    header = f"{'kind':<16} {'conns':>6} {'messages':>9} {'wire bytes':>14} {'payload':>14} {'per message':>12} {'efficiency':>10}"
+    # "per message" divides by the messages carrying payload, as the dashboard does: an
+    # empty poll or a 204 is cost, not work, so polling and push compare per update.
+    header = (f"{'kind':<16} {'conns':>6} {'exch/msgs':>9} {'w/ payload':>10} {'wire bytes':>14} {'payload':>14} "
+              f"{'per message':>12} {'efficiency':>10}")
     lines.append(header)
     lines.append("-" * len(header))
     for row in overhead.itertuples():
-        per_message = "-" if row.messages == 0 else f"{row.wire_bytes_per_message:,.0f}"
+        per_message = "-" if row.payload_messages == 0 else f"{row.wire_bytes_per_payload_message:,.0f}"
         # A recorded variant (rest-keepalive, ws-deflate, ...) says more than its kind.
         label = row.variant or row.kind
-        lines.append(f"{label:<16} {row.connections:>6} {row.messages:>9} {row.wire_bytes:>14,} {row.payload_bytes:>14,} {per_message:>12} {row.efficiency:>9.1%}")
+        lines.append(f"{label:<16} {row.connections:>6} {row.messages:>9} {row.payload_messages:>10} {row.wire_bytes:>14,} "
+                     f"{row.payload_bytes:>14,} {per_message:>12} {row.efficiency:>9.1%}")
+    lines.append("(exch/msgs: REST exchanges or WebSocket data messages; w/ payload: requests, responses and WebSocket")
+    lines.append(" messages with payload; per message: all wire bytes, setup included, per message with payload)")
     lines.append("")
     lines.append("bytes by category:")
     from inspector.analysis.tables import BYTE_CATEGORIES

@@ -70,7 +70,7 @@ class _ConnectionRows:
 
     @staticmethod
     def _item(name: str, index: int, direction: str, ts_ns: int) -> dict:
-        return {"item": name, "item_index": index, "direction": direction, "ts_ns": ts_ns, "header": 0, "payload": 0}
+        return {"item": name, "item_index": index, "direction": direction, "ts_ns": ts_ns, "header": 0, "payload": 0, "payload_messages": 0}
 
     def side_of(self, direction: Direction) -> int:
         return self.client_side if direction is Direction.CLIENT else 1 - self.client_side
@@ -104,6 +104,8 @@ class _ConnectionRows:
                 self.items.append(self._item("exchange", exchange, "client", message.ts_ns))
             else:
                 item = item_of_exchange[exchange]
+            if item != ITEM_SETUP and message.body_bytes > 0:
+                self.items[item]["payload_messages"] += 1  # a request or response with a body: work done
             body = message.body_wire_bytes - message.chunk_framing_bytes - message.missing_bytes
             self.items[item]["header"] += message.header_bytes + message.chunk_framing_bytes
             self.items[item]["payload"] += body
@@ -169,6 +171,7 @@ class _ConnectionRows:
                 self.items[item]["header"] += row["header_bytes"]
                 self.items[item]["payload"] += row["payload_length"] - row["missing_bytes"]
                 self.spans[side].append((row["offset"], row["offset"] + row["header_bytes"] + row["payload_length"], item))
+            self.items[item]["payload_messages"] = int(self.items[item]["payload"] > 0)
             self.rows["ws_messages"].append(self._message_row(event, message_id))
             message_id += 1
         # Data frames never closed into a message (stream cut) still count as data.
@@ -259,6 +262,7 @@ class _ConnectionRows:
                     "ts": item["ts_ns"] * NS,
                     "app_header_bytes": item["header"] + extra_unparsed,
                     "app_payload_bytes": item["payload"],
+                    "payload_messages": item["payload_messages"],
                     "transport_bytes": float(transport[index]),
                     "ack_bytes": float(acks[index]),
                     "wire_bytes": float(wire),

@@ -17,6 +17,7 @@ def overhead_table(connections: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFra
     for (kind, variant), group in connections.groupby(["kind", "variant"], sort=True):
         kind_costs = costs[(costs["kind"] == kind) & (costs["variant"] == variant)]
         messages = int(kind_costs["item"].isin(MESSAGE_ITEMS).sum())
+        payload_messages = int(kind_costs["payload_messages"].sum())
         wire = int(group["wire_bytes"].sum())
         payload = int(group["payload_bytes"].sum())
         rows.append(
@@ -25,6 +26,7 @@ def overhead_table(connections: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFra
                 "variant": variant,
                 "connections": len(group),
                 "messages": messages,
+                "payload_messages": payload_messages,
                 "packets": int(group["packets"].sum()),
                 "wire_bytes": wire,
                 **{name: int(group[name].sum()) for name in BYTE_CATEGORIES},
@@ -32,6 +34,7 @@ def overhead_table(connections: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFra
                 "setup_bytes": float(group["setup_bytes"].sum()),
                 "teardown_bytes": float(group["teardown_bytes"].sum()),
                 "wire_bytes_per_message": wire / messages if messages else float("nan"),
+                "wire_bytes_per_payload_message": wire / payload_messages if payload_messages else float("nan"),
                 "efficiency": payload / wire if wire else 0.0,
             }
         )

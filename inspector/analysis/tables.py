@@ -153,6 +153,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "ts": "float64",
         "app_header_bytes": "int64",
         "app_payload_bytes": "int64",
+        "payload_messages": "int64",
         "transport_bytes": "float64",
         "ack_bytes": "float64",
         "wire_bytes": "float64",
@@ -163,6 +164,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "variant": "str",
         "connections": "int64",
         "messages": "int64",
+        "payload_messages": "int64",
         "packets": "int64",
         "wire_bytes": "int64",
         **{name: "int64" for name in BYTE_CATEGORIES},
@@ -170,6 +172,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "setup_bytes": "float64",
         "teardown_bytes": "float64",
         "wire_bytes_per_message": "float64",
+        "wire_bytes_per_payload_message": "float64",
         "efficiency": "float64",
     },
 }
@@ -190,8 +193,8 @@ TABLE_DOCS: dict[str, str] = {
     "ws_frames": "one row per WebSocket frame; payload shown as text (U+FFFD for bad bytes) and hex, cut to a preview",
     "ws_messages": "one row per WebSocket data message (fragments assembled; control frames are not messages)",
     "findings": "protocol conformance findings (never fatal): rule and detail",
-    "message_costs": "one row per application message (REST exchange, WebSocket data message) plus setup, teardown, WebSocket control and unattributed rows per connection; wire_bytes of a connection's rows add up to its wire_bytes",
-    "overhead": "one row per connection kind (rest, websocket, other) and recorded variant: bytes by category, payload, efficiency",
+    "message_costs": "one row per application message (REST exchange, WebSocket data message) plus setup, teardown, WebSocket control and unattributed rows per connection; wire_bytes of a connection's rows add up to its wire_bytes; payload_messages counts the HTTP requests and responses with a body, or the non-empty WebSocket message, of the row: the work it did",
+    "overhead": "one row per connection kind (rest, websocket, other) and recorded variant: bytes by category, payload, efficiency; messages counts REST exchanges and WebSocket data messages, payload_messages the requests, responses and WebSocket messages that carry payload (an empty poll or a 204 carries none: its bytes are cost), and wire_bytes_per_payload_message divides all wire bytes, setup included, by those",
     "staleness": "for recorded feed workloads: when each update was published and when the client saw it",
 }
 

@@ -85,3 +85,28 @@ def test_rows_add_up_and_app_bytes_match_messages(conversation):
     connection = analysis["connections"].iloc[0]
     assert connection["tcp_control_bytes"] == sum(sizes[i] for i in (0, 1, 2, 4, 8, 9, 10, 11))
     assert connection["link_header_bytes"] == 14 * 4 and connection["ip_header_bytes"] == 20 * 4 and connection["tcp_header_bytes"] == 20 * 4
+
+
+def test_payload_messages_count_requests_and_responses_with_a_body(conversation):
+    # GET /one -> 100 B, GET /two -> 10 B, POST /three (40 B) -> 300 B: 1 + 1 + 2 with a body
+    conversation = conversation[0]
+    exchanges = conversation["message_costs"].query("item == 'exchange'").sort_values("item_index")
+    assert list(exchanges["payload_messages"]) == [1, 1, 2]
+    assert conversation["message_costs"].query("item != 'exchange'")["payload_messages"].eq(0).all()
+    overhead = conversation["overhead"].iloc[0]
+    assert (overhead["messages"], overhead["payload_messages"]) == (3, 4)
+    assert overhead["wire_bytes_per_payload_message"] == overhead["wire_bytes"] / 4
+
+
+def test_payload_messages_on_recorded_traffic_follow_the_message_tables():
+    from tests.conftest import bundled_files
+
+    tables = analyze_captures(bundled_files()).tables
+    costs, http, ws = tables["message_costs"], tables["http_messages"], tables["ws_messages"]
+    with_body = http[http["body_bytes"] > 0].groupby(["conn_id", "exchange_id"]).size()
+    for row in costs[costs["item"] == "exchange"].itertuples():
+        assert row.payload_messages == with_body.get((row.conn_id, row.item_index), 0), row
+    carrying = ws.set_index(["conn_id", "message_id"])["payload_bytes"] > 0
+    for row in costs[costs["item"] == "ws_message"].itertuples():
+        assert row.payload_messages == int(carrying[(row.conn_id, row.item_index)]), row
+    assert (costs["payload_messages"] > 0).any() and (costs.query("item == 'exchange'")["payload_messages"] == 0).any()  # feed's empty polls
