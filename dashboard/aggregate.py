@@ -117,23 +117,13 @@ def protocol_mix(tables: Tables, capture: str, bins: int = 40) -> pd.DataFrame:
 
 def app_message_costs(tables: Tables) -> pd.DataFrame:
     """message_costs rows of application messages, with group labels, and as weights
-    `messages` (application messages in the row) and `payload_messages` (those with payload)."""
+    `messages` (application messages in the row) and `payload_messages` (those with payload,
+    counted by the analysis)."""
     costs = tables["message_costs"]
     costs = costs[costs["item"].isin(list(APP_ITEMS))]
     out = _with_groups(costs, tables["connections"])
     out["messages"] = out["item"].map(APP_ITEMS).astype("int64")
-    out["payload_messages"] = payload_messages(out, tables["http_messages"])
     return out
-
-
-def payload_messages(costs: pd.DataFrame, http: pd.DataFrame) -> np.ndarray:
-    """For each application row of message_costs: how many of its messages carry payload
-    (an exchange: its request and response with a body; a WebSocket message: payload > 0)."""
-    with_body = http[http["body_bytes"] > 0].groupby(["conn_id", "exchange_id"]).size()
-    keys = pd.MultiIndex.from_arrays([costs["conn_id"].to_numpy(), costs["item_index"].to_numpy()])
-    bodies = with_body.reindex(keys, fill_value=0).to_numpy(dtype="int64") if len(with_body) else np.zeros(len(costs), dtype="int64")
-    is_exchange = (costs["item"] == "exchange").to_numpy()
-    return np.where(is_exchange, bodies, (costs["app_payload_bytes"].to_numpy() > 0).astype("int64"))
 
 
 def message_cost_split(tables: Tables, capture: str | None = None) -> pd.DataFrame:
@@ -165,10 +155,7 @@ def break_even_curves(tables: Tables, capture: str | None = None) -> pd.DataFram
     # row selection on the wide table is what costs time on a million rows
     costs = pd.DataFrame({"conn_id": costs["conn_id"], "ts": costs["ts"], "item_index": costs["item_index"],
                           "wire_bytes": costs["wire_bytes"],
-                          "is_app": costs["item"].isin(list(APP_ITEMS)),
-                          "payload_messages": 0})
-    app = costs["is_app"].to_numpy()
-    costs.loc[app, "payload_messages"] = payload_messages(tables["message_costs"][app], tables["http_messages"])
+                          "is_app": costs["item"].isin(list(APP_ITEMS)), "payload_messages": costs["payload_messages"]})
     costs = _only_capture(_with_groups(costs, tables["connections"]), capture)
     parts = [_group_curve(key, part) for key, part in costs.groupby(["capture", "kind", "group"], sort=True)]
     if not parts:
