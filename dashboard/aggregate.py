@@ -479,6 +479,9 @@ def connection_attribution(connections: pd.DataFrame, conn_id: int) -> pd.DataFr
     return pd.DataFrame({"category": list(BYTE_CATEGORIES), "bytes": [int(values[c]) for c in BYTE_CATEGORIES]})
 
 
+TIMELINE_COLUMNS = ["t_ms", "direction", "kind", "label", "bytes"]
+
+
 def connection_timeline(tables: Tables, conn_id: int) -> pd.DataFrame:
     """A connection's events in time order, for a sequence diagram.
 
@@ -487,29 +490,41 @@ def connection_timeline(tables: Tables, conn_id: int) -> pd.DataFrame:
     """
     conns = tables["connections"]
     row = conns[conns["conn_id"] == conn_id]
-    events = []
     if row.empty:
-        return pd.DataFrame(columns=["t_ms", "direction", "kind", "label", "bytes"])
-    start = float(row["start_ts"].iloc[0])
-    costs = tables["message_costs"]
-    for _, r in costs[(costs["conn_id"] == conn_id) & costs["item"].isin(["setup", "teardown"])].iterrows():
-        label = "TCP handshake" + (" + upgrade" if r["app_header_bytes"] else "") if r["item"] == "setup" else "FIN / close"
-        events.append((r["ts"], "client", "tcp", label, r["wire_bytes"]))
-    http = tables["http_messages"]
-    for _, r in http[http["conn_id"] == conn_id].iterrows():
-        if r["direction"] == "client":
-            label = f"{r['method']} {r['target']}"
-        else:
-            label = f"{r['status']} {r['reason'] if isinstance(r['reason'], str) else ''}".strip()
-        events.append((r["ts"], r["direction"], "http", label, r["header_bytes"] + r["body_wire_bytes"] + r["chunk_framing_bytes"]))
-    frames = tables["ws_frames"]
-    for _, r in frames[frames["conn_id"] == conn_id].iterrows():
-        kind = "ws-control" if r["opcode"] >= 8 else "ws-data"
-        events.append((r["ts"], r["direction"], kind, f"{r['opcode_name']} {r['payload_length']} B", r["header_bytes"] + r["payload_length"]))
-    out = pd.DataFrame(events, columns=["ts", "direction", "kind", "label", "bytes"])
-    out["t_ms"] = (out["ts"].astype("float64") - start) * 1000.0
+        return pd.DataFrame(columns=TIMELINE_COLUMNS)
+    mine = {name: tables[name][(tables[name]["conn_id"] == conn_id).to_numpy()] for name in ("message_costs", "http_messages", "ws_frames")}
+    out = pd.concat([_tcp_events(mine["message_costs"]), _http_events(mine["http_messages"]), _frame_events(mine["ws_frames"])],
+                    ignore_index=True)
+    out["t_ms"] = (out["ts"].astype("float64") - float(row["start_ts"].iloc[0])) * 1000.0
     out["bytes"] = out["bytes"].astype("float64")
-    return out.sort_values("t_ms", kind="stable")[["t_ms", "direction", "kind", "label", "bytes"]].reset_index(drop=True)
+    return out.sort_values("t_ms", kind="stable")[TIMELINE_COLUMNS].reset_index(drop=True)
+
+
+def _events(ts, direction, kind, label, size) -> pd.DataFrame:
+    return pd.DataFrame({"ts": np.asarray(ts, dtype="float64"), "direction": np.asarray(direction, dtype=object),
+                         "kind": np.asarray(kind, dtype=object), "label": np.asarray(label, dtype=object),
+                         "bytes": np.asarray(size, dtype="float64")})
+
+
+def _tcp_events(costs: pd.DataFrame) -> pd.DataFrame:
+    costs = costs[costs["item"].isin(["setup", "teardown"]).to_numpy()]
+    label = np.where(costs["item"] == "setup",
+                     np.where(costs["app_header_bytes"] > 0, "TCP handshake + upgrade", "TCP handshake"), "FIN / close")
+    return _events(costs["ts"], ["client"] * len(costs), ["tcp"] * len(costs), label, costs["wire_bytes"])
+
+
+def _http_events(http: pd.DataFrame) -> pd.DataFrame:
+    request = http["method"].fillna("").astype(str) + " " + http["target"].fillna("").astype(str)
+    response = (http["status"].astype("string").fillna("").astype(str) + " " + http["reason"].fillna("").astype(str)).str.strip()
+    label = np.where(http["direction"] == "client", request, response)
+    size = http["header_bytes"] + http["body_wire_bytes"] + http["chunk_framing_bytes"]
+    return _events(http["ts"], http["direction"], ["http"] * len(http), label, size)
+
+
+def _frame_events(frames: pd.DataFrame) -> pd.DataFrame:
+    kind = np.where(frames["opcode"] >= 8, "ws-control", "ws-data")
+    label = frames["opcode_name"].astype(str) + " " + frames["payload_length"].astype(str) + " B"
+    return _events(frames["ts"], frames["direction"], kind, label, frames["header_bytes"] + frames["payload_length"])
 
 
 CONNECTION_COLUMNS = ["conn_id", "capture", "kind", "variant", "client_ip", "client_port", "server_ip", "server_port",
