@@ -93,16 +93,16 @@ def content_js(check: str) -> str:
 
 # page path -> JS that is true once the page's main content has rendered
 PAGES = {
-    "/": "return document.querySelectorAll('#overview-table td').length > 0"
+    "/": "return document.querySelectorAll('#overview-table .ag-cell').length > 0"
          " && document.querySelector('#overview-bytes-by-category .main-svg')"
          " && document.querySelector('#overview-protocol-mix .main-svg');",
     "/compare": "return document.querySelectorAll('#compare-claims li').length > 0"
                 " && document.querySelector('#compare-cost-split .main-svg')"
                 " && document.querySelector('#compare-latency .main-svg')"
                 " && document.querySelector('#compare-staleness .main-svg');",
-    "/connections": "return document.querySelectorAll('#connections-table td').length > 0"
+    "/connections": "return document.querySelectorAll('#connections-table .ag-row .ag-cell').length > 0"
                     " && document.querySelector('#connections-attribution .main-svg');",
-    "/frames": "return document.querySelectorAll('#frames-table td').length > 0"
+    "/frames": "return document.querySelectorAll('#frames-table .ag-row .ag-cell').length > 0"
                " && document.querySelector('#frames-detail p, #frames-detail h4');",
     "/findings": "return document.querySelector('#findings-list') && document.querySelector('#findings-list').children.length > 0;",
     "/upload": "return document.querySelector('#upload') && document.querySelector('#upload-status');",
@@ -254,9 +254,9 @@ class Bench:
         return self._guard(name, run)
 
 
+# the first cell of the grid row at row-index arguments[1] (AG Grid listens for clicks on its cells)
 CLICK_CELL_JS = """
-const cells = document.querySelectorAll(arguments[0] + ' td.dash-cell');
-const cell = cells[arguments[1] * arguments[2]];
+const cell = document.querySelector(arguments[0] + ' .ag-row[row-index="' + arguments[1] + '"] .ag-cell');
 const t = performance.now();
 cell.click();
 return t;
@@ -351,20 +351,18 @@ def main(argv: list[str] | None = None) -> int:
                     bench.action("compare: capture dropdown -> bench capture", SET_VALUE_JS,
                                  PAGES[path], "compare-capture", str(big))
                 if path == "/connections":
-                    ncols = len(driver.find_elements("css selector", "#connections-table tr:first-child th"))
                     bench.action("connections: click a row -> detail", CLICK_CELL_JS,
                                  "return Array.from(document.querySelectorAll('#connections-attribution .gtitle, #connections-timeline .gtitle'))"
                                  ".some(e => /connection \\d+/.test(e.textContent));",
-                                 "#connections-table", 1 + i, max(ncols, 1))
+                                 "#connections-table", 1 + i)
                 if path == "/live":
                     # the first run analyses the file; later runs find it unchanged (one stat)
                     bench.action("live: follow a bundled capture -> its numbers", SET_VALUE_JS, LIVE_DONE_JS,
                                  "live-path", str(LIVE_FOLLOWED))
                 if path == "/frames":
-                    ncols = len(driver.find_elements("css selector", "#frames-table tr:first-child th"))
                     bench.action("frames: click a row -> detail", CLICK_CELL_JS,
                                  "return !!document.querySelector('#frames-detail h4');",
-                                 "#frames-table", 1 + i, max(ncols, 1))
+                                 "#frames-table", 1 + i)
         errors = [e["message"] for e in bench.driver.get_log("browser") if e.get("level") == "SEVERE"]
     finally:
         bench.close()

@@ -529,6 +529,7 @@ def _frame_events(frames: pd.DataFrame) -> pd.DataFrame:
 
 CONNECTION_COLUMNS = ["conn_id", "capture", "kind", "variant", "client_ip", "client_port", "server_ip", "server_port",
                       "packets", "wire_bytes", "payload_bytes", "efficiency", "http_requests", "ws_messages", "duration_s"]
+CONNECTION_TEXT_COLUMNS = ("capture", "kind", "variant", "client_ip", "server_ip")  # the others are numbers
 
 
 def connections_index(connections: pd.DataFrame) -> pd.DataFrame:
@@ -540,6 +541,7 @@ def connections_index(connections: pd.DataFrame) -> pd.DataFrame:
 
 
 FRAME_COLUMNS = ["key", "conn_id", "protocol", "direction", "ts", "type", "header_bytes", "payload_bytes"]
+FRAME_TEXT_COLUMNS = ("key", "protocol", "direction", "type")  # the others are numbers
 
 
 def frames_index(tables: Tables) -> pd.DataFrame:
@@ -631,82 +633,92 @@ def findings_by_rule(findings: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["count", "rule"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
-# --- server-side paging, sorting, filtering ------------------------------------------
+# --- server-side paging, sorting, filtering (AG Grid's infinite row model) ---------------
+#
+# The grid asks for rows startRow..endRow with its sortModel ([{"colId", "sort"}], first
+# column first) and filterModel ({column: condition}, a condition being
+# {"filterType": "number" | "text", "type": ..., "filter": ...}, or two of them joined as
+# {"operator": "AND" | "OR", "conditions": [...]}).  These functions answer it with pandas.
 
-_FILTER_PART = re.compile(r"^\{(?P<column>[^}]+)\}\s*(?P<op>[si]?(?:ge|le|lt|gt|ne|eq|contains|datestartswith|>=|<=|!=|<|>|=))\s+(?P<value>.+)$")
-_OPERATORS = {"ge": ">=", "le": "<=", "lt": "<", "gt": ">", "ne": "!=", "eq": "=", "datestartswith": "startswith"}
-
-
-def parse_filter(filter_query: str | None) -> list[tuple[str, str, object]]:
-    """Dash DataTable's `filter_query` ("{col} > 5 && {name} contains abc") as (column, op, value) triples."""
-    out = []
-    for part in (filter_query or "").split(" && "):
-        part = part.strip()
-        if not part:
-            continue
-        m = _FILTER_PART.match(part)
-        if not m:
-            continue
-        op = m.group("op")
-        if op[0] in "si" and op[1:] in set(_OPERATORS) | {"contains", ">=", "<=", "!=", "<", ">", "="}:
-            op = op[1:]  # case-(in)sensitive variants: matched as written
-        op = _OPERATORS.get(op, op)
-        raw = m.group("value").strip()
-        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"`":
-            value: object = raw[1:-1]
-        else:
-            try:
-                value = float(raw)
-            except ValueError:
-                value = raw
-        out.append((m.group("column"), op, value))
-    return out
+NUMBER_TESTS = {
+    "equals": lambda s, v: s == v, "notEqual": lambda s, v: s != v,
+    "lessThan": lambda s, v: s < v, "lessThanOrEqual": lambda s, v: s <= v,
+    "greaterThan": lambda s, v: s > v, "greaterThanOrEqual": lambda s, v: s >= v,
+}
+# AG Grid's text filter ignores case by default; so does the server
+TEXT_TESTS = {
+    "contains": lambda s, v: s.str.contains(v, regex=False), "notContains": lambda s, v: ~s.str.contains(v, regex=False),
+    "equals": lambda s, v: s == v, "notEqual": lambda s, v: s != v,
+    "startsWith": lambda s, v: s.str.startswith(v), "endsWith": lambda s, v: s.str.endswith(v),
+}
 
 
-def query_table(table: pd.DataFrame, page_current: int = 0, page_size: int = 25, sort_by: list[dict] | None = None,
-                filter_query: str | None = None) -> tuple[pd.DataFrame, int]:
-    """Filter, sort and cut one page of `table` on the server; returns (page rows, page count)."""
-    frame = filter_sort(table, sort_by, filter_query)
-    page_size = max(1, int(page_size))
-    page_count = max(1, math.ceil(len(frame) / page_size))
-    page_current = min(max(0, int(page_current or 0)), page_count - 1)
-    return frame.iloc[page_current * page_size:(page_current + 1) * page_size], page_count
+def query_rows(table: pd.DataFrame, start_row: int = 0, end_row: int = 100, sort_model: list[dict] | None = None,
+               filter_model: dict | None = None) -> tuple[pd.DataFrame, int]:
+    """Rows start_row..end_row (end excluded) of `table` filtered and sorted on the server,
+    and how many rows the filter keeps (the grid's row count, so its pager knows the last page)."""
+    frame = filter_sort(table, sort_model, filter_model)
+    start = max(0, int(start_row or 0))
+    end = max(start, int(end_row if end_row is not None else start))
+    return frame.iloc[start:end], len(frame)
 
 
-def filter_sort(table: pd.DataFrame, sort_by: list[dict] | None = None, filter_query: str | None = None) -> pd.DataFrame:
-    """The rows of `table` a DataTable's `filter_query` keeps, in its `sort_by` order (every page)."""
+def filter_sort(table: pd.DataFrame, sort_model: list[dict] | None = None, filter_model: dict | None = None) -> pd.DataFrame:
+    """The rows of `table` the grid's filterModel keeps, in its sortModel order (every page)."""
     frame = table
-    for column, op, value in parse_filter(filter_query):
-        if column not in frame.columns:
-            continue
-        series = frame[column]
-        if op == "contains" or op == "startswith" or not pd.api.types.is_numeric_dtype(series):
-            text = series.astype("string").fillna("")
-            value = str(value).removesuffix(".0") if isinstance(value, float) and float(value).is_integer() else str(value)
-            if op == "startswith":
-                mask = text.str.startswith(value)
-            elif op == "contains":
-                mask = text.str.contains(value, regex=False)
-            elif op in ("=", "!="):
-                mask = (text == value) if op == "=" else (text != value)
-            else:
-                continue
+    for column, model in (filter_model or {}).items():
+        if column in frame.columns:  # a column the table lacks filters nothing
+            frame = frame[filter_mask(frame[column], model).to_numpy()]
+    return sort_rows(frame, sort_model)
+
+
+def filter_mask(series: pd.Series, model: dict) -> pd.Series:
+    """Which values of `series` one column's filter model keeps (one condition, or two joined)."""
+    conditions = model.get("conditions")
+    if not conditions:
+        return condition_mask(series, model)
+    masks = [condition_mask(series, {"filterType": model.get("filterType"), **c}) for c in conditions]
+    combined = masks[0]
+    for mask in masks[1:]:
+        combined = (combined | mask) if model.get("operator") == "OR" else (combined & mask)
+    return combined
+
+
+def condition_mask(series: pd.Series, condition: dict) -> pd.Series:
+    """Which values one condition keeps; an unknown or unfinished condition (no value yet) keeps all."""
+    kind = condition.get("type")
+    if kind in ("blank", "notBlank"):
+        blank = series.isna() | (series.astype("string") == "").fillna(True)
+        return blank if kind == "blank" else ~blank
+    value = condition.get("filter")
+    if value is None or value == "":
+        return pd.Series(True, index=series.index)
+    if condition.get("filterType") == "number":
+        numbers = pd.to_numeric(series, errors="coerce").astype("float64")
+        if kind == "inRange":  # AG Grid's default range leaves out both ends
+            upper = condition.get("filterTo")
+            mask = numbers > float(value) if upper is None else (numbers > float(value)) & (numbers < float(upper))
+        elif kind in NUMBER_TESTS:
+            mask = NUMBER_TESTS[kind](numbers, float(value))
         else:
-            if isinstance(value, str):
-                continue
-            mask = {"=": series == value, "!=": series != value, "<": series < value, "<=": series <= value,
-                    ">": series > value, ">=": series >= value}[op]
-        frame = frame[mask.fillna(False).astype(bool)]
-    if sort_by:
-        columns = [s["column_id"] for s in sort_by if s.get("column_id") in frame.columns]
-        ascending = [s.get("direction", "asc") == "asc" for s in sort_by if s.get("column_id") in frame.columns]
-        if columns:
-            frame = frame.sort_values(columns, ascending=ascending, kind="stable")
-    return frame
+            return pd.Series(True, index=series.index)
+        return mask & numbers.notna()
+    if kind not in TEXT_TESTS:
+        return pd.Series(True, index=series.index)
+    text = series.astype("string").fillna("").str.lower()
+    return TEXT_TESTS[kind](text, str(value).lower()).fillna(False).astype(bool)
+
+
+def sort_rows(frame: pd.DataFrame, sort_model: list[dict] | None) -> pd.DataFrame:
+    """`frame` in the grid's sortModel order (a stable sort: ties keep the table's order)."""
+    keys = [s for s in sort_model or [] if s.get("colId") in frame.columns and s.get("sort") in ("asc", "desc")]
+    if not keys:
+        return frame
+    return frame.sort_values([s["colId"] for s in keys], ascending=[s["sort"] == "asc" for s in keys], kind="stable")
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
-    """JSON-safe rows (NaN/NA -> None) for a DataTable page."""
+    """JSON-safe rows (NaN/NA -> None) for a grid's page."""
     return [{k: (None if (not isinstance(v, (list, dict)) and pd.isna(v)) else (v.item() if hasattr(v, "item") else v)) for k, v in row.items()}
             for row in frame.to_dict("records")]
 

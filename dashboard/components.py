@@ -1,13 +1,23 @@
-"""Small component builders shared by the pages (plain text only: payloads are hostile)."""
+"""Small component builders shared by the pages (plain text only: payloads are hostile).
+
+Tables are dash-ag-grid AgGrids.  AG Grid puts a cell's value in the page as text; no
+column here has an HTML or Markdown cell renderer, and none may get one.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
-from dash import Input, Output, dash_table, dcc, html
+from dash import Input, Output, dcc, html
+from dash_ag_grid import AgGrid
 
-from dashboard import exports
+from dashboard import aggregate, exports
 
 PAGE_SIZE = 20
+CELL_STYLE = {"fontFamily": "monospace", "fontSize": 12}
+# cellDataType off: every value is shown as its text (no checkbox for a boolean, no inferred format);
+# no column virtualisation: every column of a row is in the page, not only those scrolled to
+GRID_COLUMNS = {"cellDataType": False, "cellStyle": CELL_STYLE, "minWidth": 90, "flex": 1}
+GRID_OPTIONS = {"domLayout": "autoHeight", "suppressColumnVirtualisation": True, "suppressFieldDotNotation": True}
 
 
 def number(value, digits: int = 0) -> str:
@@ -16,36 +26,79 @@ def number(value, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def small_table(frame: pd.DataFrame, formats: dict[str, str] | None = None, id: str | None = None) -> dash_table.DataTable:
-    """A small, already aggregated table shipped whole (a few rows)."""
+def small_table(frame: pd.DataFrame, formats: dict[str, str] | None = None, id: str | None = None) -> AgGrid:
+    """A small, already aggregated table shipped whole (a few rows), its values formatted."""
     formats = formats or {}
-    data = []
-    for row in frame.to_dict("records"):
-        data.append({k: (format(v, formats[k]) if k in formats and v is not None and not pd.isna(v) else ("" if not isinstance(v, (list, dict)) and pd.isna(v) else str(v) if isinstance(v, (list, dict)) else v))
-                     for k, v in row.items()})
+    rows = [{k: _shown(v, formats.get(k)) for k, v in row.items()} for row in frame.to_dict("records")]
     kwargs = {"id": id} if id else {}
-    return dash_table.DataTable(data=data, columns=[{"name": c, "id": c} for c in frame.columns], style_table={"overflowX": "auto"},
-                                style_cell={"fontFamily": "monospace", "fontSize": 12, "textAlign": "right"}, **kwargs)
+    return AgGrid(rowData=rows, columnDefs=[{"field": c, "headerName": c} for c in frame.columns],
+                  defaultColDef={**GRID_COLUMNS, "sortable": False}, dashGridOptions=GRID_OPTIONS,
+                  style={"height": None}, **kwargs)
 
 
-def paged_table(id: str, columns: list[str], filter_query: str = "") -> dash_table.DataTable:
-    """A DataTable paged, sorted and filtered on the server (page_action="custom")."""
-    return dash_table.DataTable(
-        id=id, columns=[{"name": c, "id": c} for c in columns], data=[], page_current=0, page_size=PAGE_SIZE,
-        page_action="custom", sort_action="custom", sort_mode="multi", sort_by=[], filter_action="custom",
-        filter_query=filter_query, row_selectable=False, cell_selectable=True,
-        style_table={"overflowX": "auto"}, style_cell={"fontFamily": "monospace", "fontSize": 12},
+def _shown(value, spec: str | None):
+    """A cell of small_table: formatted when it has a format, "" when missing, text for a list."""
+    if isinstance(value, (list, dict)):
+        return str(value)
+    if value is None or pd.isna(value):
+        return ""
+    return format(value, spec) if spec else value
+
+
+def paged_table(id: str, columns: list[str], text_columns=(), filter_model: dict | None = None) -> AgGrid:
+    """A grid paged, sorted and filtered on the server: AG Grid's infinite row model asks for each
+    page (getRowsRequest) and register_paging answers (getRowsResponse).  Rows carry an `id`
+    (getRowId), so a clicked cell names its row.  `filter_model` is the filter it opens with."""
+    return AgGrid(
+        id=id, columnDefs=[_paged_column(c, c in text_columns) for c in columns],
+        defaultColDef={**GRID_COLUMNS, "flex": None, "sortable": True, "floatingFilter": True},
+        rowModelType="infinite", getRowId="params.data.id", filterModel=filter_model or {},
+        # one request per page: the grid's block is the page; columns as wide as the first rows need
+        dashGridOptions={**GRID_OPTIONS, "pagination": True, "paginationPageSize": PAGE_SIZE, "paginationPageSizeSelector": False,
+                         "cacheBlockSize": PAGE_SIZE, "autoSizeStrategy": {"type": "fitCellContents"}},
+        style={"height": None},
     )
 
 
-def register_paging(app, store, table_id: str, page) -> None:
-    """Serve a paged_table from the server: page(views, page_current, page_size, sort_by, filter_query)."""
+def _paged_column(column: str, text: bool) -> dict:
+    return {"field": column, "headerName": column, "filter": "agTextColumnFilter" if text else "agNumberColumnFilter"}
 
-    @app.callback(Output(table_id, "data"), Output(table_id, "page_count"),
-                  Input(table_id, "page_current"), Input(table_id, "page_size"),
-                  Input(table_id, "sort_by"), Input(table_id, "filter_query"))
-    def _page(page_current, page_size, sort_by, filter_query):
-        return page(store.views(), page_current, page_size, sort_by, filter_query)
+
+def register_paging(app, store, table_id: str, page) -> None:
+    """Serve a paged_table from the server: page(views, request) -> its getRowsResponse."""
+
+    @app.callback(Output(table_id, "getRowsResponse"), Input(table_id, "getRowsRequest"), prevent_initial_call=True)
+    def _rows(request):
+        return page(store.views(), request or {})
+
+
+def grid_rows(table: pd.DataFrame, request: dict) -> tuple[pd.DataFrame, int]:
+    """The rows a getRowsRequest asks for, and the row count of its filter (aggregate.query_rows)."""
+    return aggregate.query_rows(table, request.get("startRow", 0), request.get("endRow", PAGE_SIZE),
+                                request.get("sortModel"), request.get("filterModel"))
+
+
+def rows_response(rows: pd.DataFrame, row_count: int) -> dict:
+    """A getRowsResponse: the rows as JSON-safe records, and how many rows there are in all."""
+    return {"rowData": aggregate.records(rows), "rowCount": int(row_count)}
+
+
+def grid_state(request: dict | None) -> dict:
+    """The sortModel and filterModel of the grid's last getRowsRequest: what it shows, for exports."""
+    request = request or {}
+    return {"sortModel": request.get("sortModel") or [], "filterModel": request.get("filterModel") or {}}
+
+
+def equals_filter(column: str, value: int) -> dict:
+    """A filterModel keeping the rows whose number `column` equals `value` (a ?conn=N link)."""
+    return {column: {"filterType": "number", "type": "equals", "filter": value}}
+
+
+def clicked_row(cell: dict | None) -> str | None:
+    """The row id (getRowId) of a grid's cellClicked, or None before any click."""
+    if not cell or cell.get("rowId") is None:
+        return None
+    return str(cell["rowId"])
 
 
 def csv_download(button_id: str, download_id: str) -> html.Div:
@@ -62,4 +115,3 @@ def send_csv(page: str, tables, state: dict | None = None) -> dict:
 
 def graph(id: str, figure=None) -> dcc.Graph:
     return dcc.Graph(id=id, figure=figure if figure is not None else {}, config={"displaylogo": False})
-

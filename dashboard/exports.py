@@ -8,13 +8,14 @@ way whole (filtered) tables reach the browser, and only when asked for.
     page           what is exported                                   state used
     overview       per-capture numbers (the table at the top)         -
     compare        per-message wire cost by layer, per group          capture
-    connections    the connections table, every page                  filter_query, sort_by
-    frames         frames and HTTP messages, every page (no payloads) filter_query, sort_by
+    connections    the connections table, every page                  filterModel, sortModel
+    frames         frames and HTTP messages, every page (no payloads) filterModel, sortModel
     findings       every finding, grouped by rule as on the page      -
 
 Text cells come from captured traffic, which is hostile: a cell that a
 spreadsheet would read as a formula (starting with = + - @ or a tab/CR) gets
-a leading apostrophe.  Numbers are written as they are.
+a leading apostrophe.  Numbers are written as they are.  filterModel and sortModel are
+AG Grid's, as the grid last asked the server for rows: the export is what the grid shows.
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ def compare_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFr
 
 def connections_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFrame]:
     index = aggregate.connections_index(tables["connections"])
-    return "connections.csv", aggregate.filter_sort(index, state.get("sort_by"), state.get("filter_query"))
+    return "connections.csv", aggregate.filter_sort(index, state.get("sortModel"), state.get("filterModel"))
 
 
 def frames_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFrame]:
     index = aggregate.frames_index(tables)
-    return "frames.csv", aggregate.filter_sort(index, state.get("sort_by"), state.get("filter_query"))
+    return "frames.csv", aggregate.filter_sort(index, state.get("sortModel"), state.get("filterModel"))
 
 
 def findings_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFrame]:

@@ -6,7 +6,8 @@ import dash
 from dash import Input, Output, State, html
 
 from dashboard import aggregate, figures, ids
-from dashboard.components import csv_download, graph, paged_table, register_paging, send_csv
+from dashboard.components import (clicked_row, csv_download, equals_filter, graph, grid_rows, grid_state, paged_table,
+                                  register_paging, rows_response, send_csv)
 from dashboard.context import current_views
 
 dash.register_page(__name__, path="/connections", name="Connections", order=2)
@@ -17,29 +18,28 @@ def layout(conn=None, **_query):
 
 
 def build_layout(views, conn=None):
-    query = ""
     selected = None
     try:
         if conn is not None:
             selected = int(conn)
-            query = f"{{conn_id}} = {selected}"
     except ValueError:
         pass
     attribution, timeline = connection_figures(views, selected)
     return html.Div([
         html.H3("Connections"),
-        html.P("Click a cell to see that connection. Filter with e.g. > 1000, contains ws."),
+        html.P("Click a cell to see that connection. Sort by a column's header (shift-click: by several); filter in the boxes under the headers."),
         csv_download(ids.CONN_CSV_BUTTON, ids.CONN_CSV),
-        paged_table(ids.CONN_TABLE, aggregate.CONNECTION_COLUMNS, query),
+        paged_table(ids.CONN_TABLE, aggregate.CONNECTION_COLUMNS, aggregate.CONNECTION_TEXT_COLUMNS,
+                    None if selected is None else equals_filter("conn_id", selected)),
         html.Div(id=ids.CONN_DETAIL, children=[graph(ids.CONN_ATTRIBUTION, attribution), graph(ids.CONN_TIMELINE, timeline)]),
     ])
 
 
-def page(views, page_current, page_size, sort_by, filter_query):
-    """(rows of the page, page count); each row's id is its conn_id, so selections carry it."""
-    rows, count = aggregate.query_table(views.connections_index(), page_current, page_size, sort_by, filter_query)
-    rows = rows.assign(id=rows["conn_id"], efficiency=rows["efficiency"].round(4), duration_s=rows["duration_s"].round(6))
-    return aggregate.records(rows), count
+def page(views, request):
+    """The getRowsResponse of one getRowsRequest; each row's id is its conn_id, so a click carries it."""
+    rows, count = grid_rows(views.connections_index(), request)
+    rows = rows.assign(id=rows["conn_id"].astype(str), efficiency=rows["efficiency"].round(4), duration_s=rows["duration_s"].round(6))
+    return rows_response(rows, count)
 
 
 def connection_figures(views, conn_id):
@@ -51,10 +51,9 @@ def connection_figures(views, conn_id):
             figures.timeline(aggregate.connection_timeline(tables, conn_id), f"Timeline: connection {conn_id}"))
 
 
-def selected_conn(active_cell) -> int | None:
-    if not active_cell or active_cell.get("row_id") is None:
-        return None
-    return int(active_cell["row_id"])
+def selected_conn(cell_clicked) -> int | None:
+    row_id = clicked_row(cell_clicked)
+    return None if row_id is None else int(row_id)
 
 
 def register_callbacks(app, store):
@@ -62,12 +61,12 @@ def register_callbacks(app, store):
 
     # Not on load: the layout already drew the figures of ?conn=N (a finding's link), and
     # the first call, with no cell selected yet, would replace them with empty ones.
-    @app.callback(Output(ids.CONN_ATTRIBUTION, "figure"), Output(ids.CONN_TIMELINE, "figure"), Input(ids.CONN_TABLE, "active_cell"),
+    @app.callback(Output(ids.CONN_ATTRIBUTION, "figure"), Output(ids.CONN_TIMELINE, "figure"), Input(ids.CONN_TABLE, "cellClicked"),
                   prevent_initial_call=True)
-    def _select(active_cell):
-        return connection_figures(store.views(), selected_conn(active_cell))
+    def _select(cell_clicked):
+        return connection_figures(store.views(), selected_conn(cell_clicked))
 
-    @app.callback(Output(ids.CONN_CSV, "data"), Input(ids.CONN_CSV_BUTTON, "n_clicks"),
-                  State(ids.CONN_TABLE, "filter_query"), State(ids.CONN_TABLE, "sort_by"), prevent_initial_call=True)
-    def _csv(_n, filter_query, sort_by):
-        return send_csv("connections", store.tables(), {"filter_query": filter_query, "sort_by": sort_by})
+    @app.callback(Output(ids.CONN_CSV, "data"), Input(ids.CONN_CSV_BUTTON, "n_clicks"), State(ids.CONN_TABLE, "getRowsRequest"),
+                  prevent_initial_call=True)
+    def _csv(_n, request):
+        return send_csv("connections", store.tables(), grid_state(request))

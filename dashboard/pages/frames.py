@@ -8,7 +8,8 @@ import dash
 from dash import Input, Output, State, html
 
 from dashboard import aggregate, ids
-from dashboard.components import csv_download, paged_table, register_paging, send_csv
+from dashboard.components import (clicked_row, csv_download, equals_filter, grid_rows, grid_state, paged_table, register_paging,
+                                  rows_response, send_csv)
 from dashboard.context import current_views
 
 dash.register_page(__name__, path="/frames", name="Frames and messages", order=3)
@@ -19,21 +20,20 @@ def layout(conn=None, **_query):
 
 
 def build_layout(_views, conn=None):
-    query = ""
-    if conn is not None and str(conn).isdigit():
-        query = f"{{conn_id}} = {int(conn)}"
+    shown = equals_filter("conn_id", int(conn)) if conn is not None and str(conn).isdigit() else None
     return html.Div([
         html.H3("Frames and messages"),
         html.P("Click a cell to see that frame or message."),
         csv_download(ids.FRAMES_CSV_BUTTON, ids.FRAMES_CSV),
-        paged_table(ids.FRAMES_TABLE, aggregate.FRAME_COLUMNS, query),
+        paged_table(ids.FRAMES_TABLE, aggregate.FRAME_COLUMNS, aggregate.FRAME_TEXT_COLUMNS, shown),
         html.Div(id=ids.FRAMES_DETAIL, children=detail_view(None)),
     ])
 
 
-def page(views, page_current, page_size, sort_by, filter_query):
-    rows, count = aggregate.query_table(views.frames_index(), page_current, page_size, sort_by, filter_query)
-    return aggregate.records(rows.assign(id=rows["key"], ts=rows["ts"].round(6))), count
+def page(views, request):
+    """The getRowsResponse of one getRowsRequest; each row's id is its key, so a click carries it."""
+    rows, count = grid_rows(views.frames_index(), request)
+    return rows_response(rows.assign(id=rows["key"], ts=rows["ts"].round(6)), count)
 
 
 def detail_view(detail: dict | None):
@@ -52,20 +52,19 @@ def detail_view(detail: dict | None):
     return parts
 
 
-def selected_detail(tables, active_cell):
-    if not active_cell or active_cell.get("row_id") is None:
-        return detail_view(None)
-    return detail_view(aggregate.frame_detail(tables, str(active_cell["row_id"])))
+def selected_detail(tables, cell_clicked):
+    key = clicked_row(cell_clicked)
+    return detail_view(None if key is None else aggregate.frame_detail(tables, key))
 
 
 def register_callbacks(app, store):
     register_paging(app, store, ids.FRAMES_TABLE, page)
 
-    @app.callback(Output(ids.FRAMES_DETAIL, "children"), Input(ids.FRAMES_TABLE, "active_cell"))
-    def _select(active_cell):
-        return selected_detail(store.tables(), active_cell)
+    @app.callback(Output(ids.FRAMES_DETAIL, "children"), Input(ids.FRAMES_TABLE, "cellClicked"))
+    def _select(cell_clicked):
+        return selected_detail(store.tables(), cell_clicked)
 
-    @app.callback(Output(ids.FRAMES_CSV, "data"), Input(ids.FRAMES_CSV_BUTTON, "n_clicks"),
-                  State(ids.FRAMES_TABLE, "filter_query"), State(ids.FRAMES_TABLE, "sort_by"), prevent_initial_call=True)
-    def _csv(_n, filter_query, sort_by):
-        return send_csv("frames", store.tables(), {"filter_query": filter_query, "sort_by": sort_by})
+    @app.callback(Output(ids.FRAMES_CSV, "data"), Input(ids.FRAMES_CSV_BUTTON, "n_clicks"), State(ids.FRAMES_TABLE, "getRowsRequest"),
+                  prevent_initial_call=True)
+    def _csv(_n, request):
+        return send_csv("frames", store.tables(), grid_state(request))

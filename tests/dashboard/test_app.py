@@ -8,6 +8,7 @@ import shutil
 import pytest
 from dash import dcc, html
 
+from dashboard import ids
 from dashboard.app import PAGES, create_app, progress_text
 from dashboard.store import TableStore, content_key, merge_analyses
 from dashboard.views import TableViews
@@ -58,12 +59,29 @@ def test_connection_callbacks(app):
 
     views = app.server.config["INSPECTOR_TABLE_STORE"].views()
     tables = views.tables
-    data, count = connections.page(views, 0, 10, [{"column_id": "wire_bytes", "direction": "desc"}], "")
-    assert count == -(-len(tables["connections"]) // 10)
-    assert [row["id"] for row in data] == list(tables["connections"].sort_values("wire_bytes", ascending=False, kind="stable")["conn_id"][:10])
-    attribution, timeline = connections.connection_figures(views, connections.selected_conn({"row": 0, "column": 0, "row_id": data[0]["id"]}))
+    response = connections.page(views, {"startRow": 10, "endRow": 20, "sortModel": [{"colId": "wire_bytes", "sort": "desc"}], "filterModel": {}})
+    data = response["rowData"]
+    assert response["rowCount"] == len(tables["connections"])
+    expected = tables["connections"].sort_values("wire_bytes", ascending=False, kind="stable")["conn_id"][10:20]
+    assert [row["id"] for row in data] == [str(c) for c in expected]  # the row id (getRowId) is the conn_id
+    cell = {"colId": "wire_bytes", "rowIndex": 10, "rowId": data[0]["id"], "value": data[0]["wire_bytes"]}
+    attribution, timeline = connections.connection_figures(views, connections.selected_conn(cell))
     assert sum(attribution.data[0].x) == data[0]["wire_bytes"]
     assert connections.selected_conn(None) is None
+
+
+def test_connection_link_opens_filtered_on_its_connection(app):
+    from dashboard.pages import connections
+
+    views = app.server.config["INSPECTOR_TABLE_STORE"].views()
+    conn_id = int(views.tables["connections"]["conn_id"].iloc[-1])
+    with app.server.test_request_context("/"):
+        tree = connections.build_layout(views, str(conn_id))
+    (grid,) = [c for c in walk_components(tree) if getattr(c, "id", None) == ids.CONN_TABLE]
+    response = connections.page(views, {"startRow": 0, "endRow": 20, "filterModel": grid.filterModel})
+    assert [row["conn_id"] for row in response["rowData"]] == [conn_id] and response["rowCount"] == 1
+    (attribution,) = [c for c in walk_components(tree) if getattr(c, "id", None) == ids.CONN_ATTRIBUTION]
+    assert f"connection {conn_id}" in attribution.figure.layout.title.text
 
 
 def test_frames_detail_shows_hostile_payload_as_text(app):
@@ -73,10 +91,11 @@ def test_frames_detail_shows_hostile_payload_as_text(app):
     ws = tables["ws_frames"].copy()
     ws.loc[0, "payload_text"] = HOSTILE
     tables["ws_frames"] = ws
-    data, _ = frames.page(TableViews(tables), 0, 500, [], "{protocol} = websocket")
+    websocket = {"protocol": {"filterType": "text", "type": "equals", "filter": "websocket"}}
+    data = frames.page(TableViews(tables), {"startRow": 0, "endRow": 500, "filterModel": websocket})["rowData"]
     key = f"ws:{ws.loc[0, 'conn_id']}:{ws.loc[0, 'frame_id']}"
-    assert key in [row["id"] for row in data]
-    parts = frames.selected_detail(tables, {"row": 0, "column": 0, "row_id": key})
+    assert key in [row["id"] for row in data] and {row["protocol"] for row in data} == {"websocket"}
+    parts = frames.selected_detail(tables, {"colId": "type", "rowIndex": 0, "rowId": key})
     pres = [c for p in parts for c in walk_components(p) if isinstance(c, html.Pre)]
     assert HOSTILE in [p.children for p in pres]
     assert all(isinstance(p.children, str) for p in pres)

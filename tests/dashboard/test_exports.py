@@ -73,7 +73,8 @@ def test_connections_export_every_page_with_the_filter_and_sort(tables):
     assert len(everything) == len(conns) > PAGE_SIZE  # every page, not the one shown
     assert everything["wire_bytes"].sum() == conns["wire_bytes"].sum()
 
-    state = {"filter_query": "{kind} = websocket", "sort_by": [{"column_id": "wire_bytes", "direction": "desc"}]}
+    state = {"filterModel": {"kind": {"filterType": "text", "type": "equals", "filter": "websocket"}},
+             "sortModel": [{"colId": "wire_bytes", "sort": "desc"}]}
     _, ws = parsed("connections", tables, state)
     expected = conns[conns["kind"] == "websocket"].sort_values("wire_bytes", ascending=False, kind="stable")
     assert list(ws["conn_id"]) == list(expected["conn_id"])
@@ -90,7 +91,7 @@ def test_frames_export_every_row_without_payloads(tables):
     assert not any("payload_text" in c or "hex" in c for c in everything.columns)
 
     conn = int(frames["conn_id"].iloc[0])
-    _, one = parsed("frames", tables, {"filter_query": f"{{conn_id}} = {conn}"})
+    _, one = parsed("frames", tables, {"filterModel": {"conn_id": {"filterType": "number", "type": "equals", "filter": conn}}})
     mine = frames[frames["conn_id"] == conn]
     assert set(one["conn_id"]) == {conn}
     assert len(one) == len(mine) + (http["conn_id"] == conn).sum()

@@ -60,7 +60,7 @@ def test_valid_capture_is_added_with_the_analysis_counts(upload, counted):
     assert len(tables["connections"]) == int(expected["connections"])
     (capture,) = tables["captures"]["capture"]
     assert aggregate._short(capture) == "chat.pcap" and capture.startswith(str(store.upload_dir))
-    row = result[0].data[0]
+    row = result[0].rowData[0]
     assert row["packets"] == int(expected["packets"]) and row["capture"] == "chat.pcap"
 
 
@@ -106,7 +106,9 @@ def test_hostile_file_name_stays_text(upload, counted):
     status, result = upload.handle_upload(store, data_url(CHAT.read_bytes()), HOSTILE)
     assert status.startswith(HOSTILE + ": added: ")
     assert isinstance(status, str)
-    assert result[0].data[0]["capture"] == HOSTILE  # a DataTable cell: text
+    grid = result[0]
+    assert grid.rowData[0]["capture"] == HOSTILE  # a grid cell's value: AG Grid shows it as text
+    assert not any("cellRenderer" in c for c in grid.columnDefs) and not getattr(grid, "dangerously_allow_code", False)
     assert not any(isinstance(c, (html.Img, html.Iframe, html.Script)) for part in result for c in walk_components(part))
     status, _ = upload.handle_upload(store, data_url(b"junk"), HOSTILE)
     assert status.startswith("Not added: " + HOSTILE + ": ")

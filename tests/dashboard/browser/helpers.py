@@ -86,14 +86,35 @@ def wait_dash_ready(driver: WebDriver, timeout: float = TIMEOUT) -> None:
     wait(driver, timeout).until(ready, message="the Dash app never finished rendering")
 
 
+# The rows of an AG Grid under a CSS selector, read in one script call so that a re-render
+# cannot tear the snapshot.  A row may be split over several containers (pinned columns),
+# so cells are gathered by the row's row-index; rows still loading have no cells yet.
+_GRID_JS = r"""
+const grid = document.querySelector(arguments[0]);
+if (!grid) { return {columns: [], rows: []}; }
+const columns = Array.from(grid.querySelectorAll('.ag-header-row-column .ag-header-cell[col-id]')).map(
+  (h) => [h.getAttribute('col-id'), h.innerText.trim()]);
+const rows = new Map();
+for (const row of grid.querySelectorAll('.ag-row')) {
+  if (row.classList.contains('ag-row-loading')) { continue; }
+  const index = Number(row.getAttribute('row-index'));
+  const cells = rows.get(index) || {};
+  for (const cell of row.querySelectorAll('.ag-cell[col-id]')) { cells[cell.getAttribute('col-id')] = cell.innerText.trim(); }
+  rows.set(index, cells);
+}
+return {columns: columns,
+        rows: Array.from(rows.entries()).sort((a, b) => a[0] - b[0]).map((e) => e[1]).filter((r) => Object.keys(r).length > 0)};
+"""
+
+
 def table_rows(driver: WebDriver, css: str) -> list[list[str]]:
-    """The cell texts of every row (``tr``) under ``css``, read in one script
-    call so that a re-render cannot tear the snapshot (html.Table or DataTable)."""
-    return driver.execute_script(
-        "return Array.from(document.querySelectorAll(arguments[0] + ' tr')).map("
-        " r => Array.from(r.querySelectorAll('th, td')).map(c => c.innerText.trim()));",
-        css,
-    )
+    """The AG Grid under ``css`` as lists of cell texts: its header row, then its body rows in
+    display order, cells in column order ([] before the grid is there)."""
+    grid = driver.execute_script(_GRID_JS, css)
+    if not grid["columns"]:
+        return []
+    ids = [column for column, _ in grid["columns"]]
+    return [[text for _, text in grid["columns"]]] + [[row.get(column, "") for column in ids] for row in grid["rows"]]
 
 
 def console_log(driver: WebDriver) -> list[dict]:
@@ -185,23 +206,25 @@ def plotly_figure(driver: WebDriver, element_id: str) -> dict | None:
     return figure
 
 
-def datatable_records(driver: WebDriver, element_id: str) -> list[dict[str, str]]:
-    """The body rows of the dash DataTable ``#element_id`` as {column id: cell text}, in
-    display order, read in one script call."""
-    return driver.execute_script(
-        "return Array.from(document.querySelectorAll('#' + CSS.escape(arguments[0]) + ' tr')).map("
-        " r => Object.fromEntries(Array.from(r.querySelectorAll('td[data-dash-column]')).map("
-        "  c => [c.getAttribute('data-dash-column'), c.innerText.trim()]))"
-        ").filter(r => Object.keys(r).length > 0);",
-        element_id,
-    )
+def grid_records(driver: WebDriver, element_id: str) -> list[dict[str, str]]:
+    """The body rows of the AG Grid in ``#element_id`` as {column id: cell text}, in display order."""
+    return driver.execute_script(_GRID_JS, "#" + element_id)["rows"]
 
 
-def datatable_page_count(driver: WebDriver, element_id: str) -> int | None:
-    """The page count a paged DataTable shows ("1 / N"), or None when it shows no pager."""
+def grid_page_count(driver: WebDriver, element_id: str) -> int | None:
+    """The page count a paged AG Grid shows ("Page 1 of N"), or None when it shows no pager."""
     text = driver.execute_script(
-        "const e = document.querySelector('#' + CSS.escape(arguments[0]) + ' .page-number .last-page');"
+        "const e = document.querySelector('#' + CSS.escape(arguments[0]) + ' .ag-paging-panel [data-ref=lbTotal]');"
         " return e ? e.innerText : null;",
         element_id,
     )
     return int(text) if text and text.strip().isdigit() else None
+
+
+def grid_row_summary(driver: WebDriver, element_id: str) -> str | None:
+    """The row summary of a paged AG Grid's pager ("1 to 20 of 46"), or None without a pager."""
+    return driver.execute_script(
+        "const e = document.querySelector('#' + CSS.escape(arguments[0]) + ' .ag-paging-row-summary-panel');"
+        " return e ? e.innerText.trim() : null;",
+        element_id,
+    )

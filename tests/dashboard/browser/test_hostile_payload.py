@@ -18,6 +18,7 @@ from tests.dashboard.browser.helpers import (
     TIMEOUT,
     console_errors,
     dialogs,
+    grid_records,
     page_errors,
     screenshot,
     wait,
@@ -61,14 +62,12 @@ def frames_url(serve_app, tmp_path_factory):
 
 
 def click_client_text_frame(driver) -> None:
-    """Click the `type` cell of the client's text frame in the frames table (sets active_cell)."""
-    table = f"#{ids.FRAMES_TABLE}"
+    """Click the `type` cell of the client's text frame in the frames grid (a cellClicked)."""
 
     def cell(d):
-        for row in d.find_elements(By.CSS_SELECTOR, f"{table} tr"):
-            cells = {c.get_attribute("data-dash-column"): c for c in row.find_elements(By.CSS_SELECTOR, "td")}
-            if cells.get("type") is not None and cells["type"].text == "text" and cells["direction"].text == "client":
-                return cells["type"]
+        for row in grid_records(d, ids.FRAMES_TABLE):
+            if row.get("type") == "text" and row.get("direction") == "client":
+                return d.find_element(By.CSS_SELECTOR, f"#{ids.FRAMES_TABLE} .ag-row[row-id='{row['key']}'] .ag-cell[col-id='type']")
         return False
 
     wait(driver).until(cell, message="the frames table never listed the client's text frame").click()

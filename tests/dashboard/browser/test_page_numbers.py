@@ -39,8 +39,9 @@ from tests.dashboard.browser.helpers import (
     ANALYSIS_TIMEOUT,
     BUNDLED,
     console_errors,
-    datatable_page_count,
-    datatable_records,
+    grid_page_count,
+    grid_records,
+    grid_row_summary,
     plotly_figure,
     screenshot,
     wait,
@@ -191,17 +192,18 @@ def figure_when(driver, element_id: str, predicate, message: str) -> dict:
 
 
 def records_when(driver, element_id: str, predicate, message: str) -> list[dict[str, str]]:
-    """The DataTable rows of #element_id once `predicate(rows)` holds (and a row exists)."""
+    """The grid rows of #element_id once `predicate(rows)` holds (and a row exists)."""
 
     def shown(d):
-        rows = datatable_records(d, element_id)
+        rows = grid_records(d, element_id)
         return rows if rows and predicate(rows) else False
 
     return wait(driver, ANALYSIS_TIMEOUT).until(shown, message=message)
 
 
-def click_cell(driver, element_id: str, column: str, row: int) -> None:
-    css = f"#{element_id} td[data-dash-column='{column}'][data-dash-row='{row}']"
+def click_cell(driver, element_id: str, column: str, row_id: str) -> None:
+    """Click the cell of `column` in the grid row whose id (getRowId) is `row_id`."""
+    css = f"#{element_id} .ag-row[row-id='{row_id}'] .ag-cell[col-id='{column}']"
     wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css), message=f"no cell {css}").click()
 
 
@@ -474,13 +476,14 @@ def test_connections_numbers_equal_the_analysis(bundled_url, bundled, browser):
     assert [int(r["conn_id"]) for r in rows] == conns["conn_id"].head(PAGE_SIZE).tolist()
     for row in rows:
         check_connection_row(row, conns)
-    assert (datatable_page_count(browser, ids.CONN_TABLE) or 1) == math.ceil(len(conns) / PAGE_SIZE)
+    assert grid_page_count(browser, ids.CONN_TABLE) == math.ceil(len(conns) / PAGE_SIZE)
+    assert grid_row_summary(browser, ids.CONN_TABLE) == f"1 to {min(len(conns), PAGE_SIZE)} of {len(conns)}"
 
     # click the connection of the first page with the most byte categories in use
     shown = conns[conns["conn_id"].isin([int(r["conn_id"]) for r in rows])]
     used = (shown[list(BYTE_CATEGORIES)] > 0).sum(axis=1)
     conn_id = int(shown.loc[used.idxmax(), "conn_id"])
-    click_cell(browser, ids.CONN_TABLE, "wire_bytes", [int(r["conn_id"]) for r in rows].index(conn_id))
+    click_cell(browser, ids.CONN_TABLE, "wire_bytes", str(conn_id))
     check_connection_figures(browser, bundled, conn_id)
     check_clean(browser, "connections-numbers", f"#{ids.CONN_ATTRIBUTION}")
 
@@ -492,6 +495,53 @@ def test_connections_numbers_equal_the_analysis(bundled_url, bundled, browser):
     check_connection_row(rows[0], conns)
     check_connection_figures(browser, bundled, conn_id)
     check_clean(browser, "connections-numbers-link", f"#{ids.CONN_ATTRIBUTION}")
+
+
+def sort_by_header(driver, element_id: str, column: str, clicks: int) -> None:
+    """Click the header of `column` `clicks` times (AG Grid: ascending, then descending)."""
+    css = f"#{element_id} .ag-header-row-column .ag-header-cell[col-id='{column}'] .ag-header-cell-label"
+    for _ in range(clicks):
+        wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css), message=f"no header {column}").click()
+
+
+def type_filter(driver, element_id: str, column: str, text: str) -> None:
+    """Type into the floating filter box under the header of `column`."""
+    css = f"#{element_id} .ag-header-row-filter .ag-floating-filter[col-id='{column}'] input"
+    wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css), message=f"no filter box for {column}").send_keys(text)
+
+
+def downloaded_csv(driver, folder: Path, name: str, button_id: str) -> pd.DataFrame:
+    """Click a "Download CSV" button and read the file the browser saved as `name` in `folder`."""
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
+    driver.find_element(By.ID, button_id).click()
+    path = folder / name
+    wait(driver).until(lambda d: path.is_file() and path.stat().st_size > 0, message=f"{name} was never downloaded")
+    return pd.read_csv(path)
+
+
+def test_connections_sorted_and_filtered_in_the_grid_and_exported(bundled_url, bundled, browser, tmp_path):
+    """Sorting and filtering in the grid's own header go to the server as AG Grid's sortModel and
+    filterModel; the page, the pager and the CSV download all follow them."""
+    conns = bundled["connections"]
+    open_page(browser, bundled_url + "/connections", f"#{ids.CONN_TABLE}")
+    records_when(browser, ids.CONN_TABLE, lambda rs: len(rs) == min(len(conns), PAGE_SIZE), "the connections table never showed its first page")
+
+    sort_by_header(browser, ids.CONN_TABLE, "wire_bytes", 2)
+    type_filter(browser, ids.CONN_TABLE, "kind", "webSOCKET")  # AG Grid's text filter: contains, any case
+    expected = conns[conns["kind"] == "websocket"].sort_values("wire_bytes", ascending=False, kind="stable")
+    assert 1 < len(expected) < len(conns)
+    want = [str(c) for c in expected["conn_id"].head(PAGE_SIZE)]
+    rows = records_when(browser, ids.CONN_TABLE, lambda rs: [r["conn_id"] for r in rs] == want,
+                        f"the grid never showed the websocket connections by wire bytes, largest first: {want}")
+    for row in rows:
+        check_connection_row(row, conns)
+    assert grid_row_summary(browser, ids.CONN_TABLE) == f"1 to {min(len(expected), PAGE_SIZE)} of {len(expected)}"
+    assert grid_page_count(browser, ids.CONN_TABLE) == math.ceil(len(expected) / PAGE_SIZE)
+    check_clean(browser, "connections-sorted-filtered")
+
+    csv = downloaded_csv(browser, tmp_path, "connections.csv", ids.CONN_CSV_BUTTON)
+    assert list(csv["conn_id"]) == list(expected["conn_id"])  # every page, in the grid's order
+    assert list(csv["wire_bytes"]) == list(expected["wire_bytes"]) and set(csv["kind"]) == {"websocket"}
 
 
 # --- Frames and messages ---------------------------------------------------------------------
@@ -519,7 +569,8 @@ def test_frames_numbers_equal_the_analysis(bundled_url, bundled, browser):
     rows = records_when(browser, ids.FRAMES_TABLE, lambda rs: len(rs) == min(len(every), PAGE_SIZE),
                         "the frames table never showed its first page")
     check_frame_rows(rows, every)
-    assert (datatable_page_count(browser, ids.FRAMES_TABLE) or 1) == math.ceil(len(every) / PAGE_SIZE)
+    assert grid_page_count(browser, ids.FRAMES_TABLE) == math.ceil(len(every) / PAGE_SIZE)
+    assert grid_row_summary(browser, ids.FRAMES_TABLE) == f"1 to {min(len(every), PAGE_SIZE)} of {len(every)}"
     check_clean(browser, "frames-numbers")
 
     # one plain WebSocket connection (?conn=): its upgrade and its frames; one frame selected
@@ -530,11 +581,12 @@ def test_frames_numbers_equal_the_analysis(bundled_url, bundled, browser):
     rows = records_when(browser, ids.FRAMES_TABLE, lambda rs: all(r["conn_id"] == str(conn_id) for r in rs) and len(rs) == min(len(mine), PAGE_SIZE),
                         f"the frames table never showed the first page of connection {conn_id}")
     check_frame_rows(rows, mine)
-    assert (datatable_page_count(browser, ids.FRAMES_TABLE) or 1) == math.ceil(len(mine) / PAGE_SIZE)
+    assert grid_page_count(browser, ids.FRAMES_TABLE) == math.ceil(len(mine) / PAGE_SIZE)
+    assert grid_row_summary(browser, ids.FRAMES_TABLE) == f"1 to {min(len(mine), PAGE_SIZE)} of {len(mine)}"
 
     index = next(i for i, r in enumerate(rows) if r["protocol"] == "websocket" and r["direction"] == "client" and r["type"] == "text")
     frame_id = int(rows[index]["key"].rsplit(":", 1)[1])
-    click_cell(browser, ids.FRAMES_TABLE, "type", index)
+    click_cell(browser, ids.FRAMES_TABLE, "type", rows[index]["key"])
     check_frame_detail(browser, bundled, conn_id, frame_id)
     check_clean(browser, "frames-numbers-detail", f"#{ids.FRAMES_DETAIL} pre")
 
@@ -646,6 +698,6 @@ def test_findings_numbers_equal_the_analysis(findings_url, findings_tables, brow
     key = f"ws:{conn_id}:{int(frame['frame_id'])}"
     rows = records_when(browser, ids.FRAMES_TABLE, lambda rs: any(r["key"] == key for r in rs), f"the frames table never listed {key}")
     check_frame_rows(rows, frame_rows(findings_tables).query(f"conn_id == {conn_id}"))
-    click_cell(browser, ids.FRAMES_TABLE, "type", [r["key"] for r in rows].index(key))
+    click_cell(browser, ids.FRAMES_TABLE, "type", key)
     check_frame_detail(browser, findings_tables, conn_id, int(frame["frame_id"]))
     check_clean(browser, "findings-numbers-frame", f"#{ids.FRAMES_DETAIL} pre")

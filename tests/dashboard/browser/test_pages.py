@@ -98,7 +98,7 @@ def test_every_page_renders_without_console_errors(dashboard_url, pages, browser
 
 
 def read_table(driver, element_id: str, must_contain: str) -> tuple[list[str], list[list[str]]]:
-    """Header and body rows of the (html or DataTable) table inside #element_id,
+    """Header and body rows of the grid inside #element_id,
     once a body row mentions ``must_contain``."""
 
     def loaded(d):
