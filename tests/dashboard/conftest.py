@@ -33,3 +33,9 @@ def walk_components(component):
             yield from walk_components(child)
     elif children is not None and hasattr(children, "children"):
         yield from walk_components(children)
+
+
+def small_table_records(table) -> list[dict[str, str]]:
+    """The body rows of a dashboard small_table (an html.Table) as {column: cell text}."""
+    _head, body = table.children
+    return [{getattr(td, "data-col"): td.children for td in tr.children} for tr in body.children]

@@ -90,8 +90,15 @@ def wait_dash_ready(driver: WebDriver, timeout: float = TIMEOUT) -> None:
 # cannot tear the snapshot.  A row may be split over several containers (pinned columns),
 # so cells are gathered by the row's row-index; rows still loading have no cells yet.
 _GRID_JS = r"""
-const grid = document.querySelector(arguments[0]);
+let grid = document.querySelector(arguments[0]);
 if (!grid) { return {columns: [], rows: []}; }
+if (grid.tagName !== 'TABLE' && !grid.querySelector('.ag-root') && grid.querySelector('table')) { grid = grid.querySelector('table'); }
+if (grid.tagName === 'TABLE') {  // a small table: plain HTML, every cell names its column (data-col)
+  const cellsOf = (tr) => Object.fromEntries(Array.from(tr.querySelectorAll('td[data-col]')).map(
+    (c) => [c.getAttribute('data-col'), c.innerText.trim()]));
+  return {columns: Array.from(grid.querySelectorAll('thead th[data-col]')).map((h) => [h.getAttribute('data-col'), h.innerText.trim()]),
+          rows: Array.from(grid.querySelectorAll('tbody tr')).map(cellsOf).filter((r) => Object.keys(r).length > 0)};
+}
 const columns = Array.from(grid.querySelectorAll('.ag-header-row-column .ag-header-cell[col-id]')).map(
   (h) => [h.getAttribute('col-id'), h.innerText.trim()]);
 const rows = new Map();
@@ -108,8 +115,8 @@ return {columns: columns,
 
 
 def table_rows(driver: WebDriver, css: str) -> list[list[str]]:
-    """The AG Grid under ``css`` as lists of cell texts: its header row, then its body rows in
-    display order, cells in column order ([] before the grid is there)."""
+    """The AG Grid (or small HTML table) under ``css`` as lists of cell texts: its header row,
+    then its body rows in display order, cells in column order ([] before it is there)."""
     grid = driver.execute_script(_GRID_JS, css)
     if not grid["columns"]:
         return []
@@ -207,7 +214,8 @@ def plotly_figure(driver: WebDriver, element_id: str) -> dict | None:
 
 
 def grid_records(driver: WebDriver, element_id: str) -> list[dict[str, str]]:
-    """The body rows of the AG Grid in ``#element_id`` as {column id: cell text}, in display order."""
+    """The body rows of the AG Grid (or small HTML table) ``#element_id`` as {column id: cell text},
+    in display order."""
     return driver.execute_script(_GRID_JS, "#" + element_id)["rows"]
 
 
