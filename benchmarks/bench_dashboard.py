@@ -93,7 +93,7 @@ def content_js(check: str) -> str:
 
 # page path -> JS that is true once the page's main content has rendered
 PAGES = {
-    "/": "return document.querySelectorAll('#overview-table .ag-cell').length > 0"
+    "/": "return document.querySelectorAll('#overview-table td').length > 0"
          " && document.querySelector('#overview-bytes-by-category .main-svg')"
          " && document.querySelector('#overview-protocol-mix .main-svg');",
     "/compare": "return document.querySelectorAll('#compare-claims li').length > 0"

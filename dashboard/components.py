@@ -28,19 +28,14 @@ def number(value, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-SMALL_TABLE_STYLE = {"borderCollapse": "collapse", "width": "100%", "margin": "0.5em 0", **CELL_STYLE}
-SMALL_CELL_STYLE = {"border": "1px solid #ddd", "padding": "6px 10px", "textAlign": "right"}
-
-
 def small_table(frame: pd.DataFrame, formats: dict[str, str] | None = None, id: str | None = None) -> html.Table:
     """A small, already aggregated table shipped whole (a few rows), its values formatted as text.
     Every cell names its column (data-col), as a grid's cells do (col-id)."""
     formats = formats or {}
-    header = html.Tr([html.Th(c, style={**SMALL_CELL_STYLE, "background": "#f8f8f8"}, **{"data-col": c}) for c in frame.columns])
-    body = [html.Tr([html.Td(_shown(v, formats.get(k)), style=SMALL_CELL_STYLE, **{"data-col": k}) for k, v in row.items()])
-            for row in frame.to_dict("records")]
+    header = html.Tr([html.Th(c, **{"data-col": c}) for c in frame.columns])
+    body = [html.Tr([html.Td(_shown(v, formats.get(k)), **{"data-col": k}) for k, v in row.items()]) for row in frame.to_dict("records")]
     kwargs = {"id": id} if id else {}
-    return html.Table([html.Thead(header), html.Tbody(body)], style=SMALL_TABLE_STYLE, **kwargs)
+    return html.Table([html.Thead(header), html.Tbody(body)], className="small-table", **kwargs)  # styled in assets/tables.css
 
 
 def _shown(value, spec: str | None) -> str:
