@@ -39,7 +39,7 @@ from typing import Awaitable, Callable
 from inspector.errors import RecordError
 from inspector.workloads.clients import STEP_TIMEOUT, Ledger, RestClient, WsClient
 from inspector.workloads.feed import Feed
-from inspector.workloads.payloads import bulk_body, bulk_reply, bulk_request, chat_reply, chat_request, feed_update, seq_of
+from inspector.workloads.payloads import bulk_reply, bulk_request, chat_reply, chat_request, feed_update, seq_of
 from inspector.workloads.servers import WorkloadRestServer, WorkloadWsServer
 
 
@@ -213,56 +213,40 @@ def _check_deflate(run: VariantRun, client: WsClient) -> None:
     _expect(negotiated == run.variant.deflate, f"{run.variant.name}: extensions {client.extensions!r}")
 
 
-# --- chat ---------------------------------------------------------------------------------
+# --- chat and bulk: the client asks, the server answers, one message each way -------------
 
 
-async def _chat_rest(run: VariantRun) -> None:
-    pacer = Pacer(run.params.rate)
-    async with _rest_client(run) as client:
-        for seq in range(1, run.params.messages + 1):
-            await pacer.wait(seq - 1)
-            request = chat_request(seq, run.params.size(seq))
-            status, body = await client.request("POST", "/chat", request, "application/json")
-            _expect(status == 200 and body == chat_reply(request), f"chat {seq}: status {status}")
-    _check_connections(run, run.params.messages)
+def _asks_over_rest(path: str, make_ask: Callable[[int, int], bytes], answer_to: Callable[[bytes], bytes]):
+    """The REST side of a question/answer scenario: POST each ask to `path`, check the answer."""
+
+    async def run_rest(run: VariantRun) -> None:
+        pacer = Pacer(run.params.rate)
+        async with _rest_client(run) as client:
+            for seq in range(1, run.params.messages + 1):
+                await pacer.wait(seq - 1)
+                ask = make_ask(seq, run.params.size(seq))
+                status, body = await client.request("POST", path, ask, "application/json")
+                _expect(status == 200 and body == answer_to(ask), f"{path} {seq}: status {status}, {len(body)} bytes")
+        _check_connections(run, run.params.messages)
+
+    return run_rest
 
 
-async def _chat_ws(run: VariantRun) -> None:
-    pacer = Pacer(run.params.rate)
-    async with _ws_client(run, "/chat") as client:
-        _check_deflate(run, client)
-        for seq in range(1, run.params.messages + 1):
-            await pacer.wait(seq - 1)
-            request = chat_request(seq, run.params.size(seq))
-            await client.send(request.decode())
-            reply = await client.recv()
-            _expect(reply == chat_reply(request).decode(), f"chat {seq}: wrong reply")
+def _asks_over_ws(path: str, make_ask: Callable[[int, int], bytes], answer_to: Callable[[bytes], bytes]):
+    """The WebSocket side: each ask as a text message on one connection, the answer checked."""
 
+    async def run_ws(run: VariantRun) -> None:
+        pacer = Pacer(run.params.rate)
+        async with _ws_client(run, path) as client:
+            _check_deflate(run, client)
+            for seq in range(1, run.params.messages + 1):
+                await pacer.wait(seq - 1)
+                ask = make_ask(seq, run.params.size(seq))
+                await client.send(ask.decode())
+                answer = await client.recv()
+                _expect((answer.encode() if isinstance(answer, str) else answer) == answer_to(ask), f"{path} {seq}: wrong answer")
 
-# --- bulk ---------------------------------------------------------------------------------
-
-
-async def _bulk_rest(run: VariantRun) -> None:
-    pacer = Pacer(run.params.rate)
-    async with _rest_client(run) as client:
-        for seq in range(1, run.params.messages + 1):
-            await pacer.wait(seq - 1)
-            ask = bulk_request(seq, run.params.size(seq))
-            status, body = await client.request("POST", "/bulk", ask, "application/json")
-            _expect(status == 200 and body == bulk_body(seq, run.params.size(seq)), f"bulk {seq}: status {status}, {len(body)} bytes")
-    _check_connections(run, run.params.messages)
-
-
-async def _bulk_ws(run: VariantRun) -> None:
-    pacer = Pacer(run.params.rate)
-    async with _ws_client(run, "/bulk") as client:
-        _check_deflate(run, client)
-        for seq in range(1, run.params.messages + 1):
-            await pacer.wait(seq - 1)
-            ask = bulk_request(seq, run.params.size(seq))
-            await client.send(ask.decode())
-            body = await client.recv()
-            _expect(body == bulk_reply(ask), f"bulk {seq}: wrong document")
+    return run_ws
 
 
 # --- feed ---------------------------------------------------------------------------------
@@ -340,13 +324,13 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario("chat", "request/response pairs of small JSON messages",
                  ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"),
-                 Parameters(messages=20, sizes=(120,), rate=None, poll_interval=None), _chat_rest, _chat_ws),
+                 Parameters(messages=20, sizes=(120,), rate=None, poll_interval=None), _asks_over_rest("/chat", chat_request, chat_reply), _asks_over_ws("/chat", chat_request, chat_reply)),
         Scenario("feed", "the server publishes updates at a rate; REST polls, WebSocket gets them pushed",
                  ("rest-polling", "ws", "ws-deflate"),
                  Parameters(messages=20, sizes=(200,), rate=20.0, poll_interval=None), _feed_rest, _feed_ws, push=True),
         Scenario("bulk", "large payloads: 7-, 16- and 64-bit WebSocket lengths",
                  ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"),
-                 Parameters(messages=3, sizes=(100, 1000, 70000), rate=None, poll_interval=None), _bulk_rest, _bulk_ws),
+                 Parameters(messages=3, sizes=(100, 1000, 70000), rate=None, poll_interval=None), _asks_over_rest("/bulk", bulk_request, bulk_reply), _asks_over_ws("/bulk", bulk_request, bulk_reply)),
         Scenario("idle", "a connection kept alive by ping/pong against REST polling at the same freshness",
                  ("rest-polling", "ws", "ws-deflate"),
                  Parameters(messages=5, sizes=(), rate=2.0, poll_interval=None), _idle_rest, _idle_ws, push=True),
