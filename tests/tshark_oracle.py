@@ -316,12 +316,7 @@ def _fields(
     opt_args: Sequence[str] = (),
 ) -> list[list[list[str]]]:
     """Rows of per-field occurrence lists: rows[i][j] = all values of field j."""
-    args: list[str] = []
-    if two_pass:
-        args.append("-2")
-    args += list(opt_args)
-    if display_filter:
-        args += ["-Y", display_filter]
+    args = _read_args(display_filter, two_pass, opt_args)
     args += ["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a",
              "-E", f"aggregator={_AGG}", "-E", "quote=n"]
     for f in fields:
@@ -336,6 +331,15 @@ def _fields(
     return rows
 
 
+def _read_args(display_filter: str | None, two_pass: bool, opt_args: Sequence[str]) -> list[str]:
+    """tshark's arguments for reading a file: two passes, decode-as options, display filter."""
+    args = ["-2"] if two_pass else []
+    args += list(opt_args)
+    if display_filter:
+        args += ["-Y", display_filter]
+    return args
+
+
 def _json_layers(
     path: str | os.PathLike,
     protocols: str,
@@ -344,12 +348,7 @@ def _json_layers(
     two_pass: bool,
     opt_args: Sequence[str],
 ) -> list[dict]:
-    args: list[str] = []
-    if two_pass:
-        args.append("-2")
-    args += list(opt_args)
-    if display_filter:
-        args += ["-Y", display_filter]
+    args = _read_args(display_filter, two_pass, opt_args)
     args += ["-T", "json", "--no-duplicate-keys", "-J", protocols]
     out = _run(path, args)
     if not out.strip():
