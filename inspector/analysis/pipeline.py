@@ -19,7 +19,7 @@ import os
 import struct
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -140,12 +140,10 @@ def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, repor
             futures = [pool.submit(_analyze_shard, path, options, shard, jobs, None, shared.name if shard == 0 and shared else None)
                        for shard in range(jobs)]
             pending = futures
-            while pending:
-                _done, pending = wait(pending, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
+            while pending:  # a failed worker shows in its result() below
+                _done, pending = wait(pending, timeout=PROGRESS_POLL_S)
                 if shared is not None:
                     report(struct.unpack_from("d", shared.buf)[0])
-                if any(f.done() and f.exception() is not None for f in futures):
-                    break
             return [future.result() for future in futures]
     finally:
         if shared is not None:
