@@ -326,13 +326,6 @@ def latency(tables: Tables, capture: str | None = None) -> pd.DataFrame:
     return _only_capture(both, capture).reset_index(drop=True)
 
 
-def latency_summary(latencies: pd.DataFrame) -> pd.DataFrame:
-    grouped = latencies.groupby(["kind", "group"], sort=True)["latency_s"]
-    out = grouped.agg(pairs="count", median_s="median", mean_s="mean", max_s="max").reset_index()
-    out["p95_s"] = grouped.quantile(0.95).to_numpy() if len(out) else []
-    return out
-
-
 def staleness_summary(staleness: pd.DataFrame) -> pd.DataFrame:
     """Per capture and variant: updates seen and their staleness (received - published)."""
     grouped = staleness.groupby(["capture", "variant"], sort=True)["staleness_s"]

@@ -22,12 +22,6 @@ GRID_COLUMNS = {"cellDataType": False, "cellStyle": CELL_STYLE, "minWidth": 90, 
 GRID_OPTIONS = {"domLayout": "autoHeight", "suppressColumnVirtualisation": True, "suppressFieldDotNotation": True}
 
 
-def number(value, digits: int = 0) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    return f"{value:,.{digits}f}"
-
-
 def small_table(frame: pd.DataFrame, formats: dict[str, str] | None = None, id: str | None = None) -> html.Table:
     """A small, already aggregated table shipped whole (a few rows), its values formatted as text.
     Every cell names its column (data-col), as a grid's cells do (col-id)."""

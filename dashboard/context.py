@@ -4,17 +4,12 @@ config (set by create_app), never through a module-level variable."""
 from __future__ import annotations
 
 import flask
-import pandas as pd
 
 STORE_KEY = "INSPECTOR_TABLE_STORE"
 
 
 def current_store():
     return flask.current_app.config[STORE_KEY]
-
-
-def current_tables() -> dict[str, pd.DataFrame]:
-    return current_store().tables()
 
 
 def current_views():
