@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 
 from dashboard import ids
 from inspector.analysis.pipeline import analyze_captures
@@ -62,17 +62,24 @@ def open_page(driver, url: str) -> None:
 
 
 def enter_path(driver, text: str) -> None:
-    field = driver.find_element(By.ID, ids.LIVE_PATH)
-    field.clear()
-    field.send_keys(text + Keys.ENTER)
+    # The path is set as the input's value, as pressing Enter after typing it does.  Typed
+    # key by key, a busy machine interleaved the keys with the page's one-and-a-half-second
+    # refresh of this controlled input: letters came out lost or moved ("pcapo").
+    driver.execute_script("window.dash_clientside.set_props(arguments[0], {value: arguments[1]});", ids.LIVE_PATH, text)
 
 
 def status_when(driver, predicate, message: str) -> str:
+    seen = []
+
     def shown(d):
         text = d.find_element(By.ID, ids.LIVE_STATUS).text
+        seen.append(text)
         return text if predicate(text) else False
 
-    return wait(driver).until(shown, message=message)
+    try:
+        return wait(driver).until(shown)
+    except TimeoutException:
+        raise AssertionError(f"{message}; the page last showed {seen[-1] if seen else None!r}") from None
 
 
 def packets_of(path: Path) -> int:
