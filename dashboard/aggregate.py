@@ -548,8 +548,8 @@ def _frame_events(frames: pd.DataFrame) -> pd.DataFrame:
 
 
 CONNECTION_COLUMNS = ["conn_id", "capture", "kind", "variant", "client_ip", "client_port", "server_ip", "server_port",
-                      "packets", "wire_bytes", "app_payload_bytes", "wire_payload_bytes", "compression_saved_bytes",
-                      "undecoded_payload_bytes", "efficiency", "http_requests", "ws_messages", "duration_s"]
+                      "packets", "wire_bytes", "app_payload_bytes", "efficiency", "wire_payload_bytes", "compression_saved_bytes",
+                      "undecoded_payload_bytes", "http_requests", "ws_messages", "duration_s"]
 CONNECTION_TEXT_COLUMNS = ("capture", "kind", "variant", "client_ip", "server_ip")  # the others are numbers
 
 

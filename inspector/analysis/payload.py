@@ -62,11 +62,11 @@ def ws_app_payload(message: WsMessage, sent: int) -> AppPayload:
 def payload_columns(app: int, sent: int, undecoded: int, wire: int) -> dict[str, int | float]:
     """The payload and efficiency columns of a connection or an overhead row, from its sums."""
     return {
-        "wire_payload_bytes": sent,
         "app_payload_bytes": app,
-        "undecoded_payload_bytes": undecoded,
+        "efficiency": app / wire if wire else math.nan,
+        "wire_payload_bytes": sent,
+        "wire_payload_efficiency": sent / wire if wire else math.nan,
         "compression_saved_bytes": app - sent,
         "compression_ratio": app / sent if sent else math.nan,
-        "efficiency": app / wire if wire else math.nan,
-        "wire_payload_efficiency": sent / wire if wire else math.nan,
+        "undecoded_payload_bytes": undecoded,
     }

@@ -36,13 +36,13 @@ BYTE_CATEGORIES: dict[str, str] = {
 # Efficiency counts the application payload (decoded), never the payload as sent:
 # compression would otherwise look like waste.  See inspector/analysis/payload.py.
 PAYLOAD_COLUMNS: dict[str, tuple[str, str]] = {
-    "wire_payload_bytes": ("int64", "payload as sent: HTTP bodies still content-encoded, WebSocket data still compressed (http_body_bytes + ws_data_payload_bytes)"),
     "app_payload_bytes": ("int64", "application payload: HTTP bodies decoded (gzip, deflate), WebSocket data messages decompressed (permessage-deflate); a message whose decoded size is unknown counts as sent"),
-    "undecoded_payload_bytes": ("int64", "payload counted as sent in app_payload_bytes because its decoded size is unknown (decompression failed or hit its cap, body or message incomplete, a coding not decoded such as br); when not 0, efficiency is a lower bound"),
+    "efficiency": ("float64", "app_payload_bytes / wire_bytes: application payload per byte on the wire (over 1 when compression delivers more payload than the bytes it sends)"),
+    "wire_payload_bytes": ("int64", "payload as sent: HTTP bodies still content-encoded, WebSocket data still compressed (http_body_bytes + ws_data_payload_bytes)"),
+    "wire_payload_efficiency": ("float64", "wire_payload_bytes / wire_bytes: payload as sent per byte on the wire (below efficiency when compression saved bytes)"),
     "compression_saved_bytes": ("int64", "app_payload_bytes - wire_payload_bytes: payload bytes compression kept off the wire (negative if it added some)"),
     "compression_ratio": ("float64", "app_payload_bytes / wire_payload_bytes: 1.0 when nothing was compressed, empty without payload"),
-    "efficiency": ("float64", "app_payload_bytes / wire_bytes: application payload per byte on the wire"),
-    "wire_payload_efficiency": ("float64", "wire_payload_bytes / wire_bytes: payload as sent per byte on the wire (below efficiency when compression saved bytes)"),
+    "undecoded_payload_bytes": ("int64", "payload counted as sent in app_payload_bytes because its decoded size is unknown (decompression failed or hit its cap, body or message incomplete, a coding not decoded such as br); when not 0, efficiency is a lower bound"),
 }
 _PAYLOAD_SCHEMA = {name: dtype for name, (dtype, _meaning) in PAYLOAD_COLUMNS.items()}
 
