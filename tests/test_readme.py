@@ -19,7 +19,7 @@ def schema_markdown() -> str:
         out.append("")
     out.append("### Byte categories\n\n| column | what it counts |\n|---|---|")
     out += [f"| `{name}` | {meaning} |" for name, meaning in BYTE_CATEGORIES.items()]
-    out.append("\n### Payload and efficiency\n\n| column | type | what it is |\n|---|---|---|")
+    out.append("\n### Payload and efficiency columns\n\n| column | type | what it is |\n|---|---|---|")
     out += [f"| `{name}` | {dtype} | {meaning} |" for name, (dtype, meaning) in PAYLOAD_COLUMNS.items()]
     out += ["", END]
     return "\n".join(out)
