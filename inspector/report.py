@@ -13,6 +13,11 @@ def _size(n: float) -> str:
     return f"{n}"
 
 
+def _row_label(row) -> str:
+    """An overhead row's name: a recorded variant (rest-keepalive, ws-deflate, ...) says more than its kind."""
+    return row.variant or row.kind
+
+
 def _efficiency(value: float, undecoded: int) -> str:
     """A share as a percentage; ">=" when undecoded payload makes it a lower bound."""
     if math.isnan(value):  # no wire bytes
@@ -29,7 +34,7 @@ def _compression_lines(overhead) -> list[str]:
     lines = ["", "payload as sent and what compression saved (saved = app payload - payload sent):", header]
     for row in overhead.itertuples():
         ratio = "-" if math.isnan(row.compression_ratio) else f"{row.compression_ratio:.2f}x"  # no payload
-        lines.append(f"  {row.variant or row.kind:<16} {row.wire_payload_bytes:>14,} {row.compression_saved_bytes:>14,} {ratio:>8} "
+        lines.append(f"  {_row_label(row):<16} {row.wire_payload_bytes:>14,} {row.compression_saved_bytes:>14,} {ratio:>8} "
                      f"{_efficiency(row.wire_payload_efficiency, 0):>19} {row.undecoded_payload_bytes:>12,}")
     if (overhead["undecoded_payload_bytes"] > 0).any():
         lines.append("(undecoded: payload whose decoded size is unknown (decompression failed or capped, incomplete, a coding")
@@ -62,9 +67,7 @@ def format_summary(analysis) -> str:
     lines.append("-" * len(header))
     for row in overhead.itertuples():
         per_message = "-" if row.payload_messages == 0 else f"{row.wire_bytes_per_payload_message:,.0f}"
-        # A recorded variant (rest-keepalive, ws-deflate, ...) says more than its kind.
-        label = row.variant or row.kind
-        lines.append(f"{label:<16} {row.connections:>6} {row.messages:>9} {row.payload_messages:>10} {row.wire_bytes:>14,} "
+        lines.append(f"{_row_label(row):<16} {row.connections:>6} {row.messages:>9} {row.payload_messages:>10} {row.wire_bytes:>14,} "
                      f"{row.app_payload_bytes:>14,} {per_message:>12} {_efficiency(row.efficiency, row.undecoded_payload_bytes):>10}")
     lines.append("(exch/msgs: REST exchanges or WebSocket data messages; w/ payload: requests, responses and WebSocket")
     lines.append(" messages with payload; per message: all wire bytes, setup included, per message with payload;")
