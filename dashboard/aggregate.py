@@ -15,6 +15,12 @@ overhead charged to the work, not work: polling a feed 80 times to receive 20
 updates costs its bytes divided by the 20 updates, as pushing them does.
 A *group* is a recorded variant (`rest-keepalive`, `ws`, ...) or, for
 connections of unrecorded captures, the connection kind (`rest`, `websocket`).
+
+Payload.  *Efficiency* is application payload (HTTP bodies decoded, WebSocket
+messages decompressed) over wire bytes, as in the analysis tables
+(`tables.PAYLOAD_COLUMNS`): compression counts as saving, never as waste, and
+the payload as sent is a column of its own (`wire_payload_bytes`,
+`wire_payload_efficiency`), as is what compression saved.
 """
 
 from __future__ import annotations
@@ -25,17 +31,19 @@ import re
 import numpy as np
 import pandas as pd
 
-from inspector.analysis.tables import BYTE_CATEGORIES
+from inspector.analysis.tables import BYTE_CATEGORIES, PAYLOAD_COLUMNS
 
 MESSAGES_PER_EXCHANGE = 2
 APP_ITEMS = {"exchange": MESSAGES_PER_EXCHANGE, "ws_message": 1}
 COST_LAYERS = {
     "app_header_bytes": "application headers (HTTP headers, WebSocket frame headers)",
-    "app_payload_bytes": "application payload",
+    "wire_payload_bytes": "payload as sent (compressed, when it is)",
     "transport_bytes": "link, IP and TCP headers of the packets carrying it",
     "ack_bytes": "pure ACKs acknowledging it",
 }
 PROTOCOL_KINDS = ("rest", "websocket")
+# The payload columns a table sums; the others of PAYLOAD_COLUMNS are derived from the sums.
+PAYLOAD_SUMS = ["wire_payload_bytes", "app_payload_bytes", "undecoded_payload_bytes"]
 
 Tables = dict[str, pd.DataFrame]
 
@@ -70,30 +78,46 @@ def captures_of(tables: Tables) -> list[str]:
 
 
 def capture_overview(tables: Tables) -> pd.DataFrame:
-    """Per capture: packets, connections, REST exchanges, WebSocket messages, wire bytes, efficiency."""
+    """Per capture: packets, connections, REST exchanges, WebSocket messages, wire bytes, and the
+    payload columns over its TCP connections (efficiency: application payload / TCP wire bytes)."""
     conns = tables["connections"]
     rest = conns[conns["kind"] == "rest"]
+    by_capture = conns.groupby("capture")
     per = pd.DataFrame({
         "rest_exchanges": rest.groupby("capture")["http_requests"].sum(),
-        "ws_messages": conns.groupby("capture")["ws_messages"].sum(),
-        "tcp_wire_bytes": conns.groupby("capture")["wire_bytes"].sum(),
-        "payload_bytes": conns.groupby("capture")["payload_bytes"].sum(),
+        "ws_messages": by_capture["ws_messages"].sum(),
+        "tcp_wire_bytes": by_capture["wire_bytes"].sum(),
+        **{column: by_capture[column].sum() for column in PAYLOAD_SUMS},
     })
     caps = tables["captures"][["capture", "packets", "connections", "wire_bytes"]]
     out = caps.merge(per, left_on="capture", right_index=True, how="left")
-    for column in ("rest_exchanges", "ws_messages", "tcp_wire_bytes", "payload_bytes"):
+    for column in ["rest_exchanges", "ws_messages", "tcp_wire_bytes", *PAYLOAD_SUMS]:
         out[column] = out[column].fillna(0).astype("int64")
-    out["efficiency"] = _ratio(out["payload_bytes"], out["tcp_wire_bytes"])
-    return out.reset_index(drop=True)
+    return with_payload_columns(out, "tcp_wire_bytes").reset_index(drop=True)
 
 
 def bytes_by_category(connections: pd.DataFrame, capture: str | None = None) -> pd.DataFrame:
-    """Per group (variant or kind): the byte categories summed, and wire bytes."""
+    """Per group (variant or kind): the byte categories summed, wire bytes and the payload columns."""
     conns = _only_capture(_with_groups(connections, connections), capture)
-    columns = list(BYTE_CATEGORIES) + ["wire_bytes", "payload_bytes"]
+    columns = list(BYTE_CATEGORIES) + ["wire_bytes"] + PAYLOAD_SUMS
     out = conns.groupby(["kind", "group"], sort=True)[columns].sum().reset_index()
-    out["efficiency"] = _ratio(out["payload_bytes"], out["wire_bytes"])
-    return out
+    return with_payload_columns(out, "wire_bytes")
+
+
+def with_payload_columns(sums: pd.DataFrame, wire: str) -> pd.DataFrame:
+    """`sums` (with the PAYLOAD_SUMS columns and the wire bytes column `wire`, summed over some
+    connections) with every column of PAYLOAD_COLUMNS, in their order, after the others:
+    the analysis's payload_columns, per row."""
+    app, sent = sums["app_payload_bytes"], sums["wire_payload_bytes"]
+    derived = {
+        "compression_saved_bytes": (app - sent).astype("int64"),
+        "compression_ratio": _ratio(app, sent),
+        "efficiency": _ratio(app, sums[wire]),
+        "wire_payload_efficiency": _ratio(sent, sums[wire]),
+    }
+    out = sums.assign(**derived)
+    others = [c for c in out.columns if c not in PAYLOAD_COLUMNS]
+    return out[others + list(PAYLOAD_COLUMNS)]
 
 
 def protocol_mix(tables: Tables, capture: str, bins: int = 40) -> pd.DataFrame:
@@ -128,14 +152,17 @@ def app_message_costs(tables: Tables) -> pd.DataFrame:
 
 def message_cost_split(tables: Tables, capture: str | None = None) -> pd.DataFrame:
     """Per group: average wire bytes per payload message, split by layer (setup and teardown
-    excluded; messages without payload included in the cost).  NaN for a group without payload."""
+    excluded; messages without payload included in the cost), and the application payload
+    (decoded) per payload message; efficiency divides it, wire_payload_efficiency the
+    payload as sent, by the wire bytes of those messages.  NaN for a group without payload."""
     costs = _only_capture(app_message_costs(tables), capture)
-    columns = list(COST_LAYERS) + ["wire_bytes"]
+    columns = list(COST_LAYERS) + ["wire_bytes", "app_payload_bytes", "undecoded_payload_bytes"]
     sums = costs.groupby(["kind", "group"], sort=True)[columns + ["messages", "payload_messages"]].sum().reset_index()
     out = sums[["kind", "group", "messages", "payload_messages"]].copy()
     for column in columns:
         out[column] = _ratio(sums[column], sums["payload_messages"])
     out["efficiency"] = _ratio(sums["app_payload_bytes"], sums["wire_bytes"])
+    out["wire_payload_efficiency"] = _ratio(sums["wire_payload_bytes"], sums["wire_bytes"])
     return out
 
 
@@ -521,7 +548,8 @@ def _frame_events(frames: pd.DataFrame) -> pd.DataFrame:
 
 
 CONNECTION_COLUMNS = ["conn_id", "capture", "kind", "variant", "client_ip", "client_port", "server_ip", "server_port",
-                      "packets", "wire_bytes", "payload_bytes", "efficiency", "http_requests", "ws_messages", "duration_s"]
+                      "packets", "wire_bytes", "app_payload_bytes", "efficiency", "wire_payload_bytes", "compression_saved_bytes",
+                      "undecoded_payload_bytes", "http_requests", "ws_messages", "duration_s"]
 CONNECTION_TEXT_COLUMNS = ("capture", "kind", "variant", "client_ip", "server_ip")  # the others are numbers
 
 

@@ -74,12 +74,34 @@ def cost_split(table: pd.DataFrame, title: str = "Wire bytes per message carryin
     return fig
 
 
-def efficiency(table: pd.DataFrame, title: str = "Efficiency (application payload / wire bytes)") -> go.Figure:
+EFFICIENCY_BARS = {
+    "efficiency": "application payload (decoded) / wire bytes",
+    "wire_payload_efficiency": "payload as sent / wire bytes",
+}
+
+
+def efficiency(table: pd.DataFrame, title: str = "Efficiency: application payload (decoded) / wire bytes") -> go.Figure:
+    """Two bars per group (a bytes_by_category table): efficiency, and the payload as sent over the
+    wire bytes beside it, lighter; they differ by what compression saved.  Above 100% when
+    compression delivers more payload than the bytes it sends.  A bar whose group has payload
+    of unknown decoded size (counted as sent) is labelled ">=": a lower bound."""
     if table.empty:
         return _empty(title)
-    fig = go.Figure(layout=dict(title=title, yaxis=dict(title="efficiency", range=[0, 1], tickformat=".0%"), **LAYOUT))
-    fig.add_bar(x=table["group"], y=table["efficiency"], marker_color=[KIND_COLORS.get(k, "#7f7f7f") for k in table["kind"]],
-                hovertemplate="%{x}: %{y:.1%}<extra></extra>", name="efficiency")
+    top = max(1.0, float(table[list(EFFICIENCY_BARS)].max().max()) * 1.1)
+    fig = go.Figure(layout=dict(title=title, barmode="group", yaxis=dict(title="share of wire bytes", range=[0, top], tickformat=".0%"),
+                                **LAYOUT))
+    fig.add_hline(y=1.0, line=dict(color="#bbbbbb", dash="dot"))
+    colors = [KIND_COLORS.get(k, "#7f7f7f") for k in table["kind"]]
+    bound = ["≥" if n else "" for n in table["undecoded_payload_bytes"]]
+    saved = table[["compression_saved_bytes", "compression_ratio", "undecoded_payload_bytes"]].to_numpy()
+    fig.add_bar(x=table["group"], y=table["efficiency"], name=EFFICIENCY_BARS["efficiency"], meta="efficiency", marker_color=colors,
+                text=[f"{b}{v:.1%}" for b, v in zip(bound, table["efficiency"])], textposition="outside", customdata=saved,
+                hovertemplate="%{x}: %{text} of the wire bytes are application payload<br>compression saved %{customdata[0]:,} B "
+                              "(ratio %{customdata[1]:.2f})<br>payload of unknown decoded size, counted as sent: %{customdata[2]:,} B"
+                              "<extra></extra>")
+    fig.add_bar(x=table["group"], y=table["wire_payload_efficiency"], name=EFFICIENCY_BARS["wire_payload_efficiency"],
+                meta="wire_payload_efficiency", marker_color=colors, opacity=0.4,
+                hovertemplate="%{x}: %{y:.1%} of the wire bytes are payload as sent<extra></extra>")
     return fig
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -9,6 +11,35 @@ def _size(n: float) -> str:
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
         n /= 1024
     return f"{n}"
+
+
+def _row_label(row) -> str:
+    """An overhead row's name: a recorded variant (rest-keepalive, ws-deflate, ...) says more than its kind."""
+    return row.variant or row.kind
+
+
+def _efficiency(value: float, undecoded: int) -> str:
+    """A share as a percentage; ">=" when undecoded payload makes it a lower bound."""
+    if math.isnan(value):  # no wire bytes
+        return "-"
+    return f"{'>=' if undecoded else ''}{value:.1%}"
+
+
+def _compression_lines(overhead) -> list[str]:
+    """Payload as sent and what compression saved, per row: only when something was compressed
+    or could not be decoded (otherwise the payload as sent is the application payload)."""
+    if not ((overhead["compression_saved_bytes"] != 0) | (overhead["undecoded_payload_bytes"] > 0)).any():
+        return []
+    header = f"  {'kind':<16} {'payload sent':>14} {'saved':>14} {'ratio':>8} {'as-sent efficiency':>19} {'undecoded':>12}"
+    lines = ["", "payload as sent and what compression saved (saved = app payload - payload sent):", header]
+    for row in overhead.itertuples():
+        ratio = "-" if math.isnan(row.compression_ratio) else f"{row.compression_ratio:.2f}x"  # no payload
+        lines.append(f"  {_row_label(row):<16} {row.wire_payload_bytes:>14,} {row.compression_saved_bytes:>14,} {ratio:>8} "
+                     f"{_efficiency(row.wire_payload_efficiency, 0):>19} {row.undecoded_payload_bytes:>12,}")
+    if (overhead["undecoded_payload_bytes"] > 0).any():
+        lines.append("(undecoded: payload whose decoded size is unknown (decompression failed or capped, incomplete, a coding")
+        lines.append(" not decoded such as br), counted as sent: efficiency marked >= is a lower bound)")
+    return lines
 
 
 def format_summary(analysis) -> str:
@@ -30,18 +61,19 @@ def format_summary(analysis) -> str:
     lines.append("")
     # "per message" divides by the messages carrying payload, as the dashboard does: an
     # empty poll or a 204 is cost, not work, so polling and push compare per update.
-    header = (f"{'kind':<16} {'conns':>6} {'exch/msgs':>9} {'w/ payload':>10} {'wire bytes':>14} {'payload':>14} "
+    header = (f"{'kind':<16} {'conns':>6} {'exch/msgs':>9} {'w/ payload':>10} {'wire bytes':>14} {'app payload':>14} "
               f"{'per message':>12} {'efficiency':>10}")
     lines.append(header)
     lines.append("-" * len(header))
     for row in overhead.itertuples():
         per_message = "-" if row.payload_messages == 0 else f"{row.wire_bytes_per_payload_message:,.0f}"
-        # A recorded variant (rest-keepalive, ws-deflate, ...) says more than its kind.
-        label = row.variant or row.kind
-        lines.append(f"{label:<16} {row.connections:>6} {row.messages:>9} {row.payload_messages:>10} {row.wire_bytes:>14,} "
-                     f"{row.payload_bytes:>14,} {per_message:>12} {row.efficiency:>9.1%}")
+        lines.append(f"{_row_label(row):<16} {row.connections:>6} {row.messages:>9} {row.payload_messages:>10} {row.wire_bytes:>14,} "
+                     f"{row.app_payload_bytes:>14,} {per_message:>12} {_efficiency(row.efficiency, row.undecoded_payload_bytes):>10}")
     lines.append("(exch/msgs: REST exchanges or WebSocket data messages; w/ payload: requests, responses and WebSocket")
-    lines.append(" messages with payload; per message: all wire bytes, setup included, per message with payload)")
+    lines.append(" messages with payload; per message: all wire bytes, setup included, per message with payload;")
+    lines.append(" app payload: HTTP bodies decoded, WebSocket messages decompressed; efficiency: app payload / wire bytes,")
+    lines.append(" over 100% when compression delivers more payload than the bytes it sends)")
+    lines += _compression_lines(overhead)
     lines.append("")
     lines.append("bytes by category:")
     from inspector.analysis.tables import BYTE_CATEGORIES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import zlib
 
 
@@ -124,3 +126,40 @@ def pcapng_file(interfaces: list[tuple[int, int]], packets: list[tuple[int, int,
     for iface, units, frame in packets:
         out += block(6, _struct.pack(e + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(frame), len(frame)) + frame)
     return out
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key: str) -> str:
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 4.2.2)."""
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def tcp_connection(client_port: int, talk: list[tuple[str, bytes]], t0_ns: int) -> list[tuple[int, bytes]]:
+    """(ts_ns, Ethernet frame) of one TCP connection to 10.0.0.2:8080: handshake, each
+    (sender, bytes) of `talk` in one segment and its ACK, then FIN both ways."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    ends = {"client": ("10.0.0.1", client_port), "server": ("10.0.0.2", 8080)}
+    seq = {"client": 1000, "server": 5000}
+    frames: list[tuple[int, bytes]] = []
+
+    def send(sender: str, flags: str, data: bytes = b"") -> None:
+        other = "server" if sender == "client" else "client"
+        (src, sport), (dst, dport) = ends[sender], ends[other]
+        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq[sender], ack=seq[other] if "A" in flags else 0)
+        frames.append((t0_ns + len(frames) * 1_000_000, bytes(Ether() / IP(src=src, dst=dst) / tcp / data)))
+        seq[sender] += len(data) + ("S" in flags or "F" in flags)
+
+    send("client", "S")
+    send("server", "SA")
+    send("client", "A")
+    for sender, data in talk:
+        send(sender, "PA", data)
+        send("server" if sender == "client" else "client", "A")
+    send("client", "FA")
+    send("server", "FA")
+    send("client", "A")
+    return frames

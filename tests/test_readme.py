@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from inspector.analysis.tables import BYTE_CATEGORIES, SCHEMAS, TABLE_DOCS
+from inspector.analysis.tables import BYTE_CATEGORIES, PAYLOAD_COLUMNS, SCHEMAS, TABLE_DOCS
 
 REPO = Path(__file__).resolve().parents[1]
 START = "<!-- tables: generated from inspector/analysis/tables.py -->"
@@ -19,6 +19,8 @@ def schema_markdown() -> str:
         out.append("")
     out.append("### Byte categories\n\n| column | what it counts |\n|---|---|")
     out += [f"| `{name}` | {meaning} |" for name, meaning in BYTE_CATEGORIES.items()]
+    out.append("\n### Payload and efficiency columns\n\n| column | type | what it is |\n|---|---|---|")
+    out += [f"| `{name}` | {dtype} | {meaning} |" for name, (dtype, meaning) in PAYLOAD_COLUMNS.items()]
     out += ["", END]
     return "\n".join(out)
 

@@ -77,6 +77,7 @@ __all__ = [
     "http_pairs",
     "WsFrame",
     "websocket_frames",
+    "websocket_decoded_payload_bytes",
     "websocket_frames_by_direction",
     "websocket_opcode_counts",
     "WS_OPCODE_NAMES",
@@ -719,3 +720,13 @@ def websocket_frames_by_direction(path, client_endpoints: set[Endpoint],
         d = "client" if (f.src_ip, f.src_port) in clients else "server"
         out[(d, f.opcode, f.fin, f.payload_length)] += n
     return out
+
+
+def websocket_decoded_payload_bytes(path, port: int, **opts) -> int:
+    """Payload bytes of the WebSocket data frames on TCP port `port` as tshark decodes them
+    (it decompresses permessage-deflate): text frames' ``websocket.payload.text`` (its UTF-8
+    bytes), binary frames' ``data.len``.  Text is counted as tshark prints it, so text with
+    characters it escapes (control characters) does not fit; JSON and CSV do."""
+    rows = _fields(path, ["websocket.payload.text", "data.len"], display_filter=f"websocket && tcp.port == {int(port)}",
+                   opt_args=_opts(**opts))
+    return sum(len(text.encode("utf-8")) for texts, _ in rows for text in texts) + sum(int(n) for _, sizes in rows for n in sizes)

@@ -1,4 +1,4 @@
-"""REST vs WebSocket: cost per message by layer, efficiency, break-even, latency, staleness, claims."""
+"""REST vs WebSocket: cost per message by layer, efficiency and compression, break-even, latency, staleness, claims."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ from dash import Input, Output, State, dcc, html
 from dashboard import aggregate, figures, ids
 from dashboard.components import csv_download, graph, send_csv, small_table
 from dashboard.context import current_views
+from inspector.analysis.tables import PAYLOAD_COLUMNS
 
 dash.register_page(__name__, path="/compare", name="REST vs WebSocket", order=1)
+
+# Beside the efficiency figure: per group, the payload as sent, as decoded, what compression saved.
+PAYLOAD_TABLE_COLUMNS = ["group", "kind", "wire_bytes", *PAYLOAD_COLUMNS]
+PAYLOAD_FORMATS = {**{c: ",d" for c in ("wire_bytes", "wire_payload_bytes", "app_payload_bytes", "undecoded_payload_bytes",
+                                        "compression_saved_bytes")},
+                   "compression_ratio": ".2f", "efficiency": ".1%", "wire_payload_efficiency": ".1%"}
 
 
 def layout(**_query):
@@ -51,9 +58,9 @@ def claims_panel(claims: list[dict]) -> html.Div:
 
 def capture_section(views, capture):
     """The per-capture figures and the crossover table, as a list of components."""
-    cost, eff, curve, lat, cross = capture_outputs(views, capture)
-    return [graph(ids.COMPARE_COST, cost), graph(ids.COMPARE_EFFICIENCY, eff), graph(ids.COMPARE_BREAK_EVEN, curve),
-            html.Div(cross, id=ids.COMPARE_CROSSOVERS), graph(ids.COMPARE_LATENCY, lat)]
+    cost, eff, payload, curve, lat, cross = capture_outputs(views, capture)
+    return [graph(ids.COMPARE_COST, cost), graph(ids.COMPARE_EFFICIENCY, eff), html.Div(payload, id=ids.COMPARE_PAYLOAD),
+            graph(ids.COMPARE_BREAK_EVEN, curve), html.Div(cross, id=ids.COMPARE_CROSSOVERS), graph(ids.COMPARE_LATENCY, lat)]
 
 
 def capture_outputs(views, capture):
@@ -65,14 +72,17 @@ def _build_capture_outputs(views, capture):
     curves = views.break_even_curves(capture)
     crossings = aggregate.break_even_crossovers(curves)
     crossings["capture"] = crossings["capture"].map(aggregate._short)
-    return (figures.cost_split(views.cost_split(capture)), figures.efficiency(views.bytes_by_category(capture)),
+    by_group = views.bytes_by_category(capture)
+    return (figures.cost_split(views.cost_split(capture)), figures.efficiency(by_group),
+            small_table(by_group[PAYLOAD_TABLE_COLUMNS], PAYLOAD_FORMATS),
             figures.break_even(curves), figures.latency(views.latency(capture)),
             small_table(crossings, {"crossover_messages": ".1f", "crossover_bytes": ",.0f", "rest_total": ",.0f", "websocket_total": ",.0f"}))
 
 
 def register_callbacks(app, store):
-    @app.callback(Output(ids.COMPARE_COST, "figure"), Output(ids.COMPARE_EFFICIENCY, "figure"), Output(ids.COMPARE_BREAK_EVEN, "figure"),
-                  Output(ids.COMPARE_LATENCY, "figure"), Output(ids.COMPARE_CROSSOVERS, "children"), Input(ids.COMPARE_CAPTURE, "value"))
+    @app.callback(Output(ids.COMPARE_COST, "figure"), Output(ids.COMPARE_EFFICIENCY, "figure"), Output(ids.COMPARE_PAYLOAD, "children"),
+                  Output(ids.COMPARE_BREAK_EVEN, "figure"), Output(ids.COMPARE_LATENCY, "figure"), Output(ids.COMPARE_CROSSOVERS, "children"),
+                  Input(ids.COMPARE_CAPTURE, "value"))
     def _capture(capture):
         return capture_outputs(store.views(), capture)
 

@@ -12,7 +12,10 @@ from dashboard.context import current_views
 dash.register_page(__name__, path="/", name="Overview", order=0)
 
 
-COUNT_COLUMNS = ("packets", "connections", "wire_bytes", "rest_exchanges", "ws_messages", "tcp_wire_bytes", "payload_bytes")
+COUNT_COLUMNS = ("packets", "connections", "wire_bytes", "rest_exchanges", "ws_messages", "tcp_wire_bytes", "wire_payload_bytes",
+                 "app_payload_bytes", "undecoded_payload_bytes", "compression_saved_bytes")
+# efficiency: application payload (decoded) / TCP wire bytes; the payload as sent has its own columns
+FORMATS = {"efficiency": ".1%", "wire_payload_efficiency": ".1%", "compression_ratio": ".2f", **{c: ",d" for c in COUNT_COLUMNS}}
 
 
 def layout(**_query):
@@ -27,7 +30,7 @@ def build_layout(views):
     bytes_fig, mix_fig = capture_figures(views, first)
     return html.Div([
         html.H3("Captures"),
-        small_table(overview, {"efficiency": ".1%", **{c: ",d" for c in COUNT_COLUMNS}}, id=ids.OVERVIEW_TABLE),
+        small_table(overview, FORMATS, id=ids.OVERVIEW_TABLE),
         csv_download(ids.OVERVIEW_CSV_BUTTON, ids.OVERVIEW_CSV),
         html.Label("Capture"),
         dcc.Dropdown(id=ids.OVERVIEW_CAPTURE, options=[{"label": aggregate._short(c), "value": c} for c in captures], value=first, clearable=False),

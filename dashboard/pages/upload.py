@@ -18,6 +18,7 @@ from dash import Input, Output, State, dcc, html
 from dashboard import aggregate, ids
 from dashboard.components import small_table
 from dashboard.context import current_views
+from dashboard.pages.overview import FORMATS as OVERVIEW_FORMATS
 from inspector.errors import InspectorError
 
 dash.register_page(__name__, path="/upload", name="Upload", order=5)
@@ -130,7 +131,7 @@ def handle_upload(store, contents: str | None, filename, max_bytes: int | None =
         if Path(analysis.tables["captures"]["capture"].iloc[0]) != path:
             _discard(path)
         status = f"{name}: already loaded (same bytes as {overview['capture'].iloc[0]}); nothing added: {counts}."
-    return status, [small_table(overview, {"efficiency": ".1%"}, id=ids.UPLOAD_TABLE),
+    return status, [small_table(overview, OVERVIEW_FORMATS, id=ids.UPLOAD_TABLE),
                     dcc.Link("See it on the overview", href="/")]
 
 

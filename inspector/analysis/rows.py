@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.overhead import ITEM_SETUP, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, attribute_packets
+from inspector.analysis.payload import AppPayload, http_app_payload, payload_columns, ws_app_payload
 from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage
 from inspector.parse.connection import Kind
 
@@ -58,7 +60,7 @@ class _ConnectionRows:
             self.conn.client_side = 0 if ports[0] > ports[1] else 1
         self.client_side = self.conn.client_side
         self.rows: dict[str, list[dict]] = {name: [] for name in ("connections", "http_messages", "ws_frames", "ws_messages", "findings", "message_costs")}
-        # Per-item accounting: index -> [app_header, app_payload]
+        # Per-item accounting: header and payload bytes as sent, application payload (decoded)
         self.items: list[dict] = [
             self._item("setup", -1, "", account.start_ns),
             self._item("teardown", -1, "", account.end_ns),
@@ -70,7 +72,8 @@ class _ConnectionRows:
 
     @staticmethod
     def _item(name: str, index: int, direction: str, ts_ns: int) -> dict:
-        return {"item": name, "item_index": index, "direction": direction, "ts_ns": ts_ns, "header": 0, "payload": 0, "payload_messages": 0}
+        return {"item": name, "item_index": index, "direction": direction, "ts_ns": ts_ns, "header": 0, "payload": 0,
+                "app_payload": 0, "undecoded": 0, "payload_messages": 0}
 
     def side_of(self, direction: Direction) -> int:
         return self.client_side if direction is Direction.CLIENT else 1 - self.client_side
@@ -80,6 +83,7 @@ class _ConnectionRows:
     def build(self) -> dict[str, list[dict]]:
         events = self.conn.events
         handshake = next((e for e in events if isinstance(e, WsHandshake)), None)
+        self.deflate = handshake is not None and handshake.deflate is not None
         self._http_rows([e for e in events if isinstance(e, (HttpRequest, HttpResponse))], handshake)
         self._ws_rows([e for e in events if isinstance(e, (WsFrame, WsMessage))])
         for event in events:
@@ -104,11 +108,13 @@ class _ConnectionRows:
                 self.items.append(self._item("exchange", exchange, "client", message.ts_ns))
             else:
                 item = item_of_exchange[exchange]
-            if item != ITEM_SETUP and message.body_bytes > 0:
-                self.items[item]["payload_messages"] += 1  # a request or response with a body: work done
             body = message.body_wire_bytes - message.chunk_framing_bytes - message.missing_bytes
+            app = http_app_payload(message, body)
+            if item != ITEM_SETUP and app.carries:
+                self.items[item]["payload_messages"] += 1  # a request or response with a body: work done
             self.items[item]["header"] += message.header_bytes + message.chunk_framing_bytes
             self.items[item]["payload"] += body
+            self._add_app_payload(item, app)
             self.categories["http_header_bytes"] += message.header_bytes
             self.categories["http_chunk_framing_bytes"] += message.chunk_framing_bytes
             self.categories["http_body_bytes"] += body
@@ -171,16 +177,28 @@ class _ConnectionRows:
                 self.items[item]["header"] += row["header_bytes"]
                 self.items[item]["payload"] += row["payload_length"] - row["missing_bytes"]
                 self.spans[side].append((row["offset"], row["offset"] + row["header_bytes"] + row["payload_length"], item))
-            self.items[item]["payload_messages"] = int(self.items[item]["payload"] > 0)
+            app = ws_app_payload(event, self.items[item]["payload"])
+            self.items[item]["payload_messages"] = int(app.carries)
+            self._add_app_payload(item, app)
             self.rows["ws_messages"].append(self._message_row(event, message_id))
             message_id += 1
-        # Data frames never closed into a message (stream cut) still count as data.
+        # Data frames never closed into a message (stream cut) still count as data;
+        # compressed ones were never decompressed: counted as sent.
         for direction, leftover in pending_frames.items():
+            compressed = False
             for index in leftover:
                 row = frame_rows[index]
+                if row["opcode"] != 0:  # a message's first frame says whether it is compressed
+                    compressed = self.deflate and row["rsv1"]
+                sent = row["payload_length"] - row["missing_bytes"]
                 self.spans[self.side_of(direction)].append((row["offset"], row["offset"] + row["header_bytes"] + row["payload_length"], ITEM_UNATTRIBUTED))
                 self.items[ITEM_UNATTRIBUTED]["header"] += row["header_bytes"]
-                self.items[ITEM_UNATTRIBUTED]["payload"] += row["payload_length"] - row["missing_bytes"]
+                self.items[ITEM_UNATTRIBUTED]["payload"] += sent
+                self._add_app_payload(ITEM_UNATTRIBUTED, AppPayload(sent, sent if compressed else 0, sent > 0))
+
+    def _add_app_payload(self, item: int, app: AppPayload) -> None:
+        self.items[item]["app_payload"] += app.size
+        self.items[item]["undecoded"] += app.undecoded
 
     def _frame_row(self, frame: WsFrame, frame_id: int) -> dict:
         return {
@@ -261,12 +279,14 @@ class _ConnectionRows:
                     "direction": item["direction"],
                     "ts": item["ts_ns"] * NS,
                     "app_header_bytes": item["header"] + extra_unparsed,
-                    "app_payload_bytes": item["payload"],
-                    "payload_messages": item["payload_messages"],
+                    "wire_payload_bytes": item["payload"],
                     "transport_bytes": float(transport[index]),
                     "ack_bytes": float(acks[index]),
                     "wire_bytes": float(wire),
-                    "efficiency": item["payload"] / wire if wire else 0.0,
+                    "app_payload_bytes": item["app_payload"],
+                    "undecoded_payload_bytes": item["undecoded"],
+                    "payload_messages": item["payload_messages"],
+                    "efficiency": item["app_payload"] / wire if wire else math.nan,
                 }
             )
         costs = self.rows["message_costs"]
@@ -284,7 +304,9 @@ class _ConnectionRows:
         account = self.account
         client = account.endpoints[self.client_side]
         server = account.endpoints[1 - self.client_side]
-        payload = self.categories["http_body_bytes"] + self.categories["ws_data_payload_bytes"]
+        sent = self.categories["http_body_bytes"] + self.categories["ws_data_payload_bytes"]
+        app = sum(item["app_payload"] for item in self.items)
+        undecoded = sum(item["undecoded"] for item in self.items)
         http = self.rows["http_messages"]
         self.rows["connections"].append(
             {
@@ -307,8 +329,7 @@ class _ConnectionRows:
                 "retransmitted_bytes": account.retransmitted_bytes,
                 **self.categories,
                 "unparsed_bytes": self.unparsed_bytes(),
-                "payload_bytes": payload,
-                "efficiency": payload / account.wire_bytes if account.wire_bytes else 0.0,
+                **payload_columns(app, sent, undecoded, account.wire_bytes),
                 "setup_bytes": self.setup_bytes,
                 "teardown_bytes": self.teardown_bytes,
                 "handshake_seen": any(s.syn_seen for s in self.conn.streams),

@@ -32,6 +32,20 @@ BYTE_CATEGORIES: dict[str, str] = {
     "unparsed_bytes": "payload not framed as HTTP or WebSocket: other protocols, tunnels, bytes around gaps, bytes not captured (snaplen), bogus frame lengths",
 }
 
+# Payload and efficiency of a connection or an overhead row: (dtype, meaning).
+# Efficiency counts the application payload (decoded), never the payload as sent:
+# compression would otherwise look like waste.  See inspector/analysis/payload.py.
+PAYLOAD_COLUMNS: dict[str, tuple[str, str]] = {
+    "app_payload_bytes": ("int64", "application payload: HTTP bodies decoded (gzip, deflate), WebSocket data messages decompressed (permessage-deflate); a message whose decoded size is unknown counts as sent"),
+    "efficiency": ("float64", "app_payload_bytes / wire_bytes: application payload per byte on the wire (over 1 when compression delivers more payload than the bytes it sends)"),
+    "wire_payload_bytes": ("int64", "payload as sent: HTTP bodies still content-encoded, WebSocket data still compressed (http_body_bytes + ws_data_payload_bytes)"),
+    "wire_payload_efficiency": ("float64", "wire_payload_bytes / wire_bytes: payload as sent per byte on the wire (below efficiency when compression saved bytes)"),
+    "compression_saved_bytes": ("int64", "app_payload_bytes - wire_payload_bytes: payload bytes compression kept off the wire (negative if it added some)"),
+    "compression_ratio": ("float64", "app_payload_bytes / wire_payload_bytes: 1.0 when nothing was compressed, empty without payload"),
+    "undecoded_payload_bytes": ("int64", "payload counted as sent in app_payload_bytes because its decoded size is unknown (decompression failed or hit its cap, body or message incomplete, a coding not decoded such as br); when not 0, efficiency is a lower bound"),
+}
+_PAYLOAD_SCHEMA = {name: dtype for name, (dtype, _meaning) in PAYLOAD_COLUMNS.items()}
+
 SCHEMAS: dict[str, dict[str, str]] = {
     "captures": {
         "capture": "str",
@@ -60,8 +74,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "packets": "int64",
         "wire_bytes": "int64",
         **{name: "int64" for name in BYTE_CATEGORIES},
-        "payload_bytes": "int64",
-        "efficiency": "float64",
+        **_PAYLOAD_SCHEMA,
         "setup_bytes": "float64",
         "teardown_bytes": "float64",
         "handshake_seen": "bool",
@@ -152,11 +165,13 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "direction": "str",
         "ts": "float64",
         "app_header_bytes": "int64",
-        "app_payload_bytes": "int64",
-        "payload_messages": "int64",
+        "wire_payload_bytes": "int64",
         "transport_bytes": "float64",
         "ack_bytes": "float64",
         "wire_bytes": "float64",
+        "app_payload_bytes": "int64",
+        "undecoded_payload_bytes": "int64",
+        "payload_messages": "int64",
         "efficiency": "float64",
     },
     "overhead": {
@@ -168,12 +183,11 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "packets": "int64",
         "wire_bytes": "int64",
         **{name: "int64" for name in BYTE_CATEGORIES},
-        "payload_bytes": "int64",
+        **_PAYLOAD_SCHEMA,
         "setup_bytes": "float64",
         "teardown_bytes": "float64",
         "wire_bytes_per_message": "float64",
         "wire_bytes_per_payload_message": "float64",
-        "efficiency": "float64",
     },
 }
 
@@ -188,13 +202,13 @@ SCHEMAS["staleness"] = {
 
 TABLE_DOCS: dict[str, str] = {
     "captures": "one row per capture file: format, link types, packet counts, non-TCP packets by reason, warnings",
-    "connections": "one row per TCP connection, with one column per byte category (they sum to wire_bytes)",
+    "connections": "one row per TCP connection, with one column per byte category (they sum to wire_bytes) and the payload and efficiency columns",
     "http_messages": "one row per HTTP request and per response; exchange_id pairs them FIFO within a connection",
     "ws_frames": "one row per WebSocket frame; payload shown as text (U+FFFD for bad bytes) and hex, cut to a preview",
     "ws_messages": "one row per WebSocket data message (fragments assembled; control frames are not messages)",
     "findings": "protocol conformance findings (never fatal): rule and detail",
-    "message_costs": "one row per application message (REST exchange, WebSocket data message) plus setup, teardown, WebSocket control and unattributed rows per connection; wire_bytes of a connection's rows add up to its wire_bytes; payload_messages counts the HTTP requests and responses with a body, or the non-empty WebSocket message, of the row: the work it did",
-    "overhead": "one row per connection kind (rest, websocket, other) and recorded variant: bytes by category, payload, efficiency; messages counts REST exchanges and WebSocket data messages, payload_messages the requests, responses and WebSocket messages that carry payload (an empty poll or a 204 carries none: its bytes are cost), and wire_bytes_per_payload_message divides all wire bytes, setup included, by those",
+    "message_costs": "one row per application message (REST exchange, WebSocket data message) plus setup, teardown, WebSocket control and unattributed rows per connection; wire_bytes is app_header_bytes + wire_payload_bytes (payload as sent) + transport_bytes + ack_bytes, and a connection's rows add up to its wire_bytes; app_payload_bytes is the row's application payload (decoded; undecoded_payload_bytes of it counted as sent) and efficiency app_payload_bytes / wire_bytes, as in connections (control frames carry none); payload_messages counts the HTTP requests and responses whose decoded body is not empty, or the WebSocket message if its decoded payload is not, of the row: the work it did",
+    "overhead": "one row per connection kind (rest, websocket, other) and recorded variant: bytes by category, the payload and efficiency columns (as in connections); messages counts REST exchanges and WebSocket data messages, payload_messages the requests, responses and WebSocket messages that carry payload (an empty poll or a 204 carries none: its bytes are cost), and wire_bytes_per_payload_message divides all wire bytes, setup included, by those",
     "staleness": "for recorded feed workloads: when each update was published and when the client saw it",
 }
 

@@ -363,11 +363,11 @@ def test_categories_sum_to_wire_bytes(live: Live) -> None:
 
 def test_message_costs_sum_to_wire_bytes(live: Live) -> None:
     costs = live.analysis["message_costs"]
-    assert (costs[["app_header_bytes", "app_payload_bytes", "transport_bytes", "ack_bytes", "wire_bytes"]] >= 0).all().all()
+    assert (costs[["app_header_bytes", "wire_payload_bytes", "transport_bytes", "ack_bytes", "wire_bytes"]] >= 0).all().all()
     for row in live.analysis["connections"].itertuples():
         mine = costs[costs["conn_id"] == row.conn_id]
         assert mine["wire_bytes"].sum() == pytest.approx(row.wire_bytes, rel=1e-6), row.conn_id
-        parts = mine["app_header_bytes"] + mine["app_payload_bytes"] + mine["transport_bytes"] + mine["ack_bytes"]
+        parts = mine["app_header_bytes"] + mine["wire_payload_bytes"] + mine["transport_bytes"] + mine["ack_bytes"]
         assert (parts - mine["wire_bytes"]).abs().max() < 1e-6 * row.wire_bytes
 
 
@@ -555,7 +555,7 @@ def test_rest_keepalive_exchange_costs(live_traffic) -> None:
     for exchange_id, packets in enumerate(turns):
         cost = exchanges.loc[exchange_id]
         request, response = _single_connection_exchange_rows(live.analysis, exchange_id, conn.conn_id)
-        app = cost["app_header_bytes"] + cost["app_payload_bytes"]
+        app = cost["app_header_bytes"] + cost["wire_payload_bytes"]
         assert app == sum(p.length for p in packets), exchange_id
         assert app == sum(r["header_bytes"] + r["body_wire_bytes"] for r in (request, response)), exchange_id
         assert cost["app_header_bytes"] == request["header_bytes"] + response["header_bytes"]
@@ -603,7 +603,7 @@ def test_ws_plain_message_costs(live_traffic) -> None:
         for cost, message in zip(rows.itertuples(), want):
             header = sum(layout[i][2] for i in message)
             payload = sum(ledger[i]["size"] for i in message)
-            assert (cost.app_header_bytes, cost.app_payload_bytes) == (header, payload), (side, cost.item_index)
+            assert (cost.app_header_bytes, cost.wire_payload_bytes, cost.app_payload_bytes) == (header, payload, payload), (side, cost.item_index)
             own = frames[(frames["conn_id"] == conn_id) & (frames["message_id"] == cost.item_index)]
             assert (own["header_bytes"].sum(), own["payload_length"].sum()) == (header, payload), (side, cost.item_index)
             ranges = [layout[i][:2] for i in message]

@@ -79,9 +79,10 @@ def test_rows_add_up_and_app_bytes_match_messages(conversation):
     table = analysis["message_costs"]
     assert table["wire_bytes"].sum() == pytest.approx(sum(sizes))
     exchanges = table[table["item"] == "exchange"].sort_values("item_index")
-    app = exchanges["app_header_bytes"] + exchanges["app_payload_bytes"]
+    app = exchanges["app_header_bytes"] + exchanges["wire_payload_bytes"]
     assert app.tolist() == [len(q) + len(r) for q, r in zip(messages["req"], messages["resp"])]
-    assert exchanges["app_payload_bytes"].tolist() == [100, 10, 40 + 300]
+    assert exchanges["wire_payload_bytes"].tolist() == [100, 10, 40 + 300]
+    assert exchanges["app_payload_bytes"].tolist() == [100, 10, 40 + 300]  # nothing content-encoded
     connection = analysis["connections"].iloc[0]
     assert connection["tcp_control_bytes"] == sum(sizes[i] for i in (0, 1, 2, 4, 8, 9, 10, 11))
     assert connection["link_header_bytes"] == 14 * 4 and connection["ip_header_bytes"] == 20 * 4 and connection["tcp_header_bytes"] == 20 * 4

@@ -23,7 +23,10 @@ def test_capture_overview_counts_match_the_tables(tables):
         assert out.loc[capture, "rest_exchanges"] == len(requests)
         assert out.loc[capture, "ws_messages"] == ws["conn_id"].isin(set(mine["conn_id"])).sum()
         assert out.loc[capture, "connections"] == len(mine)
-        assert out.loc[capture, "efficiency"] == pytest.approx(mine["payload_bytes"].sum() / mine["wire_bytes"].sum())
+        assert out.loc[capture, "efficiency"] == pytest.approx(mine["app_payload_bytes"].sum() / mine["wire_bytes"].sum())
+        assert out.loc[capture, "wire_payload_efficiency"] == pytest.approx(mine["wire_payload_bytes"].sum() / mine["wire_bytes"].sum())
+        saved = mine["app_payload_bytes"].sum() - mine["wire_payload_bytes"].sum()
+        assert out.loc[capture, "compression_saved_bytes"] == saved
 
 
 def test_bytes_by_category_adds_up_to_wire_bytes_and_matches_overhead(tables):

@@ -14,7 +14,7 @@ from dashboard.store import TableStore, content_key, merge_analyses
 from dashboard.views import TableViews
 from inspector.analysis.pipeline import analyze_captures
 from tests.conftest import BUNDLED, bundled_files
-from tests.dashboard.conftest import walk_components
+from tests.dashboard.conftest import small_table_records, walk_components
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -111,8 +111,15 @@ def test_overview_and_compare_callbacks(app):
     chat_conns = tables["connections"][tables["connections"]["capture"] == chat]
     assert sum(sum(t.y) for t in by_category.data) == chat_conns["wire_bytes"].sum()
     assert compare.default_capture(tables) == chat
-    cost, eff, curve, lat, crossings = compare.capture_outputs(views, chat)
+    cost, eff, payload, curve, lat, crossings = compare.capture_outputs(views, chat)
     assert {t.name for t in curve.data if not t.name.startswith("crossover")} == set(chat_conns["variant"])
+    # the payload table beside the efficiency figure: each variant's sums, as in the connections table
+    shown = {row["group"]: row for row in small_table_records(payload)}
+    for variant, mine in chat_conns.groupby("variant"):
+        for column in ("wire_payload_bytes", "app_payload_bytes", "compression_saved_bytes"):
+            want = mine[column].sum()
+            assert shown[variant][column] == f"{want:,d}", (variant, column)
+        assert shown[variant]["efficiency"] == f"{mine['app_payload_bytes'].sum() / mine['wire_bytes'].sum():.1%}"
     assert len(compare.claims_panel(views.claims()).children) == 4
 
 

@@ -37,7 +37,8 @@ def test_overview_is_the_per_capture_table(tables):
         mine = conns[conns["capture"] == row.capture]
         assert got["ws_messages"] == mine["ws_messages"].sum()
         assert got["rest_exchanges"] == mine.loc[mine["kind"] == "rest", "http_requests"].sum()
-        assert got["efficiency"] == pytest.approx(mine["payload_bytes"].sum() / mine["wire_bytes"].sum())
+        assert got["efficiency"] == pytest.approx(mine["app_payload_bytes"].sum() / mine["wire_bytes"].sum())
+        assert got["wire_payload_efficiency"] == pytest.approx(mine["wire_payload_bytes"].sum() / mine["wire_bytes"].sum())
 
 
 def test_compare_is_the_cost_split_of_the_selected_capture(tables):

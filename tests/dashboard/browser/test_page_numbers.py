@@ -1,5 +1,5 @@
-"""The numbers the REST vs WebSocket, Connections, Frames and Findings pages show in
-headless Chromium equal the analysis tables.
+"""The numbers the Overview, REST vs WebSocket, Connections, Frames and Findings pages show
+in headless Chromium equal the analysis tables.
 
 Every expected value is computed here with plain pandas from the tables of
 `analyze_captures` run on the same captures as the app (never through
@@ -18,8 +18,6 @@ captures with findings.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 import re
 from pathlib import Path
@@ -34,6 +32,7 @@ from dashboard import ids
 from dashboard.components import PAGE_SIZE
 from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import BYTE_CATEGORIES
+from tests import factories
 from tests.conftest import CORPUS
 from tests.dashboard.browser.helpers import (
     ANALYSIS_TIMEOUT,
@@ -60,7 +59,9 @@ CORPUS_WITH_FINDINGS = [
 # request or response with a body, a non-empty WebSocket message); the bytes of the
 # application messages carrying none (an empty poll, a 204) are cost, not messages.
 APP_ITEMS = ["exchange", "ws_message"]
-COST_LAYERS = ["app_header_bytes", "app_payload_bytes", "transport_bytes", "ack_bytes"]
+COST_LAYERS = ["app_header_bytes", "wire_payload_bytes", "transport_bytes", "ack_bytes"]
+# Payload sums per connection; efficiency is the application payload (decoded) over wire bytes.
+PAYLOAD_SUMS = ["wire_payload_bytes", "app_payload_bytes", "undecoded_payload_bytes"]
 VERDICTS = ("holds", "does not hold", "cannot tell")
 
 
@@ -108,48 +109,12 @@ def findings_tables(findings_sources):
 
 # --- a capture with findings, built byte by byte ------------------------------------
 
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-
-
-def ws_accept(key: str) -> str:
-    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-
-
-def tcp_connection(client_port: int, talk: list[tuple[str, bytes]], t0_ns: int) -> list[tuple[int, bytes]]:
-    """(ts_ns, Ethernet frame) of one TCP connection to 10.0.0.2:8080: handshake, each
-    (sender, bytes) of `talk` in one segment and its ACK, then FIN both ways."""
-    from scapy.layers.inet import IP, TCP
-    from scapy.layers.l2 import Ether
-
-    ends = {"client": ("10.0.0.1", client_port), "server": ("10.0.0.2", 8080)}
-    seq = {"client": 1000, "server": 5000}
-    frames: list[tuple[int, bytes]] = []
-
-    def send(sender: str, flags: str, data: bytes = b"") -> None:
-        other = "server" if sender == "client" else "client"
-        (src, sport), (dst, dport) = ends[sender], ends[other]
-        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq[sender], ack=seq[other] if "A" in flags else 0)
-        frames.append((t0_ns + len(frames) * 1_000_000, bytes(Ether() / IP(src=src, dst=dst) / tcp / data)))
-        seq[sender] += len(data) + ("S" in flags or "F" in flags)
-
-    send("client", "S")
-    send("server", "SA")
-    send("client", "A")
-    for sender, data in talk:
-        send(sender, "PA", data)
-        send("server" if sender == "client" else "client", "A")
-    send("client", "FA")
-    send("server", "FA")
-    send("client", "A")
-    return frames
 
 
 def write_nonconforming_capture(path: Path) -> Path:
     """Two WebSocket connections breaking RFC 6455: 4 unmasked client frames on 2
     connections, a masked server frame, a Close with code 1005, a wrong accept."""
-    from tests import factories
-
     def upgrade(accept: str) -> list[tuple[str, bytes]]:
         request = factories.http_request("GET", "/chat", headers={
             "Host": "10.0.0.2:8080", "Upgrade": "websocket", "Connection": "Upgrade",
@@ -158,16 +123,16 @@ def write_nonconforming_capture(path: Path) -> Path:
             "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept})
         return [("client", request), ("server", response)]
 
-    first = upgrade(ws_accept(WS_KEY)) + [("client", factories.ws_frame(f"hello {i}".encode())) for i in range(3)] + [
+    first = upgrade(factories.ws_accept(WS_KEY)) + [("client", factories.ws_frame(f"hello {i}".encode())) for i in range(3)] + [
         ("server", factories.ws_frame(b"a masked reply", masked=True)),
         ("client", factories.ws_frame((1005).to_bytes(2, "big"), opcode=8, masked=True)),
     ]
-    second = upgrade(ws_accept("c29tZSBvdGhlciBrZXkhIQ==")) + [
+    second = upgrade(factories.ws_accept("c29tZSBvdGhlciBrZXkhIQ==")) + [
         ("client", factories.ws_frame(b"unmasked again")),
         ("server", factories.ws_frame(b"reply")),
     ]
     t0 = 1_700_000_000 * 10**9
-    frames = tcp_connection(40001, first, t0) + tcp_connection(40002, second, t0 + 10**9)
+    frames = factories.tcp_connection(40001, first, t0) + factories.tcp_connection(40002, second, t0 + 10**9)
     path.write_bytes(factories.pcap_file(frames, nano=True))
     return path
 
@@ -208,8 +173,15 @@ def click_cell(driver, element_id: str, column: str, row_id: str) -> None:
 
 
 def number(text: str) -> float:
-    """A number as the page prints it ("14,564", "0.9716", "4.3")."""
+    """A number as the page prints it ("14,564", "0.9716", "4.3", "83.2%": 0.832)."""
+    if text.endswith("%"):
+        return float(text[:-1].replace(",", "")) / 100
     return float(text.replace(",", ""))
+
+
+def shown_share(text: str, expected: float) -> bool:
+    """A share the page prints with one decimal of a percent ("83.2%") is `expected`."""
+    return abs(number(text) - expected) <= 0.0005 + 1e-12
 
 
 def close(a: float, b: float) -> bool:
@@ -239,16 +211,18 @@ def with_group(connections: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_totals(tables, capture: str) -> pd.DataFrame:
-    """Per group of one capture: kind, connections' wire and payload bytes, messages carrying
-    payload, and the cost layers and wire bytes summed over its application messages
+    """Per group of one capture: kind, connections' wire and payload bytes (PAYLOAD_SUMS), messages
+    carrying payload, and the cost layers and wire bytes summed over its application messages
     (`app_rows`: how many message_costs rows those are)."""
     conns = with_group(tables["connections"])
     conns = conns[conns["capture"] == capture]
-    out = conns.groupby("group").agg(kind=("kind", "first"), wire_bytes=("wire_bytes", "sum"),
-                                     payload_bytes=("payload_bytes", "sum"), deflate=("ws_deflate", "any"))
+    out = conns.groupby("group").agg(kind=("kind", "first"), wire_bytes=("wire_bytes", "sum"), deflate=("ws_deflate", "any"),
+                                     **{column: (column, "sum") for column in PAYLOAD_SUMS})
     group_of = conns.set_index("conn_id")["group"]
     http, ws = tables["http_messages"], tables["ws_messages"]
-    with_body = http[http["conn_id"].isin(group_of.index) & (http["body_bytes"] > 0)]
+    # a body carries payload unless it decodes to nothing (a gzip-encoded empty body)
+    decoded = http["decompressed_bytes"].fillna(http["body_bytes"]).where(~http["content_encoding"].isin(["", "identity"]), http["body_bytes"])
+    with_body = http[http["conn_id"].isin(group_of.index) & (decoded > 0)]
     non_empty = ws[ws["conn_id"].isin(group_of.index) & (ws["payload_bytes"] > 0)]
     messages = pd.concat([with_body["conn_id"], non_empty["conn_id"]]).map(group_of).value_counts()
     out["messages"] = messages.reindex(out.index, fill_value=0).astype("int64")
@@ -294,6 +268,33 @@ def frame_rows(tables) -> pd.DataFrame:
     return pd.concat([web, ws], ignore_index=True).set_index("key")
 
 
+# --- Overview --------------------------------------------------------------------------------
+
+
+def test_overview_numbers_equal_the_analysis(bundled_url, bundled, browser):
+    """Per capture: the counts, the payload sums of its connections, what compression saved and
+    both efficiencies (application payload, and payload as sent, over its TCP wire bytes)."""
+    open_page(browser, bundled_url + "/", f"#{ids.OVERVIEW_TABLE}")
+    rows = {r["capture"]: r for r in records_when(browser, ids.OVERVIEW_TABLE, lambda rs: len(rs) == len(bundled["captures"]),
+                                                   "the overview never showed every capture")}
+    conns = bundled["connections"]
+    for capture in bundled["captures"].itertuples():
+        shown = rows[short(capture.capture)]
+        mine = conns[conns["capture"] == capture.capture]
+        wire = int(mine["wire_bytes"].sum())
+        sums = {column: int(mine[column].sum()) for column in PAYLOAD_SUMS}
+        assert (number(shown["packets"]), number(shown["connections"])) == (capture.packets, capture.connections), shown
+        assert number(shown["tcp_wire_bytes"]) == wire, shown
+        assert number(shown["rest_exchanges"]) == mine.loc[mine["kind"] == "rest", "http_requests"].sum(), shown
+        assert number(shown["ws_messages"]) == mine["ws_messages"].sum(), shown
+        for column, value in sums.items():
+            assert number(shown[column]) == value, (column, shown)
+        assert number(shown["compression_saved_bytes"]) == sums["app_payload_bytes"] - sums["wire_payload_bytes"], shown
+        assert shown_share(shown["efficiency"], sums["app_payload_bytes"] / wire), shown
+        assert shown_share(shown["wire_payload_efficiency"], sums["wire_payload_bytes"] / wire), shown
+    check_clean(browser, "overview-payload-numbers")
+
+
 # --- REST vs WebSocket ---------------------------------------------------------------------
 
 
@@ -319,12 +320,29 @@ def check_compare_capture(driver, tables, capture: str) -> None:
         assert int(r["rest_messages"]) == rest.loc[r["rest"], "messages"], r
         assert int(r["websocket_messages"]) == websocket.loc[r["websocket"], "messages"], r
 
-    # efficiency: application payload / wire bytes of each group's connections
-    eff = figure_when(driver, ids.COMPARE_EFFICIENCY, lambda f: f["traces"] and set(f["traces"][0]["x"]) == set(groups.index),
+    # efficiency: application payload (decoded) / wire bytes of each group's connections, and beside
+    # it the payload as sent / wire bytes
+    eff = figure_when(driver, ids.COMPARE_EFFICIENCY, lambda f: f["traces"] and all(set(t["x"]) == set(groups.index) for t in f["traces"]),
                       f"the efficiency figure never showed the groups of {short(capture)}: {sorted(groups.index)}")
-    shown = dict(zip(eff["traces"][0]["x"], eff["traces"][0]["y"]))
+    bars = {t["meta"]: dict(zip(t["x"], t["y"])) for t in eff["traces"]}
+    assert set(bars) == {"efficiency", "wire_payload_efficiency"}, eff["traces"]
     for group, row in groups.iterrows():
-        assert close(shown[group], row["payload_bytes"] / row["wire_bytes"]), (capture, group, shown[group])
+        assert close(bars["efficiency"][group], row["app_payload_bytes"] / row["wire_bytes"]), (capture, group, bars)
+        assert close(bars["wire_payload_efficiency"][group], row["wire_payload_bytes"] / row["wire_bytes"]), (capture, group, bars)
+
+    # the payload table beside it: the same sums, what compression saved, both efficiencies
+    payload = {r["group"]: r for r in grid_records(driver, ids.COMPARE_PAYLOAD)}
+    assert set(payload) == set(groups.index), payload
+    for group, row in groups.iterrows():
+        shown = payload[group]
+        assert shown["kind"] == row["kind"] and number(shown["wire_bytes"]) == row["wire_bytes"], (capture, shown)
+        for column in PAYLOAD_SUMS:
+            assert number(shown[column]) == row[column], (capture, group, column, shown)
+        assert number(shown["compression_saved_bytes"]) == row["app_payload_bytes"] - row["wire_payload_bytes"], (capture, shown)
+        if row["wire_payload_bytes"]:
+            assert abs(number(shown["compression_ratio"]) - row["app_payload_bytes"] / row["wire_payload_bytes"]) <= 0.005, (capture, shown)
+        assert shown_share(shown["efficiency"], row["app_payload_bytes"] / row["wire_bytes"]), (capture, shown)
+        assert shown_share(shown["wire_payload_efficiency"], row["wire_payload_bytes"] / row["wire_bytes"]), (capture, shown)
 
     # cost split: each layer summed over the group's application messages, per message carrying payload
     with_app = groups[groups["app_rows"] > 0]
@@ -434,10 +452,11 @@ def check_connection_row(row: dict[str, str], conns: pd.DataFrame) -> None:
     expected = conns.set_index("conn_id").loc[int(row["conn_id"])]
     assert row["capture"] == short(expected["capture"]), row
     assert row["kind"] == expected["kind"] and row["variant"] == (expected["variant"] if isinstance(expected["variant"], str) else ""), row
-    for column in ("client_port", "server_port", "packets", "wire_bytes", "payload_bytes", "http_requests", "ws_messages"):
+    for column in ("client_port", "server_port", "packets", "wire_bytes", *PAYLOAD_SUMS, "http_requests", "ws_messages"):
         assert int(row[column]) == int(expected[column]), (column, row)
+    assert int(row["compression_saved_bytes"]) == expected["app_payload_bytes"] - expected["wire_payload_bytes"], row
     assert row["client_ip"] == expected["client_ip"] and row["server_ip"] == expected["server_ip"], row
-    assert abs(number(row["efficiency"]) - expected["payload_bytes"] / expected["wire_bytes"]) <= 0.5e-4, row
+    assert abs(number(row["efficiency"]) - expected["app_payload_bytes"] / expected["wire_bytes"]) <= 0.5e-4, row
     assert abs(number(row["duration_s"]) - (expected["end_ts"] - expected["start_ts"])) <= 0.5e-6 + 1e-9, row
 
 
