@@ -106,7 +106,7 @@ def test_overview_and_compare_callbacks(app):
 
     views = app.server.config["INSPECTOR_TABLE_STORE"].views()
     tables = views.tables
-    chat = str(BUNDLED / "chat.pcap")
+    chat = "chat.pcap"  # captures are named by their file names, never their server paths
     by_category, mix = overview.capture_figures(views, chat)
     chat_conns = tables["connections"][tables["connections"]["capture"] == chat]
     assert sum(sum(t.y) for t in by_category.data) == chat_conns["wire_bytes"].sum()

@@ -6,7 +6,6 @@ text.  No console errors; screenshots under screenshots/."""
 from __future__ import annotations
 
 import gzip
-import importlib
 from pathlib import Path
 
 import pytest
@@ -92,12 +91,13 @@ def test_upload_a_capture_then_a_text_file(upload_url, browser, tmp_path):
 
 
 def test_file_over_the_limit_is_refused_with_a_message(upload_url, browser, monkeypatch):
-    upload = importlib.import_module("dashboard.pages.upload")
-    monkeypatch.setattr(upload, "MAX_UPLOAD_BYTES", CHAT.stat().st_size - 1)  # read when the page renders
+    from dashboard import uploads
+
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", CHAT.stat().st_size - 1)  # read when the page renders
     open_page(browser, upload_url)
-    # the page's size guard (a clientside callback) is installed once the upload has rendered
-    wait(browser).until(lambda d: d.execute_script(f"return document.getElementById('{ids.UPLOAD}').dataset.sizeGuard"),
-                        message="the upload size guard was never installed")
+    # the page's sender (assets/upload.js) is installed once the upload has rendered
+    wait(browser).until(lambda d: d.execute_script(f"return document.getElementById('{ids.UPLOAD}').dataset.sender"),
+                        message="the upload sender was never installed")
     send_file(browser, CHAT)
     status = status_when(browser, lambda t: "not uploaded" in t, "no message for a file over the limit")
     assert status.startswith("chat.pcap: not uploaded: ") and "over the upload limit" in status
