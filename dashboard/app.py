@@ -6,9 +6,10 @@ The app holds a TableStore (analysis once, in the background) in the Flask
 config; pages read it through `dashboard.context`, callbacks close over it.
 Nothing is kept in module-level variables.
 
-Flask reads at most REQUEST_MAX_BYTES of any request body (a bigger one is
-refused with 413 before it is read); only the upload URL takes more
-(dashboard.uploads).
+Its WSGI app is wrapped by dashboard.security.Guard (Host allow-list, security
+headers, a CSP that allows the app's inline scripts by hash), and Flask reads
+at most REQUEST_MAX_BYTES of any request body (a bigger one is refused with
+413 before it is read); only the upload URL takes more (dashboard.uploads).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard import ids
 from dashboard.context import STORE_KEY
+from dashboard.security import Guard, HostAllowList, dash_csp
 from dashboard.store import TableStore
 
 PAGES = ("overview", "compare", "connections", "frames", "findings", "upload", "live")
@@ -68,6 +70,7 @@ def create_app(source, *, start: bool = True, host: str | None = None) -> dash.D
         if register is not None:
             register(app, store)
     app.server.config["MAX_CONTENT_LENGTH"] = REQUEST_MAX_BYTES
+    app.server.wsgi_app = Guard(app.server.wsgi_app, HostAllowList(host), dash_csp(app))
     return app
 
 
