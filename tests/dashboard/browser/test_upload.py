@@ -116,3 +116,32 @@ def test_hostile_file_name_stays_text(upload_url, browser, tmp_path):
     assert dialogs(browser) == [] and page_errors(browser) == []
     assert console_errors(browser) == []
     screenshot(browser, "upload-hostile-name")
+
+
+def test_the_status_follows_the_analysis_in_the_worker(serve_app, browser, tmp_path):
+    """The upload returns at once; the page shows the worker's progress, then the result."""
+    import threading
+
+    from dashboard.app import create_app
+    from dashboard.store import TableStore
+
+    release = threading.Event()
+
+    def slow(paths, progress=None):
+        progress(str(paths[0]), 0.25)
+        assert release.wait(60)
+        return analyze_captures(paths, progress=progress)
+
+    store = TableStore([], analyze_upload=slow)
+    assert store.wait(30)
+    open_page(browser, serve_app(create_app(store)) + "/upload")
+    slow_file = tmp_path / "slow.pcap"
+    slow_file.write_bytes(CHAT.read_bytes())
+    send_file(browser, slow_file)
+    status_when(browser, lambda t: t == "slow.pcap: analysing: 25%.", "the analysis's progress was never shown")
+    screenshot(browser, "upload-analysing")
+    release.set()
+    status_when(browser, lambda t: t.startswith("slow.pcap: added: "), "the upload was never shown as added")
+    wait_dash_ready(browser)
+    assert console_errors(browser) == []
+    store.close()
