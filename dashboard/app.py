@@ -5,6 +5,11 @@
 The app holds a TableStore (analysis once, in the background) in the Flask
 config; pages read it through `dashboard.context`, callbacks close over it.
 Nothing is kept in module-level variables.
+
+Its WSGI app is wrapped by dashboard.security.Guard (Host allow-list, security
+headers, a CSP that allows the app's inline scripts by hash), and Flask reads
+at most REQUEST_MAX_BYTES of any request body (a bigger one is refused with
+413 before it is read); only the upload URL takes more (dashboard.uploads).
 """
 
 from __future__ import annotations
@@ -17,16 +22,23 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard import ids
 from dashboard.context import STORE_KEY
+from dashboard.security import Guard, HostAllowList, dash_csp
 from dashboard.store import TableStore
 
 PAGES = ("overview", "compare", "connections", "frames", "findings", "upload", "live")
 PAGES_FOLDER = Path(__file__).resolve().parent / "pages"
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_CAPTURES = REPO / "captures"
+# Every Dash callback request is small (a click, a grid's row request): a bigger body is refused
+# (413) from its Content-Length, before it is read.  The upload URL lifts it for itself.
+REQUEST_MAX_BYTES = 1024 * 1024
 
 
-def create_app(source, *, start: bool = True) -> dash.Dash:
-    """A Dash app over `source`: a TableStore, or a list of capture files and directories."""
+def create_app(source, *, start: bool = True, host: str | None = None) -> dash.Dash:
+    """A Dash app over `source`: a TableStore, or a list of capture files and directories.
+
+    `host` is the address the server binds (default 127.0.0.1): the Host names it answers
+    follow from it (dashboard.security)."""
     store = source if isinstance(source, TableStore) else TableStore(list(source))
     if start:
         store.start()
@@ -57,6 +69,8 @@ def create_app(source, *, start: bool = True) -> dash.Dash:
         register = getattr(module, "register_callbacks", None)
         if register is not None:
             register(app, store)
+    app.server.config["MAX_CONTENT_LENGTH"] = REQUEST_MAX_BYTES
+    app.server.wsgi_app = Guard(app.server.wsgi_app, HostAllowList(host), dash_csp(app))
     return app
 
 

@@ -15,6 +15,9 @@ from dash_ag_grid import AgGrid
 from dashboard import aggregate, exports
 
 PAGE_SIZE = 20
+# A grid asks for PAGE_SIZE rows at a time; a crafted getRowsRequest (endRow 10**9) gets no more
+# than this many, so one request can never make the server serialise a whole million-row table.
+MAX_ROWS_PER_REQUEST = 500
 CELL_STYLE = {"fontFamily": "monospace", "fontSize": 12}
 # cellDataType off: every value is shown as its text (no checkbox for a boolean, no inferred format);
 # no column virtualisation: every column of a row is in the page, not only those scrolled to
@@ -69,9 +72,25 @@ def register_paging(app, store, table_id: str, page) -> None:
 
 
 def grid_rows(table: pd.DataFrame, request: dict) -> tuple[pd.DataFrame, int]:
-    """The rows a getRowsRequest asks for, and the row count of its filter (aggregate.query_rows)."""
-    return aggregate.query_rows(table, request.get("startRow", 0), request.get("endRow", PAGE_SIZE),
-                                request.get("sortModel"), request.get("filterModel"))
+    """The rows a getRowsRequest asks for (at most MAX_ROWS_PER_REQUEST of them), and the row
+    count of its filter (aggregate.query_rows)."""
+    start, end = requested_rows(request)
+    return aggregate.query_rows(table, start, end, request.get("sortModel"), request.get("filterModel"))
+
+
+def requested_rows(request: dict) -> tuple[int, int]:
+    """(startRow, endRow) of a getRowsRequest, as row numbers the server will serve: the request
+    is the browser's and may be crafted, so a missing or non-integer bound gets the grid's own
+    default and the range is cut to MAX_ROWS_PER_REQUEST rows."""
+    start = _row_number(request.get("startRow"), 0)
+    end = _row_number(request.get("endRow"), start + PAGE_SIZE)
+    return start, max(start, min(end, start + MAX_ROWS_PER_REQUEST))
+
+
+def _row_number(value, default: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):  # AG Grid sends integers
+        return default
+    return max(0, value)
 
 
 def rows_response(rows: pd.DataFrame, row_count: int) -> dict:

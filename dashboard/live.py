@@ -29,8 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from dashboard import aggregate
-from inspector.analysis.pipeline import Analysis, analyze_captures
-from inspector.errors import InspectorError
+from dashboard.analysing import analyze_untrusted, failure_line, one_line
+from inspector.analysis.pipeline import Analysis
 
 MAX_PATH_CHARS = 4096
 COUNTS = ("packets", "connections", "rest_exchanges", "ws_messages", "wire_bytes")
@@ -78,19 +78,24 @@ def allowed_real_path(path: str, roots: tuple[str, ...]) -> str | None:
     return None
 
 
-def refused_message(path: str, roots: tuple[str, ...]) -> str:
-    folders = ", ".join(roots) if roots else "none"
-    return (f"{path}: not inside a folder the Live page may follow (allowed: {folders}); "
+ALLOWED_FOLDERS = ("the dashboard's working directory, the folders of the captures it was started with, "
+                   "its upload folder and each --live-dir folder")
+
+
+def refused_message(path: str) -> str:
+    """Names the path as typed and the kinds of folder allowed, never their server paths (the
+    dashboard prints those where it was started)."""
+    return (f"{path}: not inside a folder the Live page may follow ({ALLOWED_FOLDERS}); "
             "start the dashboard with --live-dir DIR to add one")
 
 
-def follow(path, previous: LiveState | None = None, analyze=analyze_captures,
+def follow(path, previous: LiveState | None = None, analyze=analyze_untrusted,
            roots: tuple[str, ...] | None = None) -> tuple[LiveState, dict]:
     """(state, summary) of the capture at `path`; re-analysed only when size or mtime changed.
 
     With `roots` (real paths of folders, see real_roots) a path whose real path is outside
     all of them is refused without being opened or stat'ed, and the real path is what is
-    read; messages name `path` as given.  Without `roots` any path is read (callers that
+    read; messages and warnings name `path` as given, never the real path.  Without `roots` any path is read (callers that
     take paths from users pass roots: LiveFollower always does).
 
     The summary is small and JSON-friendly: path, size, changed, error (one line or None),
@@ -103,7 +108,7 @@ def follow(path, previous: LiveState | None = None, analyze=analyze_captures,
     if roots is not None:
         target = allowed_real_path(path, roots)
         if target is None:
-            return _failed(path, refused_message(path, roots))
+            return _failed(path, refused_message(path))
     try:
         st = os.stat(target)
     except FileNotFoundError:
@@ -116,25 +121,21 @@ def follow(path, previous: LiveState | None = None, analyze=analyze_captures,
         return previous, _summary(previous, False)
     try:
         analysis = analyze([target])
+    except Exception as exc:  # the file's one line, kept until it changes: never a 500 on every refresh
+        state = LiveState(path, st.st_size, st.st_mtime_ns, error=failure_line(exc, target, path))
+    else:
+        analysis = Analysis(analysis.tables, [w.replace(target, path) for w in analysis.warnings])
         state = LiveState(path, st.st_size, st.st_mtime_ns, analysis=analysis)
-    except InspectorError as exc:
-        state = LiveState(path, st.st_size, st.st_mtime_ns, error=_one_line(str(exc).replace(target, path)))
-    except OSError as exc:
-        state = LiveState(path, st.st_size, st.st_mtime_ns, error=_one_line(f"{path}: cannot read: {exc.strerror or exc}"))
     return state, _summary(state, True)
 
 
 def _failed(path: str, message: str) -> tuple[LiveState, dict]:
-    state = LiveState(path=path, error=_one_line(message))
+    state = LiveState(path=path, error=one_line(message))
     return state, _summary(state, True)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _summary(state: LiveState, changed: bool) -> dict:
-    summary = {"path": state.path, "size": state.size, "changed": changed, "error": state.error,
+    summary = {"path": state.path, "size": state.size, "changed": changed, "error": state.error, "busy": False,
                **{name: 0 for name in COUNTS}, "efficiency": None, "warnings": [], "mix": []}
     if state.analysis is None:
         return summary
@@ -145,7 +146,7 @@ def _summary(state: LiveState, changed: bool) -> dict:
         summary.update({name: int(row[name]) for name in COUNTS})
         summary["efficiency"] = None if pd.isna(row["efficiency"]) else float(row["efficiency"])
         summary["mix"] = aggregate.protocol_mix(tables, str(row["capture"])).to_dict("records")
-    summary["warnings"] = [_one_line(w) for w in state.analysis.warnings]
+    summary["warnings"] = [one_line(w) for w in state.analysis.warnings]
     return summary
 
 
@@ -166,13 +167,13 @@ class LiveFollower:
     roots nothing is.  `allow(folder)` adds one, as the store does for its upload folder.
     """
 
-    def __init__(self, roots: Iterable[str | os.PathLike] = (), keep: int = 4, analyze=analyze_captures) -> None:
+    def __init__(self, roots: Iterable[str | os.PathLike] = (), keep: int = 4, analyze=analyze_untrusted) -> None:
         self._roots = real_roots(roots)
         self._roots_lock = threading.Lock()  # not the analysis lock: allowing a folder never waits for one
         self._keep = keep
         self._analyze = analyze
         self._states: OrderedDict[str, LiveState] = OrderedDict()
-        self._lock = threading.Lock()  # one analysis at a time: ticks from two tabs do not race
+        self._lock = threading.Lock()  # one analysis at a time: ticks from two tabs do not race, nor wait
 
     @property
     def roots(self) -> tuple[Path, ...]:
@@ -185,8 +186,13 @@ class LiveFollower:
             self._roots = real_roots((*self._roots, folder))
 
     def follow(self, path) -> dict:
+        """The summary of `path` (see `follow`); while another tick's analysis runs, at once a
+        summary with `busy` set, so that the page's refreshes never queue up behind a slow
+        capture, each holding one of the server's threads."""
         path = clean_path(path)
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return {**_summary(LiveState(path), False), "busy": True}
+        try:
             state, summary = follow(path, self._states.get(path), analyze=self._analyze, roots=self._roots)
             if state.size >= 0:  # the file was there: keep what was seen of it
                 self._states[path] = state
@@ -196,6 +202,8 @@ class LiveFollower:
             else:
                 self._states.pop(path, None)
             return summary
+        finally:
+            self._lock.release()
 
 
 def mix_frame(summary: dict) -> pd.DataFrame:

@@ -20,9 +20,10 @@ from inspector.analysis.pipeline import CONNECTION_TABLES, Analysis, analyze_cap
 from inspector.analysis.recording import sidecar_path
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
-from inspector.errors import InspectorError
 
+from dashboard.analysing import analyze_untrusted, failure_line
 from dashboard.live import LiveFollower
+from dashboard.uploads import UploadQueue
 from dashboard.views import TableViews
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".gz", ".cap")
@@ -75,16 +76,25 @@ class TableStore:
     """Analyses `sources` (files or directories) in a background thread; `tables()` once ready.
 
     `analyze(paths, progress=callback)` is analyze_captures or a function like it; the
-    progress it reports shows in `progress()`.
+    progress it reports shows in `progress()`.  Uploads go through `analyze_upload` instead
+    (dashboard.analysing.analyze_untrusted: the limits for captures a browser user chose),
+    queued in `uploads` and analysed one at a time by its worker thread.
+
+    Every capture is named in the tables by its file name, made unique ("feed.pcap (2)"),
+    never by its path: the tables are what the pages and the exports show.
 
     The Live page follows only files inside the working directory, the sources' folders (a
     directory itself, a file's parent), the upload folder and the `live_dirs` (`--live-dir`).
+    `close()` removes the upload folder and what was uploaded into it.
     """
 
-    def __init__(self, sources: list[str | Path], analyze=analyze_captures, *, live_dirs=()) -> None:
+    def __init__(self, sources: list[str | Path], analyze=analyze_captures, *, analyze_upload=analyze_untrusted,
+                 live_dirs=()) -> None:
         self.files = expand_sources(sources)
-        self._sources = tuple(self.files)  # files grows with add_file; the background run reads these
+        self._names: set[str] = set()
+        self._sources = tuple((path, self._unique_name(path.name)) for path in self.files)  # what the background run reads
         self._analyze = analyze
+        self._analyze_upload = analyze_upload
         self._lock = threading.Lock()
         self._cache: dict[str, Analysis] = {}
         self._views: TableViews | None = None  # the current tables and their views; None until ready
@@ -94,12 +104,13 @@ class TableStore:
         self._errors: list[str] = []
         self.warnings: list[str] = []
         self._thread: threading.Thread | None = None
-        self._analyses: list[Analysis] = []  # what tables() merges: the sources', then uploads
-        self._loaded: dict[str, Analysis] = {}  # content key -> analysis of what add_file added
+        self._analyses: list[Analysis] = []  # what tables() merges, captures named: the sources', then uploads
+        self._loaded: dict[str, str] = {}  # content key -> the name it was loaded under
         self._add_lock = threading.Lock()  # one add_file at a time: the same bytes never analysed twice
         self._upload_dir: tempfile.TemporaryDirectory | None = None
         source_dirs = [p if p.is_dir() else p.parent for p in map(Path, sources)]
-        self.live = LiveFollower(roots=[Path.cwd(), *source_dirs, *live_dirs])  # the Live page's files, per store
+        self.live = LiveFollower(roots=[Path.cwd(), *source_dirs, *live_dirs], analyze=analyze_upload)  # the Live page's files, per store
+        self.uploads = UploadQueue(self)
 
     def start(self) -> "TableStore":
         with self._lock:
@@ -138,43 +149,63 @@ class TableStore:
         threading.Thread(target=self._views.warm, name="inspector-views", daemon=True).start()
         return self._views
 
+    def _unique_name(self, name: str) -> str:
+        """`name`, or "name (2)", "name (3)", ... when a capture already has it."""
+        unique, n = name, 1
+        while unique in self._names:
+            n += 1
+            unique = f"{name} ({n})"
+        self._names.add(unique)
+        return unique
+
     @property
     def upload_dir(self) -> Path:
-        """A temporary folder of this store for uploaded files, removed with the store."""
+        """A temporary folder of this store for uploaded files, removed by close()."""
         with self._lock:
             if self._upload_dir is None:
                 self._upload_dir = tempfile.TemporaryDirectory(prefix="inspector-uploads-")
                 self.live.allow(self._upload_dir.name)
             return Path(self._upload_dir.name)
 
-    def add_file(self, path: str | Path, display_name: str | None = None) -> tuple[Analysis, bool]:
-        """Analyse one more capture now (cached by content) and add it to the tables.
+    def close(self) -> None:
+        """Stop taking uploads and remove the upload folder with every upload in it."""
+        self.uploads.close()
+        with self._lock:
+            folder, self._upload_dir = self._upload_dir, None
+        if folder is not None:
+            folder.cleanup()
 
-        Returns (analysis, added); added is False when the same content was
-        added before (then nothing changes).  An InspectorError from the
-        analysis propagates, with the path replaced by `display_name`.
+    def add_file(self, path: str | Path, name: str | None = None, progress=None) -> Added:
+        """Analyse one more capture now (with analyze_upload; cached by content) and add it to
+        the tables under `name` (made unique; default: the file's name).
+
+        When the same content was loaded before, nothing changes: the result says so and names
+        what it was loaded as.  An exception from the analysis propagates.
         """
         path = Path(path)
         with self._add_lock:
             key = content_key(path)
             if key in self._loaded:
-                return self._loaded[key], False
-            analysis = self._cache.get(key)
-            if analysis is None:
-                try:
-                    analysis = self._analyze([path])
-                except InspectorError as exc:
-                    raise type(exc)(str(exc).replace(str(path), display_name or path.name)) from None
-                self._cache[key] = analysis
+                loaded = self._loaded[key]
+                return Added(named(self._cached_or_analysed(key, path, progress), loaded), False, loaded)
+            analysis = self._cached_or_analysed(key, path, progress)
             with self._lock:
-                self._loaded[key] = analysis
+                name = self._unique_name(name or path.name)
+                self._loaded[key] = name
                 self.files.append(path)
                 self._done += 1
-                self._analyses.append(analysis)
-                self.warnings.extend(analysis.warnings)
+                shown = named(analysis, name)
+                self._analyses.append(shown)
+                self.warnings.extend(shown.warnings)
                 if self._views is not None:
                     self._publish(merge_analyses(self._analyses))
-            return analysis, True
+            return Added(shown, True, name)
+
+    def _cached_or_analysed(self, key: str, path: Path, progress) -> Analysis:
+        analysis = self._cache.get(key)
+        if analysis is None:
+            analysis = self._cache[key] = self._analyze_upload([path], progress=progress)
+        return analysis
 
     def _note_progress(self, _path: str, fraction: float) -> None:
         with self._lock:
@@ -182,9 +213,9 @@ class TableStore:
 
     def _run(self) -> None:
         analyses = self._analyses
-        for path in self._sources:
+        for path, name in self._sources:
             with self._lock:
-                self._current = path.name
+                self._current = name
                 self._fraction = 0.0
             try:
                 key = content_key(path)
@@ -192,17 +223,39 @@ class TableStore:
                 if analysis is None:
                     analysis = self._analyze([path], progress=self._note_progress)
                     self._cache[key] = analysis
+                shown = named(analysis, name)
                 with self._lock:
-                    analyses.append(analysis)
-                self.warnings.extend(analysis.warnings)
+                    analyses.append(shown)
+                    self._loaded.setdefault(key, name)
+                self.warnings.extend(shown.warnings)
             except Exception as exc:  # one bad file must not stop the others; shown as progress
                 with self._lock:
-                    self._errors.append(f"{path}: {exc}")
+                    self._errors.append(failure_line(exc, path, name))
             with self._lock:
                 self._done += 1
         with self._lock:
             self._publish(merge_analyses(analyses))
             self._current = ""
+
+
+@dataclass(frozen=True)
+class Added:
+    """What add_file did: the capture's analysis (named), whether it was added, and its name in the tables."""
+
+    analysis: Analysis
+    added: bool
+    name: str
+
+
+def named(analysis: Analysis, name: str) -> Analysis:
+    """The analysis of one capture with `name` in place of its path (the path it was analysed
+    under, which a cached analysis of the same bytes elsewhere keeps): in every table's capture
+    column and in the warnings."""
+    captures = analysis.tables["captures"]["capture"]
+    path = str(captures.iloc[0]) if len(captures) else name
+    tables = {table_name: table.assign(capture=name) if "capture" in table.columns and len(table) else table
+              for table_name, table in analysis.tables.items()}
+    return Analysis(tables=tables, warnings=[w.replace(path, name) for w in analysis.warnings])
 
 
 def merge_analyses(analyses: list[Analysis]) -> dict[str, pd.DataFrame]:

@@ -244,10 +244,12 @@ def live_dirs(folders: list[str]) -> list[Path]:
 
 
 def _dashboard(args) -> int:
-    """Serve the Dash app; the captures are analysed in the background once it is up."""
+    """Serve the Dash app (waitress; Dash's development server with --debug) until Ctrl-C or
+    SIGTERM; the captures are analysed in the background once it is up."""
     sources = dashboard_sources(args.sources)
     folders = live_dirs(args.live_dirs)
     from dashboard.app import create_app
+    from dashboard.serve import serve
     from dashboard.store import TableStore
 
     store = TableStore(sources, live_dirs=folders)
@@ -256,9 +258,14 @@ def _dashboard(args) -> int:
         return EXIT_BAD_INPUT
     if args.host not in LOCAL_HOSTS:
         print(f"inspector: warning: serving on {args.host}: anyone who can reach this address sees the captures' contents", file=sys.stderr)
-    app = create_app(store)
-    print(f"inspector: dashboard on http://{args.host}:{args.port}/ over {len(store.files)} captures (Ctrl-C to stop)", file=sys.stderr)
-    app.run(host=args.host, port=args.port, debug=args.debug)
+    app = create_app(store, host=args.host)
+    # the pages never show server paths: the folders the Live page may follow are told here
+    print(f"inspector: the Live page may follow files in: {', '.join(map(str, store.live.roots))}", file=sys.stderr)
+
+    def announce(url: str) -> None:
+        print(f"inspector: dashboard on {url} over {len(store.files)} captures (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+    serve(app, store, args.host, args.port, debug=args.debug, announce=announce)
     return 0
 
 

@@ -5,7 +5,8 @@ analysed again, whole, only when its size or mtime changed (see dashboard.live).
 keeps the followed path and last size only (a small dcc.Store); the tables stay on the server.
 The path is the user's text and hostile: only files whose real path lies inside the store's
 allowed folders are followed (see LiveFollower), only regular files are read, errors are one
-line of text.
+line of text.  The page names no server path but the one typed: the allowed folders are
+described, and printed by `inspector dashboard` where it was started.
 """
 
 from __future__ import annotations
@@ -15,33 +16,29 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard import figures, ids
 from dashboard.components import graph
-from dashboard.context import current_store
-from dashboard.live import clean_path, mix_frame, summary_text
+from dashboard.live import ALLOWED_FOLDERS, clean_path, mix_frame, summary_text
 
 dash.register_page(__name__, path="/live", name="Live", order=6)
 
 LIVE_INTERVAL_MS = 1500
 HINT = "Enter the path of a capture being written by `inspector capture -o FILE`."
-ROOTS_TEXT = ("Only files inside these folders can be followed (the dashboard's working directory, the "
-              "folders of the captures it was started with, its upload folder, and each folder given "
-              "with inspector dashboard --live-dir DIR): ")
+ROOTS_TEXT = (f"Only files inside these folders can be followed: {ALLOWED_FOLDERS} (inspector dashboard "
+              "prints them when it starts). A relative path starts at the working directory.")
 FIGURE_TITLE = "Wire bytes over time by kind"
 
 
 def layout(**_query):
-    store = current_store()
-    return build_layout(suggestions=[str(p) for p in store.files], roots=[str(r) for r in store.live.roots])
+    return build_layout()
 
 
-def build_layout(_tables=None, suggestions=(), roots=()):
+def build_layout(_tables=None):
     return html.Div([
         html.H3("Follow a live capture"),
         html.P("The file is analysed again, whole, each time it grows (fine for small live captures; "
                f"a long capture costs a full analysis per change). Checked every {LIVE_INTERVAL_MS / 1000:g} s."),
-        html.P([ROOTS_TEXT, html.Code(", ".join(roots) if roots else "none")], id=ids.LIVE_ROOTS),
-        dcc.Input(id=ids.LIVE_PATH, type="text", value="", debounce=True, list=ids.LIVE_PATHS,
+        html.P(ROOTS_TEXT, id=ids.LIVE_ROOTS),
+        dcc.Input(id=ids.LIVE_PATH, type="text", value="", debounce=True,
                   placeholder="/path/to/capture.pcap", style={"width": "60%", "fontFamily": "monospace"}),
-        html.Datalist(id=ids.LIVE_PATHS, children=[html.Option(value=s) for s in suggestions]),
         html.P(id=ids.LIVE_STATUS, children=HINT, style={"fontWeight": "bold"}),
         html.Div(id=ids.LIVE_WARNINGS, className="note"),
         graph(ids.LIVE_FIGURE, figures.protocol_mix(mix_frame({}), title=FIGURE_TITLE)),
@@ -63,6 +60,8 @@ def handle_live(store, path, data):
             return (dash.no_update,) * 4
         return HINT, "", figures.protocol_mix(mix_frame({}), title=FIGURE_TITLE), new
     summary = store.live.follow(path)
+    if summary["busy"]:  # another refresh is analysing: say so, keep the rest; the next tick shows the result
+        return f"{path}: analysing (the page updates when it is done)", dash.no_update, dash.no_update, None
     new = {"path": summary["path"], "size": summary["size"]}
     if data == new and not summary["changed"]:
         return (dash.no_update,) * 4

@@ -106,7 +106,7 @@ def test_overview_and_compare_callbacks(app):
 
     views = app.server.config["INSPECTOR_TABLE_STORE"].views()
     tables = views.tables
-    chat = str(BUNDLED / "chat.pcap")
+    chat = "chat.pcap"  # captures are named by their file names, never their server paths
     by_category, mix = overview.capture_figures(views, chat)
     chat_conns = tables["connections"][tables["connections"]["capture"] == chat]
     assert sum(sum(t.y) for t in by_category.data) == chat_conns["wire_bytes"].sum()
@@ -153,3 +153,31 @@ def test_merge_analyses_matches_analysing_together():
     together = analyze_captures(files).tables
     for name in ("connections", "message_costs", "ws_frames", "overhead"):
         assert merged[name].reset_index(drop=True).equals(together[name].reset_index(drop=True)), name
+
+
+def test_a_row_request_gets_at_most_the_page_cap(app, monkeypatch):
+    from dashboard import components
+    from dashboard.pages import connections, frames
+
+    views = app.server.config["INSPECTOR_TABLE_STORE"].views()
+    monkeypatch.setattr(components, "MAX_ROWS_PER_REQUEST", 7)
+    response = connections.page(views, {"startRow": 3, "endRow": 10**9})
+    assert [row["conn_id"] for row in response["rowData"]] == list(views.connections_index()["conn_id"][3:10])
+    assert response["rowCount"] == len(views.tables["connections"])  # the pager still knows every row
+    assert len(frames.page(views, {"startRow": 0, "endRow": 10**9})["rowData"]) == 7
+
+
+@pytest.mark.parametrize("request_, rows", [
+    ({}, (0, 20)),  # the grid's own page
+    ({"startRow": 40, "endRow": 60}, (40, 60)),
+    ({"startRow": -5, "endRow": 3}, (0, 3)),
+    ({"startRow": 10, "endRow": 2}, (10, 10)),
+    ({"startRow": "0", "endRow": [1]}, (0, 20)),  # not integers: the defaults
+    ({"startRow": True, "endRow": 1e300}, (0, 20)),
+    ({"startRow": 5, "endRow": 10**12}, (5, 505)),
+])
+def test_requested_rows_are_integers_cut_to_the_cap(request_, rows):
+    from dashboard.components import MAX_ROWS_PER_REQUEST, requested_rows
+
+    assert MAX_ROWS_PER_REQUEST == 500
+    assert requested_rows(request_) == rows

@@ -7,16 +7,18 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import struct
+import threading
 
 import dash
 import pytest
 
 from dashboard import ids
 from dashboard.app import create_app
-from dashboard.live import COUNTS, LiveFollower, follow, summary_text
+from dashboard.live import ALLOWED_FOLDERS, COUNTS, LiveFollower, follow, summary_text
 from inspector import cli
 from dashboard.store import TableStore
-from inspector.analysis.pipeline import analyze_captures
+from inspector.analysis.pipeline import Analysis, analyze_captures
 from inspector.capture.files import CaptureInfo, read_packets
 from inspector.capture.writers import PcapngWriter, PcapWriter
 from tests.conftest import BUNDLED
@@ -207,8 +209,9 @@ def chat_packet_count() -> int:
 
 def assert_refused(summary, path, roots):
     error = summary["error"]
-    assert error.startswith(f"{path}: not inside a folder the Live page may follow (allowed: ")
-    assert all(str(root) in error for root in roots) and "--live-dir" in error
+    assert error == (f"{path}: not inside a folder the Live page may follow ({ALLOWED_FOLDERS}); "
+                     "start the dashboard with --live-dir DIR to add one")
+    assert not any(str(root) in error.replace(str(path), "") for root in roots)  # no server path but the one typed
     assert "\n" not in error and summary["packets"] == 0 and summary["size"] == -1
 
 
@@ -289,9 +292,7 @@ def test_a_symlinked_root_allows_the_folder_it_points_to(folders, tmp_path):
 
 def test_no_roots_follows_nothing(folders):
     allowed, _ = folders
-    summary = LiveFollower().follow(str(allowed / "chat.pcap"))
-    assert summary["error"] == (f"{allowed / 'chat.pcap'}: not inside a folder the Live page may follow "
-                                "(allowed: none); start the dashboard with --live-dir DIR to add one")
+    assert_refused(LiveFollower().follow(str(allowed / "chat.pcap")), allowed / "chat.pcap", [allowed])
 
 
 def test_store_roots_are_cwd_capture_folders_upload_folder_and_live_dirs(folders, tmp_path, monkeypatch):
@@ -328,13 +329,73 @@ def test_the_cli_live_dir_option_adds_a_root(folders, tmp_path, monkeypatch):
     assert store.live.follow(str(outside / "chat.pcap"))["packets"] == chat_packet_count()
 
 
-def test_page_lists_the_allowed_folders_and_shows_a_refusal_as_text(live_page, folders):
+def test_page_describes_the_allowed_folders_and_shows_a_refusal_as_text(live_page, folders):
     allowed, outside = folders
     store = TableStore([], live_dirs=[allowed])
-    tree = live_page.build_layout(roots=[str(r) for r in store.live.roots])
+    tree = live_page.build_layout()
     (roots_line,) = [c for c in walk_components(tree) if getattr(c, "id", None) == ids.LIVE_ROOTS]
-    assert roots_line.children[0] == live_page.ROOTS_TEXT and str(allowed) in roots_line.children[1].children
+    assert roots_line.children == live_page.ROOTS_TEXT and ALLOWED_FOLDERS in roots_line.children
+    assert str(allowed) not in str(tree)  # no server path on the page
     hostile = f"{outside}/<img src=x onerror=alert(1)>.pcap"
     status, warnings, _, data = live_page.handle_live(store, hostile, None)
     assert isinstance(status, str) and status.startswith(f"{hostile}: not inside a folder")
-    assert str(allowed) in status and warnings == "" and data == {"path": hostile, "size": -1}
+    assert str(allowed) not in status and warnings == "" and data == {"path": hostile, "size": -1}
+
+
+def test_an_analysis_that_crashes_is_one_line_analysed_once_per_change(folders):
+    """A capture that crashes the analysis (not an InspectorError) gives its one line, kept
+    until the file changes: never an exception out of the page's callback on every refresh."""
+    allowed, _ = folders
+    calls = []
+
+    def crashing(paths):
+        calls.append(paths)
+        raise struct.error("unpack requires a buffer of 16 bytes")
+
+    follower = LiveFollower(roots=[allowed], analyze=crashing)
+    path = str(allowed / "chat.pcap")
+    for _ in range(3):
+        summary = follower.follow(path)
+        assert summary["error"] == f"{path}: the analysis failed (error: unpack requires a buffer of 16 bytes)"
+    assert len(calls) == 1
+    typed = f"{allowed}/../{allowed.name}/./chat.pcap"  # the real path is read; the one typed is named
+    assert follower.follow(typed)["error"].startswith(f"{typed}: the analysis failed")
+
+
+def test_warnings_name_the_path_as_typed(folders, monkeypatch):
+    allowed, _ = folders
+    monkeypatch.chdir(allowed)
+
+    def warning(paths):
+        analysis = analyze_captures(paths)
+        return Analysis(analysis.tables, [f"{paths[0]}: capture is cut short after 3 complete packets"])
+
+    summary = LiveFollower(roots=[allowed], analyze=warning).follow("chat.pcap")
+    assert summary["warnings"] == ["chat.pcap: capture is cut short after 3 complete packets"]
+
+
+def test_a_refresh_does_not_wait_for_another_refresh_s_analysis(live_page, folders):
+    """While one refresh analyses, the others answer at once (busy), so slow captures never
+    hold more than one of the server's threads."""
+    allowed, _ = folders
+    started, release = threading.Event(), threading.Event()
+
+    def slow(paths):
+        started.set()
+        assert release.wait(30)
+        return analyze_captures(paths)
+
+    store = TableStore([], live_dirs=[allowed])
+    store.live = LiveFollower(roots=[allowed], analyze=slow)
+    path = str(allowed / "chat.pcap")
+    first = threading.Thread(target=store.live.follow, args=(path,))
+    first.start()
+    assert started.wait(30)
+    assert store.live.follow(path)["busy"]
+    status, warnings, figure, data = live_page.handle_live(store, path, {"path": path, "size": 10})
+    assert status == f"{path}: analysing (the page updates when it is done)"
+    assert (warnings, figure, data) == (dash.no_update, dash.no_update, None)  # the next refresh shows all
+    release.set()
+    first.join(30)
+    status, _, _, _ = live_page.handle_live(store, path, None)
+    assert status.startswith(f"{chat_packet_count():,} packets, ")

@@ -26,11 +26,15 @@ POLL = 0.05
 
 # Injected into every document before its own scripts run (CDP
 # Page.addScriptToEvaluateOnNewDocument): records alert/confirm/prompt calls
-# and uncaught errors instead of letting a dialog block the driver.
+# uncaught errors and Content-Security-Policy violations, instead of letting a dialog block the driver.
 HOOK_JS = r"""
 (() => {
   window.__dialogs = [];
   window.__page_errors = [];
+  window.__csp_violations = [];
+  document.addEventListener("securitypolicyviolation", (e) => {
+    window.__csp_violations.push(e.violatedDirective + " " + (e.blockedURI || "inline"));
+  });
   for (const name of ["alert", "confirm", "prompt"]) {
     window[name] = (msg) => { window.__dialogs.push(name + ":" + String(msg)); return null; };
   }
@@ -158,6 +162,11 @@ def dialogs(driver: WebDriver) -> list[str]:
 def page_errors(driver: WebDriver) -> list[str]:
     """Uncaught errors and failed resource loads the hook saw in this document."""
     return list(driver.execute_script("return window.__page_errors || [];"))
+
+
+def csp_violations(driver: WebDriver) -> list[str]:
+    """What the page's Content-Security-Policy blocked in this document ("directive blocked-uri")."""
+    return list(driver.execute_script("return window.__csp_violations || [];"))
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:

@@ -1,6 +1,7 @@
 """The Live page in headless Chromium: while the page follows a pcap that PcapWriter fills in
 steps, the packet count shown grows to the analysis of the same bytes; a missing path, a
-hostile path and a path outside the allowed folders are one line of text.  The app is given
+hostile path and a path outside the allowed folders are one line of text, naming no server path
+but the one typed.  The app is given
 its folder as `inspector dashboard --live-dir DIR` would.  No console errors; screenshots under
 screenshots/."""
 
@@ -15,6 +16,7 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 
 from dashboard import ids
+from dashboard.live import ALLOWED_FOLDERS
 from inspector.analysis.pipeline import analyze_captures
 from inspector.capture.files import CaptureInfo, read_packets
 from inspector.capture.writers import PcapWriter
@@ -124,7 +126,8 @@ def test_missing_and_hostile_paths_are_text(live_url, browser, folder, tmp_path)
     outside = tmp_path / "outside.pcap"  # pytest's folder for this test is not one the app may follow
     shutil.copyfile(CHAT, outside)
     open_page(browser, live_url)
-    assert str(folder.parent) in browser.find_element(By.ID, ids.LIVE_ROOTS).text
+    roots = browser.find_element(By.ID, ids.LIVE_ROOTS).text
+    assert ALLOWED_FOLDERS in roots and str(folder.parent) not in roots  # described, never a server path
     missing = folder / "missing.pcap"
     enter_path(browser, str(missing))
     status_when(browser, lambda t: t == f"{missing}: no such file", "no error for a missing file")
@@ -141,7 +144,7 @@ def test_missing_and_hostile_paths_are_text(live_url, browser, folder, tmp_path)
         enter_path(browser, escape)
         refused = status_when(browser, lambda t, e=escape: t.startswith(f"{e}: not inside a folder"),
                               f"{escape} was not refused")
-        assert str(folder.parent) in refused and "--live-dir" in refused
+        assert str(folder.parent) not in refused.replace(escape, "") and "--live-dir" in refused
     hostile_outside = f"{outside.parent}/{HOSTILE}"
     enter_path(browser, hostile_outside)
     status_when(browser, lambda t: t.startswith(f"{hostile_outside}: not inside a folder"),

@@ -87,7 +87,7 @@ def bundled_url(serve_app):
 @pytest.fixture(scope="module")
 def bundled():
     """The analysis tables of the bundled captures, computed apart from the app."""
-    return analyze_captures(BUNDLED).tables
+    return by_name(analyze_captures(BUNDLED).tables)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def findings_url(serve_app, findings_sources):
 
 @pytest.fixture(scope="module")
 def findings_tables(findings_sources):
-    return analyze_captures(findings_sources).tables
+    return by_name(analyze_captures(findings_sources).tables)
 
 
 # --- a capture with findings, built byte by byte ------------------------------------
@@ -202,6 +202,12 @@ def check_clean(driver, name: str, show: str | None = None) -> None:
 
 def short(capture: str) -> str:
     return Path(str(capture)).name
+
+
+def by_name(tables):
+    """The tables with each capture named by its file name, as the app names them (never a path)."""
+    return {name: table.assign(capture=table["capture"].map(short)) if "capture" in table.columns else table
+            for name, table in tables.items()}
 
 
 def with_group(connections: pd.DataFrame) -> pd.DataFrame:

@@ -6,7 +6,6 @@ text.  No console errors; screenshots under screenshots/."""
 from __future__ import annotations
 
 import gzip
-import importlib
 from pathlib import Path
 
 import pytest
@@ -92,12 +91,13 @@ def test_upload_a_capture_then_a_text_file(upload_url, browser, tmp_path):
 
 
 def test_file_over_the_limit_is_refused_with_a_message(upload_url, browser, monkeypatch):
-    upload = importlib.import_module("dashboard.pages.upload")
-    monkeypatch.setattr(upload, "MAX_UPLOAD_BYTES", CHAT.stat().st_size - 1)  # read when the page renders
+    from dashboard import uploads
+
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", CHAT.stat().st_size - 1)  # read when the page renders
     open_page(browser, upload_url)
-    # the page's size guard (a clientside callback) is installed once the upload has rendered
-    wait(browser).until(lambda d: d.execute_script(f"return document.getElementById('{ids.UPLOAD}').dataset.sizeGuard"),
-                        message="the upload size guard was never installed")
+    # the page's sender (assets/upload.js) is installed once the upload has rendered
+    wait(browser).until(lambda d: d.execute_script(f"return document.getElementById('{ids.UPLOAD}').dataset.sender"),
+                        message="the upload sender was never installed")
     send_file(browser, CHAT)
     status = status_when(browser, lambda t: "not uploaded" in t, "no message for a file over the limit")
     assert status.startswith("chat.pcap: not uploaded: ") and "over the upload limit" in status
@@ -116,3 +116,32 @@ def test_hostile_file_name_stays_text(upload_url, browser, tmp_path):
     assert dialogs(browser) == [] and page_errors(browser) == []
     assert console_errors(browser) == []
     screenshot(browser, "upload-hostile-name")
+
+
+def test_the_status_follows_the_analysis_in_the_worker(serve_app, browser, tmp_path):
+    """The upload returns at once; the page shows the worker's progress, then the result."""
+    import threading
+
+    from dashboard.app import create_app
+    from dashboard.store import TableStore
+
+    release = threading.Event()
+
+    def slow(paths, progress=None):
+        progress(str(paths[0]), 0.25)
+        assert release.wait(60)
+        return analyze_captures(paths, progress=progress)
+
+    store = TableStore([], analyze_upload=slow)
+    assert store.wait(30)
+    open_page(browser, serve_app(create_app(store)) + "/upload")
+    slow_file = tmp_path / "slow.pcap"
+    slow_file.write_bytes(CHAT.read_bytes())
+    send_file(browser, slow_file)
+    status_when(browser, lambda t: t == "slow.pcap: analysing: 25%.", "the analysis's progress was never shown")
+    screenshot(browser, "upload-analysing")
+    release.set()
+    status_when(browser, lambda t: t.startswith("slow.pcap: added: "), "the upload was never shown as added")
+    wait_dash_ready(browser)
+    assert console_errors(browser) == []
+    store.close()
