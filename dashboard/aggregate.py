@@ -661,6 +661,7 @@ def findings_by_rule(findings: pd.DataFrame) -> pd.DataFrame:
 # {"filterType": "number" | "text", "type": ..., "filter": ...}, or two of them joined as
 # {"operator": "AND" | "OR", "conditions": [...]}).  These functions answer it with pandas.
 
+MAX_FILTER_CONDITIONS = 8
 NUMBER_TESTS = {
     "equals": lambda s, v: s == v, "notEqual": lambda s, v: s != v,
     "lessThan": lambda s, v: s < v, "lessThanOrEqual": lambda s, v: s <= v,
@@ -687,8 +688,10 @@ def query_rows(table: pd.DataFrame, start_row: int = 0, end_row: int = 100, sort
 def filter_sort(table: pd.DataFrame, sort_model: list[dict] | None = None, filter_model: dict | None = None) -> pd.DataFrame:
     """The rows of `table` the grid's filterModel keeps, in its sortModel order (every page)."""
     frame = table
-    for column, model in (filter_model or {}).items():
-        if column in frame.columns:  # a column the table lacks filters nothing
+    # The models come from the browser and may be crafted: what is not shaped as the grid
+    # sends it (a dict per column, a list of dicts to sort by) filters or sorts nothing.
+    for column, model in (filter_model.items() if isinstance(filter_model, dict) else ()):
+        if isinstance(column, str) and column in frame.columns and isinstance(model, dict):
             frame = frame[filter_mask(frame[column], model).to_numpy()]
     return sort_rows(frame, sort_model)
 
@@ -698,7 +701,11 @@ def filter_mask(series: pd.Series, model: dict) -> pd.Series:
     conditions = model.get("conditions")
     if not conditions:
         return condition_mask(series, model)
-    masks = [condition_mask(series, {"filterType": model.get("filterType"), **c}) for c in conditions]
+    if not isinstance(conditions, list):
+        return pd.Series(True, index=series.index)
+    # AG Grid joins at most a couple of conditions; a crafted list of thousands is cut short.
+    masks = [condition_mask(series, {"filterType": model.get("filterType"), **c})
+             for c in conditions[:MAX_FILTER_CONDITIONS] if isinstance(c, dict)] or [pd.Series(True, index=series.index)]
     combined = masks[0]
     for mask in masks[1:]:
         combined = (combined | mask) if model.get("operator") == "OR" else (combined & mask)
@@ -708,6 +715,8 @@ def filter_mask(series: pd.Series, model: dict) -> pd.Series:
 def condition_mask(series: pd.Series, condition: dict) -> pd.Series:
     """Which values one condition keeps; an unknown or unfinished condition (no value yet) keeps all."""
     kind = condition.get("type")
+    if not isinstance(kind, str):
+        return pd.Series(True, index=series.index)
     if kind in ("blank", "notBlank"):
         blank = series.isna() | (series.astype("string") == "").fillna(True)
         return blank if kind == "blank" else ~blank
@@ -715,12 +724,14 @@ def condition_mask(series: pd.Series, condition: dict) -> pd.Series:
     if value is None or value == "":
         return pd.Series(True, index=series.index)
     if condition.get("filterType") == "number":
+        number, upper = _filter_number(value), _filter_number(condition.get("filterTo"))
+        if number is None:  # not a number (the grid sends numbers; a crafted request may not)
+            return pd.Series(True, index=series.index)
         numbers = pd.to_numeric(series, errors="coerce").astype("float64")
         if kind == "inRange":  # AG Grid's default range leaves out both ends
-            upper = condition.get("filterTo")
-            mask = numbers > float(value) if upper is None else (numbers > float(value)) & (numbers < float(upper))
+            mask = numbers > number if upper is None else (numbers > number) & (numbers < upper)
         elif kind in NUMBER_TESTS:
-            mask = NUMBER_TESTS[kind](numbers, float(value))
+            mask = NUMBER_TESTS[kind](numbers, number)
         else:
             return pd.Series(True, index=series.index)
         return mask & numbers.notna()
@@ -732,10 +743,23 @@ def condition_mask(series: pd.Series, condition: dict) -> pd.Series:
 
 def sort_rows(frame: pd.DataFrame, sort_model: list[dict] | None) -> pd.DataFrame:
     """`frame` in the grid's sortModel order (a stable sort: ties keep the table's order)."""
-    keys = [s for s in sort_model or [] if s.get("colId") in frame.columns and s.get("sort") in ("asc", "desc")]
+    if not isinstance(sort_model, list):
+        return frame
+    keys = [s for s in sort_model if isinstance(s, dict) and isinstance(s.get("colId"), str)
+            and s["colId"] in frame.columns and s.get("sort") in ("asc", "desc")]
     if not keys:
         return frame
     return frame.sort_values([s["colId"] for s in keys], ascending=[s["sort"] == "asc" for s in keys], kind="stable")
+
+
+def _filter_number(value) -> float | None:
+    """A number filter's value as a float, or None when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return None
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

@@ -230,6 +230,23 @@ def test_query_rows_filters_sorts_and_cuts_like_pandas(tables):
     assert count == len(index) and list(rows["conn_id"]) == list(index["conn_id"])
 
 
+@pytest.mark.parametrize("sort_model, filter_model", [
+    ([{"colId": "packets", "sort": "asc"}], {"wire_bytes": number_filter("greaterThan", "lots")}),
+    ([{"colId": ["packets"], "sort": "asc"}, "packets", None], {"wire_bytes": number_filter("equals", [1])}),
+    ({"colId": "packets"}, {"wire_bytes": number_filter("inRange", 1, filterTo="x")}),
+    ([], {"kind": {"filterType": "text", "type": ["contains"], "filter": "rest"}}),
+    ([], {"kind": "rest", "packets": [1, 2], "wire_bytes": {"conditions": "nope"}}),
+    ([], {"wire_bytes": {"filterType": "number", "conditions": [number_filter("greaterThan", 1e999)] * 100_000 + [7]}}),
+    ([], ["not", "a", "model"]),
+])
+def test_crafted_models_are_answered_not_raised(tables, sort_model, filter_model):
+    """The grid's requests come from the browser and may be crafted: a model not shaped as AG
+    Grid sends it filters or sorts nothing (never a 500)."""
+    index = aggregate.connections_index(tables["connections"])
+    rows, count = aggregate.query_rows(index, 0, 1000, sort_model, filter_model)
+    assert 0 <= count <= len(index) and len(rows) == min(count, 1000)
+
+
 def test_sort_model_sorts_by_each_column_in_turn(tables):
     index = aggregate.connections_index(tables["connections"])
     model = [{"colId": "kind", "sort": "asc"}, {"colId": "packets", "sort": "desc"}]
