@@ -38,7 +38,9 @@ class ConnectionAccount:
     tcp_control_bytes: int = 0
     retransmitted_bytes: int = 0
     new_payload_bytes: int = 0
-    extra_unparsed_bytes: int = 0  # before-start payload and bogus frame lengths
+    # Payload outside the reassembled stream: before its start, late for a hole
+    # already given up as a gap, and bogus frame lengths.
+    extra_unparsed_bytes: int = 0
     # Packets with payload: side, stream offset, wire payload length, overhead bytes.
     data_side: array = field(default_factory=lambda: array("b"))
     data_offset: array = field(default_factory=lambda: array("q"))
@@ -66,7 +68,7 @@ class ConnectionAccount:
         self.tcp_header_bytes += packet.tcp_header_bytes
         self.retransmitted_bytes += fate.duplicate_bytes
         self.new_payload_bytes += fate.new_bytes
-        extra = fate.before_start_bytes + packet.excess_bytes
+        extra = fate.before_start_bytes + fate.late_bytes + packet.excess_bytes
         self.extra_unparsed_bytes += extra
         self.data_side.append(side)
         self.data_offset.append(fate.offset)

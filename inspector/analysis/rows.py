@@ -85,6 +85,8 @@ class _ConnectionRows:
         for event in events:
             if isinstance(event, Finding):
                 self._finding_row(event)
+        for finding in self._reassembly_findings():
+            self._finding_row(finding)
         self._cost_rows()
         self._connection_row(handshake)
         return self.rows
@@ -236,6 +238,22 @@ class _ConnectionRows:
                 "detail": finding.detail,
             }
         )
+
+    def _reassembly_findings(self) -> list[Finding]:
+        """What the reordering buffer gave up, per direction, with the late bytes' fate."""
+        findings = []
+        for side, stream in enumerate(self.conn.streams):
+            direction = self.conn.direction_of(side)
+            if stream.reorder_limit_hits:
+                findings.append(Finding(stream.reorder_limit_ts_ns, direction, "tcp-reorder-limit",
+                                        f"reordering buffer full ({stream.max_buffered} bytes or {stream.max_runs} runs out of order) "
+                                        f"{stream.reorder_limit_hits} times: holes given up as gaps; {stream.late_bytes} bytes "
+                                        "that came later for them are counted as unparsed"))
+            elif stream.late_bytes:
+                findings.append(Finding(stream.late_ts_ns, direction, "tcp-late-data",
+                                        f"{stream.late_bytes} bytes came after the peer had acknowledged past them "
+                                        "(already reported as a gap): counted as unparsed"))
+        return findings
 
     # -- bytes ---------------------------------------------------------------------
 
