@@ -35,7 +35,7 @@ def attribute_packets(account: ConnectionAccount, spans: list[list[tuple[int, in
     acks = [0.0] * item_count
     segments = [_Segments(spans[side]) for side in (0, 1)]
     packets: list[list[tuple[int, int, int]]] = [[], []]
-    for side, offset, length, weight in zip(account.data_side, account.data_offset, account.data_length, account.data_overhead):
+    for side, offset, length, weight in account.data_records():
         packets[side].append((offset, offset + length, weight))
     for side in (0, 1):
         _spread(transport, segments[side], packets[side])
@@ -105,7 +105,7 @@ def _spread(out: list[float], segments: _Segments, packets: list[tuple[int, int,
 def _assign_control(account: ConnectionAccount, out: list[float], segments: list[_Segments]) -> None:
     streams = account.connection.streams
     fin_offsets = [streams[0].fin_offset, streams[1].fin_offset]
-    for side, kind, acked, size in zip(account.ctrl_side, account.ctrl_kind, account.ctrl_ack, account.ctrl_bytes):
+    for side, kind, acked, size in account.control_records():
         if kind == CONTROL_FIN or kind == CONTROL_RST:
             out[ITEM_TEARDOWN] += size
         elif kind == CONTROL_ACK and acked > 0:

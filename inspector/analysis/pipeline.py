@@ -40,6 +40,14 @@ from inspector.parse.connection import ParserOptions, TcpConnection
 
 # A finished connection is kept this long (capture time) for late ACKs.
 LINGER_NS = 30 * 1_000_000_000
+# A connection that never carried payload and has been quiet this long (capture
+# time) is over: a SYN never answered, a handshake nothing followed.  A
+# connection idle longer than this that sends data again is a mid-stream one.
+NO_PAYLOAD_IDLE_NS = 5 * 60 * 1_000_000_000
+# Open connections held at once per worker: past this, the longest idle tenth
+# are finished (and counted in a warning); one of them that goes on later
+# shows as two connections.
+MAX_OPEN_CONNECTIONS = 50_000
 SWEEP_EVERY_PACKETS = 8192
 # Below this size a second process costs about what it saves (measured on real loopback
 # traffic, 2 cores: even at 1.3 MiB, 0.29 s against 0.26 s at 2.6 MiB, 0.60 against 0.48 at 5.4).
@@ -74,6 +82,7 @@ class _ShardResult:
     wire_bytes: int = 0
     non_tcp: Counter = field(default_factory=Counter)
     bogus_lengths: int = 0
+    evicted: int = 0  # connections finished early because too many were open
 
 
 def default_jobs(path: str) -> int:
@@ -177,6 +186,10 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
     bogus = sum(shard.bogus_lengths for shard in shards)
     if bogus:
         warnings.append(f"{path}: {bogus} packets claim more bytes on the wire than their complete IP packet holds (bogus orig_len); the extra bytes are counted as unparsed")
+    evicted = sum(shard.evicted for shard in shards)
+    if evicted:
+        warnings.append(f"{path}: {evicted} connections were finished early because over {MAX_OPEN_CONNECTIONS} were open at once "
+                        "(the longest idle first); one that went on later shows as two connections")
     if lead.packets == 0 and not info.truncated:
         warnings.append(f"{path}: capture holds no packets")
     capture_row = {
@@ -265,6 +278,8 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
             _finish(account, rows)
             account = None
         if account is None:
+            if len(open_connections) >= MAX_OPEN_CONNECTIONS:
+                result.evicted += _evict_idlest(open_connections, rows)
             # The side with the higher (ephemeral) port is the likelier client.
             hint = 0 if packet.src_port > packet.dst_port else 1
             connection = TcpConnection(len(result.first_packet), options, client_hint=hint)
@@ -337,9 +352,24 @@ def _starts_new_connection(account: ConnectionAccount, packet, src) -> bool:
 
 
 def _sweep(open_connections: dict, rows: _RowBuffer, now_ns: int) -> None:
-    done = [key for key, acc in open_connections.items() if acc.connection.finished and now_ns - acc.end_ns > LINGER_NS]
+    done = [key for key, acc in open_connections.items() if _is_over(acc, now_ns - acc.end_ns)]
     for key in done:
         _finish(open_connections.pop(key), rows)
+
+
+def _is_over(account: ConnectionAccount, idle_ns: int) -> bool:
+    if account.connection.finished:
+        return idle_ns > LINGER_NS
+    return idle_ns > NO_PAYLOAD_IDLE_NS and not account.carried_payload
+
+
+def _evict_idlest(open_connections: dict, rows: _RowBuffer) -> int:
+    """Finish the longest idle tenth of the open connections; return how many."""
+    by_idle = sorted(open_connections, key=lambda key: open_connections[key].end_ns)
+    evicted = by_idle[: max(1, MAX_OPEN_CONNECTIONS // 10)]
+    for key in evicted:
+        _finish(open_connections.pop(key), rows)
+    return len(evicted)
 
 
 def _finish(account: ConnectionAccount, rows: _RowBuffer) -> None:

@@ -41,6 +41,10 @@ DEFAULT_MAX_RUNS = 4096
 MAX_GIVEN_UP_RANGES = 1024
 
 _chunk_offset = itemgetter(0)
+# Shared by every stream with nothing buffered (most of them): a fresh
+# connection should cost little, since a SYN flood opens one per packet.
+_NO_RUN_STARTS: tuple[int, ...] = ()
+_NO_RUNS: dict[int, "_Run"] = {}  # never written to: see _add_run
 
 
 class SegmentFate(NamedTuple):
@@ -158,8 +162,8 @@ class TcpStreamReassembler:
         self.next_offset = 0  # everything before this has been delivered (or gapped)
         # Sorted starts of the buffered runs (at most max_runs + 1, so inserting
         # into the list stays cheap) and the runs by start.
-        self._run_starts: list[int] = []
-        self._runs: dict[int, _Run] = {}
+        self._run_starts: list[int] | tuple[int, ...] = _NO_RUN_STARTS
+        self._runs: dict[int, _Run] = _NO_RUNS
         self._pending_bytes = 0
         self._events: list = []  # read from _next_event on; emptied when all are read
         self._next_event = 0
@@ -172,7 +176,7 @@ class TcpStreamReassembler:
         self.reorder_limit_ts_ns = 0  # when that first happened
         self.late_bytes = 0  # bytes that arrived for a hole already given up
         self.late_ts_ns = 0  # when the first of them did
-        self._given_up = _GivenUpRanges()
+        self._given_up: _GivenUpRanges | None = None  # created at the first gap given up
 
     # -- sequence numbers ----------------------------------------------------
 
@@ -226,7 +230,7 @@ class TcpStreamReassembler:
             self.next_offset = end
             return SegmentFate(start, end - start, 0, before)
         late = 0
-        if start < self.next_offset and self._given_up:
+        if start < self.next_offset and self._given_up is not None:
             late = self._given_up.take(start, min(end, self.next_offset))
             if late and not self.late_bytes:
                 self.late_ts_ns = ts_ns
@@ -345,6 +349,8 @@ class TcpStreamReassembler:
 
     def _add_run(self, run: _Run) -> None:
         """Buffer a piece that fills a hole, merged with the runs it touches."""
+        if self._run_starts is _NO_RUN_STARTS:
+            self._run_starts, self._runs = [], {}
         starts, runs = self._run_starts, self._runs
         self._pending_bytes += run.end - run.start
         after = runs.get(run.end)
@@ -379,6 +385,8 @@ class TcpStreamReassembler:
         length = end - self.next_offset
         self.gap_bytes += length
         self._events.append(StreamGap(self.direction, self.next_offset, length, ts_ns))
+        if self._given_up is None:
+            self._given_up = _GivenUpRanges()
         self._given_up.add(self.next_offset, end)
         self.next_offset = end
 

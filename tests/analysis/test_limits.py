@@ -55,3 +55,98 @@ def test_bytes_after_the_reorder_limit_are_unparsed_with_a_finding(tmp_path):
     limit = findings[findings["rule"] == "tcp-reorder-limit"]
     assert len(limit) == 1 and limit["direction"].tolist() == ["client"]
     assert_reconciles(analysis)
+
+
+# -- item 11: half-open connections are cheap, evicted when idle, and bounded -------
+
+
+def syn_flood(count, step_ns=1000):
+    """`count` connections that each send one SYN, from distinct ports."""
+    return [tcp_frame((f"10.1.{i // 250}.{1 + i % 250}", 1024 + i % 60000), SERVER, i * 7, 0, SYN) for i in range(count)], step_ns
+
+
+@pytest.fixture
+def open_connections_watch(monkeypatch):
+    """Track how many connections the pipeline holds open at once."""
+    from inspector.analysis import pipeline
+
+    watch = {"open": 0, "most": 0}
+
+    class WatchedAccount(pipeline.ConnectionAccount):
+        __slots__ = ()
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            watch["open"] += 1
+            watch["most"] = max(watch["most"], watch["open"])
+
+    finish = pipeline._finish
+
+    def watched_finish(account, rows):
+        watch["open"] -= 1
+        finish(account, rows)
+
+    monkeypatch.setattr(pipeline, "ConnectionAccount", WatchedAccount)
+    monkeypatch.setattr(pipeline, "_finish", watched_finish)
+    return watch
+
+
+def test_open_connections_are_bounded_longest_idle_first(tmp_path, monkeypatch, open_connections_watch):
+    from inspector.analysis import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_OPEN_CONNECTIONS", 100)
+    frames, step = syn_flood(1000)
+    analysis = analyze_captures([write_capture(tmp_path / "syn.pcap", frames, step)], jobs=1)
+    assert open_connections_watch["most"] <= 100
+    assert len(analysis["connections"]) == 1000  # every one reported, none lost
+    assert any("finished early because over 100 were open" in w for w in analysis.warnings)
+    assert_reconciles(analysis)
+
+
+def test_idle_half_open_connections_are_finished_in_capture_time(tmp_path, monkeypatch, open_connections_watch):
+    from inspector.analysis import pipeline
+
+    monkeypatch.setattr(pipeline, "SWEEP_EVERY_PACKETS", 50)
+    second = 1_000_000_000
+    frames, step = syn_flood(2000, step_ns=second)  # one SYN a second, half an hour
+    analysis = analyze_captures([write_capture(tmp_path / "syn.pcap", frames, step)], jobs=1)
+    # Quiet for NO_PAYLOAD_IDLE_NS (5 minutes): finished at the next sweep.
+    assert open_connections_watch["most"] <= pipeline.NO_PAYLOAD_IDLE_NS // second + 50 + 1
+    assert len(analysis["connections"]) == 2000 and not analysis.warnings
+
+
+def test_a_quiet_connection_with_data_is_never_split(tmp_path, monkeypatch):
+    from inspector.analysis import pipeline
+
+    monkeypatch.setattr(pipeline, "SWEEP_EVERY_PACKETS", 1)
+    hour = 3600 * 1_000_000_000
+    frames = handshake() + [tcp_frame(CLIENT, SERVER, 1001, 5001, PSH | ACK, b"first"),
+                            tcp_frame(CLIENT, SERVER, 1006, 5001, PSH | ACK, b"second")]
+    path = tmp_path / "quiet.pcap"
+    path.write_bytes(pcap_file([(T0 + i, f) for i, f in enumerate(frames[:-1])] + [(T0 + hour, frames[-1])]))
+    connections = analyze_captures([path], jobs=1)["connections"]
+    assert len(connections) == 1 and connections["unparsed_bytes"].tolist() == [11]
+
+
+def test_a_fresh_connection_costs_little_memory():
+    import tracemalloc
+
+    from inspector.analysis.accounting import ConnectionAccount
+    from inspector.decode import decode_packet
+    from inspector.parse.connection import ParserOptions, TcpConnection
+
+    frames, _ = syn_flood(2000)
+    packets = [decode_packet(T0, 1, len(frame), frame) for frame in frames]
+    options = ParserOptions()
+    accounts = []
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for conn_id, packet in enumerate(packets):
+            account = ConnectionAccount(conn_id, "x", TcpConnection(conn_id, options), ((packet.src_ip, packet.src_port), (packet.dst_ip, packet.dst_port)))
+            account.add_packet(packet, 0)
+            accounts.append(account)
+        per_connection = (tracemalloc.get_traced_memory()[0] - before) / len(packets)
+    finally:
+        tracemalloc.stop()
+    assert per_connection < 2500  # was about 4,000 bytes, 5.6 KB of RSS
