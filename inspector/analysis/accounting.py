@@ -61,6 +61,7 @@ class ConnectionAccount:
     data_packets: array | None = None
     # Packets without payload: side, kind, acknowledged offset (-1 none), bytes.
     control_packets: array | None = None
+    rows: object = None  # the connection's rows so far (analysis.rows), once it has events
 
     @property
     def carried_payload(self) -> bool:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from inspector.analysis.accounting import ConnectionAccount
-from inspector.analysis.rows import connection_rows
+from inspector.analysis.rows import ROW_TABLES, connection_rows, take_events
 from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
@@ -52,7 +52,7 @@ SWEEP_EVERY_PACKETS = 8192
 # Below this size a second process costs about what it saves (measured on real loopback
 # traffic, 2 cores: even at 1.3 MiB, 0.29 s against 0.26 s at 2.6 MiB, 0.60 against 0.48 at 5.4).
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
-CONNECTION_TABLES = ("connections", "http_messages", "ws_frames", "ws_messages", "findings", "message_costs")
+CONNECTION_TABLES = ROW_TABLES
 PROGRESS_POLL_S = 0.25  # how often the parent passes on its workers' progress
 
 # progress(path, fraction): how far into `path` the analysis is, 0.0 to 1.0
@@ -171,14 +171,18 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
     for name in CONNECTION_TABLES:
         pieces = []
         for shard, ids in zip(shards, mapping):
-            table = shard.tables[name]
+            # Taken from the shard, renumbered in place: a big table is never copied
+            # more than once (by the sort, when it is not in order already).
+            table = shard.tables.pop(name)
             if len(table):
-                table = table.copy()
                 table["conn_id"] = ids[table["conn_id"].to_numpy(dtype=np.int64)]
                 pieces.append(table)
         merged = _concat(name, pieces)
+        del pieces
         order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "ts") if c in merged.columns and name != "message_costs"]
-        tables[name] = merged.sort_values(order if name != "message_costs" else ["conn_id"], kind="stable").reset_index(drop=True)
+        if not _in_order(merged, order):
+            merged = merged.sort_values(order, kind="stable")
+        tables[name] = merged.reset_index(drop=True)
     lead = shards[0]  # shard 0 counted every packet of the file
     info = lead.info
     non_tcp = sum((shard.non_tcp for shard in shards), Counter())
@@ -206,6 +210,22 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
         "warnings": "; ".join(warnings),
     }
     return tables, capture_row, warnings
+
+
+def _in_order(table: pd.DataFrame, columns: list[str]) -> bool:
+    """Whether the rows are sorted by `columns` already (False when unsure)."""
+    tied = np.ones(max(len(table) - 1, 0), dtype=bool)  # pairs of rows equal so far
+    for column in columns:
+        if not tied.any():
+            return True
+        series = table[column]
+        if series.dtype.kind not in "iuf" or series.hasnans:
+            return False  # let the sort decide where missing values go
+        values = series.to_numpy(dtype=np.float64 if series.dtype.kind == "f" else np.int64)
+        if (tied & (values[:-1] > values[1:])).any():
+            return False
+        tied &= values[:-1] == values[1:]
+    return True  # rows still tied keep their order in a stable sort too
 
 
 @contextmanager
@@ -287,6 +307,8 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
             result.first_packet.append(index)
             open_connections[key] = account
         account.add_packet(packet, 0 if src == account.endpoints[0] else 1)
+        if account.connection.events:
+            take_events(account)  # as rows: event objects never pile up
         if result.tcp_packets % SWEEP_EVERY_PACKETS == 0:
             _sweep(open_connections, rows, last_ts)
             if report is not None and info.size:
@@ -310,7 +332,10 @@ class _RowBuffer:
         self.rows: dict[str, list[dict]] = {name: [] for name in CONNECTION_TABLES}
         self.frames: dict[str, list[pd.DataFrame]] = {name: [] for name in CONNECTION_TABLES}
 
-    def add(self, new_rows: dict[str, list[dict]]) -> None:
+    def add(self, new_rows: dict[str, list[dict]], chunks: dict[str, list[pd.DataFrame]]) -> None:
+        """Rows of a connection, and the DataFrames a big one already made of them."""
+        for name, table_chunks in chunks.items():
+            self.frames[name].extend(table_chunks)  # tables are sorted by connection later
         for name, table_rows in new_rows.items():
             pending = self.rows[name]
             pending.extend(table_rows)
@@ -321,7 +346,8 @@ class _RowBuffer:
     def tables(self) -> dict[str, pd.DataFrame]:
         out = {}
         for name in CONNECTION_TABLES:
-            frames = self.frames[name] + [make_table(name, self.rows[name])]
+            # Taken out of the buffer: each chunk is freed once its table is made.
+            frames = self.frames.pop(name) + [make_table(name, self.rows.pop(name))]
             out[name] = _concat(name, frames)
         return out
 
@@ -374,7 +400,7 @@ def _evict_idlest(open_connections: dict, rows: _RowBuffer) -> int:
 
 def _finish(account: ConnectionAccount, rows: _RowBuffer) -> None:
     account.connection.close(max(account.end_ns, 0))
-    rows.add(connection_rows(account))
+    rows.add(*connection_rows(account))
 
 
 __all__ = ["Analysis", "analyze_captures", "CaptureError"]

@@ -11,7 +11,7 @@ import pytest
 from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import BYTE_CATEGORIES
 from inspector.parse.tcp import DEFAULT_MAX_RUNS
-from tests.factories import pcap_file, tcp_frame
+from tests.factories import http_request, http_response, pcap_file, tcp_frame, ws_frame
 
 CLIENT, SERVER = ("10.0.0.1", 40000), ("10.0.0.2", 8080)
 SYN, ACK, PSH = 0x02, 0x10, 0x08
@@ -150,3 +150,88 @@ def test_a_fresh_connection_costs_little_memory():
     finally:
         tracemalloc.stop()
     assert per_connection < 2500  # was about 4,000 bytes, 5.6 KB of RSS
+
+
+# -- item 12: a connection's events become rows as they come; findings are capped ---
+
+WS_KEY, WS_ACCEPT = "dGhlIHNhbXBsZSBub25jZQ==", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
+
+
+def websocket_capture(path, server_stream: bytes, *, extensions: str = "", segment: int = 60_000):
+    """A WebSocket upgrade, then `server_stream` sent by the server in big segments."""
+    headers = {"Host": "x", "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": WS_KEY, "Sec-WebSocket-Version": "13"}
+    if extensions:
+        headers["Sec-WebSocket-Extensions"] = extensions
+    request = http_request("GET", "/ws", headers=headers)
+    answer = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": WS_ACCEPT}
+    if extensions:
+        answer["Sec-WebSocket-Extensions"] = extensions
+    response = http_response(101, "Switching Protocols", headers=answer)
+    client_next = 1001 + len(request)
+    frames = handshake() + [tcp_frame(CLIENT, SERVER, 1001, 5001, PSH | ACK, request),
+                            tcp_frame(SERVER, CLIENT, 5001, client_next, PSH | ACK, response)]
+    seq = 5001 + len(response)
+    for start in range(0, len(server_stream), segment):
+        piece = server_stream[start:start + segment]
+        frames.append(tcp_frame(SERVER, CLIENT, seq, client_next, PSH | ACK, piece))
+        seq += len(piece)
+    return write_capture(path, frames)
+
+
+def test_findings_of_one_rule_are_capped_per_connection_with_the_true_count(tmp_path):
+    from inspector.analysis.rows import MAX_FINDINGS_PER_RULE
+
+    strays = 1000  # continuation frames with no message open: a finding each
+    path = websocket_capture(tmp_path / "strays.pcap", ws_frame(b"", opcode=0, fin=False) * strays)
+    analysis = analyze_captures([path], jobs=1)
+    findings = analysis["findings"]
+    rule = findings[findings["rule"] == "ws-unexpected-continuation"]
+    assert len(rule) == MAX_FINDINGS_PER_RULE + 1
+    assert rule["detail"].iloc[-1].startswith(f"{strays - MAX_FINDINGS_PER_RULE} more ws-unexpected-continuation findings")
+    assert len(analysis["ws_frames"]) == strays  # every frame is still a row
+    assert_reconciles(analysis)
+
+
+def test_events_never_pile_up_and_rows_leave_in_chunks(tmp_path, monkeypatch):
+    from inspector.analysis import pipeline, rows
+
+    monkeypatch.setattr(rows, "CHUNK_ROWS", 50)
+    held = {"events": 0, "rows": 0}
+    take_events = rows.take_events
+
+    def watched_take_events(account):
+        take_events(account)
+        held["events"] = max(held["events"], len(account.connection.events))
+        builder = account.rows
+        held["rows"] = max(held["rows"], max(len(table) for table in builder.rows.values()))
+
+    monkeypatch.setattr(pipeline, "take_events", watched_take_events)
+    frames = 2000
+    path = websocket_capture(tmp_path / "fragments.pcap", ws_frame(b"", opcode=1, fin=False) + ws_frame(b"", opcode=0, fin=False) * (frames - 1), segment=130)
+    analysis = analyze_captures([path], jobs=1)
+    assert held["events"] == 0 and 0 < held["rows"] < 50
+    table = analysis["ws_frames"]
+    assert len(table) == frames and table["frame_id"].tolist() == list(range(frames))
+    assert table["message_id"].isna().sum() == 0 and len(analysis["ws_messages"]) == 1  # closed, incomplete, at the end
+    assert_reconciles(analysis)
+
+
+@pytest.mark.parametrize("frames", [20_000])
+def test_memory_per_frame_is_about_its_table_row(tmp_path, monkeypatch, frames):
+    import tracemalloc
+
+    from inspector.analysis import rows
+
+    monkeypatch.setattr(rows, "CHUNK_ROWS", 512)  # the rows dicts held at once: a small part at this size
+    path = websocket_capture(tmp_path / "empty-frames.pcap", ws_frame(b"", opcode=1, fin=False) + ws_frame(b"", opcode=0, fin=False) * (frames - 1))
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        analysis = analyze_captures([path], jobs=1)
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    assert len(analysis["ws_frames"]) == frames
+    # Python-side peak (Arrow string buffers are not traced): about 1,700 bytes a
+    # frame when every event object and row dict was held to the end.
+    assert peak / frames < 600, peak / frames
