@@ -36,6 +36,7 @@ from inspector.analysis.tables import TABLE_NAMES, make_table
 from inspector.capture.files import CaptureInfo, read_packets
 from inspector.decode import SUPPORTED_LINK_TYPES, TCP_ACK, TCP_SYN, decode_packet, shard_of, shard_of_ports
 from inspector.errors import CaptureError
+from inspector.parse.budget import DecompressionBudget
 from inspector.parse.connection import ParserOptions, TcpConnection
 
 # A finished connection is kept this long (capture time) for late ACKs.
@@ -267,6 +268,9 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
     info = CaptureInfo(path=path)
     result = _ShardResult(tables={}, first_packet=[], info=info)
     rows = _RowBuffer()
+    # This worker's share of the capture gets the whole budget: under it, results
+    # do not depend on the number of workers (see ParserOptions).
+    decompression = DecompressionBudget(options.max_decompressed_per_capture)
     open_connections: dict[tuple, ConnectionAccount] = {}
     counts_everything = shard == 0
     last_ts = 0
@@ -302,7 +306,7 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
                 result.evicted += _evict_idlest(open_connections, rows)
             # The side with the higher (ephemeral) port is the likelier client.
             hint = 0 if packet.src_port > packet.dst_port else 1
-            connection = TcpConnection(len(result.first_packet), options, client_hint=hint)
+            connection = TcpConnection(len(result.first_packet), options, client_hint=hint, capture_budget=decompression)
             account = ConnectionAccount(len(result.first_packet), path, connection, (src, dst))
             result.first_packet.append(index)
             open_connections[key] = account

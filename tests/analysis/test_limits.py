@@ -6,12 +6,13 @@ limit at work; the byte categories must still add up to the wire bytes.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import BYTE_CATEGORIES
 from inspector.parse.tcp import DEFAULT_MAX_RUNS
-from tests.factories import http_request, http_response, pcap_file, tcp_frame, ws_frame
+from tests.factories import deflate_message, http_request, http_response, pcap_file, tcp_frame, ws_frame
 
 CLIENT, SERVER = ("10.0.0.1", 40000), ("10.0.0.2", 8080)
 SYN, ACK, PSH = 0x02, 0x10, 0x08
@@ -235,3 +236,51 @@ def test_memory_per_frame_is_about_its_table_row(tmp_path, monkeypatch, frames):
     # Python-side peak (Arrow string buffers are not traced): about 1,700 bytes a
     # frame when every event object and row dict was held to the end.
     assert peak / frames < 600, peak / frames
+
+
+# -- item 13: a total budget for decompression, per connection and per capture -------
+
+
+def gzip_exchanges(connections: int, body: bytes):
+    """`connections` connections, each one GET answered with a gzip body."""
+    import gzip
+
+    packed = gzip.compress(body)
+    request, response = http_request("GET", "/"), http_response(200, headers={"Content-Encoding": "gzip"}, body=packed)
+    frames = []
+    for i in range(connections):
+        client = (CLIENT[0], 41000 + i)
+        frames += handshake(client) + [tcp_frame(client, SERVER, 1001, 5001, PSH | ACK, request),
+                                       tcp_frame(SERVER, client, 5001, 1001 + len(request), PSH | ACK, response)]
+    return frames
+
+
+@pytest.mark.parametrize("connections", [5, 40])
+def test_capture_decompression_budget_bounds_the_total(tmp_path, connections):
+    from inspector.parse.connection import ParserOptions
+
+    size = 100_000
+    options = ParserOptions(max_decompressed_per_capture=3 * size + size // 2)
+    path = write_capture(tmp_path / "gzip.pcap", gzip_exchanges(connections, b"g" * size))
+    analysis = analyze_captures([path], options, jobs=1)
+    responses = analysis["http_messages"].dropna(subset=["status"])
+    sizes = responses.sort_values("conn_id")["decompressed_bytes"].tolist()
+    assert sizes[:3] == [size] * 3 and all(pd.isna(s) for s in sizes[3:])  # unknown, never a partial count
+    findings = analysis["findings"]
+    budget = findings[findings["rule"] == "http-decompression-budget"]
+    assert len(budget) == connections - 3  # one per connection that met it
+    assert budget["detail"].str.contains("the capture's decompression budget").all()
+    assert_reconciles(analysis)
+
+
+def test_connection_decompression_budget_spans_http_and_websocket(tmp_path):
+    from inspector.parse.connection import ParserOptions
+
+    message = deflate_message(b"m" * 10_000)
+    stream = ws_frame(message, opcode=2, rsv1=True) * 5
+    path = websocket_capture(tmp_path / "deflate.pcap", stream, extensions="permessage-deflate; server_no_context_takeover")
+    options = ParserOptions(max_decompressed_per_connection=25_000)
+    analysis = analyze_captures([path], options, jobs=1)
+    sizes = analysis["ws_messages"]["payload_bytes"].tolist()
+    assert sizes[:2] == [10_000, 10_000] and all(pd.isna(s) for s in sizes[2:])
+    assert analysis["findings"]["rule"].tolist() == ["ws-decompression-budget"]
