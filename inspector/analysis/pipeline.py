@@ -1,9 +1,11 @@
 """Capture files -> connections -> tables.
 
 Packets stream from the reader through the decoder into per-connection
-parsers; a connection is turned into table rows as soon as it is over (both
-directions finished and quiet for a while, or at the end of the capture), so
-memory follows the number of open connections, not the file size.
+parsers; a connection's events become table rows as they come (rows.py), and
+the connection is let go as soon as it is over (both directions finished and
+quiet for a while, never any payload and quiet for longer, or the longest idle
+when too many are open, or at the end of the capture), so memory follows the
+number of open connections and the size of the tables, not the file size.
 
 Big files are split among worker processes by connection: every worker reads
 the whole (memory-mapped) file but only parses the connections of its shard,
