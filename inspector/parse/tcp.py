@@ -11,7 +11,8 @@ as a gap.
 
 Out-of-order bytes wait in a reordering buffer of coalesced runs: adjacent
 pieces are merged as they arrive, so a stream sent in tiny segments in any
-order costs one run per hole, not one object per segment.  The buffer holds
+order costs one run per hole, not one object per segment; a run comes out
+as one StreamData stamped with the time its last piece arrived.  The buffer holds
 at most `max_buffered` bytes in at most `max_runs` runs; past either limit
 the oldest hole is given up as a gap (counted in `reorder_limit_hits`), and
 bytes that arrive for it later are reported as late, never as duplicates.
@@ -41,6 +42,9 @@ DEFAULT_MAX_RUNS = 4096
 MAX_GIVEN_UP_RANGES = 1024
 
 _chunk_offset = itemgetter(0)
+# A run whose pieces average fewer bytes than this is joined into one piece.
+_MIN_CHUNK_BYTES = 64
+_MIN_CHUNKS_TO_JOIN = 16
 # Shared by every stream with nothing buffered (most of them): a fresh
 # connection should cost little, since a SYN flood opens one per packet.
 _NO_RUN_STARTS: tuple[int, ...] = ()
@@ -84,6 +88,11 @@ class _Run:
             if len(self.chunks) < len(other.chunks):
                 self.chunks, other.chunks = other.chunks, self.chunks
             self.chunks.extend(other.chunks)
+            if len(self.chunks) > _MIN_CHUNKS_TO_JOIN and len(self.chunks) * _MIN_CHUNK_BYTES > self.end - self.start:
+                # Tiny pieces cost ~100 bytes of objects each: join them.  The
+                # next join waits until the run has that many tiny pieces again
+                # (in proportion to its size), so joining stays linear.
+                self.chunks = [(self.start, self.data())]
 
     def data(self) -> bytes:
         chunks = self.chunks
