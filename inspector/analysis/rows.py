@@ -121,6 +121,7 @@ class _ConnectionRows:
         self.http_responses = 0
         self.final_responses = 0
         self.item_of_exchange: dict[int, int] = {}
+        self.prune_exchanges_at = 64
         self.upgrade_item: int | None = None  # the exchange of the first 101
         # WebSocket: frames wait for their message per direction, as flat
         # records (frame id, offset, header bytes, payload length, missing bytes).
@@ -200,9 +201,11 @@ class _ConnectionRows:
 
     def _forget_done_exchanges(self) -> None:
         # Later messages belong to exchanges from min(requests, responses) on.
-        if len(self.item_of_exchange) > 64:
+        # Pruned each time the map doubles: linear even when nothing can go.
+        if len(self.item_of_exchange) > self.prune_exchanges_at:
             first_open = min(self.http_requests, self.final_responses)
             self.item_of_exchange = {x: i for x, i in self.item_of_exchange.items() if x >= first_open}
+            self.prune_exchanges_at = max(64, 2 * len(self.item_of_exchange))
 
     def _http_row(self, message, exchange: int) -> None:
         is_request = isinstance(message, HttpRequest)

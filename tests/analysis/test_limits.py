@@ -284,3 +284,38 @@ def test_connection_decompression_budget_spans_http_and_websocket(tmp_path):
     sizes = analysis["ws_messages"]["payload_bytes"].tolist()
     assert sizes[:2] == [10_000, 10_000] and all(pd.isna(s) for s in sizes[2:])
     assert analysis["findings"]["rule"].tolist() == ["ws-decompression-budget"]
+
+
+def lines_run_in(path_suffix: str, work) -> int:
+    """Lines executed in the module file ending in `path_suffix` while `work()` runs."""
+    import sys
+
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def calls(frame, event, arg):
+        return local if frame.f_code.co_filename.endswith(path_suffix) else None
+
+    sys.settrace(calls)
+    try:
+        work()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_rows_of_requests_never_answered_take_linear_work(tmp_path):
+    def work_for(requests):
+        stream = http_request("GET", "/") * requests
+        frames = handshake() + [tcp_frame(CLIENT, SERVER, 1001 + start, 5001, PSH | ACK, stream[start:start + 1400])
+                                for start in range(0, len(stream), 1400)]
+        path = write_capture(tmp_path / f"requests-{requests}.pcap", frames)
+        return lines_run_in("analysis/rows.py", lambda: analyze_captures([path], jobs=1))
+
+    small, large = work_for(300), work_for(2400)
+    assert large < 10 * small  # 8x the requests; a quadratic path gives ~30x here
