@@ -28,6 +28,8 @@ from inspector.parse.budget import DecompressionBudget
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_PREVIEW_BYTES = 4096
 DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
+# Output of one decompression step: what a body's inflating holds at once.
+_INFLATE_STEP = 256 * 1024
 
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +(\S+)(?: +(HTTP/\d\.\d))?\Z")
 _STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) +(\d{3})(?: (.*))?\Z")
@@ -396,25 +398,33 @@ class Http1Parser:
             # 32+15: accept gzip or zlib headers; raw deflate is retried below.
             body.decompressor = zlib.decompressobj(47 if body.content_encoding != "deflate" or data[:1] in (b"\x78",) else -15)
             body.decompressed = 0
-        room = self.max_decompressed - body.decompressed
         budget = self.decompression_budget
-        budget_room = budget.room() if budget is not None else room
-        try:
-            out = body.decompressor.decompress(data, min(room, budget_room) + 1)
-        except zlib.error:
-            body.decompressor = None
-            body.decompressed = -1
-            return
-        body.decompressed += len(out)
-        if budget is not None:
-            budget.spend(len(out))
-        if body.decompressed > self.max_decompressed:
-            self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-limit", f"body at offset {body.offset} inflates beyond {self.max_decompressed} bytes"))
-        elif len(out) > budget_room:
-            if budget.first_report():
-                self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-budget", f"body at offset {body.offset}: {budget.describe()}; decompressed sizes from here on are unknown"))
-        else:
-            return
+        decompressor = body.decompressor
+        while True:
+            # In steps: a body that inflates to 60 MiB never sits in memory whole.
+            room = self.max_decompressed - body.decompressed
+            budget_room = budget.room() if budget is not None else room
+            max_length = min(room + 1, budget_room + 1, _INFLATE_STEP)
+            try:
+                out = decompressor.decompress(data, max_length)
+            except zlib.error:
+                body.decompressor = None
+                body.decompressed = -1
+                return
+            body.decompressed += len(out)
+            if budget is not None:
+                budget.spend(len(out))
+            if body.decompressed > self.max_decompressed:
+                self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-limit", f"body at offset {body.offset} inflates beyond {self.max_decompressed} bytes"))
+                break
+            if len(out) > budget_room:
+                if budget.first_report():
+                    self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-budget", f"body at offset {body.offset}: {budget.describe()}; decompressed sizes from here on are unknown"))
+                break
+            data = decompressor.unconsumed_tail
+            # A full output buffer may leave output pending with no input left.
+            if len(out) < max_length and (not data or not out):
+                return
         # Unknown (None), not the bytes counted so far.
         body.decompressor = None
         body.decompressed = -1
