@@ -286,8 +286,8 @@ def test_connection_decompression_budget_spans_http_and_websocket(tmp_path):
     assert analysis["findings"]["rule"].tolist() == ["ws-decompression-budget"]
 
 
-def lines_run_in(path_suffix: str, work) -> int:
-    """Lines executed in the module file ending in `path_suffix` while `work()` runs."""
+def lines_run_in(path_part: str, work) -> int:
+    """Lines executed in files whose path contains `path_part` while `work()` runs."""
     import sys
 
     count = 0
@@ -299,7 +299,7 @@ def lines_run_in(path_suffix: str, work) -> int:
         return local
 
     def calls(frame, event, arg):
-        return local if frame.f_code.co_filename.endswith(path_suffix) else None
+        return local if path_part in frame.f_code.co_filename else None
 
     sys.settrace(calls)
     try:
@@ -319,3 +319,21 @@ def test_rows_of_requests_never_answered_take_linear_work(tmp_path):
 
     small, large = work_for(300), work_for(2400)
     assert large < 10 * small  # 8x the requests; a quadratic path gives ~30x here
+
+
+# -- item 6, TCP part: one-byte segments in reverse order take linear work ----------
+
+
+def test_reverse_one_byte_segments_take_linear_work(tmp_path):
+    def work_for(count):
+        data = bytes(range(32, 127)) * (count // 95 + 1)
+        frames = handshake() + [tcp_frame(CLIENT, SERVER, 1001 + i, 5001, PSH | ACK, data[i:i + 1]) for i in reversed(range(count))]
+        path = write_capture(tmp_path / f"reverse-{count}.pcap", frames)
+        analysis = {}
+        lines = lines_run_in("/inspector/parse/", lambda: analysis.update(analyze_captures([path], jobs=1).tables))
+        assert analysis["connections"]["unparsed_bytes"].tolist() == [count]  # not HTTP: all unparsed
+        assert analysis["connections"]["retransmitted_bytes"].tolist() == [0]
+        return lines
+
+    small, large = work_for(1000), work_for(8000)
+    assert large < 10 * small  # the held events were rescanned for each one: ~60x
