@@ -163,3 +163,18 @@ def tcp_connection(client_port: int, talk: list[tuple[str, bytes]], t0_ns: int) 
     send("server", "FA")
     send("client", "A")
     return frames
+
+def tcp_frame(src: tuple[str, int], dst: tuple[str, int], seq: int, ack: int, flags: int, payload: bytes = b"") -> bytes:
+    """Ethernet + IPv4 + TCP (no options, checksums left zero) around `payload`.
+
+    Packs the headers directly: scapy takes ~100x longer, too slow for the
+    tens of thousands of packets a test of a limit needs.  flags: TCP flag bits
+    (SYN 0x02, ACK 0x10, PSH 0x08, FIN 0x01, RST 0x04).
+    """
+    tcp = _struct.pack("!HHIIBBHHH", src[1], dst[1], seq % (1 << 32), ack % (1 << 32), 5 << 4, flags, 65535, 0, 0)
+    ip = _struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0, 64, 6, 0, _ipv4(src[0]), _ipv4(dst[0]))
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + tcp + payload
+
+
+def _ipv4(text: str) -> bytes:
+    return bytes(int(part) for part in text.split("."))

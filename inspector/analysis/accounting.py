@@ -8,7 +8,7 @@ packet's header bytes among the application messages it carried.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from inspector.decode import TcpPacket
 from inspector.parse.connection import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpConnection
@@ -20,9 +20,24 @@ CONTROL_RST = 3
 CONTROL_ACK = 4
 
 
-@dataclass
+# Fields of one record in ConnectionAccount.data_packets and .control_packets.
+RECORD_FIELDS = 4
+
+
+def _records(packets: array | None) -> zip:
+    """The records of a flat array, as tuples of RECORD_FIELDS values."""
+    if packets is None:
+        return zip()
+    return zip(*(packets[field::RECORD_FIELDS] for field in range(RECORD_FIELDS)))
+
+
+@dataclass(slots=True)
 class ConnectionAccount:
-    """A connection plus the byte counts of every packet that belonged to it."""
+    """A connection plus the byte counts of every packet that belonged to it.
+
+    Cheap while a connection is new (a SYN flood opens hundreds of thousands):
+    slots, and the per-packet arrays only once a packet of their kind comes.
+    """
 
     conn_id: int
     capture: str
@@ -38,17 +53,27 @@ class ConnectionAccount:
     tcp_control_bytes: int = 0
     retransmitted_bytes: int = 0
     new_payload_bytes: int = 0
-    extra_unparsed_bytes: int = 0  # before-start payload and bogus frame lengths
-    # Packets with payload: side, stream offset, wire payload length, overhead bytes.
-    data_side: array = field(default_factory=lambda: array("b"))
-    data_offset: array = field(default_factory=lambda: array("q"))
-    data_length: array = field(default_factory=lambda: array("q"))
-    data_overhead: array = field(default_factory=lambda: array("q"))
+    # Payload outside the reassembled stream: before its start, late for a hole
+    # already given up as a gap, and bogus frame lengths.
+    extra_unparsed_bytes: int = 0
+    # Packets with payload, one flat record each: side, stream offset, wire
+    # payload length, overhead bytes (see `data_records`).
+    data_packets: array | None = None
     # Packets without payload: side, kind, acknowledged offset (-1 none), bytes.
-    ctrl_side: array = field(default_factory=lambda: array("b"))
-    ctrl_kind: array = field(default_factory=lambda: array("b"))
-    ctrl_ack: array = field(default_factory=lambda: array("q"))
-    ctrl_bytes: array = field(default_factory=lambda: array("q"))
+    control_packets: array | None = None
+    rows: object = None  # the connection's rows so far (analysis.rows), once it has events
+
+    @property
+    def carried_payload(self) -> bool:
+        return self.data_packets is not None
+
+    def data_records(self) -> zip:
+        """(side, offset, length, overhead) per packet with payload."""
+        return _records(self.data_packets)
+
+    def control_records(self) -> zip:
+        """(side, kind, acknowledged offset, bytes) per packet without payload."""
+        return _records(self.control_packets)
 
     def add_packet(self, packet: TcpPacket, side: int) -> None:
         if not self.packets:
@@ -66,12 +91,12 @@ class ConnectionAccount:
         self.tcp_header_bytes += packet.tcp_header_bytes
         self.retransmitted_bytes += fate.duplicate_bytes
         self.new_payload_bytes += fate.new_bytes
-        extra = fate.before_start_bytes + packet.excess_bytes
+        extra = fate.before_start_bytes + fate.late_bytes + packet.excess_bytes
         self.extra_unparsed_bytes += extra
-        self.data_side.append(side)
-        self.data_offset.append(fate.offset)
-        self.data_length.append(packet.payload_wire_len - fate.before_start_bytes)
-        self.data_overhead.append(packet.link_bytes + packet.ip_header_bytes + packet.tcp_header_bytes + fate.duplicate_bytes + extra)
+        if self.data_packets is None:
+            self.data_packets = array("q")
+        overhead = packet.link_bytes + packet.ip_header_bytes + packet.tcp_header_bytes + fate.duplicate_bytes + extra
+        self.data_packets.extend((side, fate.offset, packet.payload_wire_len - fate.before_start_bytes, overhead))
 
     def _add_control(self, packet: TcpPacket, side: int, flags: int) -> None:
         self.tcp_control_bytes += packet.wire_len
@@ -87,7 +112,6 @@ class ConnectionAccount:
         if flags & TCP_ACK:
             offset = self.connection.ack_offset(side, packet.ack)
             ack = offset if offset is not None else -1
-        self.ctrl_side.append(side)
-        self.ctrl_kind.append(kind)
-        self.ctrl_ack.append(ack)
-        self.ctrl_bytes.append(packet.wire_len)
+        if self.control_packets is None:
+            self.control_packets = array("q")
+        self.control_packets.extend((side, kind, ack, packet.wire_len))

@@ -15,6 +15,7 @@ connections are small, where numpy's per-call overhead would dominate.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 
 from inspector.analysis.accounting import CONTROL_ACK, CONTROL_FIN, CONTROL_RST, ConnectionAccount
@@ -25,17 +26,53 @@ ITEM_WS_CONTROL = 2
 ITEM_UNATTRIBUTED = 3
 
 
-def attribute_packets(account: ConnectionAccount, spans: list[list[tuple[int, int, int]]], item_count: int) -> tuple[list[float], list[float]]:
+class Spans:
+    """The stream ranges of one side and the item owning each, disjoint.
+
+    Kept flat, three numbers a range, and a range that continues the last one
+    for the same item extends it: a message of a million frames is one range.
+    """
+
+    __slots__ = ("_flat",)
+
+    def __init__(self) -> None:
+        self._flat = array("q")  # start, end, item; start, end, item; ...
+
+    def add(self, start: int, end: int, item: int) -> None:
+        flat = self._flat
+        if flat and flat[-2] == start and flat[-1] == item:
+            flat[-2] = end
+        else:
+            flat.extend((start, end, item))
+
+    def relabel(self, item: int, new_item: int) -> None:
+        flat = self._flat
+        for index in range(2, len(flat), 3):
+            if flat[index] == item:
+                flat[index] = new_item
+
+    def in_order(self):
+        """(start, end, item) by start (they are added in stream order but for
+        control frames, whose messages come later)."""
+        flat = self._flat
+        ranges = zip(flat[0::3], flat[1::3], flat[2::3])
+        starts = flat[0::3]
+        if all(a <= b for a, b in zip(starts, starts[1:])):
+            return ranges
+        return sorted(ranges)
+
+
+def attribute_packets(account: ConnectionAccount, spans: tuple[Spans, Spans], item_count: int) -> tuple[array, array]:
     """Return (transport_bytes, ack_bytes) per item.
 
-    spans[side] lists (start, end, item) stream ranges of that side's stream,
-    disjoint; item numbers index the returned lists.
+    spans[side]: the ranges of that side's stream; item numbers index the
+    returned arrays.
     """
-    transport = [0.0] * item_count
-    acks = [0.0] * item_count
+    transport = array("d", [0.0]) * item_count
+    acks = array("d", [0.0]) * item_count
     segments = [_Segments(spans[side]) for side in (0, 1)]
     packets: list[list[tuple[int, int, int]]] = [[], []]
-    for side, offset, length, weight in zip(account.data_side, account.data_offset, account.data_length, account.data_overhead):
+    for side, offset, length, weight in account.data_records():
         packets[side].append((offset, offset + length, weight))
     for side in (0, 1):
         _spread(transport, segments[side], packets[side])
@@ -46,11 +83,11 @@ def attribute_packets(account: ConnectionAccount, spans: list[list[tuple[int, in
 class _Segments:
     """Boundaries and owners covering the whole stream; holes are unattributed."""
 
-    def __init__(self, side_spans: list[tuple[int, int, int]]) -> None:
-        starts: list[int] = []
-        owners: list[int] = []
+    def __init__(self, side_spans: Spans) -> None:
+        starts = array("q")
+        owners = array("q")
         cursor = 0
-        for start, end, item in sorted(side_spans):
+        for start, end, item in side_spans.in_order():
             start = max(start, cursor)
             if end <= start:
                 continue
@@ -73,7 +110,7 @@ class _Segments:
         return self.owners[index] if index >= 0 else ITEM_UNATTRIBUTED
 
 
-def _spread(out: list[float], segments: _Segments, packets: list[tuple[int, int, int]]) -> None:
+def _spread(out: array, segments: _Segments, packets: list[tuple[int, int, int]]) -> None:
     packets.sort()
     starts, owners = segments.starts, segments.owners
     last = len(starts) - 1
@@ -102,10 +139,10 @@ def _spread(out: list[float], segments: _Segments, packets: list[tuple[int, int,
                 break
 
 
-def _assign_control(account: ConnectionAccount, out: list[float], segments: list[_Segments]) -> None:
+def _assign_control(account: ConnectionAccount, out: array, segments: list[_Segments]) -> None:
     streams = account.connection.streams
     fin_offsets = [streams[0].fin_offset, streams[1].fin_offset]
-    for side, kind, acked, size in zip(account.ctrl_side, account.ctrl_kind, account.ctrl_ack, account.ctrl_bytes):
+    for side, kind, acked, size in account.control_records():
         if kind == CONTROL_FIN or kind == CONTROL_RST:
             out[ITEM_TEARDOWN] += size
         elif kind == CONTROL_ACK and acked > 0:

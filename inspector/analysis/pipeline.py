@@ -1,9 +1,11 @@
 """Capture files -> connections -> tables.
 
 Packets stream from the reader through the decoder into per-connection
-parsers; a connection is turned into table rows as soon as it is over (both
-directions finished and quiet for a while, or at the end of the capture), so
-memory follows the number of open connections, not the file size.
+parsers; a connection's events become table rows as they come (rows.py), and
+the connection is let go as soon as it is over (both directions finished and
+quiet for a while, never any payload and quiet for longer, or the longest idle
+when too many are open, or at the end of the capture), so memory follows the
+number of open connections and the size of the tables, not the file size.
 
 Big files are split among worker processes by connection: every worker reads
 the whole (memory-mapped) file but only parses the connections of its shard,
@@ -29,22 +31,31 @@ import numpy as np
 import pandas as pd
 
 from inspector.analysis.accounting import ConnectionAccount
-from inspector.analysis.rows import connection_rows
+from inspector.analysis.rows import ROW_TABLES, connection_rows, take_events
 from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
 from inspector.capture.files import CaptureInfo, read_packets
 from inspector.decode import SUPPORTED_LINK_TYPES, TCP_ACK, TCP_SYN, decode_packet, shard_of, shard_of_ports
 from inspector.errors import CaptureError
+from inspector.parse.budget import DecompressionBudget
 from inspector.parse.connection import ParserOptions, TcpConnection
 
 # A finished connection is kept this long (capture time) for late ACKs.
 LINGER_NS = 30 * 1_000_000_000
+# A connection that never carried payload and has been quiet this long (capture
+# time) is over: a SYN never answered, a handshake nothing followed.  A
+# connection idle longer than this that sends data again is a mid-stream one.
+NO_PAYLOAD_IDLE_NS = 5 * 60 * 1_000_000_000
+# Open connections held at once per worker: past this, the longest idle tenth
+# are finished (and counted in a warning); one of them that goes on later
+# shows as two connections.
+MAX_OPEN_CONNECTIONS = 50_000
 SWEEP_EVERY_PACKETS = 8192
 # Below this size a second process costs about what it saves (measured on real loopback
 # traffic, 2 cores: even at 1.3 MiB, 0.29 s against 0.26 s at 2.6 MiB, 0.60 against 0.48 at 5.4).
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
-CONNECTION_TABLES = ("connections", "http_messages", "ws_frames", "ws_messages", "findings", "message_costs")
+CONNECTION_TABLES = ROW_TABLES
 PROGRESS_POLL_S = 0.25  # how often the parent passes on its workers' progress
 
 # progress(path, fraction): how far into `path` the analysis is, 0.0 to 1.0
@@ -74,6 +85,7 @@ class _ShardResult:
     wire_bytes: int = 0
     non_tcp: Counter = field(default_factory=Counter)
     bogus_lengths: int = 0
+    evicted: int = 0  # connections finished early because too many were open
 
 
 def default_jobs(path: str) -> int:
@@ -162,14 +174,18 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
     for name in CONNECTION_TABLES:
         pieces = []
         for shard, ids in zip(shards, mapping):
-            table = shard.tables[name]
+            # Taken from the shard, renumbered in place: a big table is never copied
+            # more than once (by the sort, when it is not in order already).
+            table = shard.tables.pop(name)
             if len(table):
-                table = table.copy()
                 table["conn_id"] = ids[table["conn_id"].to_numpy(dtype=np.int64)]
                 pieces.append(table)
         merged = _concat(name, pieces)
+        del pieces
         order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "ts") if c in merged.columns and name != "message_costs"]
-        tables[name] = merged.sort_values(order if name != "message_costs" else ["conn_id"], kind="stable").reset_index(drop=True)
+        if not _in_order(merged, order):
+            merged = merged.sort_values(order, kind="stable")
+        tables[name] = merged.reset_index(drop=True)
     lead = shards[0]  # shard 0 counted every packet of the file
     info = lead.info
     non_tcp = sum((shard.non_tcp for shard in shards), Counter())
@@ -177,6 +193,10 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
     bogus = sum(shard.bogus_lengths for shard in shards)
     if bogus:
         warnings.append(f"{path}: {bogus} packets claim more bytes on the wire than their complete IP packet holds (bogus orig_len); the extra bytes are counted as unparsed")
+    evicted = sum(shard.evicted for shard in shards)
+    if evicted:
+        warnings.append(f"{path}: {evicted} connections were finished early because over {MAX_OPEN_CONNECTIONS} were open at once "
+                        "(the longest idle first); one that went on later shows as two connections")
     if lead.packets == 0 and not info.truncated:
         warnings.append(f"{path}: capture holds no packets")
     capture_row = {
@@ -193,6 +213,22 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
         "warnings": "; ".join(warnings),
     }
     return tables, capture_row, warnings
+
+
+def _in_order(table: pd.DataFrame, columns: list[str]) -> bool:
+    """Whether the rows are sorted by `columns` already (False when unsure)."""
+    tied = np.ones(max(len(table) - 1, 0), dtype=bool)  # pairs of rows equal so far
+    for column in columns:
+        if not tied.any():
+            return True
+        series = table[column]
+        if series.dtype.kind not in "iuf" or series.hasnans:
+            return False  # let the sort decide where missing values go
+        values = series.to_numpy(dtype=np.float64 if series.dtype.kind == "f" else np.int64)
+        if (tied & (values[:-1] > values[1:])).any():
+            return False
+        tied &= values[:-1] == values[1:]
+    return True  # rows still tied keep their order in a stable sort too
 
 
 @contextmanager
@@ -234,6 +270,9 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
     info = CaptureInfo(path=path)
     result = _ShardResult(tables={}, first_packet=[], info=info)
     rows = _RowBuffer()
+    # This worker's share of the capture gets the whole budget: under it, results
+    # do not depend on the number of workers (see ParserOptions).
+    decompression = DecompressionBudget(options.max_decompressed_per_capture)
     open_connections: dict[tuple, ConnectionAccount] = {}
     counts_everything = shard == 0
     last_ts = 0
@@ -265,13 +304,17 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
             _finish(account, rows)
             account = None
         if account is None:
+            if len(open_connections) >= MAX_OPEN_CONNECTIONS:
+                result.evicted += _evict_idlest(open_connections, rows)
             # The side with the higher (ephemeral) port is the likelier client.
             hint = 0 if packet.src_port > packet.dst_port else 1
-            connection = TcpConnection(len(result.first_packet), options, client_hint=hint)
+            connection = TcpConnection(len(result.first_packet), options, client_hint=hint, capture_budget=decompression)
             account = ConnectionAccount(len(result.first_packet), path, connection, (src, dst))
             result.first_packet.append(index)
             open_connections[key] = account
         account.add_packet(packet, 0 if src == account.endpoints[0] else 1)
+        if account.connection.events:
+            take_events(account)  # as rows: event objects never pile up
         if result.tcp_packets % SWEEP_EVERY_PACKETS == 0:
             _sweep(open_connections, rows, last_ts)
             if report is not None and info.size:
@@ -295,7 +338,10 @@ class _RowBuffer:
         self.rows: dict[str, list[dict]] = {name: [] for name in CONNECTION_TABLES}
         self.frames: dict[str, list[pd.DataFrame]] = {name: [] for name in CONNECTION_TABLES}
 
-    def add(self, new_rows: dict[str, list[dict]]) -> None:
+    def add(self, new_rows: dict[str, list[dict]], chunks: dict[str, list[pd.DataFrame]]) -> None:
+        """Rows of a connection, and the DataFrames a big one already made of them."""
+        for name, table_chunks in chunks.items():
+            self.frames[name].extend(table_chunks)  # tables are sorted by connection later
         for name, table_rows in new_rows.items():
             pending = self.rows[name]
             pending.extend(table_rows)
@@ -306,7 +352,8 @@ class _RowBuffer:
     def tables(self) -> dict[str, pd.DataFrame]:
         out = {}
         for name in CONNECTION_TABLES:
-            frames = self.frames[name] + [make_table(name, self.rows[name])]
+            # Taken out of the buffer: each chunk is freed once its table is made.
+            frames = self.frames.pop(name) + [make_table(name, self.rows.pop(name))]
             out[name] = _concat(name, frames)
         return out
 
@@ -337,14 +384,29 @@ def _starts_new_connection(account: ConnectionAccount, packet, src) -> bool:
 
 
 def _sweep(open_connections: dict, rows: _RowBuffer, now_ns: int) -> None:
-    done = [key for key, acc in open_connections.items() if acc.connection.finished and now_ns - acc.end_ns > LINGER_NS]
+    done = [key for key, acc in open_connections.items() if _is_over(acc, now_ns - acc.end_ns)]
     for key in done:
         _finish(open_connections.pop(key), rows)
 
 
+def _is_over(account: ConnectionAccount, idle_ns: int) -> bool:
+    if account.connection.finished:
+        return idle_ns > LINGER_NS
+    return idle_ns > NO_PAYLOAD_IDLE_NS and not account.carried_payload
+
+
+def _evict_idlest(open_connections: dict, rows: _RowBuffer) -> int:
+    """Finish the longest idle tenth of the open connections; return how many."""
+    by_idle = sorted(open_connections, key=lambda key: open_connections[key].end_ns)
+    evicted = by_idle[: max(1, MAX_OPEN_CONNECTIONS // 10)]
+    for key in evicted:
+        _finish(open_connections.pop(key), rows)
+    return len(evicted)
+
+
 def _finish(account: ConnectionAccount, rows: _RowBuffer) -> None:
     account.connection.close(max(account.end_ns, 0))
-    rows.add(connection_rows(account))
+    rows.add(*connection_rows(account))
 
 
 __all__ = ["Analysis", "analyze_captures", "CaptureError"]

@@ -29,7 +29,7 @@ BYTE_CATEGORIES: dict[str, str] = {
     "ws_frame_header_bytes": "WebSocket frame headers, extended lengths and masking keys",
     "ws_control_payload_bytes": "payload of WebSocket close, ping and pong frames",
     "ws_data_payload_bytes": "payload of WebSocket text, binary and continuation frames (as sent)",
-    "unparsed_bytes": "payload not framed as HTTP or WebSocket: other protocols, tunnels, bytes around gaps, bytes not captured (snaplen), bogus frame lengths",
+    "unparsed_bytes": "payload not framed as HTTP or WebSocket: other protocols, tunnels, bytes around gaps, bytes that came late for a hole already reported as a gap, bytes not captured (snaplen), bogus frame lengths",
 }
 
 # Payload and efficiency of a connection or an overhead row: (dtype, meaning).

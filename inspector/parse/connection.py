@@ -26,6 +26,7 @@ from inspector.events import (
     StreamGap,
     WsHandshake,
 )
+from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE, DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION, DecompressionBudget
 from inspector.parse.http1 import Http1Parser, Role
 from inspector.parse.tcp import SegmentFate, TcpStreamReassembler
 from inspector.parse.websocket import WebSocketParser, accept_for_key, parse_deflate_offer
@@ -55,15 +56,24 @@ class ParserOptions:
     max_ws_message_bytes: int = 64 * 1024 * 1024
     # Payload kept per frame and message for display; the rest is only counted.
     preview_bytes: int = 256
+    # Decompressed bytes, HTTP bodies and WebSocket messages together, per
+    # connection and per capture (each worker process has the whole of the
+    # capture's budget for its share): see inspector.parse.budget.
+    max_decompressed_per_connection: int = DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION
+    max_decompressed_per_capture: int = DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE
 
 
 class TcpConnection:
     """Everything known about one TCP connection."""
 
-    def __init__(self, conn_id: int, options: ParserOptions | None = None, *, client_hint: int = 0) -> None:
+    def __init__(self, conn_id: int, options: ParserOptions | None = None, *, client_hint: int = 0,
+                 capture_budget: DecompressionBudget | None = None) -> None:
         """client_hint: the side to call the client when nothing else tells
-        (the caller knows the ports: the higher, ephemeral one is usually the client's)."""
+        (the caller knows the ports: the higher, ephemeral one is usually the client's).
+        capture_budget: what the whole capture may still decompress."""
         self.conn_id = conn_id
+        self._capture_budget = capture_budget
+        self._budget: DecompressionBudget | None = None  # the connection's, made with its parsers
         self._client_hint = client_hint
         self.options = options or ParserOptions()
         self.streams = (TcpStreamReassembler(Direction(0)), TcpStreamReassembler(Direction(1)))
@@ -195,7 +205,8 @@ class TcpConnection:
                 role = Role.REQUEST if direction is Direction.CLIENT else Role.RESPONSE
                 # Mid-stream, the first bytes may be the middle of a message.
                 in_sync = self._starts_with_message(side, role)
-                self._http[side] = Http1Parser(direction, role, start_offset=start, preview_bytes=options.preview_bytes, in_sync=in_sync)
+                self._http[side] = Http1Parser(direction, role, start_offset=start, preview_bytes=options.preview_bytes, in_sync=in_sync,
+                                               decompression_budget=self._decompression_budget())
             elif self.kind == Kind.WEBSOCKET:
                 self._ws[side] = self._new_ws_parser(direction, start, deflate=None, negotiated=False)
 
@@ -224,7 +235,14 @@ class TcpConnection:
             extensions_negotiated=negotiated,
             max_message_bytes=self.options.max_ws_message_bytes,
             preview_bytes=self.options.preview_bytes,
+            decompression_budget=self._decompression_budget(),
         )
+
+    def _decompression_budget(self) -> DecompressionBudget:
+        if self._budget is None:
+            limit = self.options.max_decompressed_per_connection
+            self._budget = DecompressionBudget(limit, "connection", self._capture_budget)
+        return self._budget
 
     # -- dispatch --------------------------------------------------------------------
 

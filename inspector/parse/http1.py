@@ -23,10 +23,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
+from inspector.parse.budget import DecompressionBudget
 
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_PREVIEW_BYTES = 4096
 DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
+# Output of one decompression step: what a body's inflating holds at once.
+_INFLATE_STEP = 256 * 1024
 
 _REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +(\S+)(?: +(HTTP/\d\.\d))?\Z")
 _STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) +(\d{3})(?: (.*))?\Z")
@@ -83,11 +86,13 @@ class Http1Parser:
         preview_bytes: int = DEFAULT_PREVIEW_BYTES,
         max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
         in_sync: bool = True,
+        decompression_budget: DecompressionBudget | None = None,
     ) -> None:
         self.direction = direction
         self.role = role
         self.preview_bytes = preview_bytes
         self.max_decompressed = max_decompressed
+        self.decompression_budget = decompression_budget  # shared with the rest of the connection
         self._buf = bytearray()
         self._buf_ts: list[tuple[int, int]] = []  # (stream offset, ts) of each chunk received
         self.offset = start_offset  # stream offset of _buf[0]
@@ -393,18 +398,36 @@ class Http1Parser:
             # 32+15: accept gzip or zlib headers; raw deflate is retried below.
             body.decompressor = zlib.decompressobj(47 if body.content_encoding != "deflate" or data[:1] in (b"\x78",) else -15)
             body.decompressed = 0
-        room = self.max_decompressed - body.decompressed
-        try:
-            out = body.decompressor.decompress(data, room + 1)
-        except zlib.error:
-            body.decompressor = None
-            body.decompressed = -1
-            return
-        body.decompressed += len(out)
-        if body.decompressed > self.max_decompressed:
-            self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-limit", f"body at offset {body.offset} inflates beyond {self.max_decompressed} bytes"))
-            body.decompressor = None
-            body.decompressed = -1
+        budget = self.decompression_budget
+        decompressor = body.decompressor
+        while True:
+            # In steps: a body that inflates to 60 MiB never sits in memory whole.
+            room = self.max_decompressed - body.decompressed
+            budget_room = budget.room() if budget is not None else room
+            max_length = min(room + 1, budget_room + 1, _INFLATE_STEP)
+            try:
+                out = decompressor.decompress(data, max_length)
+            except zlib.error:
+                body.decompressor = None
+                body.decompressed = -1
+                return
+            body.decompressed += len(out)
+            if budget is not None:
+                budget.spend(len(out))
+            if body.decompressed > self.max_decompressed:
+                self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-limit", f"body at offset {body.offset} inflates beyond {self.max_decompressed} bytes"))
+                break
+            if len(out) > budget_room:
+                if budget.first_report():
+                    self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-budget", f"body at offset {body.offset}: {budget.describe()}; decompressed sizes from here on are unknown"))
+                break
+            data = decompressor.unconsumed_tail
+            # A full output buffer may leave output pending with no input left.
+            if len(out) < max_length and (not data or not out):
+                return
+        # Unknown (None), not the bytes counted so far.
+        body.decompressor = None
+        body.decompressed = -1
 
     def _read_chunked(self, body: _Body) -> bool:
         """Advance through chunk framing; True when the last chunk and trailers are done."""

@@ -27,6 +27,7 @@ from struct import unpack_from
 from typing import TYPE_CHECKING
 
 from inspector.errors import ParseError
+from inspector.parse.budget import DecompressionBudget
 from inspector.events import (
     NEED_DATA,
     DeflateParams,
@@ -286,7 +287,7 @@ class _Message:
         self.preview_open = True  # False after a gap: a preview never skips bytes
         self.inflater: zlib._Decompress | None = None
         self.inflated = 0
-        self.inflate_problem = ""  # "", "limit", "error", "gap", "lost context"
+        self.inflate_problem = ""  # "", "limit", "budget", "error", "gap", "lost context"
         text = frame.opcode == _TEXT
         self.utf8 = _Utf8Decoder() if text else None
         self.utf8_checked = 0
@@ -307,6 +308,8 @@ class WebSocketParser:
     max_message_bytes: cap on decompressed size of one message and on the
         bytes of one text message that are UTF-8 checked.
     preview_bytes: how much payload events carry.
+    decompression_budget: what the connection and the capture may still
+        decompress in total (inspector.parse.budget); None: no total.
 
     Work happens in receive_*; next_event() hands out queued events in
     stream order: a frame's header findings, the WsFrame, then for a final
@@ -317,7 +320,9 @@ class WebSocketParser:
       last frame.
     - A message that decompresses past max_message_bytes gets payload_bytes
       None (not the cap: the real size is unknown) and a
-      "ws-decompression-limit" finding.  A corrupt DEFLATE stream gives
+      "ws-decompression-limit" finding.  One that meets a spent
+      decompression budget gets payload_bytes None too, and the first such
+      message of a connection a "ws-decompression-budget" finding.  A corrupt DEFLATE stream gives
       payload_bytes None, an empty payload and "ws-decompression-failed".
     - With context takeover, once any message could not be fully
       decompressed (gap, limit, corrupt, unfinished), every later compressed
@@ -335,6 +340,7 @@ class WebSocketParser:
         extensions_negotiated: bool = False,
         max_message_bytes: int = 64 * 1024 * 1024,
         preview_bytes: int = 4096,
+        decompression_budget: DecompressionBudget | None = None,
     ) -> None:
         if max_message_bytes < 0 or preview_bytes < 0:
             raise ValueError("max_message_bytes and preview_bytes must be >= 0")
@@ -342,6 +348,7 @@ class WebSocketParser:
         self._deflate = deflate
         self._extensions_negotiated = extensions_negotiated
         self._max_message_bytes = max_message_bytes
+        self._budget = decompression_budget  # shared with the rest of the connection
         self._preview_bytes = preview_bytes
         self._control_keep = max(preview_bytes, _MAX_CONTROL_PAYLOAD)
         # RFC 6455 5.1: clients mask every frame, servers never do.
@@ -761,15 +768,22 @@ class WebSocketParser:
         """Stream-decompress `data`, never producing more than the message cap."""
         inflater = message.inflater
         assert inflater is not None
+        budget = self._budget
         try:
             while True:
                 room = self._max_message_bytes - message.inflated
-                max_length = min(room + 1, _INFLATE_STEP)
+                budget_room = budget.room() if budget is not None else room
+                max_length = min(room + 1, budget_room + 1, _INFLATE_STEP)
                 out = inflater.decompress(data, max_length)
                 message.inflated += len(out)
+                if budget is not None:
+                    budget.spend(len(out))
                 self._message_content(message, out)
                 if message.inflated > self._max_message_bytes:
                     self._stop_inflating(message, "limit")
+                    return
+                if len(out) > budget_room:
+                    self._stop_inflating(message, "budget")
                     return
                 data = inflater.unconsumed_tail
                 # A full output buffer may leave output pending inside zlib
@@ -834,6 +848,11 @@ class WebSocketParser:
             self._finding(ts_ns, "ws-decompression-limit",
                           f"{at} decompresses to more than {self._max_message_bytes} bytes; "
                           "decompression stopped")
+        elif problem == "budget":
+            assert self._budget is not None
+            if self._budget.first_report():
+                self._finding(ts_ns, "ws-decompression-budget",
+                              f"{at}: {self._budget.describe()}; decompressed sizes from here on are unknown")
         elif problem.startswith("error"):
             self._finding(ts_ns, "ws-decompression-failed", f"{at}: {problem}")
         if message.text_valid is False:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from inspector.errors import ParseError
 from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
+from inspector.parse.budget import DecompressionBudget
 from inspector.parse.http1 import Http1Parser, Role
 from tests.factories import chunked_body, chunks, http_request, http_response
 
@@ -233,3 +234,22 @@ def test_any_segmentation_gives_the_same_events(data, cuts):
     _, split = parse(data, pieces=pieces)
     assert strip_ts(whole) == strip_ts(split)
     assert sum(m.wire_bytes for m in messages(whole)) == len(data)
+
+
+def test_decompression_budget_is_shared_by_bodies_and_then_sizes_are_unknown():
+    plain = b"z" * 1000
+    raw = b"".join(http_response(200, headers={"Content-Encoding": "gzip"}, body=gzip.compress(plain)) for _ in range(3))
+    for bodies in (3, 24):  # more bodies, no more inflating: the budget bounds the work
+        budget = DecompressionBudget(2500)
+        parser = Http1Parser(Direction.SERVER, Role.RESPONSE, decompression_budget=budget.for_connection(10_000))
+        for _ in range(bodies):
+            parser.expect_response_to("GET")
+        parser.receive_data(raw * (bodies // 3), 1)
+        parser.receive_eof(2)
+        events = _drain(parser)
+        assert [m.decompressed_bytes for m in messages(events)] == [1000, 1000] + [None] * (bodies - 2)
+        findings = [e for e in events if isinstance(e, Finding)]
+        assert [f.rule for f in findings] == ["http-decompression-budget"]
+        assert "the capture's decompression budget (2500 bytes) is spent" in findings[0].detail
+        produced = budget.limit - budget.remaining
+        assert produced <= 2500 + bodies  # each body may inflate one byte past the room

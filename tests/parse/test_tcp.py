@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -175,3 +176,86 @@ def test_missing_range_gives_the_same_gap_in_any_order(case, hole_start, hole_le
     last = max(covered) + 1
     assert len(got) == len(covered)
     assert sum(length for _, length in gaps) == last - len(covered)
+
+
+# --- the reordering buffer: bounded work and memory, honest late bytes -----------
+
+
+def feed_into(stream: TcpStreamReassembler, segments, *, isn=1000):
+    """Feed (relative offset, bytes) pairs after a SYN; returns the fates."""
+    stream.receive_segment(isn, b"", 0, 0, syn=True)
+    return [stream.receive_segment(isn + 1 + offset, data, len(data), ts) for ts, (offset, data) in enumerate(segments, start=1)]
+
+
+@pytest.mark.parametrize("count", [1000, 8000])
+def test_reverse_one_byte_segments_coalesce_into_one_run(count):
+    # Each piece arriving touches the run after it: the buffer holds one run,
+    # so no insert or delivery ever walks a list that grows with the input.
+    stream = TcpStreamReassembler(Direction.CLIENT)
+    data = bytes(range(256)) * (count // 256 + 1)
+    stream.receive_segment(1000, b"", 0, 0, syn=True)
+    most_runs = 0
+    for offset in reversed(range(1, count)):
+        stream.receive_segment(1001 + offset, data[offset:offset + 1], 1, offset)
+        most_runs = max(most_runs, len(stream._run_starts))
+    # Its pieces are joined as they pile up: about one object per 64 bytes, not per byte.
+    assert len(stream._runs[stream._run_starts[0]].chunks) <= 16 + count // 64
+    stream.receive_segment(1001, data[:1], 1, count)
+    events = drain(stream)
+    assert most_runs == 1
+    assert [type(e) for e in events] == [StreamData]  # one event, not one per byte
+    assert events[0].data == data[:count]
+
+
+def test_run_count_is_bounded_and_the_oldest_hole_is_given_up():
+    # Every other byte, in order: no piece touches another, each is a run.
+    stream = TcpStreamReassembler(Direction.CLIENT, max_runs=50)
+    fates = feed_into(stream, [(offset, b"x") for offset in range(1, 400, 2)])
+    assert len(stream._run_starts) <= 50
+    assert stream.reorder_limit_hits == 200 - 50
+    assert sum(f.new_bytes for f in fates) == 200
+
+
+def test_bytes_of_a_given_up_hole_are_late_not_duplicates():
+    # Windows of ten 10-byte segments sent last-first; the buffer holds 50 bytes,
+    # so it gives up holes that are filled a moment later by what was sent.
+    segments = [(offset, b"y" * 10) for window in range(0, 1000, 100) for offset in range(window + 90, window - 1, -10)]
+    stream = TcpStreamReassembler(Direction.CLIENT, max_buffered=50)
+    fates = feed_into(stream, segments)
+    stream.close(9999)
+    assert stream.reorder_limit_hits > 0
+    assert sum(f.duplicate_bytes for f in fates) == 0
+    late = sum(f.late_bytes for f in fates)
+    assert late == stream.late_bytes > 0
+    assert sum(f.new_bytes for f in fates) + late == 1000
+    # A real retransmission of a byte that already came late is a duplicate.
+    again = stream.receive_segment(1001, b"y" * 10, 10, 10_000)
+    assert again.late_bytes == 0
+
+
+def test_late_bytes_for_an_acknowledged_hole_are_late():
+    stream = TcpStreamReassembler(Direction.SERVER)
+    stream.receive_segment(0, b"", 0, 0, syn=True)
+    stream.receive_segment(1 + 100, b"later", 5, 1)
+    stream.acknowledged(105, 2)
+    fate = stream.receive_segment(1 + 40, b"z" * 70, 70, 3)  # 60 late, 5 seen before, 5 new
+    assert (fate.late_bytes, fate.duplicate_bytes, fate.new_bytes) == (60, 5, 5)
+    assert stream.reorder_limit_hits == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(segmented_stream(), st.integers(1, 60), st.integers(1, 6))
+def test_small_buffer_accounts_every_byte_once(case, max_buffered, max_runs):
+    data, segments, seed, isn = case
+    shuffled = segments[:]
+    random.Random(seed).shuffle(shuffled)
+    stream = TcpStreamReassembler(Direction.CLIENT, max_buffered=max_buffered, max_runs=max_runs)
+    fates = feed_into(stream, shuffled, isn=isn)
+    stream.close(999)
+    got, gaps = delivered(drain(stream))
+    assert len(got) + sum(length for _, length in gaps) == len(data)
+    total = sum(len(s) for _, s in segments)
+    assert sum(f.new_bytes + f.duplicate_bytes + f.late_bytes for f in fates) == total
+    assert sum(f.new_bytes for f in fates) == len(got)
+    # Late bytes are bytes of given-up holes, each counted once.
+    assert sum(f.late_bytes for f in fates) <= sum(length for _, length in gaps)

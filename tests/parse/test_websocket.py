@@ -26,6 +26,7 @@ from inspector.parse.websocket import (
     accept_for_key,
     parse_deflate_offer,
 )
+from inspector.parse.budget import DecompressionBudget
 from tests.factories import chunks, deflate_message, ws_frame
 
 CLIENT = Direction.CLIENT
@@ -807,3 +808,14 @@ def test_deflate_round_trip(texts, no_takeover, seed):
 
 def test_chunks_factory():
     assert chunks(b"abcdefg", 3) == [b"abc", b"def", b"g"]
+
+
+def test_decompression_budget_stops_inflating_and_leaves_sizes_unknown():
+    params = DeflateParams(server_no_context_takeover=True)
+    wire = b"".join(ws_frame(deflate_message(b"w" * 1000), opcode=2, rsv1=True) for _ in range(4))
+    budget = DecompressionBudget(2500, "connection")
+    events, _ = run([wire], SERVER, _whole, deflate=params, decompression_budget=budget)
+    assert [m.payload_bytes for m in messages(events)] == [1000, 1000, None, None]
+    assert rules(events) == ["ws-decompression-budget"]
+    assert "the connection's decompression budget (2500 bytes) is spent" in [e for e in events if isinstance(e, Finding)][0].detail
+    assert budget.room() == 0

@@ -1,0 +1,60 @@
+"""How many decompressed bytes a connection and a capture may still produce.
+
+Decompressed sizes cost time and memory in proportion to the *inflated*
+bytes, which an attacker chooses freely (a 60 MiB message is 60 KiB on the
+wire).  Each body or message has its own cap (the parsers' max_decompressed,
+max_message_bytes); these budgets bound the total over a connection and over
+a capture, shared by HTTP bodies and WebSocket messages.  When one is spent,
+decompression stops and sizes are reported as unknown (None), never as the
+bytes counted so far; the parser that meets it first in a connection reports
+a finding.
+"""
+
+from __future__ import annotations
+
+DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION = 256 * 1024 * 1024
+DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE = 1024 * 1024 * 1024
+
+
+class DecompressionBudget:
+    """Bytes left to decompress in one scope; a connection's draws on its capture's too."""
+
+    __slots__ = ("scope", "limit", "remaining", "parent", "_reported")
+
+    def __init__(self, limit: int, scope: str = "capture", parent: DecompressionBudget | None = None) -> None:
+        if limit < 0:
+            raise ValueError("a decompression budget must be >= 0 bytes")
+        self.scope = scope
+        self.limit = limit
+        self.remaining = limit
+        self.parent = parent
+        self._reported = False
+
+    def for_connection(self, limit: int) -> DecompressionBudget:
+        return DecompressionBudget(limit, "connection", self)
+
+    def room(self) -> int:
+        """Bytes that may still be produced."""
+        room = max(self.remaining, 0)
+        return min(room, self.parent.room()) if self.parent is not None else room
+
+    def spend(self, produced: int) -> None:
+        self.remaining -= produced
+        if self.parent is not None:
+            self.parent.spend(produced)
+
+    def spent(self) -> DecompressionBudget:
+        """The budget (this or an outer one) that has no room left."""
+        if self.remaining <= 0 or self.parent is None:
+            return self
+        return self.parent.spent()
+
+    def first_report(self) -> bool:
+        """True the first time it is asked: one finding per connection."""
+        first = not self._reported
+        self._reported = True
+        return first
+
+    def describe(self) -> str:
+        spent = self.spent()
+        return f"the {spent.scope}'s decompression budget ({spent.limit} bytes) is spent"
