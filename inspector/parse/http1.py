@@ -25,6 +25,10 @@ from dataclasses import dataclass, field
 from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
 
 MAX_HEADER_BYTES = 64 * 1024
+# Significant digits of a Content-Length: more than any real body (10**18
+# bytes is an exabyte), and small enough for int64 columns.  A longer length
+# is a framing error, never an int() of thousands of digits.
+MAX_LENGTH_DIGITS = 18
 DEFAULT_PREVIEW_BYTES = 4096
 DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
 
@@ -341,12 +345,13 @@ class Http1Parser:
             body.mode = "close" if self.role == Role.RESPONSE else "none"
             return
         if content_length is not None:
-            values = {v.strip() for v in content_length.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
-                self._events.append(Finding(body.ts_ns, self.direction, "http-framing-error", f"invalid Content-Length {content_length!r:.60} at offset {body.offset}"))
+            digits = _content_length_digits(content_length)
+            if digits is None or len(digits.lstrip("0")) > MAX_LENGTH_DIGITS:
+                problem = "invalid" if digits is None else f"more than {MAX_LENGTH_DIGITS} digits in"
+                self._events.append(Finding(body.ts_ns, self.direction, "http-framing-error", f"{problem} Content-Length {content_length!r:.60} at offset {body.offset}"))
                 body.mode = "close" if self.role == Role.RESPONSE else "none"
                 return
-            body.remaining = int(next(iter(values)))
+            body.remaining = int(digits)
             body.mode = "length" if body.remaining else "none"
             return
         # No length: requests have no body; responses run until the connection closes.
@@ -514,6 +519,13 @@ def _find_header_end(buf: bytearray, start: int) -> tuple[int, int]:
         newline, blank_end = bare, bare + 2
     block_end = newline - 1 if newline > start and buf[newline - 1] == 0x0D else newline
     return block_end, blank_end
+
+
+def _content_length_digits(value: str) -> str | None:
+    """The one value of a Content-Length (RFC 9110 8.6: 1*DIGIT, repeats must agree), or None."""
+    values = {v.strip(" \t") for v in value.split(",")}
+    digits = values.pop() if len(values) == 1 else ""
+    return digits if digits.isascii() and digits.isdigit() else None
 
 
 def _framing_headers(raw: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from inspector.errors import ParseError
 from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
-from inspector.parse.http1 import Http1Parser, Role
+from inspector.parse.http1 import MAX_LENGTH_DIGITS, Http1Parser, Role
 from tests.factories import chunked_body, chunks, http_request, http_response
 
 
@@ -233,3 +233,36 @@ def test_any_segmentation_gives_the_same_events(data, cuts):
     _, split = parse(data, pieces=pieces)
     assert strip_ts(whole) == strip_ts(split)
     assert sum(m.wire_bytes for m in messages(whole)) == len(data)
+
+
+# --- hostile lengths ------------------------------------------------------------
+
+
+def findings(events, rule="http-framing-error"):
+    return [e.detail for e in events if isinstance(e, Finding) and e.rule == rule]
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("\u00b2", id="superscript-two"),
+    pytest.param("1\u00b9", id="superscript-one"),
+    pytest.param("9" * 5000, id="5000-digits"),
+    pytest.param("1" * (MAX_LENGTH_DIGITS + 1), id="one-digit-too-many"),
+    pytest.param("5, 6", id="disagreeing-values"),
+    pytest.param("-1", id="negative"),
+    pytest.param("0x10", id="hex"),
+])
+def test_content_length_that_is_not_a_bounded_ascii_number_is_a_framing_error(value):
+    # '\u00b2' (superscript two) passes str.isdigit(); 5,000 digits exceed Python's int-string limit.
+    request = http_request("POST", "/", headers={"Content-Length": value}) + http_request("GET", "/next")
+    events = every_split(request)
+    assert [m.target for m in messages(events)] == ["/", "/next"]
+    assert any("Content-Length" in detail for detail in findings(events))
+    response = http_response(200, headers={"Content-Length": value}) + b"until close"
+    (message,) = messages(every_split(response, Role.RESPONSE, methods=["GET"]))
+    assert message.body_bytes == len(b"until close")
+
+
+def test_content_length_leading_zeros_are_not_significant_digits():
+    request = http_request("POST", "/", headers={"Content-Length": "0" * 40 + "5"}, body=b"12345")
+    (message,) = messages(every_split(request))
+    assert message.body_bytes == 5 and message.complete
