@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from inspector.errors import ParseError
 from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
-from inspector.parse import http1
+from inspector.parse import connection, http1
 from inspector.parse.http1 import MAX_CHUNK_SIZE_DIGITS, MAX_LENGTH_DIGITS, MAX_START_LINE_BYTES, MAX_TRAILER_BYTES, Http1Parser, Role, StartLineFinder
 from tests.factories import chunked_body, chunks, http_request, http_response
 from tests.parse.work import SearchCountingBuffer, assert_linear_in, lines_executed
@@ -385,7 +385,7 @@ def test_framing_header_with_a_long_run_of_white_space():
 def test_parsers_use_no_regular_expressions():
     # Every byte they look at is the sender's: patterns with unbounded repeats
     # backtrack, and searched again on every segment they are quadratic.
-    for module in (http1,):
+    for module in (http1, connection):
         assert not [name for name, value in vars(module).items() if isinstance(value, re.Pattern)], module.__name__
 
 
