@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from inspector.events import Finding, HttpRequest, HttpResponse, WsFrame
 from inspector.parse.connection import DETECTION_PREFIX, DETECTION_WINDOW, MAX_HELD_EVENTS, TCP_ACK, TCP_SYN, Kind, TcpConnection
+from inspector.parse.websocket import accept_for_key
 from tests.factories import http_request, http_response, ws_frame
 from tests.parse.work import assert_linear_in, lines_executed
 
@@ -183,3 +184,15 @@ def test_connection_without_evidence_is_other_and_says_client_was_guessed():
     assert conn.kind == Kind.OTHER
     assert [e.rule for e in conn.events if isinstance(e, Finding)] == ["tcp-client-guessed"]
 
+
+def test_window_bits_of_thousands_of_digits_leave_the_extension_unnegotiated():
+    # int() of a 5,000-digit string raises ValueError (Python's int-string limit).
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    conversation = Conversation()
+    conversation.send(CLIENT, http_request("GET", "/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}))
+    extensions = "permessage-deflate; server_max_window_bits=" + "9" * 5000
+    conversation.send(SERVER, http_response(101, "Switching Protocols", headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept_for_key(key), "Sec-WebSocket-Extensions": extensions}))
+    conversation.send(SERVER, ws_frame(b"hello"))
+    conn = conversation.close()
+    assert conn.kind == Kind.WEBSOCKET and conn.handshake.accept_valid and conn.handshake.deflate is None
+    assert [e.payload for e in conn.events if isinstance(e, WsFrame)] == [b"hello"]
