@@ -8,11 +8,18 @@ The two endpoints are called sides 0 (sender of the first packet seen) and 1
 until it is known which is the client: the side that sent the SYN, or,
 without one, the side whose bytes look like requests (or masked WebSocket
 frames).  The protocol is detected from content, never from port numbers.
+
+Detection is incremental: each side's first contiguous bytes (at most
+DETECTION_PREFIX) are searched once, as they come, however they are
+segmented.  Until HTTP is seen the stream events are held back, at most
+DETECTION_WINDOW stream bytes (data and gaps) and MAX_HELD_EVENTS events;
+at either limit, or once neither side can show more evidence, the
+connection is WebSocket if one side's bytes are WebSocket frames, else
+"other" (its bytes are then counted as unparsed).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from inspector.events import (
@@ -27,7 +34,7 @@ from inspector.events import (
     WsHandshake,
 )
 from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE, DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION, DecompressionBudget
-from inspector.parse.http1 import Http1Parser, Role
+from inspector.parse.http1 import Http1Parser, Role, StartLineFinder, is_status_code_prefix, looks_like_message_start
 from inspector.parse.tcp import SegmentFate, TcpStreamReassembler
 from inspector.parse.websocket import WebSocketParser, accept_for_key, parse_deflate_offer
 
@@ -36,12 +43,14 @@ TCP_SYN = 0x02
 TCP_RST = 0x04
 TCP_ACK = 0x10
 
-# Undecided streams are held back until this much evidence has been seen.
+# Stream events of an undecided connection are held back until the two
+# sides together have sent this many stream bytes (data, and gaps: a capture
+# cut by snaplen has little else) ...
 DETECTION_WINDOW = 64 * 1024
-# The first bytes of a request (its line may be cut short by snaplen or a gap).
-_HTTP_REQUEST_AT_START = re.compile(rb"\A(?:\r?\n)*[A-Z]{3,12} \S")
-_HTTP_REQUEST_ANYWHERE = re.compile(rb"[A-Z]{3,12} [^\s]+ HTTP/1\.[01]\r?\n")
-_HTTP_RESPONSE_ANYWHERE = re.compile(rb"HTTP/1\.[01] \d{3} ")
+# ... or this many events (one-byte segments cost as much to hold as big ones).
+MAX_HELD_EVENTS = 4096
+# Evidence is looked for in this many first contiguous bytes of each side.
+DETECTION_PREFIX = 8 * 1024
 _WS_OPCODES = (0, 1, 2, 8, 9, 10)
 
 
@@ -83,10 +92,13 @@ class TcpConnection:
         self.handshake: WsHandshake | None = None
         self.closed = False
         self._held: list = []  # stream events waiting for role/protocol detection
-        self._held_bytes = 0
+        self._held_bytes = 0  # stream bytes they span, data and gaps
+        # Made on a side's first event and dropped once decided: a connection
+        # that only sent a SYN pays nothing for detection.
+        self._evidence: dict[int, _SideEvidence] = {}
+        self._sides_by_first_data: tuple[int, ...] = ()
         self._http: dict[int, Http1Parser] = {}
         self._ws: dict[int, WebSocketParser] = {}
-        self._ended = [False, False]
         self._upgrade_request: HttpRequest | None = None
 
     # -- input -----------------------------------------------------------------
@@ -128,8 +140,8 @@ class TcpConnection:
         for side in (0, 1):
             self.streams[side].close(ts_ns)
             self._pump(side)
-        if self._held:
-            self._decide(force=True)
+        if self.kind is None and self._held:
+            self._decide_without_http()
         self.closed = True
 
     # -- roles and protocol --------------------------------------------------------
@@ -148,28 +160,47 @@ class TcpConnection:
             if event is NEED_DATA:
                 return
             if self.kind is None:
-                self._held.append((side, event))
-                if isinstance(event, StreamData):
-                    self._held_bytes += len(event.data)
-                self._decide(force=isinstance(event, StreamEnd) and self._ended_both(side))
+                self._hold(side, event)
             else:
                 self._dispatch(side, event)
 
-    def _ended_both(self, side: int) -> bool:
-        self._ended[side] = True
-        return all(self._ended)
+    def _hold(self, side: int, event) -> None:
+        """Keep `event` until the protocol is known; decide as soon as the evidence allows."""
+        self._held.append((side, event))
+        if isinstance(event, StreamData):
+            self._held_bytes += len(event.data)
+        elif isinstance(event, StreamGap):
+            self._held_bytes += event.length
+        evidence = self._evidence.get(side)
+        if evidence is None:
+            evidence = self._evidence[side] = _SideEvidence()
+        if isinstance(event, StreamData) and side not in self._sides_by_first_data:
+            self._sides_by_first_data += (side,)
+        evidence.add(event)
+        if evidence.sends is not None:
+            self._decide(Kind.REST, side if evidence.sends == Role.REQUEST else 1 - side)
+        elif self._held_bytes >= DETECTION_WINDOW or len(self._held) >= MAX_HELD_EVENTS or self._both_sides_closed():
+            self._decide_without_http()
 
-    def _decide(self, force: bool = False) -> None:
-        """Pick client side and protocol from held data, then replay it."""
-        kind, client_side = self._detect()
-        if kind is None:
-            if not force and self._held_bytes < DETECTION_WINDOW:
+    def _both_sides_closed(self) -> bool:
+        return len(self._evidence) == 2 and all(evidence.closed for evidence in self._evidence.values())
+
+    def _decide_without_http(self) -> None:
+        """No HTTP seen and none to come: WebSocket frames, or another protocol."""
+        for side in self._sides_by_first_data:
+            masked = _looks_like_ws_frames(self._evidence[side].prefix)
+            if masked is not None:
+                self._decide(Kind.WEBSOCKET, side if masked else 1 - side)
                 return
-            kind = Kind.OTHER
+        self._decide(Kind.OTHER, None)
+
+    def _decide(self, kind: str, client_side: int | None) -> None:
+        """Settle client side and protocol, then replay the held events."""
         if self.client_side is None:
             self.client_side = client_side if client_side is not None else self._guess_client()
         self.kind = kind
         self._start_parsers()
+        self._evidence = {}
         held, self._held = self._held, []
         for side, event in held:
             self._dispatch(side, event)
@@ -180,52 +211,27 @@ class TcpConnection:
         self.events.append(Finding(0, None, "tcp-client-guessed", "no SYN and no request seen: client side guessed from the ports"))
         return self._client_hint
 
-    def _detect(self) -> tuple[str | None, int | None]:
-        first: dict[int, bytes] = {}
-        for side, event in self._held:
-            if isinstance(event, StreamData) and side not in first:
-                first[side] = event.data
-        for side, data in first.items():
-            if _HTTP_REQUEST_ANYWHERE.search(data[:8192]):
-                return Kind.REST, side
-            if _HTTP_RESPONSE_ANYWHERE.search(data[:8192]):
-                return Kind.REST, 1 - side
-        for side, data in first.items():
-            masked = _looks_like_ws_frames(data)
-            if masked is not None:
-                return Kind.WEBSOCKET, side if masked else 1 - side
-        return None, None
-
     def _start_parsers(self) -> None:
         options = self.options
         for side in (0, 1):
             direction = self.direction_of(side)
+            evidence = self._evidence.get(side)
             start = self._first_offset(side)
             if self.kind == Kind.REST:
                 role = Role.REQUEST if direction is Direction.CLIENT else Role.RESPONSE
                 # Mid-stream, the first bytes may be the middle of a message.
-                in_sync = self._starts_with_message(side, role)
+                in_sync = evidence is None or evidence.starts_with_message(role)
                 self._http[side] = Http1Parser(direction, role, start_offset=start, preview_bytes=options.preview_bytes, in_sync=in_sync,
                                                decompression_budget=self._decompression_budget())
             elif self.kind == Kind.WEBSOCKET:
                 self._ws[side] = self._new_ws_parser(direction, start, deflate=None, negotiated=False)
 
     def _first_offset(self, side: int) -> int:
-        for held_side, event in self._held:
-            if held_side == side and isinstance(event, (StreamData, StreamGap)):
-                return event.offset
-        return self.streams[side].next_offset
-
-    def _starts_with_message(self, side: int, role: str) -> bool:
-        for held_side, event in self._held:
-            if held_side == side and isinstance(event, StreamData):
-                data = event.data
-                if role == Role.REQUEST:
-                    return bool(_HTTP_REQUEST_AT_START.match(data))
-                return data.lstrip(b"\r\n")[:5] == b"HTTP/"
-            if held_side == side and isinstance(event, StreamGap):
-                return False
-        return True
+        """Where parsing of `side` starts: its first held data or gap, else what comes next."""
+        evidence = self._evidence.get(side)
+        if evidence is None or evidence.first_offset is None:
+            return self.streams[side].next_offset
+        return evidence.first_offset
 
     def _new_ws_parser(self, direction: Direction, start: int, deflate, negotiated: bool) -> WebSocketParser:
         return WebSocketParser(
@@ -346,35 +352,85 @@ class TcpConnection:
         )
 
 
-def _looks_like_ws_frames(data: bytes) -> bool | None:
-    """If `data` is a run of whole WebSocket frames, return whether they are masked."""
+class _SideEvidence:
+    """What one side's first contiguous bytes say about the protocol, gathered as they come.
+
+    The bytes are searched once each, in DETECTION_PREFIX bytes at most; a
+    gap after them, the end of the stream or a full prefix closes the evidence
+    (a gap before any data does not: it only means the capture missed the start).
+    """
+
+    __slots__ = ("prefix", "first_offset", "gap_first", "closed", "sends", "_requests", "_status_searched")
+
+    def __init__(self) -> None:
+        self.prefix = bytearray()
+        self.first_offset: int | None = None  # of the first data or gap
+        self.gap_first = False
+        self.closed = False
+        self.sends: str | None = None  # Role.REQUEST or Role.RESPONSE once a start line is seen
+        self._requests = StartLineFinder(Role.REQUEST)
+        self._status_searched = 0
+
+    def add(self, event) -> None:
+        if self.first_offset is None and isinstance(event, (StreamData, StreamGap)):
+            self.first_offset = event.offset
+            self.gap_first = isinstance(event, StreamGap)
+        if self.closed:
+            return
+        if isinstance(event, StreamData):
+            self.prefix += event.data[: DETECTION_PREFIX - len(self.prefix)]
+            self._look_for_http()
+            self.closed = len(self.prefix) >= DETECTION_PREFIX
+        elif not isinstance(event, StreamGap) or self.prefix:
+            self.closed = True
+
+    def _look_for_http(self) -> None:
+        """A request line ending a line, or `HTTP/1.x NNN ` anywhere (a status line maybe cut short)."""
+        prefix = self.prefix
+        if self._requests.find(prefix, 0) >= 0:
+            self.sends = Role.REQUEST
+            return
+        position = prefix.find(b"HTTP/1.", self._status_searched)
+        while position >= 0 and position + 13 <= len(prefix):
+            if is_status_code_prefix(prefix, position) and prefix[position + 12] == 0x20:
+                self.sends = Role.RESPONSE
+                return
+            position = prefix.find(b"HTTP/1.", position + 1)
+        self._status_searched = position if position >= 0 else max(len(prefix) - 6, 0)
+
+    def starts_with_message(self, role: str) -> bool:
+        """Whether parsing may start at the first byte (False mid-message, after a gap, or when unsure)."""
+        if self.first_offset is None:
+            return True
+        return not self.gap_first and looks_like_message_start(self.prefix, role)
+
+
+def _looks_like_ws_frames(data: bytes | bytearray) -> bool | None:
+    """If `data` (a side's first bytes) is a run of WebSocket frames, return whether they are masked.
+
+    At least one frame must be whole; the last may be cut short where the
+    evidence ends (DETECTION_PREFIX, a gap, the window): segments can end anywhere.
+    """
     pos = 0
     masked_seen: set[bool] = set()
-    frames = 0
+    whole_frames = 0
     n = len(data)
-    while pos < n:
-        if pos + 2 > n:
-            return None
+    while pos + 2 <= n:
         b0, b1 = data[pos], data[pos + 1]
         if b0 & 0x70 or (b0 & 0x0F) not in _WS_OPCODES:
             return None
+        masked_seen.add(bool(b1 & 0x80))
         length = b1 & 0x7F
-        header = 2
-        if length == 126:
-            if pos + 4 > n:
-                return None
-            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            header = 4
-        elif length == 127:
-            if pos + 10 > n:
-                return None
-            length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-            header = 10
-        masked = bool(b1 & 0x80)
-        header += 4 if masked else 0
-        masked_seen.add(masked)
+        header = 2 + (4 if b1 & 0x80 else 0)
+        if length >= 126:
+            size_bytes = 2 if length == 126 else 8
+            if pos + 2 + size_bytes > n:
+                break
+            length = int.from_bytes(data[pos + 2 : pos + 2 + size_bytes], "big")
+            header += size_bytes
         pos += header + length
-        frames += 1
-    if pos != n or len(masked_seen) != 1 or frames == 0:
+        if pos <= n:
+            whole_frames += 1
+    if whole_frames == 0 or len(masked_seen) != 1:
         return None
     return masked_seen.pop()

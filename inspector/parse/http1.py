@@ -17,7 +17,7 @@ counted in `unparsed_bytes` so byte accounting still adds up.
 
 from __future__ import annotations
 
-import re
+import bisect
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,22 +26,33 @@ from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpRes
 from inspector.parse.budget import DecompressionBudget
 
 MAX_HEADER_BYTES = 64 * 1024
+# The trailer section of a chunked body (RFC 9112 7.1.2), like a header block.
+MAX_TRAILER_BYTES = MAX_HEADER_BYTES
+# A chunk-size line, extensions included.
+MAX_CHUNK_LINE_BYTES = 4 * 1024
+# A start line found where framing was lost, line end included: a longer one is not recognised.
+MAX_START_LINE_BYTES = 8 * 1024
+# Significant digits of a Content-Length (decimal) or chunk size (hex): more
+# than any real body (10**18 bytes is an exabyte; 16**15 is 2**60), and small
+# enough for int64 columns.  A longer length is a framing error.
+MAX_LENGTH_DIGITS = 18
+MAX_CHUNK_SIZE_DIGITS = 15
 DEFAULT_PREVIEW_BYTES = 4096
 DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
 # Output of one decompression step: what a body's inflating holds at once.
 _INFLATE_STEP = 256 * 1024
 
-_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +(\S+)(?: +(HTTP/\d\.\d))?\Z")
-_STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) +(\d{3})(?: (.*))?\Z")
-# Where parsing resumes after lost framing: the start of a plausible message.
-# Anywhere, not only at a line start: what precedes it is garbage anyway
-# (a keep-alive probe byte, the tail of a message cut by a gap).
-_REQUEST_START = re.compile(rb"([A-Z]{3,12} [^\s]+ HTTP/1\.[01]\r?\n)")
-_RESPONSE_START = re.compile(rb"(HTTP/1\.[01] \d{3}[^\r\n]*\r?\n)")
-# A start line cut short by a capture gap: enough to name the message.
-_CUT_REQUEST_LINE = re.compile(rb"([A-Z]{3,12}) +(\S+)(?: +(HTTP/\d\.\d|H[HTP/0-9.]*))?")
-_CUT_STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) +(\d{3})(?: (.*))?")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
+# Start lines are recognised with bytes methods and bounded checks, never a
+# regular expression: the bytes are the attacker's, and a pattern with
+# unbounded repeats searched again on every received segment is quadratic
+# or worse.
+_DIGITS = b"0123456789"
+_HEX_DIGITS = _DIGITS + b"abcdefABCDEF"
+_UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_TOKEN = _DIGITS + _UPPER + _UPPER.lower() + b"!#$%&'*+.^_`|~-"  # RFC 9110 5.6.2 tchar
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # what regular expressions call \s
+_CUT_VERSION = b"HTP/0123456789."  # what a version cut short may hold
+_MAX_METHOD = 12  # a method found by resync or in a cut line: 3 to 12 capitals
 
 
 class Role:
@@ -68,6 +79,7 @@ class _Body:
     complete: bool = True
     end_ts_ns: int = 0
     chunk_state: str = "size"  # size, data, data-crlf, trailers
+    trailer_bytes: int = 0
     preview: bytearray = field(default_factory=bytearray)
     content_encoding: str = ""
     decompressor: object = None
@@ -94,8 +106,14 @@ class Http1Parser:
         self.max_decompressed = max_decompressed
         self.decompression_budget = decompression_budget  # shared with the rest of the connection
         self._buf = bytearray()
-        self._buf_ts: list[tuple[int, int]] = []  # (stream offset, ts) of each chunk received
+        self._times = _ChunkTimes()
         self.offset = start_offset  # stream offset of _buf[0]
+        # How far searches in the buffer got, as stream offsets, so that bytes
+        # arriving a few at a time are never searched again (h11's receive buffer).
+        self._blank_end = start_offset  # the CR/LF run before a start line ends here or later
+        self._header_searched = start_offset  # no end of headers starts before this
+        self._line_searched = start_offset  # no LF before this (chunk-size and trailer lines)
+        self._start_lines = StartLineFinder(role)
         self._events: deque = deque()
         self._body: _Body | None = None
         self._request_methods: deque[str] = deque()
@@ -112,7 +130,7 @@ class Http1Parser:
     def receive_data(self, data: bytes, ts_ns: int) -> None:
         if not data:
             return
-        self._buf_ts.append((self.offset + len(self._buf), ts_ns))
+        self._times.add(self.offset + len(self._buf), ts_ns)
         self._buf += data
         self._parse(ts_ns)
 
@@ -152,14 +170,9 @@ class Http1Parser:
         buf = bytes(self._buf)
         lead = len(buf) - len(buf.lstrip(b"\r\n"))
         first_line = buf[lead:].split(b"\n", 1)[0].rstrip(b"\r")
-        pattern = _CUT_REQUEST_LINE if self.role == Role.REQUEST else _CUT_STATUS_LINE
-        match = pattern.match(first_line)
-        if match is None:
+        start = (_parse_cut_request_line if self.role == Role.REQUEST else _parse_cut_status_line)(first_line)
+        if start is None:
             return
-        if self.role == Role.REQUEST:
-            start = (match.group(1).decode("ascii"), match.group(2).decode("latin-1"), (match.group(3) or b"").decode("ascii"))
-        else:
-            start = (match.group(1).decode("ascii"), int(match.group(2)), (match.group(3) or b"").decode("latin-1"))
         raw = buf[lead:].partition(b"\n")[2].decode("latin-1")
         ts = self._ts_at(self.offset)
         body = _Body(ts_ns=ts, offset=self.offset, start=start, raw_headers=raw, framing={}, header_bytes=len(buf), mode="none", end_ts_ns=ts_ns, complete=False)
@@ -212,7 +225,7 @@ class Http1Parser:
         offset = self.offset
         self.offset += len(data)
         self._buf.clear()
-        self._buf_ts.clear()
+        self._times.clear()
         return offset, data
 
     def next_event(self):
@@ -233,36 +246,27 @@ class Http1Parser:
 
     def _ts_at(self, offset: int) -> int:
         """Capture time of the chunk that carried stream byte `offset`."""
-        chosen = self._buf_ts[0][1] if self._buf_ts else 0
-        for chunk_offset, ts in self._buf_ts:
-            if chunk_offset > offset:
-                break
-            chosen = ts
-        return chosen
+        return self._times.at(offset)
 
     def _skip(self, n: int) -> None:
         self.unparsed_bytes += n
         self._consume(n)
 
     def _consume(self, n: int) -> None:
-        del self._buf[:n]
+        del self._buf[:n]  # bytearray drops its front in constant time
         self.offset += n
-        timestamps = self._buf_ts
-        while len(timestamps) > 1 and timestamps[1][0] <= self.offset:
-            timestamps.pop(0)
+        self._times.forget_before(self.offset)
 
     def _resync(self) -> bool:
-        pattern = _REQUEST_START if self.role == Role.REQUEST else _RESPONSE_START
-        match = pattern.search(self._buf)
-        if match is None:
-            # Keep a short tail: a start line may straddle two chunks.
-            keep = min(len(self._buf), 256)
-            if len(self._buf) > keep:
-                self._skip(len(self._buf) - keep)
-            if self._eof:
-                self._skip(len(self._buf))
+        start = self._start_lines.find(self._buf, self.offset)
+        if start < 0:
+            # Bytes that can no longer begin a start line are unparsed now: the
+            # buffer keeps at most one start line's worth, and at least its last
+            # byte, so that a gap coming next still finds bytes it left unframed.
+            keep_from = min(self._start_lines.keep_from(self._buf, self.offset), len(self._buf) - 1)
+            self._skip(len(self._buf) if self._eof else keep_from)
             return False
-        self._skip(match.start(1))
+        self._skip(start)
         self._lost_sync = False
         return True
 
@@ -270,11 +274,8 @@ class Http1Parser:
         buf = self._buf
         # RFC 9112 2.2: ignore empty lines before a start line; they count as
         # header bytes of the message that follows.
-        lead = 0
-        if buf[0] in (0x0D, 0x0A):
-            while lead < len(buf) and buf[lead] in (0x0D, 0x0A):
-                lead += 1
-        block_end, header_len = _find_header_end(buf, lead)
+        lead = self._blank_lead()
+        block_end, header_len = self._find_header_end(lead)
         if block_end < 0:
             if len(buf) > MAX_HEADER_BYTES:
                 self._framing_error(f"no end of headers within {MAX_HEADER_BYTES} bytes at offset {self.offset}")
@@ -298,22 +299,55 @@ class Http1Parser:
         self._finish_body_if_done(body.end_ts_ns)
         return True
 
+    def _blank_lead(self) -> int:
+        """Number of CR and LF bytes at the front of the buffer (each counted once)."""
+        buf = self._buf
+        lead = max(self._blank_end - self.offset, 0)
+        while lead < len(buf) and buf[lead] in (0x0D, 0x0A):
+            lead += 1
+        self._blank_end = self.offset + lead
+        return lead
+
+    def _find_header_end(self, lead: int) -> tuple[int, int]:
+        """(end of the header block, end of the blank line) or (-1, -1).
+
+        Lines may end in CRLF or, tolerated as by most servers, a bare LF.
+        Each line end is looked at once, however the bytes arrive.
+        """
+        buf = self._buf
+        newline = buf.find(b"\n", max(lead, self._header_searched - self.offset))
+        while newline >= 0:
+            following = buf[newline + 1 : newline + 3]
+            if following[:1] == b"\n":
+                blank_end = newline + 2
+                break
+            if following == b"\r\n":
+                blank_end = newline + 3
+                break
+            if following in (b"", b"\r"):
+                # What follows this LF has not all come yet: look at it again then.
+                self._header_searched = self.offset + newline
+                return -1, -1
+            newline = buf.find(b"\n", newline + 1)
+        else:
+            self._header_searched = self.offset + len(buf)
+            return -1, -1
+        block_end = newline - 1 if newline > lead and buf[newline - 1] == 0x0D else newline
+        return block_end, blank_end
+
+    def _find_line_end(self) -> int:
+        """Index of the first LF in the buffer, or -1; bytes searched before are not searched again."""
+        newline = self._buf.find(b"\n", max(self._line_searched - self.offset, 0))
+        self._line_searched = self.offset + (newline if newline >= 0 else len(self._buf))
+        return newline
+
     def _framing_error(self, detail: str) -> None:
         self._events.append(Finding(self._ts_at(self.offset), self.direction, "http-framing-error", detail))
         self._lost_sync = True
         self._skip(1)
 
     def _parse_start_line(self, line: bytes):
-        if self.role == Role.REQUEST:
-            match = _REQUEST_LINE.match(line)
-            if match is None:
-                return None
-            version = (match.group(3) or b"HTTP/0.9").decode("ascii")
-            return (match.group(1).decode("ascii"), match.group(2).decode("latin-1"), version)
-        match = _STATUS_LINE.match(line)
-        if match is None:
-            return None
-        return (match.group(1).decode("ascii"), int(match.group(2)), (match.group(3) or b"").decode("latin-1"))
+        return (_parse_request_line if self.role == Role.REQUEST else _parse_status_line)(line)
 
     # -- body framing (RFC 9112 section 6.3) -------------------------------------
 
@@ -346,12 +380,13 @@ class Http1Parser:
             body.mode = "close" if self.role == Role.RESPONSE else "none"
             return
         if content_length is not None:
-            values = {v.strip() for v in content_length.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
-                self._events.append(Finding(body.ts_ns, self.direction, "http-framing-error", f"invalid Content-Length {content_length!r:.60} at offset {body.offset}"))
+            digits = _content_length_digits(content_length)
+            if digits is None or len(digits.lstrip("0")) > MAX_LENGTH_DIGITS:
+                problem = "invalid" if digits is None else f"more than {MAX_LENGTH_DIGITS} digits in"
+                self._events.append(Finding(body.ts_ns, self.direction, "http-framing-error", f"{problem} Content-Length {content_length!r:.60} at offset {body.offset}"))
                 body.mode = "close" if self.role == Role.RESPONSE else "none"
                 return
-            body.remaining = int(next(iter(values)))
+            body.remaining = int(digits)
             body.mode = "length" if body.remaining else "none"
             return
         # No length: requests have no body; responses run until the connection closes.
@@ -433,18 +468,8 @@ class Http1Parser:
         """Advance through chunk framing; True when the last chunk and trailers are done."""
         while self._buf:
             if body.chunk_state == "size":
-                match = _CHUNK_SIZE.match(self._buf)
-                if match is None:
-                    if len(self._buf) > 1024 or (b"\n" in self._buf[:1024]):
-                        body.complete = False
-                        self._events.append(Finding(self._ts_at(self.offset), self.direction, "http-framing-error", f"bad chunk size line at offset {self.offset}"))
-                        self._emit_body(body, self._ts_at(self.offset))
-                        self._lost_sync = True
+                if not self._read_chunk_size(body):
                     return False
-                size = int(match.group(1), 16)
-                self._take_body_data(body, 0, match.end())
-                body.remaining = size
-                body.chunk_state = "data" if size else "trailers"
             elif body.chunk_state == "data":
                 taken = min(body.remaining, len(self._buf))
                 self._take_body_data(body, taken)
@@ -461,16 +486,56 @@ class Http1Parser:
                 else:
                     self._events.append(Finding(self._ts_at(self.offset), self.direction, "http-framing-error", f"chunk data not followed by CRLF at offset {self.offset}"))
                 body.chunk_state = "size"
-            else:  # trailers: header lines until an empty line
-                newline = self._buf.find(b"\n")
-                if newline < 0:
+            else:
+                if not self._read_trailers(body):
                     return False
-                line = self._buf[: newline + 1]
-                self._take_body_data(body, 0, newline + 1)
-                if line.strip() == b"":
-                    body.remaining = -1
-                    return True
+                body.remaining = -1
+                return True
         return False
+
+    def _read_chunk_size(self, body: _Body) -> bool:
+        """Take one chunk-size line (RFC 9112 7.1); False if it is not all here or is bad."""
+        newline = self._find_line_end()
+        if newline < 0 or newline >= MAX_CHUNK_LINE_BYTES:
+            if newline >= 0 or len(self._buf) >= MAX_CHUNK_LINE_BYTES:
+                self._chunked_framing_error(body, f"no chunk size line within {MAX_CHUNK_LINE_BYTES} bytes at offset {self.offset}")
+            return False
+        digits = _chunk_size_digits(bytes(self._buf[:newline]))
+        if digits is None:
+            self._chunked_framing_error(body, f"bad chunk size line at offset {self.offset}")
+            return False
+        if len(digits.lstrip(b"0")) > MAX_CHUNK_SIZE_DIGITS:
+            self._chunked_framing_error(body, f"chunk size of more than {MAX_CHUNK_SIZE_DIGITS} hex digits at offset {self.offset}")
+            return False
+        size = int(digits, 16)
+        self._take_body_data(body, 0, newline + 1)
+        body.remaining = size
+        body.chunk_state = "data" if size else "trailers"
+        return True
+
+    def _read_trailers(self, body: _Body) -> bool:
+        """Take trailer lines (RFC 9112 7.1.2); True once the empty line that ends them is taken."""
+        while True:
+            newline = self._find_line_end()
+            pending = newline + 1 if newline >= 0 else len(self._buf)
+            if body.trailer_bytes + pending > MAX_TRAILER_BYTES:
+                self._chunked_framing_error(body, f"no end of trailers within {MAX_TRAILER_BYTES} bytes at offset {self.offset}")
+                return False
+            if newline < 0:
+                return False
+            blank = not bytes(self._buf[:newline]).strip()
+            body.trailer_bytes += pending
+            self._take_body_data(body, 0, pending)
+            if blank:
+                return True
+
+    def _chunked_framing_error(self, body: _Body, detail: str) -> None:
+        """Chunk framing cannot go on: the message ends here, incomplete, and sync is lost."""
+        ts_ns = self._ts_at(self.offset)
+        body.complete = False
+        self._events.append(Finding(ts_ns, self.direction, "http-framing-error", detail))
+        self._emit_body(body, ts_ns)
+        self._lost_sync = True
 
     def _finish_body_if_done(self, ts_ns: int) -> bool:
         body = self._body
@@ -519,30 +584,265 @@ class Http1Parser:
                 self.paused = True
 
 
-_FRAMING_HEADER = re.compile(r"^(content-length|transfer-encoding|content-encoding|upgrade)[ \t]*:[ \t]*(.*?)[ \t\r]*$", re.IGNORECASE | re.MULTILINE)
+class _ChunkTimes:
+    """Capture time of each chunk received, found by bisection (never a linear scan)."""
+
+    def __init__(self) -> None:
+        self._offsets: list[int] = []  # stream offset of each chunk's first byte, increasing
+        self._times: list[int] = []
+        self._first = 0  # chunks before this index are no longer needed
+
+    def add(self, offset: int, ts_ns: int) -> None:
+        self._offsets.append(offset)
+        self._times.append(ts_ns)
+
+    def at(self, offset: int) -> int:
+        """Time of the chunk that carried stream byte `offset` (the first chunk's before it, 0 if none)."""
+        if self._first >= len(self._offsets):
+            return 0
+        index = bisect.bisect_right(self._offsets, offset, self._first) - 1
+        return self._times[max(index, self._first)]
+
+    def forget_before(self, offset: int) -> None:
+        """Bytes before `offset` are gone: keep only the chunk holding it and those after."""
+        index = bisect.bisect_right(self._offsets, offset, self._first) - 1
+        if index > self._first:
+            self._first = index
+            if index > 64 and 2 * index > len(self._offsets):
+                del self._offsets[:index], self._times[:index]
+                self._first = 0
+
+    def clear(self) -> None:
+        self._offsets.clear()
+        self._times.clear()
+        self._first = 0
 
 
-def _find_header_end(buf: bytearray, start: int) -> tuple[int, int]:
-    """(end of the header block, end of the blank line) or (-1, -1).
+class StartLineFinder:
+    """Finds where the next request or status line starts in a stream (bounded, linear work).
 
-    Lines may end in CRLF or, tolerated as by most servers, a bare LF.
+    A start line is the end of a line: `METHOD target HTTP/1.x` (3 to 12
+    capitals, a target without white space) or `HTTP/1.x NNN reason`, line
+    end included, at most MAX_START_LINE_BYTES long.  What precedes it on its
+    line is garbage (a keep-alive probe byte, the tail of a message cut by a
+    gap).  Positions are kept as stream offsets, so the caller may drop bytes
+    from the front of its buffer between calls; no line is looked through twice
+    unless the caller skipped only part of it.
     """
-    crlf = buf.find(b"\n\r\n", start)
-    bare = buf.find(b"\n\n", start)
-    if crlf < 0 and bare < 0:
-        return -1, -1
-    if bare < 0 or 0 <= crlf < bare:
-        newline, blank_end = crlf, crlf + 3
-    else:
-        newline, blank_end = bare, bare + 2
-    block_end = newline - 1 if newline > start and buf[newline - 1] == 0x0D else newline
-    return block_end, blank_end
+
+    __slots__ = ("role", "_line_start", "_searched", "_line")
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self._line_start = 0  # stream offset where the line being searched starts
+        self._searched = 0  # stream offset: no LF from the line start up to here
+        self._line: tuple[int, tuple[int, int] | None] = (-1, None)  # (offset of its LF, where starts may lie)
+
+    def find(self, buf: bytes | bytearray, base: int) -> int:
+        """Index in `buf` (stream bytes from offset `base`) where the first start line begins, or -1."""
+        position = max(self._searched - base, 0)
+        while True:
+            newline = buf.find(b"\n", position)
+            if newline < 0:
+                self._searched = base + len(buf)
+                return -1
+            start = self._start_in_line(buf, base, newline)
+            if start >= 0:
+                self._searched = base + newline  # a caller that skips part of the line looks at it again
+                return start
+            position = newline + 1
+            self._line_start = self._searched = base + position
+
+    def keep_from(self, buf: bytes | bytearray, base: int) -> int:
+        """After `find` returned -1: no start line can begin before this index of `buf`."""
+        return max(self._line_start - base, len(buf) + 1 - MAX_START_LINE_BYTES, 0)
+
+    def _start_in_line(self, buf, base: int, newline: int) -> int:
+        if self._line[0] != base + newline:
+            lo = max(self._line_start - base, newline + 1 - MAX_START_LINE_BYTES, 0)
+            end = newline - 1 if newline > lo and buf[newline - 1] == 0x0D else newline
+            span = (_request_line_span if self.role == Role.REQUEST else _status_line_span)(buf, lo, end)
+            self._line = (base + newline, None if span is None else (base + span[0], base + span[1]))
+        span = self._line[1]
+        if span is None:
+            return -1
+        first, last = max(span[0], base) - base, span[1] - base
+        if self.role == Role.REQUEST:
+            return first if first <= last else -1
+        return _status_start(buf, first, last)
+
+
+def looks_like_message_start(data: bytes | bytearray, role: str) -> bool:
+    """Whether a stream's first bytes begin a message: `HTTP/`, or capitals, a space and a target.
+
+    Blank lines may come first; a request line may be cut short (snaplen, a gap).
+    """
+    data = bytes(data)
+    if role == Role.RESPONSE:
+        return data.lstrip(b"\r\n")[:5] == b"HTTP/"
+    position = 0
+    while data[position : position + 1] == b"\n" or data[position : position + 2] == b"\r\n":
+        position += 1 if data[position] == 0x0A else 2
+    method = _leading(data[position : position + _MAX_METHOD + 1], _UPPER)
+    after = data[position + len(method) : position + len(method) + 2]
+    return 3 <= len(method) <= _MAX_METHOD and len(after) == 2 and after[0] == 0x20 and after[1] not in _WHITESPACE
+
+
+def _request_line_span(buf, lo: int, end: int) -> tuple[int, int] | None:
+    """Where in buf[lo:end] (one line, its end left out) a request line ending the line may start.
+
+    The line ends in ` HTTP/1.0` or ` HTTP/1.1`, preceded by a target
+    without white space, one space and 3 to 12 capitals: any start from the
+    first of those capitals (at most 12 back) to the third last is a match.
+    """
+    if end - lo < 14 or bytes(buf[end - 9 : end - 1]) != b" HTTP/1." or buf[end - 1] not in b"01":
+        return None
+    target_end = end - 9
+    space = max(buf.rfind(byte, lo, target_end) for byte in _WHITESPACE)
+    if space < 0 or space == target_end - 1 or buf[space] != 0x20:
+        return None
+    capitals = space
+    while capitals > max(lo, space - _MAX_METHOD) and buf[capitals - 1] in _UPPER:
+        capitals -= 1
+    return (capitals, space - 3) if space - capitals >= 3 else None
+
+
+def _status_line_span(buf, lo: int, end: int) -> tuple[int, int] | None:
+    """Where in buf[lo:end] (one line, its end left out) a status line ending the line may start.
+
+    A status line holds no CR before its line end, so it starts after the last one.
+    """
+    lo = max(lo, buf.rfind(b"\r", lo, end) + 1)
+    return (lo, end) if end - lo >= 12 else None
+
+
+def _status_start(buf, start: int, end: int) -> int:
+    """First index in buf[start:end] where `HTTP/1.x NNN` begins within the range, or -1."""
+    position = buf.find(b"HTTP/1.", start, end)
+    while position >= 0 and position + 12 <= end:
+        if is_status_code_prefix(buf, position):
+            return position
+        position = buf.find(b"HTTP/1.", position + 1, end)
+    return -1
+
+
+def is_status_code_prefix(buf, position: int) -> bool:
+    """buf[position:] begins with `HTTP/1.0 NNN` or `HTTP/1.1 NNN`."""
+    return bytes(buf[position : position + 7]) == b"HTTP/1." and bytes(buf[position + 7 : position + 9]) in (b"0 ", b"1 ") and _only(bytes(buf[position + 9 : position + 12]), _DIGITS)
+
+
+def _only(data: bytes, alphabet: bytes) -> bool:
+    """`data` is not empty and holds only bytes of `alphabet`."""
+    return bool(data) and not data.translate(None, alphabet)
+
+
+def _leading(data: bytes, alphabet: bytes) -> bytes:
+    """The longest prefix of `data` made of bytes of `alphabet`."""
+    return data[: len(data) - len(data.lstrip(alphabet))]
+
+
+def _is_version(data: bytes) -> bool:
+    """`HTTP/d.d` (RFC 9112 2.3)."""
+    return len(data) == 8 and data.startswith(b"HTTP/") and data[5] in _DIGITS and data[6] == 0x2E and data[7] in _DIGITS
+
+
+def _split_target(rest: bytes) -> tuple[bytes, bytes] | None:
+    """(target, what follows it) from what follows a method: spaces, then no white space."""
+    rest = rest.lstrip(b" ")
+    if not rest or rest[0] in _WHITESPACE:
+        return None
+    target = rest.split(None, 1)[0]
+    return target, rest[len(target) :]
+
+
+def _parse_request_line(line: bytes) -> tuple[str, str, str] | None:
+    """`method SP+ target [SP+ HTTP/d.d]`, the whole line; no version is HTTP/0.9."""
+    method, space, rest = line.partition(b" ")
+    parts = _split_target(rest) if space and _only(method, _TOKEN) else None
+    if parts is None:
+        return None
+    target, after = parts
+    version = after.lstrip(b" ")
+    if after and (after[0] != 0x20 or not _is_version(version)):
+        return None
+    return method.decode("ascii"), target.decode("latin-1"), (version or b"HTTP/0.9").decode("ascii")
+
+
+def _parse_cut_request_line(line: bytes) -> tuple[str, str, str] | None:
+    """What a gap left of a request line: `METHOD SP+ target`, then maybe a version or its start."""
+    method = _leading(line[: _MAX_METHOD + 1], _UPPER)
+    parts = _split_target(line[len(method) :]) if 3 <= len(method) <= _MAX_METHOD and line[len(method) : len(method) + 1] == b" " else None
+    if parts is None:
+        return None
+    target, after = parts
+    version = b""
+    if after[:1] == b" ":
+        after = after.lstrip(b" ")
+        version = after[:8] if _is_version(after[:8]) else _leading(after, _CUT_VERSION) if after[:1] == b"H" else b""
+    return method.decode("ascii"), target.decode("latin-1"), version.decode("ascii")
+
+
+def _status_parts(line: bytes) -> tuple[bytes, int, bytes] | None:
+    """(version, status, what follows the code) of `HTTP/d.d SP+ NNN...`."""
+    version, rest = line[:8], line[8:]
+    if not _is_version(version) or rest[:1] != b" ":
+        return None
+    rest = rest.lstrip(b" ")
+    code = rest[:3]
+    if len(code) != 3 or not _only(code, _DIGITS):
+        return None
+    return version, int(code), rest[3:]
+
+
+def _parse_status_line(line: bytes) -> tuple[str, int, str] | None:
+    """`HTTP/d.d SP+ NNN [SP reason]`, the whole line."""
+    parts = _status_parts(line)
+    if parts is None or parts[2][:1] not in (b"", b" "):
+        return None
+    return _status_fields(*parts)
+
+
+def _parse_cut_status_line(line: bytes) -> tuple[str, int, str] | None:
+    """What a gap left of a status line: `HTTP/d.d SP+ NNN`, then maybe a reason."""
+    parts = _status_parts(line)
+    return None if parts is None else _status_fields(*parts)
+
+
+def _status_fields(version: bytes, status: int, after: bytes) -> tuple[str, int, str]:
+    reason = after[1:] if after[:1] == b" " else b""
+    return version.decode("ascii"), status, reason.decode("latin-1")
+
+
+def _content_length_digits(value: str) -> str | None:
+    """The one value of a Content-Length (RFC 9110 8.6: 1*DIGIT, repeats must agree), or None."""
+    values = {v.strip(" \t") for v in value.split(",")}
+    digits = values.pop() if len(values) == 1 else ""
+    return digits if digits.isascii() and digits.isdigit() else None
+
+
+def _chunk_size_digits(line: bytes) -> bytes | None:
+    """The hex digits of a chunk-size line without its LF (RFC 9112 7.1), or None.
+
+    The size, optional spaces or tabs, optional `;extensions`, an optional CR.
+    """
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if b"\r" in line:
+        return None
+    digits = line.partition(b";")[0].rstrip(b" \t")
+    return digits if _only(digits, _HEX_DIGITS) else None
+
+
+_FRAMING_NAMES = frozenset({"content-length", "transfer-encoding", "content-encoding", "upgrade"})
 
 
 def _framing_headers(raw: str) -> dict[str, str]:
     """Only the headers that decide framing; repeated ones joined with ", "."""
     found: dict[str, str] = {}
-    for name, value in _FRAMING_HEADER.findall(raw):
-        name = name.lower()
-        found[name] = f"{found[name]}, {value}" if name in found else value
+    for line in raw.split("\n"):
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t").lower()
+        if colon and name in _FRAMING_NAMES:
+            value = value.lstrip(" \t").rstrip(" \t\r")
+            found[name] = f"{found[name]}, {value}" if name in found else value
     return found

@@ -172,8 +172,8 @@ def _deflate_params(params: list[str]) -> DeflateParams | None:
 
 def _window_bits(value: str) -> int | None:
     """RFC 7692 section 7.1.2: 8..15 as plain decimal without leading zeros."""
-    if not (value.isascii() and value.isdigit()) or value.startswith("0"):
-        return None
+    if len(value) > 2 or not (value.isascii() and value.isdigit()) or value.startswith("0"):
+        return None  # never int() of thousands of digits (ValueError past Python's int-string limit)
     bits = int(value)
     return bits if 8 <= bits <= 15 else None
 
