@@ -29,6 +29,7 @@ from inspector.analysis.tables import SCHEMAS, TABLE_NAMES
 from inspector.cli import main
 from tests import tshark_oracle as oracle
 from tests.conftest import BUNDLED, REPO
+from tests.factories import pcapng_file
 
 EXIT_BAD_INPUT = 2
 FORMATS = ("csv", "parquet", "json")
@@ -285,6 +286,9 @@ def _bad_inputs(tmp: Path) -> dict[str, Path]:
     short_header.write_bytes(_pcap_header(1)[:10])
     folder = tmp / "a-folder"
     folder.mkdir()
+    # An enhanced packet block of 12 bytes (no fields at all) at the end of the file.
+    short_block = tmp / "short-block.pcapng"
+    short_block.write_bytes(pcapng_file([(1, 6)], []) + struct.pack("<III", 6, 12, 12))
     return {
         "missing": tmp / "does-not-exist.pcap",
         "text": text,
@@ -293,10 +297,12 @@ def _bad_inputs(tmp: Path) -> dict[str, Path]:
         "linktype147-with-packet": with_packet,
         "short-header": short_header,
         "directory": folder,
+        "pcapng-short-block": short_block,
     }
 
 
-BAD_INPUTS = ["missing", "text", "empty", "linktype147-header-only", "linktype147-with-packet", "short-header", "directory"]
+BAD_INPUTS = ["missing", "text", "empty", "linktype147-header-only", "linktype147-with-packet", "short-header", "directory",
+              "pcapng-short-block"]
 
 
 def _assert_bad_input(result: Run, path: Path) -> None:

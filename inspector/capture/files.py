@@ -39,6 +39,19 @@ BLOCK_SPB = 0x00000003
 BLOCK_EPB = 0x00000006
 OPTION_IF_TSRESOL = 9
 OPTION_IF_TSOFFSET = 14
+BLOCK_NAMES = {
+    PCAPNG_SHB: "section header block",
+    BLOCK_IDB: "interface description block",
+    BLOCK_OBSOLETE_PACKET: "obsolete packet block",
+    BLOCK_SPB: "simple packet block",
+    BLOCK_EPB: "enhanced packet block",
+}
+# Bytes of fixed fields each block's body holds before any packet data or options (draft-ietf-
+# opsawg-pcapng 4.1-4.4, appendix A for the obsolete block); a shorter block is corrupt, as
+# Wireshark says too.  SHB: byte-order magic, versions, section length; IDB: link type,
+# reserved, snaplen; EPB/OPB: interface, timestamp (and OPB drops), captured and original
+# lengths; SPB: original length.
+BLOCK_MIN_BODY_BYTES = {PCAPNG_SHB: 16, BLOCK_IDB: 8, BLOCK_OBSOLETE_PACKET: 20, BLOCK_SPB: 4, BLOCK_EPB: 20}
 
 PacketRecord = tuple[int, int, int, bytes]
 # How often a reader notes how far into the file it is (CaptureInfo.position), in records.
@@ -217,26 +230,28 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
         if pos + block_len > size:
             _note_truncated(info, path, count)
             break
+        _check_block(buf, pos, block_type, block_len, endian, path)
         body = pos + 8
         end = pos + block_len - 4
         if block_type == BLOCK_IDB:
-            interfaces.append(_parse_idb(buf, body, end, endian, path, info))
+            interfaces.append(_parse_idb(buf, body, end, endian, path, info, pos))
         elif block_type == BLOCK_EPB:
             iface_id, ts_hi, ts_lo, caplen, wire_len = struct.unpack_from(endian + "IIIII", buf, body)
             iface = _interface(interfaces, iface_id, path, pos)
-            data = buf[body + 20 : min(body + 20 + caplen, end)]
+            data = _packet_data(buf, body + 20, caplen, end, block_type, pos, path)
             count += 1
             yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo), iface.link_type, wire_len, data
         elif block_type == BLOCK_SPB:
             iface = _interface(interfaces, 0, path, pos)
             wire_len = struct.unpack_from(endian + "I", buf, body)[0]
+            # No captured length: the block holds min(original length, snaplen) bytes, then padding.
             data = buf[body + 4 : min(body + 4 + wire_len, end)]
             count += 1
             yield 0, iface.link_type, wire_len, data
         elif block_type == BLOCK_OBSOLETE_PACKET:
             iface_id, _drops, ts_hi, ts_lo, caplen, wire_len = struct.unpack_from(endian + "HHIIII", buf, body)
             iface = _interface(interfaces, iface_id, path, pos)
-            data = buf[body + 20 : min(body + 20 + caplen, end)]
+            data = _packet_data(buf, body + 20, caplen, end, block_type, pos, path)
             count += 1
             yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo), iface.link_type, wire_len, data
         pos += block_len
@@ -247,6 +262,24 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
             _note_truncated(info, path, count)
     info.records += count
     info.position = size
+
+
+def _check_block(buf, pos: int, block_type: int, block_len: int, endian: str, path) -> None:
+    """A complete block must hold its fixed fields and end with its length again."""
+    needed = BLOCK_MIN_BODY_BYTES.get(block_type, 0)
+    if block_len - 12 < needed:
+        raise CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} is {block_len} bytes long, "
+                           f"too short for its fixed fields ({12 + needed} bytes at least)")
+    trailer = struct.unpack_from(endian + "I", buf, pos + block_len - 4)[0]
+    if trailer != block_len:
+        raise CaptureError(f"{path}: corrupt pcapng: block lengths at offset {pos} disagree ({block_len} at its start, {trailer} at its end)")
+
+
+def _packet_data(buf, start: int, caplen: int, end: int, block_type: int, pos: int, path):
+    if start + caplen > end:
+        raise CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} claims {caplen} captured bytes "
+                           f"but holds {end - start}")
+    return buf[start : start + caplen]
 
 
 def _interface(interfaces: list[_Interface], iface_id: int, path, pos: int) -> _Interface:
@@ -261,7 +294,7 @@ def _pcapng_ts(iface: _Interface, units: int) -> int:
     return (seconds + iface.ts_offset_s) * 1_000_000_000 + rest * 1_000_000_000 // units_per_s
 
 
-def _parse_idb(buf, body: int, end: int, endian: str, path, info: CaptureInfo) -> _Interface:
+def _parse_idb(buf, body: int, end: int, endian: str, path, info: CaptureInfo, pos: int) -> _Interface:
     link_type = struct.unpack_from(endian + "H", buf, body)[0]
     info.link_types.add(link_type)
     iface = _Interface(link_type=link_type)
@@ -270,6 +303,9 @@ def _parse_idb(buf, body: int, end: int, endian: str, path, info: CaptureInfo) -
         code, length = struct.unpack_from(endian + "HH", buf, opt)
         if code == 0:
             break
+        if opt + 4 + length > end:
+            raise CaptureError(f"{path}: corrupt pcapng: option {code} of the {BLOCK_NAMES[BLOCK_IDB]} at offset {pos} "
+                               f"runs past the end of the block")
         value = buf[opt + 4 : opt + 4 + length]
         if code == OPTION_IF_TSRESOL and length >= 1:
             resolution = value[0]
