@@ -124,3 +124,19 @@ def pcapng_file(interfaces: list[tuple[int, int]], packets: list[tuple[int, int,
     for iface, units, frame in packets:
         out += block(6, _struct.pack(e + "IIIII", iface, units >> 32, units & 0xFFFFFFFF, len(frame), len(frame)) + frame)
     return out
+
+
+def gzip_bomb(path, inflated: int) -> int:
+    """A pcap header and then zeros up to `inflated` bytes, gzip-compressed (about 1000:1);
+    returns the compressed size."""
+    header = pcap_file([])
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    with open(path, "wb") as out:
+        out.write(compressor.compress(header))
+        left = inflated - len(header)
+        while left > 0:
+            out.write(compressor.compress(zeros[:left]))
+            left -= len(zeros)
+        out.write(compressor.flush())
+    return path.stat().st_size
