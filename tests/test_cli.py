@@ -565,3 +565,22 @@ def test_printable_escapes_what_a_terminal_would_act_on() -> None:
     assert printable("plain name.pcap") == "plain name.pcap"
     assert printable("caf\u00e9 \u6f22\u5b57") == "caf\u00e9 \u6f22\u5b57"  # printable non-ASCII stays
     assert printable("a\x1b[2Jb\nc\td\x7f\u202ee\udcff\ud800") == "a\\x1b[2Jb\\nc\\td\\x7f\\u202ee\\xff\\ud800"
+
+
+def test_csv_export_defuses_formulas_from_a_sidecar(tmp_path: Path) -> None:
+    """Variant names come from a sidecar anyone can write: in the CSV export a name
+    starting like a formula is text (a leading apostrophe); numbers are left as they are."""
+    capture = tmp_path / "chat.pcap"
+    shutil.copy(BUNDLED / "chat.pcap", capture)
+    sidecar = json.loads((BUNDLED / "chat.json").read_text(encoding="utf-8"))
+    formulas = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)"]
+    for variant, formula in zip(sidecar["variants"], formulas):
+        variant["name"] = formula
+    capture.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
+    result = run_cli("analyze", capture, "--export", tmp_path / "out", "--format", "csv")
+    assert result.code == 0, result.stderr
+    header, rows = _csv_rows(tmp_path / "out" / "connections.csv")
+    assert {r[header.index("variant")] for r in rows} == {"'" + f for f in formulas}
+    assert all(r[header.index("client_port")].isdigit() for r in rows)
+    header, rows = _csv_rows(tmp_path / "out" / "overhead.csv")
+    assert {r[header.index("variant")] for r in rows} == {"'" + f for f in formulas}

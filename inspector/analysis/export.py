@@ -1,4 +1,9 @@
-"""Write tables to CSV, Parquet or JSON, one file per table named after it."""
+"""Write tables to CSV, Parquet or JSON, one file per table named after it.
+
+CSV cells are meant for spreadsheets, which run a cell starting with = + - @ (or a tab
+or a CR) as a formula; text cells come from captured traffic, so those get a leading
+apostrophe (`defuse_formulas`, the one rule for the CLI's and the dashboard's CSV).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from inspector.errors import InspectorError
+
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_tables(tables: dict[str, pd.DataFrame], directory: Path, fmt: str) -> list[Path]:
@@ -34,8 +42,29 @@ def _write(table: pd.DataFrame, path: Path, fmt: str) -> None:
                 out[column] = out[column].map({True: "true", False: "false"})
         # CRLF line ends (RFC 4180) also make the csv module quote fields
         # holding a bare CR, which payload previews can; with "\n" it would not.
-        out.to_csv(path, index=False, lineterminator="\r\n")
+        defuse_formulas(out).to_csv(path, index=False, lineterminator="\r\n")
     elif fmt == "parquet":
         table.to_parquet(path, index=False)
     else:
         table.to_json(path, orient="records", lines=False, indent=None)
+
+
+def defuse_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with an apostrophe before every text cell that starts like a formula.
+
+    Only text is touched: numeric and boolean columns, and numbers in a column of mixed
+    values, stay as they are, so the number -5 is still written -5 (a number to the
+    spreadsheet, not a formula), while the text "-5" or "=1+1" becomes "'-5", "'=1+1",
+    which a spreadsheet shows as the text -5 and =1+1."""
+    out = frame.copy(deep=False)
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        if pd.api.types.is_string_dtype(values):
+            risky = values.str.startswith(FORMULA_START).fillna(False).astype(bool)
+        else:  # object: text next to numbers, None, ...
+            risky = values.map(lambda value: isinstance(value, str) and value.startswith(FORMULA_START)).astype(bool)
+        if risky.any():
+            out[column] = values.mask(risky, "'" + values[risky].astype(str))
+    return out
