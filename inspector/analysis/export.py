@@ -1,5 +1,10 @@
 """Write tables to CSV, Parquet or JSON, one file per table named after it.
 
+All or nothing: every table is written under a temporary name in the export folder
+(`.NAME.FMT.PID.partial`) and renamed to its name only once all of them are written,
+so an export interrupted by Ctrl-C, a full disk or a crash leaves no file that looks
+like a complete table, and an earlier export in the same folder is not half replaced.
+
 CSV cells are meant for spreadsheets, which run a cell starting with = + - @ (or a tab
 or a CR) as a formula; text cells come from captured traffic, so those get a leading
 apostrophe (`defuse_formulas`, the one rule for the CLI's and the dashboard's CSV).
@@ -7,6 +12,7 @@ apostrophe (`defuse_formulas`, the one rule for the CLI's and the dashboard's CS
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -22,15 +28,30 @@ def export_tables(tables: dict[str, pd.DataFrame], directory: Path, fmt: str) ->
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InspectorError(f"{directory}: cannot create export folder: {exc.strerror}") from None
-    written = []
-    for name, table in tables.items():
-        path = directory / f"{name}.{fmt}"
-        try:
-            _write(table, path, fmt)
-        except OSError as exc:
-            raise InspectorError(f"{path}: cannot write: {exc.strerror}") from None
-        written.append(path)
-    return written
+    # (temporary name, name) of every table written so far; the temporary ones go on failure.
+    written: list[tuple[Path, Path]] = []
+    try:
+        for name, table in tables.items():
+            path = directory / f"{name}.{fmt}"
+            written.append((directory / f".{path.name}.{os.getpid()}.partial", path))
+            _write_or_say_why(table, written[-1][0], path, fmt)
+        for partial, path in written:
+            try:
+                os.replace(partial, path)
+            except OSError as exc:
+                raise InspectorError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    except BaseException:  # KeyboardInterrupt too: nothing half-written stays behind
+        for partial, _path in written:
+            partial.unlink(missing_ok=True)
+        raise
+    return [path for _partial, path in written]
+
+
+def _write_or_say_why(table: pd.DataFrame, partial: Path, path: Path, fmt: str) -> None:
+    try:
+        _write(table, partial, fmt)
+    except OSError as exc:
+        raise InspectorError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _write(table: pd.DataFrame, path: Path, fmt: str) -> None:
