@@ -399,15 +399,18 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
         if pos + block_len > size:
             _note_truncated(info, path, count)
             break
-        _check_block(buf, pos, block_type, block_len, endian, path)
         body = pos + 8
         end = pos + block_len - 4
+        if block_len - 12 < BLOCK_MIN_BODY_BYTES.get(block_type, 0) or struct.unpack_from(endian + "I", buf, end)[0] != block_len:
+            raise _corrupt_block(buf, pos, block_type, block_len, endian, path)
         if block_type == BLOCK_IDB:
             interfaces.append(_parse_idb(buf, body, end, endian, path, info, pos))
         elif block_type == BLOCK_EPB:
             iface_id, ts_hi, ts_lo, caplen, wire_len = struct.unpack_from(endian + "IIIII", buf, body)
             iface = _interface(interfaces, iface_id, path, pos)
-            data = _packet_data(buf, body + 20, caplen, end, block_type, pos, path)
+            if body + 20 + caplen > end:
+                raise _longer_than_block(block_type, pos, caplen, end - body - 20, path)
+            data = buf[body + 20 : body + 20 + caplen]
             count += 1
             yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo), iface.link_type, wire_len, data
         elif block_type == BLOCK_SPB:
@@ -420,7 +423,9 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
         elif block_type == BLOCK_OBSOLETE_PACKET:
             iface_id, _drops, ts_hi, ts_lo, caplen, wire_len = struct.unpack_from(endian + "HHIIII", buf, body)
             iface = _interface(interfaces, iface_id, path, pos)
-            data = _packet_data(buf, body + 20, caplen, end, block_type, pos, path)
+            if body + 20 + caplen > end:
+                raise _longer_than_block(block_type, pos, caplen, end - body - 20, path)
+            data = buf[body + 20 : body + 20 + caplen]
             count += 1
             yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo), iface.link_type, wire_len, data
         pos += block_len
@@ -433,22 +438,18 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
     info.position = size
 
 
-def _check_block(buf, pos: int, block_type: int, block_len: int, endian: str, path) -> None:
-    """A complete block must hold its fixed fields and end with its length again."""
+def _corrupt_block(buf, pos: int, block_type: int, block_len: int, endian: str, path) -> CaptureError:
+    """What is wrong with a complete block: too short for its fixed fields, or not ending with its length again."""
     needed = BLOCK_MIN_BODY_BYTES.get(block_type, 0)
     if block_len - 12 < needed:
-        raise CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} is {block_len} bytes long, "
-                           f"too short for its fixed fields ({12 + needed} bytes at least)")
+        return CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} is {block_len} bytes long, "
+                            f"too short for its fixed fields ({12 + needed} bytes at least)")
     trailer = struct.unpack_from(endian + "I", buf, pos + block_len - 4)[0]
-    if trailer != block_len:
-        raise CaptureError(f"{path}: corrupt pcapng: block lengths at offset {pos} disagree ({block_len} at its start, {trailer} at its end)")
+    return CaptureError(f"{path}: corrupt pcapng: block lengths at offset {pos} disagree ({block_len} at its start, {trailer} at its end)")
 
 
-def _packet_data(buf, start: int, caplen: int, end: int, block_type: int, pos: int, path):
-    if start + caplen > end:
-        raise CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} claims {caplen} captured bytes "
-                           f"but holds {end - start}")
-    return buf[start : start + caplen]
+def _longer_than_block(block_type: int, pos: int, caplen: int, room: int, path) -> CaptureError:
+    return CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} claims {caplen} captured bytes but holds {room}")
 
 
 def _interface(interfaces: list[_Interface], iface_id: int, path, pos: int) -> _Interface:
