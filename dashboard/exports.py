@@ -14,7 +14,8 @@ way whole (filtered) tables reach the browser, and only when asked for.
 
 Text cells come from captured traffic, which is hostile: a cell that a
 spreadsheet would read as a formula (starting with = + - @ or a tab/CR) gets
-a leading apostrophe.  Numbers are written as they are.  filterModel and sortModel are
+a leading apostrophe, by the rule `inspector analyze --export` uses too
+(inspector.analysis.export.defuse_formulas).  Numbers are written as they are.  filterModel and sortModel are
 AG Grid's, as the grid last asked the server for rows: the export is what the grid shows.
 """
 
@@ -25,8 +26,7 @@ import re
 import pandas as pd
 
 from dashboard import aggregate
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+from inspector.analysis.export import defuse_formulas
 
 
 def export_csv(page: str, tables: aggregate.Tables, state: dict | None = None) -> tuple[str, str]:
@@ -81,17 +81,7 @@ EXPORTS = {
 
 def to_csv(frame: pd.DataFrame) -> str:
     """CSV without the index; text cells that would start a spreadsheet formula are defused."""
-    out = frame.copy()
-    for column in out.columns:
-        if not pd.api.types.is_numeric_dtype(out[column]) and not pd.api.types.is_bool_dtype(out[column]):
-            out[column] = out[column].map(_defuse)
-    return out.to_csv(index=False)
-
-
-def _defuse(value):
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
+    return defuse_formulas(frame).to_csv(index=False)
 
 
 def _slug(text: str) -> str:

@@ -11,6 +11,7 @@ exit code 2.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 from pathlib import Path
@@ -18,17 +19,52 @@ from pathlib import Path
 EXIT_BAD_INPUT = 2
 RECORD_SCENARIOS = ("chat", "feed", "bulk", "idle")  # inspector.workloads.scenarios.SCENARIOS, without importing it
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
+MAX_JOBS = 64  # more worker processes than that is a typo, not a machine
+BYTE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+BYTE_COUNT = re.compile(r"(\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like bad input (exit code 2), pointing at --help."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def byte_count(text: str) -> int:
+    """`--max-...` values: a whole number of bytes, at least 1, optionally with K, M, G or T
+    (powers of 1024, with or without iB/B): 65536, 64M, 1GiB."""
+    match = BYTE_COUNT.fullmatch(text.strip())
+    value = int(match.group(1)) * BYTE_UNITS[match.group(2).lower()] if match else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes of at least 1 (such as 65536, 64M or 1G), not {text!r}")
+    return value
+
+
+def job_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes from 1 to {MAX_JOBS}, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inspector", description="See what REST and WebSocket traffic costs on the wire.")
+    from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES  # standard library only: cheap
+
+    parser = _Parser(prog="inspector", description="See what REST and WebSocket traffic costs on the wire.")
     commands = parser.add_subparsers(dest="command", required=True)
     analyze = commands.add_parser("analyze", help="analyse capture files and print a summary")
     analyze.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap, pcapng or gzip-compressed capture")
     analyze.add_argument("--export", metavar="DIR", help="write one file per table into DIR")
     analyze.add_argument("--format", choices=("csv", "parquet", "json"), default="csv", help="export format (default csv)")
-    analyze.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes per capture (default: one per core, up to 4, for captures over 8 MiB)")
-    analyze.add_argument("--max-ws-message", type=int, default=64 * 1024 * 1024, metavar="BYTES", help="cap on a decompressed WebSocket message (default 64 MiB)")
+    analyze.add_argument("--jobs", type=job_count, default=None, metavar="N", help=f"worker processes per capture, 1 to {MAX_JOBS} (default: one per core, up to 4, for captures over 8 MiB)")
+    analyze.add_argument("--max-ws-message", type=byte_count, default=64 * 1024 * 1024, metavar="BYTES", help="cap on a decompressed WebSocket message (default 64M)")
+    analyze.add_argument("--max-inflated", type=byte_count, default=DEFAULT_MAX_INFLATED_BYTES, metavar="BYTES",
+                         help=f"cap on a capture's data inflated from gzip, or read from a pipe or device, into a temporary file "
+                              f"(default {DEFAULT_MAX_INFLATED_BYTES >> 30}G): a guard against gzip bombs and endless devices")
     capture = commands.add_parser("capture", help="capture live traffic into a pcap or pcapng file (root or CAP_NET_RAW)")
     capture.add_argument("-i", "--interface", default="lo", metavar="IFACE", help="interface to capture on (default lo; 'any' for all)")
     capture.add_argument("--port", type=int, action="append", default=[], metavar="N", help="capture TCP port N (repeatable; ports are or-ed)")
@@ -59,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from inspector.errors import InspectorError
+    from inspector.report import printable
 
     try:
         if args.command == "analyze":
@@ -70,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "dashboard":
             return _dashboard(args)
     except InspectorError as exc:
-        print(f"inspector: error: {exc}", file=sys.stderr)
+        print(f"inspector: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         return 0
@@ -84,23 +121,29 @@ def _analyze(args) -> int:
     from inspector.analysis.export import export_tables
     from inspector.analysis.pipeline import analyze_captures
     from inspector.parse.connection import ParserOptions
-    from inspector.report import format_summary
+    from inspector.report import format_summary, printable
 
     # A progress line only for a person watching: never in a pipe, a file or a log.
     progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     try:
         analysis = analyze_captures(args.captures, ParserOptions(max_ws_message_bytes=args.max_ws_message), jobs=args.jobs,
-                                    progress=progress)
+                                    progress=progress, max_inflated_bytes=args.max_inflated)
     finally:
         if progress is not None:
             progress.clear()
-    for warning in analysis.warnings:
-        print(f"inspector: warning: {warning}", file=sys.stderr)
+    print_warnings(analysis.warnings)
     print(format_summary(analysis))
     if args.export:
         written = export_tables(analysis.tables, Path(args.export), args.format)
-        print(f"\nexported {len(written)} tables to {args.export}/ ({args.format})")
+        print(f"\nexported {len(written)} tables to {printable(args.export)}/ ({args.format})")
     return 0
+
+
+def print_warnings(warnings: list[str]) -> None:
+    from inspector.report import printable
+
+    for warning in warnings:
+        print(f"inspector: warning: {printable(warning)}", file=sys.stderr)
 
 
 class TerminalProgress:
@@ -111,7 +154,9 @@ class TerminalProgress:
         self.shown = ""
 
     def __call__(self, path: str, fraction: float) -> None:
-        text = f"analysing {Path(path).name}: {fraction:.0%}"
+        from inspector.report import printable
+
+        text = f"analysing {printable(Path(path).name)}: {fraction:.0%}"
         if text != self.shown:
             self.stream.write("\r" + text.ljust(len(self.shown)))
             self.stream.flush()
@@ -129,6 +174,7 @@ def _capture(args) -> int:
     import threading
 
     from inspector.capture.live import CaptureStats, LiveCapture
+    from inspector.report import printable
 
     def progress(stats: CaptureStats) -> None:
         drops = "n/a" if stats.kernel_drops is None else f"{stats.kernel_drops:,}"
@@ -150,7 +196,7 @@ def _capture(args) -> int:
     previous = {sig: signal.signal(sig, lambda signum, frame: stop_requested.set()) for sig in signals}
     try:
         capture.start()
-        print(f"inspector: capturing on {args.interface} (filter: {capture.filter or 'none'}) to {args.output}; "
+        print(f"inspector: capturing on {printable(args.interface)} (filter: {printable(capture.filter or 'none')}) to {printable(args.output)}; "
               "Ctrl-C to stop", file=sys.stderr, flush=True)
         while not capture.wait(0.1) and not stop_requested.is_set():
             pass
@@ -163,14 +209,13 @@ def _capture(args) -> int:
                 signal.signal(sig, handler)
     sys.stderr.write("\n")
     drops = "" if stats.kernel_drops is None else f", {stats.kernel_drops:,} dropped by kernel"
-    print(f"inspector: captured {stats.packets:,} packets ({stats.bytes:,} bytes) in {stats.elapsed_s:.1f} s{drops} to {args.output}", file=sys.stderr)
+    print(f"inspector: captured {stats.packets:,} packets ({stats.bytes:,} bytes) in {stats.elapsed_s:.1f} s{drops} to {printable(args.output)}", file=sys.stderr)
     if args.analyze:
         from inspector.analysis.pipeline import analyze_captures
         from inspector.report import format_summary
 
         analysis = analyze_captures([args.output])
-        for warning in analysis.warnings:
-            print(f"inspector: warning: {warning}", file=sys.stderr)
+        print_warnings(analysis.warnings)
         print(format_summary(analysis))
     return 0
 
@@ -182,9 +227,10 @@ def _interrupt(_signum, _frame) -> None:
 def _record(args) -> int:
     """Run the scenario's variants one after another while capturing; print what each sent."""
     from inspector.capture.record import parse_sizes, parse_variants, record
+    from inspector.report import printable
 
     header = f"{'variant':<18} {'conns':>5} {'client msgs':>11} {'server msgs':>11} {'client payload':>14} {'server payload':>14}"
-    print(f"recording {args.scenario} on lo into {args.output}", flush=True)
+    print(f"recording {args.scenario} on lo into {printable(args.output)}", flush=True)
 
     def done(entry: dict) -> None:
         sent, payload = entry["messages_sent"], entry["payload_bytes"]
@@ -202,14 +248,15 @@ def _record(args) -> int:
             poll_interval=args.poll_interval, variants=parse_variants(args.variants), on_variant=done,
         )
     except KeyboardInterrupt:
-        print(f"inspector: record interrupted: {args.output} holds what was captured so far, no sidecar written", file=sys.stderr)
+        print(f"inspector: record interrupted: {printable(args.output)} holds what was captured so far, no sidecar written", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
     stats = result.stats
     if stats.kernel_drops:
         print(f"inspector: warning: the kernel dropped {stats.kernel_drops:,} packets: the capture misses some of the traffic", file=sys.stderr)
-    print(f"\n{args.scenario}: {stats.packets:,} packets ({stats.bytes:,} bytes) captured to {result.output}, sidecar {result.sidecar_path}")
+    print(f"\n{args.scenario}: {stats.packets:,} packets ({stats.bytes:,} bytes) captured to {printable(str(result.output))}, "
+          f"sidecar {printable(str(result.sidecar_path))}")
     return 0
 
 

@@ -5,6 +5,24 @@ from __future__ import annotations
 import math
 
 
+def printable(text: str) -> str:
+    """`text` with every character that is not printable written as an escape (\\x1b, \\n, \\u202e).
+
+    File names, sidecar variant names and warnings about them are untrusted: printed raw,
+    ESC ] 0 ; ... retitles the terminal, ESC [ 2 J clears it, a line break forges an output
+    line and U+202E reverses what follows.  A file name that is not UTF-8 (lone surrogates
+    for Python, which stdout cannot even encode) shows its bytes, as \\xff."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    if "\udc80" <= char <= "\udcff":  # a byte of a file name that is not UTF-8 (surrogateescape)
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
@@ -14,8 +32,9 @@ def _size(n: float) -> str:
 
 
 def _row_label(row) -> str:
-    """An overhead row's name: a recorded variant (rest-keepalive, ws-deflate, ...) says more than its kind."""
-    return row.variant or row.kind
+    """An overhead row's name: a recorded variant (rest-keepalive, ws-deflate, ...) says more than its kind.
+    Variant names come from a sidecar file: printed escaped."""
+    return printable(row.variant or row.kind)
 
 
 def _efficiency(value: float, undecoded: int) -> str:
@@ -49,7 +68,7 @@ def format_summary(analysis) -> str:
     lines = []
     for row in captures.itertuples():
         non_tcp = f", non-TCP {row.non_tcp_packets} ({row.non_tcp_detail})" if row.non_tcp_packets else ""
-        lines.append(f"{row.capture}: {row.format}, {row.packets:,} packets, {_size(row.wire_bytes)}, {row.connections} TCP connections{non_tcp}")
+        lines.append(f"{printable(row.capture)}: {row.format}, {row.packets:,} packets, {_size(row.wire_bytes)}, {row.connections} TCP connections{non_tcp}")
     # WebSocket upgrades are HTTP too, but they are connection setup, not REST.
     rest = http[http["conn_id"].isin(connections.loc[connections["kind"] == "rest", "conn_id"])]
     requests = int(rest["method"].notna().sum())

@@ -178,3 +178,19 @@ def tcp_frame(src: tuple[str, int], dst: tuple[str, int], seq: int, ack: int, fl
 
 def _ipv4(text: str) -> bytes:
     return bytes(int(part) for part in text.split("."))
+
+
+def gzip_bomb(path, inflated: int) -> int:
+    """A pcap header and then zeros up to `inflated` bytes, gzip-compressed (about 1000:1);
+    returns the compressed size."""
+    header = pcap_file([])
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    with open(path, "wb") as out:
+        out.write(compressor.compress(header))
+        left = inflated - len(header)
+        while left > 0:
+            out.write(compressor.compress(zeros[:left]))
+            left -= len(zeros)
+        out.write(compressor.flush())
+    return path.stat().st_size

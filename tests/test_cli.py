@@ -29,6 +29,7 @@ from inspector.analysis.tables import SCHEMAS, TABLE_NAMES
 from inspector.cli import main
 from tests import tshark_oracle as oracle
 from tests.conftest import BUNDLED, REPO
+from tests.factories import gzip_bomb, pcapng_file
 
 EXIT_BAD_INPUT = 2
 FORMATS = ("csv", "parquet", "json")
@@ -285,6 +286,9 @@ def _bad_inputs(tmp: Path) -> dict[str, Path]:
     short_header.write_bytes(_pcap_header(1)[:10])
     folder = tmp / "a-folder"
     folder.mkdir()
+    # An enhanced packet block of 12 bytes (no fields at all) at the end of the file.
+    short_block = tmp / "short-block.pcapng"
+    short_block.write_bytes(pcapng_file([(1, 6)], []) + struct.pack("<III", 6, 12, 12))
     return {
         "missing": tmp / "does-not-exist.pcap",
         "text": text,
@@ -293,10 +297,12 @@ def _bad_inputs(tmp: Path) -> dict[str, Path]:
         "linktype147-with-packet": with_packet,
         "short-header": short_header,
         "directory": folder,
+        "pcapng-short-block": short_block,
     }
 
 
-BAD_INPUTS = ["missing", "text", "empty", "linktype147-header-only", "linktype147-with-packet", "short-header", "directory"]
+BAD_INPUTS = ["missing", "text", "empty", "linktype147-header-only", "linktype147-with-packet", "short-header", "directory",
+              "pcapng-short-block"]
 
 
 def _assert_bad_input(result: Run, path: Path) -> None:
@@ -324,33 +330,88 @@ def test_bad_input_among_good_ones(tmp_path: Path) -> None:
     _assert_bad_input(run_cli("analyze", BUNDLED / "chat.pcap", missing), missing)
 
 
-def test_capture_read_from_a_pipe() -> None:
-    """`inspector analyze <(zcat capture.pcap.gz)` hands us a pipe, which
-    cannot be memory-mapped or seeked: analyse it, or refuse it in one line
-    (exit 2), but never a traceback."""
-    data = (BUNDLED / "chat.pcap").read_bytes()
+def run_cli_on_pipe(data: bytes, *args: str, times: int = 1) -> tuple[Run, str]:
+    """`inspector analyze /dev/fd/N ARGS` reading `data` (`times` over) from a real pipe,
+    as `inspector analyze <(zcat capture.pcap.gz)` does; and the name it was given."""
     read_end, write_end = os.pipe()
     name = f"/dev/fd/{read_end}"
-    proc = subprocess.Popen([sys.executable, "-m", "inspector.cli", "analyze", name], pass_fds=(read_end,),
+    proc = subprocess.Popen([sys.executable, "-m", "inspector.cli", "analyze", name, *args], pass_fds=(read_end,),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     os.close(read_end)
 
     def feed() -> None:
-        with os.fdopen(write_end, "wb") as pipe:
-            try:
-                pipe.write(data)
-            except BrokenPipeError:
-                pass  # the reader gave up; its verdict is checked below
+        try:
+            with os.fdopen(write_end, "wb") as pipe:
+                for _ in range(times):
+                    pipe.write(data)
+        except BrokenPipeError:
+            pass  # the reader gave up; its verdict is checked by the caller
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
     stdout, stderr = proc.communicate(timeout=300)
     writer.join(timeout=10)
-    assert "Traceback" not in stderr, stderr
-    if proc.returncode == 0:
-        assert f"{name}: pcap, {TRUTH['chat.pcap']['captured_packets']} packets" in stdout
-    else:
-        _assert_bad_input(Run(proc.returncode, stdout, stderr), Path(name))
+    return Run(proc.returncode, stdout, stderr), name
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_capture_read_from_a_pipe(jobs: str) -> None:
+    """A pipe cannot be memory-mapped or read twice: it is copied to a temporary file in
+    blocks and analysed by one process, whatever --jobs says (two workers each reading
+    the pipe used to split its bytes between them)."""
+    result, name = run_cli_on_pipe((BUNDLED / "chat.pcap").read_bytes(), "--jobs", jobs)
+    assert result.code == 0, result.stderr
+    assert f"{name}: pcap, {TRUTH['chat.pcap']['captured_packets']} packets" in result.stdout
+
+
+def test_pipe_longer_than_the_cap_is_one_line() -> None:
+    data = (BUNDLED / "chat.pcap").read_bytes()
+    result, name = run_cli_on_pipe(data, "--max-inflated", "1M", times=100)  # 6 MB of pcap
+    _assert_bad_input(result, Path(name))
+    assert "a pipe or device giving more than 1,048,576 bytes" in result.stderr and "--max-inflated" in result.stderr
+
+
+def test_device_of_zeros_is_refused_at_once() -> None:
+    """/dev/zero used to be read whole into memory until MemoryError; its first bytes
+    say it is no capture.  Run under a 2 GiB address-space limit, so that a regression
+    fails here instead of taking the machine's memory."""
+    def limit_memory() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    proc = subprocess.run([sys.executable, "-m", "inspector.cli", "analyze", "/dev/zero"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120, preexec_fn=limit_memory)
+    _assert_bad_input(Run(proc.returncode, proc.stdout, proc.stderr), Path("/dev/zero"))
+    assert "not a pcap or pcapng capture (magic 00000000)" in proc.stderr
+
+
+def test_gzip_bomb_is_one_line_saying_the_cap_and_how_to_raise_it(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.pcap.gz"
+    gzip_bomb(path, 8 << 20)
+    result = run_cli("analyze", path, "--max-inflated", "2M")
+    _assert_bad_input(result, path)
+    assert "more than 2,097,152 bytes" in result.stderr and "--max-inflated BYTES" in result.stderr
+    raised = run_cli("analyze", path, "--max-inflated", "8M")
+    assert raised.code == 0 and "Traceback" not in raised.stderr, raised.stderr
+
+
+@pytest.mark.parametrize("option, value", [("--max-ws-message", "-1"), ("--max-ws-message", "0"), ("--max-ws-message", "lots"),
+                                           ("--max-ws-message", "1e999"), ("--max-inflated", "0"), ("--max-inflated", "5X"),
+                                           ("--jobs", "0"), ("--jobs", "-2"), ("--jobs", "100000"), ("--jobs", "two")])
+def test_bad_option_value_is_one_line(option: str, value: str) -> None:
+    result = run_cli("analyze", BUNDLED / "chat.pcap", option, value)
+    assert result.code == EXIT_BAD_INPUT and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("inspector analyze: error: argument") and option in lines[0], lines
+    assert repr(value) in lines[0]
+
+
+def test_byte_count_options_take_units(capsys: pytest.CaptureFixture) -> None:
+    from inspector.cli import build_parser
+
+    args = build_parser().parse_args(["analyze", "x.pcap", "--max-ws-message", "64k", "--max-inflated", "2GiB", "--jobs", "3"])
+    assert (args.max_ws_message, args.max_inflated, args.jobs) == (64 << 10, 2 << 30, 3)
 
 
 # --- a capture cut short --------------------------------------------------------------------
@@ -451,3 +512,75 @@ def test_progress_line_on_a_terminal_only(tmp_path: Path) -> None:
     assert "analysing" not in proc.stdout
     piped = run_cli("analyze", BUNDLED / "chat.pcap")
     assert "analysing" not in piped.stderr
+
+
+# --- untrusted text on the terminal ---------------------------------------------------------
+
+TITLE, CLEAR = "\x1b]0;owned\x07", "\x1b[2J"
+
+
+def test_names_from_files_and_sidecars_are_printed_escaped(tmp_path: Path) -> None:
+    """A capture's file name and its sidecar's variant names reach the terminal as text:
+    ESC ] 0 ; (retitle) and ESC [ 2 J (clear screen) are printed as \\x1b..., never sent."""
+    capture = tmp_path / f"{TITLE}chat{CLEAR}.pcap"
+    shutil.copy(BUNDLED / "chat.pcap", capture)
+    sidecar = json.loads((BUNDLED / "chat.json").read_text(encoding="utf-8"))
+    for variant in sidecar["variants"]:
+        variant["name"] = f"{CLEAR}{variant['name']}"
+    capture.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
+    broken = tmp_path / f"feed{CLEAR}.pcap"  # a broken sidecar: the warning names it
+    shutil.copy(BUNDLED / "feed.pcap", broken)
+    broken.with_suffix(".json").write_text("{not json", encoding="utf-8")
+
+    result = run_cli("analyze", capture, broken, "--export", tmp_path / f"out{TITLE}")
+    assert result.code == 0, result.stderr
+    assert "\x1b" not in result.stdout + result.stderr
+    assert f"{tmp_path}/\\x1b]0;owned\\x07chat\\x1b[2J.pcap: pcap, {TRUTH['chat.pcap']['captured_packets']} packets" in result.stdout
+    assert "\n\\x1b[2Jws-deflate " in result.stdout  # the summary row of the variant
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith("inspector: warning: ") and "feed\\x1b[2J.json" in warning
+    assert "out\\x1b]0;owned\\x07/" in result.stdout  # where the tables went
+    # The data itself keeps the names as they are.
+    assert (tmp_path / f"out{TITLE}" / "connections.csv").read_text(encoding="utf-8").count(CLEAR) > 0
+
+
+def test_error_naming_a_hostile_or_undecodable_file_is_escaped(tmp_path: Path) -> None:
+    missing = tmp_path / f"gone{TITLE}.pcap"
+    result = run_cli("analyze", missing)
+    assert result.code == EXIT_BAD_INPUT and "\x1b" not in result.stderr
+    assert result.stderr == f"inspector: error: {tmp_path}/gone\\x1b]0;owned\\x07.pcap: no such file\n"
+    # A name that is not UTF-8 (a lone surrogate for Python) could not even be printed on stdout.
+    undecodable = os.fsdecode(os.fsencode(tmp_path) + b"/\xff\xfe.pcap")
+    shutil.copy(BUNDLED / "idle.pcap", undecodable)
+    result = run_cli("analyze", undecodable)
+    assert result.code == 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"{tmp_path}/\\xff\\xfe.pcap: pcap" in result.stdout  # its bytes, as in the tables
+    result = run_cli("analyze", undecodable + "-gone")
+    assert result.stderr == f"inspector: error: {tmp_path}/\\xff\\xfe.pcap-gone: no such file\n"
+
+
+def test_printable_escapes_what_a_terminal_would_act_on() -> None:
+    from inspector.report import printable
+
+    assert printable("plain name.pcap") == "plain name.pcap"
+    assert printable("caf\u00e9 \u6f22\u5b57") == "caf\u00e9 \u6f22\u5b57"  # printable non-ASCII stays
+    assert printable("a\x1b[2Jb\nc\td\x7f\u202ee\udcff\ud800") == "a\\x1b[2Jb\\nc\\td\\x7f\\u202ee\\xff\\ud800"
+
+
+def test_csv_export_defuses_formulas_from_a_sidecar(tmp_path: Path) -> None:
+    """Variant names come from a sidecar anyone can write: in the CSV export a name
+    starting like a formula is text (a leading apostrophe); numbers are left as they are."""
+    capture = tmp_path / "chat.pcap"
+    shutil.copy(BUNDLED / "chat.pcap", capture)
+    sidecar = json.loads((BUNDLED / "chat.json").read_text(encoding="utf-8"))
+    formulas = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)"]
+    for variant, formula in zip(sidecar["variants"], formulas):
+        variant["name"] = formula
+    capture.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
+    result = run_cli("analyze", capture, "--export", tmp_path / "out", "--format", "csv")
+    assert result.code == 0, result.stderr
+    header, rows = _csv_rows(tmp_path / "out" / "connections.csv")
+    assert {r[header.index("variant")] for r in rows} == {"'" + f for f in formulas}
+    assert all(r[header.index("client_port")].isdigit() for r in rows)
+    header, rows = _csv_rows(tmp_path / "out" / "overhead.csv")
+    assert {r[header.index("variant")] for r in rows} == {"'" + f for f in formulas}

@@ -35,7 +35,7 @@ from inspector.analysis.rows import ROW_TABLES, connection_rows, take_events
 from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
-from inspector.capture.files import CaptureInfo, read_packets
+from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureInfo, capture_name, is_regular_file, read_packets
 from inspector.decode import SUPPORTED_LINK_TYPES, TCP_ACK, TCP_SYN, decode_packet, shard_of, shard_of_ports
 from inspector.errors import CaptureError
 from inspector.parse.budget import DecompressionBudget
@@ -97,12 +97,16 @@ def default_jobs(path: str) -> int:
 
 
 def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | None = None, jobs: int | None = None,
-                     progress: ProgressCallback | None = None) -> Analysis:
+                     progress: ProgressCallback | None = None, *,
+                     max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> Analysis:
     """Analyse capture files into the tables of `inspector.analysis.tables`.
 
-    jobs: worker processes per file (default: one per core for big files).
+    jobs: worker processes per file (default: one per core for big files; a
+    pipe or a device, which can be read only once, gets one).
     progress: called now and then, in the calling thread, with a file and the
     fraction of its bytes read (ending with 1.0 for every file).
+    max_inflated_bytes: the cap on a file's data inflated from gzip, or read from
+    a pipe or a device, into a temporary file (inspector.capture.files).
     """
     options = options or ParserOptions()
     warnings: list[str] = []
@@ -110,12 +114,13 @@ def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | No
     next_conn_id = 0
     for path in map(str, paths):
         report = (lambda fraction, path=path: progress(path, fraction)) if progress is not None else None
-        shards = _analyze_file(path, options, jobs if jobs is not None else default_jobs(path), report)
+        file_jobs = (jobs if jobs is not None else default_jobs(path)) if is_regular_file(path) else 1
+        shards = _analyze_file(path, options, file_jobs, report, max_inflated_bytes)
         tables, capture_row, file_warnings = _merge_shards(path, shards, next_conn_id)
         recording = load_recording(path, file_warnings)
         if recording is not None:
             tables["connections"]["variant"] = label_variants(tables["connections"], recording)
-            tables["staleness"] = make_table("staleness", staleness_rows(recording, path))
+            tables["staleness"] = make_table("staleness", staleness_rows(recording, capture_name(path)))
         next_conn_id += len(tables["connections"])
         for name, table in tables.items():
             parts[name].append(table)
@@ -133,23 +138,26 @@ def _concat(name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
 
 
-def _analyze_file(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None) -> list[_ShardResult]:
+def _analyze_file(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
+                  max_inflated_bytes: int) -> list[_ShardResult]:
     if jobs <= 1:
-        shards = [_analyze_shard(path, options, 0, 1, report)]
+        shards = [_analyze_shard(path, options, 0, 1, max_inflated_bytes, report)]
     else:
-        shards = _analyze_file_in_workers(path, options, jobs, report)
+        shards = _analyze_file_in_workers(path, options, jobs, report, max_inflated_bytes)
     if report is not None:
         report(1.0)
     return shards
 
 
-def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None) -> list[_ShardResult]:
+def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
+                             max_inflated_bytes: int) -> list[_ShardResult]:
     # Worker 0 reads every packet: it writes how far it is into a shared float the
     # parent reads while it waits (a callable cannot cross into a worker process).
     shared = SharedMemory(create=True, size=8) if report is not None else None
     try:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
-            futures = [pool.submit(_analyze_shard, path, options, shard, jobs, None, shared.name if shard == 0 and shared else None)
+            futures = [pool.submit(_analyze_shard, path, options, shard, jobs, max_inflated_bytes, None,
+                                   shared.name if shard == 0 and shared else None)
                        for shard in range(jobs)]
             pending = futures
             while pending:  # a failed worker shows in its result() below
@@ -200,7 +208,7 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
     if lead.packets == 0 and not info.truncated:
         warnings.append(f"{path}: capture holds no packets")
     capture_row = {
-        "capture": path,
+        "capture": capture_name(path),
         "format": info.format,
         "link_types": ",".join(str(t) for t in sorted(info.link_types)),
         "packets": lead.packets,
@@ -210,7 +218,7 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
         "wire_bytes": lead.wire_bytes,
         "connections": len(firsts),
         "truncated": info.truncated,
-        "warnings": "; ".join(warnings),
+        "warnings": capture_name("; ".join(warnings)),
     }
     return tables, capture_row, warnings
 
@@ -246,7 +254,7 @@ def _without_cycle_collector():
             gc.enable()
 
 
-def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int,
+def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
                    report: Callable[[float], None] | None = None, shared_progress: str | None = None) -> _ShardResult:
     """Parse the connections of one shard of a file (all of it when shards == 1).
 
@@ -259,15 +267,16 @@ def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int,
         report = lambda fraction: struct.pack_into("d", shared.buf, 0, fraction)  # noqa: E731
     try:
         with _without_cycle_collector():
-            return _analyze_shard_body(path, options, shard, shards, report)
+            return _analyze_shard_body(path, options, shard, shards, max_inflated_bytes, report)
     finally:
         if shared is not None:
             shared.close()
 
 
-def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: int,
+def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
                         report: Callable[[float], None] | None = None) -> _ShardResult:
     info = CaptureInfo(path=path)
+    capture = capture_name(path)  # the name in the tables
     result = _ShardResult(tables={}, first_packet=[], info=info)
     rows = _RowBuffer()
     # This worker's share of the capture gets the whole budget: under it, results
@@ -277,7 +286,7 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
     counts_everything = shard == 0
     last_ts = 0
     index = -1
-    for index, (ts_ns, link_type, wire_len, data) in enumerate(read_packets(path, info)):
+    for index, (ts_ns, link_type, wire_len, data) in enumerate(read_packets(path, info, max_inflated_bytes=max_inflated_bytes)):
         if counts_everything:
             result.packets += 1
             result.wire_bytes += wire_len
@@ -309,7 +318,7 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
             # The side with the higher (ephemeral) port is the likelier client.
             hint = 0 if packet.src_port > packet.dst_port else 1
             connection = TcpConnection(len(result.first_packet), options, client_hint=hint, capture_budget=decompression)
-            account = ConnectionAccount(len(result.first_packet), path, connection, (src, dst))
+            account = ConnectionAccount(len(result.first_packet), capture, connection, (src, dst))
             result.first_packet.append(index)
             open_connections[key] = account
         account.add_packet(packet, 0 if src == account.endpoints[0] else 1)

@@ -9,6 +9,7 @@ WebSocket costs of the same work can be put side by side.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,14 @@ import pandas as pd
 
 from inspector.capture.sidecar import SIDECAR_FORMAT, sidecar_path
 
+# A sidecar bigger than this is not read: a feed recording of 100,000 updates over three
+# variants writes about 40 MB.  Its JSON is parsed whole, so this also bounds the memory.
+MAX_SIDECAR_BYTES = 64 * 1024 * 1024
+PORT_RANGE = range(0, 65536)
+
+
+class SidecarError(ValueError):
+    """What is wrong with a sidecar, in words; the analysis goes on without it."""
 
 
 @dataclass(frozen=True)
@@ -27,39 +36,127 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class StalenessEntry:
+    variant: str
+    seq: int
+    published_ts: float
+    received_ts: float
+
+
+@dataclass(frozen=True)
 class Recording:
     scenario: str
     variants: tuple[Variant, ...]
-    staleness: list[dict] = field(default_factory=list)
+    staleness: list[StalenessEntry] = field(default_factory=list)
 
 
 def load_recording(capture: str | Path, warnings: list[str]) -> Recording | None:
-    """The sidecar of `capture`, or None; a broken sidecar is a warning, not an error."""
+    """The sidecar of `capture`, or None; a broken sidecar is a warning, not an error.
+
+    Every field is checked for its type and range (ports are whole numbers 0 to 65535),
+    since a sidecar is a file anyone can write next to a capture: variants that are wrong
+    drop the sidecar, staleness entries that are wrong drop themselves, with a warning."""
     path = sidecar_path(capture)
     if not path.is_file():
         return None
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = _read_json(path)
+        if not isinstance(document, dict) or document.get("format") != SIDECAR_FORMAT:
+            return None  # some other JSON file that happens to share the name
+        scenario = _text(document.get("scenario", ""), "scenario")
+        variants = tuple(_variant(entry, number) for number, entry in enumerate(_list(document, "variants"), 1))
+        entries = _list(document, "staleness")
+    except SidecarError as exc:
         warnings.append(f"{path}: recording sidecar ignored: {exc}")
         return None
-    if not isinstance(document, dict) or document.get("format") != SIDECAR_FORMAT:
-        return None  # some other JSON file that happens to share the name
+    staleness, problems = [], []
+    for number, entry in enumerate(entries, 1):
+        try:
+            staleness.append(_staleness_entry(entry, number))
+        except SidecarError as exc:
+            problems.append(str(exc))
+    if problems:
+        warnings.append(f"{path}: {len(problems)} of {len(entries)} staleness entries ignored (the first: {problems[0]})")
+    return Recording(scenario=scenario, variants=variants, staleness=staleness)
+
+
+def _read_json(path: Path):
     try:
-        variants = tuple(
-            Variant(
-                name=str(v["name"]),
-                protocol=str(v.get("protocol", "")),
-                server_port=int(v["server_port"]) if v.get("server_port") is not None else None,
-                client_ports=frozenset(int(p) for p in v.get("client_ports", [])),
-            )
-            for v in document.get("variants", [])
-        )
-        staleness = [dict(s) for s in document.get("staleness", [])]
-    except (KeyError, TypeError, ValueError) as exc:
-        warnings.append(f"{path}: recording sidecar ignored: malformed variants ({exc})")
-        return None
-    return Recording(scenario=str(document.get("scenario", "")), variants=variants, staleness=staleness)
+        with path.open("rb") as sidecar:
+            data = sidecar.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise SidecarError(f"cannot read it: {exc.strerror}") from None
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise SidecarError(f"larger than {MAX_SIDECAR_BYTES:,} bytes")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SidecarError("not UTF-8 text") from None
+    except RecursionError:  # the json module parses nested arrays and objects recursively
+        raise SidecarError("JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers over Python's 4300 digits
+        raise SidecarError(f"not JSON ({exc})") from None
+
+
+def _variant(entry, number: int) -> Variant:
+    if not isinstance(entry, dict):
+        raise SidecarError(f"variant {number} is {_shown(entry)}, not an object")
+    where = f"variant {number}"
+    server_port = entry.get("server_port")
+    return Variant(
+        name=_text(entry.get("name"), f"{where} name"),
+        protocol=_text(entry.get("protocol", ""), f"{where} protocol"),
+        server_port=None if server_port is None else _port(server_port, f"{where} server_port"),
+        client_ports=frozenset(_port(port, f"{where} client port") for port in _list(entry, "client_ports", where)),
+    )
+
+
+def _staleness_entry(entry, number: int) -> StalenessEntry:
+    if not isinstance(entry, dict):
+        raise SidecarError(f"entry {number} is {_shown(entry)}, not an object")
+    where = f"entry {number}"
+    seq = entry.get("seq")
+    if type(seq) is not int:
+        raise SidecarError(f"{where} seq {_shown(seq)} is not a whole number")
+    return StalenessEntry(variant=_text(entry.get("variant"), f"{where} variant"), seq=seq,
+                          published_ts=_time(entry.get("published_ts"), f"{where} published_ts"),
+                          received_ts=_time(entry.get("received_ts"), f"{where} received_ts"))
+
+
+def _list(document: dict, key: str, where: str = "") -> list:
+    value = document.get(key, [])
+    if not isinstance(value, list):
+        raise SidecarError(f"{where + ' ' if where else ''}{key} is {_shown(value)}, not a list")
+    return value
+
+
+def _text(value, what: str) -> str:
+    if not isinstance(value, str):
+        raise SidecarError(f"{what} {_shown(value)} is not text")
+    return value
+
+
+def _port(value, what: str) -> int:
+    # type() is int: not a bool, not 8080.0, not the float inf that JSON's 1e999 gives
+    if type(value) is not int or value not in PORT_RANGE:
+        raise SidecarError(f"{what} {_shown(value)} is not a port number (a whole number 0 to 65535)")
+    return value
+
+
+def _time(value, what: str) -> float:
+    if type(value) in (int, float):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            seconds = math.inf
+        if math.isfinite(seconds):
+            return seconds
+    raise SidecarError(f"{what} {_shown(value)} is not a finite number of seconds")
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def label_variants(connections: pd.DataFrame, recording: Recording) -> pd.Series:
@@ -71,11 +168,5 @@ def label_variants(connections: pd.DataFrame, recording: Recording) -> pd.Series
 
 
 def staleness_rows(recording: Recording, capture: str) -> list[dict]:
-    rows = []
-    for entry in recording.staleness:
-        try:
-            published, received = float(entry["published_ts"]), float(entry["received_ts"])
-            rows.append({"capture": capture, "variant": str(entry["variant"]), "seq": int(entry["seq"]), "published_ts": published, "received_ts": received, "staleness_s": received - published})
-        except (KeyError, TypeError, ValueError):
-            continue
-    return rows
+    return [{"capture": capture, "variant": e.variant, "seq": e.seq, "published_ts": e.published_ts, "received_ts": e.received_ts,
+             "staleness_s": e.received_ts - e.published_ts} for e in recording.staleness]

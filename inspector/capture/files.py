@@ -7,30 +7,46 @@ on the wire (tshark's ``frame.len``) and `data` the captured bytes, possibly
 shorter.  Timestamps are integer nanoseconds since the epoch, whatever the
 file's resolution, so nanosecond files lose nothing.
 
-Uncompressed files are memory-mapped; gzip files are inflated to an anonymous
-temporary file first so that memory stays flat either way.
+Uncompressed regular files are memory-mapped.  What cannot be mapped as it is
+(a gzip file, a pipe, a device) is copied block by block into an anonymous
+temporary file first, inflating gzip on the way, so that memory stays flat
+either way; that copy is capped (`DEFAULT_MAX_INFLATED_BYTES`, raised by the
+`max_inflated_bytes` argument) so that a gzip bomb or an endless device cannot
+fill the disk, and data that does not start like a capture is refused after
+its first bytes.
 """
 
 from __future__ import annotations
 
-import gzip
+import errno
 import mmap
 import os
-import shutil
 import stat
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from inspector.errors import CaptureError
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
+PCAP_MAGICS = (PCAP_MAGIC_US, PCAP_MAGIC_NS)
 PCAPNG_SHB = 0x0A0D0D0A
 PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
 GZIP_MAGIC = b"\x1f\x8b"
+MAGIC_BYTES = 4
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip header and checks the CRC and size trailer
+
+# The most capture data copied into a temporary file: inflated from gzip, or read from a pipe
+# or a device.  A gzip bomb (3 MB of zeros after a pcap header inflate to 3 GiB) or /dev/urandom
+# stops here with a CaptureLimitError instead of filling the disk; a real capture that big
+# needs a bigger cap (`inspector analyze --max-inflated BYTES`).  Regular uncompressed files
+# are mapped, never copied, and have no such cap.
+DEFAULT_MAX_INFLATED_BYTES = 1 << 30
+COPY_BLOCK_BYTES = 1 << 20  # read and inflate in blocks of this size: memory stays flat
 
 # pcapng block types (draft-ietf-opsawg-pcapng section 4).
 BLOCK_IDB = 0x00000001
@@ -39,10 +55,34 @@ BLOCK_SPB = 0x00000003
 BLOCK_EPB = 0x00000006
 OPTION_IF_TSRESOL = 9
 OPTION_IF_TSOFFSET = 14
+BLOCK_NAMES = {
+    PCAPNG_SHB: "section header block",
+    BLOCK_IDB: "interface description block",
+    BLOCK_OBSOLETE_PACKET: "obsolete packet block",
+    BLOCK_SPB: "simple packet block",
+    BLOCK_EPB: "enhanced packet block",
+}
+# Bytes of fixed fields each block's body holds before any packet data or options (draft-ietf-
+# opsawg-pcapng 4.1-4.4, appendix A for the obsolete block); a shorter block is corrupt, as
+# Wireshark says too.  SHB: byte-order magic, versions, section length; IDB: link type,
+# reserved, snaplen; EPB/OPB: interface, timestamp (and OPB drops), captured and original
+# lengths; SPB: original length.
+BLOCK_MIN_BODY_BYTES = {PCAPNG_SHB: 16, BLOCK_IDB: 8, BLOCK_OBSOLETE_PACKET: 20, BLOCK_SPB: 4, BLOCK_EPB: 20}
 
 PacketRecord = tuple[int, int, int, bytes]
 # How often a reader notes how far into the file it is (CaptureInfo.position), in records.
 POSITION_EVERY_RECORDS = 4096
+
+
+class CaptureLimitError(CaptureError):
+    """The copy of a gzip file's inflated data, or of a pipe's or device's data, went over its cap."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def __reduce__(self):  # raised in a worker process, it is pickled back to the parent
+        return type(self), (str(self), self.limit)
 
 
 @dataclass
@@ -59,104 +99,244 @@ class CaptureInfo:
     position: int = 0  # bytes read so far: updated every POSITION_EVERY_RECORDS records, and at the end
 
 
-def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None) -> Iterator[PacketRecord]:
+def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None, *,
+                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> Iterator[PacketRecord]:
     """Yield packet records from a pcap, pcapng or gzip-compressed capture.
 
     The format is sniffed from the magic number, never the file name.  A file
-    cut short yields the complete records and notes a warning in `info`.
+    cut short (gzip data too) yields the complete records and notes a warning
+    in `info`.  max_inflated_bytes caps the capture data copied to a temporary
+    file (gzip inflated, or a pipe's or device's contents): CaptureLimitError
+    beyond it.
     """
     info = info if info is not None else CaptureInfo(path=str(path))
-    with _open_mapped(path) as buf:
+    with _CaptureBytes(path, max_inflated_bytes) as source:
+        buf = source.buffer
         info.size = len(buf)
-        if len(buf) < 4:
+        if len(buf) < MAGIC_BYTES:
             raise CaptureError(f"{path}: not a capture file (only {len(buf)} bytes)")
-        magic_le = struct.unpack_from("<I", buf, 0)[0]
-        if magic_le == PCAPNG_SHB:
+        capture_format = _format_of(bytes(buf[:MAGIC_BYTES]))
+        if capture_format == "pcapng":
             info.format = "pcapng"
             yield from _read_pcapng(buf, path, info)
-        elif magic_le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or struct.unpack_from(">I", buf, 0)[0] in (
-            PCAP_MAGIC_US,
-            PCAP_MAGIC_NS,
-        ):
+        elif capture_format == "pcap":
             info.format = "pcap"
             yield from _read_pcap(buf, path, info)
         else:
-            raise CaptureError(f"{path}: not a pcap or pcapng capture (magic {bytes(buf[:4]).hex()})")
+            raise _not_a_capture(path, buf)
+        if source.gzip_cut_short:
+            _note_truncated(info, path, info.records)
+        if source.gzip_trailing_garbage:
+            info.warnings.append(f"{path}: bytes after the end of the gzip data are not gzip; ignored, as gzip -d does")
 
 
-class _open_mapped:
-    """Context manager giving the (decompressed) file contents as a buffer."""
+def capture_name(path: str | os.PathLike) -> str:
+    """`path` as text a table can hold: the bytes of a file name that are not UTF-8 (which
+    Python keeps as lone surrogates, and Arrow strings refuse) written as \\xff escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
-    def __init__(self, path: str | os.PathLike) -> None:
+
+def is_regular_file(path: str | os.PathLike) -> bool:
+    """A regular file can be read again (by several workers); a pipe or a device only once."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _format_of(head: bytes) -> str | None:
+    if len(head) < MAGIC_BYTES:
+        return None
+    little, big = struct.unpack_from("<I", head)[0], struct.unpack_from(">I", head)[0]
+    if little == PCAPNG_SHB:  # the same either way round
+        return "pcapng"
+    if little in PCAP_MAGICS or big in PCAP_MAGICS:
+        return "pcap"
+    return None
+
+
+def _not_a_capture(path, head) -> CaptureError:
+    return CaptureError(f"{path}: not a pcap or pcapng capture (magic {bytes(head[:MAGIC_BYTES]).hex()})")
+
+
+class _CaptureBytes:
+    """Context manager giving a capture's bytes (inflated) as one buffer: `.buffer`.
+
+    A regular uncompressed file is memory-mapped as it is.  Anything else (gzip, a pipe, a
+    device, a file that cannot be mapped) is read in blocks, inflated when it is gzip, checked
+    to start like a capture, and copied into a temporary file of at most `limit` bytes, which
+    is then mapped.  `.gzip_cut_short` tells whether the gzip data ended inside a member,
+    `.gzip_trailing_garbage` whether something that is not gzip followed it."""
+
+    def __init__(self, path: str | os.PathLike, limit: int) -> None:
         self.path = path
-        self._files: list = []
-        self._map: mmap.mmap | bytes | None = None
+        self.limit = limit
+        self.buffer: mmap.mmap | bytes = b""
+        self.gzip_cut_short = False
+        self.gzip_trailing_garbage = False
+        self._stack = ExitStack()
 
-    def __enter__(self):
+    def __enter__(self) -> _CaptureBytes:
+        with self._stack:
+            raw = self._stack.enter_context(self._open())
+            head = self._read(raw, MAGIC_BYTES)
+            compressed = head.startswith(GZIP_MAGIC)
+            mapped = None
+            if not compressed and stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+                mapped = _map(raw)
+                raw.seek(len(head))  # copied from there if it could not be mapped
+            if mapped is None:
+                blocks = self._blocks(raw, head)
+                inflater = _GzipInflater(self.path) if compressed else None
+                if inflater is not None:
+                    blocks = inflater.inflate(blocks)
+                mapped = _map(self._copy(_starting_like_a_capture(blocks, self.path), compressed)) or b""
+                if inflater is not None:
+                    self.gzip_cut_short, self.gzip_trailing_garbage = inflater.cut_short, inflater.trailing_garbage
+            if isinstance(mapped, mmap.mmap):
+                self._stack.callback(mapped.close)
+            self.buffer = mapped
+            self._stack = self._stack.pop_all()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def _open(self):
         try:
-            raw = open(self.path, "rb")
+            return open(self.path, "rb")
         except FileNotFoundError:
             raise CaptureError(f"{self.path}: no such file") from None
         except IsADirectoryError:
             raise CaptureError(f"{self.path}: is a directory, not a capture file") from None
         except OSError as exc:
             raise CaptureError(f"{self.path}: cannot open: {exc.strerror}") from None
-        self._files.append(raw)
-        if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
-            # A pipe or device: no mmap, no seek; spool it first.
-            raw = self._spool(raw, raw.read())
-        source = raw
-        if raw.read(2) == GZIP_MAGIC:
-            raw.seek(0)
-            source = self._inflate_to_tempfile(raw)
-        try:
-            self._map = self._map_file(source)
-        except (OSError, ValueError):
-            # Files that cannot be mapped (some /proc files): read them instead.
-            source.seek(0)
-            self._map = self._map_file(self._spool(source, source.read()))
-        return self._map
 
-    def _spool(self, raw, data: bytes):
-        spool = tempfile.TemporaryFile()
-        self._files.append(spool)
-        spool.write(data)
-        spool.seek(0)
-        return spool
-
-    def _inflate_to_tempfile(self, raw):
-        spool = tempfile.TemporaryFile()
-        self._files.append(spool)
+    def _read(self, raw, size: int) -> bytes:
         try:
-            with gzip.GzipFile(fileobj=raw) as inflated:
-                shutil.copyfileobj(inflated, spool, 1 << 20)
-        except (OSError, EOFError, zlib.error) as exc:
-            # A cut-short gzip file still gives what was inflated so far.
-            if not isinstance(exc, EOFError):
-                raise CaptureError(f"{self.path}: corrupt gzip data: {exc}") from None
-        spool.flush()
-        return spool
+            return raw.read(size)
+        except OSError as exc:
+            raise CaptureError(f"{self.path}: cannot read: {exc.strerror}") from None
+
+    def _blocks(self, raw, head: bytes) -> Iterator[bytes]:
+        """`head`, then the rest of `raw` in blocks (a pipe or a device is read this once)."""
+        yield head
+        while block := self._read(raw, COPY_BLOCK_BYTES):
+            yield block
+
+    def _copy(self, blocks: Iterable[bytes], compressed: bool):
+        """A temporary file holding `blocks`, at most `self.limit` bytes of them."""
+        try:
+            copy = self._stack.enter_context(tempfile.TemporaryFile())
+        except OSError as exc:
+            raise CaptureError(f"{self.path}: cannot create a temporary file in {tempfile.gettempdir()}: {exc.strerror}") from None
+        written = 0
+        try:
+            for block in blocks:
+                written += len(block)
+                if written > self.limit:
+                    raise self._over_limit(compressed)
+                copy.write(block)
+            copy.flush()
+        except OSError as exc:
+            raise self._write_error(exc, written) from None
+        return copy
+
+    def _over_limit(self, compressed: bool) -> CaptureLimitError:
+        limit = f"{self.limit:,} bytes"
+        if compressed:
+            return CaptureLimitError(f"{self.path}: gzip data inflating to more than {limit}, the cap on inflated capture data "
+                                     f"(a guard against gzip bombs); raise it with --max-inflated BYTES if the capture really is that big",
+                                     self.limit)
+        return CaptureLimitError(f"{self.path}: a pipe or device giving more than {limit}, the cap on capture data copied to a "
+                                 f"temporary file; raise it with --max-inflated BYTES, or analyse a regular file", self.limit)
+
+    def _write_error(self, exc: OSError, written: int) -> CaptureError:
+        folder = tempfile.gettempdir()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return CaptureError(f"{self.path}: no space left in the temporary folder {folder} after {written:,} bytes of capture "
+                                f"data; free some space there or set TMPDIR to a folder with more")
+        return CaptureError(f"{self.path}: cannot write the temporary copy in {folder}: {exc.strerror}")
+
+
+class _GzipInflater:
+    """Inflates gzip members one after another, as gzip -d does, in bounded blocks.
+
+    Unlike GzipFile, data cut short inside a member still gives everything inflated up
+    to the cut (`cut_short` says so), as a capture file cut short does; bytes after the
+    last member that are not gzip are ignored (`trailing_garbage`), as gzip -d does."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+        self.cut_short = False
+        self.trailing_garbage = False
+
+    def inflate(self, blocks: Iterable[bytes]) -> Iterator[bytes]:
+        member, members = None, 0
+        for data in blocks:
+            while data:
+                if member is None:
+                    data = data.lstrip(b"\0")  # zero padding between members, which gzip -d allows
+                    if not data:
+                        break
+                    member, members = zlib.decompressobj(GZIP_WBITS), members + 1
+                try:
+                    # At most a block out per call: the rest waits in unconsumed_tail.
+                    out = member.decompress(data, COPY_BLOCK_BYTES)
+                except zlib.error as exc:
+                    if members > 1 and self._is_not_gzip(data):  # not a second member: what follows the gzip data
+                        self.trailing_garbage = True
+                        return
+                    raise CaptureError(f"{self.path}: corrupt gzip data ({str(exc).rpartition(': ')[2]})") from None
+                if out:
+                    yield out
+                if member.eof:
+                    data, member = member.unused_data, None  # the next member, if any
+                else:
+                    data = member.unconsumed_tail
+        if member is not None:
+            self.cut_short = True
+            if rest := member.flush():
+                yield rest
 
     @staticmethod
-    def _map_file(fileobj):
+    def _is_not_gzip(data: bytes) -> bool:
+        return not GZIP_MAGIC.startswith(data[:2])
+
+
+def _starting_like_a_capture(blocks: Iterable[bytes], path) -> Iterator[bytes]:
+    """`blocks`, refused as soon as their first bytes show they are no capture (/dev/zero
+    is refused after 4 bytes, not after the cap).  Fewer bytes than a magic number are
+    passed on for the reader to name."""
+    head = b""
+    blocks = iter(blocks)
+    for block in blocks:
+        head += block
+        if len(head) >= MAGIC_BYTES:
+            break
+    if len(head) >= MAGIC_BYTES and _format_of(head) is None:
+        raise _not_a_capture(path, head)
+    if head:
+        yield head
+    yield from blocks
+
+
+def _map(fileobj) -> mmap.mmap | bytes | None:
+    """The whole file as a read-only memory map (b"" when empty), or None if it cannot be mapped."""
+    try:
         fileobj.seek(0, os.SEEK_END)
         if fileobj.tell() == 0:
             return b""
-        fileobj.seek(0)
         return mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ)
-
-    def __exit__(self, *exc) -> None:
-        if isinstance(self._map, mmap.mmap):
-            self._map.close()
-        for f in self._files:
-            f.close()
+    except (OSError, ValueError):
+        return None  # some /proc files: copied instead
 
 
 def _read_pcap(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
     size = len(buf)
     if size < 24:
         raise CaptureError(f"{path}: pcap file header cut short ({size} of 24 bytes)")
-    endian = "<" if struct.unpack_from("<I", buf, 0)[0] in (PCAP_MAGIC_US, PCAP_MAGIC_NS) else ">"
+    endian = "<" if struct.unpack_from("<I", buf, 0)[0] in PCAP_MAGICS else ">"
     magic = struct.unpack_from(endian + "I", buf, 0)[0]
     frac_scale = 1000 if magic == PCAP_MAGIC_US else 1
     # The upper bits of the link type field carry FCS information (pcap spec 8.2).
@@ -185,6 +365,8 @@ def _read_pcap(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
 
 
 def _note_truncated(info: CaptureInfo, path, count: int) -> None:
+    if info.truncated:
+        return  # once per file: gzip data cut short inside a record is one cut
     info.truncated = True
     info.warnings.append(f"{path}: capture is cut short after {count} complete packets; analysed up to the cut")
 
@@ -219,24 +401,31 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
             break
         body = pos + 8
         end = pos + block_len - 4
+        if block_len - 12 < BLOCK_MIN_BODY_BYTES.get(block_type, 0) or struct.unpack_from(endian + "I", buf, end)[0] != block_len:
+            raise _corrupt_block(buf, pos, block_type, block_len, endian, path)
         if block_type == BLOCK_IDB:
-            interfaces.append(_parse_idb(buf, body, end, endian, path, info))
+            interfaces.append(_parse_idb(buf, body, end, endian, path, info, pos))
         elif block_type == BLOCK_EPB:
             iface_id, ts_hi, ts_lo, caplen, wire_len = struct.unpack_from(endian + "IIIII", buf, body)
             iface = _interface(interfaces, iface_id, path, pos)
-            data = buf[body + 20 : min(body + 20 + caplen, end)]
+            if body + 20 + caplen > end:
+                raise _longer_than_block(block_type, pos, caplen, end - body - 20, path)
+            data = buf[body + 20 : body + 20 + caplen]
             count += 1
             yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo), iface.link_type, wire_len, data
         elif block_type == BLOCK_SPB:
             iface = _interface(interfaces, 0, path, pos)
             wire_len = struct.unpack_from(endian + "I", buf, body)[0]
+            # No captured length: the block holds min(original length, snaplen) bytes, then padding.
             data = buf[body + 4 : min(body + 4 + wire_len, end)]
             count += 1
             yield 0, iface.link_type, wire_len, data
         elif block_type == BLOCK_OBSOLETE_PACKET:
             iface_id, _drops, ts_hi, ts_lo, caplen, wire_len = struct.unpack_from(endian + "HHIIII", buf, body)
             iface = _interface(interfaces, iface_id, path, pos)
-            data = buf[body + 20 : min(body + 20 + caplen, end)]
+            if body + 20 + caplen > end:
+                raise _longer_than_block(block_type, pos, caplen, end - body - 20, path)
+            data = buf[body + 20 : body + 20 + caplen]
             count += 1
             yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo), iface.link_type, wire_len, data
         pos += block_len
@@ -247,6 +436,20 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
             _note_truncated(info, path, count)
     info.records += count
     info.position = size
+
+
+def _corrupt_block(buf, pos: int, block_type: int, block_len: int, endian: str, path) -> CaptureError:
+    """What is wrong with a complete block: too short for its fixed fields, or not ending with its length again."""
+    needed = BLOCK_MIN_BODY_BYTES.get(block_type, 0)
+    if block_len - 12 < needed:
+        return CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} is {block_len} bytes long, "
+                            f"too short for its fixed fields ({12 + needed} bytes at least)")
+    trailer = struct.unpack_from(endian + "I", buf, pos + block_len - 4)[0]
+    return CaptureError(f"{path}: corrupt pcapng: block lengths at offset {pos} disagree ({block_len} at its start, {trailer} at its end)")
+
+
+def _longer_than_block(block_type: int, pos: int, caplen: int, room: int, path) -> CaptureError:
+    return CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} claims {caplen} captured bytes but holds {room}")
 
 
 def _interface(interfaces: list[_Interface], iface_id: int, path, pos: int) -> _Interface:
@@ -261,7 +464,7 @@ def _pcapng_ts(iface: _Interface, units: int) -> int:
     return (seconds + iface.ts_offset_s) * 1_000_000_000 + rest * 1_000_000_000 // units_per_s
 
 
-def _parse_idb(buf, body: int, end: int, endian: str, path, info: CaptureInfo) -> _Interface:
+def _parse_idb(buf, body: int, end: int, endian: str, path, info: CaptureInfo, pos: int) -> _Interface:
     link_type = struct.unpack_from(endian + "H", buf, body)[0]
     info.link_types.add(link_type)
     iface = _Interface(link_type=link_type)
@@ -270,6 +473,9 @@ def _parse_idb(buf, body: int, end: int, endian: str, path, info: CaptureInfo) -
         code, length = struct.unpack_from(endian + "HH", buf, opt)
         if code == 0:
             break
+        if opt + 4 + length > end:
+            raise CaptureError(f"{path}: corrupt pcapng: option {code} of the {BLOCK_NAMES[BLOCK_IDB]} at offset {pos} "
+                               f"runs past the end of the block")
         value = buf[opt + 4 : opt + 4 + length]
         if code == OPTION_IF_TSRESOL and length >= 1:
             resolution = value[0]
