@@ -12,22 +12,20 @@ import logging
 import os
 
 from inspector.analysis.pipeline import Analysis, analyze_captures
+from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureLimitError
 from inspector.errors import InspectorError
 
-# A gzip-compressed upload (or Live file) may inflate to at most this many bytes: a 3 MB gzip
-# bomb inflating to 3 GiB would otherwise keep the analysis worker busy for minutes.
-UPLOAD_MAX_INFLATED_BYTES = 1 << 30
+# A gzip-compressed upload (or Live file) may inflate to at most this many bytes, the CLI's
+# cap: a 3 MB gzip bomb inflating to 3 GiB would otherwise keep the analysis worker busy for
+# minutes and fill the temporary folder.
+UPLOAD_MAX_INFLATED_BYTES = DEFAULT_MAX_INFLATED_BYTES
 
 log = logging.getLogger(__name__)
 
 
 def analyze_untrusted(paths: list[str | os.PathLike], progress=None) -> Analysis:
-    """analyze_captures for captures a browser user chose, with the upload limits.
-
-    The inflation cap is inspector.capture.files' (issue 8, item 10): once analyze_captures
-    takes `max_inflated_bytes`, this call passes max_inflated_bytes=UPLOAD_MAX_INFLATED_BYTES.
-    """
-    return analyze_captures(paths, progress=progress)
+    """analyze_captures for captures a browser user chose, with the upload limits."""
+    return analyze_captures(paths, progress=progress, max_inflated_bytes=UPLOAD_MAX_INFLATED_BYTES)
 
 
 def one_line(text: str) -> str:
@@ -40,7 +38,10 @@ def failure_line(exc: BaseException, path: str | os.PathLike, name: str) -> str:
     An InspectorError says what is wrong with the file; any other exception is a bug in the
     analysis that this input found, told as such, its traceback written to the server's log
     (call this while handling `exc`)."""
-    if isinstance(exc, InspectorError):
+    if isinstance(exc, CaptureLimitError):
+        # The CLI's message tells how to raise the cap with an option a browser user does not have.
+        text = f"{path}: inflates to more than {exc.limit:,} bytes, the dashboard's cap on a compressed capture's data"
+    elif isinstance(exc, InspectorError):
         text = str(exc)
     elif isinstance(exc, OSError):
         text = f"{path}: cannot read: {exc.strerror or exc}"

@@ -722,7 +722,11 @@ def test_hostile_payloads_survive_export(hostile, tmp_path: Path, fmt: str) -> N
     else:
         table = pd.read_parquet(file)
     texts = [t for t, o in zip(table["payload_text"], table["opcode"]) if int(o) == 1]
-    assert sorted(texts) == sorted([HOSTILE_TEXT, CSV_HOSTILE_TEXT] * 2)
+    # A spreadsheet would run a CSV cell starting with "=" as a formula: the CSV export
+    # writes it after an apostrophe (the text survives, the formula does not run).
+    csv_text = "'" + CSV_HOSTILE_TEXT if fmt == "csv" else CSV_HOSTILE_TEXT
+    assert CSV_HOSTILE_TEXT.startswith("=")
+    assert sorted(texts) == sorted([HOSTILE_TEXT, csv_text] * 2)
     hexes = [h for h, o in zip(table["payload_hex"], table["opcode"]) if int(o) == 2]
     assert [bytes.fromhex(h) for h in hexes] == [ALL_BYTES[:PREVIEW_HEX_BYTES]] * 2
 

@@ -14,17 +14,17 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import pytest
 
+from dashboard.analysing import UPLOAD_MAX_INFLATED_BYTES
 from dashboard.components import MAX_ROWS_PER_REQUEST
 from dashboard.uploads import MAX_UPLOAD_BYTES
 from tests.conftest import BUNDLED
 from tests.dashboard.served import DashboardProcess
+from tests.factories import gzip_bomb
 
 SECRET = "ZZSECRET"  # in the name of the folders the captures are served from: never in an answer
 PAGES = ("/", "/compare", "/connections", "/frames", "/findings", "/upload", "/live")
@@ -260,15 +260,6 @@ def test_no_answer_names_a_server_path(server, folders):
 # --- uploads while a gzip bomb is analysed; SIGTERM and Ctrl-C -----------------------------
 
 
-def gzip_bomb(inflated: int) -> bytes:
-    """A gzip file of a pcap header and `inflated` zero bytes (records of 0 bytes, read one by one)."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
-    parts = [compressor.compress(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))]
-    zeros = b"\0" * (4 * MiB)
-    parts += [compressor.compress(zeros) for _ in range(inflated // len(zeros))]
-    return b"".join(parts) + compressor.flush()
-
-
 def upload_folders(tmpdir: Path) -> list[Path]:
     return [p for p in tmpdir.iterdir() if p.name.startswith("inspector-uploads-")]
 
@@ -280,7 +271,9 @@ def test_a_gzip_bomb_keeps_only_the_worker_busy_and_sigterm_cleans_up(tmp_path):
     served = DashboardProcess([BUNDLED / "chat.pcap"], tmp_path)
     try:
         served.wait_analysed()
-        status, bomb = upload(served, gzip_bomb(GiB), "bomb.pcap.gz")
+        # just under the inflation cap: minutes of zero-length records for the worker
+        gzip_bomb(tmp_path / "bomb.pcap.gz", UPLOAD_MAX_INFLATED_BYTES - 4 * MiB)
+        status, bomb = upload(served, (tmp_path / "bomb.pcap.gz").read_bytes(), "bomb.pcap.gz")
         assert status == 202
         wait_status(served, [bomb["job"]], lambda t: t.startswith("bomb.pcap.gz: analysing"))
         assert served.request("GET", "/connections")[0] == 200

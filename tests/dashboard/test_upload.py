@@ -110,6 +110,28 @@ def test_junk_bytes_give_the_inspector_error_as_one_line_and_leave_no_file(count
     assert list(store.upload_dir.iterdir()) == []  # refused files are not kept, nor their folders
 
 
+def test_a_gzip_bomb_stops_at_the_inflation_cap_and_leaves_no_file(monkeypatch, tmp_path):
+    """Uploads inflate under the dashboard's cap (the CLI's): over it, one line naming the cap,
+    never the CLI option a browser user does not have, and the file is gone."""
+    from dashboard import analysing
+    from tests.factories import gzip_bomb
+
+    monkeypatch.setattr(analysing, "UPLOAD_MAX_INFLATED_BYTES", 1 << 20)
+    bomb = tmp_path / "bomb.pcap.gz"
+    gzip_bomb(bomb, 8 << 20)
+    store = TableStore([])  # uploads through analyze_untrusted, as served
+    assert store.wait(30)
+    try:
+        job = upload(store, bomb.read_bytes(), "bomb.pcap.gz")
+        assert job.state == uploads.FAILED
+        assert job.line == ("Not added: bomb.pcap.gz: inflates to more than 1,048,576 bytes, "
+                            "the dashboard's cap on a compressed capture's data")
+        assert list(store.upload_dir.iterdir()) == []
+        assert upload(store, gzip.compress(CHAT.read_bytes()), "chat.pcap.gz").state == uploads.ADDED
+    finally:
+        store.close()
+
+
 def test_an_analysis_that_crashes_fails_its_upload_only(counted):
     store, _ = counted
 
