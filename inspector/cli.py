@@ -11,6 +11,7 @@ exit code 2.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import signal
 import sys
@@ -41,6 +42,17 @@ def byte_count(text: str) -> int:
     return value
 
 
+def seconds_or_rate(text: str) -> float:
+    """`--duration`, `--rate`, `--poll-interval`: a finite number above 0 (float() also takes nan and inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, not {text!r}")
+    return value
+
+
 def job_count(text: str) -> int:
     try:
         value = int(text)
@@ -53,6 +65,7 @@ def job_count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES  # standard library only: cheap
+    from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE, DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION
 
     parser = _Parser(prog="inspector", description="See what REST and WebSocket traffic costs on the wire.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,11 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--max-inflated", type=byte_count, default=DEFAULT_MAX_INFLATED_BYTES, metavar="BYTES",
                          help=f"cap on a capture's data inflated from gzip, or read from a pipe or device, into a temporary file "
                               f"(default {DEFAULT_MAX_INFLATED_BYTES >> 30}G): a guard against gzip bombs and endless devices")
+    analyze.add_argument("--max-decompressed", type=byte_count, default=DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE, metavar="BYTES",
+                         help=f"total HTTP bodies and WebSocket messages decompressed per capture (default "
+                              f"{DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE >> 30}G); beyond it decompressed sizes are unknown")
+    analyze.add_argument("--max-decompressed-per-connection", type=byte_count, default=DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION,
+                         metavar="BYTES", help=f"the same per connection (default {DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION >> 20}M)")
     capture = commands.add_parser("capture", help="capture live traffic into a pcap or pcapng file (root or CAP_NET_RAW)")
     capture.add_argument("-i", "--interface", default="lo", metavar="IFACE", help="interface to capture on (default lo; 'any' for all)")
     capture.add_argument("--port", type=int, action="append", default=[], metavar="N", help="capture TCP port N (repeatable; ports are or-ed)")
     capture.add_argument("--filter", metavar="BPF", help="tcpdump filter expression, and-ed with the ports; applied in the kernel")
-    capture.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    capture.add_argument("--duration", type=seconds_or_rate, metavar="S", help="stop after S seconds")
     capture.add_argument("--count", type=int, metavar="N", help="stop after N packets")
     capture.add_argument("-o", "--output", required=True, metavar="FILE", help="capture file: pcapng for *.pcapng, pcap otherwise")
     capture.add_argument("--analyze", action="store_true", help="print the analysis summary of the capture when it stops")
@@ -78,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("-o", "--output", required=True, metavar="FILE", help="capture file (pcapng for *.pcapng, pcap otherwise); the JSON sidecar goes next to it, FILE with suffix .json")
     record.add_argument("--messages", type=int, metavar="N", help="messages (chat, bulk), updates (feed) or keepalive rounds (idle)")
     record.add_argument("--size", metavar="BYTES[,BYTES...]", help="payload size in bytes; several are cycled over the messages")
-    record.add_argument("--rate", type=float, metavar="PER_S", help="messages (or updates, or idle rounds) per second; chat and bulk default to as fast as replies come")
-    record.add_argument("--poll-interval", type=float, metavar="S", help="feed, idle: seconds between REST polls (and idle WebSocket pings); default 1/rate")
+    record.add_argument("--rate", type=seconds_or_rate, metavar="PER_S", help="messages (or updates, or idle rounds) per second; chat and bulk default to as fast as replies come")
+    record.add_argument("--poll-interval", type=seconds_or_rate, metavar="S", help="feed, idle: seconds between REST polls (and idle WebSocket pings); default 1/rate")
     record.add_argument("--variants", metavar="a,b,...", help="variants to run, in order (default: all the scenario has): rest-keepalive, rest-per-request, rest-polling, ws, ws-deflate")
     dashboard = commands.add_parser("dashboard", help="serve the dashboard over captures (default: the bundled captures/)")
     dashboard.add_argument("sources", nargs="*", metavar="CAPTURE or DIR", help="capture files, or directories of them (default: the bundled captures/)")
@@ -126,8 +144,9 @@ def _analyze(args) -> int:
     # A progress line only for a person watching: never in a pipe, a file or a log.
     progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     try:
-        analysis = analyze_captures(args.captures, ParserOptions(max_ws_message_bytes=args.max_ws_message), jobs=args.jobs,
-                                    progress=progress, max_inflated_bytes=args.max_inflated)
+        options = ParserOptions(max_ws_message_bytes=args.max_ws_message, max_decompressed_per_capture=args.max_decompressed,
+                                max_decompressed_per_connection=args.max_decompressed_per_connection)
+        analysis = analyze_captures(args.captures, options, jobs=args.jobs, progress=progress, max_inflated_bytes=args.max_inflated)
     finally:
         if progress is not None:
             progress.clear()

@@ -407,6 +407,22 @@ def test_bad_option_value_is_one_line(option: str, value: str) -> None:
     assert repr(value) in lines[0]
 
 
+@pytest.mark.parametrize("argv", [["capture", "-o", "x.pcap", "--duration", "nan"], ["capture", "-o", "x.pcap", "--duration", "0"],
+                                  ["record", "chat", "-o", "x.pcap", "--rate", "inf"],
+                                  ["record", "chat", "-o", "x.pcap", "--poll-interval", "-1"],
+                                  ["analyze", "x.pcap", "--max-decompressed", "0"],
+                                  ["analyze", "x.pcap", "--max-decompressed-per-connection", "-5"]])
+def test_bad_number_is_a_usage_error_before_anything_runs(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    """float() takes nan and inf: durations and rates must be finite and above 0."""
+    from inspector.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == EXIT_BAD_INPUT
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and argv[-2] in lines[0] and repr(argv[-1]) in lines[0], lines
+
+
 def test_byte_count_options_take_units(capsys: pytest.CaptureFixture) -> None:
     from inspector.cli import build_parser
 

@@ -337,3 +337,17 @@ def test_reverse_one_byte_segments_take_linear_work(tmp_path):
 
     small, large = work_for(1000), work_for(8000)
     assert large < 10 * small  # the held events were rescanned for each one: ~60x
+
+
+def test_decompression_budgets_are_command_line_options(tmp_path, capsys):
+    """`--max-decompressed` and `--max-decompressed-per-connection` set the budgets the summary
+    and the exported findings then show being met."""
+    from inspector.cli import main
+
+    path = write_capture(tmp_path / "gzip.pcap", gzip_exchanges(4, b"g" * 100_000))
+    for option, value, rule_count in (("--max-decompressed", "250K", 2), ("--max-decompressed-per-connection", "50K", 4)):
+        export = tmp_path / option.strip("-")
+        assert main(["analyze", str(path), option, value, "--export", str(export), "--format", "json"]) == 0
+        assert "http-decompression-budget" in capsys.readouterr().out
+        findings = pd.read_json(export / "findings.json")
+        assert (findings["rule"] == "http-decompression-budget").sum() == rule_count, (option, findings)
