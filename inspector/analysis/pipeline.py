@@ -35,7 +35,7 @@ from inspector.analysis.rows import ROW_TABLES, connection_rows, take_events
 from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import TABLE_NAMES, make_table
-from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureInfo, capture_name, is_regular_file, read_packets
+from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureBytes, CaptureInfo, capture_name, is_regular_file, open_capture, read_packets
 from inspector.decode import SUPPORTED_LINK_TYPES, TCP_ACK, TCP_SYN, decode_packet, shard_of, shard_of_ports
 from inspector.errors import CaptureError
 from inspector.parse.budget import DecompressionBudget
@@ -149,13 +149,26 @@ def _analyze_file(path: str, options: ParserOptions, jobs: int, report: Callable
     return shards
 
 
+# In a worker process: the capture's bytes, opened by the parent before it forked the worker.
+_inherited_source: CaptureBytes | None = None
+
+
+def _inherit_source(source: CaptureBytes) -> None:
+    """Worker initializer: with fork, its arguments are inherited, not pickled (a memory map cannot be)."""
+    global _inherited_source
+    _inherited_source = source
+
+
 def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
                              max_inflated_bytes: int) -> list[_ShardResult]:
     # Worker 0 reads every packet: it writes how far it is into a shared float the
     # parent reads while it waits (a callable cannot cross into a worker process).
     shared = SharedMemory(create=True, size=8) if report is not None else None
     try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
+        # Opened once, here: a gzip file is inflated once for every worker, not once by each.
+        with open_capture(path, max_inflated_bytes) as source, \
+                ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"),
+                                    initializer=_inherit_source, initargs=(source,)) as pool:
             futures = [pool.submit(_analyze_shard, path, options, shard, jobs, max_inflated_bytes, None,
                                    shared.name if shard == 0 and shared else None)
                        for shard in range(jobs)]
@@ -286,7 +299,8 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
     counts_everything = shard == 0
     last_ts = 0
     index = -1
-    for index, (ts_ns, link_type, wire_len, data) in enumerate(read_packets(path, info, max_inflated_bytes=max_inflated_bytes)):
+    for index, (ts_ns, link_type, wire_len, data) in enumerate(read_packets(path, info, max_inflated_bytes=max_inflated_bytes,
+                                                                                    source=_inherited_source)):
         if counts_everything:
             result.packets += 1
             result.wire_bytes += wire_len

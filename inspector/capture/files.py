@@ -100,17 +100,21 @@ class CaptureInfo:
 
 
 def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None, *,
-                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> Iterator[PacketRecord]:
+                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
+                 source: CaptureBytes | None = None) -> Iterator[PacketRecord]:
     """Yield packet records from a pcap, pcapng or gzip-compressed capture.
 
     The format is sniffed from the magic number, never the file name.  A file
     cut short (gzip data too) yields the complete records and notes a warning
     in `info`.  max_inflated_bytes caps the capture data copied to a temporary
     file (gzip inflated, or a pipe's or device's contents): CaptureLimitError
-    beyond it.
+    beyond it.  `source`: the bytes of `path`, already opened with
+    `open_capture` (so that several readers share one inflated copy).
     """
     info = info if info is not None else CaptureInfo(path=str(path))
-    with _CaptureBytes(path, max_inflated_bytes) as source:
+    with ExitStack() as stack:
+        if source is None:
+            source = stack.enter_context(open_capture(path, max_inflated_bytes))
         buf = source.buffer
         info.size = len(buf)
         if len(buf) < MAGIC_BYTES:
@@ -128,6 +132,12 @@ def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None, *,
             _note_truncated(info, path, info.records)
         if source.gzip_trailing_garbage:
             info.warnings.append(f"{path}: bytes after the end of the gzip data are not gzip; ignored, as gzip -d does")
+
+
+def open_capture(path: str | os.PathLike, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> CaptureBytes:
+    """A context manager giving the capture's bytes, inflated when gzip (`.buffer`): what
+    read_packets reads, opened once for several readers."""
+    return CaptureBytes(path, max_inflated_bytes)
 
 
 def capture_name(path: str | os.PathLike) -> str:
@@ -159,7 +169,7 @@ def _not_a_capture(path, head) -> CaptureError:
     return CaptureError(f"{path}: not a pcap or pcapng capture (magic {bytes(head[:MAGIC_BYTES]).hex()})")
 
 
-class _CaptureBytes:
+class CaptureBytes:
     """Context manager giving a capture's bytes (inflated) as one buffer: `.buffer`.
 
     A regular uncompressed file is memory-mapped as it is.  Anything else (gzip, a pipe, a
@@ -176,7 +186,7 @@ class _CaptureBytes:
         self.gzip_trailing_garbage = False
         self._stack = ExitStack()
 
-    def __enter__(self) -> _CaptureBytes:
+    def __enter__(self) -> CaptureBytes:
         with self._stack:
             raw = self._stack.enter_context(self._open())
             head = self._read(raw, MAGIC_BYTES)

@@ -68,3 +68,31 @@ def test_progress_is_reported_per_file_and_ends_at_one_with_and_without_workers(
         assert [f for p, f in seen if p == str(BUNDLED / "feed.pcap")][-1] == 1.0
         if jobs == 1:
             assert any(0.0 < f < 1.0 for f in mine), mine  # reported along the way, not only at the end
+
+
+def test_gzip_capture_is_inflated_once_for_all_workers(tmp_path, monkeypatch):
+    """The parent inflates a gzip capture once and its forked workers read that copy: not one
+    inflated copy (CPU and temporary disk up to the cap) per worker. Each opening of a capture's
+    bytes is logged to a file, which the workers' writes reach too."""
+    import gzip
+    import os
+
+    from inspector.capture import files
+
+    log = tmp_path / "opened"
+    enter = files.CaptureBytes.__enter__
+
+    def logged_enter(self):
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        return enter(self)
+
+    monkeypatch.setattr(files.CaptureBytes, "__enter__", logged_enter)
+    path = tmp_path / "chat.pcap.gz"
+    path.write_bytes(gzip.compress((BUNDLED / "chat.pcap").read_bytes()))
+    split = analyze_captures([path], jobs=3)
+    assert log.read_text().split() == [str(os.getpid())]
+    log.unlink()
+    single = analyze_captures([path], jobs=1)
+    for name, table in single.tables.items():
+        pd.testing.assert_frame_equal(table, split[name], obj=name)
