@@ -41,14 +41,20 @@ def expand_sources(sources: list[str | Path]) -> list[Path]:
 
 
 def content_key(path: Path) -> str:
+    """SHA-256 of the capture's bytes and of its sidecar's, read in blocks (either may be big)."""
     digest = hashlib.sha256()
+    _digest_file(digest, path)
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        digest.update(b"\0sidecar\0")
+        _digest_file(digest, sidecar)
+    return digest.hexdigest()
+
+
+def _digest_file(digest, path: Path) -> None:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    sidecar = sidecar_path(path)
-    if sidecar.is_file():
-        digest.update(b"\0sidecar\0" + sidecar.read_bytes())
-    return digest.hexdigest()
 
 
 def empty_tables() -> dict[str, pd.DataFrame]:
