@@ -56,6 +56,25 @@ def test_pcapng_big_endian_section(tmp_path):
     assert [(r[0], bytes(r[3])) for r in records] == [(5_000_000_000, FRAME)]
 
 
+def test_pcapng_timestamp_beyond_64_bit_nanoseconds_is_clamped_with_a_warning(tmp_path):
+    """if_tsresol 0 (units of a second) lets 64 timestamp bits mean 1e19 seconds: such a packet
+    is still read, its time clamped to what 64-bit nanoseconds hold, and the capture warns.
+    (It used to crash the analysis: OverflowError in the tables' int64 arrays.)"""
+    from inspector.analysis.pipeline import analyze_captures
+
+    path = tmp_path / "far.pcapng"
+    syn = bytes(Ether() / IP(src="127.0.0.1", dst="127.0.0.2") / TCP(sport=1234, dport=80, flags="S", seq=1))
+    synack = bytes(Ether() / IP(src="127.0.0.2", dst="127.0.0.1") / TCP(sport=80, dport=1234, flags="SA", seq=9, ack=2))
+    path.write_bytes(pcapng_file([(1, 0)], [(0, 1_700_000_000, syn), (0, 1 << 62, synack)]))
+    records, info = read_all(path)
+    assert [r[0] for r in records] == [1_700_000_000 * 10**9, (1 << 63) - 1]
+    assert info.clamped_timestamps == 1
+    (warning,) = info.warnings
+    assert "1 packets have timestamps outside the years 1678 to 2262" in warning
+    analysis = analyze_captures([path], jobs=1)
+    assert analysis["connections"]["packets"].tolist() == [2] and any("1678 to 2262" in w for w in analysis.warnings)
+
+
 def test_gzip_compressed_capture_is_sniffed_not_named(tmp_path):
     path = tmp_path / "looks-plain.pcap"
     path.write_bytes(gzip.compress(pcap_file([(TS, FRAME)])))

@@ -70,6 +70,8 @@ BLOCK_NAMES = {
 BLOCK_MIN_BODY_BYTES = {PCAPNG_SHB: 16, BLOCK_IDB: 8, BLOCK_OBSOLETE_PACKET: 20, BLOCK_SPB: 4, BLOCK_EPB: 20}
 
 PacketRecord = tuple[int, int, int, bytes]
+# Packet times are integer nanoseconds since 1970 in 64 bits (the tables' arrays hold them).
+MIN_TS_NS, MAX_TS_NS = -(1 << 63), (1 << 63) - 1
 # How often a reader notes how far into the file it is (CaptureInfo.position), in records.
 POSITION_EVERY_RECORDS = 4096
 
@@ -97,6 +99,7 @@ class CaptureInfo:
     warnings: list[str] = field(default_factory=list)
     size: int = 0  # bytes of capture data (after gzip inflation)
     position: int = 0  # bytes read so far: updated every POSITION_EVERY_RECORDS records, and at the end
+    clamped_timestamps: int = 0  # packets whose time did not fit 64-bit nanoseconds
 
 
 def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None, *,
@@ -130,6 +133,10 @@ def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None, *,
             raise _not_a_capture(path, buf)
         if source.gzip_cut_short:
             _note_truncated(info, path, info.records)
+        if info.clamped_timestamps:
+            info.warnings.append(f"{path}: {info.clamped_timestamps} packets have timestamps outside the years 1678 to 2262 "
+                                 "(what 64-bit nanoseconds since 1970 hold: a damaged timestamp or if_tsresol?); "
+                                 "clamped to that range")
         if source.gzip_trailing_garbage:
             info.warnings.append(f"{path}: bytes after the end of the gzip data are not gzip; ignored, as gzip -d does")
 
@@ -422,7 +429,7 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
                 raise _longer_than_block(block_type, pos, caplen, end - body - 20, path)
             data = buf[body + 20 : body + 20 + caplen]
             count += 1
-            yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo), iface.link_type, wire_len, data
+            yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo, info), iface.link_type, wire_len, data
         elif block_type == BLOCK_SPB:
             iface = _interface(interfaces, 0, path, pos)
             wire_len = struct.unpack_from(endian + "I", buf, body)[0]
@@ -437,7 +444,7 @@ def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
                 raise _longer_than_block(block_type, pos, caplen, end - body - 20, path)
             data = buf[body + 20 : body + 20 + caplen]
             count += 1
-            yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo), iface.link_type, wire_len, data
+            yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo, info), iface.link_type, wire_len, data
         pos += block_len
         if not count % POSITION_EVERY_RECORDS:
             info.position = pos
@@ -468,10 +475,16 @@ def _interface(interfaces: list[_Interface], iface_id: int, path, pos: int) -> _
     return interfaces[iface_id]
 
 
-def _pcapng_ts(iface: _Interface, units: int) -> int:
+def _pcapng_ts(iface: _Interface, units: int, info: CaptureInfo) -> int:
     units_per_s = iface.ts_units_per_second
     seconds, rest = divmod(units, units_per_s)
-    return (seconds + iface.ts_offset_s) * 1_000_000_000 + rest * 1_000_000_000 // units_per_s
+    ts_ns = (seconds + iface.ts_offset_s) * 1_000_000_000 + rest * 1_000_000_000 // units_per_s
+    if MIN_TS_NS <= ts_ns <= MAX_TS_NS:
+        return ts_ns
+    # 64 timestamp bits in units of a second (if_tsresol 0) or offset by if_tsoffset reach
+    # far beyond what the tables' 64-bit nanoseconds hold: counted, warned about, clamped.
+    info.clamped_timestamps += 1
+    return min(max(ts_ns, MIN_TS_NS), MAX_TS_NS)
 
 
 def _parse_idb(buf, body: int, end: int, endian: str, path, info: CaptureInfo, pos: int) -> _Interface:
