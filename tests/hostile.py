@@ -162,7 +162,7 @@ def _rest_connection(index: int, request: bytes, response: bytes) -> list[bytes]
     return flow.handshake() + flow.exchange(request, response) + flow.close()
 
 
-def _plain_exchanges(connections: int) -> list[bytes]:
+def plain_exchanges(connections: int) -> list[bytes]:
     """Ordinary keep-alive-free REST traffic: one GET and its JSON reply per connection."""
     response = http_response(200, headers={"Content-Type": "application/json"}, body=b'{"ok": true}')
     return [frame for index in range(connections) for frame in _rest_connection(index, http_request("GET", f"/items/{index}"), response)]
@@ -204,7 +204,7 @@ PCAPNG_BLOCKS = {"enhanced": 6, "obsolete": 2}
 
 def pcapng_short_block(scale: float = 1, *, block: str = "enhanced") -> HostileCapture:
     """REST connections (one per unit) in a pcapng file ending with a packet block of length 12."""
-    frames = _plain_exchanges(count_at(1, scale))
+    frames = plain_exchanges(count_at(1, scale))
     packets = [(0, FIRST_TS_NS // 1000 + index * 10, frame) for index, frame in enumerate(frames)]
     data = pcapng_file([(1, 6)], packets) + struct.pack("<III", PCAPNG_BLOCKS[block], 12, 12)
     return HostileCapture(f"pcapng-{block}-block-length-12.pcapng", data)
@@ -226,14 +226,14 @@ def sidecar_infinite_port(scale: float = 1) -> HostileCapture:
     """A sidecar whose variants (one per unit) have the server port `1e999` (JSON's way to infinity)."""
     count = count_at(1, scale)
     text = sidecar([_rest_variant(f"rest-{i}", server_port="1e999") for i in range(count)])
-    return HostileCapture("sidecar-port-1e999.pcap", pcap(_plain_exchanges(count)), text.replace(b'"1e999"', b"1e999"))
+    return HostileCapture("sidecar-port-1e999.pcap", pcap(plain_exchanges(count)), text.replace(b'"1e999"', b"1e999"))
 
 
 def sidecar_deep_nesting(scale: float = 1, *, depth: int = 200_000) -> HostileCapture:
     """A sidecar with `depth` x scale levels of nested JSON arrays."""
     levels = count_at(depth, scale)
     text = sidecar([_rest_variant("rest")], nested="NESTED").replace(b'"NESTED"', b"[" * levels + b"]" * levels)
-    return HostileCapture("sidecar-deep-nesting.pcap", pcap(_plain_exchanges(1)), text)
+    return HostileCapture("sidecar-deep-nesting.pcap", pcap(plain_exchanges(1)), text)
 
 
 # --- 6: protocol detection over many small events --------------------------------------------
@@ -382,7 +382,7 @@ def gzip_bomb(scale: float = 1, *, inflated: int = 3 * GIB) -> HostileCapture:
 def gzip_cut_short(scale: float = 1, *, connections: int = 100) -> HostileCapture:
     """A gzip-compressed capture of REST connections cut off halfway through the compressed bytes."""
     compressed = zlib.compressobj(6, zlib.DEFLATED, 31)
-    data = compressed.compress(pcap(_plain_exchanges(count_at(connections, scale)))) + compressed.flush()
+    data = compressed.compress(pcap(plain_exchanges(count_at(connections, scale)))) + compressed.flush()
     return HostileCapture("gzip-cut-short.pcap.gz", data[: len(data) // 2])
 
 
@@ -398,7 +398,7 @@ def syn_only(scale: float = 1, *, connections: int = 200_000) -> HostileCapture:
 # --- 12: many empty WebSocket frames -------------------------------------------------------
 
 
-def _ws_connection(response_headers: dict[str, str] | None = None) -> tuple[Flow, list[bytes]]:
+def ws_connection(response_headers: dict[str, str] | None = None) -> tuple[Flow, list[bytes]]:
     flow = Flow()
     request = http_request("GET", "/ws", headers={"Host": "example", "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": WS_KEY, "Sec-WebSocket-Version": "13"})
     response = http_response(101, "Switching Protocols", headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": WS_ACCEPT, **(response_headers or {})})
@@ -408,7 +408,7 @@ def _ws_connection(response_headers: dict[str, str] | None = None) -> tuple[Flow
 def ws_empty_continuations(scale: float = 1, *, frames: int = 1_000_000, started: bool = True) -> HostileCapture:
     """A server sending zero-length continuation frames: after a text frame that starts a
     message (started=True), or with no message to continue (each frame is a finding)."""
-    flow, packets = _ws_connection()
+    flow, packets = ws_connection()
     stream = (ws_frame(b"x", opcode=1, fin=False) if started else b"") + ws_frame(b"", opcode=0, fin=False) * count_at(frames, scale)
     packets += flow.send(1, stream, LOOPBACK_SEGMENT) + flow.close()
     return HostileCapture(f"ws-empty-continuations{'' if started else '-orphan'}.pcap", pcap(packets))
@@ -430,7 +430,7 @@ def deflate_http_bodies(scale: float = 1, *, bodies: int = 200, inflated: int = 
 
 def deflate_ws_messages(scale: float = 1, *, messages: int = 100, inflated: int = 60 * MIB) -> HostileCapture:
     """permessage-deflate WebSocket messages that each inflate to `inflated` bytes."""
-    flow, packets = _ws_connection({"Sec-WebSocket-Extensions": "permessage-deflate"})
+    flow, packets = ws_connection({"Sec-WebSocket-Extensions": "permessage-deflate"})
     payload = _deflate_then_zeros(b"", inflated)
     assert payload.endswith(b"\x00\x00\xff\xff")
     frame = ws_frame(payload[:-4], opcode=2, rsv1=True)
@@ -459,7 +459,7 @@ def terminal_escapes(scale: float = 1) -> HostileCapture:
     """A capture named with terminal escapes whose sidecar names variants (one connection each) with escapes."""
     count = count_at(1, scale)
     variants = [_rest_variant(f"{TERMINAL_ESCAPES}rest-{i}", client_ports=[client(i)[1]]) for i in range(count)]
-    return HostileCapture(f"{TERMINAL_ESCAPES}capture.pcap", pcap(_plain_exchanges(count)), sidecar(variants))
+    return HostileCapture(f"{TERMINAL_ESCAPES}capture.pcap", pcap(plain_exchanges(count)), sidecar(variants))
 
 
 # --- the registry --------------------------------------------------------------------------------

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Time and peak memory per input MiB of every hostile input class of issue 8, at 1x and 8x.
+
+    python benchmarks/bench_hostile.py                          # every class, 1x and 8x
+    nice python benchmarks/bench_hostile.py --cases 6,8 --timeout 60
+    python benchmarks/bench_hostile.py --list
+
+For each class of tests/hostile.py and each scale, the script writes the
+capture (and its sidecar) to a temporary folder, runs `inspector analyze`
+on it in a subprocess (this checkout's code: PYTHONPATH is set to it), then
+tshark on the same file for reference, and prints per run the input size,
+exit code, wall time, peak RSS (the biggest process of the tree, from wait4,
+as GNU time's %M), time and peak per input MiB, and on the last scale its
+ratio to the first: a linear path gives ~8x time at 8x input, a quadratic
+one ~64x.  A run over --timeout is killed and shows as `>T`; one whose
+process tree holds more than --max-memory MiB is killed and shows as `>M`.
+Each inspector run may write files of at most --max-file-gib GiB (RLIMIT_FSIZE),
+so a gzip bomb cannot fill the disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import bench_analyze  # noqa: E402  (tree sampling, tshark command, code fingerprint)
+from tests.hostile import CLASSES, SERVER_PORT, HostileClass  # noqa: E402
+
+POLL_S = 0.05
+SAMPLE_EVERY_S = 0.2  # summed RSS of the process tree, for the memory cap
+
+
+@dataclass
+class Run:
+    rc: int | None  # None: killed by the benchmark (see `stopped`)
+    wall: float
+    cpu: float
+    peak_kib: int  # biggest single process (ru_maxrss of wait4)
+    stopped: str = ""  # "time" or "memory" when the benchmark killed it
+    stderr: str = ""
+
+
+def run_limited(cmd: list[str], *, timeout: float, max_tree_kib: int, max_file_bytes: int | None = None,
+                env: dict[str, str] | None = None) -> Run:
+    """Run `cmd` (stdout discarded) until it ends, or kill its process group at the time or memory cap."""
+
+    def limit_files() -> None:
+        if max_file_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    with tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True,
+                                preexec_fn=limit_files)
+        stopped, next_sample = "", start
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            now = time.perf_counter()
+            if now - start > timeout:
+                stopped = "time"
+            elif now >= next_sample:
+                next_sample = now + SAMPLE_EVERY_S
+                tree = [proc.pid] + bench_analyze._descendants(proc.pid)
+                if sum(bench_analyze._rollup(p)[0] for p in tree) > max_tree_kib:
+                    stopped = "memory"
+            if stopped:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(POLL_S)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen from waiting again
+        err.seek(0)
+        text = err.read()
+    return Run(None if stopped else proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, stopped, text.strip())
+
+
+def inspector_cmd(path: Path, jobs: int) -> list[str]:
+    return [sys.executable, "-m", "inspector.cli", "analyze", "--jobs", str(jobs), str(path)]
+
+
+def select(spec: str | None) -> list[HostileClass]:
+    """Classes by name or issue item number, comma-separated; all when spec is None."""
+    if spec is None:
+        return list(CLASSES.values())
+    chosen = []
+    for part in spec.split(","):
+        part = part.strip()
+        found = [c for c in CLASSES.values() if c.name == part or str(c.item) == part]
+        if not found:
+            raise SystemExit(f"no class {part!r}; --list shows them")
+        chosen += [c for c in found if c not in chosen]
+    return chosen
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+HEADER = ("| class | item | scale | input MiB | exit | inspector s | peak MiB | s / MiB | peak MiB / MiB "
+          "| time vs 1st scale | tshark s | tshark s / MiB | note |")
+RULE = "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
+
+
+def _seconds(run: Run, limit: float) -> str:
+    return f">{limit:.0f}" if run.stopped == "time" else f"{run.wall:.2f}"
+
+
+def _peak(run: Run, max_mib: float) -> str:
+    return f">{max_mib:,.0f}" if run.stopped == "memory" else f"{run.peak_kib / 1024:,.0f}"
+
+
+def _per_mib(value: float, size_mib: float, lower_bound: bool) -> str:
+    ratio = value / size_mib if size_mib else float("inf")
+    return (">" if lower_bound else "") + (f"{ratio:,.1f}" if ratio < 100 else f"{ratio:,.0f}")
+
+
+def _exit(run: Run) -> str:
+    return {"time": "timeout", "memory": "memory"}.get(run.stopped, str(run.rc))
+
+
+def _note(run: Run) -> str:
+    """The last line of stderr when inspector failed: the exception or the error."""
+    if run.stopped or (run.rc == 0 and not run.stderr):
+        return ""
+    last = run.stderr.splitlines()[-1] if run.stderr else ""
+    return last.replace("|", "/")[:90]
+
+
+def row(c: HostileClass, scale: float, size: int, ins: Run, tsh: Run | None, first: Run | None, args) -> str:
+    size_mib = size / 2**20
+    max_mib = args.max_memory
+    timed_out = ins.stopped == "time"
+    versus = ""
+    if first is not None:
+        lower = ">" if timed_out else ""
+        versus = "-" if first.stopped else f"{lower}{(args.timeout if timed_out else ins.wall) / first.wall:,.1f}x"
+    cells = [
+        c.name, str(c.item), f"{scale:g}x", f"{size_mib:,.2f}" if size_mib >= 1 else f"{size_mib:.3f}", _exit(ins), _seconds(ins, args.timeout),
+        _peak(ins, max_mib), _per_mib(args.timeout if timed_out else ins.wall, size_mib, timed_out),
+        _per_mib(max_mib if ins.stopped == "memory" else ins.peak_kib / 1024, size_mib, ins.stopped == "memory"),
+        versus,
+        "-" if tsh is None else _seconds(tsh, args.timeout),
+        "-" if tsh is None else _per_mib(args.timeout if tsh.stopped == "time" else tsh.wall, size_mib, tsh.stopped == "time"),
+        _note(ins),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", metavar="NAMES", help="classes by name or issue item, comma-separated (default: all; --list)")
+    ap.add_argument("--scales", default="1,8", help="scales, comma-separated; ratios are to the first (default 1,8)")
+    ap.add_argument("--timeout", type=float, default=120, help="seconds per run before it is killed (default 120)")
+    ap.add_argument("--max-memory", type=float, default=4096, metavar="MIB", help="kill a run whose process tree holds more (default 4096)")
+    ap.add_argument("--max-file-gib", type=float, default=8, metavar="GIB", help="largest file an inspector run may write, e.g. an inflated capture (default 8)")
+    ap.add_argument("--jobs", type=int, default=1, help="inspector analyze --jobs (default 1: one process, as tshark)")
+    ap.add_argument("--no-tshark", action="store_true", help="leave out the tshark reference runs")
+    ap.add_argument("--keep", metavar="DIR", help="write the generated captures into DIR and keep them")
+    ap.add_argument("--list", action="store_true", help="list the classes and exit")
+    args = ap.parse_args(argv)
+    if args.list:
+        for c in CLASSES.values():
+            doc = getattr(c.build, "func", c.build).__doc__ or ""
+            print(f"{c.item:>3}  {c.name:36s} {doc.splitlines()[0]}")
+        return 0
+    classes = select(args.cases)
+    scales = [float(s) for s in args.scales.split(",")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    max_tree_kib = int(args.max_memory * 1024)
+    fingerprint = bench_analyze.inspector_fingerprint()
+    print(f"inspector ({fingerprint}) vs tshark; {os.cpu_count()} cores, niceness {os.nice(0)}; "
+          f"timeout {args.timeout:.0f} s, memory cap {args.max_memory:,.0f} MiB per run, --jobs {args.jobs}")
+    print()
+    print(HEADER)
+    print(RULE, flush=True)
+    for c in classes:
+        first: Run | None = None
+        for scale in scales:
+            with tempfile.TemporaryDirectory(prefix="bench-hostile-") as scratch:
+                folder = Path(args.keep) / f"{scale:g}x" if args.keep else Path(scratch)
+                folder.mkdir(parents=True, exist_ok=True)
+                capture = c.build(scale)
+                path = capture.write(folder)
+                size = len(capture.data) + len(capture.sidecar or b"")
+                del capture
+                ins = run_limited(inspector_cmd(path, args.jobs), timeout=args.timeout, max_tree_kib=max_tree_kib,
+                                  max_file_bytes=int(args.max_file_gib * 2**30), env=env)
+                tsh = None
+                if not args.no_tshark:
+                    tsh = run_limited(bench_analyze.tshark_cmd(path, [SERVER_PORT]), timeout=args.timeout, max_tree_kib=max_tree_kib)
+                ins.stderr = ins.stderr.replace(f"{folder}{os.sep}", "")  # the file's name says enough
+            print(row(c, scale, size, ins, tsh, first, args), flush=True)
+            first = first or ins
+    if bench_analyze.inspector_fingerprint() != fingerprint:
+        print("\nWARNING: inspector/ sources changed during the benchmark; runs may have measured different code")
+    print("\n(peak: the biggest single process, exact; s / MiB and peak / MiB: per MiB of input, capture plus sidecar; "
+          "time vs 1st scale: this run's time over the first scale's, ~8x when linear, ~64x when quadratic)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
