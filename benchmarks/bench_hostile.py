@@ -9,8 +9,8 @@ For each class of tests/hostile.py and each scale, the script writes the
 capture (and its sidecar) to a temporary folder, runs `inspector analyze`
 on it in a subprocess (this checkout's code: PYTHONPATH is set to it), then
 tshark on the same file for reference, and prints per run the input size,
-exit code, wall time, peak RSS (the biggest process of the tree, from wait4,
-as GNU time's %M), time and peak per input MiB, and on the last scale its
+exit code, wall time, peak RSS (the biggest process, GNU time's %M), time
+and peak per input MiB, and on the last scale its
 ratio to the first: a linear path gives ~8x time at 8x input, a quadratic
 one ~64x.  A run over --timeout is killed and shows as `>T`; one whose
 process tree holds more than --max-memory MiB is killed and shows as `>M`.
@@ -47,47 +47,43 @@ SAMPLE_EVERY_S = 0.2  # summed RSS of the process tree, for the memory cap
 class Run:
     rc: int | None  # None: killed by the benchmark (see `stopped`)
     wall: float
-    cpu: float
-    peak_kib: int  # biggest single process (ru_maxrss of wait4)
+    peak_kib: int  # biggest single process (GNU time %M); for a killed run, the process tree's last sampled RSS
     stopped: str = ""  # "time" or "memory" when the benchmark killed it
     stderr: str = ""
 
 
 def run_limited(cmd: list[str], *, timeout: float, max_tree_kib: int, max_file_bytes: int | None = None,
                 env: dict[str, str] | None = None) -> Run:
-    """Run `cmd` (stdout discarded) until it ends, or kill its process group at the time or memory cap."""
+    """Run `cmd` (stdout discarded) under GNU time until it ends, or kill its process group at the time or memory cap.
+
+    GNU time, not wait4 here: Linux carries a process's peak RSS over fork and exec, so a
+    child of this (big) process would report at least this process's size."""
 
     def limit_files() -> None:
         if max_file_bytes is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
-    with tempfile.TemporaryFile("w+") as err:
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as times, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True,
-                                preexec_fn=limit_files)
-        stopped, next_sample = "", start
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
+        proc = subprocess.Popen([bench_analyze.GNU_TIME, "-f", "%M", "-o", times.name, *cmd], stdout=subprocess.DEVNULL,
+                                stderr=err, env=env, start_new_session=True, preexec_fn=limit_files)
+        stopped, tree_kib, next_sample = "", 0, start
+        while proc.poll() is None:
             now = time.perf_counter()
-            if now - start > timeout:
-                stopped = "time"
-            elif now >= next_sample:
+            if now >= next_sample:
                 next_sample = now + SAMPLE_EVERY_S
-                tree = [proc.pid] + bench_analyze._descendants(proc.pid)
-                if sum(bench_analyze._rollup(p)[0] for p in tree) > max_tree_kib:
-                    stopped = "memory"
+                tree_kib = sum(bench_analyze._rollup(pid)[0] for pid in bench_analyze._descendants(proc.pid)) or tree_kib
+            stopped = "time" if now - start > timeout else "memory" if tree_kib > max_tree_kib else ""
             if stopped:
                 os.killpg(proc.pid, signal.SIGKILL)
-                pid, status, usage = os.wait4(proc.pid, 0)
+                proc.wait()
                 break
             time.sleep(POLL_S)
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen from waiting again
         err.seek(0)
         text = err.read()
-    return Run(None if stopped else proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, stopped, text.strip())
+        peak_kib = tree_kib if stopped else int(times.read().split()[-1])
+    return Run(None if stopped else proc.returncode, wall, peak_kib, stopped, text.strip())
 
 
 def inspector_cmd(path: Path, jobs: int) -> list[str]:
@@ -181,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     scales = [float(s) for s in args.scales.split(",")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     max_tree_kib = int(args.max_memory * 1024)
+    bench_analyze.ensure_gnu_time()
     fingerprint = bench_analyze.inspector_fingerprint()
     print(f"inspector ({fingerprint}) vs tshark; {os.cpu_count()} cores, niceness {os.nice(0)}; "
           f"timeout {args.timeout:.0f} s, memory cap {args.max_memory:,.0f} MiB per run, --jobs {args.jobs}")
