@@ -112,7 +112,14 @@ RULE = "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
 
 
 def _seconds(run: Run, limit: float) -> str:
-    return f">{limit:.0f}" if run.stopped == "time" else f"{run.wall:.2f}"
+    """Wall time; a killed run would have taken longer: `>`."""
+    if run.stopped == "time":
+        return f">{limit:.0f}"
+    return (">" if run.stopped else "") + f"{run.wall:.2f}"
+
+
+def _lasted(run: Run, limit: float) -> float:
+    return limit if run.stopped == "time" else run.wall
 
 
 def _peak(run: Run, max_mib: float) -> str:
@@ -139,18 +146,16 @@ def _note(run: Run) -> str:
 def row(c: HostileClass, scale: float, size: int, ins: Run, tsh: Run | None, first: Run | None, args) -> str:
     size_mib = size / 2**20
     max_mib = args.max_memory
-    timed_out = ins.stopped == "time"
     versus = ""
     if first is not None:
-        lower = ">" if timed_out else ""
-        versus = "-" if first.stopped else f"{lower}{(args.timeout if timed_out else ins.wall) / first.wall:,.1f}x"
+        versus = "-" if first.stopped else f"{'>' if ins.stopped else ''}{_lasted(ins, args.timeout) / first.wall:,.1f}x"
     cells = [
         c.name, str(c.item), f"{scale:g}x", f"{size_mib:,.2f}" if size_mib >= 1 else f"{size_mib:.3f}", _exit(ins), _seconds(ins, args.timeout),
-        _peak(ins, max_mib), _per_mib(args.timeout if timed_out else ins.wall, size_mib, timed_out),
+        _peak(ins, max_mib), _per_mib(_lasted(ins, args.timeout), size_mib, bool(ins.stopped)),
         _per_mib(max_mib if ins.stopped == "memory" else ins.peak_kib / 1024, size_mib, ins.stopped == "memory"),
         versus,
         "-" if tsh is None else _seconds(tsh, args.timeout),
-        "-" if tsh is None else _per_mib(args.timeout if tsh.stopped == "time" else tsh.wall, size_mib, tsh.stopped == "time"),
+        "-" if tsh is None else _per_mib(_lasted(tsh, args.timeout), size_mib, bool(tsh.stopped)),
         _note(ins),
     ]
     return "| " + " | ".join(cells) + " |"
@@ -204,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             first = first or ins
     if bench_analyze.inspector_fingerprint() != fingerprint:
         print("\nWARNING: inspector/ sources changed during the benchmark; runs may have measured different code")
-    print("\n(peak: the biggest single process, exact; s / MiB and peak / MiB: per MiB of input, capture plus sidecar; "
-          "time vs 1st scale: this run's time over the first scale's, ~8x when linear, ~64x when quadratic)")
+    print("\n(peak: the biggest single process, exact; for a run killed at the time cap, the last sampled RSS of its "
+          "processes. s / MiB and peak / MiB: per MiB of input, capture plus sidecar. time vs 1st scale: this run's time "
+          "over the first scale's, ~8x when linear, ~64x when quadratic. >: killed at a cap, the real figure is larger)")
     return 0
 
 
