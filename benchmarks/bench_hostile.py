@@ -9,10 +9,10 @@ For each class of tests/hostile.py and each scale, the script writes the
 capture (and its sidecar) to a temporary folder, runs `inspector analyze`
 on it in a subprocess (this checkout's code: PYTHONPATH is set to it), then
 tshark on the same file for reference, and prints per run the input size,
-exit code, wall time, peak RSS (the biggest process, GNU time's %M), time
-and peak per input MiB, and on the last scale its
-ratio to the first: a linear path gives ~8x time at 8x input, a quadratic
-one ~64x.  A run over --timeout is killed and shows as `>T`; one whose
+exit code, wall and CPU time, peak RSS (the biggest process, GNU time's %M),
+CPU time and peak per input MiB, and on each later scale its CPU time's
+ratio to the first scale's (CPU, not wall: the machine may be shared): a
+linear path gives ~8x at 8x the input, a quadratic one ~64x.  A run over --timeout is killed and shows as `>T`; one whose
 process tree holds more than --max-memory MiB is killed and shows as `>M`.
 Each inspector run may write files of at most --max-file-gib GiB (RLIMIT_FSIZE),
 so a gzip bomb cannot fill the disk.
@@ -41,15 +41,27 @@ from tests.hostile import CLASSES, SERVER_PORT, HostileClass  # noqa: E402
 
 POLL_S = 0.05
 SAMPLE_EVERY_S = 0.2  # summed RSS of the process tree, for the memory cap
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
 class Run:
     rc: int | None  # None: killed by the benchmark (see `stopped`)
     wall: float
-    peak_kib: int  # biggest single process (GNU time %M); for a killed run, the process tree's last sampled RSS
+    cpu: float  # user + system seconds (GNU time); for a killed run, its processes' last sampled CPU time
+    peak_kib: int  # biggest single process (GNU time %M); for a killed run, its processes' last sampled RSS
     stopped: str = ""  # "time" or "memory" when the benchmark killed it
     stderr: str = ""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process from /proc/PID/stat (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def run_limited(cmd: list[str], *, timeout: float, max_tree_kib: int, max_file_bytes: int | None = None,
@@ -65,14 +77,16 @@ def run_limited(cmd: list[str], *, timeout: float, max_tree_kib: int, max_file_b
 
     with tempfile.NamedTemporaryFile("r", suffix=".time") as times, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen([bench_analyze.GNU_TIME, "-f", "%M", "-o", times.name, *cmd], stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen([bench_analyze.GNU_TIME, "-f", "%M %U %S", "-o", times.name, *cmd], stdout=subprocess.DEVNULL,
                                 stderr=err, env=env, start_new_session=True, preexec_fn=limit_files)
-        stopped, tree_kib, next_sample = "", 0, start
+        stopped, tree_kib, tree_cpu, next_sample = "", 0, 0.0, start
         while proc.poll() is None:
             now = time.perf_counter()
             if now >= next_sample:
                 next_sample = now + SAMPLE_EVERY_S
-                tree_kib = sum(bench_analyze._rollup(pid)[0] for pid in bench_analyze._descendants(proc.pid)) or tree_kib
+                tree = bench_analyze._descendants(proc.pid)  # GNU time itself left out
+                tree_kib = sum(bench_analyze._rollup(pid)[0] for pid in tree) or tree_kib
+                tree_cpu = sum(map(_cpu_seconds, tree)) or tree_cpu
             stopped = "time" if now - start > timeout else "memory" if tree_kib > max_tree_kib else ""
             if stopped:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -82,8 +96,10 @@ def run_limited(cmd: list[str], *, timeout: float, max_tree_kib: int, max_file_b
         wall = time.perf_counter() - start
         err.seek(0)
         text = err.read()
-        peak_kib = tree_kib if stopped else int(times.read().split()[-1])
-    return Run(None if stopped else proc.returncode, wall, peak_kib, stopped, text.strip())
+        if not stopped:
+            peak, user, system = times.read().split()[-3:]
+            tree_kib, tree_cpu = int(peak), float(user) + float(system)
+    return Run(None if stopped else proc.returncode, wall, tree_cpu, tree_kib, stopped, text.strip())
 
 
 def inspector_cmd(path: Path, jobs: int) -> list[str]:
@@ -106,9 +122,9 @@ def select(spec: str | None) -> list[HostileClass]:
 
 # --- the table ---------------------------------------------------------------------------------
 
-HEADER = ("| class | item | scale | input MiB | exit | inspector s | peak MiB | s / MiB | peak MiB / MiB "
-          "| time vs 1st scale | tshark s | tshark s / MiB | note |")
-RULE = "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"
+HEADER = ("| class | item | scale | input MiB | exit | wall s | CPU s | peak MiB | CPU s / MiB | peak MiB / MiB "
+          "| CPU vs 1st scale | tshark wall s | tshark CPU s / MiB | note |")
+RULE = "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 
 
 def _seconds(run: Run, limit: float) -> str:
@@ -118,17 +134,12 @@ def _seconds(run: Run, limit: float) -> str:
     return (">" if run.stopped else "") + f"{run.wall:.2f}"
 
 
-def _lasted(run: Run, limit: float) -> float:
-    return limit if run.stopped == "time" else run.wall
+def _number(value: float, lower_bound: bool = False) -> str:
+    return (">" if lower_bound else "") + (f"{value:,.2f}" if value < 10 else f"{value:,.1f}" if value < 100 else f"{value:,.0f}")
 
 
 def _peak(run: Run, max_mib: float) -> str:
     return f">{max_mib:,.0f}" if run.stopped == "memory" else f"{run.peak_kib / 1024:,.0f}"
-
-
-def _per_mib(value: float, size_mib: float, lower_bound: bool) -> str:
-    ratio = value / size_mib if size_mib else float("inf")
-    return (">" if lower_bound else "") + (f"{ratio:,.1f}" if ratio < 100 else f"{ratio:,.0f}")
 
 
 def _exit(run: Run) -> str:
@@ -144,18 +155,18 @@ def _note(run: Run) -> str:
 
 
 def row(c: HostileClass, scale: float, size: int, ins: Run, tsh: Run | None, first: Run | None, args) -> str:
+    """One table row; figures of a run killed at a cap are lower bounds (`>`)."""
     size_mib = size / 2**20
-    max_mib = args.max_memory
-    versus = ""
-    if first is not None:
-        versus = "-" if first.stopped else f"{'>' if ins.stopped else ''}{_lasted(ins, args.timeout) / first.wall:,.1f}x"
+    killed = bool(ins.stopped)
+    versus = "" if first is None else "-" if first.stopped else _number(ins.cpu / first.cpu, killed) + "x"
     cells = [
-        c.name, str(c.item), f"{scale:g}x", f"{size_mib:,.2f}" if size_mib >= 1 else f"{size_mib:.3f}", _exit(ins), _seconds(ins, args.timeout),
-        _peak(ins, max_mib), _per_mib(_lasted(ins, args.timeout), size_mib, bool(ins.stopped)),
-        _per_mib(max_mib if ins.stopped == "memory" else ins.peak_kib / 1024, size_mib, ins.stopped == "memory"),
+        c.name, str(c.item), f"{scale:g}x", f"{size_mib:,.2f}" if size_mib >= 1 else f"{size_mib:.3f}", _exit(ins),
+        _seconds(ins, args.timeout), _number(ins.cpu, killed), _peak(ins, args.max_memory),
+        _number(ins.cpu / size_mib, killed),
+        _number((args.max_memory if ins.stopped == "memory" else ins.peak_kib / 1024) / size_mib, ins.stopped == "memory"),
         versus,
         "-" if tsh is None else _seconds(tsh, args.timeout),
-        "-" if tsh is None else _per_mib(_lasted(tsh, args.timeout), size_mib, bool(tsh.stopped)),
+        "-" if tsh is None else _number(tsh.cpu / size_mib, bool(tsh.stopped)),
         _note(ins),
     ]
     return "| " + " | ".join(cells) + " |"
@@ -209,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             first = first or ins
     if bench_analyze.inspector_fingerprint() != fingerprint:
         print("\nWARNING: inspector/ sources changed during the benchmark; runs may have measured different code")
-    print("\n(peak: the biggest single process, exact; for a run killed at the time cap, the last sampled RSS of its "
-          "processes. s / MiB and peak / MiB: per MiB of input, capture plus sidecar. time vs 1st scale: this run's time "
-          "over the first scale's, ~8x when linear, ~64x when quadratic. >: killed at a cap, the real figure is larger)")
+    print("\n(peak: the biggest single process, exact. CPU: user + system seconds; compare CPU, not wall, on a shared "
+          "machine. For a run killed at a cap (>: the real figure is larger), CPU and peak are its processes' last "
+          "samples. per MiB: per MiB of input, capture plus sidecar. CPU vs 1st scale: ~8x for 8x the input when "
+          "linear, ~64x when quadratic)")
     return 0
 
 

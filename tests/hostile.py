@@ -286,8 +286,9 @@ def http_in_small_segments(scale: float = 1, *, exchanges: int = 100, segment: i
 
 
 def upgrade_header_spaces(scale: float = 1, *, spaces: int = 60_000) -> HostileCapture:
-    """Requests (one connection per unit) with a header `Upgrade: a`, `spaces` spaces, then `x`."""
-    request = http_request("GET", "/", headers={"Upgrade": "a" + " " * spaces + "x"})
+    """A request with a header `Upgrade: a`, `spaces` spaces, then `x`; one connection per unit,
+    fewer spaces below scale 1 (the header limit of 64 KiB stops longer ones)."""
+    request = http_request("GET", "/", headers={"Upgrade": "a" + " " * round(spaces * min(scale, 1)) + "x"})
     frames = []
     for index in range(count_at(1, scale)):
         flow = Flow(*client(index))
