@@ -10,9 +10,10 @@ capture (and its sidecar) to a temporary folder, runs `inspector analyze`
 on it in a subprocess (this checkout's code: PYTHONPATH is set to it), then
 tshark on the same file for reference, and prints per run the input size,
 exit code, wall and CPU time, peak RSS (the biggest process, GNU time's %M),
-CPU time and peak per input MiB, and on each later scale its CPU time's
-ratio to the first scale's (CPU, not wall: the machine may be shared): a
-linear path gives ~8x at 8x the input, a quadratic one ~64x.  A run over --timeout is killed and shows as `>T`; one whose
+CPU time and peak per input MiB, and on each later scale its CPU time
+beyond start-up (measured on an empty capture) over the first scale's
+(CPU, not wall: the machine may be shared): a linear path gives ~8x at 8x
+the input, a quadratic one ~64x.  A run over --timeout is killed and shows as `>T`; one whose
 process tree holds more than --max-memory MiB is killed and shows as `>M`.
 Each inspector run may write files of at most --max-file-gib GiB (RLIMIT_FSIZE),
 so a gzip bomb cannot fill the disk.
@@ -37,11 +38,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import bench_analyze  # noqa: E402  (tree sampling, tshark command, code fingerprint)
-from tests.hostile import CLASSES, SERVER_PORT, HostileClass  # noqa: E402
+from tests.hostile import CLASSES, SERVER_PORT, HostileCapture, HostileClass, pcap  # noqa: E402
 
 POLL_S = 0.05
 SAMPLE_EVERY_S = 0.2  # summed RSS of the process tree, for the memory cap
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MIN_RATIO_BASE_S = 0.1  # below this much CPU beyond start-up, a ratio is mostly noise
 
 
 @dataclass
@@ -106,6 +108,13 @@ def inspector_cmd(path: Path, jobs: int) -> list[str]:
     return [sys.executable, "-m", "inspector.cli", "analyze", "--jobs", str(jobs), str(path)]
 
 
+def startup_seconds(env: dict[str, str], jobs: int) -> float:
+    """CPU time of `inspector analyze` on a capture without packets: the fixed cost (best of 3)."""
+    with tempfile.TemporaryDirectory(prefix="bench-hostile-") as folder:
+        path = HostileCapture("empty.pcap", pcap([])).write(folder)
+        return min(run_limited(inspector_cmd(path, jobs), timeout=60, max_tree_kib=2**30, env=env).cpu for _ in range(3))
+
+
 def select(spec: str | None) -> list[HostileClass]:
     """Classes by name or issue item number, comma-separated; all when spec is None."""
     if spec is None:
@@ -123,7 +132,7 @@ def select(spec: str | None) -> list[HostileClass]:
 # --- the table ---------------------------------------------------------------------------------
 
 HEADER = ("| class | item | scale | input MiB | exit | wall s | CPU s | peak MiB | CPU s / MiB | peak MiB / MiB "
-          "| CPU vs 1st scale | tshark wall s | tshark CPU s / MiB | note |")
+          "| net CPU vs 1st scale | tshark wall s | tshark CPU s / MiB | note |")
 RULE = "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 
 
@@ -154,11 +163,21 @@ def _note(run: Run) -> str:
     return last.replace("|", "/")[:90]
 
 
-def row(c: HostileClass, scale: float, size: int, ins: Run, tsh: Run | None, first: Run | None, args) -> str:
+def _growth(run: Run, first: Run | None, startup_cpu: float) -> str:
+    """CPU time beyond start-up against the first scale's; '-' when that is too small to divide by."""
+    if first is None:
+        return ""
+    base = first.cpu - startup_cpu
+    if first.stopped or base < MIN_RATIO_BASE_S:
+        return "-"
+    return _number(max(run.cpu - startup_cpu, 0) / base, bool(run.stopped)) + "x"
+
+
+def row(c: HostileClass, scale: float, size: int, ins: Run, tsh: Run | None, first: Run | None, startup_cpu: float, args) -> str:
     """One table row; figures of a run killed at a cap are lower bounds (`>`)."""
     size_mib = size / 2**20
     killed = bool(ins.stopped)
-    versus = "" if first is None else "-" if first.stopped else _number(ins.cpu / first.cpu, killed) + "x"
+    versus = _growth(ins, first, startup_cpu)
     cells = [
         c.name, str(c.item), f"{scale:g}x", f"{size_mib:,.2f}" if size_mib >= 1 else f"{size_mib:.3f}", _exit(ins),
         _seconds(ins, args.timeout), _number(ins.cpu, killed), _peak(ins, args.max_memory),
@@ -197,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     fingerprint = bench_analyze.inspector_fingerprint()
     print(f"inspector ({fingerprint}) vs tshark; {os.cpu_count()} cores, niceness {os.nice(0)}; "
           f"timeout {args.timeout:.0f} s, memory cap {args.max_memory:,.0f} MiB per run, --jobs {args.jobs}")
+    startup_cpu = startup_seconds(env, args.jobs)
+    print(f"start-up: inspector analyze on an empty capture takes {startup_cpu:.2f} s of CPU; ratios leave it out")
     print()
     print(HEADER)
     print(RULE, flush=True)
@@ -216,14 +237,15 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.no_tshark:
                     tsh = run_limited(bench_analyze.tshark_cmd(path, [SERVER_PORT]), timeout=args.timeout, max_tree_kib=max_tree_kib)
                 ins.stderr = ins.stderr.replace(f"{folder}{os.sep}", "")  # the file's name says enough
-            print(row(c, scale, size, ins, tsh, first, args), flush=True)
+            print(row(c, scale, size, ins, tsh, first, startup_cpu, args), flush=True)
             first = first or ins
     if bench_analyze.inspector_fingerprint() != fingerprint:
         print("\nWARNING: inspector/ sources changed during the benchmark; runs may have measured different code")
     print("\n(peak: the biggest single process, exact. CPU: user + system seconds; compare CPU, not wall, on a shared "
           "machine. For a run killed at a cap (>: the real figure is larger), CPU and peak are its processes' last "
-          "samples. per MiB: per MiB of input, capture plus sidecar. CPU vs 1st scale: ~8x for 8x the input when "
-          "linear, ~64x when quadratic)")
+          "samples. per MiB: per MiB of input, capture plus sidecar. net CPU vs 1st scale: CPU beyond start-up over "
+          "the first scale's, ~8x for 8x the input when linear, ~64x when quadratic; '-' when the first scale's is "
+          f"under {MIN_RATIO_BASE_S} s)")
     return 0
 
 
