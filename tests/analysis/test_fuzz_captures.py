@@ -186,9 +186,9 @@ def analyze(capture: hostile.HostileCapture, folder: Path) -> int:
 def check_reconciliation(analysis: pipeline.Analysis) -> None:
     connections, captures = analysis["connections"], analysis["captures"]
     categories = connections[list(BYTE_CATEGORIES)]
-    assert (categories >= 0).all().all(), connections[(categories < 0).any(axis=1)]
-    unbalanced = categories.sum(axis=1) != connections["wire_bytes"]
-    assert not unbalanced.any(), connections[unbalanced]
+    wrong = (categories < 0).any(axis=1) | (categories.sum(axis=1) != connections["wire_bytes"])
+    shown = connections.loc[wrong, ["conn_id", "wire_bytes", *BYTE_CATEGORIES]]
+    assert not wrong.any(), f"byte categories below 0 or not adding up to wire_bytes: {shown.to_dict('records')}"
     assert captures["packets"].sum() == captures["tcp_packets"].sum() + captures["non_tcp_packets"].sum()
 
 
