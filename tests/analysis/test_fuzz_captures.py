@@ -34,8 +34,9 @@ on the code of main before issue 8, 2026-11-30):
   scale) and the work per added input byte between x2 and x8 is compared
   with that between x1 and x2.  Linear work gives the same figure (every
   linear class measured 1.00); quadratic work grows it with the size
-  (1.9-2.2 for the detection, reassembly and small-segment classes at these
-  sizes, where the analysis takes well under a second).  MAX_GROWTH = 1.3.
+  (1.9-2.3 for the detection, reassembly and small-segment classes at these
+  sizes, where the analysis takes well under a second).  MAX_GROWTH = 1.3,
+  plus 0.1 line per byte for classes whose added bytes cost nothing.
 
 Work done inside one C call (a regular expression backtracking, bytes.find
 over a growing buffer, list.pop(0) or insort moving memory, zlib inflating)
