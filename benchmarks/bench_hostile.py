@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                 ins.stderr = ins.stderr.replace(f"{folder}{os.sep}", "")  # the file's name says enough
             print(row(c, scale, size, ins, tsh, first, startup_cpu, args), flush=True)
             first = first or ins
-    if bench_analyze.inspector_fingerprint() != fingerprint:
+    # Only the sources count: commits elsewhere (tests, benchmarks) move HEAD but not what ran.
+    if bench_analyze.inspector_fingerprint().rpartition(" ")[2] != fingerprint.rpartition(" ")[2]:
         print("\nWARNING: inspector/ sources changed during the benchmark; runs may have measured different code")
     print("\n(peak: the biggest single process, exact. CPU: user + system seconds; compare CPU, not wall, on a shared "
           "machine. For a run killed at a cap (>: the real figure is larger), CPU and peak are its processes' last "
