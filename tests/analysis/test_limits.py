@@ -13,6 +13,7 @@ from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import BYTE_CATEGORIES
 from inspector.parse.tcp import DEFAULT_MAX_RUNS
 from tests.factories import deflate_message, http_request, http_response, pcap_file, tcp_frame, ws_frame
+from tests.parse.work import lines_executed
 
 CLIENT, SERVER = ("10.0.0.1", 40000), ("10.0.0.2", 8080)
 SYN, ACK, PSH = 0x02, 0x10, 0x08
@@ -286,36 +287,13 @@ def test_connection_decompression_budget_spans_http_and_websocket(tmp_path):
     assert analysis["findings"]["rule"].tolist() == ["ws-decompression-budget"]
 
 
-def lines_run_in(path_part: str, work) -> int:
-    """Lines executed in files whose path contains `path_part` while `work()` runs."""
-    import sys
-
-    count = 0
-
-    def local(frame, event, arg):
-        nonlocal count
-        if event == "line":
-            count += 1
-        return local
-
-    def calls(frame, event, arg):
-        return local if path_part in frame.f_code.co_filename else None
-
-    sys.settrace(calls)
-    try:
-        work()
-    finally:
-        sys.settrace(None)
-    return count
-
-
 def test_rows_of_requests_never_answered_take_linear_work(tmp_path):
     def work_for(requests):
         stream = http_request("GET", "/") * requests
         frames = handshake() + [tcp_frame(CLIENT, SERVER, 1001 + start, 5001, PSH | ACK, stream[start:start + 1400])
                                 for start in range(0, len(stream), 1400)]
         path = write_capture(tmp_path / f"requests-{requests}.pcap", frames)
-        return lines_run_in("analysis/rows.py", lambda: analyze_captures([path], jobs=1))
+        return lines_executed(lambda: analyze_captures([path], jobs=1), "analysis/rows.py")
 
     small, large = work_for(300), work_for(2400)
     assert large < 10 * small  # 8x the requests; a quadratic path gives ~30x here
@@ -330,7 +308,7 @@ def test_reverse_one_byte_segments_take_linear_work(tmp_path):
         frames = handshake() + [tcp_frame(CLIENT, SERVER, 1001 + i, 5001, PSH | ACK, data[i:i + 1]) for i in reversed(range(count))]
         path = write_capture(tmp_path / f"reverse-{count}.pcap", frames)
         analysis = {}
-        lines = lines_run_in("/inspector/parse/", lambda: analysis.update(analyze_captures([path], jobs=1).tables))
+        lines = lines_executed(lambda: analysis.update(analyze_captures([path], jobs=1).tables), "/inspector/parse/")
         assert analysis["connections"]["unparsed_bytes"].tolist() == [count]  # not HTTP: all unparsed
         assert analysis["connections"]["retransmitted_bytes"].tolist() == [0]
         return lines

@@ -27,8 +27,9 @@ class SearchCountingBuffer(bytearray):
         return index
 
 
-def lines_executed(function) -> int:
-    """Python lines that `function()` executes, in every frame it calls."""
+def lines_executed(function, path_part: str = "") -> int:
+    """Python lines that `function()` executes, in every frame it calls whose file's path
+    contains `path_part` (every file by default)."""
     count = 0
 
     def tracer(frame, event, arg):
@@ -37,8 +38,11 @@ def lines_executed(function) -> int:
             count += 1
         return tracer
 
+    def calls(frame, event, arg):
+        return tracer if path_part in frame.f_code.co_filename else None
+
     previous = sys.gettrace()
-    sys.settrace(tracer)
+    sys.settrace(calls)
     try:
         function()
     finally:
