@@ -56,6 +56,9 @@ def open_page(driver, url: str) -> None:
     driver.get(url)
     wait_css(driver, f"#{ids.UPLOAD}")
     wait_dash_ready(driver)
+    # The page's sender (assets/upload.js) is installed by a clientside callback after the page
+    # renders; a file chosen before that goes to dcc.Upload, which nothing listens to.
+    wait_css(driver, f"#{ids.UPLOAD}[data-sender]")
 
 
 def test_upload_a_capture_then_a_text_file(upload_url, browser, tmp_path):
