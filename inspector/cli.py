@@ -245,7 +245,7 @@ def _interrupt(_signum, _frame) -> None:
 
 def _record(args) -> int:
     """Run the scenario's variants one after another while capturing; print what each sent."""
-    from inspector.capture.record import parse_sizes, parse_variants, record
+    from inspector.record import parse_sizes, parse_variants, record
     from inspector.report import printable
 
     header = f"{'variant':<18} {'conns':>5} {'client msgs':>11} {'server msgs':>11} {'client payload':>14} {'server payload':>14}"

@@ -43,4 +43,25 @@ def test_only_live_capture_imports_scapy():
 @pytest.mark.parametrize("path", modules("analysis"), ids=lambda p: p.name)
 def test_analysis_does_not_reach_up(path):
     for name in imported_modules(path):
-        assert not name.startswith(("inspector.cli", "inspector.workloads", "dashboard", "inspector.capture.live", "inspector.capture.record")), f"{path.name} imports {name}"
+        assert not name.startswith(("inspector.cli", "inspector.workloads", "inspector.record", "dashboard", "inspector.capture.live")), f"{path.name} imports {name}"
+
+
+def package_imports(path: Path) -> set[str]:
+    return {name for name in imported_modules(path) if name.split(".")[0] in ("inspector", "dashboard")}
+
+
+@pytest.mark.parametrize("path", modules("capture"), ids=lambda p: p.name)
+def test_capture_imports_only_itself_and_the_errors(path):
+    """Capture hands the core packets and knows nothing above it: not the decoder, the parsers,
+    the analysis, nor the workloads `inspector record` runs while it captures (inspector/record.py
+    joins the two)."""
+    for name in package_imports(path):
+        assert name.startswith("inspector.capture.") or name == "inspector.errors", f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", modules("workloads"), ids=lambda p: p.name)
+def test_workloads_only_make_traffic(path):
+    """Servers, clients and scenarios generate traffic, whoever captures it (our live capture
+    in inspector/record.py, tcpdump in the tests): they import no other part of the package."""
+    for name in package_imports(path):
+        assert name.startswith("inspector.workloads.") or name == "inspector.errors", f"{path.name} imports {name}"
