@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "inspector"
+DASHBOARD = PACKAGE.parent / "dashboard"
 HEAVY = ("pandas", "numpy", "dpkt", "scapy", "dash", "plotly", "aiohttp", "websockets")
 
 
@@ -65,3 +66,17 @@ def test_workloads_only_make_traffic(path):
     in inspector/record.py, tcpdump in the tests): they import no other part of the package."""
     for name in package_imports(path):
         assert name.startswith("inspector.workloads.") or name == "inspector.errors", f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", sorted(DASHBOARD.rglob("*.py")), ids=lambda p: p.relative_to(DASHBOARD).as_posix())
+def test_dashboard_takes_from_the_pipeline_only_the_analysis(path):
+    """The pipeline (worker processes, shared memory) is for running an analysis: the dashboard
+    takes from it analyze_captures and its result, Analysis; constants such as the table names
+    come from the schema module, inspector.analysis.tables."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "inspector.analysis.pipeline":
+            taken = {alias.name for alias in node.names}
+            assert taken <= {"analyze_captures", "Analysis"}, f"{path.name} imports {sorted(taken)} from the pipeline"
+        elif isinstance(node, ast.Import):
+            assert "inspector.analysis.pipeline" not in {alias.name for alias in node.names}, f"{path.name} imports the pipeline module"
