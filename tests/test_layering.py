@@ -80,3 +80,16 @@ def test_dashboard_takes_from_the_pipeline_only_the_analysis(path):
             assert taken <= {"analyze_captures", "Analysis"}, f"{path.name} imports {sorted(taken)} from the pipeline"
         elif isinstance(node, ast.Import):
             assert "inspector.analysis.pipeline" not in {alias.name for alias in node.names}, f"{path.name} imports the pipeline module"
+
+
+def test_tcp_flag_bits_are_defined_once_in_the_parser_core():
+    """The decoder passes the flags byte on, the reassembly and the accounting read it: all
+    take its bits from inspector/parse/tcp.py, the lowest layer that needs them."""
+    defined = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text(), filename=str(path)).body:
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id in ("TCP_FIN", "TCP_SYN", "TCP_RST", "TCP_PSH", "TCP_ACK"):
+                        defined.add((path.relative_to(PACKAGE).as_posix(), target.id))
+    assert defined == {("parse/tcp.py", name) for name in ("TCP_FIN", "TCP_SYN", "TCP_RST", "TCP_ACK")}

@@ -36,10 +36,11 @@ from inspector.analysis.recording import label_variants, load_recording, stalene
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureBytes, CaptureInfo, capture_name, is_regular_file, open_capture, read_packets
-from inspector.decode import SUPPORTED_LINK_TYPES, TCP_ACK, TCP_SYN, decode_packet, shard_of, shard_of_ports
+from inspector.decode import SUPPORTED_LINK_TYPES, decode_packet, shard_of, shard_of_ports
 from inspector.errors import CaptureError
 from inspector.parse.budget import DecompressionBudget
 from inspector.parse.connection import ParserOptions, TcpConnection
+from inspector.parse.tcp import TCP_ACK, TCP_SYN
 
 # A finished connection is kept this long (capture time) for late ACKs.
 LINGER_NS = 30 * 1_000_000_000

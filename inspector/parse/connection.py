@@ -40,13 +40,8 @@ from inspector.parse.budget import (
     DecompressionBudget,
 )
 from inspector.parse.http1 import Http1Parser, Role, StartLineFinder, is_status_code_prefix, looks_like_message_start
-from inspector.parse.tcp import SegmentFate, TcpStreamReassembler
+from inspector.parse.tcp import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, SegmentFate, TcpStreamReassembler
 from inspector.parse.websocket import WebSocketParser, accept_for_key, parse_deflate_offer
-
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_RST = 0x04
-TCP_ACK = 0x10
 
 # Stream events of an undecided connection are held back until the two
 # sides together have sent this many stream bytes (data, and gaps: a capture
