@@ -119,11 +119,10 @@ class _ConnectionRows:
         self.account = account
         self.conn = account.connection
         self.conn_id = account.conn_id
-        if self.conn.client_side is None:
-            # No SYN, no payload: the side with the higher port is the client.
-            ports = [endpoint[1] for endpoint in account.endpoints]
-            self.conn.client_side = 0 if ports[0] > ports[1] else 1
-        self.client_side = self.conn.client_side
+        # The parser's to decide: it has by a connection's first event, and at the latest
+        # when closed (by the caller's hint if nothing else tells; the pipeline's hint is the
+        # higher port), which is before its last rows are made.
+        self.client_side: int = self.conn.client_side
         self.rows: dict[str, list[dict]] = {name: [] for name in CONNECTION_TABLES}
         self.chunks: dict[str, list[pd.DataFrame]] = {name: [] for name in CONNECTION_TABLES}
         self.items = _Items()

@@ -138,7 +138,8 @@ class TcpConnection:
         return a.reset or b.reset or (a.fin_complete and b.fin_complete)
 
     def close(self, ts_ns: int) -> None:
-        """End of the connection or of the capture: flush everything."""
+        """End of the connection or of the capture: flush everything. Afterwards kind and
+        client_side are known, even for a connection that sent no SYN and no payload."""
         if self.closed:
             return
         for side in (0, 1):
