@@ -138,7 +138,7 @@ checked against the servers' own logs), not taken from parsing the capture.
 `messages_sent` counts application messages per direction (REST: requests
 and responses; WebSocket: data messages), `payload_bytes` their payload (HTTP
 body bytes as sent; WebSocket payload before permessage-deflate).  See
-`inspector/capture/record.py` for the format and
+`inspector/record.py` for the format and
 `inspector/workloads/scenarios.py` for the scenarios and variants.
 
 tshark decodes the HTTP on these ports heuristically; to be safe pass

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from inspector.analysis.pipeline import CONNECTION_TABLES, Analysis, analyze_captures
+from inspector.analysis.pipeline import Analysis, analyze_captures
 from inspector.analysis.recording import sidecar_path
 from inspector.analysis.summary import overhead_table
-from inspector.analysis.tables import TABLE_NAMES, make_table
+from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
 
 from dashboard.analysing import analyze_untrusted, failure_line
 from dashboard.live import LiveFollower

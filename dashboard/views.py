@@ -21,8 +21,8 @@ from typing import Callable
 import pandas as pd
 
 from dashboard import aggregate
-from inspector.analysis.pipeline import CONNECTION_TABLES
 from inspector.analysis.summary import overhead_table
+from inspector.analysis.tables import CONNECTION_TABLES
 
 Tables = aggregate.Tables
 

@@ -65,7 +65,7 @@ def job_count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES  # standard library only: cheap
-    from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE, DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION
+    from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE, DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION, DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE
 
     parser = _Parser(prog="inspector", description="See what REST and WebSocket traffic costs on the wire.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--export", metavar="DIR", help="write one file per table into DIR")
     analyze.add_argument("--format", choices=("csv", "parquet", "json"), default="csv", help="export format (default csv)")
     analyze.add_argument("--jobs", type=job_count, default=None, metavar="N", help=f"worker processes per capture, 1 to {MAX_JOBS} (default: one per core, up to 4, for captures over 8 MiB)")
-    analyze.add_argument("--max-ws-message", type=byte_count, default=64 * 1024 * 1024, metavar="BYTES", help="cap on a decompressed WebSocket message (default 64M)")
+    analyze.add_argument("--max-ws-message", type=byte_count, default=DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, metavar="BYTES",
+                         help=f"cap on a decompressed WebSocket message (default {DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE >> 20}M)")
     analyze.add_argument("--max-inflated", type=byte_count, default=DEFAULT_MAX_INFLATED_BYTES, metavar="BYTES",
                          help=f"cap on a capture's data inflated from gzip, or read from a pipe or device, into a temporary file "
                               f"(default {DEFAULT_MAX_INFLATED_BYTES >> 30}G): a guard against gzip bombs and endless devices")
@@ -245,7 +246,7 @@ def _interrupt(_signum, _frame) -> None:
 
 def _record(args) -> int:
     """Run the scenario's variants one after another while capturing; print what each sent."""
-    from inspector.capture.record import parse_sizes, parse_variants, record
+    from inspector.record import parse_sizes, parse_variants, record
     from inspector.report import printable
 
     header = f"{'variant':<18} {'conns':>5} {'client msgs':>11} {'server msgs':>11} {'client payload':>14} {'server payload':>14}"

@@ -50,12 +50,6 @@ IPPROTO_TCP = 6
 IPV6_EXTENSION_HEADERS = (0, 43, 60)
 IPV6_FRAGMENT = 44
 
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_RST = 0x04
-TCP_PSH = 0x08
-TCP_ACK = 0x10
-
 
 class TcpPacket(NamedTuple):
     """One TCP segment with the byte counts of every layer that carried it."""
@@ -67,7 +61,7 @@ class TcpPacket(NamedTuple):
     dst_port: int
     seq: int
     ack: int
-    flags: int
+    flags: int  # the TCP flags byte (bits: inspector.parse.tcp.TCP_SYN, ...)
     payload: bytes  # captured payload; may be shorter than payload_wire_len
     payload_wire_len: int
     wire_len: int

@@ -39,6 +39,11 @@ class _NeedData:
 
 NEED_DATA = _NeedData()
 
+# Payload an event carries when a parser is used on its own (HttpRequest/HttpResponse
+# .body_preview, WsFrame/WsMessage.payload); the rest is only counted. A TcpConnection
+# carries less, what the tables show (parse.connection.TABLE_PREVIEW_BYTES).
+DEFAULT_PREVIEW_BYTES = 4096
+
 
 # --- TCP stream events -------------------------------------------------------
 

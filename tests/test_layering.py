@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "inspector"
+DASHBOARD = PACKAGE.parent / "dashboard"
 HEAVY = ("pandas", "numpy", "dpkt", "scapy", "dash", "plotly", "aiohttp", "websockets")
 
 
@@ -43,4 +44,52 @@ def test_only_live_capture_imports_scapy():
 @pytest.mark.parametrize("path", modules("analysis"), ids=lambda p: p.name)
 def test_analysis_does_not_reach_up(path):
     for name in imported_modules(path):
-        assert not name.startswith(("inspector.cli", "inspector.workloads", "dashboard", "inspector.capture.live", "inspector.capture.record")), f"{path.name} imports {name}"
+        assert not name.startswith(("inspector.cli", "inspector.workloads", "inspector.record", "dashboard", "inspector.capture.live")), f"{path.name} imports {name}"
+
+
+def package_imports(path: Path) -> set[str]:
+    return {name for name in imported_modules(path) if name.split(".")[0] in ("inspector", "dashboard")}
+
+
+@pytest.mark.parametrize("path", modules("capture"), ids=lambda p: p.name)
+def test_capture_imports_only_itself_and_the_errors(path):
+    """Capture hands the core packets and knows nothing above it: not the decoder, the parsers,
+    the analysis, nor the workloads `inspector record` runs while it captures (inspector/record.py
+    joins the two)."""
+    for name in package_imports(path):
+        assert name.startswith("inspector.capture.") or name == "inspector.errors", f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", modules("workloads"), ids=lambda p: p.name)
+def test_workloads_only_make_traffic(path):
+    """Servers, clients and scenarios generate traffic, whoever captures it (our live capture
+    in inspector/record.py, tcpdump in the tests): they import no other part of the package."""
+    for name in package_imports(path):
+        assert name.startswith("inspector.workloads.") or name == "inspector.errors", f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", sorted(DASHBOARD.rglob("*.py")), ids=lambda p: p.relative_to(DASHBOARD).as_posix())
+def test_dashboard_takes_from_the_pipeline_only_the_analysis(path):
+    """The pipeline (worker processes, shared memory) is for running an analysis: the dashboard
+    takes from it analyze_captures and its result, Analysis; constants such as the table names
+    come from the schema module, inspector.analysis.tables."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "inspector.analysis.pipeline":
+            taken = {alias.name for alias in node.names}
+            assert taken <= {"analyze_captures", "Analysis"}, f"{path.name} imports {sorted(taken)} from the pipeline"
+        elif isinstance(node, ast.Import):
+            assert "inspector.analysis.pipeline" not in {alias.name for alias in node.names}, f"{path.name} imports the pipeline module"
+
+
+def test_tcp_flag_bits_are_defined_once_in_the_parser_core():
+    """The decoder passes the flags byte on, the reassembly and the accounting read it: all
+    take its bits from inspector/parse/tcp.py, the lowest layer that needs them."""
+    defined = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text(), filename=str(path)).body:
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id in ("TCP_FIN", "TCP_SYN", "TCP_RST", "TCP_PSH", "TCP_ACK"):
+                        defined.add((path.relative_to(PACKAGE).as_posix(), target.id))
+    assert defined == {("parse/tcp.py", name) for name in ("TCP_FIN", "TCP_SYN", "TCP_RST", "TCP_ACK")}

@@ -11,8 +11,8 @@ from array import array
 from dataclasses import dataclass
 
 from inspector.decode import TcpPacket
-from inspector.parse.connection import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpConnection
-from inspector.parse.tcp import SegmentFate
+from inspector.parse.connection import TcpConnection
+from inspector.parse.tcp import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, SegmentFate
 
 CONTROL_SYN = 1
 CONTROL_FIN = 2

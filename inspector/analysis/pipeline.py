@@ -31,15 +31,16 @@ import numpy as np
 import pandas as pd
 
 from inspector.analysis.accounting import ConnectionAccount
-from inspector.analysis.rows import ROW_TABLES, connection_rows, take_events
+from inspector.analysis.rows import connection_rows, take_events
 from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
-from inspector.analysis.tables import TABLE_NAMES, make_table
+from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureBytes, CaptureInfo, capture_name, is_regular_file, open_capture, read_packets
-from inspector.decode import SUPPORTED_LINK_TYPES, TCP_ACK, TCP_SYN, decode_packet, shard_of, shard_of_ports
+from inspector.decode import SUPPORTED_LINK_TYPES, decode_packet, shard_of, shard_of_ports
 from inspector.errors import CaptureError
 from inspector.parse.budget import DecompressionBudget
 from inspector.parse.connection import ParserOptions, TcpConnection
+from inspector.parse.tcp import TCP_ACK, TCP_SYN
 
 # A finished connection is kept this long (capture time) for late ACKs.
 LINGER_NS = 30 * 1_000_000_000
@@ -55,7 +56,6 @@ SWEEP_EVERY_PACKETS = 8192
 # Below this size a second process costs about what it saves (measured on real loopback
 # traffic, 2 cores: even at 1.3 MiB, 0.29 s against 0.26 s at 2.6 MiB, 0.60 against 0.48 at 5.4).
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
-CONNECTION_TABLES = ROW_TABLES
 PROGRESS_POLL_S = 0.25  # how often the parent passes on its workers' progress
 
 # progress(path, fraction): how far into `path` the analysis is, 0.0 to 1.0

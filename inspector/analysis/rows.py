@@ -20,7 +20,7 @@ import pandas as pd
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets
 from inspector.analysis.payload import AppPayload, http_app_payload, payload_columns, ws_app_payload
-from inspector.analysis.tables import make_table
+from inspector.analysis.tables import CONNECTION_TABLES, make_table
 from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage
 from inspector.parse.connection import Kind
 
@@ -35,7 +35,6 @@ CHUNK_ROWS = 4096
 # Findings of one rule listed per connection; the rest are counted in one
 # last finding of that rule ("N more ... not listed").
 MAX_FINDINGS_PER_RULE = 100
-ROW_TABLES = ("connections", "http_messages", "ws_frames", "ws_messages", "findings", "message_costs")
 # A data frame waiting for its message, as a flat record of this many numbers: frame id,
 # offset, header bytes, payload length, missing bytes, and whether it starts a compressed
 # message (FRAME_CONTINUES for a continuation frame, which carries no such bit).
@@ -120,13 +119,12 @@ class _ConnectionRows:
         self.account = account
         self.conn = account.connection
         self.conn_id = account.conn_id
-        if self.conn.client_side is None:
-            # No SYN, no payload: the side with the higher port is the client.
-            ports = [endpoint[1] for endpoint in account.endpoints]
-            self.conn.client_side = 0 if ports[0] > ports[1] else 1
-        self.client_side = self.conn.client_side
-        self.rows: dict[str, list[dict]] = {name: [] for name in ROW_TABLES}
-        self.chunks: dict[str, list[pd.DataFrame]] = {name: [] for name in ROW_TABLES}
+        # The parser's to decide: it has by a connection's first event, and at the latest
+        # when closed (by the caller's hint if nothing else tells; the pipeline's hint is the
+        # higher port), which is before its last rows are made.
+        self.client_side: int = self.conn.client_side
+        self.rows: dict[str, list[dict]] = {name: [] for name in CONNECTION_TABLES}
+        self.chunks: dict[str, list[pd.DataFrame]] = {name: [] for name in CONNECTION_TABLES}
         self.items = _Items()
         for name in ("setup", "teardown", "ws_control", "unattributed"):
             self.items.add(name, -1, "", account.start_ns)

@@ -213,6 +213,10 @@ TABLE_DOCS: dict[str, str] = {
 }
 
 TABLE_NAMES = tuple(SCHEMAS)
+# The tables whose rows are made per connection, from its events as they come (analysis/rows.py),
+# and carry its conn_id; the others are per capture (captures, staleness) or summed over
+# connections (overhead).
+CONNECTION_TABLES = ("connections", "http_messages", "ws_frames", "ws_messages", "findings", "message_costs")
 
 
 def make_table(name: str, rows: list[dict] | None = None) -> pd.DataFrame:

@@ -3,8 +3,9 @@
 Decompressed sizes cost time and memory in proportion to the *inflated*
 bytes, which an attacker chooses freely (a 60 MiB message is 60 KiB on the
 wire).  Each body or message has its own cap (the parsers' max_decompressed,
-max_message_bytes); these budgets bound the total over a connection and over
-a capture, shared by HTTP bodies and WebSocket messages.  When one is spent,
+max_message_bytes, both DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE by default);
+these budgets bound the total over a connection and over a capture, shared
+by HTTP bodies and WebSocket messages.  When one is spent,
 decompression stops and sizes are reported as unknown (None), never as the
 bytes counted so far; the parser that meets it first in a connection reports
 a finding.
@@ -12,6 +13,7 @@ a finding.
 
 from __future__ import annotations
 
+DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE = 64 * 1024 * 1024  # one HTTP body or one WebSocket message
 DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION = 256 * 1024 * 1024
 DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE = 1024 * 1024 * 1024
 

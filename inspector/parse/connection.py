@@ -33,15 +33,15 @@ from inspector.events import (
     StreamGap,
     WsHandshake,
 )
-from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE, DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION, DecompressionBudget
+from inspector.parse.budget import (
+    DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE,
+    DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION,
+    DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE,
+    DecompressionBudget,
+)
 from inspector.parse.http1 import Http1Parser, Role, StartLineFinder, is_status_code_prefix, looks_like_message_start
-from inspector.parse.tcp import SegmentFate, TcpStreamReassembler
+from inspector.parse.tcp import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, SegmentFate, TcpStreamReassembler
 from inspector.parse.websocket import WebSocketParser, accept_for_key, parse_deflate_offer
-
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_RST = 0x04
-TCP_ACK = 0x10
 
 # Stream events of an undecided connection are held back until the two
 # sides together have sent this many stream bytes (data, and gaps: a capture
@@ -52,6 +52,10 @@ MAX_HELD_EVENTS = 4096
 # Evidence is looked for in this many first contiguous bytes of each side.
 DETECTION_PREFIX = 8 * 1024
 _WS_OPCODES = (0, 1, 2, 8, 9, 10)
+# Payload a connection's events carry, for the tables (analysis/rows.py shows at most 200
+# characters of a body or message): short, since a million frames must fit in memory. A
+# parser used on its own keeps more (events.DEFAULT_PREVIEW_BYTES).
+TABLE_PREVIEW_BYTES = 256
 
 
 class Kind:
@@ -62,9 +66,9 @@ class Kind:
 
 @dataclass(frozen=True)
 class ParserOptions:
-    max_ws_message_bytes: int = 64 * 1024 * 1024
+    max_ws_message_bytes: int = DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE
     # Payload kept per frame and message for display; the rest is only counted.
-    preview_bytes: int = 256
+    preview_bytes: int = TABLE_PREVIEW_BYTES
     # Decompressed bytes, HTTP bodies and WebSocket messages together, per
     # connection and per capture (each worker process has the whole of the
     # capture's budget for its share): see inspector.parse.budget.
@@ -134,7 +138,8 @@ class TcpConnection:
         return a.reset or b.reset or (a.fin_complete and b.fin_complete)
 
     def close(self, ts_ns: int) -> None:
-        """End of the connection or of the capture: flush everything."""
+        """End of the connection or of the capture: flush everything. Afterwards kind and
+        client_side are known, even for a connection that sent no SYN and no payload."""
         if self.closed:
             return
         for side in (0, 1):

@@ -22,8 +22,8 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
-from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
-from inspector.parse.budget import DecompressionBudget
+from inspector.events import DEFAULT_PREVIEW_BYTES, NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
+from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, DecompressionBudget
 
 MAX_HEADER_BYTES = 64 * 1024
 # The trailer section of a chunked body (RFC 9112 7.1.2), like a header block.
@@ -37,8 +37,6 @@ MAX_START_LINE_BYTES = 8 * 1024
 # enough for int64 columns.  A longer length is a framing error.
 MAX_LENGTH_DIGITS = 18
 MAX_CHUNK_SIZE_DIGITS = 15
-DEFAULT_PREVIEW_BYTES = 4096
-DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
 # Output of one decompression step: what a body's inflating holds at once.
 _INFLATE_STEP = 256 * 1024
 
@@ -96,7 +94,7 @@ class Http1Parser:
         *,
         start_offset: int = 0,
         preview_bytes: int = DEFAULT_PREVIEW_BYTES,
-        max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
+        max_decompressed: int = DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE,
         in_sync: bool = True,
         decompression_budget: DecompressionBudget | None = None,
     ) -> None:

@@ -29,6 +29,12 @@ from typing import NamedTuple
 
 from inspector.events import NEED_DATA, Direction, StreamData, StreamEnd, StreamGap
 
+# Bits of the TCP header's flags byte (RFC 9293 3.1), as segments carry them.
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_ACK = 0x10
+
 SEQ_MOD = 1 << 32
 HALF_SEQ = 1 << 31
 # Reordering buffer: out-of-order bytes held while waiting for a hole to fill.

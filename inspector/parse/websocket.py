@@ -27,8 +27,9 @@ from struct import unpack_from
 from typing import TYPE_CHECKING
 
 from inspector.errors import ParseError
-from inspector.parse.budget import DecompressionBudget
+from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, DecompressionBudget
 from inspector.events import (
+    DEFAULT_PREVIEW_BYTES,
     NEED_DATA,
     DeflateParams,
     Direction,
@@ -338,8 +339,8 @@ class WebSocketParser:
         start_offset: int = 0,
         deflate: DeflateParams | None = None,
         extensions_negotiated: bool = False,
-        max_message_bytes: int = 64 * 1024 * 1024,
-        preview_bytes: int = 4096,
+        max_message_bytes: int = DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE,
+        preview_bytes: int = DEFAULT_PREVIEW_BYTES,
         decompression_budget: DecompressionBudget | None = None,
     ) -> None:
         if max_message_bytes < 0 or preview_bytes < 0:

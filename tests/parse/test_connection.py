@@ -125,6 +125,19 @@ def test_status_line_cut_short_by_snaplen_is_evidence_enough():
     assert conn.kind == Kind.REST and conn.client_side == CLIENT
 
 
+def test_closing_settles_the_client_side_even_without_syn_or_payload():
+    """The analysis reads client_side once a connection is closed: with nothing else to go
+    by (bare ACKs), it is the caller's hint, and the guess is a finding."""
+    for hint in (CLIENT, SERVER):
+        conn = TcpConnection(1, client_hint=hint)
+        conn.receive_segment(SERVER, 1, 5000, 1000, TCP_ACK, b"", 0)
+        conn.receive_segment(CLIENT, 2, 1000, 5000, TCP_ACK, b"", 0)
+        assert conn.client_side is None
+        conn.close(3)
+        assert (conn.kind, conn.client_side) == (Kind.OTHER, hint)
+        assert [event.rule for event in conn.events] == ["tcp-client-guessed"]
+
+
 # --- bounded work and memory ---------------------------------------------------------------
 
 

@@ -1,5 +1,10 @@
 """`inspector record SCENARIO`: run a built-in workload on loopback and capture it.
 
+This module joins two layers that know nothing of each other: the workloads
+(servers, clients, scenarios: traffic generators that the tests also drive
+under tcpdump) and the live capture.  So it sits above both, beside the CLI
+that calls it; neither `capture/` nor `workloads/` imports the other.
+
 Every variant of the scenario gets its own server on 127.0.0.1 (so its own
 server port), all started before the capture begins; the capture on ``lo``
 takes exactly those ports (kernel filter).  The variants then run one after
@@ -36,6 +41,8 @@ from typing import Callable
 from inspector.capture.live import CaptureStats, LiveCapture
 from inspector.capture.sidecar import SIDECAR_FORMAT, sidecar_path
 from inspector.errors import RecordError
+from inspector.workloads.scenarios import SCENARIOS
+from inspector.workloads.servers import LoopThread
 
 INTERFACE = "lo"
 SETTLE_S = 0.3  # after the last connection closed, for its last packets to reach the capture socket
@@ -86,9 +93,6 @@ def record(
     Raises RecordError for bad parameters or a workload that misbehaved, and
     CaptureError when the capture cannot run (no privileges, ...).
     """
-    from inspector.workloads.scenarios import SCENARIOS
-    from inspector.workloads.servers import LoopThread
-
     if scenario not in SCENARIOS:
         raise RecordError(f"no scenario {scenario!r} (choose from {', '.join(SCENARIOS)})")
     scen = SCENARIOS[scenario]
