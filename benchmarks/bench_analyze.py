@@ -20,8 +20,12 @@ What it does (see benchmarks/README.md for the details):
 2. Speed.  Times `inspector analyze FILE` and an equivalent tshark field
    extraction on the same file, --repeat times each (interleaved), under
    /usr/bin/time for peak RSS.
-3. Memory flatness.  Runs `inspector analyze` on the first 25 %, 50 % and
-   100 % of the packets (truncated copies by packet count).
+3. Flatness.  Runs `inspector analyze` on the first packet (its start-up
+   time), the first 100,000 packets, and 25 %, 50 % and 100 % of the packets
+   (truncated copies by packet count): memory, and time per packet with the
+   start-up subtracted.
+Also prints inspector/tshark wall ratios, with default jobs and --jobs 1,
+and CPU seconds per 1M packets of each.
 
 Needs root (tcpdump) only when it has to record the base capture.
 """
@@ -56,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 from tests import traffic  # noqa: E402  (real servers + tcpdump_capture)
 
 GNU_TIME = "/usr/bin/time"
+FLAT_FIRST_POINT = 100_000  # the smallest capture of the time-per-packet series
 BUILD_VERSION = 2  # bump when the way the big file is made changes
 
 # --- the base workload ---------------------------------------------------------
@@ -478,10 +483,10 @@ def ensure_gnu_time() -> None:
 INSPECTOR_EXTRA: list[str] = []  # --inspector-args
 
 
-def inspector_cmd(path: Path) -> list[str]:
+def inspector_cmd(path: Path, jobs: int | None = None) -> list[str]:
     exe = shutil.which("inspector")
     head = [exe, "analyze"] if exe else [sys.executable, "-m", "inspector.cli", "analyze"]
-    return head + INSPECTOR_EXTRA + [str(path)]
+    return head + INSPECTOR_EXTRA + (["--jobs", str(jobs)] if jobs else []) + [str(path)]
 
 
 def inspector_fingerprint() -> str:
@@ -656,17 +661,20 @@ def main(argv: list[str] | None = None) -> int:
     print("  " + " ".join(ins_cmd) + " > /dev/null")
     print("tshark (-d: the servers listen on ephemeral ports):")
     print("  " + " ".join(tsh_cmd) + " > /dev/null")
-    runs: dict[str, list[Run]] = {"inspector": [], "tshark": []}
+    ins1_cmd = inspector_cmd(big, jobs=1)
+    print("inspector in one process:")
+    print("  " + " ".join(ins1_cmd) + " > /dev/null")
+    runs: dict[str, list[Run]] = {"inspector": [], "inspector-j1": [], "tshark": []}
     failures: list[str] = []
     fp_seen = fp_start
     for i in range(args.repeat):
-        for name, cmd in (("inspector", ins_cmd), ("tshark", tsh_cmd)):
-            if name == "inspector" and (fp := inspector_fingerprint()) != fp_seen:
+        for name, cmd in (("inspector", ins_cmd), ("inspector-j1", ins1_cmd), ("tshark", tsh_cmd)):
+            if name != "tshark" and (fp := inspector_fingerprint()) != fp_seen:
                 print(f"  NOTE: inspector sources changed, now {fp}")
                 fp_seen = fp
             r = measure(cmd)
             runs[name].append(r)
-            print(_run_line(f"  run {i + 1}/{args.repeat} {name:9s}", r), flush=True)
+            print(_run_line(f"  run {i + 1}/{args.repeat} {name:12s}", r), flush=True)
             if r.rc != 0 or (name == "tshark" and r.stderr):
                 failures.append(f"{name} run {i + 1} (exit {r.rc}):\n{r.stderr}")
                 print("    stderr: " + r.stderr[-3000:].replace("\n", "\n    "))
@@ -679,14 +687,17 @@ def main(argv: list[str] | None = None) -> int:
     tmp_files: list[Path] = []
     if not args.skip_flat:
         print()
-        print("== memory flatness: inspector analyze on the first 25/50/100% of the packets ==")
-        parts = [(pct, n_total * pct // 100) for pct in (25, 50)]
-        paths = [(DATA / f"bench-{args.packets}-first{pct}.pcap", n) for pct, n in parts]
+        print(f"== flatness: inspector analyze on the first packet (start-up), the first {FLAT_FIRST_POINT:,}, and 25/50/100% of the packets ==")
+        # A 1-packet file measures start-up (imports, the summary): time per packet is
+        # shown with it subtracted, so that the series says whether the work per packet
+        # stays flat from 100k packets on.
+        parts = [(0, 1), (0, FLAT_FIRST_POINT)] + [(pct, n_total * pct // 100) for pct in (25, 50)]
+        paths = [(DATA / f"bench-{args.packets}-first{n}.pcap", n) for _pct, n in parts]
         truncate_copies(big, paths)
         tmp_files += [q for q, _ in paths]
         series = [(pct, n, q) for (pct, n), (q, _) in zip(parts, paths)] + [(100, n_total, big)]
         for pct, n, path in series:
-            out_path = DATA / f"inspector-summary-{pct}.txt"
+            out_path = DATA / f"inspector-summary-{n}.txt"
             tmp_files.append(out_path)
             if (fp := inspector_fingerprint()) != fp_seen:
                 print(f"  NOTE: inspector sources changed, now {fp}")
@@ -700,9 +711,9 @@ def main(argv: list[str] | None = None) -> int:
             counts = summary_counts(out_path.read_text()) if best.rc == 0 else None
             size_mib = path.stat().st_size / 2**20
             flat.append((pct, n, size_mib, best, counts))
-            print(_run_line(f"  {pct:3d}% {n:>9,} packets {size_mib:6.1f} MiB", best), flush=True)
+            print(_run_line(f"  {pct:3d}% {n:>9,} packets {size_mib:7.1f} MiB", best), flush=True)
             if best.rc != 0:
-                failures.append(f"inspector on {pct}% ({path}):\n{best.stderr}")
+                failures.append(f"inspector on {n} packets ({path}):\n{best.stderr}")
                 print("    stderr: " + best.stderr[-3000:].replace("\n", "\n    "))
     fp_end = inspector_fingerprint()
 
@@ -731,17 +742,32 @@ def main(argv: list[str] | None = None) -> int:
         cpu_ratio = (min(r.cpu for r in runs["tshark"] if r.rc == 0)
                      / min(r.cpu for r in runs["inspector"] if r.rc == 0))
         print(f"tshark_time / inspector_time = {ratio:.2f} (best wall)   {med:.2f} (median wall)   {cpu_ratio:.2f} (cpu)")
+        print(f"inspector_time / tshark_time = {1 / ratio:.2f} (best wall; issue 9: at most 0.20, floor 0.33)")
         print(f"inspector: {n_total / best_wall['inspector']:,.0f} packets/s   "
               f"tshark: {n_total / best_wall['tshark']:,.0f} packets/s  (wall, best)")
+    if "inspector-j1" in best_wall and "tshark" in best_wall:
+        print(f"inspector --jobs 1 / tshark = {best_wall['inspector-j1'] / best_wall['tshark']:.2f} (best wall; issue 9: at most 0.50)")
+    for name in ("inspector", "inspector-j1", "tshark"):
+        ok = [r.cpu for r in runs[name] if r.rc == 0]
+        if ok:
+            print(f"{name:12s} CPU seconds per 1M packets: {min(ok) / n_total * 1e6:6.2f}  "
+                  f"({min(ok) / n_total * 1e6:.1f} us/packet)")
     if flat:
         print()
         print(f"{'share':>5s} {'packets':>10s} {'file':>9s} {'wall':>8s} {'peak RSS':>10s} {'tree PSS':>10s} "
               f"{'PSS/file':>8s} {'vs 25%':>7s}  {'conns':>6s} {'REST exch':>9s} {'WS msgs':>8s}")
-        pss0 = flat[0][3].tree_pss_kib or 1
-        for pct, n, size_mib, r, counts in flat:
+        startup = flat[0][3].wall
+        measured = flat[1:]
+        pss0 = measured[0][3].tree_pss_kib or 1
+        for pct, n, size_mib, r, counts in measured:
             c = counts or ("-", "-", "-")
             print(f"{pct:4d}% {n:>10,} {size_mib:6.1f}MiB {r.wall:7.2f}s {mib(r.rss_kib):>10s} {mib(r.tree_pss_kib):>10s} "
                   f"{r.tree_pss_kib / 1024 / size_mib:7.2f}x {r.tree_pss_kib / pss0:6.2f}x  {c[0]:>6} {c[1]:>9} {c[2]:>8}")
+        per_packet = [(n, (r.wall - startup) / n * 1e6) for _pct, n, _size, r, _c in measured]
+        print(f"time per packet (wall minus start-up {startup:.2f} s, measured on a 1-packet file): "
+              + ", ".join(f"{n:,} packets {us:.1f} us" for n, us in per_packet))
+        values = [us for _n, us in per_packet]
+        print(f"  spread: max/min {max(values) / min(values):.2f} (issue 9: flat within 20 %, i.e. at most 1.20)")
         full = flat[-1][4]
         if full is not None:
             conns, rest_n, ws_n = b["tcp_connections"] * reps, b["rest_requests"] * reps, b["ws_messages"] * reps

@@ -43,6 +43,8 @@ from inspector.parse.http1 import Http1Parser, Role, StartLineFinder, is_status_
 from inspector.parse.tcp import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, SegmentFate, TcpStreamReassembler
 from inspector.parse.websocket import WebSocketParser, accept_for_key, parse_deflate_offer
 
+_SYN_FIN_RST = TCP_SYN | TCP_FIN | TCP_RST
+
 # Stream events of an undecided connection are held back until the two
 # sides together have sent this many stream bytes (data, and gaps: a capture
 # cut by snaplen has little else) ...
@@ -110,6 +112,17 @@ class TcpConnection:
     def receive_segment(self, side: int, ts_ns: int, seq: int, ack: int, flags: int, payload: bytes, payload_wire_len: int) -> SegmentFate:
         """Feed one segment sent by `side`; returns what became of its payload."""
         stream = self.streams[side]
+        if not flags & _SYN_FIN_RST and payload_wire_len and self.kind is not None and len(payload) == payload_wire_len:
+            offset = stream.take_next(seq, payload_wire_len)
+            if offset >= 0:
+                # In order, nothing waiting: straight to the parser, no stream event.
+                parser = self._ws.get(side) or self._http.get(side)
+                if parser is not None:
+                    parser.receive_data(payload, ts_ns)
+                    self._drain(side)
+                if flags & TCP_ACK:
+                    self._acknowledged(side, ack, ts_ns)
+                return SegmentFate(offset, payload_wire_len, 0, 0)
         if flags & TCP_SYN:
             self._note_syn(side, flags)
         fate = stream.receive_segment(seq, payload, payload_wire_len, ts_ns, syn=bool(flags & TCP_SYN))
@@ -119,12 +132,15 @@ class TcpConnection:
             stream.receive_rst()
         self._pump(side)
         if flags & TCP_ACK:
-            peer = self.streams[1 - side]
-            # Only a peer waiting on a hole can learn something from an ACK.
-            if peer.has_pending and not peer.closed:
-                peer.acknowledged(peer.offset_of(ack), ts_ns)
-                self._pump(1 - side)
+            self._acknowledged(side, ack, ts_ns)
         return fate
+
+    def _acknowledged(self, side: int, ack: int, ts_ns: int) -> None:
+        peer = self.streams[1 - side]
+        # Only a peer waiting on a hole can learn something from an ACK.
+        if peer.has_pending and not peer.closed:
+            peer.acknowledged(peer.offset_of(ack), ts_ns)
+            self._pump(1 - side)
 
     def ack_offset(self, acking_side: int, ack: int) -> int | None:
         """Offset in the other side's stream that `ack` acknowledges up to."""

@@ -259,6 +259,24 @@ class TcpStreamReassembler:
             self._force_gap(ts_ns)
         return SegmentFate(start, new, (end - start) - new - late, before, late)
 
+    def take_next(self, seq: int, length: int) -> int:
+        """The in-order fast path, for a caller that hands the bytes on itself.
+
+        If a segment (no SYN, its `length` payload bytes all captured) carries exactly
+        the next bytes of the stream and nothing is waiting (no buffered run, no event
+        not yet read, not closed), take it: return its stream offset.  Otherwise change
+        nothing and return -1; the caller then goes through receive_segment.  On
+        loopback traffic this is nearly every data segment, and it saves the
+        StreamData event and the reading of it.
+        """
+        if self._base_seq is None or self._run_starts or self._events or self.closed:
+            return -1
+        start = self.next_offset
+        if (seq - self._base_seq - start) % SEQ_MOD:
+            return -1
+        self.next_offset = start + length
+        return start
+
     def acknowledged(self, offset: int, ts_ns: int) -> None:
         """The peer acknowledged everything before `offset`.
 
