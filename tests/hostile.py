@@ -14,7 +14,9 @@ Generation is linear in the output: compressed bombs repeat one deflate
 block and compute their CRC without touching the inflated bytes.
 
 `CLASSES` lists them all (name, issue item, generator), for
-benchmarks/bench_hostile.py and tests/analysis/test_fuzz_captures.py.
+benchmarks/bench_hostile.py and tests/analysis/test_fuzz_captures.py; `small`
+builds each at the small scale (SMALL) the fuzz test and the reference tables
+(tests/reference/) use.
 """
 
 from __future__ import annotations
@@ -502,3 +504,32 @@ CLASSES: dict[str, HostileClass] = {
         HostileClass("terminal-escapes", 16, terminal_escapes),
     ]
 }
+
+# A small instance of each class, for unit and fuzz tests and the reference tables: (scale,
+# sizes); x8 of it stays under ~100 KB (the gzip bomb inflates to 512 KiB).  Classes not
+# listed are small at scale 1 (one connection).
+SMALL: dict[str, tuple[float, dict]] = {
+    "sidecar-deep-nesting": (0.01, {}),
+    "one-byte-non-http": (1 / 256, {}),
+    "header-only-snaplen": (0.005, {}),
+    "hole-then-one-byte": (0.002, {}),
+    "reversed-one-byte": (0.0002, {}),
+    "http-in-7-byte-segments": (0.05, {}),
+    "upgrade-header-spaces": (1, {"spaces": 2000}),
+    "resync-status-lines": (1 / 32, {"segment": 2000}),
+    "chunked-trailer-without-newline": (0.002, {}),
+    "gzip-bomb": (2e-5, {}),
+    "gzip-cut-short": (0.1, {}),
+    "syn-only": (0.0005, {}),
+    "ws-empty-continuations": (0.0002, {}),
+    "ws-orphan-continuations": (0.0002, {}),
+    "deflate-http-bodies": (0.01, {"inflated": 256 * 1024}),
+    "deflate-ws-messages": (0.02, {"inflated": 256 * 1024}),
+    "reordered-halves": (0.0002, {}),
+}
+
+
+def small(name: str, factor: float = 1) -> HostileCapture:
+    """The class `name` at its small scale (SMALL), times `factor`."""
+    scale, sizes = SMALL.get(name, (1, {}))
+    return CLASSES[name].build(scale * factor, **sizes)

@@ -71,7 +71,9 @@ from inspector.analysis import pipeline
 from inspector.analysis.tables import BYTE_CATEGORIES
 from inspector.cli import main
 from tests import hostile
+from tests.hostile import small
 from tests.conftest import bundled_files
+from tests.conversations import real_connections
 from tests.factories import chunked_body, chunks, http_request, http_response, pcap_file, pcapng_file, ws_frame
 
 LINES_PER_BYTE = 256
@@ -86,33 +88,6 @@ FUZZ = settings(
     phases=[Phase.explicit, Phase.generate, Phase.shrink],  # Phase.explain traces too: it would replace LineCounter
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
-
-# A small instance of each class: (scale, sizes); x8 of it stays under ~100 KB (the gzip bomb inflates to 512 KiB).
-SMALL: dict[str, tuple[float, dict]] = {
-    "sidecar-deep-nesting": (0.01, {}),
-    "one-byte-non-http": (1 / 256, {}),
-    "header-only-snaplen": (0.005, {}),
-    "hole-then-one-byte": (0.002, {}),
-    "reversed-one-byte": (0.0002, {}),
-    "http-in-7-byte-segments": (0.05, {}),
-    "upgrade-header-spaces": (1, {"spaces": 2000}),
-    "resync-status-lines": (1 / 32, {"segment": 2000}),
-    "chunked-trailer-without-newline": (0.002, {}),
-    "gzip-bomb": (2e-5, {}),
-    "gzip-cut-short": (0.1, {}),
-    "syn-only": (0.0005, {}),
-    "ws-empty-continuations": (0.0002, {}),
-    "ws-orphan-continuations": (0.0002, {}),
-    "deflate-http-bodies": (0.01, {"inflated": 256 * 1024}),
-    "deflate-ws-messages": (0.02, {"inflated": 256 * 1024}),
-    "reordered-halves": (0.0002, {}),
-}
-
-
-def small(name: str, factor: float = 1) -> hostile.HostileCapture:
-    scale, sizes = SMALL.get(name, (1, {}))
-    return hostile.CLASSES[name].build(scale * factor, **sizes)
-
 
 # --- running the CLI and checking what it did --------------------------------------------------
 
@@ -276,31 +251,6 @@ def test_mutated_real_capture(name, mutations, in_sidecar, tmp_path):
 # --- a real connection in other segments ------------------------------------------------------------
 
 MAX_PIECES = 400  # keeps a one-byte resegmentation small enough to trace
-
-
-@functools.lru_cache(maxsize=None)
-def real_connections() -> list[list[tuple[int, bytes]]]:
-    """The payload of the TCP connections of the bundled captures: (0 client / 1 server, bytes)
-    per data segment in capture order (read with scapy, not with the code under test)."""
-    from scapy.layers.inet import IP, TCP
-    from scapy.utils import rdpcap
-
-    connections: dict[tuple, list[tuple[int, bytes]]] = {}
-    clients: dict[tuple, tuple] = {}
-    for path in bundled_files():
-        for packet in rdpcap(str(path)):
-            if TCP not in packet:
-                continue
-            src, dst = (packet[IP].src, packet[TCP].sport), (packet[IP].dst, packet[TCP].dport)
-            key = (path.name, *sorted([src, dst]))
-            if packet[TCP].flags.S and not packet[TCP].flags.A:
-                clients[key] = src
-            payload = bytes(packet[TCP].payload)
-            if payload:
-                connections.setdefault(key, []).append((0 if src == clients.get(key, src) else 1, payload))
-    # One of each shape: the twenty one-request connections of chat.pcap differ only in ids.
-    unique = {tuple((side, len(payload)) for side, payload in segments): segments for segments in connections.values()}
-    return list(unique.values())
 
 
 @st.composite
