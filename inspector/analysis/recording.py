@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from inspector.capture.sidecar import SIDECAR_FORMAT, sidecar_path
@@ -21,6 +23,12 @@ from inspector.capture.sidecar import SIDECAR_FORMAT, sidecar_path
 # variants writes about 40 MB.  Its JSON is parsed whole, so this also bounds the memory.
 MAX_SIDECAR_BYTES = 64 * 1024 * 1024
 PORT_RANGE = range(0, 65536)
+# Arrays and objects nested deeper than this are refused.  A sidecar nests 4 deep; the
+# json module parses nesting recursively, so without a limit of our own whether a deep
+# file is read would depend on the process's recursion limit (1,000 by default, 3,000
+# under pytest): the same sidecar would label variants in one run and not in another.
+MAX_SIDECAR_NESTING = 100
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 class SidecarError(ValueError):
@@ -88,6 +96,8 @@ def _read_json(path: Path):
         raise SidecarError(f"cannot read it: {exc.strerror}") from None
     if len(data) > MAX_SIDECAR_BYTES:
         raise SidecarError(f"larger than {MAX_SIDECAR_BYTES:,} bytes")
+    if _nesting(data) > MAX_SIDECAR_NESTING:
+        raise SidecarError(f"JSON nested too deeply (over {MAX_SIDECAR_NESTING} levels)")
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -96,6 +106,15 @@ def _read_json(path: Path):
         raise SidecarError("JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, and integers over Python's 4300 digits
         raise SidecarError(f"not JSON ({exc})") from None
+
+
+def _nesting(data: bytes) -> int:
+    """How deep arrays and objects nest in JSON text (brackets inside strings left out)."""
+    brackets = np.frombuffer(_JSON_STRING.sub(b"", data), dtype=np.uint8)
+    steps = np.zeros(len(brackets), dtype=np.int64)
+    steps[(brackets == ord("[")) | (brackets == ord("{"))] = 1
+    steps[(brackets == ord("]")) | (brackets == ord("}"))] = -1
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def _variant(entry, number: int) -> Variant:

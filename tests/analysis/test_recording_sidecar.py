@@ -109,6 +109,20 @@ def test_deep_nesting_is_a_warning(capture):
     assert_ignored(capture, '{"format": "inspector-recording/1", "variants": ' + "[" * 200_000 + "]" * 200_000 + "}", "nested too deeply")
 
 
+@pytest.mark.parametrize("depth", [recording_module.MAX_SIDECAR_NESTING + 1, 2_000])
+def test_nesting_limit_does_not_depend_on_the_recursion_limit(capture, depth):
+    """2,000 levels raised RecursionError under the default recursion limit (1,000) but were
+    read under pytest's (3,000): the limit is now the sidecar's own."""
+    assert_ignored(capture, '{"format": "inspector-recording/1", "variants": ' + "[" * depth + "]" * depth + "}", "nested too deeply")
+
+
+def test_brackets_inside_strings_are_not_nesting(capture):
+    """Brackets, escaped quotes and backslashes inside a string are text, not nesting."""
+    deep_name = "[" * 500 + '\\"{' * 200 + "\\"
+    recording, warnings = loaded(capture, sidecar_text([dict(GOOD_VARIANT, name=deep_name)]))
+    assert warnings == [] and recording.variants[0].name == deep_name
+
+
 def test_huge_integer_is_a_warning(capture):
     """Beyond Python's 4300-digit limit for int(str): ValueError, which is no JSONDecodeError."""
     assert_ignored(capture, sidecar_text().replace("8080", "9" * 5000), "not JSON")
