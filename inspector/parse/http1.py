@@ -63,6 +63,7 @@ _TOKEN = _DIGITS + _UPPER + _UPPER.lower() + b"!#$%&'*+.^_`|~-"  # RFC 9110 5.6.
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # what regular expressions call \s
 _CUT_VERSION = b"HTP/0123456789."  # what a version cut short may hold
 _MAX_METHOD = 12  # a method found by resync or in a cut line: 3 to 12 capitals
+_COMMON_VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
 
 
 class Role:
@@ -98,7 +99,10 @@ class Http1Parser:
         self._header_searched = start_offset  # no end of headers starts before this
         self._line_searched = start_offset  # no LF before this (chunk-size and trailer lines)
         self._start_lines = StartLineFinder(role)
-        self._parse_start_line = _parse_request_line if role == Role.REQUEST else _parse_status_line
+        self._parse_line = _parse_request_line if role == Role.REQUEST else _parse_status_line
+        # The last start line and header block seen, parsed: keep-alive streams repeat theirs.
+        self._last_start_line, self._last_start = b"", None
+        self._last_raw_headers, self._last_framing = "", {}
         self._events: deque = deque()
         self._message: Message | None = None  # its head is parsed, its body is being read
         self._request_methods: deque[str] = deque()
@@ -222,7 +226,6 @@ class Http1Parser:
         What is left (a message not all here, or anything unusual) goes the
         general way, through the buffer.
         """
-        self._times.clear()  # nothing buffered: no earlier chunk's time is needed again
         position = 0
         end = len(data)
         message = self._message
@@ -279,7 +282,11 @@ class Http1Parser:
         if length <= 0:
             return
         body = data[start : start + length] if start or length < len(data) else data
-        self._add_content(message, body)
+        room = self.preview_bytes - len(message.preview)
+        if room > 0:
+            message.preview = message.preview + body[:room] if message.preview else body[:room]
+        if message.content_encoding and message.inflating:
+            self._inflate(message, body)
         message.data_bytes += length
         message.wire_bytes += length
         message.end_ts_ns = ts_ns
@@ -312,7 +319,10 @@ class Http1Parser:
     def _consume(self, n: int) -> None:
         del self._buf[:n]  # bytearray drops its front in constant time
         self.offset += n
-        self._times.forget_before(self.offset)
+        if self._buf:
+            self._times.forget_before(self.offset)
+        else:
+            self._times.clear()  # no earlier chunk's time is needed again
 
     def _resync(self) -> bool:
         start = self._start_lines.find(self._buf, self.offset)
@@ -403,7 +413,7 @@ class Http1Parser:
                 if type(message.preview) is bytes:
                     message.preview = bytearray(message.preview)
                 message.preview += self._buf[: min(room, n)]
-            if message.inflating:
+            if message.content_encoding and message.inflating:
                 self._inflate(message, bytes(self._buf[:n]))
             message.data_bytes += n
         message.wire_bytes += n + framing
@@ -422,6 +432,11 @@ class Http1Parser:
         self._emit(message)
         self._lost_sync = True
 
+    def _parse_start_line(self, line: bytes):
+        if line != self._last_start_line:
+            self._last_start_line, self._last_start = line, self._parse_line(line)
+        return self._last_start
+
     def _framing_error(self, detail: str) -> None:
         self.report_framing_error(detail)
         self._lost_sync = True
@@ -431,7 +446,10 @@ class Http1Parser:
 
     def _frame(self, message: Message):
         """Decide how the body of `message` is framed: its reader, or None when it has no body."""
-        headers = _framing_headers(message.raw_headers) if message.raw_headers else {}
+        raw = message.raw_headers
+        if raw != self._last_raw_headers:
+            self._last_raw_headers, self._last_framing = raw, _framing_headers(raw)
+        headers = self._last_framing  # read, never changed
         message.upgrade = "upgrade" in headers
         if "content-encoding" in headers:
             message.content_encoding = headers["content-encoding"].strip().lower()
@@ -454,7 +472,7 @@ class Http1Parser:
                 return None
         # No length, or a final encoding other than chunked: requests have no body;
         # responses run until the connection closes (RFC 9112 6.3 items 4 and 8).
-        to_close = ReadUntilCloseReader() if self.role == Role.RESPONSE else None
+        to_close = _READ_UNTIL_CLOSE if self.role == Role.RESPONSE else None
         content_length = headers.get("content-length")
         transfer_encoding = headers.get("transfer-encoding")
         if transfer_encoding:
@@ -475,13 +493,6 @@ class Http1Parser:
 
     # -- body content and the event -------------------------------------------------
 
-    def _add_content(self, message: Message, data: bytes) -> None:
-        room = self.preview_bytes - len(message.preview)
-        if room > 0:
-            message.preview = message.preview + data[:room] if message.preview else data[:room]
-        if message.inflating:
-            self._inflate(message, data)
-
     def _inflate(self, message: Message, data: bytes) -> None:
         inflate(message, data, self.max_decompressed, self.decompression_budget, self._events, self.direction)
 
@@ -490,24 +501,25 @@ class Http1Parser:
         decompressed = message.decompressed if message.decompressed is not None and message.decompressed >= 0 and message.complete else None
         if message.decompressor is not None and decompressed is not None and not message.decompressor.eof:
             decompressed = None  # the compressed stream did not end cleanly
-        measured = dict(
-            direction=self.direction, ts_ns=message.ts_ns, end_ts_ns=max(message.end_ts_ns, message.ts_ns), offset=message.offset,
-            raw_headers=message.raw_headers, header_bytes=message.header_bytes, body_wire_bytes=message.wire_bytes,
-            chunk_framing_bytes=message.framing_bytes, body_bytes=message.data_bytes + message.missing_bytes,
-            missing_bytes=message.missing_bytes, content_encoding=message.content_encoding, decompressed_bytes=decompressed,
-            complete=message.complete, body_preview=bytes(message.preview),
-        )
+        # HttpRequest and HttpResponse share their fields' order; only the start line's three differ.
+        event_class = HttpRequest if self.role == Role.REQUEST else HttpResponse
+        self._events.append(event_class(
+            self.direction, message.ts_ns, max(message.end_ts_ns, message.ts_ns), message.offset, *message.start,
+            message.raw_headers, message.header_bytes, message.wire_bytes, message.framing_bytes,
+            message.data_bytes + message.missing_bytes, message.missing_bytes, message.content_encoding, decompressed,
+            message.complete, bytes(message.preview),
+        ))
         if self.role == Role.REQUEST:
-            method, target, version = message.start
-            self._events.append(HttpRequest(method=method, target=target, version=version, **measured))
-            if method == "CONNECT" or message.upgrade:
+            if message.start[0] == "CONNECT" or message.upgrade:
                 self.paused = True
         else:
-            version, status, reason = message.start
-            self._events.append(HttpResponse(version=version, status=status, reason=reason, **measured))
+            status = message.start[1]
             if status == 101 or (not message.has_body and 200 <= status < 300 and self._last_method == "CONNECT"):
                 # The connection decides what the bytes after this belong to.
                 self.paused = True
+
+
+_READ_UNTIL_CLOSE = ReadUntilCloseReader()  # it holds no state
 
 
 class _ChunkTimes:
@@ -687,6 +699,12 @@ def _split_target(rest: bytes) -> tuple[bytes, bytes] | None:
 
 def _parse_request_line(line: bytes) -> tuple[str, str, str] | None:
     """`method SP+ target [SP+ HTTP/d.d]`, the whole line; no version is HTTP/0.9."""
+    parts = line.split(b" ")
+    if len(parts) == 3 and parts[2] in _COMMON_VERSIONS:
+        # The usual `METHOD target HTTP/1.x`, one space apart: only the method and target to check.
+        method, target, version = parts
+        if method and not method.translate(None, _TOKEN) and len(target.split()) == 1:
+            return method.decode("ascii"), target.decode("latin-1"), _COMMON_VERSIONS[version]
     method, space, rest = line.partition(b" ")
     parts = _split_target(rest) if space and _only(method, _TOKEN) else None
     if parts is None:
@@ -726,6 +744,10 @@ def _status_parts(line: bytes) -> tuple[bytes, int, bytes] | None:
 
 def _parse_status_line(line: bytes) -> tuple[str, int, str] | None:
     """`HTTP/d.d SP+ NNN [SP reason]`, the whole line."""
+    version = _COMMON_VERSIONS.get(line[:8])
+    code = line[9:12]
+    if version is not None and line[8:9] == b" " and len(code) == 3 and code.isdigit() and line[12:13] in (b"", b" "):
+        return version, int(code), line[13:].decode("latin-1")  # the usual `HTTP/1.x NNN reason`
     parts = _status_parts(line)
     if parts is None or parts[2][:1] not in (b"", b" "):
         return None
@@ -745,36 +767,37 @@ def _status_fields(version: bytes, status: int, after: bytes) -> tuple[str, int,
 
 def _content_length_digits(value: str) -> str | None:
     """The one value of a Content-Length (RFC 9110 8.6: 1*DIGIT, repeats must agree), or None."""
+    if value.isdigit() and value.isascii():
+        return value  # one plain number, the usual case
     values = {v.strip(" \t") for v in value.split(",")}
     digits = values.pop() if len(values) == 1 else ""
     return digits if digits.isascii() and digits.isdigit() else None
 
 
 _FRAMING_NAMES = ("content-length", "transfer-encoding", "content-encoding", "upgrade")
+# Each name as found at the start of a line of the block with a LF put before it.
+_FRAMING_LINE_STARTS = tuple(("\n" + name, name) for name in _FRAMING_NAMES)
 
 
 def _framing_headers(raw: str) -> dict[str, str]:
     """Only the headers that decide framing; repeated ones joined with ", ".
 
     A header line is `name`, optional spaces or tabs, `:`, the value; names
-    match case-insensitively.  Each name is looked for with one search over
-    the lower-cased block (latin-1 text keeps its length when lower-cased),
-    so the other header lines are never split apart.
+    match case-insensitively.  Each name is looked for at line starts with
+    one search over the lower-cased block (latin-1 text keeps its length when
+    lower-cased), so the other header lines are never split apart.
     """
     found: dict[str, str] = {}
-    lowered = raw.lower()
-    for name in _FRAMING_NAMES:
-        at = lowered.find(name)
+    lowered = "\n" + raw.lower()  # index i of `lowered` is index i - 1 of `raw`
+    for line_start, name in _FRAMING_LINE_STARTS:
+        at = lowered.find(line_start)
         while at >= 0:
-            if at and lowered[at - 1] != "\n":
-                at = lowered.find(name, at + 1)
-                continue
-            line_end = lowered.find("\n", at)
+            line_end = lowered.find("\n", at + 1)
             if line_end < 0:
-                line_end = len(raw)
-            after_name = raw[at + len(name) : line_end].lstrip(" \t")
+                line_end = len(lowered)
+            after_name = raw[at + len(name) : line_end - 1].lstrip(" \t")
             if after_name[:1] == ":":
                 value = after_name[1:].lstrip(" \t").rstrip(" \t\r")
                 found[name] = f"{found[name]}, {value}" if name in found else value
-            at = lowered.find(name, line_end)
+            at = lowered.find(line_start, line_end)
     return found

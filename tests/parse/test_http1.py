@@ -507,3 +507,12 @@ def test_start_line_finder_matches_the_pattern(data, role, piece):
         drop = finder.keep_from(buf, base)
         base, buf = base + drop, buf[drop:]
     assert (base + found if found >= 0 else None) == (match.start(1) if match else None)
+
+
+def test_requests_and_responses_share_their_fields_order():
+    # The parser builds both events with one positional call: only the start line's fields differ.
+    from dataclasses import fields
+
+    request, response = ([f.name for f in fields(cls)] for cls in (HttpRequest, HttpResponse))
+    assert request[4:7] == ["method", "target", "version"] and response[4:7] == ["version", "status", "reason"]
+    assert request[:4] + request[7:] == response[:4] + response[7:]
