@@ -87,6 +87,7 @@ class Http1Parser:
     ) -> None:
         self.direction = direction
         self.role = role
+        self._responses = role == Role.RESPONSE
         self.preview_bytes = preview_bytes
         self.max_decompressed = max_decompressed
         self.decompression_budget = decompression_budget  # shared with the rest of the connection
@@ -459,7 +460,7 @@ class Http1Parser:
         return reader
 
     def _body_reader(self, message: Message, headers: dict[str, str]):
-        if self.role == Role.RESPONSE:
+        if self._responses:
             status = message.start[1]
             interim = 100 <= status < 200 and status != 101
             # Interim (1xx) responses precede the final one to the same request.
@@ -472,7 +473,9 @@ class Http1Parser:
                 return None
         # No length, or a final encoding other than chunked: requests have no body;
         # responses run until the connection closes (RFC 9112 6.3 items 4 and 8).
-        to_close = _READ_UNTIL_CLOSE if self.role == Role.RESPONSE else None
+        to_close = _READ_UNTIL_CLOSE if self._responses else None
+        if not headers:
+            return to_close
         content_length = headers.get("content-length")
         transfer_encoding = headers.get("transfer-encoding")
         if transfer_encoding:
@@ -502,14 +505,14 @@ class Http1Parser:
         if message.decompressor is not None and decompressed is not None and not message.decompressor.eof:
             decompressed = None  # the compressed stream did not end cleanly
         # HttpRequest and HttpResponse share their fields' order; only the start line's three differ.
-        event_class = HttpRequest if self.role == Role.REQUEST else HttpResponse
+        event_class = HttpResponse if self._responses else HttpRequest
         self._events.append(event_class(
             self.direction, message.ts_ns, max(message.end_ts_ns, message.ts_ns), message.offset, *message.start,
             message.raw_headers, message.header_bytes, message.wire_bytes, message.framing_bytes,
             message.data_bytes + message.missing_bytes, message.missing_bytes, message.content_encoding, decompressed,
             message.complete, bytes(message.preview),
         ))
-        if self.role == Role.REQUEST:
+        if not self._responses:
             if message.start[0] == "CONNECT" or message.upgrade:
                 self.paused = True
         else:
