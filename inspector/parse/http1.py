@@ -3,7 +3,13 @@
 Pull parser in the style of h11: `receive_data(bytes, ts_ns)`, then
 `next_event()` until it returns NEED_DATA.  One HttpRequest or HttpResponse
 event is produced per message once its body is complete, with sizes measured
-from stream offsets (never by re-serialising headers).
+from stream offsets (never by re-serialising headers).  The body is read by
+one reader per framing (`http1_body.py`).
+
+Common cases first: while nothing is buffered, the messages a chunk of data
+holds whole (headers, and a body of Content-Length bytes or none) are taken
+straight from that chunk, each body in one slice; only what is left goes
+into the receive buffer, whose searches remember how far they got.
 
 A request parser pauses after a request that may switch protocols (Upgrade,
 CONNECT) until the connection tells it what the response said; a response
@@ -18,70 +24,49 @@ counted in `unparsed_bytes` so byte accounting still adds up.
 from __future__ import annotations
 
 import bisect
-import zlib
 from collections import deque
-from dataclasses import dataclass, field
 
 from inspector.events import DEFAULT_PREVIEW_BYTES, NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
 from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, DecompressionBudget
+from inspector.parse.http1_body import (
+    INFLATED_ENCODINGS,
+    MAX_CHUNK_LINE_BYTES,
+    MAX_CHUNK_SIZE_DIGITS,
+    MAX_HEADER_BYTES,
+    MAX_LENGTH_DIGITS,
+    MAX_TRAILER_BYTES,
+    ChunkedReader,
+    ContentLengthReader,
+    Message,
+    ReadUntilCloseReader,
+    inflate,
+)
 
-MAX_HEADER_BYTES = 64 * 1024
-# The trailer section of a chunked body (RFC 9112 7.1.2), like a header block.
-MAX_TRAILER_BYTES = MAX_HEADER_BYTES
-# A chunk-size line, extensions included.
-MAX_CHUNK_LINE_BYTES = 4 * 1024
+__all__ = [
+    "MAX_CHUNK_LINE_BYTES", "MAX_CHUNK_SIZE_DIGITS", "MAX_HEADER_BYTES",
+    "MAX_LENGTH_DIGITS", "MAX_START_LINE_BYTES", "MAX_TRAILER_BYTES", "Http1Parser", "Role", "StartLineFinder",
+    "is_status_code_prefix", "looks_like_message_start",
+]
+
 # A start line found where framing was lost, line end included: a longer one is not recognised.
 MAX_START_LINE_BYTES = 8 * 1024
-# Significant digits of a Content-Length (decimal) or chunk size (hex): more
-# than any real body (10**18 bytes is an exabyte; 16**15 is 2**60), and small
-# enough for int64 columns.  A longer length is a framing error.
-MAX_LENGTH_DIGITS = 18
-MAX_CHUNK_SIZE_DIGITS = 15
-# Output of one decompression step: what a body's inflating holds at once.
-_INFLATE_STEP = 256 * 1024
 
 # Start lines are recognised with bytes methods and bounded checks, never a
 # regular expression: the bytes are the attacker's, and a pattern with
 # unbounded repeats searched again on every received segment is quadratic
 # or worse.
 _DIGITS = b"0123456789"
-_HEX_DIGITS = _DIGITS + b"abcdefABCDEF"
 _UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _TOKEN = _DIGITS + _UPPER + _UPPER.lower() + b"!#$%&'*+.^_`|~-"  # RFC 9110 5.6.2 tchar
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # what regular expressions call \s
 _CUT_VERSION = b"HTP/0123456789."  # what a version cut short may hold
 _MAX_METHOD = 12  # a method found by resync or in a cut line: 3 to 12 capitals
+_COMMON_VERSIONS = {b"HTTP/1.1": "HTTP/1.1", b"HTTP/1.0": "HTTP/1.0"}
 
 
 class Role:
     REQUEST = "request"
     RESPONSE = "response"
-
-
-@dataclass
-class _Body:
-    """A message whose header is parsed and whose body is being read."""
-
-    ts_ns: int
-    offset: int
-    start: tuple  # parsed start line fields
-    raw_headers: str
-    framing: dict[str, str]  # the few headers that decide framing, lower-cased names
-    header_bytes: int
-    mode: str  # "length", "chunked", "close", "none"
-    remaining: int = 0
-    wire_bytes: int = 0
-    framing_bytes: int = 0
-    data_bytes: int = 0
-    missing_bytes: int = 0
-    complete: bool = True
-    end_ts_ns: int = 0
-    chunk_state: str = "size"  # size, data, data-crlf, trailers
-    trailer_bytes: int = 0
-    preview: bytearray = field(default_factory=bytearray)
-    content_encoding: str = ""
-    decompressor: object = None
-    decompressed: int | None = None
 
 
 class Http1Parser:
@@ -100,6 +85,7 @@ class Http1Parser:
     ) -> None:
         self.direction = direction
         self.role = role
+        self._responses = role == Role.RESPONSE
         self.preview_bytes = preview_bytes
         self.max_decompressed = max_decompressed
         self.decompression_budget = decompression_budget  # shared with the rest of the connection
@@ -112,8 +98,12 @@ class Http1Parser:
         self._header_searched = start_offset  # no end of headers starts before this
         self._line_searched = start_offset  # no LF before this (chunk-size and trailer lines)
         self._start_lines = StartLineFinder(role)
+        self._parse_line = _parse_request_line if role == Role.REQUEST else _parse_status_line
+        # The last start line and header block seen, parsed: keep-alive streams repeat theirs.
+        self._last_start_line, self._last_start = b"", None
+        self._last_raw_headers, self._last_framing = "", {}
         self._events: deque = deque()
-        self._body: _Body | None = None
+        self._message: Message | None = None  # its head is parsed, its body is being read
         self._request_methods: deque[str] = deque()
         self.unparsed_bytes = 0
         self.paused = False  # request side: waiting to learn if the protocol switched
@@ -128,6 +118,12 @@ class Http1Parser:
     def receive_data(self, data: bytes, ts_ns: int) -> None:
         if not data:
             return
+        if not self._buf and not (self.paused or self.switched or self._lost_sync):
+            taken = self._take_from_chunk(data, ts_ns)
+            if taken:
+                if taken == len(data):
+                    return
+                data = data[taken:]
         self._times.add(self.offset + len(self._buf), ts_ns)
         self._buf += data
         self._parse(ts_ns)
@@ -135,26 +131,23 @@ class Http1Parser:
     def receive_gap(self, length: int, ts_ns: int) -> None:
         """`length` stream bytes were never captured."""
         self._parse(ts_ns)
-        body = self._body
-        if body is not None and not self._buf and self._gap_fits_body(body, length):
-            body.missing_bytes += length
-            body.wire_bytes += length
-            body.complete = False
-            if body.mode != "close":
-                body.remaining -= length
-            if body.mode == "chunked" and body.remaining == 0:
-                body.chunk_state = "data-crlf"
+        message = self._message
+        if message is not None and not self._buf and message.reader.take_gap(length):
+            message.missing_bytes += length
+            message.wire_bytes += length
+            message.complete = False
             self.offset += length
-            body.decompressor = None
-            body.decompressed = None
-            self._finish_body_if_done(ts_ns)
+            message.decompressor = None
+            message.decompressed = None
+            if message.reader.finished():
+                self._emit(message)
             self._parse(ts_ns)
             return
         # Framing is lost: what is buffered and the gap itself are unparsed,
         # except a message head cut by the gap, which is kept as incomplete.
-        if body is not None:
-            body.complete = False
-            self._emit_body(body, ts_ns)
+        if message is not None:
+            message.complete = False
+            self._emit(message)
         elif self._buf and not self.switched and not self._lost_sync:
             self._emit_cut_head(ts_ns)
         if self._buf and not self.switched:
@@ -172,30 +165,23 @@ class Http1Parser:
         if start is None:
             return
         raw = buf[lead:].partition(b"\n")[2].decode("latin-1")
-        ts = self._ts_at(self.offset)
-        body = _Body(ts_ns=ts, offset=self.offset, start=start, raw_headers=raw, framing={}, header_bytes=len(buf), mode="none", end_ts_ns=ts_ns, complete=False)
+        message = Message(self._ts_at(self.offset), ts_ns, self.offset, start, raw, len(buf))
+        message.complete = False
         self._consume(len(buf))
         if self.role == Role.RESPONSE and self._request_methods:
             self._request_methods.popleft()
-        self._emit_body(body, ts_ns)
+        self._emit(message)
         self.paused = False  # framing is unknown: never wait for an upgrade here
-
-    def _gap_fits_body(self, body: _Body, length: int) -> bool:
-        if body.mode == "length":
-            return length <= body.remaining
-        if body.mode == "chunked":
-            return body.chunk_state == "data" and length <= body.remaining
-        return body.mode == "close"
 
     def receive_eof(self, ts_ns: int) -> None:
         self._eof = True
         self._parse(ts_ns)
-        body = self._body
-        if body is not None:
-            if body.mode != "close":
-                body.complete = False
+        message = self._message
+        if message is not None:
+            if not message.reader.ends_at_close:
+                message.complete = False
                 self._events.append(Finding(ts_ns, self.direction, "http-incomplete-message", f"stream ended inside a message body at offset {self.offset}"))
-            self._emit_body(body, ts_ns)
+            self._emit(message)
         if self._buf and not self.paused and not self.switched:
             if not self._lost_sync:
                 self._events.append(Finding(ts_ns, self.direction, "http-incomplete-message", f"{len(self._buf)} bytes at offset {self.offset} do not form a complete HTTP message"))
@@ -229,16 +215,95 @@ class Http1Parser:
     def next_event(self):
         return self._events.popleft() if self._events else NEED_DATA
 
-    # -- parsing ---------------------------------------------------------------
+    # -- the common case: whole messages straight from a chunk -------------------
+
+    def _take_from_chunk(self, data: bytes, ts_ns: int) -> int:
+        """With nothing buffered: take from `data` the rest of a Content-Length body being
+        read and the messages it holds whole; how many bytes were taken.
+
+        Every byte taken here came in this chunk, so every time is `ts_ns`.
+        What is left (a message not all here, or anything unusual) goes the
+        general way, through the buffer.
+        """
+        position = 0
+        end = len(data)
+        message = self._message
+        if message is not None:
+            reader = message.reader
+            if type(reader) is not ContentLengthReader:
+                return 0
+            taken = min(reader.remaining, end)
+            self._take_body_from_chunk(message, data, 0, taken, ts_ns)
+            reader.remaining -= taken
+            if reader.remaining > 0:
+                return taken
+            self._emit(message)
+            position = taken
+        parse_start_line = self._parse_start_line
+        while position < end and not self.paused:
+            if data[position] in b"\r\n":
+                break  # blank lines before a start line: counted the general way
+            # The first LF followed by an empty line (CRLF, or a bare LF as most servers tolerate).
+            crlf = data.find(b"\n\r\n", position)
+            lf = data.find(b"\n\n", position, crlf + 1 if crlf >= 0 else end)
+            if lf >= 0:
+                newline, header_end = lf, lf + 2
+            elif crlf >= 0:
+                newline, header_end = crlf, crlf + 3
+            else:
+                break
+            block_end = newline - 1 if data[newline - 1] == 0x0D else newline
+            start_line, _, raw_headers = data[position:block_end].partition(b"\n")
+            start = parse_start_line(start_line.rstrip(b"\r"))
+            if start is None:
+                break  # a framing error: reported the general way
+            message = Message(ts_ns, ts_ns, self.offset, start, raw_headers.decode("latin-1"), header_end - position)
+            self.offset += header_end - position
+            position = header_end
+            reader = self._frame(message)
+            if reader is None:
+                self._emit(message)
+                continue
+            if type(reader) is not ContentLengthReader:
+                self._message = message
+                break
+            taken = min(reader.remaining, end - position)
+            self._take_body_from_chunk(message, data, position, taken, ts_ns)
+            reader.remaining -= taken
+            position += taken
+            if reader.remaining > 0:
+                self._message = message
+                break
+            self._emit(message)
+        return position
+
+    def _take_body_from_chunk(self, message: Message, data: bytes, start: int, length: int, ts_ns: int) -> None:
+        if length <= 0:
+            return
+        body = data[start : start + length] if start or length < len(data) else data
+        room = self.preview_bytes - len(message.preview)
+        if room > 0:
+            message.preview = message.preview + body[:room] if message.preview else body[:room]
+        if message.content_encoding and message.inflating:
+            self._inflate(message, body)
+        message.data_bytes += length
+        message.wire_bytes += length
+        message.end_ts_ns = ts_ns
+        self.offset += length
+
+    # -- parsing through the buffer ----------------------------------------------
 
     def _parse(self, ts_ns: int) -> None:
         while self._buf and not self.paused and not self.switched:
             if self._lost_sync and not self._resync():
                 return
-            if self._body is not None:
-                if not self._read_body(ts_ns) and self._body is not None:
-                    return
-                continue
+            message = self._message
+            if message is not None:
+                if message.reader.read(self, message):
+                    self._emit(message)
+                elif self._message is not None:
+                    return  # the body goes on in data not here yet
+                continue  # else the reader ended the message early (a framing error)
             if not self._read_header():
                 return
 
@@ -253,7 +318,10 @@ class Http1Parser:
     def _consume(self, n: int) -> None:
         del self._buf[:n]  # bytearray drops its front in constant time
         self.offset += n
-        self._times.forget_before(self.offset)
+        if self._buf:
+            self._times.forget_before(self.offset)
+        else:
+            self._times.clear()  # no earlier chunk's time is needed again
 
     def _resync(self) -> bool:
         start = self._start_lines.find(self._buf, self.offset)
@@ -278,23 +346,20 @@ class Http1Parser:
             if len(buf) > MAX_HEADER_BYTES:
                 self._framing_error(f"no end of headers within {MAX_HEADER_BYTES} bytes at offset {self.offset}")
             return False
-        header_block = bytes(buf[lead:block_end])
-        start_line, _, raw_headers = header_block.partition(b"\n")
+        start_line, _, raw_headers = bytes(buf[lead:block_end]).partition(b"\n")
         start_line = start_line.rstrip(b"\r")
         start = self._parse_start_line(start_line)
         if start is None:
             shown = repr(start_line[:60])
             self._framing_error(f"not an HTTP {self.role} line at offset {self.offset}: {shown}")
             return True
-        raw_text = raw_headers.decode("latin-1")
-        ts_ns = self._ts_at(self.offset + lead)
-        end_ts_ns = self._ts_at(self.offset + header_len - 1)
-        message_offset = self.offset
+        message = Message(self._ts_at(self.offset + lead), self._ts_at(self.offset + header_len - 1), self.offset, start,
+                          raw_headers.decode("latin-1"), header_len)
         self._consume(header_len)
-        body = _Body(ts_ns=ts_ns, offset=message_offset, start=start, raw_headers=raw_text, framing=_framing_headers(raw_text), header_bytes=header_len, mode="none", end_ts_ns=end_ts_ns)
-        self._frame_body(body)
-        self._body = body
-        self._finish_body_if_done(body.end_ts_ns)
+        if self._frame(message) is None:
+            self._emit(message)
+        else:
+            self._message = message
         return True
 
     def _blank_lead(self) -> int:
@@ -309,277 +374,153 @@ class Http1Parser:
     def _find_header_end(self, lead: int) -> tuple[int, int]:
         """(end of the header block, end of the blank line) or (-1, -1).
 
-        Lines may end in CRLF or, tolerated as by most servers, a bare LF.
-        Each line end is looked at once, however the bytes arrive.
+        The block ends at the first LF followed by an empty line: a CRLF or,
+        tolerated as by most servers, a bare LF.  A search that finds none
+        starts again two bytes before where it stopped, so however the bytes
+        arrive each is looked at a bounded number of times.
         """
         buf = self._buf
-        newline = buf.find(b"\n", max(lead, self._header_searched - self.offset))
-        while newline >= 0:
-            following = buf[newline + 1 : newline + 3]
-            if following[:1] == b"\n":
-                blank_end = newline + 2
-                break
-            if following == b"\r\n":
-                blank_end = newline + 3
-                break
-            if following in (b"", b"\r"):
-                # What follows this LF has not all come yet: look at it again then.
-                self._header_searched = self.offset + newline
-                return -1, -1
-            newline = buf.find(b"\n", newline + 1)
+        searched = max(lead, self._header_searched - self.offset)
+        crlf = buf.find(b"\n\r\n", searched)
+        lf = buf.find(b"\n\n", searched, crlf + 1 if crlf >= 0 else len(buf))
+        if lf >= 0:
+            newline, blank_end = lf, lf + 2
+        elif crlf >= 0:
+            newline, blank_end = crlf, crlf + 3
         else:
-            self._header_searched = self.offset + len(buf)
+            self._header_searched = self.offset + max(len(buf) - 2, searched)
             return -1, -1
         block_end = newline - 1 if newline > lead and buf[newline - 1] == 0x0D else newline
         return block_end, blank_end
 
-    def _find_line_end(self) -> int:
+    # -- what body readers use ------------------------------------------------------
+
+    def find_line_end(self) -> int:
         """Index of the first LF in the buffer, or -1; bytes searched before are not searched again."""
         newline = self._buf.find(b"\n", max(self._line_searched - self.offset, 0))
         self._line_searched = self.offset + (newline if newline >= 0 else len(self._buf))
         return newline
 
-    def _framing_error(self, detail: str) -> None:
+    def take_body(self, message: Message, n: int, framing: int = 0) -> None:
+        """Take `n` bytes of body content, then `framing` bytes of chunk framing, from the buffer."""
+        if n <= 0 and framing <= 0:
+            return
+        message.end_ts_ns = self._ts_at(self.offset + n + framing - 1)
+        if n:
+            room = self.preview_bytes - len(message.preview)
+            if room > 0:
+                if type(message.preview) is bytes:
+                    message.preview = bytearray(message.preview)
+                message.preview += self._buf[: min(room, n)]
+            if message.content_encoding and message.inflating:
+                self._inflate(message, bytes(self._buf[:n]))
+            message.data_bytes += n
+        message.wire_bytes += n + framing
+        message.framing_bytes += framing
+        self._consume(n + framing)
+
+    def report_framing_error(self, detail: str) -> None:
+        """A framing error that parsing can step over."""
         self._events.append(Finding(self._ts_at(self.offset), self.direction, "http-framing-error", detail))
+
+    def end_chunked_message(self, message: Message, detail: str) -> None:
+        """Chunk framing cannot go on: the message ends here, incomplete, and sync is lost."""
+        ts_ns = self._ts_at(self.offset)
+        message.complete = False
+        self._events.append(Finding(ts_ns, self.direction, "http-framing-error", detail))
+        self._emit(message)
+        self._lost_sync = True
+
+    def _parse_start_line(self, line: bytes):
+        if line != self._last_start_line:
+            self._last_start_line, self._last_start = line, self._parse_line(line)
+        return self._last_start
+
+    def _framing_error(self, detail: str) -> None:
+        self.report_framing_error(detail)
         self._lost_sync = True
         self._skip(1)
 
-    def _parse_start_line(self, line: bytes):
-        return (_parse_request_line if self.role == Role.REQUEST else _parse_status_line)(line)
-
     # -- body framing (RFC 9112 section 6.3) -------------------------------------
 
-    def _frame_body(self, body: _Body) -> None:
-        headers = body.framing
-        body.content_encoding = headers.get("content-encoding", "").strip().lower()
-        transfer_encoding = headers.get("transfer-encoding", "").lower()
-        content_length = headers.get("content-length")
-        if self.role == Role.RESPONSE:
-            status = body.start[1]
+    def _frame(self, message: Message):
+        """Decide how the body of `message` is framed: its reader, or None when it has no body."""
+        raw = message.raw_headers
+        if raw != self._last_raw_headers:
+            self._last_raw_headers, self._last_framing = raw, _framing_headers(raw)
+        headers = self._last_framing  # read, never changed
+        message.upgrade = "upgrade" in headers
+        if "content-encoding" in headers:
+            message.content_encoding = headers["content-encoding"].strip().lower()
+        reader = self._body_reader(message, headers)
+        message.reader = reader
+        message.has_body = reader is not None
+        return reader
+
+    def _body_reader(self, message: Message, headers: dict[str, str]):
+        if self._responses:
+            status = message.start[1]
             interim = 100 <= status < 200 and status != 101
             # Interim (1xx) responses precede the final one to the same request.
             method = self._request_methods.popleft() if self._request_methods and not interim else ""
             if not interim:
                 self._last_method = method
             if 100 <= status < 200 or status in (204, 304) or method == "HEAD":
-                # 1xx, 204, 304 and responses to HEAD never have a body.
-                body.mode = "none"
-                return
+                return None  # 1xx, 204, 304 and responses to HEAD never have a body.
             if method == "CONNECT" and 200 <= status < 300:
-                body.mode = "none"
-                return
+                return None
+        # No length, or a final encoding other than chunked: requests have no body;
+        # responses run until the connection closes (RFC 9112 6.3 items 4 and 8).
+        to_close = _READ_UNTIL_CLOSE if self._responses else None
+        if not headers:
+            return to_close
+        content_length = headers.get("content-length")
+        transfer_encoding = headers.get("transfer-encoding")
         if transfer_encoding:
             if content_length is not None:
-                self._events.append(Finding(body.ts_ns, self.direction, "http-te-and-cl", f"message at offset {body.offset} has both Transfer-Encoding and Content-Length; Transfer-Encoding wins"))
-            if transfer_encoding.replace(" ", "").split(",")[-1] == "chunked":
-                body.mode = "chunked"
-                return
-            # A final encoding other than chunked: the body runs to close (RFC 9112 6.3 item 4).
-            body.mode = "close" if self.role == Role.RESPONSE else "none"
-            return
+                self._events.append(Finding(message.ts_ns, self.direction, "http-te-and-cl", f"message at offset {message.offset} has both Transfer-Encoding and Content-Length; Transfer-Encoding wins"))
+            if transfer_encoding.lower().replace(" ", "").split(",")[-1] == "chunked":
+                return ChunkedReader()
+            return to_close
         if content_length is not None:
             digits = _content_length_digits(content_length)
             if digits is None or len(digits.lstrip("0")) > MAX_LENGTH_DIGITS:
                 problem = "invalid" if digits is None else f"more than {MAX_LENGTH_DIGITS} digits in"
-                self._events.append(Finding(body.ts_ns, self.direction, "http-framing-error", f"{problem} Content-Length {content_length!r:.60} at offset {body.offset}"))
-                body.mode = "close" if self.role == Role.RESPONSE else "none"
-                return
-            body.remaining = int(digits)
-            body.mode = "length" if body.remaining else "none"
-            return
-        # No length: requests have no body; responses run until the connection closes.
-        body.mode = "close" if self.role == Role.RESPONSE else "none"
+                self._events.append(Finding(message.ts_ns, self.direction, "http-framing-error", f"{problem} Content-Length {content_length!r:.60} at offset {message.offset}"))
+                return to_close
+            length = int(digits)
+            return ContentLengthReader(length) if length else None
+        return to_close
 
-    def _read_body(self, ts_ns: int) -> bool:
-        body = self._body
-        assert body is not None
-        if body.mode == "length":
-            taken = min(body.remaining, len(self._buf))
-            self._take_body_data(body, taken)
-            body.remaining -= taken
-        elif body.mode == "close":
-            self._take_body_data(body, len(self._buf))
-            return False
-        elif body.mode == "chunked":
-            if not self._read_chunked(body):
-                return False
-        return self._finish_body_if_done(ts_ns)
+    # -- body content and the event -------------------------------------------------
 
-    def _take_body_data(self, body: _Body, n: int, framing: int = 0) -> None:
-        if n <= 0 and framing <= 0:
-            return
-        body.end_ts_ns = self._ts_at(self.offset + n + framing - 1)
-        if n:
-            data = bytes(self._buf[:n])
-            self._feed_body_content(body, data)
-            body.data_bytes += n
-        body.wire_bytes += n + framing
-        body.framing_bytes += framing
-        self._consume(n + framing)
+    def _inflate(self, message: Message, data: bytes) -> None:
+        inflate(message, data, self.max_decompressed, self.decompression_budget, self._events, self.direction)
 
-    def _feed_body_content(self, body: _Body, data: bytes) -> None:
-        room = self.preview_bytes - len(body.preview)
-        if room > 0:
-            body.preview += data[:room]
-        if body.content_encoding in ("gzip", "x-gzip", "deflate") and body.decompressed != -1:
-            self._decompress(body, data)
-
-    def _decompress(self, body: _Body, data: bytes) -> None:
-        if body.decompressor is None:
-            if body.decompressed is not None or body.missing_bytes:
-                return
-            # 32+15: accept gzip or zlib headers; raw deflate is retried below.
-            body.decompressor = zlib.decompressobj(47 if body.content_encoding != "deflate" or data[:1] in (b"\x78",) else -15)
-            body.decompressed = 0
-        budget = self.decompression_budget
-        decompressor = body.decompressor
-        while True:
-            # In steps: a body that inflates to 60 MiB never sits in memory whole.
-            room = self.max_decompressed - body.decompressed
-            budget_room = budget.room() if budget is not None else room
-            max_length = min(room + 1, budget_room + 1, _INFLATE_STEP)
-            try:
-                out = decompressor.decompress(data, max_length)
-            except zlib.error:
-                body.decompressor = None
-                body.decompressed = -1
-                return
-            body.decompressed += len(out)
-            if budget is not None:
-                budget.spend(len(out))
-            if body.decompressed > self.max_decompressed:
-                self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-limit", f"body at offset {body.offset} inflates beyond {self.max_decompressed} bytes"))
-                break
-            if len(out) > budget_room:
-                if budget.first_report():
-                    self._events.append(Finding(body.ts_ns, self.direction, "http-decompression-budget", f"body at offset {body.offset}: {budget.describe()}; decompressed sizes from here on are unknown"))
-                break
-            data = decompressor.unconsumed_tail
-            # A full output buffer may leave output pending with no input left.
-            if len(out) < max_length and (not data or not out):
-                return
-        # Unknown (None), not the bytes counted so far.
-        body.decompressor = None
-        body.decompressed = -1
-
-    def _read_chunked(self, body: _Body) -> bool:
-        """Advance through chunk framing; True when the last chunk and trailers are done."""
-        while self._buf:
-            if body.chunk_state == "size":
-                if not self._read_chunk_size(body):
-                    return False
-            elif body.chunk_state == "data":
-                taken = min(body.remaining, len(self._buf))
-                self._take_body_data(body, taken)
-                body.remaining -= taken
-                if body.remaining == 0:
-                    body.chunk_state = "data-crlf"
-            elif body.chunk_state == "data-crlf":
-                if self._buf[:2] == b"\r\n":
-                    self._take_body_data(body, 0, 2)
-                elif self._buf[:1] == b"\n":
-                    self._take_body_data(body, 0, 1)
-                elif len(self._buf) < 2 and self._buf[:1] == b"\r":
-                    return False
-                else:
-                    self._events.append(Finding(self._ts_at(self.offset), self.direction, "http-framing-error", f"chunk data not followed by CRLF at offset {self.offset}"))
-                body.chunk_state = "size"
-            else:
-                if not self._read_trailers(body):
-                    return False
-                body.remaining = -1
-                return True
-        return False
-
-    def _read_chunk_size(self, body: _Body) -> bool:
-        """Take one chunk-size line (RFC 9112 7.1); False if it is not all here or is bad."""
-        newline = self._find_line_end()
-        if newline < 0 or newline >= MAX_CHUNK_LINE_BYTES:
-            if newline >= 0 or len(self._buf) >= MAX_CHUNK_LINE_BYTES:
-                self._chunked_framing_error(body, f"no chunk size line within {MAX_CHUNK_LINE_BYTES} bytes at offset {self.offset}")
-            return False
-        digits = _chunk_size_digits(bytes(self._buf[:newline]))
-        if digits is None:
-            self._chunked_framing_error(body, f"bad chunk size line at offset {self.offset}")
-            return False
-        if len(digits.lstrip(b"0")) > MAX_CHUNK_SIZE_DIGITS:
-            self._chunked_framing_error(body, f"chunk size of more than {MAX_CHUNK_SIZE_DIGITS} hex digits at offset {self.offset}")
-            return False
-        size = int(digits, 16)
-        self._take_body_data(body, 0, newline + 1)
-        body.remaining = size
-        body.chunk_state = "data" if size else "trailers"
-        return True
-
-    def _read_trailers(self, body: _Body) -> bool:
-        """Take trailer lines (RFC 9112 7.1.2); True once the empty line that ends them is taken."""
-        while True:
-            newline = self._find_line_end()
-            pending = newline + 1 if newline >= 0 else len(self._buf)
-            if body.trailer_bytes + pending > MAX_TRAILER_BYTES:
-                self._chunked_framing_error(body, f"no end of trailers within {MAX_TRAILER_BYTES} bytes at offset {self.offset}")
-                return False
-            if newline < 0:
-                return False
-            blank = not bytes(self._buf[:newline]).strip()
-            body.trailer_bytes += pending
-            self._take_body_data(body, 0, pending)
-            if blank:
-                return True
-
-    def _chunked_framing_error(self, body: _Body, detail: str) -> None:
-        """Chunk framing cannot go on: the message ends here, incomplete, and sync is lost."""
-        ts_ns = self._ts_at(self.offset)
-        body.complete = False
-        self._events.append(Finding(ts_ns, self.direction, "http-framing-error", detail))
-        self._emit_body(body, ts_ns)
-        self._lost_sync = True
-
-    def _finish_body_if_done(self, ts_ns: int) -> bool:
-        body = self._body
-        if body is None:
-            return True
-        done = body.mode == "none" or (body.mode == "length" and body.remaining <= 0) or (body.mode == "chunked" and body.chunk_state == "trailers" and self._chunked_finished(body))
-        if done:
-            self._emit_body(body, ts_ns)
-        return done
-
-    @staticmethod
-    def _chunked_finished(body: _Body) -> bool:
-        return body.remaining == -1
-
-    def _emit_body(self, body: _Body, ts_ns: int) -> None:
-        self._body = None
-        decompressed = body.decompressed if body.decompressed is not None and body.decompressed >= 0 and body.complete else None
-        if body.decompressor is not None and decompressed is not None and not body.decompressor.eof:
+    def _emit(self, message: Message) -> None:
+        self._message = None
+        decompressed = message.decompressed if message.decompressed is not None and message.decompressed >= 0 and message.complete else None
+        if message.decompressor is not None and decompressed is not None and not message.decompressor.eof:
             decompressed = None  # the compressed stream did not end cleanly
-        common = dict(
-            direction=self.direction,
-            ts_ns=body.ts_ns,
-            end_ts_ns=max(body.end_ts_ns, body.ts_ns),
-            offset=body.offset,
-            raw_headers=body.raw_headers,
-            header_bytes=body.header_bytes,
-            body_wire_bytes=body.wire_bytes,
-            chunk_framing_bytes=body.framing_bytes,
-            body_bytes=body.data_bytes + body.missing_bytes,
-            missing_bytes=body.missing_bytes,
-            content_encoding=body.content_encoding,
-            decompressed_bytes=decompressed,
-            complete=body.complete,
-            body_preview=bytes(body.preview),
-        )
-        if self.role == Role.REQUEST:
-            method, target, version = body.start
-            self._events.append(HttpRequest(method=method, target=target, version=version, **common))
-            if method == "CONNECT" or "upgrade" in body.framing:
+        # HttpRequest and HttpResponse share their fields' order; only the start line's three differ.
+        event_class = HttpResponse if self._responses else HttpRequest
+        self._events.append(event_class(
+            self.direction, message.ts_ns, max(message.end_ts_ns, message.ts_ns), message.offset, *message.start,
+            message.raw_headers, message.header_bytes, message.wire_bytes, message.framing_bytes,
+            message.data_bytes + message.missing_bytes, message.missing_bytes, message.content_encoding, decompressed,
+            message.complete, bytes(message.preview),
+        ))
+        if not self._responses:
+            if message.start[0] == "CONNECT" or message.upgrade:
                 self.paused = True
         else:
-            version, status, reason = body.start
-            self._events.append(HttpResponse(version=version, status=status, reason=reason, **common))
-            if status == 101 or (body.mode == "none" and 200 <= status < 300 and body.start and self._last_method == "CONNECT"):
+            status = message.start[1]
+            if status == 101 or (not message.has_body and 200 <= status < 300 and self._last_method == "CONNECT"):
                 # The connection decides what the bytes after this belong to.
                 self.paused = True
+
+
+_READ_UNTIL_CLOSE = ReadUntilCloseReader()  # it holds no state
 
 
 class _ChunkTimes:
@@ -596,9 +537,12 @@ class _ChunkTimes:
 
     def at(self, offset: int) -> int:
         """Time of the chunk that carried stream byte `offset` (the first chunk's before it, 0 if none)."""
-        if self._first >= len(self._offsets):
+        offsets = self._offsets
+        if self._first >= len(offsets):
             return 0
-        index = bisect.bisect_right(self._offsets, offset, self._first) - 1
+        if offset >= offsets[-1]:
+            return self._times[-1]  # the newest chunk: most lookups
+        index = bisect.bisect_right(offsets, offset, self._first) - 1
         return self._times[max(index, self._first)]
 
     def forget_before(self, offset: int) -> None:
@@ -611,9 +555,10 @@ class _ChunkTimes:
                 self._first = 0
 
     def clear(self) -> None:
-        self._offsets.clear()
-        self._times.clear()
-        self._first = 0
+        if self._offsets:
+            self._offsets.clear()
+            self._times.clear()
+            self._first = 0
 
 
 class StartLineFinder:
@@ -755,6 +700,12 @@ def _split_target(rest: bytes) -> tuple[bytes, bytes] | None:
 
 def _parse_request_line(line: bytes) -> tuple[str, str, str] | None:
     """`method SP+ target [SP+ HTTP/d.d]`, the whole line; no version is HTTP/0.9."""
+    parts = line.split(b" ")
+    if len(parts) == 3 and parts[2] in _COMMON_VERSIONS:
+        # The usual `METHOD target HTTP/1.x`, one space apart: only the method and target to check.
+        method, target, version = parts
+        if method and not method.translate(None, _TOKEN) and len(target.split()) == 1:
+            return method.decode("ascii"), target.decode("latin-1"), _COMMON_VERSIONS[version]
     method, space, rest = line.partition(b" ")
     parts = _split_target(rest) if space and _only(method, _TOKEN) else None
     if parts is None:
@@ -794,6 +745,10 @@ def _status_parts(line: bytes) -> tuple[bytes, int, bytes] | None:
 
 def _parse_status_line(line: bytes) -> tuple[str, int, str] | None:
     """`HTTP/d.d SP+ NNN [SP reason]`, the whole line."""
+    version = _COMMON_VERSIONS.get(line[:8])
+    code = line[9:12]
+    if version is not None and line[8:9] == b" " and len(code) == 3 and code.isdigit() and line[12:13] in (b"", b" "):
+        return version, int(code), line[13:].decode("latin-1")  # the usual `HTTP/1.x NNN reason`
     parts = _status_parts(line)
     if parts is None or parts[2][:1] not in (b"", b" "):
         return None
@@ -813,34 +768,37 @@ def _status_fields(version: bytes, status: int, after: bytes) -> tuple[str, int,
 
 def _content_length_digits(value: str) -> str | None:
     """The one value of a Content-Length (RFC 9110 8.6: 1*DIGIT, repeats must agree), or None."""
+    if value.isdigit() and value.isascii():
+        return value  # one plain number, the usual case
     values = {v.strip(" \t") for v in value.split(",")}
     digits = values.pop() if len(values) == 1 else ""
     return digits if digits.isascii() and digits.isdigit() else None
 
 
-def _chunk_size_digits(line: bytes) -> bytes | None:
-    """The hex digits of a chunk-size line without its LF (RFC 9112 7.1), or None.
-
-    The size, optional spaces or tabs, optional `;extensions`, an optional CR.
-    """
-    if line.endswith(b"\r"):
-        line = line[:-1]
-    if b"\r" in line:
-        return None
-    digits = line.partition(b";")[0].rstrip(b" \t")
-    return digits if _only(digits, _HEX_DIGITS) else None
-
-
-_FRAMING_NAMES = frozenset({"content-length", "transfer-encoding", "content-encoding", "upgrade"})
+_FRAMING_NAMES = ("content-length", "transfer-encoding", "content-encoding", "upgrade")
+# Each name as found at the start of a line of the block with a LF put before it.
+_FRAMING_LINE_STARTS = tuple(("\n" + name, name) for name in _FRAMING_NAMES)
 
 
 def _framing_headers(raw: str) -> dict[str, str]:
-    """Only the headers that decide framing; repeated ones joined with ", "."""
+    """Only the headers that decide framing; repeated ones joined with ", ".
+
+    A header line is `name`, optional spaces or tabs, `:`, the value; names
+    match case-insensitively.  Each name is looked for at line starts with
+    one search over the lower-cased block (latin-1 text keeps its length when
+    lower-cased), so the other header lines are never split apart.
+    """
     found: dict[str, str] = {}
-    for line in raw.split("\n"):
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t").lower()
-        if colon and name in _FRAMING_NAMES:
-            value = value.lstrip(" \t").rstrip(" \t\r")
-            found[name] = f"{found[name]}, {value}" if name in found else value
+    lowered = "\n" + raw.lower()  # index i of `lowered` is index i - 1 of `raw`
+    for line_start, name in _FRAMING_LINE_STARTS:
+        at = lowered.find(line_start)
+        while at >= 0:
+            line_end = lowered.find("\n", at + 1)
+            if line_end < 0:
+                line_end = len(lowered)
+            after_name = raw[at + len(name) : line_end - 1].lstrip(" \t")
+            if after_name[:1] == ":":
+                value = after_name[1:].lstrip(" \t").rstrip(" \t\r")
+                found[name] = f"{found[name]}, {value}" if name in found else value
+            at = lowered.find(line_start, line_end)
     return found

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from inspector.errors import ParseError
 from inspector.events import NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
-from inspector.parse import connection, http1
+from inspector.parse import connection, http1, http1_body
 from inspector.parse.budget import DecompressionBudget
 from inspector.parse.http1 import MAX_CHUNK_SIZE_DIGITS, MAX_LENGTH_DIGITS, MAX_START_LINE_BYTES, MAX_TRAILER_BYTES, Http1Parser, Role, StartLineFinder
 from tests.factories import chunked_body, chunks, http_request, http_response
@@ -477,7 +477,7 @@ def test_start_line_parsers_match_the_patterns(line):
 def test_chunk_size_line_matches_the_pattern(line):
     newline = line.find(b"\n")
     match = _CHUNK_SIZE.match(line)
-    got = http1._chunk_size_digits(line[:newline]) if newline >= 0 else None
+    got = http1_body.chunk_size_digits(line[:newline]) if newline >= 0 else None
     assert got == (match.group(1) if match else None)
 
 
@@ -507,3 +507,12 @@ def test_start_line_finder_matches_the_pattern(data, role, piece):
         drop = finder.keep_from(buf, base)
         base, buf = base + drop, buf[drop:]
     assert (base + found if found >= 0 else None) == (match.start(1) if match else None)
+
+
+def test_requests_and_responses_share_their_fields_order():
+    # The parser builds both events with one positional call: only the start line's fields differ.
+    from dataclasses import fields
+
+    request, response = ([f.name for f in fields(cls)] for cls in (HttpRequest, HttpResponse))
+    assert request[4:7] == ["method", "target", "version"] and response[4:7] == ["version", "status", "reason"]
+    assert request[:4] + request[7:] == response[:4] + response[7:]
