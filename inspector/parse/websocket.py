@@ -17,10 +17,7 @@ bytes only ever come after the last frame.
 
 from __future__ import annotations
 
-import base64
 import codecs
-import enum
-import hashlib
 import zlib
 from collections import deque
 from struct import unpack_from
@@ -36,200 +33,39 @@ from inspector.events import (
     WsFrame,
     WsMessage,
 )
+from inspector.parse.ws_frames import (
+    BINARY as _BINARY,
+    CLOSE as _CLOSE,
+    CONTINUATION as _CONTINUATION,
+    KNOWN_CONTROL_OPCODES as _KNOWN_CONTROL_OPCODES,
+    MAX_CONTROL_PAYLOAD as _MAX_CONTROL_PAYLOAD,
+    MAX_HEADER_BYTES as _MAX_HEADER_BYTES,
+    TEXT as _TEXT,
+    CloseCode,
+    Opcode,
+    close_code_problem,
+    unmask,
+)
+# The handshake half lives in ws_handshake; connection.py and the tests take
+# it from here together with the parser.
+from inspector.parse.ws_handshake import accept_for_key, parse_deflate_offer
 
 if TYPE_CHECKING:
     from inspector.events import _NeedData
 
     Event = WsFrame | WsMessage | Finding
 
-
-class Opcode(enum.IntEnum):
-    """RFC 6455 section 5.2 frame opcodes; 3-7 and 0xB-0xF are reserved."""
-
-    CONTINUATION = 0x0
-    TEXT = 0x1
-    BINARY = 0x2
-    CLOSE = 0x8
-    PING = 0x9
-    PONG = 0xA
-
-
-class CloseCode(enum.IntEnum):
-    """RFC 6455 section 7.4.1 status codes."""
-
-    NORMAL_CLOSURE = 1000
-    GOING_AWAY = 1001
-    PROTOCOL_ERROR = 1002
-    UNSUPPORTED_DATA = 1003
-    # 1004 is reserved without a meaning.
-    NO_STATUS_RECEIVED = 1005
-    ABNORMAL_CLOSURE = 1006
-    INVALID_FRAME_PAYLOAD_DATA = 1007
-    POLICY_VIOLATION = 1008
-    MESSAGE_TOO_BIG = 1009
-    MANDATORY_EXTENSION = 1010
-    INTERNAL_ERROR = 1011
-    TLS_HANDSHAKE = 1015
-
-
-# Plain ints for the hot path: comparing against IntEnum members costs an
-# attribute lookup each time.
-_CONTINUATION = int(Opcode.CONTINUATION)
-_TEXT = int(Opcode.TEXT)
-_BINARY = int(Opcode.BINARY)
-_CLOSE = int(Opcode.CLOSE)
-_KNOWN_CONTROL_OPCODES = frozenset({int(Opcode.CLOSE), int(Opcode.PING), int(Opcode.PONG)})
+__all__ = ["CloseCode", "Opcode", "WebSocketParser", "accept_for_key", "parse_deflate_offer"]
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
-
-# RFC 6455 section 1.3: the GUID the server appends to Sec-WebSocket-Key.
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # RFC 7692 section 7.2.2: the sender strips this empty stored block from the
 # end of every compressed message; the receiver appends it back.
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
-# RFC 6455 section 5.5: control frame payloads are at most 125 bytes.
-_MAX_CONTROL_PAYLOAD = 125
-
-# 2 base bytes + 8 extended length bytes + 4 masking key bytes.
-_MAX_HEADER_BYTES = 14
-
 # Inflate output is produced in steps of this size so a single call never
 # allocates much more than this, whatever max_message_bytes is.
 _INFLATE_STEP = 256 * 1024
-
-# RFC 6455 section 7.4.1: these codes exist for APIs to report a condition
-# and must never be sent in a Close frame.
-_LOCAL_ONLY_CLOSE_CODES = frozenset({1005, 1006, 1015})
-
-
-def accept_for_key(key: str) -> str:
-    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 section 4.2.2)."""
-    try:
-        # Header values are decoded as latin-1 upstream; this gives back the wire bytes.
-        key_bytes = key.encode("latin-1")
-    except UnicodeEncodeError:
-        key_bytes = key.encode("utf-8", "replace")
-    return base64.b64encode(hashlib.sha1(key_bytes + _ACCEPT_GUID).digest()).decode("ascii")
-
-
-def parse_deflate_offer(extensions_header: str) -> DeflateParams | None:
-    """Negotiated permessage-deflate from a 101 response's Sec-WebSocket-Extensions.
-
-    Returns None when the response did not accept permessage-deflate or
-    accepted it with parameters a conforming client rejects (RFC 7692
-    section 7.1: unknown or duplicated parameter, invalid value), since the
-    client then fails the connection and nothing is ever compressed.
-    """
-    if not isinstance(extensions_header, str):
-        return None
-    accepted: DeflateParams | None = None
-    for element in _split_outside_quotes(extensions_header, ","):
-        name, *params = _split_outside_quotes(element, ";")
-        if name.strip().lower() != "permessage-deflate":
-            continue
-        if accepted is not None:
-            # A server accepts at most one offer; two answers are ambiguous.
-            return None
-        accepted = _deflate_params(params)
-        if accepted is None:
-            return None
-    return accepted
-
-
-def _deflate_params(params: list[str]) -> DeflateParams | None:
-    """DeflateParams from `name[=value]` strings, or None if any is invalid."""
-    values: dict[str, bool | int] = {}
-    for param in params:
-        name, has_value, value = param.partition("=")
-        name = name.strip().lower()
-        if not name and not has_value:
-            continue  # a stray ";" carries nothing
-        if name in values:
-            return None
-        value = _unquote(value.strip())
-        if name in ("server_no_context_takeover", "client_no_context_takeover"):
-            if has_value:
-                return None
-            values[name] = True
-        elif name in ("server_max_window_bits", "client_max_window_bits"):
-            if not has_value:
-                # RFC 7692 7.1.2.2: a bare client_max_window_bits leaves the
-                # client at its default of 15; the server one needs a value.
-                if name == "server_max_window_bits":
-                    return None
-                values[name] = 15
-                continue
-            bits = _window_bits(value)
-            if bits is None:
-                return None
-            values[name] = bits
-        else:
-            return None
-    return DeflateParams(**values)  # type: ignore[arg-type]
-
-
-def _window_bits(value: str) -> int | None:
-    """RFC 7692 section 7.1.2: 8..15 as plain decimal without leading zeros."""
-    if len(value) > 2 or not (value.isascii() and value.isdigit()) or value.startswith("0"):
-        return None  # never int() of thousands of digits (ValueError past Python's int-string limit)
-    bits = int(value)
-    return bits if 8 <= bits <= 15 else None
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
-def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    """Split at `separator` except inside quoted-strings (RFC 9110 section 5.6.4)."""
-    parts = []
-    start = 0
-    quoted = escaped = False
-    for index, char in enumerate(text):
-        if escaped:
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == separator and not quoted:
-            parts.append(text[start:index])
-            start = index + 1
-    parts.append(text[start:])
-    return parts
-
-
-def _unmask(data: bytes | bytearray | memoryview, key: bytes, phase: int) -> bytes:
-    """XOR `data` with the masking key, starting at key byte `phase` (RFC 6455 5.3).
-
-    One big-integer XOR instead of a Python loop over bytes.
-    """
-    size = len(data)
-    if not size:
-        return b""
-    if phase:
-        key = key[phase:] + key[:phase]
-    mask = (key * (size // 4 + 1))[:size]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(mask, "big")).to_bytes(size, "big")
-
-
-def _close_code_problem(code: int) -> str | None:
-    """Why `code` may not appear in a Close frame (RFC 6455 7.4), or None if it may."""
-    if code < 1000:
-        return "codes below 1000 are unused"
-    if code in _LOCAL_ONLY_CLOSE_CODES:
-        return "reserved for local use, never sent"
-    if code == 1004:
-        return "reserved"
-    if 1016 <= code <= 2999:
-        return "reserved for future protocol use"
-    if code >= 5000:
-        return "outside the ranges defined by RFC 6455 7.4.2"
-    return None
 
 
 class _Frame:
@@ -603,7 +439,7 @@ class WebSocketParser:
             return
         piece = data[pos:pos + wanted]
         if frame.masked:
-            piece = _unmask(piece, frame.mask_key, frame.done % 4)
+            piece = unmask(piece, frame.mask_key, frame.done % 4)
         if frame_room:
             frame.kept += piece[:frame_room]
             if len(frame.kept) >= frame.keep_limit:
@@ -692,7 +528,7 @@ class WebSocketParser:
         if len(kept) < 2:
             return None, ""  # the code fell into a gap
         code = (kept[0] << 8) | kept[1]
-        problem = _close_code_problem(code)
+        problem = close_code_problem(code)
         if problem:
             self._finding(ts_ns, "ws-invalid-close-code", f"{at}: code {code}: {problem}")
         raw_reason = bytes(kept[2:])
