@@ -24,7 +24,8 @@ import time
 import zlib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# After PYTHONPATH and the installed package: tests/factories.py from this checkout.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from inspector.events import NEED_DATA, DeflateParams, Direction  # noqa: E402
 from inspector.parse.websocket import WebSocketParser  # noqa: E402
