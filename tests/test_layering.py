@@ -10,6 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "inspector"
 DASHBOARD = PACKAGE.parent / "dashboard"
 HEAVY = ("pandas", "numpy", "dpkt", "scapy", "dash", "plotly", "aiohttp", "websockets")
+# Issue 9: the parser core may use numpy where it pays (e.g. unmasking big WebSocket payloads).
+HEAVY_FOR_PARSER_CORE = tuple(name for name in HEAVY if name != "numpy")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -31,7 +33,7 @@ def modules(folder: str) -> list[Path]:
 def test_parser_core_is_sans_io_and_light(path):
     for name in imported_modules(path):
         top = name.split(".")[0]
-        assert top not in HEAVY, f"{path.name} imports {name}"
+        assert top not in HEAVY_FOR_PARSER_CORE, f"{path.name} imports {name}"
         assert not name.startswith(("inspector.analysis", "inspector.capture", "inspector.cli", "inspector.workloads")), f"{path.name} imports {name}"
         assert top not in ("socket", "subprocess", "asyncio", "threading"), f"{path.name} does I/O through {name}"
 

@@ -9,6 +9,13 @@ events and parsing goes on.  When the framing itself can no longer be
 followed (a capture gap outside a payload of known length, an impossible
 length) the rest of the direction is counted as unparsed bytes.
 
+Two paths produce the same events.  The common case, a whole final text
+or binary frame already in the chunk, is read in one go
+(`_whole_data_frame`): no per-frame state objects, the payload unmasked once
+and only as far as someone reads it, ASCII text never decoded.  Everything
+else (split frames, fragments, control frames, findings, gaps) goes through
+the general frame and message state below.
+
 Byte accounting is exact: every byte fed (data and gaps) belongs either to
 exactly one WsFrame (its `wire_bytes`, missing bytes included) or to
 `unparsed_bytes`.  Frames tile the stream from `start_offset`; unparsed
@@ -17,10 +24,7 @@ bytes only ever come after the last frame.
 
 from __future__ import annotations
 
-import base64
 import codecs
-import enum
-import hashlib
 import zlib
 from collections import deque
 from struct import unpack_from
@@ -37,207 +41,79 @@ from inspector.events import (
     WsFrame,
     WsMessage,
 )
+from inspector.parse.ws_frames import (
+    BINARY as _BINARY,
+    CLOSE as _CLOSE,
+    CONTINUATION as _CONTINUATION,
+    FIN_BIT,
+    KNOWN_CONTROL_OPCODES as _KNOWN_CONTROL_OPCODES,
+    LENGTH_16,
+    LENGTH_BITS,
+    MASK_BIT,
+    OPCODE_BITS,
+    MAX_CONTROL_PAYLOAD as _MAX_CONTROL_PAYLOAD,
+    MAX_HEADER_BYTES as _MAX_HEADER_BYTES,
+    RSV1_BIT,
+    RSV2_BIT,
+    RSV3_BIT,
+    TEXT as _TEXT,
+    CloseCode,
+    Opcode,
+    close_code_problem,
+    unmask,
+)
+# The handshake half lives in ws_handshake; connection.py and the tests take
+# it from here together with the parser.
+from inspector.parse.ws_handshake import accept_for_key, parse_deflate_offer
 
 if TYPE_CHECKING:
     from inspector.events import _NeedData
 
     Event = WsFrame | WsMessage | Finding
 
-
-class Opcode(enum.IntEnum):
-    """RFC 6455 section 5.2 frame opcodes; 3-7 and 0xB-0xF are reserved."""
-
-    CONTINUATION = 0x0
-    TEXT = 0x1
-    BINARY = 0x2
-    CLOSE = 0x8
-    PING = 0x9
-    PONG = 0xA
-
-
-class CloseCode(enum.IntEnum):
-    """RFC 6455 section 7.4.1 status codes."""
-
-    NORMAL_CLOSURE = 1000
-    GOING_AWAY = 1001
-    PROTOCOL_ERROR = 1002
-    UNSUPPORTED_DATA = 1003
-    # 1004 is reserved without a meaning.
-    NO_STATUS_RECEIVED = 1005
-    ABNORMAL_CLOSURE = 1006
-    INVALID_FRAME_PAYLOAD_DATA = 1007
-    POLICY_VIOLATION = 1008
-    MESSAGE_TOO_BIG = 1009
-    MANDATORY_EXTENSION = 1010
-    INTERNAL_ERROR = 1011
-    TLS_HANDSHAKE = 1015
-
-
-# Plain ints for the hot path: comparing against IntEnum members costs an
-# attribute lookup each time.
-_CONTINUATION = int(Opcode.CONTINUATION)
-_TEXT = int(Opcode.TEXT)
-_BINARY = int(Opcode.BINARY)
-_CLOSE = int(Opcode.CLOSE)
-_KNOWN_CONTROL_OPCODES = frozenset({int(Opcode.CLOSE), int(Opcode.PING), int(Opcode.PONG)})
+__all__ = ["CloseCode", "Opcode", "WebSocketParser", "accept_for_key", "parse_deflate_offer"]
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
-
-# RFC 6455 section 1.3: the GUID the server appends to Sec-WebSocket-Key.
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # RFC 7692 section 7.2.2: the sender strips this empty stored block from the
 # end of every compressed message; the receiver appends it back.
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
-# RFC 6455 section 5.5: control frame payloads are at most 125 bytes.
-_MAX_CONTROL_PAYLOAD = 125
-
-# 2 base bytes + 8 extended length bytes + 4 masking key bytes.
-_MAX_HEADER_BYTES = 14
-
 # Inflate output is produced in steps of this size so a single call never
 # allocates much more than this, whatever max_message_bytes is.
 _INFLATE_STEP = 256 * 1024
 
-# RFC 6455 section 7.4.1: these codes exist for APIs to report a condition
-# and must never be sent in a Close frame.
-_LOCAL_ONLY_CLOSE_CODES = frozenset({1005, 1006, 1015})
+# RFC 1951: the most a DEFLATE bit can yield is a 258-byte match coded in 2
+# bits (1-bit length and distance codes), 1032 bytes per input byte.  The
+# 4-byte tail appended to a message may add up to this many bytes.
+_MAX_TAIL_OUTPUT = 4 * 1032
 
 
-def accept_for_key(key: str) -> str:
-    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 section 4.2.2)."""
+def _utf8_problem(*pieces: bytes) -> str:
+    """Why the pieces, one after the other, are not UTF-8; "" if they are.
+
+    Checks with the incremental decoder, piece by piece as the general path
+    feeds it, so the reason is the one it would give.
+    """
+    decoder = _Utf8Decoder()
     try:
-        # Header values are decoded as latin-1 upstream; this gives back the wire bytes.
-        key_bytes = key.encode("latin-1")
-    except UnicodeEncodeError:
-        key_bytes = key.encode("utf-8", "replace")
-    return base64.b64encode(hashlib.sha1(key_bytes + _ACCEPT_GUID).digest()).decode("ascii")
+        for piece in pieces:
+            decoder.decode(piece, False)
+        decoder.decode(b"", True)
+    except UnicodeDecodeError as exc:
+        return exc.reason
+    return ""
 
 
-def parse_deflate_offer(extensions_header: str) -> DeflateParams | None:
-    """Negotiated permessage-deflate from a 101 response's Sec-WebSocket-Extensions.
-
-    Returns None when the response did not accept permessage-deflate or
-    accepted it with parameters a conforming client rejects (RFC 7692
-    section 7.1: unknown or duplicated parameter, invalid value), since the
-    client then fails the connection and nothing is ever compressed.
-    """
-    if not isinstance(extensions_header, str):
-        return None
-    accepted: DeflateParams | None = None
-    for element in _split_outside_quotes(extensions_header, ","):
-        name, *params = _split_outside_quotes(element, ";")
-        if name.strip().lower() != "permessage-deflate":
-            continue
-        if accepted is not None:
-            # A server accepts at most one offer; two answers are ambiguous.
-            return None
-        accepted = _deflate_params(params)
-        if accepted is None:
-            return None
-    return accepted
-
-
-def _deflate_params(params: list[str]) -> DeflateParams | None:
-    """DeflateParams from `name[=value]` strings, or None if any is invalid."""
-    values: dict[str, bool | int] = {}
-    for param in params:
-        name, has_value, value = param.partition("=")
-        name = name.strip().lower()
-        if not name and not has_value:
-            continue  # a stray ";" carries nothing
-        if name in values:
-            return None
-        value = _unquote(value.strip())
-        if name in ("server_no_context_takeover", "client_no_context_takeover"):
-            if has_value:
-                return None
-            values[name] = True
-        elif name in ("server_max_window_bits", "client_max_window_bits"):
-            if not has_value:
-                # RFC 7692 7.1.2.2: a bare client_max_window_bits leaves the
-                # client at its default of 15; the server one needs a value.
-                if name == "server_max_window_bits":
-                    return None
-                values[name] = 15
-                continue
-            bits = _window_bits(value)
-            if bits is None:
-                return None
-            values[name] = bits
-        else:
-            return None
-    return DeflateParams(**values)  # type: ignore[arg-type]
-
-
-def _window_bits(value: str) -> int | None:
-    """RFC 7692 section 7.1.2: 8..15 as plain decimal without leading zeros."""
-    if len(value) > 2 or not (value.isascii() and value.isdigit()) or value.startswith("0"):
-        return None  # never int() of thousands of digits (ValueError past Python's int-string limit)
-    bits = int(value)
-    return bits if 8 <= bits <= 15 else None
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
-def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    """Split at `separator` except inside quoted-strings (RFC 9110 section 5.6.4)."""
-    parts = []
-    start = 0
-    quoted = escaped = False
-    for index, char in enumerate(text):
-        if escaped:
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == separator and not quoted:
-            parts.append(text[start:index])
-            start = index + 1
-    parts.append(text[start:])
-    return parts
-
-
-def _unmask(data: bytes | bytearray | memoryview, key: bytes, phase: int) -> bytes:
-    """XOR `data` with the masking key, starting at key byte `phase` (RFC 6455 5.3).
-
-    One big-integer XOR instead of a Python loop over bytes.
-    """
-    size = len(data)
-    if not size:
-        return b""
-    if phase:
-        key = key[phase:] + key[:phase]
-    mask = (key * (size // 4 + 1))[:size]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(mask, "big")).to_bytes(size, "big")
-
-
-def _close_code_problem(code: int) -> str | None:
-    """Why `code` may not appear in a Close frame (RFC 6455 7.4), or None if it may."""
-    if code < 1000:
-        return "codes below 1000 are unused"
-    if code in _LOCAL_ONLY_CLOSE_CODES:
-        return "reserved for local use, never sent"
-    if code == 1004:
-        return "reserved"
-    if 1016 <= code <= 2999:
-        return "reserved for future protocol use"
-    if code >= 5000:
-        return "outside the ranges defined by RFC 6455 7.4.2"
-    return None
+def _invalid_utf8_detail(offset: int, reason: str) -> str:
+    return f"message at offset {offset}: text is not UTF-8 ({reason})"
 
 
 class _Frame:
     """The frame whose payload is being consumed."""
 
     __slots__ = (
-        "offset", "ts_ns", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked",
+        "offset", "ts_ns", "first", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked",
         "mask_key", "length", "header_bytes", "done", "missing", "kept",
         "keep_limit", "keeping", "in_message",
     )
@@ -246,6 +122,7 @@ class _Frame:
                  mask_key: bytes, length: int, header_bytes: int, keep_limit: int) -> None:
         self.offset = offset
         self.ts_ns = ts_ns
+        self.first = first  # the header's first byte
         self.fin = bool(first & 0x80)
         self.rsv1 = bool(first & 0x40)
         self.rsv2 = bool(first & 0x20)
@@ -364,6 +241,13 @@ class WebSocketParser:
         # its input went missing, later messages reference unknown history.
         self._inflater: zlib._Decompress | None = None
         self._inflater_lost = False
+        # First header bytes of the frames the fast path takes: a whole final
+        # text or binary frame, RSV1 only where it means permessage-deflate.
+        simple_first = [FIN_BIT | _TEXT, FIN_BIT | _BINARY]
+        if deflate is not None:
+            simple_first += [first | RSV1_BIT for first in simple_first]
+        self._simple_first_bytes = frozenset(simple_first)
+        self._expected_mask_bit = MASK_BIT if self._expect_masked else 0
 
         self._events: deque[Event] = deque()
         self._offset = start_offset  # next byte not yet part of a frame or unparsed
@@ -406,6 +290,11 @@ class WebSocketParser:
             elif self._held:
                 pos = self._complete_held_header(data, pos, end, ts_ns)
             else:
+                if self._message is None and not self._close_sent:
+                    used = self._whole_data_frame(data, pos, end, ts_ns)
+                    if used:
+                        pos += used
+                        continue
                 used = self._start_frame(data, pos, end, ts_ns, ts_ns)
                 if not used:
                     self._held += data[pos:end]
@@ -467,6 +356,138 @@ class WebSocketParser:
             return end
         self._held.clear()
         return pos + used - held
+
+    def _whole_data_frame(self, data: bytes, pos: int, end: int, ts_ns: int) -> int:
+        """The common case in one go: a final text or binary frame, all in `data`.
+
+        Returns the frame's length, or 0 (nothing consumed) when the frame
+        at data[pos:] is anything else: split, fragmented, a control frame,
+        64-bit length or one with findings; _start_frame then takes it.
+        Events and state end up exactly as the general path leaves them.
+        """
+        if end - pos < 2:
+            return 0
+        first = data[pos]
+        second = data[pos + 1]
+        if first not in self._simple_first_bytes or second & MASK_BIT != self._expected_mask_bit:
+            return 0
+        length = second & LENGTH_BITS
+        start = pos + 2
+        if length >= LENGTH_16:
+            if length > LENGTH_16 or end - pos < 4:
+                return 0  # 64-bit lengths are rare and big: the general path
+            length = (data[start] << 8) | data[start + 1]
+            if length < LENGTH_16:
+                return 0  # non-minimal length: a finding
+            start += 2
+        if second & MASK_BIT:
+            mask_key = bytes(data[start:start + 4])  # bytes(): data may be a memoryview
+            start += 4
+        else:
+            mask_key = b""
+        stop = start + length
+        if stop > end or length > self._max_message_bytes:
+            return 0
+        compressed = first & RSV1_BIT
+        if compressed and self._inflater_lost:
+            return 0  # a "lost context" message
+        text = first & OPCODE_BITS == _TEXT
+        # Unmask what someone reads: all of a text or compressed payload, a
+        # preview of a binary one.
+        if compressed or text:
+            wanted = stop
+        else:
+            wanted = min(stop, start + self._preview_bytes)
+        payload = unmask(data[start:wanted], mask_key) if mask_key else bytes(data[start:wanted])
+        offset = self._offset
+        header_bytes = start - pos
+        self._offset = offset + header_bytes + length
+        if compressed:
+            inflated = self._inflate_whole(payload, offset, ts_ns, first, mask_key, length, header_bytes)
+            if inflated is None:
+                return stop - pos  # the general path took the rest
+            out, tail = inflated
+            content = out + tail if tail else out
+            payload_bytes = len(content)
+        else:
+            out, tail = payload, b""
+            content, payload_bytes = payload, length
+        frame_payload = payload[:self._preview_bytes]
+        self._frame_event(offset, ts_ns, first, mask_key, length, header_bytes, 0, frame_payload, None, "")
+        text_valid = None
+        if text:
+            # ASCII is valid UTF-8: most text never meets a decoder.
+            utf8_error = "" if content.isascii() else _utf8_problem(out, tail)
+            text_valid = not utf8_error
+            if utf8_error:
+                self._finding(ts_ns, "ws-invalid-utf8", _invalid_utf8_detail(offset, utf8_error))
+        preview = content[:self._preview_bytes] if compressed else frame_payload
+        self._message_event(ts_ns, ts_ns, offset, self._offset, first & OPCODE_BITS, 1, header_bytes,
+                            length, payload_bytes, bool(compressed), text_valid, True, preview)
+        return stop - pos
+
+    def _inflate_whole(self, payload: bytes, offset: int, ts_ns: int, first: int, mask_key: bytes,
+                       length: int, header_bytes: int) -> tuple[bytes, bytes] | None:
+        """Decompress a one-frame message with the calls _inflate makes for it.
+
+        Returns the output of the payload and of the tail, or None when an
+        outcome other than a whole, small enough message (corrupt stream,
+        output near a cap) made the general path take over the frame.
+        """
+        if not self._context_takeover:
+            inflater = zlib.decompressobj(-15)
+        else:
+            inflater = self._inflater
+            if inflater is None or inflater.eof:
+                # As _open_message: a stream ended by BFINAL restarts.
+                inflater = self._inflater = zlib.decompressobj(-15)
+        budget = self._budget
+        room = self._max_message_bytes
+        budget_room = budget.room() if budget is not None else room
+        max_length = min(room + 1, budget_room + 1, _INFLATE_STEP)
+        try:
+            out = inflater.decompress(payload, max_length)
+        except zlib.error as exc:
+            message = self._adopt_whole_frame(offset, ts_ns, first, mask_key, length, header_bytes, payload, inflater)
+            self._inflate_failed(message, exc)
+            self._finish_frame(ts_ns)
+            return None
+        rest = inflater.unconsumed_tail
+        produced = len(out)
+        tail_length = min(room - produced + 1, budget_room - produced + 1, _INFLATE_STEP)
+        if produced >= max_length or rest or tail_length <= _MAX_TAIL_OUTPUT:
+            # More output than one step, or close enough to a cap that the
+            # tail could cross it: _inflate goes on from here.
+            message = self._adopt_whole_frame(offset, ts_ns, first, mask_key, length, header_bytes, payload, inflater)
+            if not self._took_inflated(message, out, max_length, budget_room, rest):
+                self._inflate(message, rest)
+            self._finish_frame(ts_ns)
+            return None
+        try:
+            tail = inflater.decompress(_DEFLATE_TAIL, tail_length)
+        except zlib.error as exc:
+            message = self._adopt_whole_frame(offset, ts_ns, first, mask_key, length, header_bytes, payload, inflater)
+            self._took_inflated(message, out, max_length, budget_room, rest)
+            self._inflate_failed(message, exc)
+            self._finish_frame(ts_ns)
+            return None
+        if budget is not None:
+            budget.spend(produced + len(tail))
+        return out, tail
+
+    def _adopt_whole_frame(self, offset: int, ts_ns: int, first: int, mask_key: bytes, length: int,
+                           header_bytes: int, payload: bytes, inflater: zlib._Decompress) -> _Message:
+        """The frame and message objects of the general path for a compressed
+        frame the fast path read whole, before its payload is decompressed."""
+        frame = _Frame(offset, ts_ns, first, bool(mask_key), mask_key, length, header_bytes, self._preview_bytes)
+        frame.kept += payload[:self._preview_bytes]
+        frame.done = length
+        frame.in_message = True
+        message = _Message(frame, compressed=True)
+        message.inflater = inflater
+        self._frame = frame
+        self._message = message
+        return message
 
     def _start_frame(self, buf: bytes | bytearray, pos: int, end: int,
                      first_ts: int, ts_ns: int) -> int:
@@ -604,7 +625,7 @@ class WebSocketParser:
             return
         piece = data[pos:pos + wanted]
         if frame.masked:
-            piece = _unmask(piece, frame.mask_key, frame.done % 4)
+            piece = unmask(piece, frame.mask_key, frame.done % 4)
         if frame_room:
             frame.kept += piece[:frame_room]
             if len(frame.kept) >= frame.keep_limit:
@@ -649,25 +670,8 @@ class WebSocketParser:
         close_reason = ""
         if frame.opcode == _CLOSE:
             close_code, close_reason = self._read_close(frame, ts_ns)
-        self._events.append(WsFrame(
-            direction=self._direction,
-            ts_ns=frame.ts_ns,
-            offset=frame.offset,
-            fin=frame.fin,
-            rsv1=frame.rsv1,
-            rsv2=frame.rsv2,
-            rsv3=frame.rsv3,
-            opcode=frame.opcode,
-            masked=frame.masked,
-            mask_key=frame.mask_key,
-            payload_length=frame.length,
-            header_bytes=frame.header_bytes,
-            missing_bytes=frame.missing,
-            payload=payload,
-            payload_truncated=len(payload) < frame.length,
-            close_code=close_code,
-            close_reason=close_reason,
-        ))
+        self._frame_event(frame.offset, frame.ts_ns, frame.first, frame.mask_key, frame.length,
+                          frame.header_bytes, frame.missing, payload, close_code, close_reason)
         if frame.opcode == _CLOSE:
             self._close_sent = True
         if frame.in_message:
@@ -681,6 +685,29 @@ class WebSocketParser:
             if frame.fin:
                 self._finish_message(ts_ns, complete=True)
 
+    def _frame_event(self, offset: int, ts_ns: int, first: int, mask_key: bytes, length: int,
+                     header_bytes: int, missing: int, payload: bytes, close_code: int | None,
+                     close_reason: str) -> None:
+        self._events.append(WsFrame(
+            direction=self._direction,
+            ts_ns=ts_ns,
+            offset=offset,
+            fin=bool(first & FIN_BIT),
+            rsv1=bool(first & RSV1_BIT),
+            rsv2=bool(first & RSV2_BIT),
+            rsv3=bool(first & RSV3_BIT),
+            opcode=first & OPCODE_BITS,
+            masked=bool(mask_key),
+            mask_key=mask_key,
+            payload_length=length,
+            header_bytes=header_bytes,
+            missing_bytes=missing,
+            payload=payload,
+            payload_truncated=len(payload) < length,
+            close_code=close_code,
+            close_reason=close_reason,
+        ))
+
     def _read_close(self, frame: _Frame, ts_ns: int) -> tuple[int | None, str]:
         """Status code and reason of a Close frame (RFC 6455 5.5.1)."""
         at = f"Close frame at offset {frame.offset}"
@@ -693,7 +720,7 @@ class WebSocketParser:
         if len(kept) < 2:
             return None, ""  # the code fell into a gap
         code = (kept[0] << 8) | kept[1]
-        problem = _close_code_problem(code)
+        problem = close_code_problem(code)
         if problem:
             self._finding(ts_ns, "ws-invalid-close-code", f"{at}: code {code}: {problem}")
         raw_reason = bytes(kept[2:])
@@ -776,30 +803,38 @@ class WebSocketParser:
                 budget_room = budget.room() if budget is not None else room
                 max_length = min(room + 1, budget_room + 1, _INFLATE_STEP)
                 out = inflater.decompress(data, max_length)
-                message.inflated += len(out)
-                if budget is not None:
-                    budget.spend(len(out))
-                self._message_content(message, out)
-                if message.inflated > self._max_message_bytes:
-                    self._stop_inflating(message, "limit")
-                    return
-                if len(out) > budget_room:
-                    self._stop_inflating(message, "budget")
-                    return
                 data = inflater.unconsumed_tail
-                # A full output buffer may leave output pending inside zlib
-                # even with no input left: call again to drain it.
-                if len(out) < max_length and (not data or not out):
+                if self._took_inflated(message, out, max_length, budget_room, data):
                     return
         except zlib.error as exc:
-            # zlib drops the output of the call that failed, so how much was
-            # decompressed before the error depends on how the bytes were
-            # chunked.  Keep nothing of it: the events must not depend on that.
-            message.preview = bytearray()
-            message.preview_open = False
-            message.utf8 = None
-            message.text_valid = None
-            self._stop_inflating(message, f"error: {exc}")
+            self._inflate_failed(message, exc)
+
+    def _took_inflated(self, message: _Message, out: bytes, max_length: int, budget_room: int,
+                       rest: bytes) -> bool:
+        """Count one decompress call's output; True when this input is done with."""
+        message.inflated += len(out)
+        if self._budget is not None:
+            self._budget.spend(len(out))
+        self._message_content(message, out)
+        if message.inflated > self._max_message_bytes:
+            self._stop_inflating(message, "limit")
+            return True
+        if len(out) > budget_room:
+            self._stop_inflating(message, "budget")
+            return True
+        # A full output buffer may leave output pending inside zlib
+        # even with no input left: call again to drain it.
+        return len(out) < max_length and (not rest or not out)
+
+    def _inflate_failed(self, message: _Message, exc: zlib.error) -> None:
+        # zlib drops the output of the call that failed, so how much was
+        # decompressed before the error depends on how the bytes were
+        # chunked.  Keep nothing of it: the events must not depend on that.
+        message.preview = bytearray()
+        message.preview_open = False
+        message.utf8 = None
+        message.text_valid = None
+        self._stop_inflating(message, f"error: {exc}")
 
     def _stop_inflating(self, message: _Message, problem: str) -> None:
         message.inflater = None
@@ -840,7 +875,18 @@ class WebSocketParser:
         if message.frames == 0:
             return  # no frame of it was ever complete: nothing to report
         self._message_findings(message, ts_ns)
-        self._events.append(self._message_event(message))
+        payload_bytes: int | None
+        if not message.compressed:
+            payload_bytes = message.wire_payload_bytes
+            # Streaming may have previewed bytes of a frame that never completed.
+            preview = bytes(message.preview[:payload_bytes])
+        else:
+            payload_bytes = message.inflated if message.complete and not message.inflate_problem else None
+            preview = bytes(message.preview)
+        self._message_event(message.ts_ns, message.end_ts_ns, message.offset, message.end_offset,
+                            message.opcode, message.frames, message.header_bytes,
+                            message.wire_payload_bytes, payload_bytes, message.compressed,
+                            message.text_valid, message.complete, preview)
 
     def _message_findings(self, message: _Message, ts_ns: int) -> None:
         at = f"message at offset {message.offset}"
@@ -857,34 +903,28 @@ class WebSocketParser:
         elif problem.startswith("error"):
             self._finding(ts_ns, "ws-decompression-failed", f"{at}: {problem}")
         if message.text_valid is False:
-            self._finding(ts_ns, "ws-invalid-utf8", f"{at}: text is not UTF-8 ({message.utf8_error})")
+            self._finding(ts_ns, "ws-invalid-utf8", _invalid_utf8_detail(message.offset, message.utf8_error))
 
-    def _message_event(self, message: _Message) -> WsMessage:
-        payload_bytes: int | None
-        if not message.compressed:
-            payload_bytes = message.wire_payload_bytes
-            # Streaming may have previewed bytes of a frame that never completed.
-            preview = bytes(message.preview[:payload_bytes])
-        else:
-            payload_bytes = message.inflated if message.complete and not message.inflate_problem else None
-            preview = bytes(message.preview)
-        return WsMessage(
+    def _message_event(self, ts_ns: int, end_ts_ns: int, offset: int, end_offset: int, opcode: int,
+                       frames: int, header_bytes: int, wire_payload_bytes: int, payload_bytes: int | None,
+                       compressed: bool, text_valid: bool | None, complete: bool, preview: bytes) -> None:
+        self._events.append(WsMessage(
             direction=self._direction,
-            ts_ns=message.ts_ns,
-            end_ts_ns=message.end_ts_ns,
-            offset=message.offset,
-            end_offset=message.end_offset,
-            opcode=message.opcode,
-            frames=message.frames,
-            header_bytes=message.header_bytes,
-            wire_payload_bytes=message.wire_payload_bytes,
+            ts_ns=ts_ns,
+            end_ts_ns=end_ts_ns,
+            offset=offset,
+            end_offset=end_offset,
+            opcode=opcode,
+            frames=frames,
+            header_bytes=header_bytes,
+            wire_payload_bytes=wire_payload_bytes,
             payload_bytes=payload_bytes,
-            compressed=message.compressed,
-            text_valid=message.text_valid,
-            complete=message.complete,
+            compressed=compressed,
+            text_valid=text_valid,
+            complete=complete,
             payload=preview,
             payload_truncated=payload_bytes is None or len(preview) < payload_bytes,
-        )
+        ))
 
     def _finding(self, ts_ns: int, rule: str, detail: str) -> None:
         self._events.append(Finding(ts_ns=ts_ns, direction=self._direction, rule=rule, detail=detail))
