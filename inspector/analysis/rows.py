@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 from array import array
 from collections import Counter
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -137,6 +138,7 @@ def _costs_shown(built: dict, held: dict) -> np.ndarray:
     return (items != MERGED) & ~empty
 
 
+@lru_cache(maxsize=4096)  # a capture's connections share few addresses
 def _ip_text(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
 
@@ -201,7 +203,7 @@ class _ConnectionRows:
                  "http_header_bytes", "http_chunk_framing_bytes", "http_body_bytes", "ws_frame_header_bytes",
                  "ws_control_payload_bytes", "ws_data_payload_bytes", "handshake", "deflate", "http_requests",
                  "http_responses", "final_responses", "item_of_exchange", "prune_exchanges_at", "upgrade_item",
-                 "frame_count", "message_ids", "pending_frames", "pending_head", "ws_message_count",
+                 "frame_count", "message_ids", "pending_frames", "pending_head", "newest_frame", "ws_message_count",
                  "findings_per_rule", "last_unlisted", "setup_bytes", "teardown_bytes")
 
     def __init__(self, account: ConnectionAccount, sinks: ShardRows) -> None:
@@ -232,8 +234,11 @@ class _ConnectionRows:
         # WebSocket: data frames wait for their message per direction, as flat records.
         self.frame_count = 0
         self.message_ids = sinks.ws_frames.column("message_id")  # by ws_frames row
-        self.pending_frames = (array("q"), array("q"))  # by Direction
+        # By Direction: the newest waiting frame as a tuple (most messages are one
+        # frame: it never goes into the array), the older ones in the array from its head.
+        self.pending_frames = (array("q"), array("q"))
         self.pending_head = [0, 0]
+        self.newest_frame: list[tuple | None] = [None, None]
         self.ws_message_count = 0
         self.findings_per_rule: Counter = Counter()
         self.last_unlisted: dict[str, Finding] = {}
@@ -402,7 +407,10 @@ class _ConnectionRows:
             close_reason(None)
             self.ws_data_payload_bytes += length - missing
             starts_compressed = FRAME_CONTINUES if code == 0 else int(self.deflate and frame.rsv1)
-            self.pending_frames[side].extend((row, start, header, length, missing, starts_compressed))
+            older = self.newest_frame[side]
+            if older is not None:
+                self.pending_frames[side].extend(older)
+            self.newest_frame[side] = (row, start, header, length, missing, starts_compressed)
 
     def _ws_message(self, message: WsMessage) -> None:
         message_id = self.ws_message_count
@@ -442,32 +450,43 @@ class _ConnectionRows:
         `message_id`; return their header bytes and captured payload bytes."""
         pending = self.pending_frames[direction]
         head = self.pending_head[direction]
-        end = min(head + FRAME_RECORD * count, len(pending))
         add_span = self.spans_of[direction].add
         message_ids = self.message_ids
         header_bytes = payload_bytes = 0
-        for start in range(head, end, FRAME_RECORD):
-            row, offset, header, length, missing = pending[start:start + 5]
+        if head < len(pending):
+            end = min(head + FRAME_RECORD * count, len(pending))
+            for start in range(head, end, FRAME_RECORD):
+                row, offset, header, length, missing = pending[start:start + 5]
+                message_ids[row] = message_id
+                add_span(offset, offset + header + length, item)
+                header_bytes += header
+                payload_bytes += length - missing
+            count -= (end - head) // FRAME_RECORD
+            if end == len(pending):
+                del pending[:]
+                end = 0
+            elif end > FRAME_RECORD * PENDING_COMPACT_RECORDS:
+                del pending[:end]
+                end = 0
+            self.pending_head[direction] = end
+        newest = self.newest_frame[direction]
+        if count > 0 and newest is not None and not pending:
+            row, offset, header, length, missing, _starts_compressed = newest
             message_ids[row] = message_id
             add_span(offset, offset + header + length, item)
             header_bytes += header
             payload_bytes += length - missing
-        if end == len(pending):
-            del pending[:]
-            end = 0
-        elif end > FRAME_RECORD * PENDING_COMPACT_RECORDS:
-            del pending[:end]
-            end = 0
-        self.pending_head[direction] = end
+            self.newest_frame[direction] = None
         return header_bytes, payload_bytes
 
     def _unfinished_frames(self) -> None:
         """Data frames never closed into a message (stream cut) still count as data;
         compressed ones were never decompressed: counted as sent."""
         for direction in (Direction.CLIENT, Direction.SERVER):
-            pending, head = self.pending_frames[direction], self.pending_head[direction]
-            self._add_unfinished_app_payload(pending[head:])
-            header, payload = self._take_pending(direction, (len(pending) - head) // FRAME_RECORD, ITEM_UNATTRIBUTED)
+            pending, head, newest = self.pending_frames[direction], self.pending_head[direction], self.newest_frame[direction]
+            records = pending[head:] + array("q", newest or ())
+            self._add_unfinished_app_payload(records)
+            header, payload = self._take_pending(direction, len(records) // FRAME_RECORD, ITEM_UNATTRIBUTED)
             self.items.header[ITEM_UNATTRIBUTED] += header
             self.items.payload[ITEM_UNATTRIBUTED] += payload
 
