@@ -1,17 +1,17 @@
 """Column sinks: the rows of one table, written column by column as events come.
 
 A worker has one sink per table, shared by all of its connections.  A sink
-holds one growable column per schema column: `array('q')` for integers,
+holds one growable column per schema column (see `Column`): integers,
 nanosecond timestamps (the `float64` seconds are computed when the chunk is
-made) and nullable integers (MISSING for a missing value), `array('b')` for
-booleans and for codes of short, repeated strings (direction, item, ...), a
-list for other text.  Every `chunk_rows` rows the columns become one DataFrame
+made), nullable integers and booleans (MISSING for a missing value), codes of
+short, repeated strings (direction, item, ...: the labels are looked up per
+chunk) and text.  Every `chunk_rows` rows the columns become one DataFrame
 chunk with exactly the table's dtypes (`tables.SCHEMAS`) and are emptied in
 place, so the bound `append` methods writers hold stay valid.  No row ever
-exists as a dict or a tuple.
+exists as a dict or a tuple, and what a sink holds is bounded by its chunk.
 
-A writer appends one value to every column of `sink.appends` (schema order)
-and then calls nothing: `rows.py` checks `full()` after each batch of events.
+A writer appends one value to every column of `sink.appends` (schema order);
+its owner checks `full()` now and then and calls `flush()`.
 """
 
 from __future__ import annotations
