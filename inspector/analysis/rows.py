@@ -253,10 +253,8 @@ class _ConnectionRows:
                 self._ws_frame(event)
             elif kind is WsMessage:
                 self._ws_message(event)
-            elif kind is HttpRequest:
-                self._http_request(event)
-            elif kind is HttpResponse:
-                self._http_response(event)
+            elif kind is HttpRequest or kind is HttpResponse:
+                self._http_message(event)
             elif kind is Finding:
                 self._finding(event)
             elif kind is WsHandshake and self.handshake is None:
@@ -275,43 +273,29 @@ class _ConnectionRows:
         self._cost_rows()
         self._connection_row(self.handshake)
 
-    def _http_request(self, message: HttpRequest) -> None:
-        exchange = self.http_requests
-        self.http_requests = exchange + 1
+    def _http_message(self, message: HttpRequest | HttpResponse) -> None:
         (conn_id, exchange_id, direction, ts, end_ts, method, target, status, reason, version, header_bytes, body_bytes,
          body_wire_bytes, chunk_framing_bytes, missing_bytes, content_encoding, decompressed_bytes, complete, offset,
          body_text) = self.sinks.http_messages.appends
-        status(MISSING)
-        reason(None)
-        method(message.method)
-        target(message.target)
-        self._http_message(message, exchange, conn_id, exchange_id, direction, ts, end_ts, version, header_bytes, body_bytes,
-                           body_wire_bytes, chunk_framing_bytes, missing_bytes, content_encoding, decompressed_bytes, complete,
-                           offset, body_text)
-
-    def _http_response(self, message: HttpResponse) -> None:
-        exchange = self.final_responses
-        self.http_responses += 1
-        code = message.status
-        if not (100 <= code < 200) or code == 101:
-            self.final_responses = exchange + 1
-        (conn_id, exchange_id, direction, ts, end_ts, method, target, status, reason, version, header_bytes, body_bytes,
-         body_wire_bytes, chunk_framing_bytes, missing_bytes, content_encoding, decompressed_bytes, complete, offset,
-         body_text) = self.sinks.http_messages.appends
-        method(None)
-        target(None)
-        status(code)
-        reason(message.reason)
-        item = self._http_message(message, exchange, conn_id, exchange_id, direction, ts, end_ts, version, header_bytes, body_bytes,
-                                  body_wire_bytes, chunk_framing_bytes, missing_bytes, content_encoding, decompressed_bytes,
-                                  complete, offset, body_text)
-        if code == 101 and self.upgrade_item is None:
-            self.upgrade_item = item
-
-    def _http_message(self, message, exchange, conn_id, exchange_id, direction, ts, end_ts, version, header_bytes, body_bytes,
-                      body_wire_bytes, chunk_framing_bytes, missing_bytes, content_encoding, decompressed_bytes, complete,
-                      offset, body_text) -> int:
-        """The columns of an HTTP message that requests and responses share, and its bytes; return its item."""
+        if type(message) is HttpRequest:
+            exchange = self.http_requests
+            self.http_requests = exchange + 1
+            method(message.method)
+            target(message.target)
+            status(MISSING)
+            reason(None)
+            upgrade = False
+        else:
+            exchange = self.final_responses
+            self.http_responses += 1
+            code = message.status
+            if not (100 <= code < 200) or code == 101:
+                self.final_responses = exchange + 1
+            method(None)
+            target(None)
+            status(code)
+            reason(message.reason)
+            upgrade = code == 101
         conn_id(self.conn_id)
         exchange_id(exchange)
         direction(message.direction)
@@ -352,7 +336,8 @@ class _ConnectionRows:
         self.http_chunk_framing_bytes += framing
         self.http_body_bytes += body
         self.spans_of[message.direction].add(start, start + header + wire, item)
-        return item
+        if upgrade and self.upgrade_item is None:
+            self.upgrade_item = item
 
     def _forget_done_exchanges(self) -> None:
         # Later messages belong to exchanges from min(requests, responses) on.
