@@ -18,7 +18,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 
-from inspector.analysis.accounting import CONTROL_ACK, CONTROL_FIN, CONTROL_RST, ConnectionAccount
+from inspector.analysis.accounting import CONTROL_ACK, CONTROL_FIN, CONTROL_RST, RECORD_FIELDS, ConnectionAccount
 
 ITEM_SETUP = 0
 ITEM_TEARDOWN = 1
@@ -71,19 +71,39 @@ def attribute_packets(account: ConnectionAccount, spans: tuple[Spans, Spans], it
     transport = array("d", [0.0]) * item_count
     acks = array("d", [0.0]) * item_count
     segments = [_Segments(spans[side]) for side in (0, 1)]
-    packets: list[list[tuple[int, int, int]]] = [[], []]
-    for side, offset, length, weight in account.data_records():
-        packets[side].append((offset, offset + length, weight))
-    for side in (0, 1):
-        _spread(transport, segments[side], packets[side])
+    records = account.data_packets
+    if records is not None:
+        # Flat records: side, offset, length, weight.
+        sides, offsets, lengths, weights = (records[field::RECORD_FIELDS] for field in range(RECORD_FIELDS))
+        for side in (0, 1):
+            packets = [(offset, offset + length, weight)
+                       for packet_side, offset, length, weight in zip(sides, offsets, lengths, weights) if packet_side == side]
+            if packets:
+                _spread(transport, segments[side], packets)
     _assign_control(account, acks, segments)
     return transport, acks
 
 
 class _Segments:
-    """Boundaries and owners covering the whole stream; holes are unattributed."""
+    """Boundaries and owners covering the whole stream; holes are unattributed.
+
+    starts[0] is 0 and starts only grow: the owner of a stream offset x is
+    owners[i] for the last i with starts[i] <= x."""
+
+    __slots__ = ("starts", "owners")
 
     def __init__(self, side_spans: Spans) -> None:
+        flat = side_spans._flat
+        if flat and flat[0] >= 0 and flat[3::3] == flat[1:-3:3]:
+            # Common case: each range starts where the last one ended.  Ranges of no
+            # bytes stay, as boundaries equal to the next: the last of equal starts owns.
+            self.starts, self.owners = flat[0::3], flat[2::3]
+            self.starts.append(flat[-2])
+            self.owners.append(ITEM_UNATTRIBUTED)
+            if flat[0] > 0:
+                self.starts.insert(0, 0)
+                self.owners.insert(0, ITEM_UNATTRIBUTED)
+            return
         starts = array("q")
         owners = array("q")
         cursor = 0
@@ -115,6 +135,7 @@ def _spread(out: array, segments: _Segments, packets: list[tuple[int, int, int]]
     starts, owners = segments.starts, segments.owners
     last = len(starts) - 1
     covered_until = None
+    first = 0  # the segment where the last packet's new bytes started: they never go back
     for x0, x1, weight in packets:
         # Clip each packet to the bytes no earlier packet covered; a packet
         # wholly covered (a pure retransmission) goes to where it starts.
@@ -123,9 +144,9 @@ def _spread(out: array, segments: _Segments, packets: list[tuple[int, int, int]]
             out[segments.owner_at(x0)] += weight
             continue
         covered_until = x1
-        index = segments.index_at(a)
-        if index < 0:
-            index = 0
+        while first < last and starts[first + 1] <= a:
+            first += 1
+        index = first
         density = weight / (x1 - a)
         while a < x1:
             end = starts[index + 1] if index < last else x1

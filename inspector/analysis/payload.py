@@ -19,7 +19,6 @@ end of a capture would otherwise leave the whole variant without a number.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 from inspector.events import HttpRequest, HttpResponse, WsMessage
 
@@ -27,36 +26,34 @@ from inspector.events import HttpRequest, HttpResponse, WsMessage
 IDENTITY_CODINGS = ("", "identity")
 
 
-class AppPayload(NamedTuple):
-    """One message's application payload, as counted.
-
-    size: application payload bytes (the bytes as sent when not decoded).
-    undecoded: bytes of `size` counted as sent because the decoded size is unknown.
-    carries: the message carried payload, the work it did (an empty poll, a
-        204 or a compressed empty message carries none).
-    """
-
-    size: int
-    undecoded: int
-    carries: bool
+# One message's application payload, as counted: (size, undecoded, carries).
+#   size: application payload bytes (the bytes as sent when not decoded).
+#   undecoded: bytes of `size` counted as sent because the decoded size is unknown.
+#   carries: the message carried payload, the work it did (an empty poll, a
+#       204 or a compressed empty message carries none).
+# A plain tuple: made once per message, where a NamedTuple's constructor would cost
+# more than the rest of the function.
+AppPayload = tuple[int, int, bool]
 
 
 def http_app_payload(message: HttpRequest | HttpResponse, sent: int) -> AppPayload:
     """`sent`: the body bytes captured as sent (chunk framing and missing bytes excluded)."""
-    if message.content_encoding in IDENTITY_CODINGS or sent == 0:
-        return AppPayload(sent, 0, message.body_bytes > 0)
-    if message.decompressed_bytes is not None:
-        return AppPayload(message.decompressed_bytes, 0, message.decompressed_bytes > 0)
-    return AppPayload(sent, sent, True)
+    if sent == 0 or message.content_encoding in IDENTITY_CODINGS:
+        return sent, 0, message.body_bytes > 0
+    decompressed = message.decompressed_bytes
+    if decompressed is not None:
+        return decompressed, 0, decompressed > 0
+    return sent, sent, True
 
 
 def ws_app_payload(message: WsMessage, sent: int) -> AppPayload:
     """`sent`: the data frames' payload bytes captured as sent (missing bytes excluded)."""
     if not message.compressed:
-        return AppPayload(sent, 0, message.wire_payload_bytes > 0)
-    if message.payload_bytes is not None:
-        return AppPayload(message.payload_bytes, 0, message.payload_bytes > 0)
-    return AppPayload(sent, sent, message.wire_payload_bytes > 0)
+        return sent, 0, message.wire_payload_bytes > 0
+    decoded = message.payload_bytes
+    if decoded is not None:
+        return decoded, 0, decoded > 0
+    return sent, sent, message.wire_payload_bytes > 0
 
 
 def payload_columns(app: int, sent: int, undecoded: int, wire: int) -> dict[str, int | float]:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from inspector.analysis.accounting import ConnectionAccount
-from inspector.analysis.rows import connection_rows, take_events
+from inspector.analysis.rows import ShardRows
 from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
@@ -291,7 +291,7 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
     info = CaptureInfo(path=path)
     capture = capture_name(path)  # the name in the tables
     result = _ShardResult(tables={}, first_packet=[], info=info)
-    rows = _RowBuffer()
+    rows = ShardRows()
     # This worker's share of the capture gets the whole budget: under it, results
     # do not depend on the number of workers (see ParserOptions).
     decompression = DecompressionBudget(options.max_decompressed_per_capture)
@@ -337,7 +337,7 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
             open_connections[key] = account
         account.add_packet(packet, 0 if src == account.endpoints[0] else 1)
         if account.connection.events:
-            take_events(account)  # as rows: event objects never pile up
+            rows.take_events(account)  # as rows: event objects never pile up
         if result.tcp_packets % SWEEP_EVERY_PACKETS == 0:
             _sweep(open_connections, rows, last_ts)
             if report is not None and info.size:
@@ -347,38 +347,6 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
         _finish(account, rows)
     result.tables = rows.tables()
     return result
-
-
-class _RowBuffer:
-    """Row dicts of finished connections, turned into DataFrames in batches.
-
-    Dicts cost far more memory than DataFrame columns, so they never pile up.
-    """
-
-    BATCH_ROWS = 20_000
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[dict]] = {name: [] for name in CONNECTION_TABLES}
-        self.frames: dict[str, list[pd.DataFrame]] = {name: [] for name in CONNECTION_TABLES}
-
-    def add(self, new_rows: dict[str, list[dict]], chunks: dict[str, list[pd.DataFrame]]) -> None:
-        """Rows of a connection, and the DataFrames a big one already made of them."""
-        for name, table_chunks in chunks.items():
-            self.frames[name].extend(table_chunks)  # tables are sorted by connection later
-        for name, table_rows in new_rows.items():
-            pending = self.rows[name]
-            pending.extend(table_rows)
-            if len(pending) >= self.BATCH_ROWS:
-                self.frames[name].append(make_table(name, pending))
-                self.rows[name] = []
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        out = {}
-        for name in CONNECTION_TABLES:
-            # Taken out of the buffer: each chunk is freed once its table is made.
-            frames = self.frames.pop(name) + [make_table(name, self.rows.pop(name))]
-            out[name] = _concat(name, frames)
-        return out
 
 
 def _check_link_types(info: CaptureInfo, path: str) -> None:
@@ -406,7 +374,7 @@ def _starts_new_connection(account: ConnectionAccount, packet, src) -> bool:
     return stream.syn_seen and stream.next_offset > 0 and stream.offset_of(packet.seq) != -1
 
 
-def _sweep(open_connections: dict, rows: _RowBuffer, now_ns: int) -> None:
+def _sweep(open_connections: dict, rows: ShardRows, now_ns: int) -> None:
     done = [key for key, acc in open_connections.items() if _is_over(acc, now_ns - acc.end_ns)]
     for key in done:
         _finish(open_connections.pop(key), rows)
@@ -418,7 +386,7 @@ def _is_over(account: ConnectionAccount, idle_ns: int) -> bool:
     return idle_ns > NO_PAYLOAD_IDLE_NS and not account.carried_payload
 
 
-def _evict_idlest(open_connections: dict, rows: _RowBuffer) -> int:
+def _evict_idlest(open_connections: dict, rows: ShardRows) -> int:
     """Finish the longest idle tenth of the open connections; return how many."""
     by_idle = sorted(open_connections, key=lambda key: open_connections[key].end_ns)
     evicted = by_idle[: max(1, MAX_OPEN_CONNECTIONS // 10)]
@@ -427,9 +395,9 @@ def _evict_idlest(open_connections: dict, rows: _RowBuffer) -> int:
     return len(evicted)
 
 
-def _finish(account: ConnectionAccount, rows: _RowBuffer) -> None:
+def _finish(account: ConnectionAccount, rows: ShardRows) -> None:
     account.connection.close(max(account.end_ns, 0))
-    rows.add(*connection_rows(account))
+    rows.finish(account)
 
 
 __all__ = ["Analysis", "analyze_captures", "CaptureError"]

@@ -195,23 +195,24 @@ def test_findings_of_one_rule_are_capped_per_connection_with_the_true_count(tmp_
 
 
 def test_events_never_pile_up_and_rows_leave_in_chunks(tmp_path, monkeypatch):
-    from inspector.analysis import pipeline, rows
+    from inspector.analysis import rows
 
     monkeypatch.setattr(rows, "CHUNK_ROWS", 50)
+    monkeypatch.setattr(rows, "CHECK_FULL_EVENTS", 10)
     held = {"events": 0, "rows": 0}
-    take_events = rows.take_events
+    take_events = rows.ShardRows.take_events
 
-    def watched_take_events(account):
-        take_events(account)
+    def watched_take_events(self, account):
+        take_events(self, account)
         held["events"] = max(held["events"], len(account.connection.events))
-        builder = account.rows
-        held["rows"] = max(held["rows"], max(len(table) for table in builder.rows.values()))
+        held["rows"] = max(held["rows"], max(sink.held_rows() for sink in self.sinks.values()))
 
-    monkeypatch.setattr(pipeline, "take_events", watched_take_events)
+    monkeypatch.setattr(rows.ShardRows, "take_events", watched_take_events)
     frames = 2000
     path = websocket_capture(tmp_path / "fragments.pcap", ws_frame(b"", opcode=1, fin=False) + ws_frame(b"", opcode=0, fin=False) * (frames - 1), segment=130)
     analysis = analyze_captures([path], jobs=1)
-    assert held["events"] == 0 and 0 < held["rows"] < 50
+    # At most a chunk, the rows of the events between two checks and one packet's frames (65) are held.
+    assert held["events"] == 0 and 0 < held["rows"] < 50 + 10 + 65
     table = analysis["ws_frames"]
     assert len(table) == frames and table["frame_id"].tolist() == list(range(frames))
     assert table["message_id"].isna().sum() == 0 and len(analysis["ws_messages"]) == 1  # closed, incomplete, at the end

@@ -1,0 +1,238 @@
+"""Column sinks: the rows of one table, written column by column as events come.
+
+A worker has one sink per table, shared by all of its connections.  A sink
+holds one growable column per schema column (see `Column`): integers,
+nanosecond timestamps (the `float64` seconds are computed when the chunk is
+made), nullable integers and booleans (MISSING for a missing value), codes of
+short, repeated strings (direction, item, ...: the labels are looked up per
+chunk) and text.  Every `chunk_rows` rows the columns become one DataFrame
+chunk with exactly the table's dtypes (`tables.SCHEMAS`) and are emptied in
+place, so the bound `append` methods writers hold stay valid.  No row ever
+exists as a dict or a tuple, and what a sink holds is bounded by its chunk.
+
+A writer appends one value to every column of `sink.appends` (schema order);
+its owner checks `full()` now and then and calls `flush()`.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Sequence
+from operator import methodcaller
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from inspector.analysis.tables import SCHEMAS, make_table
+
+# The value a nullable integer column stores for a missing one (sizes, ids and
+# status or close codes are never negative).
+MISSING = -1
+NS = 1e-9
+
+
+class Column:
+    """How one column is held while rows are written, and how it becomes the table's array.
+
+    Rows are held in lists: appending to a list costs a third of appending a big
+    integer to an `array('q')`, and numpy converts the list in C when the chunk
+    is made.  Columns kept for the whole table (`TableSink.whole`) are compact
+    arrays instead (`typecode`).
+    """
+
+    typecode = "q"
+
+    def new(self, whole: bool = False):
+        return array(self.typecode) if whole else []
+
+    def build(self, values):
+        raise NotImplementedError
+
+
+def _numbers(values, dtype) -> np.ndarray:
+    return np.fromiter(values, dtype=dtype, count=len(values))
+
+
+class Ints(Column):
+    def build(self, values):
+        return _numbers(values, np.int64)
+
+
+class Floats(Column):
+    typecode = "d"
+
+    def build(self, values):
+        return _numbers(values, np.float64)
+
+
+class Seconds(Column):
+    """Integer nanoseconds written, float seconds built (`ns * 1e-9`, as Python computes it)."""
+
+    def build(self, values):
+        return _numbers(values, np.int64) * NS
+
+
+class Bools(Column):
+    typecode = "b"
+
+    def build(self, values):
+        return _numbers(values, np.bool_)
+
+
+class NullableInts(Column):
+    """pandas' `Int64`: MISSING stands for a missing value."""
+
+    def build(self, values):
+        data = _numbers(values, np.int64)
+        return pd.arrays.IntegerArray(data, data == MISSING)
+
+
+class NullableBools(Column):
+    """pandas' `boolean`: 1 true, 0 false, MISSING missing."""
+
+    typecode = "b"
+
+    def build(self, values):
+        data = _numbers(values, np.int8)
+        return pd.arrays.BooleanArray(data == 1, data == MISSING)
+
+
+class Texts(Column):
+    """The `str` dtype (Arrow-backed); None stands for a missing value."""
+
+    typecode = None
+
+    def build(self, values):
+        return text_array(pa.array(values, pa.large_string()))
+
+
+class Hex(Column):
+    """The `str` dtype, written as bytes and shown as hex (`.hex(*args)`, e.g. a separator)."""
+
+    typecode = None
+
+    def __init__(self, *args: str) -> None:
+        self.hex = methodcaller("hex", *args)
+
+    def build(self, values):
+        return text_array(pa.array(list(map(self.hex, values)), pa.large_string()))
+
+
+class Codes(Column):
+    """A short, repeated string written as its index in `labels`."""
+
+    typecode = "b"
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = pa.array(labels, pa.large_string())
+
+    def build(self, values):
+        return coded_text(_numbers(values, np.int8), self.labels)
+
+
+def text_array(values: pa.Array) -> pd.api.extensions.ExtensionArray:
+    return pd.array(values, dtype="str")
+
+
+def coded_text(codes: np.ndarray, labels: pa.Array) -> pd.api.extensions.ExtensionArray:
+    """The `str` column whose row i is labels[codes[i]]."""
+    return text_array(labels.take(pa.array(codes)))
+
+
+# A column computed when a chunk is made: f(built columns, held values).
+Derived = Callable[[dict, dict], object]
+
+_BY_DTYPE = {"int64": Ints(), "float64": Floats(), "bool": Bools(), "Int64": NullableInts(), "boolean": NullableBools(), "str": Texts()}
+
+
+def columns_of(name: str, exclude: Sequence[str] = (), **kinds: Column) -> dict[str, Column]:
+    """How a table's columns are written: by their dtype, unless named in `kinds`."""
+    return {column: kinds.get(column) or _BY_DTYPE[dtype] for column, dtype in SCHEMAS[name].items() if column not in exclude}
+
+
+class TableSink:
+    """The rows of one table: written columns, derived columns, and the chunks made so far.
+
+    written: the columns rows append to, in schema order (`appends` follows it).
+    derived: columns computed per chunk from the written ones: f(built, held), where
+        `built` has the chunk's built columns and `held` the values as written.
+    whole: written columns that may still change after their row was written
+        (`column(name)[row] = value`); they are kept for the whole table and
+        joined at the end.
+    keep: optional f(built, held) giving the rows of a chunk to keep (a boolean
+        array); not with `whole` columns.
+    chunk_rows: rows held before they become a chunk.
+    """
+
+    def __init__(self, name: str, written: dict[str, Column], derived: dict[str, Derived] | None = None,
+                 whole: Sequence[str] = (), keep: Callable[[dict, dict], np.ndarray] | None = None,
+                 chunk_rows: int = 16_384) -> None:
+        self.name = name
+        self.schema = SCHEMAS[name]
+        self.written = written
+        self.derived = derived or {}
+        assert set(written) | set(self.derived) == set(self.schema), name
+        self.whole = tuple(whole)
+        self.values = {column: kind.new(column in whole) for column, kind in written.items()}
+        self.appends = tuple(values.append for values in self.values.values())
+        self.keep = keep
+        assert not (whole and keep), "rows of a table with whole columns are never dropped"
+        self.chunk_rows = chunk_rows
+        self._first = next(iter(self.values.values()))
+        self.flushed_rows = 0
+        self.chunks: list[pd.DataFrame] = []
+
+    def __len__(self) -> int:
+        """Rows written so far (the next row's index)."""
+        return self.flushed_rows + len(self._first)
+
+    def column(self, name: str):
+        """A whole column's values, to set a value after its row was written."""
+        return self.values[name]
+
+    def append_row(self, row: dict) -> None:
+        """Write one row given by column (for tables with few rows: it costs a dict)."""
+        for append, column in zip(self.appends, self.written):
+            append(row[column])
+
+    def held_rows(self) -> int:
+        """Rows written but not made into a chunk yet."""
+        return len(self._first)
+
+    def full(self) -> bool:
+        return len(self._first) >= self.chunk_rows
+
+    def flush(self) -> None:
+        """Make the rows held into a chunk."""
+        rows = len(self._first)
+        if not rows:
+            return
+        held = {column: values for column, values in self.values.items() if column not in self.whole}
+        built = {column: self.written[column].build(values) for column, values in held.items()}
+        for column, derive in self.derived.items():
+            built[column] = derive(built, held)
+        frame = pd.DataFrame({column: built[column] for column in self.schema if column not in self.whole}, copy=False)
+        if self.keep is not None:
+            kept = self.keep(built, held)
+            if not kept.all():
+                frame = frame[kept].reset_index(drop=True)
+        for values in held.values():
+            del values[:]  # in place: the bound appends stay valid
+        self.chunks.append(frame)
+        self.flushed_rows += rows
+
+    def table(self) -> pd.DataFrame:
+        """All rows as one DataFrame (the sink is empty afterwards)."""
+        self.flush()
+        chunks, self.chunks = self.chunks, []
+        chunks = [chunk for chunk in chunks if len(chunk)]
+        if not chunks:
+            return make_table(self.name)
+        table = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+        for column in self.whole:
+            values = self.values[column]
+            table.insert(list(self.schema).index(column), column, self.written[column].build(values))
+            del values[:]
+        self.flushed_rows = 0
+        return table
