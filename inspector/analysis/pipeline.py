@@ -7,10 +7,14 @@ quiet for a while, never any payload and quiet for longer, or the longest idle
 when too many are open, or at the end of the capture), so memory follows the
 number of open connections and the size of the tables, not the file size.
 
+Records are read and decoded a chunk at a time, column-wise (capture.chunks,
+analysis.segments); the per-packet loop then only finds each segment's
+connection by its flow number and feeds it.
+
 Big files are split among worker processes by connection: every worker reads
-the whole (memory-mapped) file but only parses the connections of its shard,
-chosen by a function of the port pair that both directions and any reuse of
-the 4-tuple share.  Connection ids are then renumbered in order of each
+and decodes the whole (memory-mapped) file but only parses the connections of
+its shard, chosen by a function of the port pair that both directions and any
+reuse of the 4-tuple share.  Connection ids are then renumbered in order of each
 connection's first packet, so results do not depend on the number of workers.
 """
 
