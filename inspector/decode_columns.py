@@ -1,9 +1,9 @@
 """decode.py for a chunk of frames at once, column by column with numpy.
 
-The common shapes are decoded here: Ethernet without VLAN tags, Linux cooked
-SLL and SLL2, BSD NULL and LOOP, and raw IP; then IPv4 (with or without
+The common shapes are decoded here: Ethernet with up to two VLAN tags, Linux
+cooked SLL and SLL2, BSD NULL and LOOP, and raw IP; then IPv4 (with or without
 options) or IPv6 without extension headers; then TCP.  Every other frame
-(a VLAN tag, an IPv6 extension header, a fragment, anything not TCP, any
+(three VLAN tags, an IPv6 extension header, a fragment, anything not TCP, any
 header cut short or malformed) is left to `decode.decode_segment`, one frame
 at a time: `TcpColumns.decoded` says which rows were decoded here.  Where a row
 is decoded here its fields are exactly decode_segment's, positions counted from
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspector.decode import (
-    ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL,
+    ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, IPPROTO_TCP, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW, LINKTYPE_RAW_BSDOS, LINKTYPE_RAW_OPENBSD, NULL_AF_INET,
     NULL_AF_INET6,
 )
@@ -120,20 +120,30 @@ def decode_columns(data: bytes, start: np.ndarray, caplen: np.ndarray, wire_len:
 
 def _link_layer(frames: _Frames, caplen: np.ndarray, link_type: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(offset of the IP header, IP version) per row, as decode._strip_link finds them;
-    version 0 for a row left to decode_segment (VLAN tags, cut short, not IP, other link types)."""
+    version 0 for a row left to decode_segment (three VLAN tags, cut short, not IP, other link types)."""
     ip_start = np.zeros(len(caplen), dtype=np.int64)
     version = np.zeros(len(caplen), dtype=np.int64)
 
-    def ethertype_at(rows: np.ndarray, header: int, field: int) -> None:
+    def ethertype_at(rows: np.ndarray, header: np.ndarray | int, field: np.ndarray | int) -> None:
         if not rows.any():
             return
         ethertype = frames.u16(field)
         rows &= caplen >= header
-        ip_start[rows] = header
+        ip_start[rows] = header if isinstance(header, int) else header[rows]
         version[rows & (ethertype == ETHERTYPE_IPV4)] = 4
         version[rows & (ethertype == ETHERTYPE_IPV6)] = 6
 
-    ethertype_at(link_type == LINKTYPE_ETHERNET, 14, 12)
+    ethernet = link_type == LINKTYPE_ETHERNET
+    if ethernet.any():
+        # Up to two VLAN tags (802.1Q, QinQ) column-wise; a third, or a tag cut short, leaves
+        # the ethertype a VLAN one: decode_segment's.
+        header = np.full(len(caplen), 14, dtype=np.int64)
+        for _ in range(2):
+            tagged = ethernet & np.isin(frames.u16(header - 2), ETHERTYPE_VLAN) & (caplen >= header + 4)
+            if not tagged.any():
+                break
+            header += 4 * tagged
+        ethertype_at(ethernet, header, header - 2)
     ethertype_at(link_type == LINKTYPE_LINUX_SLL, 16, 14)
     ethertype_at(link_type == LINKTYPE_LINUX_SLL2, 20, 0)
     null = (link_type == LINKTYPE_NULL) | (link_type == LINKTYPE_LOOP)

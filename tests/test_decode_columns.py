@@ -64,11 +64,13 @@ COMMON = [
     (14, ipv6() / tcp() / PAYLOAD),
     (228, ipv4() / tcp() / PAYLOAD),
     (229, ipv6() / tcp() / PAYLOAD),
+    (1, eth() / Dot1Q(vlan=5) / ipv4() / tcp() / PAYLOAD),
+    (1, eth() / Dot1Q(vlan=5) / Dot1Q(vlan=6) / ipv6() / tcp() / PAYLOAD),
+    (1, eth(type=0x88A8) / Dot1Q(vlan=5) / ipv4() / tcp() / PAYLOAD),  # QinQ
 ]
 # ... and the shapes it leaves to decode_segment.
 RARE = [
-    (1, eth() / Dot1Q(vlan=5) / ipv4() / tcp() / PAYLOAD),
-    (1, eth() / Dot1Q(vlan=5) / Dot1Q(vlan=6) / ipv6() / tcp() / PAYLOAD),
+    (1, eth() / Dot1Q(vlan=5) / Dot1Q(vlan=6) / Dot1Q(vlan=7) / ipv4() / tcp() / PAYLOAD),
     (1, eth() / ipv6() / IPv6ExtHdrDestOpt() / tcp() / PAYLOAD),
     (229, ipv6() / IPv6ExtHdrDestOpt() / tcp() / PAYLOAD),
     (1, eth() / ipv4(flags="MF") / tcp() / PAYLOAD),
@@ -163,7 +165,9 @@ def test_flow_numbers_and_shards_column_wise_are_flow_of_and_shard_of_ports():
     for sport, dport in ((40000, 8080), (8080, 40000), (5, 5), (65535, 1)):
         for src, dst in (("10.0.0.1", "10.0.0.2"), ("10.0.0.2", "10.0.0.1"), ("10.0.0.1", "10.0.0.1")):
             frames.append((1, eth() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport)))
-        frames.append((1, eth() / IPv6(src="fd00::2", dst="fd00::1") / TCP(sport=sport, dport=dport)))
+        for src, dst in (("fd00::2", "fd00::1"), ("fd00::1", "fd00::2"), ("fd00::1", "fd00::1"), ("fd00::1:0", "fd00::1"),
+                         ("2001:db8::1", "fd00::1"), ("fd00::1", "2001:db8::1")):
+            frames.append((1, eth() / IPv6(src=src, dst=dst) / TCP(sport=sport, dport=dport)))
         frames.append((1, eth() / Dot1Q(vlan=3) / IP(src="10.0.0.9", dst="10.0.0.1") / TCP(sport=sport, dport=dport)))
     raws = [(link_type, len(raw), raw) for link_type, raw in ((link_type, bytes(frame)) for link_type, frame in frames)]
     chunk = chunk_of(raws)

@@ -100,32 +100,49 @@ def shard_segments(chunk: RecordChunk, shard: int, shards: int, non_tcp: Counter
 def _decode_the_rest(chunk: RecordChunk, columns: TcpColumns, non_tcp: Counter | None) -> None:
     """decode_segment for the rows decode_columns left, written into `columns`."""
     data = chunk.data
-    for row in np.flatnonzero(~columns.decoded).tolist():
-        start = int(chunk.start[row])
-        fields = decode_segment(int(chunk.link_type[row]), int(chunk.wire_len[row]), data[start : start + int(chunk.caplen[row])])
+    rows = np.flatnonzero(~columns.decoded)
+    segments, decoded = [], []
+    for row, start, caplen, link_type, wire_len in zip(rows.tolist(), *(column[rows].tolist() for column in (chunk.start, chunk.caplen, chunk.link_type, chunk.wire_len))):
+        fields = decode_segment(link_type, wire_len, data[start : start + caplen])
         if type(fields) is str:
             if non_tcp is not None:
                 non_tcp[fields] += 1
-            continue
-        columns.decoded[row] = True
-        for name, value in zip(TcpColumns.FIELDS, fields):
-            getattr(columns, name)[row] = value
+        else:
+            segments.append(fields)
+            decoded.append(row)
+    if decoded:
+        columns.decoded[decoded] = True
+        for name, values in zip(TcpColumns.FIELDS, zip(*segments)):
+            getattr(columns, name)[decoded] = values
 
 
 def _flows(data: bytes, src_ip_start: np.ndarray, address_bytes: np.ndarray, src_port: np.ndarray,
            dst_port: np.ndarray) -> tuple[list[int], list[int]]:
-    """flow_of for each segment: IPv4 column-wise (endpoints fit 48 bits), IPv6 one by one."""
+    """flow_of for each segment, column-wise."""
     raw = np.frombuffer(data, dtype=np.uint8)
+    top = len(data) - 1
     v4 = address_bytes == 4
-    src_ip = raw[np.minimum(src_ip_start[:, None] + np.arange(8), len(data) - 1)].astype(np.int64)  # source then destination
-    ip_number = lambda first: (src_ip[:, first] << 24) | (src_ip[:, first + 1] << 16) | (src_ip[:, first + 2] << 8) | src_ip[:, first + 3]  # noqa: E731
-    src = ip_number(0) << 16 | src_port
-    dst = ip_number(4) << 16 | dst_port
+    # IPv4: an endpoint (address, port) fits 48 bits.
+    ip = raw[np.minimum(src_ip_start[:, None] + np.arange(8), top)].astype(np.int64)  # source then destination address
+    src = (ip[:, 0] << 40) | (ip[:, 1] << 32) | (ip[:, 2] << 24) | (ip[:, 3] << 16) | src_port
+    dst = (ip[:, 4] << 40) | (ip[:, 5] << 32) | (ip[:, 6] << 24) | (ip[:, 7] << 16) | dst_port
     direction = (src > dst).astype(np.int64)
-    low, high = np.minimum(src, dst).tolist(), np.maximum(src, dst).tolist()
-    flow = [a << 48 | b for a, b in zip(low, high)]
-    direction = direction.tolist()
-    for row in np.flatnonzero(~v4).tolist():
-        at = int(src_ip_start[row])
-        flow[row], direction[row] = flow_of(data[at : at + 16], int(src_port[row]), data[at + 16 : at + 32], int(dst_port[row]))
-    return flow, direction
+    flow = [low << 48 | high for low, high in zip(np.minimum(src, dst).tolist(), np.maximum(src, dst).tolist())]
+    v6 = np.flatnonzero(~v4)
+    if len(v6):
+        # IPv6: each endpoint as 18 big-endian bytes (address, port), the lower one first, after
+        # one byte 1 (IPV6_FLOW): the flow number is that byte string as a big-endian integer.
+        at = src_ip_start[v6]
+        addresses = raw[np.minimum(at[:, None] + np.arange(32), top)]
+        ports = np.stack([src_port[v6], dst_port[v6]], axis=1).astype(">u2").view(np.uint8).reshape(-1, 2, 2)
+        endpoints = np.concatenate([addresses.reshape(-1, 2, 16), ports], axis=2)  # (rows, source/destination, 18 bytes)
+        differ = endpoints[:, 0] != endpoints[:, 1]
+        first = differ.argmax(axis=1)
+        rows = np.arange(len(v6))
+        backwards = differ.any(axis=1) & (endpoints[rows, 0, first] > endpoints[rows, 1, first])
+        ordered = np.where(backwards[:, None, None], endpoints[:, ::-1], endpoints).reshape(-1, 36)
+        numbers = np.concatenate([np.ones((len(v6), 1), dtype=np.uint8), ordered], axis=1).tobytes()
+        direction[v6] = backwards
+        for row, offset in zip(v6.tolist(), range(0, len(numbers), 37)):
+            flow[row] = int.from_bytes(numbers[offset : offset + 37], "big")
+    return flow, direction.tolist()
