@@ -71,53 +71,61 @@ class TcpPacket(NamedTuple):
     excess_bytes: int  # frame bytes claimed by orig_len beyond a complete IP packet
 
 
-# Ethernet + IPv4 without options + TCP: the common case, in one unpack.
-_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxBxx4s4sHHIIBB")
-_ETH_IPV4_TCP_SIZE = _ETH_IPV4_TCP.size  # up to the TCP flags byte
+class TcpFields(NamedTuple):
+    """What decode_segment finds in a frame: the TCP segment's fields and byte counts,
+    with the places of its IP header and payload in the frame (offsets from its start).
+    The addresses are the `address_bytes` bytes at src_ip_start and dst_ip_start."""
+
+    ip_start: int
+    address_bytes: int  # 4 (IPv4) or 16 (IPv6)
+    src_port: int
+    dst_port: int
+    seq: int
+    ack: int
+    flags: int
+    payload_start: int
+    payload_end: int  # captured payload: frame[payload_start:payload_end]
+    payload_wire_len: int
+    link_bytes: int
+    ip_header_bytes: int
+    tcp_header_bytes: int
+    excess_bytes: int
+
+    @property
+    def src_ip_start(self) -> int:
+        return self.ip_start + (12 if self.address_bytes == 4 else 8)
+
+    @property
+    def dst_ip_start(self) -> int:
+        return self.src_ip_start + self.address_bytes
 
 
 def decode_packet(ts_ns: int, link_type: int, wire_len: int, data: bytes) -> TcpPacket | str:
     """Decode a frame; returns a TcpPacket, or the reason it is not one."""
-    if link_type == LINKTYPE_ETHERNET and len(data) >= _ETH_IPV4_TCP_SIZE:
-        fast = _decode_ethernet_ipv4_tcp(ts_ns, wire_len, data)
-        if fast is not None:
-            return fast
+    fields = decode_segment(link_type, wire_len, data)
+    if type(fields) is str:
+        return fields
+    src, dst, size = fields.src_ip_start, fields.dst_ip_start, fields.address_bytes
+    return TcpPacket(ts_ns, bytes(data[src : src + size]), fields.src_port, bytes(data[dst : dst + size]), fields.dst_port,
+                     fields.seq, fields.ack, fields.flags, bytes(data[fields.payload_start : fields.payload_end]),
+                     fields.payload_wire_len, wire_len, fields.link_bytes, fields.ip_header_bytes, fields.tcp_header_bytes,
+                     fields.excess_bytes)
+
+
+def decode_segment(link_type: int, wire_len: int, data: bytes) -> TcpFields | str:
+    """Decode a frame into TcpFields (numbers only: nothing copied), or the reason it is
+    not a TCP segment.  decode_columns (inspector/decode_columns.py) gives the same fields
+    for the common shapes of a whole chunk of frames at once."""
     ip_start, ethertype = _strip_link(link_type, data)
     if ip_start < 0:
         return "truncated-link-header" if ip_start == -1 else "unsupported-link-type"
     if ethertype == ETHERTYPE_IPV4:
-        return _decode_ipv4(ts_ns, wire_len, data, ip_start)
+        return _decode_ipv4(wire_len, data, ip_start)
     if ethertype == ETHERTYPE_IPV6:
-        return _decode_ipv6(ts_ns, wire_len, data, ip_start)
+        return _decode_ipv6(wire_len, data, ip_start)
     if ethertype == 0x0806:
         return "arp"
     return "not-ip"
-
-
-def _decode_ethernet_ipv4_tcp(ts_ns: int, wire_len: int, data: bytes) -> TcpPacket | None:
-    """The fast path; None sends anything unusual down the general path."""
-    ethertype, version_ihl, total_len, fragment, protocol, src_ip, dst_ip, src_port, dst_port, seq, ack, data_offset, flags = _ETH_IPV4_TCP.unpack_from(data)
-    if ethertype != ETHERTYPE_IPV4 or version_ihl != 0x45 or protocol != IPPROTO_TCP or fragment & 0x3FFF or total_len == 0:
-        return None
-    tcp_header_len = (data_offset >> 4) * 4
-    payload_wire_len = total_len - 20 - tcp_header_len
-    ip_end = 14 + total_len
-    captured = len(data)
-    if tcp_header_len < 20 or payload_wire_len < 0 or captured < ip_end or wire_len < captured:
-        return None
-    return TcpPacket(ts_ns, src_ip, src_port, dst_ip, dst_port, seq, ack, flags, data[34 + tcp_header_len : ip_end], payload_wire_len, wire_len, 14 + captured - ip_end, 20, tcp_header_len, wire_len - captured)
-
-
-def shard_of(link_type: int, data: bytes, shards: int) -> int:
-    """Which worker a frame's connection belongs to (see shard_of_ports).
-
-    Cheap for Ethernet + IPv4; -1 means "decode it to find out".
-    """
-    if link_type == LINKTYPE_ETHERNET and len(data) >= 38 and data[12] == 0x08 and data[13] == 0x00 and data[23] == IPPROTO_TCP:
-        tcp = 14 + (data[14] & 0x0F) * 4
-        if len(data) >= tcp + 4:
-            return shard_of_ports((data[tcp] << 8) | data[tcp + 1], (data[tcp + 2] << 8) | data[tcp + 3], shards)
-    return -1
 
 
 def shard_of_ports(port_a: int, port_b: int, shards: int) -> int:
@@ -164,7 +172,7 @@ def _strip_link(link_type: int, data: bytes) -> tuple[int, int]:
     return -2, 0
 
 
-def _decode_ipv4(ts_ns: int, wire_len: int, data: bytes, pos: int) -> TcpPacket | str:
+def _decode_ipv4(wire_len: int, data: bytes, pos: int) -> TcpFields | str:
     if len(data) < pos + 20:
         return "truncated-ip-header"
     ihl = (data[pos] & 0x0F) * 4
@@ -178,10 +186,10 @@ def _decode_ipv4(ts_ns: int, wire_len: int, data: bytes, pos: int) -> TcpPacket 
         total_len = len(data) - pos
     if ihl < 20 or total_len < ihl:
         return "malformed-ip-header"
-    return _decode_tcp(ts_ns, wire_len, data, pos, ihl, total_len, data[pos + 12 : pos + 16], data[pos + 16 : pos + 20])
+    return _decode_tcp(wire_len, data, pos, 4, ihl, total_len)
 
 
-def _decode_ipv6(ts_ns: int, wire_len: int, data: bytes, pos: int) -> TcpPacket | str:
+def _decode_ipv6(wire_len: int, data: bytes, pos: int) -> TcpFields | str:
     if len(data) < pos + 40:
         return "truncated-ip-header"
     payload_len = (data[pos + 4] << 8) | data[pos + 5]
@@ -200,13 +208,13 @@ def _decode_ipv6(ts_ns: int, wire_len: int, data: bytes, pos: int) -> TcpPacket 
     total_len = 40 + payload_len if payload_len else len(data) - pos
     if total_len < header_len:
         return "malformed-ip-header"
-    return _decode_tcp(ts_ns, wire_len, data, pos, header_len, total_len, data[pos + 8 : pos + 24], data[pos + 24 : pos + 40])
+    return _decode_tcp(wire_len, data, pos, 16, header_len, total_len)
 
 
 _TCP_HEADER = struct.Struct("!HHII")
 
 
-def _decode_tcp(ts_ns, wire_len, data, ip_pos, ip_header_len, ip_total_len, src_ip, dst_ip) -> TcpPacket | str:
+def _decode_tcp(wire_len, data, ip_pos, address_bytes, ip_header_len, ip_total_len) -> TcpFields | str:
     tcp_pos = ip_pos + ip_header_len
     if len(data) < tcp_pos + 20:
         return "truncated-tcp-header"
@@ -219,8 +227,8 @@ def _decode_tcp(ts_ns, wire_len, data, ip_pos, ip_header_len, ip_total_len, src_
         return "malformed-tcp-header"
     payload_start = tcp_pos + tcp_header_len
     ip_end = ip_pos + ip_total_len
-    payload = data[payload_start : min(ip_end, len(data))]
     captured_frame_len = len(data)
+    payload_end = min(ip_end, captured_frame_len)
     if captured_frame_len >= ip_end:
         # Complete IP packet: whatever follows it on the wire is link trailer
         # (Ethernet padding, FCS); orig_len beyond the captured bytes is bogus.
@@ -231,22 +239,7 @@ def _decode_tcp(ts_ns, wire_len, data, ip_pos, ip_header_len, ip_total_len, src_
         excess = wire_len - ip_pos - ip_total_len
     if excess < 0:
         # orig_len smaller than the IP packet claims: trust the wire length.
-        payload_wire_len = max(len(payload), payload_wire_len + excess)
+        payload_wire_len = max(payload_end - payload_start, payload_wire_len + excess)
         excess = wire_len - link_bytes - ip_header_len - tcp_header_len - payload_wire_len
-    return TcpPacket(
-        ts_ns,
-        bytes(src_ip),
-        src_port,
-        bytes(dst_ip),
-        dst_port,
-        seq,
-        ack,
-        data[tcp_pos + 13],
-        bytes(payload),
-        payload_wire_len,
-        wire_len,
-        link_bytes,
-        ip_header_len,
-        tcp_header_len,
-        excess,
-    )
+    return TcpFields(ip_pos, address_bytes, src_port, dst_port, seq, ack, data[tcp_pos + 13], payload_start, payload_end,
+                     payload_wire_len, link_bytes, ip_header_len, tcp_header_len, excess)

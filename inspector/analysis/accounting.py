@@ -43,6 +43,9 @@ class ConnectionAccount:
     capture: str
     connection: TcpConnection
     endpoints: tuple[tuple[bytes, int], tuple[bytes, int]]  # side 0, side 1
+    # The direction (analysis.segments.flow_of) of side 0's packets: a packet's side is its
+    # direction XOR this.
+    side0_direction: int = 0
     start_ns: int = 0
     end_ns: int = 0
     packets: int = 0
@@ -76,30 +79,39 @@ class ConnectionAccount:
         return _records(self.control_packets)
 
     def add_packet(self, packet: TcpPacket, side: int) -> None:
+        self.add_segment(side, packet.ts_ns, packet.seq, packet.ack, packet.flags, packet.payload, packet.payload_wire_len,
+                         packet.wire_len, packet.link_bytes, packet.ip_header_bytes, packet.tcp_header_bytes, packet.excess_bytes)
+
+    def add_segment(self, side: int, ts_ns: int, seq: int, ack: int, flags: int, payload: bytes, payload_wire_len: int,
+                    wire_len: int, link_bytes: int, ip_header_bytes: int, tcp_header_bytes: int, excess_bytes: int) -> None:
+        """A packet of the connection sent by `side`: the fields of a TcpPacket, as numbers
+        (the pipeline's per-packet call, which builds no TcpPacket)."""
         if not self.packets:
-            self.start_ns = packet.ts_ns
+            self.start_ns = ts_ns
         self.packets += 1
-        self.end_ns = max(self.end_ns, packet.ts_ns)
-        self.wire_bytes += packet.wire_len
-        flags = packet.flags
-        fate: SegmentFate = self.connection.receive_segment(side, packet.ts_ns, packet.seq, packet.ack, flags, packet.payload, packet.payload_wire_len)
-        if packet.payload_wire_len == 0:
-            self._add_control(packet, side, flags)
+        if ts_ns > self.end_ns:
+            self.end_ns = ts_ns
+        self.wire_bytes += wire_len
+        fate: SegmentFate = self.connection.receive_segment(side, ts_ns, seq, ack, flags, payload, payload_wire_len)
+        if not payload_wire_len:
+            self._add_control(side, flags, ack, wire_len)
             return
-        self.link_header_bytes += packet.link_bytes
-        self.ip_header_bytes += packet.ip_header_bytes
-        self.tcp_header_bytes += packet.tcp_header_bytes
-        self.retransmitted_bytes += fate.duplicate_bytes
+        self.link_header_bytes += link_bytes
+        self.ip_header_bytes += ip_header_bytes
+        self.tcp_header_bytes += tcp_header_bytes
+        duplicate = fate.duplicate_bytes
+        before_start = fate.before_start_bytes
+        self.retransmitted_bytes += duplicate
         self.new_payload_bytes += fate.new_bytes
-        extra = fate.before_start_bytes + fate.late_bytes + packet.excess_bytes
+        extra = before_start + fate.late_bytes + excess_bytes
         self.extra_unparsed_bytes += extra
         if self.data_packets is None:
             self.data_packets = array("q")
-        overhead = packet.link_bytes + packet.ip_header_bytes + packet.tcp_header_bytes + fate.duplicate_bytes + extra
-        self.data_packets.extend((side, fate.offset, packet.payload_wire_len - fate.before_start_bytes, overhead))
+        overhead = link_bytes + ip_header_bytes + tcp_header_bytes + duplicate + extra
+        self.data_packets.extend((side, fate.offset, payload_wire_len - before_start, overhead))
 
-    def _add_control(self, packet: TcpPacket, side: int, flags: int) -> None:
-        self.tcp_control_bytes += packet.wire_len
+    def _add_control(self, side: int, flags: int, ack: int, wire_len: int) -> None:
+        self.tcp_control_bytes += wire_len
         if flags & TCP_SYN:
             kind = CONTROL_SYN
         elif flags & TCP_RST:
@@ -108,10 +120,10 @@ class ConnectionAccount:
             kind = CONTROL_FIN
         else:
             kind = CONTROL_ACK
-        ack = -1
+        acked = -1
         if flags & TCP_ACK:
-            offset = self.connection.ack_offset(side, packet.ack)
-            ack = offset if offset is not None else -1
+            offset = self.connection.ack_offset(side, ack)
+            acked = offset if offset is not None else -1
         if self.control_packets is None:
             self.control_packets = array("q")
-        self.control_packets.extend((side, kind, ack, packet.wire_len))
+        self.control_packets.extend((side, kind, acked, wire_len))

@@ -7,10 +7,14 @@ quiet for a while, never any payload and quiet for longer, or the longest idle
 when too many are open, or at the end of the capture), so memory follows the
 number of open connections and the size of the tables, not the file size.
 
+Records are read and decoded a chunk at a time, column-wise (capture.chunks,
+analysis.segments); the per-packet loop then only finds each segment's
+connection by its flow number and feeds it.
+
 Big files are split among worker processes by connection: every worker reads
-the whole (memory-mapped) file but only parses the connections of its shard,
-chosen by a function of the port pair that both directions and any reuse of
-the 4-tuple share.  Connection ids are then renumbered in order of each
+and decodes the whole (memory-mapped) file but only parses the connections of
+its shard, chosen by a function of the port pair that both directions and any
+reuse of the 4-tuple share.  Connection ids are then renumbered in order of each
 connection's first packet, so results do not depend on the number of workers.
 """
 
@@ -35,8 +39,10 @@ from inspector.analysis.rows import ShardRows
 from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
-from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureBytes, CaptureInfo, capture_name, is_regular_file, open_capture, read_packets
-from inspector.decode import SUPPORTED_LINK_TYPES, decode_packet, shard_of, shard_of_ports
+from inspector.analysis.segments import ShardSegments, shard_segments
+from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureBytes, CaptureInfo, capture_name, is_regular_file, open_capture
+from inspector.capture.chunks import read_record_chunks
+from inspector.decode import SUPPORTED_LINK_TYPES
 from inspector.errors import CaptureError
 from inspector.parse.budget import DecompressionBudget
 from inspector.parse.connection import ParserOptions, TcpConnection
@@ -289,64 +295,87 @@ def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int, m
 def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
                         report: Callable[[float], None] | None = None) -> _ShardResult:
     info = CaptureInfo(path=path)
-    capture = capture_name(path)  # the name in the tables
     result = _ShardResult(tables={}, first_packet=[], info=info)
-    rows = ShardRows()
-    # This worker's share of the capture gets the whole budget: under it, results
-    # do not depend on the number of workers (see ParserOptions).
-    decompression = DecompressionBudget(options.max_decompressed_per_capture)
-    open_connections: dict[tuple, ConnectionAccount] = {}
+    shard_state = _Shard(result, capture_name(path), options, shard)
     counts_everything = shard == 0
-    last_ts = 0
-    index = -1
-    for index, (ts_ns, link_type, wire_len, data) in enumerate(read_packets(path, info, max_inflated_bytes=max_inflated_bytes,
-                                                                                    source=_inherited_source)):
+    for chunk in read_record_chunks(path, info, max_inflated_bytes=max_inflated_bytes, source=_inherited_source):
         if counts_everything:
-            result.packets += 1
-            result.wire_bytes += wire_len
-        owner = shard_of(link_type, data, shards) if shards > 1 else shard
-        if owner != shard and owner != -1:
-            continue  # another worker's connection: not even decoded
-        packet = decode_packet(ts_ns, link_type, wire_len, data)
-        if type(packet) is str:
-            # Counted once: by its owner, or by worker 0 when no owner was evident.
-            if owner == shard or counts_everything:
-                result.non_tcp[packet] += 1
-            continue
-        if shards > 1 and shard_of_ports(packet.src_port, packet.dst_port, shards) != shard:
-            continue
-        result.tcp_packets += 1
-        if packet.excess_bytes > 0:
-            result.bogus_lengths += 1
-        last_ts = ts_ns if ts_ns > last_ts else last_ts
-        src = (packet.src_ip, packet.src_port)
-        dst = (packet.dst_ip, packet.dst_port)
-        key = (src, dst) if src <= dst else (dst, src)
-        account = open_connections.get(key)
-        if account is not None and _starts_new_connection(account, packet, src):
-            _finish(account, rows)
-            account = None
-        if account is None:
-            if len(open_connections) >= MAX_OPEN_CONNECTIONS:
-                result.evicted += _evict_idlest(open_connections, rows)
-            # The side with the higher (ephemeral) port is the likelier client.
-            hint = 0 if packet.src_port > packet.dst_port else 1
-            connection = TcpConnection(len(result.first_packet), options, client_hint=hint, capture_budget=decompression)
-            account = ConnectionAccount(len(result.first_packet), capture, connection, (src, dst))
-            result.first_packet.append(index)
-            open_connections[key] = account
-        account.add_packet(packet, 0 if src == account.endpoints[0] else 1)
-        if account.connection.events:
-            rows.take_events(account)  # as rows: event objects never pile up
-        if result.tcp_packets % SWEEP_EVERY_PACKETS == 0:
-            _sweep(open_connections, rows, last_ts)
-            if report is not None and info.size:
-                report(info.position / info.size)
+            result.packets += len(chunk)
+            result.wire_bytes += int(chunk.wire_len.sum())
+        segments = shard_segments(chunk, shard, shards, result.non_tcp if counts_everything else None)
+        result.bogus_lengths += sum(excess > 0 for excess in segments.excess_bytes)
+        # Split where the open connections are swept (every SWEEP_EVERY_PACKETS segments).
+        done = 0
+        while done < len(segments):
+            upto = min(len(segments), done + SWEEP_EVERY_PACKETS - result.tcp_packets % SWEEP_EVERY_PACKETS)
+            shard_state.add_segments(segments, done, upto)
+            result.tcp_packets += upto - done
+            done = upto
+            if result.tcp_packets % SWEEP_EVERY_PACKETS == 0:
+                shard_state.sweep()
+                if report is not None and info.size:
+                    report((chunk.base + int(chunk.start[segments.index[upto - 1] - chunk.first_index])) / info.size)
     _check_link_types(info, path)
-    for account in open_connections.values():
-        _finish(account, rows)
-    result.tables = rows.tables()
+    shard_state.finish()
     return result
+
+
+class _Shard:
+    """The open connections of one worker and what it has found so far."""
+
+    def __init__(self, result: _ShardResult, capture: str, options: ParserOptions, shard: int) -> None:
+        self.result = result
+        self.capture = capture  # the name in the tables
+        self.options = options
+        self.rows = ShardRows()
+        # This worker's share of the capture gets the whole budget: under it, results
+        # do not depend on the number of workers (see ParserOptions).
+        self.decompression = DecompressionBudget(options.max_decompressed_per_capture)
+        self.open_connections: dict[int, ConnectionAccount] = {}  # by flow number (analysis.segments.flow_of)
+        self.last_ts = 0  # the latest packet time so far
+
+    def add_segments(self, segments: ShardSegments, start: int, end: int) -> None:
+        """Segments start to end of `segments` to their connections."""
+        data = segments.data
+        get = self.open_connections.get
+        columns = (segments.flow, segments.direction, segments.ts_ns, segments.seq, segments.ack, segments.flags, segments.payload_start,
+                   segments.payload_end, segments.payload_wire_len, segments.wire_len, segments.link_bytes, segments.ip_header_bytes,
+                   segments.tcp_header_bytes, segments.excess_bytes)
+        for row, flow, direction, ts_ns, seq, ack, flags, payload_start, payload_end, payload_wire_len, wire_len, link_bytes, \
+                ip_header_bytes, tcp_header_bytes, excess_bytes in zip(range(start, end), *(column[start:end] for column in columns)):
+            account = get(flow)
+            if account is None or (flags & SYN_WITHOUT_ACK == TCP_SYN and _starts_new_connection(account, direction, seq)):
+                account = self._open(segments, row, flow, direction, account)
+            account.add_segment(direction ^ account.side0_direction, ts_ns, seq, ack, flags, data[payload_start:payload_end],
+                                payload_wire_len, wire_len, link_bytes, ip_header_bytes, tcp_header_bytes, excess_bytes)
+            if account.connection.events:
+                self.rows.take_events(account)  # as rows: event objects never pile up
+        if end > start:
+            self.last_ts = max(self.last_ts, max(segments.ts_ns[start:end]))
+
+    def _open(self, segments: ShardSegments, row: int, flow: int, direction: int, old: ConnectionAccount | None) -> ConnectionAccount:
+        """A new connection for segment `row`, which the connection `old` (if any) had the 4-tuple of."""
+        if old is not None:
+            _finish(old, self.rows)  # left in open_connections: the new one takes its place
+        if len(self.open_connections) >= MAX_OPEN_CONNECTIONS:
+            self.result.evicted += _evict_idlest(self.open_connections, self.rows)
+        src, dst = segments.endpoints(row)
+        # The side with the higher (ephemeral) port is the likelier client.
+        hint = 0 if src[1] > dst[1] else 1
+        first_packet = self.result.first_packet
+        connection = TcpConnection(len(first_packet), self.options, client_hint=hint, capture_budget=self.decompression)
+        account = ConnectionAccount(len(first_packet), self.capture, connection, (src, dst), side0_direction=direction)
+        first_packet.append(segments.index[row])
+        self.open_connections[flow] = account
+        return account
+
+    def sweep(self) -> None:
+        _sweep(self.open_connections, self.rows, self.last_ts)
+
+    def finish(self) -> None:
+        for account in self.open_connections.values():
+            _finish(account, self.rows)
+        self.result.tables = self.rows.tables()
 
 
 def _check_link_types(info: CaptureInfo, path: str) -> None:
@@ -360,18 +389,19 @@ def _check_link_types(info: CaptureInfo, path: str) -> None:
         raise CaptureError(f"{path}: unsupported link type {names} (supported: Ethernet, Linux cooked SLL/SLL2, BSD NULL/LOOP, raw IP)")
 
 
-def _starts_new_connection(account: ConnectionAccount, packet, src) -> bool:
-    """A SYN on a 4-tuple whose connection is over (or was another one) starts anew."""
-    if not packet.flags & TCP_SYN or packet.flags & TCP_ACK:
-        return False
+SYN_WITHOUT_ACK = TCP_SYN | TCP_ACK  # flags & this == TCP_SYN: a SYN that is not a SYN-ACK
+
+
+def _starts_new_connection(account: ConnectionAccount, direction: int, seq: int) -> bool:
+    """Whether a SYN (not a SYN-ACK) going in `direction` on a 4-tuple whose connection is over
+    (or was another one) starts anew."""
     connection = account.connection
     if connection.finished:
         return True
-    side = 0 if src == account.endpoints[0] else 1
-    stream = connection.streams[side]
+    stream = connection.streams[direction ^ account.side0_direction]
     # Same 4-tuple, a SYN with a different ISN after data flowed: port reuse
     # where the old connection's end was not captured.
-    return stream.syn_seen and stream.next_offset > 0 and stream.offset_of(packet.seq) != -1
+    return stream.syn_seen and stream.next_offset > 0 and stream.offset_of(seq) != -1
 
 
 def _sweep(open_connections: dict, rows: ShardRows, now_ns: int) -> None:

@@ -5,7 +5,9 @@ never becomes a million objects: each record is a plain tuple
 ``(ts_ns, link_type, wire_len, data)`` where `wire_len` is the frame length as
 on the wire (tshark's ``frame.len``) and `data` the captured bytes, possibly
 shorter.  Timestamps are integer nanoseconds since the epoch, whatever the
-file's resolution, so nanosecond files lose nothing.
+file's resolution, so nanosecond files lose nothing.  The records are read a
+chunk at a time into arrays by `inspector.capture.chunks` (what the analysis
+uses); `read_packets` gives them one by one.
 
 Uncompressed regular files are memory-mapped.  What cannot be mapped as it is
 (a gzip file, a pipe, a device) is copied block by block into an anonymous
@@ -72,8 +74,6 @@ BLOCK_MIN_BODY_BYTES = {PCAPNG_SHB: 16, BLOCK_IDB: 8, BLOCK_OBSOLETE_PACKET: 20,
 PacketRecord = tuple[int, int, int, bytes]
 # Packet times are integer nanoseconds since 1970 in 64 bits (the tables' arrays hold them).
 MIN_TS_NS, MAX_TS_NS = -(1 << 63), (1 << 63) - 1
-# How often a reader notes how far into the file it is (CaptureInfo.position), in records.
-POSITION_EVERY_RECORDS = 4096
 
 
 class CaptureLimitError(CaptureError):
@@ -98,7 +98,7 @@ class CaptureInfo:
     truncated: bool = False
     warnings: list[str] = field(default_factory=list)
     size: int = 0  # bytes of capture data (after gzip inflation)
-    position: int = 0  # bytes read so far: updated every POSITION_EVERY_RECORDS records, and at the end
+    position: int = 0  # bytes read so far: updated after each chunk of records (each record by read_packets), and at the end
     clamped_timestamps: int = 0  # packets whose time did not fit 64-bit nanoseconds
 
 
@@ -113,32 +113,19 @@ def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None, *,
     file (gzip inflated, or a pipe's or device's contents): CaptureLimitError
     beyond it.  `source`: the bytes of `path`, already opened with
     `open_capture` (so that several readers share one inflated copy).
+
+    The records of `inspector.capture.chunks.read_record_chunks`, one by one.
     """
+    # Imported here: records needs numpy, and the CLI imports this module to build its arguments.
+    from inspector.capture.chunks import read_record_chunks
+
     info = info if info is not None else CaptureInfo(path=str(path))
-    with ExitStack() as stack:
-        if source is None:
-            source = stack.enter_context(open_capture(path, max_inflated_bytes))
-        buf = source.buffer
-        info.size = len(buf)
-        if len(buf) < MAGIC_BYTES:
-            raise CaptureError(f"{path}: not a capture file (only {len(buf)} bytes)")
-        capture_format = _format_of(bytes(buf[:MAGIC_BYTES]))
-        if capture_format == "pcapng":
-            info.format = "pcapng"
-            yield from _read_pcapng(buf, path, info)
-        elif capture_format == "pcap":
-            info.format = "pcap"
-            yield from _read_pcap(buf, path, info)
-        else:
-            raise _not_a_capture(path, buf)
-        if source.gzip_cut_short:
-            _note_truncated(info, path, info.records)
-        if info.clamped_timestamps:
-            info.warnings.append(f"{path}: {info.clamped_timestamps} packets have timestamps outside the years 1678 to 2262 "
-                                 "(what 64-bit nanoseconds since 1970 hold: a damaged timestamp or if_tsresol?); "
-                                 "clamped to that range")
-        if source.gzip_trailing_garbage:
-            info.warnings.append(f"{path}: bytes after the end of the gzip data are not gzip; ignored, as gzip -d does")
+    for chunk in read_record_chunks(path, info, max_inflated_bytes=max_inflated_bytes, source=source):
+        data, base = chunk.data, chunk.base
+        columns = (chunk.ts_ns, chunk.link_type, chunk.wire_len, chunk.start, chunk.caplen)
+        for ts_ns, link_type, wire_len, start, caplen in zip(*(column.tolist() for column in columns)):
+            info.position = base + start + caplen  # for progress reports while records are read one by one
+            yield ts_ns, link_type, wire_len, data[start : start + caplen]
 
 
 def open_capture(path: str | os.PathLike, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> CaptureBytes:
@@ -161,7 +148,7 @@ def is_regular_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def _format_of(head: bytes) -> str | None:
+def sniff_format(head: bytes) -> str | None:
     if len(head) < MAGIC_BYTES:
         return None
     little, big = struct.unpack_from("<I", head)[0], struct.unpack_from(">I", head)[0]
@@ -172,7 +159,7 @@ def _format_of(head: bytes) -> str | None:
     return None
 
 
-def _not_a_capture(path, head) -> CaptureError:
+def not_a_capture(path, head) -> CaptureError:
     return CaptureError(f"{path}: not a pcap or pcapng capture (magic {bytes(head[:MAGIC_BYTES]).hex()})")
 
 
@@ -331,8 +318,8 @@ def _starting_like_a_capture(blocks: Iterable[bytes], path) -> Iterator[bytes]:
         head += block
         if len(head) >= MAGIC_BYTES:
             break
-    if len(head) >= MAGIC_BYTES and _format_of(head) is None:
-        raise _not_a_capture(path, head)
+    if len(head) >= MAGIC_BYTES and sniff_format(head) is None:
+        raise not_a_capture(path, head)
     if head:
         yield head
     yield from blocks
@@ -347,165 +334,3 @@ def _map(fileobj) -> mmap.mmap | bytes | None:
         return mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError):
         return None  # some /proc files: copied instead
-
-
-def _read_pcap(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
-    size = len(buf)
-    if size < 24:
-        raise CaptureError(f"{path}: pcap file header cut short ({size} of 24 bytes)")
-    endian = "<" if struct.unpack_from("<I", buf, 0)[0] in PCAP_MAGICS else ">"
-    magic = struct.unpack_from(endian + "I", buf, 0)[0]
-    frac_scale = 1000 if magic == PCAP_MAGIC_US else 1
-    # The upper bits of the link type field carry FCS information (pcap spec 8.2).
-    link_type = struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF
-    info.link_types.add(link_type)
-    record_header = struct.Struct(endian + "IIII")
-    unpack = record_header.unpack_from
-    pos = 24
-    count = 0
-    while pos + 16 <= size:
-        sec, frac, caplen, wire_len = unpack(buf, pos)
-        pos += 16
-        if pos + caplen > size:
-            _note_truncated(info, path, count)
-            break
-        count += 1
-        if not count % POSITION_EVERY_RECORDS:
-            info.position = pos
-        yield sec * 1_000_000_000 + frac * frac_scale, link_type, wire_len, buf[pos : pos + caplen]
-        pos += caplen
-    else:
-        if pos != size:
-            _note_truncated(info, path, count)
-    info.records += count
-    info.position = size
-
-
-def _note_truncated(info: CaptureInfo, path, count: int) -> None:
-    if info.truncated:
-        return  # once per file: gzip data cut short inside a record is one cut
-    info.truncated = True
-    info.warnings.append(f"{path}: capture is cut short after {count} complete packets; analysed up to the cut")
-
-
-@dataclass
-class _Interface:
-    link_type: int
-    ts_units_per_second: int = 1_000_000
-    ts_offset_s: int = 0
-
-
-def _read_pcapng(buf, path, info: CaptureInfo) -> Iterator[PacketRecord]:
-    size = len(buf)
-    pos = 0
-    endian = "<"
-    interfaces: list[_Interface] = []
-    count = 0
-    while pos + 12 <= size:
-        block_type = struct.unpack_from(endian + "I", buf, pos)[0]
-        if block_type == PCAPNG_SHB:
-            # Each section may switch byte order; its magic tells.
-            bom = struct.unpack_from("<I", buf, pos + 8)[0]
-            endian = "<" if bom == PCAPNG_BYTE_ORDER_MAGIC else ">"
-            if struct.unpack_from(endian + "I", buf, pos + 8)[0] != PCAPNG_BYTE_ORDER_MAGIC:
-                raise CaptureError(f"{path}: pcapng section header with bad byte-order magic at offset {pos}")
-            interfaces = []
-        block_len = struct.unpack_from(endian + "I", buf, pos + 4)[0]
-        if block_len < 12 or block_len % 4:
-            raise CaptureError(f"{path}: corrupt pcapng block length {block_len} at offset {pos}")
-        if pos + block_len > size:
-            _note_truncated(info, path, count)
-            break
-        body = pos + 8
-        end = pos + block_len - 4
-        if block_len - 12 < BLOCK_MIN_BODY_BYTES.get(block_type, 0) or struct.unpack_from(endian + "I", buf, end)[0] != block_len:
-            raise _corrupt_block(buf, pos, block_type, block_len, endian, path)
-        if block_type == BLOCK_IDB:
-            interfaces.append(_parse_idb(buf, body, end, endian, path, info, pos))
-        elif block_type == BLOCK_EPB:
-            iface_id, ts_hi, ts_lo, caplen, wire_len = struct.unpack_from(endian + "IIIII", buf, body)
-            iface = _interface(interfaces, iface_id, path, pos)
-            if body + 20 + caplen > end:
-                raise _longer_than_block(block_type, pos, caplen, end - body - 20, path)
-            data = buf[body + 20 : body + 20 + caplen]
-            count += 1
-            yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo, info), iface.link_type, wire_len, data
-        elif block_type == BLOCK_SPB:
-            iface = _interface(interfaces, 0, path, pos)
-            wire_len = struct.unpack_from(endian + "I", buf, body)[0]
-            # No captured length: the block holds min(original length, snaplen) bytes, then padding.
-            data = buf[body + 4 : min(body + 4 + wire_len, end)]
-            count += 1
-            yield 0, iface.link_type, wire_len, data
-        elif block_type == BLOCK_OBSOLETE_PACKET:
-            iface_id, _drops, ts_hi, ts_lo, caplen, wire_len = struct.unpack_from(endian + "HHIIII", buf, body)
-            iface = _interface(interfaces, iface_id, path, pos)
-            if body + 20 + caplen > end:
-                raise _longer_than_block(block_type, pos, caplen, end - body - 20, path)
-            data = buf[body + 20 : body + 20 + caplen]
-            count += 1
-            yield _pcapng_ts(iface, (ts_hi << 32) | ts_lo, info), iface.link_type, wire_len, data
-        pos += block_len
-        if not count % POSITION_EVERY_RECORDS:
-            info.position = pos
-    else:
-        if pos != size:
-            _note_truncated(info, path, count)
-    info.records += count
-    info.position = size
-
-
-def _corrupt_block(buf, pos: int, block_type: int, block_len: int, endian: str, path) -> CaptureError:
-    """What is wrong with a complete block: too short for its fixed fields, or not ending with its length again."""
-    needed = BLOCK_MIN_BODY_BYTES.get(block_type, 0)
-    if block_len - 12 < needed:
-        return CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} is {block_len} bytes long, "
-                            f"too short for its fixed fields ({12 + needed} bytes at least)")
-    trailer = struct.unpack_from(endian + "I", buf, pos + block_len - 4)[0]
-    return CaptureError(f"{path}: corrupt pcapng: block lengths at offset {pos} disagree ({block_len} at its start, {trailer} at its end)")
-
-
-def _longer_than_block(block_type: int, pos: int, caplen: int, room: int, path) -> CaptureError:
-    return CaptureError(f"{path}: corrupt pcapng: {BLOCK_NAMES[block_type]} at offset {pos} claims {caplen} captured bytes but holds {room}")
-
-
-def _interface(interfaces: list[_Interface], iface_id: int, path, pos: int) -> _Interface:
-    if iface_id >= len(interfaces):
-        raise CaptureError(f"{path}: packet at offset {pos} names interface {iface_id}, which was never described")
-    return interfaces[iface_id]
-
-
-def _pcapng_ts(iface: _Interface, units: int, info: CaptureInfo) -> int:
-    units_per_s = iface.ts_units_per_second
-    seconds, rest = divmod(units, units_per_s)
-    ts_ns = (seconds + iface.ts_offset_s) * 1_000_000_000 + rest * 1_000_000_000 // units_per_s
-    if MIN_TS_NS <= ts_ns <= MAX_TS_NS:
-        return ts_ns
-    # 64 timestamp bits in units of a second (if_tsresol 0) or offset by if_tsoffset reach
-    # far beyond what the tables' 64-bit nanoseconds hold: counted, warned about, clamped.
-    info.clamped_timestamps += 1
-    return min(max(ts_ns, MIN_TS_NS), MAX_TS_NS)
-
-
-def _parse_idb(buf, body: int, end: int, endian: str, path, info: CaptureInfo, pos: int) -> _Interface:
-    link_type = struct.unpack_from(endian + "H", buf, body)[0]
-    info.link_types.add(link_type)
-    iface = _Interface(link_type=link_type)
-    opt = body + 8
-    while opt + 4 <= end:
-        code, length = struct.unpack_from(endian + "HH", buf, opt)
-        if code == 0:
-            break
-        if opt + 4 + length > end:
-            raise CaptureError(f"{path}: corrupt pcapng: option {code} of the {BLOCK_NAMES[BLOCK_IDB]} at offset {pos} "
-                               f"runs past the end of the block")
-        value = buf[opt + 4 : opt + 4 + length]
-        if code == OPTION_IF_TSRESOL and length >= 1:
-            resolution = value[0]
-            # MSB clear: negative power of 10; set: negative power of 2.
-            exponent = resolution & 0x7F
-            iface.ts_units_per_second = 2**exponent if resolution & 0x80 else 10**exponent
-        elif code == OPTION_IF_TSOFFSET and length == 8:
-            iface.ts_offset_s = struct.unpack_from(endian + "q", value, 0)[0]
-        opt += 4 + ((length + 3) & ~3)
-    return iface
