@@ -704,7 +704,7 @@ def _parse_request_line(line: bytes) -> tuple[str, str, str] | None:
     if len(parts) == 3 and parts[2] in _COMMON_VERSIONS:
         # The usual `METHOD target HTTP/1.x`, one space apart: only the method and target to check.
         method, target, version = parts
-        if method and not method.translate(None, _TOKEN) and len(target.split()) == 1:
+        if method and not method.translate(None, _TOKEN) and target.split() == [target]:
             return method.decode("ascii"), target.decode("latin-1"), _COMMON_VERSIONS[version]
     method, space, rest = line.partition(b" ")
     parts = _split_target(rest) if space and _only(method, _TOKEN) else None
