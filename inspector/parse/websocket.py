@@ -11,7 +11,7 @@ length) the rest of the direction is counted as unparsed bytes.
 
 Two paths produce the same events.  The common case, a whole final text
 or binary frame already in the chunk, is read in one go
-(`_whole_data_frame`): no per-frame state objects, the payload unmasked once
+(`_whole_data_frames`): no per-frame state objects, the payload unmasked once
 and only as far as someone reads it, ASCII text never decoded.  Everything
 else (split frames, fragments, control frames, findings, gaps) goes through
 the general frame and message state below.
