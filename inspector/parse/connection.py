@@ -103,8 +103,12 @@ class TcpConnection:
         # that only sent a SYN pays nothing for detection.
         self._evidence: dict[int, _SideEvidence] = {}
         self._sides_by_first_data: tuple[int, ...] = ()
-        self._http: dict[int, Http1Parser] = {}
-        self._ws: dict[int, WebSocketParser] = {}
+        # Each side's parser, by side: at most one of the two is set.  A
+        # WebSocket parser appends its events straight to `events`; the HTTP
+        # parsers' are taken after each input, since requests and responses
+        # steer the other side's parser.
+        self._http: list[Http1Parser | None] = [None, None]
+        self._ws: list[WebSocketParser | None] = [None, None]
         self._upgrade_request: HttpRequest | None = None
 
     # -- input -----------------------------------------------------------------
@@ -116,10 +120,14 @@ class TcpConnection:
             offset = stream.take_next(seq, payload_wire_len)
             if offset >= 0:
                 # In order, nothing waiting: straight to the parser, no stream event.
-                parser = self._ws.get(side) or self._http.get(side)
-                if parser is not None:
-                    parser.receive_data(payload, ts_ns)
-                    self._drain(side)
+                ws = self._ws[side]
+                if ws is not None:
+                    ws.receive_data(payload, ts_ns)
+                else:
+                    http = self._http[side]
+                    if http is not None:
+                        http.receive_data(payload, ts_ns)
+                        self._drain(side)
                 if flags & TCP_ACK:
                     self._acknowledged(side, ack, ts_ns)
                 return SegmentFate(offset, payload_wire_len, 0, 0)
@@ -263,6 +271,7 @@ class TcpConnection:
             max_message_bytes=self.options.max_ws_message_bytes,
             preview_bytes=self.options.preview_bytes,
             decompression_budget=self._decompression_budget(),
+            events=self.events,
         )
 
     def _decompression_budget(self) -> DecompressionBudget:
@@ -274,7 +283,7 @@ class TcpConnection:
     # -- dispatch --------------------------------------------------------------------
 
     def _dispatch(self, side: int, event) -> None:
-        parser = self._ws.get(side) or self._http.get(side)
+        parser = self._ws[side] or self._http[side]
         if parser is None:
             return  # another protocol or a tunnel: its bytes count as unparsed
         if isinstance(event, StreamData):
@@ -286,32 +295,23 @@ class TcpConnection:
         self._drain(side)
 
     def _drain(self, side: int) -> None:
-        if side in self._ws:
-            self._drain_ws(side)
-            return
+        """Take the events `side`'s HTTP parser made (a WebSocket parser's are in `events` already)."""
         parser = self._http[side]
-        while True:
-            event = parser.next_event()
-            if event is NEED_DATA:
-                break
-            self.events.append(event)
-            if isinstance(event, HttpRequest):
+        if parser is None:
+            return
+        events = self.events
+        for event in parser.take_events():
+            events.append(event)
+            kind = type(event)
+            if kind is HttpRequest:
                 self._on_request(side, event)
-            elif isinstance(event, HttpResponse):
+            elif kind is HttpResponse:
                 self._on_response(side, event)
-                if side in self._ws:
+                if self._ws[side] is not None:
                     return
 
-    def _drain_ws(self, side: int) -> None:
-        parser = self._ws[side]
-        while True:
-            event = parser.next_event()
-            if event is NEED_DATA:
-                return
-            self.events.append(event)
-
     def _on_request(self, side: int, request: HttpRequest) -> None:
-        response_parser = self._http.get(1 - side)
+        response_parser = self._http[1 - side]
         if response_parser is not None:
             response_parser.expect_response_to(request.method)
         if self._http[side].paused:
@@ -319,7 +319,7 @@ class TcpConnection:
 
     def _on_response(self, side: int, response: HttpResponse) -> None:
         request_side = 1 - side
-        request_parser = self._http.get(request_side)
+        request_parser = self._http[request_side]
         upgrade = self._upgrade_request
         if response.status == 101 or (upgrade is not None and upgrade.method == "CONNECT" and 200 <= response.status < 300):
             self._switch_protocol(response, request_side, side)
@@ -336,16 +336,16 @@ class TcpConnection:
         is_websocket = request is not None and response.status == 101 and request.header("upgrade").lower() == "websocket"
         handshake = self._make_handshake(request, response) if is_websocket else None
         for side in (client_side, server_side):
-            parser = self._http.pop(side, None)
+            parser = self._http[side]
             if parser is None:
                 continue
+            self._http[side] = None
             offset, trailing = parser.take_trailing_data()
             if handshake is not None:
                 ws = self._new_ws_parser(self.direction_of(side), offset, handshake.deflate, bool(handshake.extensions))
                 self._ws[side] = ws
                 if trailing:
                     ws.receive_data(trailing, response.end_ts_ns)
-                    self._drain_ws(side)
         if handshake is not None:
             self.kind = Kind.WEBSOCKET
             self.handshake = handshake

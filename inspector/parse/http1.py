@@ -27,6 +27,7 @@ import bisect
 from collections import deque
 
 from inspector.events import DEFAULT_PREVIEW_BYTES, NEED_DATA, Direction, Finding, HttpRequest, HttpResponse
+from inspector.parse.pending import PendingEvents
 from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, DecompressionBudget
 from inspector.parse.http1_body import (
     INFLATED_ENCODINGS,
@@ -69,7 +70,7 @@ class Role:
     RESPONSE = "response"
 
 
-class Http1Parser:
+class Http1Parser(PendingEvents):
     """Parses the HTTP/1.x messages one side of a connection sent."""
 
     def __init__(
@@ -86,6 +87,8 @@ class Http1Parser:
         self.direction = direction
         self.role = role
         self._responses = role == Role.RESPONSE
+        # HttpRequest and HttpResponse share their fields' order; only the start line's three differ.
+        self._event_class = HttpResponse if self._responses else HttpRequest
         self.preview_bytes = preview_bytes
         self.max_decompressed = max_decompressed
         self.decompression_budget = decompression_budget  # shared with the rest of the connection
@@ -98,11 +101,9 @@ class Http1Parser:
         self._header_searched = start_offset  # no end of headers starts before this
         self._line_searched = start_offset  # no LF before this (chunk-size and trailer lines)
         self._start_lines = StartLineFinder(role)
-        self._parse_line = _parse_request_line if role == Role.REQUEST else _parse_status_line
-        # The last start line and header block seen, parsed: keep-alive streams repeat theirs.
-        self._last_start_line, self._last_start = b"", None
-        self._last_raw_headers, self._last_framing = "", {}
-        self._events: deque = deque()
+        self._parse_start_line = _known_request_line if role == Role.REQUEST else _known_status_line
+        self._events: list = []  # in stream order; next_event hands them out, take_events all at once
+        self._handed = 0  # events of the list next_event already handed out
         self._message: Message | None = None  # its head is parsed, its body is being read
         self._request_methods: deque[str] = deque()
         self.unparsed_bytes = 0
@@ -212,11 +213,6 @@ class Http1Parser:
         self._times.clear()
         return offset, data
 
-    def next_event(self):
-        return self._events.popleft() if self._events else NEED_DATA
-
-    # -- the common case: whole messages straight from a chunk -------------------
-
     def _take_from_chunk(self, data: bytes, ts_ns: int) -> int:
         """With nothing buffered: take from `data` the rest of a Content-Length body being
         read and the messages it holds whole; how many bytes were taken.
@@ -257,24 +253,49 @@ class Http1Parser:
             start = parse_start_line(start_line.rstrip(b"\r"))
             if start is None:
                 break  # a framing error: reported the general way
-            message = Message(ts_ns, ts_ns, self.offset, start, raw_headers.decode("latin-1"), header_end - position)
-            self.offset += header_end - position
-            position = header_end
-            reader = self._frame(message)
+            raw = raw_headers.decode("latin-1")
+            offset = self.offset
+            header_bytes = header_end - position
+            headers = _known_framing_headers(raw)
+            reader = self._body_reader(ts_ns, offset, start, headers)
+            encoding = headers["content-encoding"].strip().lower() if "content-encoding" in headers else ""
             if reader is None:
+                body = 0
+            elif type(reader) is ContentLengthReader and reader.remaining <= end - header_end and encoding not in INFLATED_ENCODINGS:
+                body = reader.remaining
+            else:
+                # The body goes on past this chunk, is chunked or compressed: a Message reads it.
+                message = Message(ts_ns, ts_ns, offset, start, raw, header_bytes)
+                message.upgrade = "upgrade" in headers
+                message.content_encoding = encoding
+                message.reader = reader
+                message.has_body = True
+                self.offset = offset + header_bytes
+                position = header_end
+                if type(reader) is not ContentLengthReader:
+                    self._message = message
+                    break
+                taken = min(reader.remaining, end - position)
+                self._take_body_from_chunk(message, data, position, taken, ts_ns)
+                reader.remaining -= taken
+                position += taken
+                if reader.remaining > 0:
+                    self._message = message
+                    break
                 self._emit(message)
                 continue
-            if type(reader) is not ContentLengthReader:
-                self._message = message
-                break
-            taken = min(reader.remaining, end - position)
-            self._take_body_from_chunk(message, data, position, taken, ts_ns)
-            reader.remaining -= taken
-            position += taken
-            if reader.remaining > 0:
-                self._message = message
-                break
-            self._emit(message)
+            # The whole message is here: its event straight away, as _emit would make it.
+            position = header_end + body
+            self.offset = offset + header_bytes + body
+            self._events.append(self._event_class(
+                self.direction, ts_ns, ts_ns, offset, *start, raw, header_bytes, body, 0, body, 0, encoding, None, True,
+                bytes(data[header_end:header_end + min(body, self.preview_bytes)]),
+            ))
+            if self._responses:
+                if start[1] == 101 or (reader is None and 200 <= start[1] < 300 and self._last_method == "CONNECT"):
+                    self.paused = True
+            elif start[0] == "CONNECT" or "upgrade" in headers:
+                self.paused = True
         return position
 
     def _take_body_from_chunk(self, message: Message, data: bytes, start: int, length: int, ts_ns: int) -> None:
@@ -431,11 +452,6 @@ class Http1Parser:
         self._emit(message)
         self._lost_sync = True
 
-    def _parse_start_line(self, line: bytes):
-        if line != self._last_start_line:
-            self._last_start_line, self._last_start = line, self._parse_line(line)
-        return self._last_start
-
     def _framing_error(self, detail: str) -> None:
         self.report_framing_error(detail)
         self._lost_sync = True
@@ -445,21 +461,18 @@ class Http1Parser:
 
     def _frame(self, message: Message):
         """Decide how the body of `message` is framed: its reader, or None when it has no body."""
-        raw = message.raw_headers
-        if raw != self._last_raw_headers:
-            self._last_raw_headers, self._last_framing = raw, _framing_headers(raw)
-        headers = self._last_framing  # read, never changed
+        headers = _known_framing_headers(message.raw_headers)
         message.upgrade = "upgrade" in headers
         if "content-encoding" in headers:
             message.content_encoding = headers["content-encoding"].strip().lower()
-        reader = self._body_reader(message, headers)
+        reader = self._body_reader(message.ts_ns, message.offset, message.start, headers)
         message.reader = reader
         message.has_body = reader is not None
         return reader
 
-    def _body_reader(self, message: Message, headers: dict[str, str]):
+    def _body_reader(self, ts_ns: int, offset: int, start: tuple, headers: dict[str, str]):
         if self._responses:
-            status = message.start[1]
+            status = start[1]
             interim = 100 <= status < 200 and status != 101
             # Interim (1xx) responses precede the final one to the same request.
             method = self._request_methods.popleft() if self._request_methods and not interim else ""
@@ -478,7 +491,7 @@ class Http1Parser:
         transfer_encoding = headers.get("transfer-encoding")
         if transfer_encoding:
             if content_length is not None:
-                self._events.append(Finding(message.ts_ns, self.direction, "http-te-and-cl", f"message at offset {message.offset} has both Transfer-Encoding and Content-Length; Transfer-Encoding wins"))
+                self._events.append(Finding(ts_ns, self.direction, "http-te-and-cl", f"message at offset {offset} has both Transfer-Encoding and Content-Length; Transfer-Encoding wins"))
             if transfer_encoding.lower().replace(" ", "").split(",")[-1] == "chunked":
                 return ChunkedReader()
             return to_close
@@ -486,7 +499,7 @@ class Http1Parser:
             digits = _content_length_digits(content_length)
             if digits is None or len(digits.lstrip("0")) > MAX_LENGTH_DIGITS:
                 problem = "invalid" if digits is None else f"more than {MAX_LENGTH_DIGITS} digits in"
-                self._events.append(Finding(message.ts_ns, self.direction, "http-framing-error", f"{problem} Content-Length {content_length!r:.60} at offset {message.offset}"))
+                self._events.append(Finding(ts_ns, self.direction, "http-framing-error", f"{problem} Content-Length {content_length!r:.60} at offset {offset}"))
                 return to_close
             length = int(digits)
             return ContentLengthReader(length) if length else None
@@ -502,9 +515,7 @@ class Http1Parser:
         decompressed = message.decompressed if message.decompressed is not None and message.decompressed >= 0 and message.complete else None
         if message.decompressor is not None and decompressed is not None and not message.decompressor.eof:
             decompressed = None  # the compressed stream did not end cleanly
-        # HttpRequest and HttpResponse share their fields' order; only the start line's three differ.
-        event_class = HttpResponse if self._responses else HttpRequest
-        self._events.append(event_class(
+        self._events.append(self._event_class(
             self.direction, message.ts_ns, max(message.end_ts_ns, message.ts_ns), message.offset, *message.start,
             message.raw_headers, message.header_bytes, message.wire_bytes, message.framing_bytes,
             message.data_bytes + message.missing_bytes, message.missing_bytes, message.content_encoding, decompressed,
@@ -704,7 +715,7 @@ def _parse_request_line(line: bytes) -> tuple[str, str, str] | None:
     if len(parts) == 3 and parts[2] in _COMMON_VERSIONS:
         # The usual `METHOD target HTTP/1.x`, one space apart: only the method and target to check.
         method, target, version = parts
-        if method and not method.translate(None, _TOKEN) and len(target.split()) == 1:
+        if method and not method.translate(None, _TOKEN) and target.split() == [target]:
             return method.decode("ascii"), target.decode("latin-1"), _COMMON_VERSIONS[version]
     method, space, rest = line.partition(b" ")
     parts = _split_target(rest) if space and _only(method, _TOKEN) else None
@@ -802,3 +813,35 @@ def _framing_headers(raw: str) -> dict[str, str]:
                 found[name] = f"{found[name]}, {value}" if name in found else value
             at = lowered.find(line_start, line_end)
     return found
+
+
+# Start lines and header blocks recur across a capture's connections (most carry
+# one message or a few): each is parsed once per process and looked up after.
+_MEMO_MAX_ENTRIES = 4096  # then the memo starts again, so hostile variety costs bounded memory
+_MEMO_MAX_KEY = 512  # longer lines and blocks are parsed every time
+_MISSING = object()
+
+
+def _memoized(parse):
+    """`parse` (a pure function of one bytes or str argument) with a bounded memo of short arguments.
+
+    Results are shared by every caller, so they are read, never changed.
+    """
+    memo: dict = {}
+
+    def lookup(key):
+        value = memo.get(key, _MISSING)
+        if value is _MISSING:
+            value = parse(key)
+            if len(key) <= _MEMO_MAX_KEY:
+                if len(memo) >= _MEMO_MAX_ENTRIES:
+                    memo.clear()
+                memo[key] = value
+        return value
+
+    return lookup
+
+
+_known_request_line = _memoized(_parse_request_line)
+_known_status_line = _memoized(_parse_status_line)
+_known_framing_headers = _memoized(_framing_headers)

@@ -11,7 +11,7 @@ length) the rest of the direction is counted as unparsed bytes.
 
 Two paths produce the same events.  The common case, a whole final text
 or binary frame already in the chunk, is read in one go
-(`_whole_data_frame`): no per-frame state objects, the payload unmasked once
+(`_whole_data_frames`): no per-frame state objects, the payload unmasked once
 and only as far as someone reads it, ASCII text never decoded.  Everything
 else (split frames, fragments, control frames, findings, gaps) goes through
 the general frame and message state below.
@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import codecs
 import zlib
-from collections import deque
 from struct import unpack_from
 from typing import TYPE_CHECKING
 
 from inspector.errors import ParseError
+from inspector.parse.pending import PendingEvents
 from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, DecompressionBudget
 from inspector.events import (
     DEFAULT_PREVIEW_BYTES,
-    NEED_DATA,
     DeflateParams,
     Direction,
     Finding,
@@ -67,8 +66,6 @@ from inspector.parse.ws_frames import (
 from inspector.parse.ws_handshake import accept_for_key, parse_deflate_offer
 
 if TYPE_CHECKING:
-    from inspector.events import _NeedData
-
     Event = WsFrame | WsMessage | Finding
 
 __all__ = ["CloseCode", "Opcode", "WebSocketParser", "accept_for_key", "parse_deflate_offer"]
@@ -174,7 +171,7 @@ class _Message:
         self.utf8_error = ""
 
 
-class WebSocketParser:
+class WebSocketParser(PendingEvents):
     """Parses ONE direction of a WebSocket connection (the bytes one side sent).
 
     deflate: the negotiated permessage-deflate parameters, if any.
@@ -188,6 +185,8 @@ class WebSocketParser:
     preview_bytes: how much payload events carry.
     decompression_budget: what the connection and the capture may still
         decompress in total (inspector.parse.budget); None: no total.
+    events: a list of the caller's that the events are appended to as they
+        are made (then the caller reads them there); None: the parser's own.
 
     Work happens in receive_*; next_event() hands out queued events in
     stream order: a frame's header findings, the WsFrame, then for a final
@@ -219,6 +218,7 @@ class WebSocketParser:
         max_message_bytes: int = DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE,
         preview_bytes: int = DEFAULT_PREVIEW_BYTES,
         decompression_budget: DecompressionBudget | None = None,
+        events: list | None = None,
     ) -> None:
         if max_message_bytes < 0 or preview_bytes < 0:
             raise ValueError("max_message_bytes and preview_bytes must be >= 0")
@@ -249,7 +249,11 @@ class WebSocketParser:
         self._simple_first_bytes = frozenset(simple_first)
         self._expected_mask_bit = MASK_BIT if self._expect_masked else 0
 
-        self._events: deque[Event] = deque()
+        # Events in stream order.  A caller that passes its own list reads
+        # them from it (TcpConnection shares its `events`) and calls neither
+        # next_event nor take_events; otherwise those hand them out.
+        self._events: list[Event] = [] if events is None else events
+        self._handed = 0  # events of the list next_event already handed out
         self._offset = start_offset  # next byte not yet part of a frame or unparsed
         self._held = bytearray()  # start of a frame header split across chunks
         self._held_ts = 0
@@ -272,13 +276,9 @@ class WebSocketParser:
         """Bytes consumed without belonging to any frame."""
         return self._unparsed
 
-    def next_event(self) -> Event | _NeedData:
-        if self._events:
-            return self._events.popleft()
-        return NEED_DATA
-
     def receive_data(self, data: bytes, ts_ns: int) -> None:
-        self._check_open("receive_data")
+        if self._ended:
+            self._check_open("receive_data")
         end = len(data)
         pos = 0
         while pos < end:
@@ -291,7 +291,7 @@ class WebSocketParser:
                 pos = self._complete_held_header(data, pos, end, ts_ns)
             else:
                 if self._message is None and not self._close_sent:
-                    used = self._whole_data_frame(data, pos, end, ts_ns)
+                    used = self._whole_data_frames(data, pos, end, ts_ns)
                     if used:
                         pos += used
                         continue
@@ -357,74 +357,88 @@ class WebSocketParser:
         self._held.clear()
         return pos + used - held
 
-    def _whole_data_frame(self, data: bytes, pos: int, end: int, ts_ns: int) -> int:
-        """The common case in one go: a final text or binary frame, all in `data`.
+    def _whole_data_frames(self, data: bytes, pos: int, end: int, ts_ns: int) -> int:
+        """The common case in one go: final text or binary frames, each all in `data`.
 
-        Returns the frame's length, or 0 (nothing consumed) when the frame
-        at data[pos:] is anything else: split, fragmented, a control frame,
-        64-bit length or one with findings; _start_frame then takes it.
-        Events and state end up exactly as the general path leaves them.
+        Takes such frames from data[pos:] one after the other and returns
+        how many bytes they held; stops (0 if at once) at the first frame
+        that is anything else: split, fragmented, a control frame, 64-bit
+        length or one with findings; _start_frame then takes it.  Events
+        and state end up exactly as the general path leaves them; each event
+        is built with one positional call.
         """
-        if end - pos < 2:
-            return 0
-        first = data[pos]
-        second = data[pos + 1]
-        if first not in self._simple_first_bytes or second & MASK_BIT != self._expected_mask_bit:
-            return 0
-        length = second & LENGTH_BITS
-        start = pos + 2
-        if length >= LENGTH_16:
-            if length > LENGTH_16 or end - pos < 4:
-                return 0  # 64-bit lengths are rare and big: the general path
-            length = (data[start] << 8) | data[start + 1]
-            if length < LENGTH_16:
-                return 0  # non-minimal length: a finding
-            start += 2
-        if second & MASK_BIT:
-            mask_key = bytes(data[start:start + 4])  # bytes(): data may be a memoryview
-            start += 4
-        else:
-            mask_key = b""
-        stop = start + length
-        if stop > end or length > self._max_message_bytes:
-            return 0
-        compressed = first & RSV1_BIT
-        if compressed and self._inflater_lost:
-            return 0  # a "lost context" message
-        text = first & OPCODE_BITS == _TEXT
-        # Unmask what someone reads: all of a text or compressed payload, a
-        # preview of a binary one.
-        if compressed or text:
-            wanted = stop
-        else:
-            wanted = min(stop, start + self._preview_bytes)
-        payload = unmask(data[start:wanted], mask_key) if mask_key else bytes(data[start:wanted])
+        events = self._events
+        direction = self._direction
+        simple_first_bytes = self._simple_first_bytes
+        expected_mask_bit = self._expected_mask_bit
+        preview_bytes = self._preview_bytes
+        max_message_bytes = self._max_message_bytes
+        began = pos
         offset = self._offset
-        header_bytes = start - pos
-        self._offset = offset + header_bytes + length
-        if compressed:
-            inflated = self._inflate_whole(payload, offset, ts_ns, first, mask_key, length, header_bytes)
-            if inflated is None:
-                return stop - pos  # the general path took the rest
-            out, tail = inflated
-            content = out + tail if tail else out
-            payload_bytes = len(content)
-        else:
-            out, tail = payload, b""
-            content, payload_bytes = payload, length
-        frame_payload = payload[:self._preview_bytes]
-        self._frame_event(offset, ts_ns, first, mask_key, length, header_bytes, 0, frame_payload, None, "")
-        text_valid = None
-        if text:
-            # ASCII is valid UTF-8: most text never meets a decoder.
-            utf8_error = "" if content.isascii() else _utf8_problem(out, tail)
-            text_valid = not utf8_error
-            if utf8_error:
-                self._finding(ts_ns, "ws-invalid-utf8", _invalid_utf8_detail(offset, utf8_error))
-        preview = content[:self._preview_bytes] if compressed else frame_payload
-        self._message_event(ts_ns, ts_ns, offset, self._offset, first & OPCODE_BITS, 1, header_bytes,
-                            length, payload_bytes, bool(compressed), text_valid, True, preview)
-        return stop - pos
+        while end - pos >= 2:
+            first = data[pos]
+            second = data[pos + 1]
+            if first not in simple_first_bytes or second & MASK_BIT != expected_mask_bit:
+                break
+            length = second & LENGTH_BITS
+            start = pos + 2
+            if length >= LENGTH_16:
+                if length > LENGTH_16 or end - pos < 4:
+                    break  # 64-bit lengths are rare and big: the general path
+                length = (data[start] << 8) | data[start + 1]
+                if length < LENGTH_16:
+                    break  # non-minimal length: a finding
+                start += 2
+            if expected_mask_bit:
+                mask_key = bytes(data[start:start + 4])  # bytes(): data may be a memoryview
+                start += 4
+            else:
+                mask_key = b""
+            stop = start + length
+            if stop > end or length > max_message_bytes:
+                break
+            compressed = first & RSV1_BIT
+            if compressed and self._inflater_lost:
+                break  # a "lost context" message
+            opcode = first & OPCODE_BITS
+            # Unmask what someone reads: all of a text or compressed payload, a
+            # preview of a binary one.
+            wanted = stop if compressed or opcode == _TEXT else min(stop, start + preview_bytes)
+            payload = unmask(data[start:wanted], mask_key) if mask_key else bytes(data[start:wanted])
+            header_bytes = start - pos
+            frame_end = offset + header_bytes + length
+            if compressed:
+                self._offset = frame_end
+                inflated = self._inflate_whole(payload, offset, ts_ns, first, mask_key, length, header_bytes)
+                if inflated is None:
+                    return stop - began  # the general path took the rest of this frame
+                out, tail = inflated
+                content = out + tail if tail else out
+                payload_bytes = len(content)
+                preview = content[:preview_bytes]
+            else:
+                out, tail = payload, b""
+                content, payload_bytes = payload, length
+            frame_payload = payload[:preview_bytes]
+            if not compressed:
+                preview = frame_payload
+            events.append(WsFrame(direction, ts_ns, offset, True, bool(compressed), False, False, opcode,
+                                  expected_mask_bit != 0, mask_key, length, header_bytes, 0, frame_payload,
+                                  len(frame_payload) < length, None, ""))
+            text_valid = None
+            if opcode == _TEXT:
+                # ASCII is valid UTF-8: most text never meets a decoder.
+                utf8_error = "" if content.isascii() else _utf8_problem(out, tail)
+                text_valid = not utf8_error
+                if utf8_error:
+                    self._finding(ts_ns, "ws-invalid-utf8", _invalid_utf8_detail(offset, utf8_error))
+            events.append(WsMessage(direction, ts_ns, ts_ns, offset, frame_end, opcode, 1, header_bytes, length,
+                                    payload_bytes, bool(compressed), text_valid, True, preview,
+                                    len(preview) < payload_bytes))
+            offset = frame_end
+            pos = stop
+        self._offset = offset
+        return pos - began
 
     def _inflate_whole(self, payload: bytes, offset: int, ts_ns: int, first: int, mask_key: bytes,
                        length: int, header_bytes: int) -> tuple[bytes, bytes] | None:
