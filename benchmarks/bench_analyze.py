@@ -735,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{min(r.cpu for r in ok):8.2f}s {mib(max(r.rss_kib for r in ok)):>10s} "
               f"{mib(max(r.tree_pss_kib for r in ok)):>10s} {len(ok):>5d}/{len(rs)}")
     print("(peak RSS: biggest single process, exact, max over runs; tree PSS: all processes summed, sampled every 0.1 s)")
-    if len(best_wall) == 2:
+    if "inspector" in best_wall and "tshark" in best_wall:
         ratio = best_wall["tshark"] / best_wall["inspector"]
         med = (statistics.median(r.wall for r in runs["tshark"] if r.rc == 0)
                / statistics.median(r.wall for r in runs["inspector"] if r.rc == 0))
