@@ -19,6 +19,7 @@ import ipaddress
 from array import array
 from collections import Counter
 from functools import lru_cache
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ import pyarrow as pa
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets
 from inspector.analysis.payload import http_app_payload, payload_columns, ws_app_payload
-from inspector.analysis.sinks import MISSING, Codes, Hex, Seconds, TableSink, coded_text, columns_of
+from inspector.analysis.sinks import MISSING, Codes, Derived, Held, Seconds, TableSink, coded_text, columns_of, text_array
 from inspector.analysis.tables import CONNECTION_TABLES
 from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage
 from inspector.parse.connection import Kind
@@ -72,14 +73,17 @@ class ShardRows:
 
     def __init__(self) -> None:
         direction = Codes(DIRECTIONS)
-        self.http_messages = TableSink("http_messages", columns_of("http_messages", direction=direction, ts=Seconds(), end_ts=Seconds()),
-                                       chunk_rows=CHUNK_ROWS)
-        self.ws_frames = TableSink("ws_frames", columns_of("ws_frames", exclude=("opcode_name",), direction=direction, ts=Seconds(),
-                                                           mask_key=Hex(), payload_hex=Hex(" ")),
-                                   derived={"opcode_name": lambda built, held: coded_text(built["opcode"], OPCODE_LABELS)},
-                                   whole=("message_id",), chunk_rows=CHUNK_ROWS)
-        self.ws_messages = TableSink("ws_messages", columns_of("ws_messages", direction=direction, ts=Seconds(), end_ts=Seconds()),
-                                     chunk_rows=CHUNK_ROWS)
+        # The big tables: numbers packed per row, the event held for its texts and bytes
+        # (made per chunk, see _preview_texts).
+        self.http_messages = TableSink("http_messages", {**columns_of("http_messages", exclude=HTTP_TEXTS, direction=direction, ts=Seconds(), end_ts=Seconds()),
+                                                         "event": Held()},
+                                       packed=HTTP_PACKED, derived=HTTP_TEXTS, chunk_rows=CHUNK_ROWS)
+        self.ws_frames = TableSink("ws_frames", {**columns_of("ws_frames", exclude=FRAME_TEXTS, direction=direction, ts=Seconds()),
+                                                   "event": Held()},
+                                   packed=FRAME_PACKED, derived=FRAME_TEXTS, whole=("message_id",), chunk_rows=CHUNK_ROWS)
+        self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MESSAGE_TEXTS, direction=direction, ts=Seconds(), end_ts=Seconds()),
+                                                     "event": Held()},
+                                     packed=MESSAGE_PACKED, derived=MESSAGE_TEXTS, chunk_rows=CHUNK_ROWS)
         self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS)
         self.message_costs = TableSink("message_costs", columns_of("message_costs", exclude=("wire_bytes", "efficiency"), kind=Codes(KINDS),
                                                                    item=Codes(ITEMS), direction=direction, ts=Seconds()),
@@ -88,6 +92,9 @@ class ShardRows:
         self.connections = TableSink("connections", columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds()),
                                      chunk_rows=CHUNK_ROWS)
         self.sinks = {name: getattr(self, name) for name in CONNECTION_TABLES}
+        self.hold_http_message = self.http_messages.values["event"].append
+        self.hold_frame = self.ws_frames.values["event"].append
+        self.hold_message = self.ws_messages.values["event"].append
         self.events_until_check = CHECK_FULL_EVENTS
 
     def take_events(self, account: ConnectionAccount) -> None:
@@ -150,6 +157,62 @@ def payload_text(data: bytes, limit: int = PREVIEW_TEXT_CHARS) -> str:
         # ASCII bytes decode to themselves whatever follows them: the same text, without a UTF-8 decoder.
         return head.decode("ascii")
     return data[: limit * 4].decode("utf-8", errors="replace")[:limit]
+
+
+def _texts(values: list) -> pd.api.extensions.ExtensionArray:
+    return text_array(pa.array(values, pa.large_string()))
+
+
+def _preview_texts(payloads: list, limit: int) -> pd.api.extensions.ExtensionArray:
+    """payload_text of every payload, for a chunk: Arrow takes the first `limit` bytes
+    as the text where they are ASCII (most are), the others are decoded one by one."""
+    heads = [payload[:limit] for payload in payloads]
+    if not b"".join(heads).isascii():
+        for row, head in enumerate(heads):
+            if not head.isascii():
+                heads[row] = payload_text(payloads[row], limit).encode()
+    return text_array(pa.array(heads, pa.large_binary()).cast(pa.large_string()))
+
+
+def _of_requests(name: str) -> Derived:
+    get = attrgetter(name)
+    return lambda built, held: _texts([get(event) if type(event) is HttpRequest else None for event in held["event"]])
+
+
+def _of_events(name: str) -> Derived:
+    get = attrgetter(name)
+    return lambda built, held: _texts(list(map(get, held["event"])))
+
+
+def _close_reasons(built: dict, held: dict) -> pd.api.extensions.ExtensionArray:
+    return _texts([event.close_reason if event.opcode == 8 else None for event in held["event"]])
+
+
+# Number columns of the big tables, in the order their rows pack them.
+HTTP_PACKED = ("conn_id", "exchange_id", "direction", "ts", "end_ts", "status", "header_bytes", "body_bytes", "body_wire_bytes",
+               "chunk_framing_bytes", "missing_bytes", "decompressed_bytes", "complete", "offset")
+HTTP_TEXTS: dict[str, Derived] = {
+    "method": _of_requests("method"),
+    "target": _of_requests("target"),
+    "reason": lambda built, held: _texts([None if type(event) is HttpRequest else event.reason for event in held["event"]]),
+    "version": _of_events("version"),
+    "content_encoding": _of_events("content_encoding"),
+    "body_text": lambda built, held: _preview_texts([event.body_preview for event in held["event"]], PREVIEW_TEXT_CHARS),
+}
+FRAME_PACKED = ("conn_id", "frame_id", "direction", "ts", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "payload_length",
+                "header_bytes", "missing_bytes", "close_code", "offset")
+FRAME_TEXTS: dict[str, Derived] = {
+    "opcode_name": lambda built, held: coded_text(built["opcode"], OPCODE_LABELS),
+    "mask_key": lambda built, held: _texts([event.mask_key.hex() for event in held["event"]]),
+    "close_reason": _close_reasons,
+    "payload_text": lambda built, held: _preview_texts([event.payload for event in held["event"]], FRAME_PREVIEW_TEXT_CHARS),
+    "payload_hex": lambda built, held: _texts([event.payload[:PREVIEW_HEX_BYTES].hex(" ") for event in held["event"]]),
+}
+MESSAGE_PACKED = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
+                  "payload_bytes", "compressed", "text_valid", "complete")
+MESSAGE_TEXTS: dict[str, Derived] = {
+    "payload_text": lambda built, held: _preview_texts([event.payload for event in held["event"]], PREVIEW_TEXT_CHARS),
+}
 
 
 class _Items:
@@ -273,16 +336,10 @@ class _ConnectionRows:
         self._connection_row(self.handshake)
 
     def _http_message(self, message: HttpRequest | HttpResponse) -> None:
-        (conn_id, exchange_id, direction, ts, end_ts, method, target, status, reason, version, header_bytes, body_bytes,
-         body_wire_bytes, chunk_framing_bytes, missing_bytes, content_encoding, decompressed_bytes, complete, offset,
-         body_text) = self.sinks.http_messages.appends
         if type(message) is HttpRequest:
             exchange = self.http_requests
             self.http_requests = exchange + 1
-            method(message.method)
-            target(message.target)
-            status(MISSING)
-            reason(None)
+            code = MISSING
             upgrade = False
         else:
             exchange = self.final_responses
@@ -290,33 +347,18 @@ class _ConnectionRows:
             code = message.status
             if not (100 <= code < 200) or code == 101:
                 self.final_responses = exchange + 1
-            method(None)
-            target(None)
-            status(code)
-            reason(message.reason)
             upgrade = code == 101
-        conn_id(self.conn_id)
-        exchange_id(exchange)
-        direction(message.direction)
-        ts(message.ts_ns)
-        end_ts(message.end_ts_ns)
-        version(message.version)
         header = message.header_bytes
-        header_bytes(header)
-        body_bytes(message.body_bytes)
         wire = message.body_wire_bytes
-        body_wire_bytes(wire)
         framing = message.chunk_framing_bytes
-        chunk_framing_bytes(framing)
         missing = message.missing_bytes
-        missing_bytes(missing)
-        content_encoding(message.content_encoding)
-        decompressed = message.decompressed_bytes
-        decompressed_bytes(MISSING if decompressed is None else decompressed)
-        complete(message.complete)
         start = message.offset
-        offset(start)
-        body_text(payload_text(message.body_preview))
+        decompressed = message.decompressed_bytes
+        sink = self.sinks.http_messages
+        sink.rows += sink.pack(self.conn_id, exchange, message.direction, message.ts_ns, message.end_ts_ns, code, header,
+                               message.body_bytes, wire, framing, missing, MISSING if decompressed is None else decompressed,
+                               message.complete, start)
+        self.sinks.hold_http_message(message)
 
         items = self.items
         item = self.item_of_exchange.get(exchange)
@@ -350,45 +392,26 @@ class _ConnectionRows:
         frame_id = self.frame_count
         self.frame_count = frame_id + 1
         row = len(self.message_ids)
-        (conn_id, frame_ids, message_id, direction, ts, fin, rsv1, rsv2, rsv3, opcode, masked, mask_key, payload_length,
-         header_bytes, missing_bytes, close_code, close_reason, offset, payload_text_, payload_hex) = self.sinks.ws_frames.appends
-        conn_id(self.conn_id)
-        frame_ids(frame_id)
-        message_id(MISSING)  # set when its message is complete
+        self.message_ids.append(MISSING)  # set when its message is complete
         side = frame.direction
-        direction(side)
-        ts(frame.ts_ns)
-        fin(frame.fin)
-        rsv1(frame.rsv1)
-        rsv2(frame.rsv2)
-        rsv3(frame.rsv3)
         code = frame.opcode
-        opcode(code)
-        masked(frame.masked)
-        mask_key(frame.mask_key)
         length = frame.payload_length
-        payload_length(length)
         header = frame.header_bytes
-        header_bytes(header)
         missing = frame.missing_bytes
-        missing_bytes(missing)
         start = frame.offset
-        offset(start)
-        payload = frame.payload
-        payload_text_(payload_text(payload, FRAME_PREVIEW_TEXT_CHARS))
-        payload_hex(payload[:PREVIEW_HEX_BYTES])
+        close = frame.close_code
+        sink = self.sinks.ws_frames
+        sink.rows += sink.pack(self.conn_id, frame_id, side, frame.ts_ns, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3, code,
+                               frame.masked, length, header, missing, MISSING if close is None else close, start)
+        self.sinks.hold_frame(frame)
         self.ws_frame_header_bytes += header
         if code >= 0x8:  # control
-            close_code(MISSING if frame.close_code is None else frame.close_code)
-            close_reason(frame.close_reason if code == 8 else None)
             self.ws_control_payload_bytes += length - missing
             items = self.items
             items.header[ITEM_WS_CONTROL] += header
             items.payload[ITEM_WS_CONTROL] += length - missing
             self.spans_of[side].add(start, start + header + length, ITEM_WS_CONTROL)
         else:
-            close_code(MISSING if frame.close_code is None else frame.close_code)
-            close_reason(None)
             self.ws_data_payload_bytes += length - missing
             starts_compressed = FRAME_CONTINUES if code == 0 else int(self.deflate and frame.rsv1)
             older = self.newest_frame[side]
@@ -410,24 +433,13 @@ class _ConnectionRows:
         items.app_payload[item] = size
         items.undecoded[item] = undecoded
         items.payload_messages[item] = int(carries)
-        (conn_id, message_ids, direction, ts, end_ts, opcode, frames, header_bytes, wire_payload_bytes, payload_bytes,
-         compressed, text_valid, complete, payload_text_) = self.sinks.ws_messages.appends
-        conn_id(self.conn_id)
-        message_ids(message_id)
-        direction(side)
-        ts(message.ts_ns)
-        end_ts(message.end_ts_ns)
-        opcode(message.opcode)
-        frames(message.frames)
-        header_bytes(message.header_bytes)
-        wire_payload_bytes(message.wire_payload_bytes)
         decoded = message.payload_bytes
-        payload_bytes(MISSING if decoded is None else decoded)
-        compressed(message.compressed)
         valid = message.text_valid
-        text_valid(MISSING if valid is None else valid)
-        complete(message.complete)
-        payload_text_(payload_text(message.payload))
+        sink = self.sinks.ws_messages
+        sink.rows += sink.pack(self.conn_id, message_id, side, message.ts_ns, message.end_ts_ns, message.opcode, message.frames,
+                               message.header_bytes, message.wire_payload_bytes, MISSING if decoded is None else decoded,
+                               message.compressed, MISSING if valid is None else valid, message.complete)
+        self.sinks.hold_message(message)
 
     def _take_pending(self, direction: Direction, count: int, item: int, message_id: int = MISSING) -> tuple[int, int]:
         """Give the first `count` (or fewer) waiting data frames to `item` and
