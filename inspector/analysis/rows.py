@@ -16,6 +16,7 @@ connection (stably) when it merges workers.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from array import array
 from collections import Counter
 from functools import lru_cache
@@ -215,47 +216,31 @@ MESSAGE_TEXTS: dict[str, Derived] = {
 }
 
 
-class _Items:
-    """What each message of a connection carries (setup, teardown, ... first), as arrays:
-    what it is (an ITEMS code), its number and direction (a DIRECTIONS code), header and
-    payload bytes as sent, application payload (decoded) and how much of it is counted as
-    sent because its decoded size is unknown."""
+# What each message of a connection carries (setup, teardown, ... first), one flat
+# record of ITEM_FIELDS numbers each in one array: what it is (an ITEMS code), its
+# number and direction (a DIRECTIONS code), header and payload bytes as sent,
+# application payload (decoded), how much of it is counted as sent because its decoded
+# size is unknown, and the messages with payload.  A record is added with one struct call.
+ITEM_FIELDS = ("item", "item_index", "direction", "ts", "app_header_bytes", "wire_payload_bytes", "app_payload_bytes",
+               "undecoded_payload_bytes", "payload_messages")
+I_CODE, I_INDEX, I_DIRECTION, I_TS, I_HEADER, I_PAYLOAD, I_APP, I_UNDECODED, I_MESSAGES = range(len(ITEM_FIELDS))
+ITEM_SIZE = len(ITEM_FIELDS)
+_pack_item = struct.Struct(f"<{ITEM_SIZE}q").pack
 
-    __slots__ = ("codes", "indexes", "directions", "ts_ns", "header", "payload", "app_payload", "undecoded", "payload_messages")
 
-    def __init__(self, start_ns: int) -> None:
-        self.codes = array("b", range(4))  # ITEM_SETUP .. ITEM_UNATTRIBUTED
-        self.indexes = array("q", [-1]) * 4
-        self.directions = array("b", [NO_DIRECTION]) * 4
-        self.ts_ns = array("q", [start_ns]) * 4
-        self.header = array("q", [0]) * 4
-        self.payload = array("q", [0]) * 4
-        self.app_payload = array("q", [0]) * 4
-        self.undecoded = array("q", [0]) * 4
-        self.payload_messages = array("q", [0]) * 4
+def _new_items(start_ns: int) -> array:
+    items = array("q")
+    for code in (ITEM_SETUP, ITEM_TEARDOWN, ITEM_WS_CONTROL, ITEM_UNATTRIBUTED):
+        items.frombytes(_pack_item(code, -1, NO_DIRECTION, start_ns, 0, 0, 0, 0, 0))
+    return items
 
-    def __len__(self) -> int:
-        return len(self.codes)
 
-    def add(self, code: int, index: int, direction: int, ts_ns: int, header: int = 0, payload: int = 0,
-            app_payload: int = 0, undecoded: int = 0, payload_messages: int = 0) -> int:
-        self.codes.append(code)
-        self.indexes.append(index)
-        self.directions.append(direction)
-        self.ts_ns.append(ts_ns)
-        self.header.append(header)
-        self.payload.append(payload)
-        self.app_payload.append(app_payload)
-        self.undecoded.append(undecoded)
-        self.payload_messages.append(payload_messages)
-        return len(self.codes) - 1
-
-    def merge_into(self, item: int, target: int) -> None:
-        """`item` turned out to be part of `target` (its work is not counted)."""
-        for column in (self.header, self.payload, self.app_payload, self.undecoded):
-            column[target] += column[item]
-            column[item] = 0
-        self.codes[item] = MERGED
+def _merge_item(items: array, item: int, target: int) -> None:
+    """`item` turned out to be part of `target` (its work is not counted)."""
+    for field in (I_HEADER, I_PAYLOAD, I_APP, I_UNDECODED):
+        items[target * ITEM_SIZE + field] += items[item * ITEM_SIZE + field]
+        items[item * ITEM_SIZE + field] = 0
+    items[item * ITEM_SIZE + I_CODE] = MERGED
 
 
 class _ConnectionRows:
@@ -278,7 +263,7 @@ class _ConnectionRows:
         # higher port), which is before its last rows are made.
         self.client_side: int = self.conn.client_side
         self.sinks = sinks
-        self.items = _Items(account.start_ns)
+        self.items = _new_items(account.start_ns)
         self.spans = (Spans(), Spans())  # by side
         self.spans_of = (self.spans[self.client_side], self.spans[1 - self.client_side])  # by Direction
         self.http_header_bytes = self.http_chunk_framing_bytes = self.http_body_bytes = 0
@@ -323,7 +308,7 @@ class _ConnectionRows:
                 self.handshake = event
                 self.deflate = event.deflate is not None
                 if self.upgrade_item is not None:
-                    self.items.merge_into(self.upgrade_item, ITEM_SETUP)
+                    _merge_item(self.items, self.upgrade_item, ITEM_SETUP)
                     for spans in self.spans:
                         spans.relabel(self.upgrade_item, ITEM_SETUP)
 
@@ -361,18 +346,22 @@ class _ConnectionRows:
         self.sinks.hold_http_message(message)
 
         items = self.items
-        item = self.item_of_exchange.get(exchange)
-        if item is None:
-            item = self.item_of_exchange[exchange] = items.add(ITEM_EXCHANGE, exchange, Direction.CLIENT, message.ts_ns)
-            self._forget_done_exchanges()
         body = wire - framing - missing
         size, undecoded, carries = http_app_payload(message, body)
-        if carries:
-            items.payload_messages[item] += 1  # a request or response with a body: work done
-        items.header[item] += header + framing
-        items.payload[item] += body
-        items.app_payload[item] += size
-        items.undecoded[item] += undecoded
+        item = self.item_of_exchange.get(exchange)
+        if item is None:
+            # carries: a request or response with a body, work done
+            item = self.item_of_exchange[exchange] = len(items) // ITEM_SIZE
+            items.frombytes(_pack_item(ITEM_EXCHANGE, exchange, Direction.CLIENT, message.ts_ns, header + framing, body, size,
+                                       undecoded, carries))
+            self._forget_done_exchanges()
+        else:
+            base = item * ITEM_SIZE
+            items[base + I_HEADER] += header + framing
+            items[base + I_PAYLOAD] += body
+            items[base + I_APP] += size
+            items[base + I_UNDECODED] += undecoded
+            items[base + I_MESSAGES] += carries
         self.http_header_bytes += header
         self.http_chunk_framing_bytes += framing
         self.http_body_bytes += body
@@ -408,8 +397,8 @@ class _ConnectionRows:
         if code >= 0x8:  # control
             self.ws_control_payload_bytes += length - missing
             items = self.items
-            items.header[ITEM_WS_CONTROL] += header
-            items.payload[ITEM_WS_CONTROL] += length - missing
+            items[ITEM_WS_CONTROL * ITEM_SIZE + I_HEADER] += header
+            items[ITEM_WS_CONTROL * ITEM_SIZE + I_PAYLOAD] += length - missing
             self.spans_of[side].add(start, start + header + length, ITEM_WS_CONTROL)
         else:
             self.ws_data_payload_bytes += length - missing
@@ -424,15 +413,20 @@ class _ConnectionRows:
         self.ws_message_count = message_id + 1
         side = message.direction
         items = self.items
-        item = items.add(ITEM_WS_MESSAGE, message_id, side, message.ts_ns)
+        item = len(items) // ITEM_SIZE
         # The message's frames are the oldest data frames of its direction still waiting.
-        header, payload = self._take_pending(side, message.frames, item, message_id)
+        newest = self.newest_frame[side]
+        if not self.pending_frames[side] and newest is not None and message.frames > 0:
+            # The common case (a message of one frame): only the newest frame waits.
+            row, start, header, length, missing, _starts_compressed = newest
+            self.message_ids[row] = message_id
+            self.spans_of[side].add(start, start + header + length, item)
+            payload = length - missing
+            self.newest_frame[side] = None
+        else:
+            header, payload = self._take_pending(side, message.frames, item, message_id)
         size, undecoded, carries = ws_app_payload(message, payload)
-        items.header[item] = header
-        items.payload[item] = payload
-        items.app_payload[item] = size
-        items.undecoded[item] = undecoded
-        items.payload_messages[item] = int(carries)
+        items.frombytes(_pack_item(ITEM_WS_MESSAGE, message_id, side, message.ts_ns, header, payload, size, undecoded, carries))
         decoded = message.payload_bytes
         valid = message.text_valid
         sink = self.sinks.ws_messages
@@ -483,8 +477,8 @@ class _ConnectionRows:
             records = pending[head:] + array("q", newest or ())
             self._add_unfinished_app_payload(records)
             header, payload = self._take_pending(direction, len(records) // FRAME_RECORD, ITEM_UNATTRIBUTED)
-            self.items.header[ITEM_UNATTRIBUTED] += header
-            self.items.payload[ITEM_UNATTRIBUTED] += payload
+            self.items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += header
+            self.items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_PAYLOAD] += payload
 
     def _add_unfinished_app_payload(self, records: array) -> None:
         compressed = False
@@ -494,8 +488,8 @@ class _ConnectionRows:
             if starts_compressed != FRAME_CONTINUES:  # a message's first frame says whether it is compressed
                 compressed = bool(starts_compressed)
             sent = length - missing
-            items.app_payload[ITEM_UNATTRIBUTED] += sent
-            items.undecoded[ITEM_UNATTRIBUTED] += sent if compressed else 0
+            items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_APP] += sent
+            items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_UNDECODED] += sent if compressed else 0
 
     def _finding(self, finding: Finding) -> None:
         """List a finding, or only count it once its rule has enough listed."""
@@ -555,20 +549,19 @@ class _ConnectionRows:
         """One message_costs row per item, written column by column; rows that are
         not shown (merged, or carrying nothing) are dropped with the chunk."""
         items = self.items
-        items.ts_ns[ITEM_TEARDOWN] = self.account.end_ns  # the connection's last moment
-        count = len(items)
+        items[ITEM_TEARDOWN * ITEM_SIZE + I_TS] = self.account.end_ns  # the connection's last moment
+        count = len(items) // ITEM_SIZE
         transport, acks = attribute_packets(self.account, self.spans, count)
-        items.header[ITEM_UNATTRIBUTED] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
-        self.setup_bytes, self.teardown_bytes = (items.header[index] + items.payload[index] + transport[index] + acks[index]
-                                                 for index in (ITEM_SETUP, ITEM_TEARDOWN))
+        items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
+        self.setup_bytes, self.teardown_bytes = (items[index * ITEM_SIZE + I_HEADER] + items[index * ITEM_SIZE + I_PAYLOAD]
+                                                 + transport[index] + acks[index] for index in (ITEM_SETUP, ITEM_TEARDOWN))
         columns = self.sinks.message_costs.values
         columns["conn_id"].extend([self.conn_id] * count)
         columns["kind"].extend([KINDS.index(self._kind())] * count)
-        for column, values in (("item", items.codes), ("item_index", items.indexes), ("direction", items.directions),
-                               ("ts", items.ts_ns), ("app_header_bytes", items.header), ("wire_payload_bytes", items.payload),
-                               ("transport_bytes", transport), ("ack_bytes", acks), ("app_payload_bytes", items.app_payload),
-                               ("undecoded_payload_bytes", items.undecoded), ("payload_messages", items.payload_messages)):
-            columns[column].extend(values)
+        for field, column in enumerate(ITEM_FIELDS):
+            columns[column].extend(items[field::ITEM_SIZE])
+        columns["transport_bytes"].extend(transport)
+        columns["ack_bytes"].extend(acks)
 
     def _kind(self) -> str:
         if self.conn.kind == Kind.WEBSOCKET:
@@ -583,7 +576,7 @@ class _ConnectionRows:
         server = account.endpoints[1 - self.client_side]
         sent = self.http_body_bytes + self.ws_data_payload_bytes
         # merge_into emptied the merged items: every item's bytes count once
-        app, undecoded = sum(self.items.app_payload), sum(self.items.undecoded)
+        app, undecoded = sum(self.items[I_APP::ITEM_SIZE]), sum(self.items[I_UNDECODED::ITEM_SIZE])
         self.sinks.connections.append_row({
             "conn_id": self.conn_id,
             "capture": account.capture,
