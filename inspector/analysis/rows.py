@@ -25,6 +25,7 @@ from operator import attrgetter
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets
@@ -75,7 +76,7 @@ class ShardRows:
     def __init__(self) -> None:
         direction = Codes(DIRECTIONS)
         # The big tables: numbers packed per row, the event held for its texts and bytes
-        # (made per chunk, see _preview_texts).
+        # (made per chunk, see preview_texts).
         self.http_messages = TableSink("http_messages", {**columns_of("http_messages", exclude=HTTP_TEXTS, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                          "event": Held()},
                                        packed=HTTP_PACKED, derived=HTTP_TEXTS, chunk_rows=CHUNK_ROWS)
@@ -164,7 +165,7 @@ def _texts(values: list) -> pd.api.extensions.ExtensionArray:
     return text_array(pa.array(values, pa.large_string()))
 
 
-def _preview_texts(payloads: list, limit: int) -> pd.api.extensions.ExtensionArray:
+def preview_texts(payloads: list, limit: int) -> pd.api.extensions.ExtensionArray:
     """payload_text of every payload, for a chunk: Arrow takes the first `limit` bytes
     as the text where they are ASCII (most are), the others are decoded one by one."""
     heads = [payload[:limit] for payload in payloads]
@@ -173,6 +174,24 @@ def _preview_texts(payloads: list, limit: int) -> pd.api.extensions.ExtensionArr
             if not head.isascii():
                 heads[row] = payload_text(payloads[row], limit).encode()
     return text_array(pa.array(heads, pa.large_binary()).cast(pa.large_string()))
+
+
+# Each byte's two hex digits, after a space (for a separator) or alone.
+_HEX_DIGITS = {width: np.array([list(f"{byte:02x}".rjust(width).encode()) for byte in range(256)], dtype=np.uint8) for width in (2, 3)}
+
+
+def hex_texts(values: list, separator: bool = False) -> pd.api.extensions.ExtensionArray:
+    """`value.hex(" " if separator else "")` of every value, for a chunk: the digits of all
+    bytes at once from a table; with a separator each byte is " xx" and the text's first
+    space is trimmed."""
+    width = 3 if separator else 2
+    digits = _HEX_DIGITS[width][np.frombuffer(b"".join(values), dtype=np.uint8)]
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)) * width, out=offsets[1:])
+    texts = pa.Array.from_buffers(pa.large_string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())])
+    if separator:
+        texts = pc.utf8_ltrim(texts, characters=" ")
+    return text_array(texts)
 
 
 def _of_requests(name: str) -> Derived:
@@ -198,21 +217,21 @@ HTTP_TEXTS: dict[str, Derived] = {
     "reason": lambda built, held: _texts([None if type(event) is HttpRequest else event.reason for event in held["event"]]),
     "version": _of_events("version"),
     "content_encoding": _of_events("content_encoding"),
-    "body_text": lambda built, held: _preview_texts([event.body_preview for event in held["event"]], PREVIEW_TEXT_CHARS),
+    "body_text": lambda built, held: preview_texts([event.body_preview for event in held["event"]], PREVIEW_TEXT_CHARS),
 }
 FRAME_PACKED = ("conn_id", "frame_id", "direction", "ts", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "payload_length",
                 "header_bytes", "missing_bytes", "close_code", "offset")
 FRAME_TEXTS: dict[str, Derived] = {
     "opcode_name": lambda built, held: coded_text(built["opcode"], OPCODE_LABELS),
-    "mask_key": lambda built, held: _texts([event.mask_key.hex() for event in held["event"]]),
+    "mask_key": lambda built, held: hex_texts([event.mask_key for event in held["event"]]),
     "close_reason": _close_reasons,
-    "payload_text": lambda built, held: _preview_texts([event.payload for event in held["event"]], FRAME_PREVIEW_TEXT_CHARS),
-    "payload_hex": lambda built, held: _texts([event.payload[:PREVIEW_HEX_BYTES].hex(" ") for event in held["event"]]),
+    "payload_text": lambda built, held: preview_texts([event.payload for event in held["event"]], FRAME_PREVIEW_TEXT_CHARS),
+    "payload_hex": lambda built, held: hex_texts([event.payload[:PREVIEW_HEX_BYTES] for event in held["event"]], separator=True),
 }
 MESSAGE_PACKED = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
                   "payload_bytes", "compressed", "text_valid", "complete")
 MESSAGE_TEXTS: dict[str, Derived] = {
-    "payload_text": lambda built, held: _preview_texts([event.payload for event in held["event"]], PREVIEW_TEXT_CHARS),
+    "payload_text": lambda built, held: preview_texts([event.payload for event in held["event"]], PREVIEW_TEXT_CHARS),
 }
 
 
@@ -354,7 +373,8 @@ class _ConnectionRows:
             item = self.item_of_exchange[exchange] = len(items) // ITEM_SIZE
             items.frombytes(_pack_item(ITEM_EXCHANGE, exchange, Direction.CLIENT, message.ts_ns, header + framing, body, size,
                                        undecoded, carries))
-            self._forget_done_exchanges()
+            if len(self.item_of_exchange) > self.prune_exchanges_at:
+                self._forget_done_exchanges()
         else:
             base = item * ITEM_SIZE
             items[base + I_HEADER] += header + framing
@@ -372,10 +392,9 @@ class _ConnectionRows:
     def _forget_done_exchanges(self) -> None:
         # Later messages belong to exchanges from min(requests, responses) on.
         # Pruned each time the map doubles: linear even when nothing can go.
-        if len(self.item_of_exchange) > self.prune_exchanges_at:
-            first_open = min(self.http_requests, self.final_responses)
-            self.item_of_exchange = {x: i for x, i in self.item_of_exchange.items() if x >= first_open}
-            self.prune_exchanges_at = max(64, 2 * len(self.item_of_exchange))
+        first_open = min(self.http_requests, self.final_responses)
+        self.item_of_exchange = {x: i for x, i in self.item_of_exchange.items() if x >= first_open}
+        self.prune_exchanges_at = max(64, 2 * len(self.item_of_exchange))
 
     def _ws_frame(self, frame: WsFrame) -> None:
         frame_id = self.frame_count
