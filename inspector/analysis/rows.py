@@ -105,11 +105,17 @@ class ShardRows:
         if events:
             if account.rows is None:
                 account.rows = _ConnectionRows(account, self)
-            account.rows.add_events(events)
-            self.events_until_check -= len(events)
+            count = len(events)
+            if count < self.events_until_check:
+                account.rows.add_events(events)
+                self.events_until_check -= count
+            else:
+                # Sinks hold the events their rows' texts are made of until the chunk is made:
+                # a packet of thousands of small frames is written a slice at a time.
+                for start in range(0, count, CHECK_FULL_EVENTS):
+                    account.rows.add_events(events[start:start + CHECK_FULL_EVENTS])
+                    self._flush_full()
             events.clear()
-            if self.events_until_check <= 0:
-                self._flush_full()
 
     def finish(self, account: ConnectionAccount) -> None:
         """Write the rest of the rows of a connection that is over."""
@@ -189,9 +195,9 @@ def hex_texts(values: list, separator: bool = False) -> pd.api.extensions.Extens
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)) * width, out=offsets[1:])
     texts = pa.Array.from_buffers(pa.large_string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())])
-    if separator:
-        texts = pc.utf8_ltrim(texts, characters=" ")
-    return text_array(texts)
+    # Trimmed also without a separator (digits are never spaces): the text then lives in
+    # Arrow's memory, as pa.array would put it, and the numpy buffers go.
+    return text_array(pc.utf8_ltrim(texts, characters=" "))
 
 
 def _of_requests(name: str) -> Derived:
