@@ -24,6 +24,8 @@ ITEM_SETUP = 0
 ITEM_TEARDOWN = 1
 ITEM_WS_CONTROL = 2
 ITEM_UNATTRIBUTED = 3
+# Below every stream offset: before the first packet nothing is covered.
+NOTHING_COVERED = -(1 << 62)
 
 
 class Spans:
@@ -134,20 +136,24 @@ def _spread(out: array, segments: _Segments, packets: list[tuple[int, int, int]]
     packets.sort()
     starts, owners = segments.starts, segments.owners
     last = len(starts) - 1
-    covered_until = None
+    covered_until = NOTHING_COVERED
     first = 0  # the segment where the last packet's new bytes started: they never go back
     for x0, x1, weight in packets:
         # Clip each packet to the bytes no earlier packet covered; a packet
         # wholly covered (a pure retransmission) goes to where it starts.
-        a = x0 if covered_until is None or x0 >= covered_until else covered_until
+        a = x0 if x0 >= covered_until else covered_until
         if x1 <= a:
             out[segments.owner_at(x0)] += weight
             continue
         covered_until = x1
         while first < last and starts[first + 1] <= a:
             first += 1
-        index = first
         density = weight / (x1 - a)
+        if first == last or x1 <= starts[first + 1]:
+            # The common case: the new bytes lie in one segment (the same sum as below).
+            out[owners[first]] += density * (x1 - a)
+            continue
+        index = first
         while a < x1:
             end = starts[index + 1] if index < last else x1
             piece_end = end if end < x1 else x1

@@ -16,18 +16,21 @@ connection (stably) when it merges workers.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from array import array
 from collections import Counter
 from functools import lru_cache
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets
 from inspector.analysis.payload import http_app_payload, payload_columns, ws_app_payload
-from inspector.analysis.sinks import MISSING, Codes, Hex, Seconds, TableSink, coded_text, columns_of
+from inspector.analysis.sinks import MISSING, Codes, Derived, Held, Seconds, TableSink, coded_text, columns_of, text_array
 from inspector.analysis.tables import CONNECTION_TABLES
 from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage
 from inspector.parse.connection import Kind
@@ -72,14 +75,17 @@ class ShardRows:
 
     def __init__(self) -> None:
         direction = Codes(DIRECTIONS)
-        self.http_messages = TableSink("http_messages", columns_of("http_messages", direction=direction, ts=Seconds(), end_ts=Seconds()),
-                                       chunk_rows=CHUNK_ROWS)
-        self.ws_frames = TableSink("ws_frames", columns_of("ws_frames", exclude=("opcode_name",), direction=direction, ts=Seconds(),
-                                                           mask_key=Hex(), payload_hex=Hex(" ")),
-                                   derived={"opcode_name": lambda built, held: coded_text(built["opcode"], OPCODE_LABELS)},
-                                   whole=("message_id",), chunk_rows=CHUNK_ROWS)
-        self.ws_messages = TableSink("ws_messages", columns_of("ws_messages", direction=direction, ts=Seconds(), end_ts=Seconds()),
-                                     chunk_rows=CHUNK_ROWS)
+        # The big tables: numbers packed per row, the event held for its texts and bytes
+        # (made per chunk, see preview_texts).
+        self.http_messages = TableSink("http_messages", {**columns_of("http_messages", exclude=HTTP_TEXTS, direction=direction, ts=Seconds(), end_ts=Seconds()),
+                                                         "event": Held()},
+                                       packed=HTTP_PACKED, derived=HTTP_TEXTS, chunk_rows=CHUNK_ROWS)
+        self.ws_frames = TableSink("ws_frames", {**columns_of("ws_frames", exclude=FRAME_TEXTS, direction=direction, ts=Seconds()),
+                                                   "event": Held()},
+                                   packed=FRAME_PACKED, derived=FRAME_TEXTS, whole=("message_id",), chunk_rows=CHUNK_ROWS)
+        self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MESSAGE_TEXTS, direction=direction, ts=Seconds(), end_ts=Seconds()),
+                                                     "event": Held()},
+                                     packed=MESSAGE_PACKED, derived=MESSAGE_TEXTS, chunk_rows=CHUNK_ROWS)
         self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS)
         self.message_costs = TableSink("message_costs", columns_of("message_costs", exclude=("wire_bytes", "efficiency"), kind=Codes(KINDS),
                                                                    item=Codes(ITEMS), direction=direction, ts=Seconds()),
@@ -88,6 +94,9 @@ class ShardRows:
         self.connections = TableSink("connections", columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds()),
                                      chunk_rows=CHUNK_ROWS)
         self.sinks = {name: getattr(self, name) for name in CONNECTION_TABLES}
+        self.hold_http_message = self.http_messages.values["event"].append
+        self.hold_frame = self.ws_frames.values["event"].append
+        self.hold_message = self.ws_messages.values["event"].append
         self.events_until_check = CHECK_FULL_EVENTS
 
     def take_events(self, account: ConnectionAccount) -> None:
@@ -96,11 +105,17 @@ class ShardRows:
         if events:
             if account.rows is None:
                 account.rows = _ConnectionRows(account, self)
-            account.rows.add_events(events)
-            self.events_until_check -= len(events)
+            count = len(events)
+            if count < self.events_until_check:
+                account.rows.add_events(events)
+                self.events_until_check -= count
+            else:
+                # Sinks hold the events their rows' texts are made of until the chunk is made:
+                # a packet of thousands of small frames is written a slice at a time.
+                for start in range(0, count, CHECK_FULL_EVENTS):
+                    account.rows.add_events(events[start:start + CHECK_FULL_EVENTS])
+                    self._flush_full()
             events.clear()
-            if self.events_until_check <= 0:
-                self._flush_full()
 
     def finish(self, account: ConnectionAccount) -> None:
         """Write the rest of the rows of a connection that is over."""
@@ -152,47 +167,105 @@ def payload_text(data: bytes, limit: int = PREVIEW_TEXT_CHARS) -> str:
     return data[: limit * 4].decode("utf-8", errors="replace")[:limit]
 
 
-class _Items:
-    """What each message of a connection carries (setup, teardown, ... first), as arrays:
-    what it is (an ITEMS code), its number and direction (a DIRECTIONS code), header and
-    payload bytes as sent, application payload (decoded) and how much of it is counted as
-    sent because its decoded size is unknown."""
+def _texts(values: list) -> pd.api.extensions.ExtensionArray:
+    return text_array(pa.array(values, pa.large_string()))
 
-    __slots__ = ("codes", "indexes", "directions", "ts_ns", "header", "payload", "app_payload", "undecoded", "payload_messages")
 
-    def __init__(self, start_ns: int) -> None:
-        self.codes = array("b", range(4))  # ITEM_SETUP .. ITEM_UNATTRIBUTED
-        self.indexes = array("q", [-1]) * 4
-        self.directions = array("b", [NO_DIRECTION]) * 4
-        self.ts_ns = array("q", [start_ns]) * 4
-        self.header = array("q", [0]) * 4
-        self.payload = array("q", [0]) * 4
-        self.app_payload = array("q", [0]) * 4
-        self.undecoded = array("q", [0]) * 4
-        self.payload_messages = array("q", [0]) * 4
+def preview_texts(payloads: list, limit: int) -> pd.api.extensions.ExtensionArray:
+    """payload_text of every payload, for a chunk: Arrow takes the first `limit` bytes
+    as the text where they are ASCII (most are), the others are decoded one by one."""
+    heads = [payload[:limit] for payload in payloads]
+    if not b"".join(heads).isascii():
+        for row, head in enumerate(heads):
+            if not head.isascii():
+                heads[row] = payload_text(payloads[row], limit).encode()
+    return text_array(pa.array(heads, pa.large_binary()).cast(pa.large_string()))
 
-    def __len__(self) -> int:
-        return len(self.codes)
 
-    def add(self, code: int, index: int, direction: int, ts_ns: int, header: int = 0, payload: int = 0,
-            app_payload: int = 0, undecoded: int = 0, payload_messages: int = 0) -> int:
-        self.codes.append(code)
-        self.indexes.append(index)
-        self.directions.append(direction)
-        self.ts_ns.append(ts_ns)
-        self.header.append(header)
-        self.payload.append(payload)
-        self.app_payload.append(app_payload)
-        self.undecoded.append(undecoded)
-        self.payload_messages.append(payload_messages)
-        return len(self.codes) - 1
+# Each byte's two hex digits, after a space (for a separator) or alone.
+_HEX_DIGITS = {width: np.array([list(f"{byte:02x}".rjust(width).encode()) for byte in range(256)], dtype=np.uint8) for width in (2, 3)}
 
-    def merge_into(self, item: int, target: int) -> None:
-        """`item` turned out to be part of `target` (its work is not counted)."""
-        for column in (self.header, self.payload, self.app_payload, self.undecoded):
-            column[target] += column[item]
-            column[item] = 0
-        self.codes[item] = MERGED
+
+def hex_texts(values: list, separator: bool = False) -> pd.api.extensions.ExtensionArray:
+    """`value.hex(" " if separator else "")` of every value, for a chunk: the digits of all
+    bytes at once from a table; with a separator each byte is " xx" and the text's first
+    space is trimmed."""
+    width = 3 if separator else 2
+    digits = _HEX_DIGITS[width][np.frombuffer(b"".join(values), dtype=np.uint8)]
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)) * width, out=offsets[1:])
+    texts = pa.Array.from_buffers(pa.large_string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())])
+    # Trimmed also without a separator (digits are never spaces): the text then lives in
+    # Arrow's memory, as pa.array would put it, and the numpy buffers go.
+    return text_array(pc.utf8_ltrim(texts, characters=" "))
+
+
+def _of_requests(name: str) -> Derived:
+    get = attrgetter(name)
+    return lambda built, held: _texts([get(event) if type(event) is HttpRequest else None for event in held["event"]])
+
+
+def _of_events(name: str) -> Derived:
+    get = attrgetter(name)
+    return lambda built, held: _texts(list(map(get, held["event"])))
+
+
+def _close_reasons(built: dict, held: dict) -> pd.api.extensions.ExtensionArray:
+    return _texts([event.close_reason if event.opcode == 8 else None for event in held["event"]])
+
+
+# Number columns of the big tables, in the order their rows pack them.
+HTTP_PACKED = ("conn_id", "exchange_id", "direction", "ts", "end_ts", "status", "header_bytes", "body_bytes", "body_wire_bytes",
+               "chunk_framing_bytes", "missing_bytes", "decompressed_bytes", "complete", "offset")
+HTTP_TEXTS: dict[str, Derived] = {
+    "method": _of_requests("method"),
+    "target": _of_requests("target"),
+    "reason": lambda built, held: _texts([None if type(event) is HttpRequest else event.reason for event in held["event"]]),
+    "version": _of_events("version"),
+    "content_encoding": _of_events("content_encoding"),
+    "body_text": lambda built, held: preview_texts([event.body_preview for event in held["event"]], PREVIEW_TEXT_CHARS),
+}
+FRAME_PACKED = ("conn_id", "frame_id", "direction", "ts", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "payload_length",
+                "header_bytes", "missing_bytes", "close_code", "offset")
+FRAME_TEXTS: dict[str, Derived] = {
+    "opcode_name": lambda built, held: coded_text(built["opcode"], OPCODE_LABELS),
+    "mask_key": lambda built, held: hex_texts([event.mask_key for event in held["event"]]),
+    "close_reason": _close_reasons,
+    "payload_text": lambda built, held: preview_texts([event.payload for event in held["event"]], FRAME_PREVIEW_TEXT_CHARS),
+    "payload_hex": lambda built, held: hex_texts([event.payload[:PREVIEW_HEX_BYTES] for event in held["event"]], separator=True),
+}
+MESSAGE_PACKED = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
+                  "payload_bytes", "compressed", "text_valid", "complete")
+MESSAGE_TEXTS: dict[str, Derived] = {
+    "payload_text": lambda built, held: preview_texts([event.payload for event in held["event"]], PREVIEW_TEXT_CHARS),
+}
+
+
+# What each message of a connection carries (setup, teardown, ... first), one flat
+# record of ITEM_FIELDS numbers each in one array: what it is (an ITEMS code), its
+# number and direction (a DIRECTIONS code), header and payload bytes as sent,
+# application payload (decoded), how much of it is counted as sent because its decoded
+# size is unknown, and the messages with payload.  A record is added with one struct call.
+ITEM_FIELDS = ("item", "item_index", "direction", "ts", "app_header_bytes", "wire_payload_bytes", "app_payload_bytes",
+               "undecoded_payload_bytes", "payload_messages")
+I_CODE, I_INDEX, I_DIRECTION, I_TS, I_HEADER, I_PAYLOAD, I_APP, I_UNDECODED, I_MESSAGES = range(len(ITEM_FIELDS))
+ITEM_SIZE = len(ITEM_FIELDS)
+_pack_item = struct.Struct(f"<{ITEM_SIZE}q").pack
+
+
+def _new_items(start_ns: int) -> array:
+    items = array("q")
+    for code in (ITEM_SETUP, ITEM_TEARDOWN, ITEM_WS_CONTROL, ITEM_UNATTRIBUTED):
+        items.frombytes(_pack_item(code, -1, NO_DIRECTION, start_ns, 0, 0, 0, 0, 0))
+    return items
+
+
+def _merge_item(items: array, item: int, target: int) -> None:
+    """`item` turned out to be part of `target` (its work is not counted)."""
+    for field in (I_HEADER, I_PAYLOAD, I_APP, I_UNDECODED):
+        items[target * ITEM_SIZE + field] += items[item * ITEM_SIZE + field]
+        items[item * ITEM_SIZE + field] = 0
+    items[item * ITEM_SIZE + I_CODE] = MERGED
 
 
 class _ConnectionRows:
@@ -215,7 +288,7 @@ class _ConnectionRows:
         # higher port), which is before its last rows are made.
         self.client_side: int = self.conn.client_side
         self.sinks = sinks
-        self.items = _Items(account.start_ns)
+        self.items = _new_items(account.start_ns)
         self.spans = (Spans(), Spans())  # by side
         self.spans_of = (self.spans[self.client_side], self.spans[1 - self.client_side])  # by Direction
         self.http_header_bytes = self.http_chunk_framing_bytes = self.http_body_bytes = 0
@@ -260,7 +333,7 @@ class _ConnectionRows:
                 self.handshake = event
                 self.deflate = event.deflate is not None
                 if self.upgrade_item is not None:
-                    self.items.merge_into(self.upgrade_item, ITEM_SETUP)
+                    _merge_item(self.items, self.upgrade_item, ITEM_SETUP)
                     for spans in self.spans:
                         spans.relabel(self.upgrade_item, ITEM_SETUP)
 
@@ -273,16 +346,10 @@ class _ConnectionRows:
         self._connection_row(self.handshake)
 
     def _http_message(self, message: HttpRequest | HttpResponse) -> None:
-        (conn_id, exchange_id, direction, ts, end_ts, method, target, status, reason, version, header_bytes, body_bytes,
-         body_wire_bytes, chunk_framing_bytes, missing_bytes, content_encoding, decompressed_bytes, complete, offset,
-         body_text) = self.sinks.http_messages.appends
         if type(message) is HttpRequest:
             exchange = self.http_requests
             self.http_requests = exchange + 1
-            method(message.method)
-            target(message.target)
-            status(MISSING)
-            reason(None)
+            code = MISSING
             upgrade = False
         else:
             exchange = self.final_responses
@@ -290,47 +357,37 @@ class _ConnectionRows:
             code = message.status
             if not (100 <= code < 200) or code == 101:
                 self.final_responses = exchange + 1
-            method(None)
-            target(None)
-            status(code)
-            reason(message.reason)
             upgrade = code == 101
-        conn_id(self.conn_id)
-        exchange_id(exchange)
-        direction(message.direction)
-        ts(message.ts_ns)
-        end_ts(message.end_ts_ns)
-        version(message.version)
         header = message.header_bytes
-        header_bytes(header)
-        body_bytes(message.body_bytes)
         wire = message.body_wire_bytes
-        body_wire_bytes(wire)
         framing = message.chunk_framing_bytes
-        chunk_framing_bytes(framing)
         missing = message.missing_bytes
-        missing_bytes(missing)
-        content_encoding(message.content_encoding)
-        decompressed = message.decompressed_bytes
-        decompressed_bytes(MISSING if decompressed is None else decompressed)
-        complete(message.complete)
         start = message.offset
-        offset(start)
-        body_text(payload_text(message.body_preview))
+        decompressed = message.decompressed_bytes
+        sink = self.sinks.http_messages
+        sink.rows += sink.pack(self.conn_id, exchange, message.direction, message.ts_ns, message.end_ts_ns, code, header,
+                               message.body_bytes, wire, framing, missing, MISSING if decompressed is None else decompressed,
+                               message.complete, start)
+        self.sinks.hold_http_message(message)
 
         items = self.items
-        item = self.item_of_exchange.get(exchange)
-        if item is None:
-            item = self.item_of_exchange[exchange] = items.add(ITEM_EXCHANGE, exchange, Direction.CLIENT, message.ts_ns)
-            self._forget_done_exchanges()
         body = wire - framing - missing
         size, undecoded, carries = http_app_payload(message, body)
-        if carries:
-            items.payload_messages[item] += 1  # a request or response with a body: work done
-        items.header[item] += header + framing
-        items.payload[item] += body
-        items.app_payload[item] += size
-        items.undecoded[item] += undecoded
+        item = self.item_of_exchange.get(exchange)
+        if item is None:
+            # carries: a request or response with a body, work done
+            item = self.item_of_exchange[exchange] = len(items) // ITEM_SIZE
+            items.frombytes(_pack_item(ITEM_EXCHANGE, exchange, Direction.CLIENT, message.ts_ns, header + framing, body, size,
+                                       undecoded, carries))
+            if len(self.item_of_exchange) > self.prune_exchanges_at:
+                self._forget_done_exchanges()
+        else:
+            base = item * ITEM_SIZE
+            items[base + I_HEADER] += header + framing
+            items[base + I_PAYLOAD] += body
+            items[base + I_APP] += size
+            items[base + I_UNDECODED] += undecoded
+            items[base + I_MESSAGES] += carries
         self.http_header_bytes += header
         self.http_chunk_framing_bytes += framing
         self.http_body_bytes += body
@@ -341,54 +398,34 @@ class _ConnectionRows:
     def _forget_done_exchanges(self) -> None:
         # Later messages belong to exchanges from min(requests, responses) on.
         # Pruned each time the map doubles: linear even when nothing can go.
-        if len(self.item_of_exchange) > self.prune_exchanges_at:
-            first_open = min(self.http_requests, self.final_responses)
-            self.item_of_exchange = {x: i for x, i in self.item_of_exchange.items() if x >= first_open}
-            self.prune_exchanges_at = max(64, 2 * len(self.item_of_exchange))
+        first_open = min(self.http_requests, self.final_responses)
+        self.item_of_exchange = {x: i for x, i in self.item_of_exchange.items() if x >= first_open}
+        self.prune_exchanges_at = max(64, 2 * len(self.item_of_exchange))
 
     def _ws_frame(self, frame: WsFrame) -> None:
         frame_id = self.frame_count
         self.frame_count = frame_id + 1
         row = len(self.message_ids)
-        (conn_id, frame_ids, message_id, direction, ts, fin, rsv1, rsv2, rsv3, opcode, masked, mask_key, payload_length,
-         header_bytes, missing_bytes, close_code, close_reason, offset, payload_text_, payload_hex) = self.sinks.ws_frames.appends
-        conn_id(self.conn_id)
-        frame_ids(frame_id)
-        message_id(MISSING)  # set when its message is complete
+        self.message_ids.append(MISSING)  # set when its message is complete
         side = frame.direction
-        direction(side)
-        ts(frame.ts_ns)
-        fin(frame.fin)
-        rsv1(frame.rsv1)
-        rsv2(frame.rsv2)
-        rsv3(frame.rsv3)
         code = frame.opcode
-        opcode(code)
-        masked(frame.masked)
-        mask_key(frame.mask_key)
         length = frame.payload_length
-        payload_length(length)
         header = frame.header_bytes
-        header_bytes(header)
         missing = frame.missing_bytes
-        missing_bytes(missing)
         start = frame.offset
-        offset(start)
-        payload = frame.payload
-        payload_text_(payload_text(payload, FRAME_PREVIEW_TEXT_CHARS))
-        payload_hex(payload[:PREVIEW_HEX_BYTES])
+        close = frame.close_code
+        sink = self.sinks.ws_frames
+        sink.rows += sink.pack(self.conn_id, frame_id, side, frame.ts_ns, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3, code,
+                               frame.masked, length, header, missing, MISSING if close is None else close, start)
+        self.sinks.hold_frame(frame)
         self.ws_frame_header_bytes += header
         if code >= 0x8:  # control
-            close_code(MISSING if frame.close_code is None else frame.close_code)
-            close_reason(frame.close_reason if code == 8 else None)
             self.ws_control_payload_bytes += length - missing
             items = self.items
-            items.header[ITEM_WS_CONTROL] += header
-            items.payload[ITEM_WS_CONTROL] += length - missing
+            items[ITEM_WS_CONTROL * ITEM_SIZE + I_HEADER] += header
+            items[ITEM_WS_CONTROL * ITEM_SIZE + I_PAYLOAD] += length - missing
             self.spans_of[side].add(start, start + header + length, ITEM_WS_CONTROL)
         else:
-            close_code(MISSING if frame.close_code is None else frame.close_code)
-            close_reason(None)
             self.ws_data_payload_bytes += length - missing
             starts_compressed = FRAME_CONTINUES if code == 0 else int(self.deflate and frame.rsv1)
             older = self.newest_frame[side]
@@ -401,33 +438,27 @@ class _ConnectionRows:
         self.ws_message_count = message_id + 1
         side = message.direction
         items = self.items
-        item = items.add(ITEM_WS_MESSAGE, message_id, side, message.ts_ns)
+        item = len(items) // ITEM_SIZE
         # The message's frames are the oldest data frames of its direction still waiting.
-        header, payload = self._take_pending(side, message.frames, item, message_id)
+        newest = self.newest_frame[side]
+        if not self.pending_frames[side] and newest is not None and message.frames > 0:
+            # The common case (a message of one frame): only the newest frame waits.
+            row, start, header, length, missing, _starts_compressed = newest
+            self.message_ids[row] = message_id
+            self.spans_of[side].add(start, start + header + length, item)
+            payload = length - missing
+            self.newest_frame[side] = None
+        else:
+            header, payload = self._take_pending(side, message.frames, item, message_id)
         size, undecoded, carries = ws_app_payload(message, payload)
-        items.header[item] = header
-        items.payload[item] = payload
-        items.app_payload[item] = size
-        items.undecoded[item] = undecoded
-        items.payload_messages[item] = int(carries)
-        (conn_id, message_ids, direction, ts, end_ts, opcode, frames, header_bytes, wire_payload_bytes, payload_bytes,
-         compressed, text_valid, complete, payload_text_) = self.sinks.ws_messages.appends
-        conn_id(self.conn_id)
-        message_ids(message_id)
-        direction(side)
-        ts(message.ts_ns)
-        end_ts(message.end_ts_ns)
-        opcode(message.opcode)
-        frames(message.frames)
-        header_bytes(message.header_bytes)
-        wire_payload_bytes(message.wire_payload_bytes)
+        items.frombytes(_pack_item(ITEM_WS_MESSAGE, message_id, side, message.ts_ns, header, payload, size, undecoded, carries))
         decoded = message.payload_bytes
-        payload_bytes(MISSING if decoded is None else decoded)
-        compressed(message.compressed)
         valid = message.text_valid
-        text_valid(MISSING if valid is None else valid)
-        complete(message.complete)
-        payload_text_(payload_text(message.payload))
+        sink = self.sinks.ws_messages
+        sink.rows += sink.pack(self.conn_id, message_id, side, message.ts_ns, message.end_ts_ns, message.opcode, message.frames,
+                               message.header_bytes, message.wire_payload_bytes, MISSING if decoded is None else decoded,
+                               message.compressed, MISSING if valid is None else valid, message.complete)
+        self.sinks.hold_message(message)
 
     def _take_pending(self, direction: Direction, count: int, item: int, message_id: int = MISSING) -> tuple[int, int]:
         """Give the first `count` (or fewer) waiting data frames to `item` and
@@ -471,8 +502,8 @@ class _ConnectionRows:
             records = pending[head:] + array("q", newest or ())
             self._add_unfinished_app_payload(records)
             header, payload = self._take_pending(direction, len(records) // FRAME_RECORD, ITEM_UNATTRIBUTED)
-            self.items.header[ITEM_UNATTRIBUTED] += header
-            self.items.payload[ITEM_UNATTRIBUTED] += payload
+            self.items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += header
+            self.items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_PAYLOAD] += payload
 
     def _add_unfinished_app_payload(self, records: array) -> None:
         compressed = False
@@ -482,8 +513,8 @@ class _ConnectionRows:
             if starts_compressed != FRAME_CONTINUES:  # a message's first frame says whether it is compressed
                 compressed = bool(starts_compressed)
             sent = length - missing
-            items.app_payload[ITEM_UNATTRIBUTED] += sent
-            items.undecoded[ITEM_UNATTRIBUTED] += sent if compressed else 0
+            items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_APP] += sent
+            items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_UNDECODED] += sent if compressed else 0
 
     def _finding(self, finding: Finding) -> None:
         """List a finding, or only count it once its rule has enough listed."""
@@ -543,20 +574,19 @@ class _ConnectionRows:
         """One message_costs row per item, written column by column; rows that are
         not shown (merged, or carrying nothing) are dropped with the chunk."""
         items = self.items
-        items.ts_ns[ITEM_TEARDOWN] = self.account.end_ns  # the connection's last moment
-        count = len(items)
+        items[ITEM_TEARDOWN * ITEM_SIZE + I_TS] = self.account.end_ns  # the connection's last moment
+        count = len(items) // ITEM_SIZE
         transport, acks = attribute_packets(self.account, self.spans, count)
-        items.header[ITEM_UNATTRIBUTED] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
-        self.setup_bytes, self.teardown_bytes = (items.header[index] + items.payload[index] + transport[index] + acks[index]
-                                                 for index in (ITEM_SETUP, ITEM_TEARDOWN))
+        items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
+        self.setup_bytes, self.teardown_bytes = (items[index * ITEM_SIZE + I_HEADER] + items[index * ITEM_SIZE + I_PAYLOAD]
+                                                 + transport[index] + acks[index] for index in (ITEM_SETUP, ITEM_TEARDOWN))
         columns = self.sinks.message_costs.values
         columns["conn_id"].extend([self.conn_id] * count)
         columns["kind"].extend([KINDS.index(self._kind())] * count)
-        for column, values in (("item", items.codes), ("item_index", items.indexes), ("direction", items.directions),
-                               ("ts", items.ts_ns), ("app_header_bytes", items.header), ("wire_payload_bytes", items.payload),
-                               ("transport_bytes", transport), ("ack_bytes", acks), ("app_payload_bytes", items.app_payload),
-                               ("undecoded_payload_bytes", items.undecoded), ("payload_messages", items.payload_messages)):
-            columns[column].extend(values)
+        for field, column in enumerate(ITEM_FIELDS):
+            columns[column].extend(items[field::ITEM_SIZE])
+        columns["transport_bytes"].extend(transport)
+        columns["ack_bytes"].extend(acks)
 
     def _kind(self) -> str:
         if self.conn.kind == Kind.WEBSOCKET:
@@ -571,7 +601,7 @@ class _ConnectionRows:
         server = account.endpoints[1 - self.client_side]
         sent = self.http_body_bytes + self.ws_data_payload_bytes
         # merge_into emptied the merged items: every item's bytes count once
-        app, undecoded = sum(self.items.app_payload), sum(self.items.undecoded)
+        app, undecoded = sum(self.items[I_APP::ITEM_SIZE]), sum(self.items[I_UNDECODED::ITEM_SIZE])
         self.sinks.connections.append_row({
             "conn_id": self.conn_id,
             "capture": account.capture,

@@ -1,21 +1,29 @@
 """Column sinks: the rows of one table, written column by column as events come.
 
 A worker has one sink per table, shared by all of its connections.  A sink
-holds one growable column per schema column (see `Column`): integers,
-nanosecond timestamps (the `float64` seconds are computed when the chunk is
-made), nullable integers and booleans (MISSING for a missing value), codes of
-short, repeated strings (direction, item, ...: the labels are looked up per
-chunk) and text.  Every `chunk_rows` rows the columns become one DataFrame
-chunk with exactly the table's dtypes (`tables.SCHEMAS`) and are emptied in
-place, so the bound `append` methods writers hold stay valid.  No row ever
-exists as a dict or a tuple, and what a sink holds is bounded by its chunk.
+holds its columns (see `Column`): integers, nanosecond timestamps (the
+`float64` seconds are computed when the chunk is made), nullable integers and
+booleans (MISSING for a missing value), codes of short, repeated strings
+(direction, item, ...: the labels are looked up per chunk) and text.  Number
+columns of a big table are `packed`: a row's numbers are written with one
+`struct` call into one bytearray, which becomes every column at once per
+chunk (`np.frombuffer`), instead of one list append per column and a Python
+int per value.  Other columns are lists, and a sink may hold columns of its
+own that are not in the table (e.g. the event a row came from) for `derived`
+columns computed per chunk.  Every `chunk_rows` rows the columns become one
+DataFrame chunk with exactly the table's dtypes (`tables.SCHEMAS`) and are
+emptied in place, so the bound methods writers hold stay valid.  What a sink
+holds is bounded by its chunk.
 
-A writer appends one value to every column of `sink.appends` (schema order);
-its owner checks `full()` now and then and calls `flush()`.
+A writer adds `sink.pack(...)` of the packed values (in `packed` order) to
+`sink.rows` and appends one value to every column of `sink.appends` (written
+order, packed columns left out); its owner checks `full()` now and then and
+calls `flush()`.
 """
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections.abc import Callable, Sequence
 from operator import methodcaller
@@ -38,10 +46,12 @@ class Column:
     Rows are held in lists: appending to a list costs a third of appending a big
     integer to an `array('q')`, and numpy converts the list in C when the chunk
     is made.  Columns kept for the whole table (`TableSink.whole`) are compact
-    arrays instead (`typecode`).
+    arrays instead (`typecode`), and packed columns are written as their `struct`
+    format code (`code`).
     """
 
     typecode = "q"
+    code = "q"
 
     def new(self, whole: bool = False):
         return array(self.typecode) if whole else []
@@ -51,6 +61,8 @@ class Column:
 
 
 def _numbers(values, dtype) -> np.ndarray:
+    if isinstance(values, np.ndarray):  # a packed column
+        return np.ascontiguousarray(values, dtype=dtype)
     return np.fromiter(values, dtype=dtype, count=len(values))
 
 
@@ -60,7 +72,7 @@ class Ints(Column):
 
 
 class Floats(Column):
-    typecode = "d"
+    typecode = code = "d"
 
     def build(self, values):
         return _numbers(values, np.float64)
@@ -75,6 +87,7 @@ class Seconds(Column):
 
 class Bools(Column):
     typecode = "b"
+    code = "?"
 
     def build(self, values):
         return _numbers(values, np.bool_)
@@ -91,7 +104,7 @@ class NullableInts(Column):
 class NullableBools(Column):
     """pandas' `boolean`: 1 true, 0 false, MISSING missing."""
 
-    typecode = "b"
+    typecode = code = "b"
 
     def build(self, values):
         data = _numbers(values, np.int8)
@@ -101,16 +114,25 @@ class NullableBools(Column):
 class Texts(Column):
     """The `str` dtype (Arrow-backed); None stands for a missing value."""
 
-    typecode = None
+    typecode = code = None
 
     def build(self, values):
         return text_array(pa.array(values, pa.large_string()))
 
 
+class Held(Column):
+    """Values a sink holds for its derived columns (not a column of the table)."""
+
+    typecode = code = None
+
+    def build(self, values):
+        return values
+
+
 class Hex(Column):
     """The `str` dtype, written as bytes and shown as hex (`.hex(*args)`, e.g. a separator)."""
 
-    typecode = None
+    typecode = code = None
 
     def __init__(self, *args: str) -> None:
         self.hex = methodcaller("hex", *args)
@@ -122,7 +144,7 @@ class Hex(Column):
 class Codes(Column):
     """A short, repeated string written as its index in `labels`."""
 
-    typecode = "b"
+    typecode = code = "b"
 
     def __init__(self, labels: Sequence[str]) -> None:
         self.labels = pa.array(labels, pa.large_string())
@@ -151,12 +173,19 @@ def columns_of(name: str, exclude: Sequence[str] = (), **kinds: Column) -> dict[
     return {column: kinds.get(column) or _BY_DTYPE[dtype] for column, dtype in SCHEMAS[name].items() if column not in exclude}
 
 
+_NUMPY_CODES = {"q": "<i8", "d": "<f8", "?": "?", "b": "i1"}
+
+
 class TableSink:
     """The rows of one table: written columns, derived columns, and the chunks made so far.
 
-    written: the columns rows append to, in schema order (`appends` follows it).
+    written: the columns rows are written to, in schema order (`appends` follows it);
+        columns not in the table (`Held`) are only held for derived ones.
+    packed: written number columns whose values a row writes with one `sink.pack(...)`
+        call (in this order) added to `sink.rows`.
     derived: columns computed per chunk from the written ones: f(built, held), where
-        `built` has the chunk's built columns and `held` the values as written.
+        `built` has the chunk's built columns and `held` the values as written
+        (packed ones as arrays).
     whole: written columns that may still change after their row was written
         (`column(name)[row] = value`); they are kept for the whole table and
         joined at the end.
@@ -167,25 +196,31 @@ class TableSink:
 
     def __init__(self, name: str, written: dict[str, Column], derived: dict[str, Derived] | None = None,
                  whole: Sequence[str] = (), keep: Callable[[dict, dict], np.ndarray] | None = None,
-                 chunk_rows: int = 16_384) -> None:
+                 chunk_rows: int = 16_384, packed: Sequence[str] = ()) -> None:
         self.name = name
         self.schema = SCHEMAS[name]
         self.written = written
         self.derived = derived or {}
-        assert set(written) | set(self.derived) == set(self.schema), name
+        assert set(self.schema) <= set(written) | set(self.derived), name
         self.whole = tuple(whole)
-        self.values = {column: kind.new(column in whole) for column, kind in written.items()}
+        self.packed = tuple(packed)
+        assert not set(self.packed) & set(self.whole), "packed columns are per chunk"
+        codes = [written[column].code for column in self.packed]
+        self.pack = struct.Struct("<" + "".join(codes)).pack
+        self.row_dtype = np.dtype([(column, _NUMPY_CODES[code]) for column, code in zip(self.packed, codes)])
+        self.rows = bytearray()  # packed rows, `row_dtype.itemsize` bytes each
+        self.values = {column: kind.new(column in whole) for column, kind in written.items() if column not in self.packed}
         self.appends = tuple(values.append for values in self.values.values())
         self.keep = keep
         assert not (whole and keep), "rows of a table with whole columns are never dropped"
         self.chunk_rows = chunk_rows
-        self._first = next(iter(self.values.values()))
+        self._first = next(iter(self.values.values())) if not self.packed else None
         self.flushed_rows = 0
         self.chunks: list[pd.DataFrame] = []
 
     def __len__(self) -> int:
         """Rows written so far (the next row's index)."""
-        return self.flushed_rows + len(self._first)
+        return self.flushed_rows + self.held_rows()
 
     def column(self, name: str):
         """A whole column's values, to set a value after its row was written."""
@@ -193,22 +228,29 @@ class TableSink:
 
     def append_row(self, row: dict) -> None:
         """Write one row given by column (for tables with few rows: it costs a dict)."""
-        for append, column in zip(self.appends, self.written):
+        if self.packed:
+            self.rows += self.pack(*[row[column] for column in self.packed])
+        for append, column in zip(self.appends, self.values):
             append(row[column])
 
     def held_rows(self) -> int:
         """Rows written but not made into a chunk yet."""
+        if self._first is None:
+            return len(self.rows) // self.row_dtype.itemsize
         return len(self._first)
 
     def full(self) -> bool:
-        return len(self._first) >= self.chunk_rows
+        return self.held_rows() >= self.chunk_rows
 
     def flush(self) -> None:
         """Make the rows held into a chunk."""
-        rows = len(self._first)
+        rows = self.held_rows()
         if not rows:
             return
         held = {column: values for column, values in self.values.items() if column not in self.whole}
+        if self.packed:
+            packed = np.frombuffer(bytes(self.rows), self.row_dtype)
+            held.update((column, packed[column]) for column in self.packed)
         built = {column: self.written[column].build(values) for column, values in held.items()}
         for column, derive in self.derived.items():
             built[column] = derive(built, held)
@@ -217,8 +259,10 @@ class TableSink:
             kept = self.keep(built, held)
             if not kept.all():
                 frame = frame[kept].reset_index(drop=True)
-        for values in held.values():
-            del values[:]  # in place: the bound appends stay valid
+        for column, values in self.values.items():
+            if column not in self.whole:
+                del values[:]  # in place: the bound appends stay valid
+        del self.rows[:]
         self.chunks.append(frame)
         self.flushed_rows += rows
 

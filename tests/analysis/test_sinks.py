@@ -4,7 +4,7 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inspector.analysis.rows import DIRECTIONS, payload_text
+from inspector.analysis.rows import DIRECTIONS, hex_texts, payload_text, preview_texts
 from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of
 from inspector.analysis.tables import make_table
 
@@ -87,3 +87,29 @@ def test_payload_text_is_the_utf8_text_cut_to_its_limit(data, limit):
 @given(st.text(max_size=300), st.integers(min_value=0, max_value=250))
 def test_payload_text_of_text_is_its_prefix(text, limit):
     assert payload_text(text.encode(), limit) == text[:limit]
+
+
+@given(st.lists(st.binary(max_size=300) | st.text(max_size=300).map(str.encode), max_size=20), st.integers(min_value=0, max_value=250))
+def test_preview_texts_of_a_chunk_are_each_payloads_text(payloads, limit):
+    assert list(preview_texts(payloads, limit)) == [payload_text(payload, limit) for payload in payloads]
+
+
+@given(st.lists(st.binary(max_size=40), max_size=20), st.booleans())
+def test_hex_texts_of_a_chunk_are_each_values_hex(values, separator):
+    texts = hex_texts(values, separator)
+    assert str(texts.dtype) == "str"
+    assert list(texts) == [value.hex(" ") if separator else value.hex() for value in values]
+
+
+def test_packed_columns_make_the_same_table():
+    """Numbers written with one struct call per row give the table make_table gives."""
+    packed = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
+              "payload_bytes", "compressed", "text_valid", "complete")
+    for chunk_rows in (1, 3, 100):
+        sink = message_sink(chunk_rows=chunk_rows, packed=packed)
+        for message in MESSAGES:
+            sink.append_row(written_row(*message))
+            if sink.full():
+                sink.flush()
+        assert sink.held_rows() < chunk_rows and len(sink) == len(MESSAGES)
+        pd.testing.assert_frame_equal(sink.table(), make_table("ws_messages", [message_row(*m) for m in MESSAGES]), check_exact=True)
