@@ -711,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = summary_counts(out_path.read_text()) if best.rc == 0 else None
             size_mib = path.stat().st_size / 2**20
             flat.append((pct, n, size_mib, best, counts))
-            print(_run_line(f"  {pct:3d}% {n:>9,} packets {size_mib:7.1f} MiB", best), flush=True)
+            print(_run_line(f"  {f'{pct:3d}%' if pct else '   -'} {n:>9,} packets {size_mib:7.1f} MiB", best), flush=True)
             if best.rc != 0:
                 failures.append(f"inspector on {n} packets ({path}):\n{best.stderr}")
                 print("    stderr: " + best.stderr[-3000:].replace("\n", "\n    "))
@@ -761,7 +761,8 @@ def main(argv: list[str] | None = None) -> int:
         pss0 = measured[0][3].tree_pss_kib or 1
         for pct, n, size_mib, r, counts in measured:
             c = counts or ("-", "-", "-")
-            print(f"{pct:4d}% {n:>10,} {size_mib:6.1f}MiB {r.wall:7.2f}s {mib(r.rss_kib):>10s} {mib(r.tree_pss_kib):>10s} "
+            share = f"{pct:4d}%" if pct else "    -"  # the fixed-size point is no share of the file
+            print(f"{share} {n:>10,} {size_mib:6.1f}MiB {r.wall:7.2f}s {mib(r.rss_kib):>10s} {mib(r.tree_pss_kib):>10s} "
                   f"{r.tree_pss_kib / 1024 / size_mib:7.2f}x {r.tree_pss_kib / pss0:6.2f}x  {c[0]:>6} {c[1]:>9} {c[2]:>8}")
         per_packet = [(n, (r.wall - startup) / n * 1e6) for _pct, n, _size, r, _c in measured]
         print(f"time per packet (wall minus start-up {startup:.2f} s, measured on a 1-packet file): "
