@@ -9,6 +9,12 @@ by HTTP bodies and WebSocket messages.  When one is spent,
 decompression stops and sizes are reported as unknown (None), never as the
 bytes counted so far; the parser that meets it first in a connection reports
 a finding.
+
+A body or message whose decompression fails (a corrupt stream) spends
+nothing: what it produced before the error is given back.  zlib drops the
+output of the call that raises, so what was produced before the error
+depends on how the bytes were split into calls (one call: nothing; several:
+what the earlier ones gave); given back, the budget left does not.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ class DecompressionBudget:
         self.remaining -= produced
         if self.parent is not None:
             self.parent.spend(produced)
+
+    def give_back(self, produced: int) -> None:
+        """Undo spend(produced): for output whose decompression then failed."""
+        self.spend(-produced)
 
     def spent(self) -> DecompressionBudget:
         """The budget (this or an outer one) that has no room left."""

@@ -222,6 +222,7 @@ def inflate(message: Message, data: bytes, limit: int, budget, findings: list, d
 
     At most `limit` bytes per body and what `budget` (a DecompressionBudget,
     or None) allows; past either, the size is unknown (-1) and a finding says why.
+    A corrupt body spends none of the budget.
     """
     if message.decompressor is None:
         if message.decompressed is not None or message.missing_bytes:
@@ -238,6 +239,10 @@ def inflate(message: Message, data: bytes, limit: int, budget, findings: list, d
         try:
             out = decompressor.decompress(data, max_length)
         except zlib.error:
+            # zlib drops this call's output: give back what earlier calls
+            # spent, or the budget left would depend on how the body was split.
+            if budget is not None:
+                budget.give_back(message.decompressed)
             message.decompressor = None
             message.decompressed = -1
             return

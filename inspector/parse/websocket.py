@@ -200,7 +200,8 @@ class WebSocketParser(PendingEvents):
       "ws-decompression-limit" finding.  One that meets a spent
       decompression budget gets payload_bytes None too, and the first such
       message of a connection a "ws-decompression-budget" finding.  A corrupt DEFLATE stream gives
-      payload_bytes None, an empty payload and "ws-decompression-failed".
+      payload_bytes None, an empty payload and "ws-decompression-failed",
+      and spends none of the budget.
     - With context takeover, once any message could not be fully
       decompressed (gap, limit, corrupt, unfinished), every later compressed
       message of this direction has payload_bytes None.
@@ -843,7 +844,10 @@ class WebSocketParser(PendingEvents):
     def _inflate_failed(self, message: _Message, exc: zlib.error) -> None:
         # zlib drops the output of the call that failed, so how much was
         # decompressed before the error depends on how the bytes were
-        # chunked.  Keep nothing of it: the events must not depend on that.
+        # chunked.  Keep nothing of it: neither the events nor the budget
+        # left may depend on that (inspector.parse.budget).
+        if self._budget is not None:
+            self._budget.give_back(message.inflated)
         message.preview = bytearray()
         message.preview_open = False
         message.utf8 = None

@@ -516,3 +516,23 @@ def test_requests_and_responses_share_their_fields_order():
     request, response = ([f.name for f in fields(cls)] for cls in (HttpRequest, HttpResponse))
     assert request[4:7] == ["method", "target", "version"] and response[4:7] == ["version", "status", "reason"]
     assert request[:4] + request[7:] == response[:4] + response[7:]
+
+
+def test_a_corrupt_body_spends_the_same_budget_however_it_is_split():
+    # zlib drops the output of the decompress call that fails: a corrupt body
+    # inflated in one call produces nothing, the same body in pieces what the
+    # earlier pieces gave.  Neither may count (inspector.parse.budget).
+    packed = gzip.compress(bytes(range(256)) * 8)
+    corrupt = packed[:len(packed) // 2] + b"\xff" * 8 + packed[len(packed) // 2:]
+    raw = http_response(200, headers={"Content-Encoding": "gzip"}, body=corrupt)
+    left = set()
+    for cut in range(len(raw) + 1):
+        budget = DecompressionBudget(100_000)
+        parser = Http1Parser(Direction.SERVER, Role.RESPONSE, decompression_budget=budget.for_connection(50_000))
+        parser.expect_response_to("GET")
+        parser.receive_data(raw[:cut], 1)
+        parser.receive_data(raw[cut:], 2)
+        parser.receive_eof(3)
+        assert [m.decompressed_bytes for m in messages(_drain(parser))] == [None]
+        left.add(budget.room())
+    assert left == {100_000}
