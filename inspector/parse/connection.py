@@ -115,22 +115,15 @@ class TcpConnection:
 
     def receive_segment(self, side: int, ts_ns: int, seq: int, ack: int, flags: int, payload: bytes, payload_wire_len: int) -> SegmentFate:
         """Feed one segment sent by `side`; returns what became of its payload."""
+        offset = self.receive_next(side, ts_ns, seq, ack, flags, payload, payload_wire_len)
+        if offset >= 0:
+            return SegmentFate(offset, payload_wire_len, 0, 0)
         stream = self.streams[side]
-        if not flags & _SYN_FIN_RST and payload_wire_len and self.kind is not None and len(payload) == payload_wire_len:
-            offset = stream.take_next(seq, payload_wire_len)
-            if offset >= 0:
-                # In order, nothing waiting: straight to the parser, no stream event.
-                ws = self._ws[side]
-                if ws is not None:
-                    ws.receive_data(payload, ts_ns)
-                else:
-                    http = self._http[side]
-                    if http is not None:
-                        http.receive_data(payload, ts_ns)
-                        self._drain(side)
-                if flags & TCP_ACK:
-                    self._acknowledged(side, ack, ts_ns)
-                return SegmentFate(offset, payload_wire_len, 0, 0)
+        if not payload_wire_len and not flags & _SYN_FIN_RST:
+            # Nothing for this side's stream: its offset, and what the ACK tells the peer's.
+            if flags & TCP_ACK:
+                self._acknowledged(side, ack, ts_ns)
+            return SegmentFate(stream.offset_of(seq), 0, 0, 0)
         if flags & TCP_SYN:
             self._note_syn(side, flags)
         fate = stream.receive_segment(seq, payload, payload_wire_len, ts_ns, syn=bool(flags & TCP_SYN))
@@ -142,6 +135,40 @@ class TcpConnection:
         if flags & TCP_ACK:
             self._acknowledged(side, ack, ts_ns)
         return fate
+
+    def receive_next(self, side: int, ts_ns: int, seq: int, ack: int, flags: int, payload: bytes, payload_wire_len: int) -> int:
+        """receive_segment's in-order fast path, for a caller that needs only the offset.
+
+        If the segment (no SYN, FIN or RST, its payload all captured) carries the next
+        bytes of `side`'s stream, nothing is waiting and the protocol is known, take it,
+        as receive_segment would: return its stream offset (all its bytes are new).
+        Otherwise change nothing and return -1: the caller then calls receive_segment.
+        """
+        if flags & _SYN_FIN_RST or not payload_wire_len or self.kind is None or len(payload) != payload_wire_len:
+            return -1
+        offset = self.streams[side].take_next(seq, payload_wire_len)
+        if offset < 0:
+            return -1
+        # Straight to the parser, no stream event.
+        ws = self._ws[side]
+        if ws is not None:
+            ws.receive_data(payload, ts_ns)
+        else:
+            http = self._http[side]
+            if http is not None:
+                http.receive_data(payload, ts_ns)
+                self._drain(side)
+        if flags & TCP_ACK and self.streams[1 - side].has_pending:
+            self._acknowledged(side, ack, ts_ns)
+        return offset
+
+    def receive_ack(self, side: int, ack: int, ts_ns: int) -> int:
+        """A segment with the ACK flag and nothing else to act on (no payload, no SYN, FIN
+        or RST): does what receive_segment does with it, and returns ack_offset (-1 for None)."""
+        peer = self.streams[1 - side]
+        if peer.has_pending:
+            self._acknowledged(side, ack, ts_ns)
+        return peer.offset_of(ack) if peer.started else -1
 
     def _acknowledged(self, side: int, ack: int, ts_ns: int) -> None:
         peer = self.streams[1 - side]

@@ -209,3 +209,59 @@ def test_window_bits_of_thousands_of_digits_leave_the_extension_unnegotiated():
     conn = conversation.close()
     assert conn.kind == Kind.WEBSOCKET and conn.handshake.accept_valid and conn.handshake.deflate is None
     assert [e.payload for e in conn.events if isinstance(e, WsFrame)] == [b"hello"]
+
+
+def _with_a_hole_acknowledged(bare_ack) -> tuple[TcpConnection, int]:
+    """A request whose middle was never captured, then the server's bare ACK of all of it,
+    fed by `bare_ack(conn, ack)`, which returns the offset acknowledged."""
+    conversation = Conversation()
+    request = http_request("POST", "/upload", headers={"Host": "x"}, body=b"x" * 300)
+    conversation.send(CLIENT, request[:100])
+    conversation.skip(CLIENT, 100)
+    conversation.send(CLIENT, request[200:])
+    conn = conversation.conn
+    before = without_times(conn.events)
+    acked = bare_ack(conn, conversation.seq[CLIENT])
+    assert without_times(conn.events) != before  # the hole was given up: the request came out
+    return conversation.close(), acked
+
+
+def test_bare_ack_short_way_does_what_receive_segment_does():
+    def through_receive_segment(conn: TcpConnection, ack: int) -> int:
+        fate = conn.receive_segment(SERVER, 100, 5001, ack, TCP_ACK, b"", 0)
+        assert fate.new_bytes == fate.duplicate_bytes == fate.before_start_bytes == fate.late_bytes == 0
+        return conn.ack_offset(SERVER, ack)
+
+    def through_receive_ack(conn: TcpConnection, ack: int) -> int:
+        return conn.receive_ack(SERVER, ack, 100)
+
+    long_way, long_acked = _with_a_hole_acknowledged(through_receive_segment)
+    short_way, short_acked = _with_a_hole_acknowledged(through_receive_ack)
+    assert long_acked == short_acked == len(http_request("POST", "/upload", headers={"Host": "x"}, body=b"x" * 300))
+    assert without_times(short_way.events) == without_times(long_way.events)
+    assert [s.gap_bytes for s in short_way.streams] == [s.gap_bytes for s in long_way.streams] == [100, 0]
+
+
+def test_bare_ack_before_the_peer_sent_data_acknowledges_no_offset():
+    conn = TcpConnection(1)
+    assert conn.receive_ack(CLIENT, 12345, 1) == -1
+    assert conn.ack_offset(CLIENT, 12345) is None
+
+
+def test_receive_next_takes_only_the_next_bytes_and_otherwise_changes_nothing():
+    conversation = Conversation()
+    request = http_request("GET", "/a", headers={"Host": "x"})
+    conversation.send(CLIENT, request[:10])  # the protocol is not known yet: held for detection
+    conn = conversation.conn
+    seq = conversation.seq[CLIENT]
+    assert conn.receive_next(CLIENT, 5, seq, 5001, TCP_ACK, request[10:], len(request) - 10) == -1
+    conversation.send(CLIENT, request[10:])
+    assert conn.kind == Kind.REST
+    response = http_response(200, body=b"hello")
+    server_seq = conversation.seq[SERVER]
+    assert conn.receive_next(SERVER, 6, server_seq + 1, seq, TCP_ACK, response[1:], len(response) - 1) == -1  # not the next bytes
+    assert conn.receive_next(SERVER, 6, server_seq, seq, TCP_ACK, response[:-1], len(response)) == -1  # not all captured
+    assert conn.streams[SERVER].next_offset == 0
+    assert conn.receive_next(SERVER, 6, server_seq, seq, TCP_ACK, response, len(response)) == 0
+    assert conn.streams[SERVER].next_offset == len(response)
+    assert [e.status for e in messages(conn) if isinstance(e, HttpResponse)] == [200]
