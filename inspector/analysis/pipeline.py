@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import gc
 import os
-import struct
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 import pandas as pd
@@ -62,7 +60,6 @@ SWEEP_EVERY_PACKETS = 8192
 # Below this size a second process costs about what it saves (measured on real loopback
 # traffic, 2 cores: even at 1.3 MiB, 0.29 s against 0.26 s at 2.6 MiB, 0.60 against 0.48 at 5.4).
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
-PROGRESS_POLL_S = 0.25  # how often the parent passes on its workers' progress
 
 # progress(path, fraction): how far into `path` the analysis is, 0.0 to 1.0
 ProgressCallback = Callable[[str, float], None]
@@ -167,27 +164,17 @@ def _inherit_source(source: CaptureBytes) -> None:
 
 def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
                              max_inflated_bytes: int) -> list[_ShardResult]:
-    # Worker 0 reads every packet: it writes how far it is into a shared float the
-    # parent reads while it waits (a callable cannot cross into a worker process).
-    shared = SharedMemory(create=True, size=8) if report is not None else None
-    try:
-        # Opened once, here: a gzip file is inflated once for every worker, not once by each.
-        with open_capture(path, max_inflated_bytes) as source, \
-                ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"),
-                                    initializer=_inherit_source, initargs=(source,)) as pool:
-            futures = [pool.submit(_analyze_shard, path, options, shard, jobs, max_inflated_bytes, None,
-                                   shared.name if shard == 0 and shared else None)
-                       for shard in range(jobs)]
-            pending = futures
-            while pending:  # a failed worker shows in its result() below
-                _done, pending = wait(pending, timeout=PROGRESS_POLL_S)
-                if shared is not None:
-                    report(struct.unpack_from("d", shared.buf)[0])
-            return [future.result() for future in futures]
-    finally:
-        if shared is not None:
-            shared.close()
-            shared.unlink()
+    # Shard 0 runs here, in this process, while jobs - 1 forked workers take the others: one
+    # fork and one pickled result fewer, and shard 0 (which reads every packet) reports its
+    # progress directly.
+    # Opened once, here: a gzip file is inflated once for every worker, not once by each.
+    with open_capture(path, max_inflated_bytes) as source, \
+            ProcessPoolExecutor(max_workers=jobs - 1, mp_context=get_context("fork"),
+                                initializer=_inherit_source, initargs=(source,)) as pool:
+        futures = [pool.submit(_analyze_shard, path, options, shard, jobs, max_inflated_bytes)
+                   for shard in range(1, jobs)]
+        first = _analyze_shard(path, options, 0, jobs, max_inflated_bytes, report, source)
+        return [first] + [future.result() for future in futures]
 
 
 def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:
@@ -274,31 +261,23 @@ def _without_cycle_collector():
 
 
 def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
-                   report: Callable[[float], None] | None = None, shared_progress: str | None = None) -> _ShardResult:
+                   report: Callable[[float], None] | None = None, source: CaptureBytes | None = None) -> _ShardResult:
     """Parse the connections of one shard of a file (all of it when shards == 1).
 
-    How far into the file it is goes to `report`, or into the shared memory block
-    named `shared_progress` (a float), now and then."""
-    # Attaching registers the block with the resource tracker the fork shares with the
-    # parent: the same name again, which the parent's unlink unregisters once.
-    shared = SharedMemory(name=shared_progress) if shared_progress else None
-    if shared is not None:
-        report = lambda fraction: struct.pack_into("d", shared.buf, 0, fraction)  # noqa: E731
-    try:
-        with _without_cycle_collector():
-            return _analyze_shard_body(path, options, shard, shards, max_inflated_bytes, report)
-    finally:
-        if shared is not None:
-            shared.close()
+    How far into the file it is goes to `report` now and then.  source: the capture's
+    bytes, already open (in a worker, those its parent opened before the fork)."""
+    with _without_cycle_collector():
+        return _analyze_shard_body(path, options, shard, shards, max_inflated_bytes, report,
+                                   source if source is not None else _inherited_source)
 
 
 def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
-                        report: Callable[[float], None] | None = None) -> _ShardResult:
+                        report: Callable[[float], None] | None, source: CaptureBytes | None) -> _ShardResult:
     info = CaptureInfo(path=path)
     result = _ShardResult(tables={}, first_packet=[], info=info)
     shard_state = _Shard(result, capture_name(path), options, shard)
     counts_everything = shard == 0
-    for chunk in read_record_chunks(path, info, max_inflated_bytes=max_inflated_bytes, source=_inherited_source):
+    for chunk in read_record_chunks(path, info, max_inflated_bytes=max_inflated_bytes, source=source):
         if counts_everything:
             result.packets += len(chunk)
             result.wire_bytes += int(chunk.wire_len.sum())
