@@ -182,21 +182,18 @@ def preview_texts(payloads: list, limit: int) -> pd.api.extensions.ExtensionArra
     return text_array(pa.array(heads, pa.large_binary()).cast(pa.large_string()))
 
 
-# Each byte's two hex digits, after a space (for a separator) or alone.
-_HEX_DIGITS = {width: np.array([list(f"{byte:02x}".rjust(width).encode()) for byte in range(256)], dtype=np.uint8) for width in (2, 3)}
-
-
 def hex_texts(values: list, separator: bool = False) -> pd.api.extensions.ExtensionArray:
     """`value.hex(" " if separator else "")` of every value, for a chunk: the digits of all
-    bytes at once from a table; with a separator each byte is " xx" and the text's first
-    space is trimmed."""
+    values at once (`bytes.hex` of their join); with a separator each byte is " xx" and the
+    text's first space is trimmed."""
     width = 3 if separator else 2
-    digits = _HEX_DIGITS[width][np.frombuffer(b"".join(values), dtype=np.uint8)]
+    joined = b"".join(values)
+    digits = (" " + joined.hex(" ") if separator else joined.hex()).encode("ascii")
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)) * width, out=offsets[1:])
-    texts = pa.Array.from_buffers(pa.large_string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits.tobytes())])
+    texts = pa.Array.from_buffers(pa.large_string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits)])
     # Trimmed also without a separator (digits are never spaces): the text then lives in
-    # Arrow's memory, as pa.array would put it, and the numpy buffers go.
+    # Arrow's memory, as pa.array would put it, and the Python buffers go.
     return text_array(pc.utf8_ltrim(texts, characters=" "))
 
 
