@@ -165,10 +165,9 @@ class TcpConnection:
     def receive_ack(self, side: int, ack: int, ts_ns: int) -> int:
         """A segment with the ACK flag and nothing else to act on (no payload, no SYN, FIN
         or RST): does what receive_segment does with it, and returns ack_offset (-1 for None)."""
-        peer = self.streams[1 - side]
-        if peer.has_pending:
-            self._acknowledged(side, ack, ts_ns)
-        return peer.offset_of(ack) if peer.started else -1
+        self._acknowledged(side, ack, ts_ns)
+        offset = self.ack_offset(side, ack)
+        return -1 if offset is None else offset
 
     def _acknowledged(self, side: int, ack: int, ts_ns: int) -> None:
         peer = self.streams[1 - side]

@@ -1,4 +1,4 @@
-"""The events a parser has made and not handed out yet (sans-IO).
+"""The events a parser or reassembler has made and not handed out yet (sans-IO).
 
 Parsers append their events to a plain list, `_events`.  A caller takes them
 one at a time with `next_event()` (h11's pull style; NEED_DATA when none is
@@ -14,6 +14,7 @@ from inspector.events import NEED_DATA
 class PendingEvents:
     """Mixin: `_events` (a list) and `_handed` (how many of it next_event already gave out)."""
 
+    __slots__ = ()  # slotted subclasses (the TCP reassembler) stay without a __dict__
     _events: list
     _handed: int
 

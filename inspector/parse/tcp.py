@@ -27,7 +27,8 @@ from bisect import bisect_left, bisect_right, insort
 from operator import itemgetter
 from typing import NamedTuple
 
-from inspector.events import NEED_DATA, Direction, StreamData, StreamEnd, StreamGap
+from inspector.events import Direction, StreamData, StreamEnd, StreamGap
+from inspector.parse.pending import PendingEvents
 
 # Bits of the TCP header's flags byte (RFC 9293 3.1), as segments carry them.
 TCP_FIN = 0x01
@@ -160,12 +161,12 @@ class _GivenUpRanges:
         return taken
 
 
-class TcpStreamReassembler:
+class TcpStreamReassembler(PendingEvents):
     """Reassembles the bytes one side of a TCP connection sent."""
 
     __slots__ = (
         "direction", "max_buffered", "max_runs", "_base_seq", "next_offset", "_run_starts", "_runs",
-        "_pending_bytes", "_events", "_next_event", "syn_seen", "_fin_seq", "reset", "closed",
+        "_pending_bytes", "_events", "_handed", "syn_seen", "_fin_seq", "reset", "closed",
         "gap_bytes", "reorder_limit_hits", "reorder_limit_ts_ns", "late_bytes", "late_ts_ns", "_given_up",
     )
 
@@ -180,8 +181,8 @@ class TcpStreamReassembler:
         self._run_starts: list[int] | tuple[int, ...] = _NO_RUN_STARTS
         self._runs: dict[int, _Run] = _NO_RUNS
         self._pending_bytes = 0
-        self._events: list = []  # read from _next_event on; emptied when all are read
-        self._next_event = 0
+        self._events: list = []  # read from _handed on (PendingEvents); emptied when all are read
+        self._handed = 0
         self.syn_seen = False
         self._fin_seq: int | None = None
         self.reset = False
@@ -316,19 +317,6 @@ class TcpStreamReassembler:
             self._force_gap(ts_ns)
         self.closed = True
         self._events.append(StreamEnd(self.direction, self.next_offset, ts_ns, self.reset))
-
-    def next_event(self):
-        events = self._events
-        index = self._next_event
-        if index >= len(events):
-            return NEED_DATA
-        event = events[index]
-        if index + 1 == len(events):
-            events.clear()
-            self._next_event = 0
-        else:
-            self._next_event = index + 1
-        return event
 
     @property
     def has_pending(self) -> bool:
