@@ -87,10 +87,13 @@ class ShardRows:
                                                      "event": Held()},
                                      packed=MESSAGE_PACKED, derived=MESSAGE_TEXTS, chunk_rows=CHUNK_ROWS)
         self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS)
+        # A connection's message_costs rows are written at once, from its items' records
+        # and the transport and ACK bytes attributed to them (conn_id and kind per block).
         self.message_costs = TableSink("message_costs", columns_of("message_costs", exclude=("wire_bytes", "efficiency"), kind=Codes(KINDS),
                                                                    item=Codes(ITEMS), direction=direction, ts=Seconds()),
                                        derived={"wire_bytes": _cost_wire_bytes, "efficiency": _cost_efficiency},
-                                       keep=_costs_shown, chunk_rows=CHUNK_ROWS)
+                                       keep=_costs_shown, chunk_rows=CHUNK_ROWS,
+                                       blocks=((ITEM_FIELDS, "q"), (("transport_bytes",), "d"), (("ack_bytes",), "d")))
         self.connections = TableSink("connections", columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds()),
                                      chunk_rows=CHUNK_ROWS)
         self.sinks = {name: getattr(self, name) for name in CONNECTION_TABLES}
@@ -568,7 +571,7 @@ class _ConnectionRows:
         return account.new_payload_bytes - sum(self.categories().values()) + account.extra_unparsed_bytes
 
     def _cost_rows(self) -> None:
-        """One message_costs row per item, written column by column; rows that are
+        """One message_costs row per item, all written as one block; rows that are
         not shown (merged, or carrying nothing) are dropped with the chunk."""
         items = self.items
         items[ITEM_TEARDOWN * ITEM_SIZE + I_TS] = self.account.end_ns  # the connection's last moment
@@ -577,13 +580,7 @@ class _ConnectionRows:
         items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
         self.setup_bytes, self.teardown_bytes = (items[index * ITEM_SIZE + I_HEADER] + items[index * ITEM_SIZE + I_PAYLOAD]
                                                  + transport[index] + acks[index] for index in (ITEM_SETUP, ITEM_TEARDOWN))
-        columns = self.sinks.message_costs.values
-        columns["conn_id"].extend([self.conn_id] * count)
-        columns["kind"].extend([KINDS.index(self._kind())] * count)
-        for field, column in enumerate(ITEM_FIELDS):
-            columns[column].extend(items[field::ITEM_SIZE])
-        columns["transport_bytes"].extend(transport)
-        columns["ack_bytes"].extend(acks)
+        self.sinks.message_costs.write_block(count, (self.conn_id, KINDS.index(self._kind())), items, transport, acks)
 
     def _kind(self) -> str:
         if self.conn.kind == Kind.WEBSOCKET:
