@@ -34,6 +34,7 @@ NOTHING_COVERED = -(1 << 62)
 # numpy, the others in plain Python (measured: numpy costs ~80 us a connection plus
 # ~0.06 us a packet, Python ~0.4 us a packet; even at ~200-250 packets).
 ARRAY_PACKETS = 256
+_ZERO = array("d", [0.0])  # times n: n zeros
 
 
 class Spans:
@@ -83,7 +84,7 @@ def attribute_packets(account: ConnectionAccount, spans: tuple[Spans, Spans], it
     if records is not None and len(records) >= ARRAY_PACKETS * RECORD_FIELDS:
         transport = _spread_arrays(records, segments, item_count)
     else:
-        transport = array("d", [0.0]) * item_count
+        transport = _ZERO * item_count
         if records is not None:
             packets: tuple[list, list] = ([], [])
             fields = iter(records)
@@ -92,7 +93,7 @@ def attribute_packets(account: ConnectionAccount, spans: tuple[Spans, Spans], it
             for side in (0, 1):
                 if packets[side]:
                     _spread(transport, segments[side], packets[side])
-    acks = array("d", [0.0]) * item_count
+    acks = _ZERO * item_count
     _assign_control(account, acks, segments)
     return transport, acks
 
@@ -236,22 +237,21 @@ def _assign_control(account: ConnectionAccount, out: array, segments: tuple[_Seg
     if records is None:
         return
     streams = account.connection.streams
-    # What a side acknowledges: the peer's stream, its FIN and its segments.
-    peer_fin = (streams[1].fin_offset, streams[0].fin_offset)
-    peer_segments = (segments[1], segments[0])
+    # What a side acknowledges: the peer's stream, its segments and FIN.
+    peer = ((segments[1].starts, segments[1].owners, streams[1].fin_offset),
+            (segments[0].starts, segments[0].owners, streams[0].fin_offset))
     fields = iter(records)
     for side, kind, acked, size in zip(fields, fields, fields, fields):
-        if kind == CONTROL_FIN or kind == CONTROL_RST:
-            out[ITEM_TEARDOWN] += size
-        elif kind == CONTROL_ACK and acked > 0:
-            fin = peer_fin[side]
+        if kind == CONTROL_ACK and acked > 0:  # about every other packet
+            starts, owners, fin = peer[side]
             if fin is not None and acked > fin:
                 # An ACK of the FIN (one past the last data byte) is teardown.
                 out[ITEM_TEARDOWN] += size
             else:
-                # owner_at(acked - 1) inline (acked - 1 >= 0 = starts[0]): about every other packet is an ACK.
-                acked_segments = peer_segments[side]
-                out[acked_segments.owners[bisect_right(acked_segments.starts, acked - 1) - 1]] += size
+                # owner_at(acked - 1), inline (acked - 1 >= 0 = starts[0])
+                out[owners[bisect_right(starts, acked - 1) - 1]] += size
+        elif kind == CONTROL_FIN or kind == CONTROL_RST:
+            out[ITEM_TEARDOWN] += size
         else:
             # SYNs and ACKs of nothing yet (the handshake's last ACK) are setup.
             out[ITEM_SETUP] += size
