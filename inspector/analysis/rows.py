@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets
 from inspector.analysis.payload import http_app_payload, payload_columns, ws_app_payload
-from inspector.analysis.sinks import MISSING, Codes, Derived, Held, Seconds, TableSink, coded_text, columns_of, text_array
+from inspector.analysis.sinks import MISSING, Codes, Derived, Held, Seconds, TableSink, coded_text, columns_of, numbers_of, text_array
 from inspector.analysis.tables import CONNECTION_TABLES
 from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage
 from inspector.parse.connection import Kind
@@ -94,8 +94,8 @@ class ShardRows:
                                        derived={"wire_bytes": _cost_wire_bytes, "efficiency": _cost_efficiency},
                                        keep=_costs_shown, chunk_rows=CHUNK_ROWS,
                                        blocks=((ITEM_FIELDS, "q"), (("transport_bytes",), "d"), (("ack_bytes",), "d")))
-        self.connections = TableSink("connections", columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds()),
-                                     chunk_rows=CHUNK_ROWS)
+        connection_columns = columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds())
+        self.connections = TableSink("connections", connection_columns, packed=numbers_of(connection_columns), chunk_rows=CHUNK_ROWS)
         self.sinks = {name: getattr(self, name) for name in CONNECTION_TABLES}
         self.hold_http_message = self.http_messages.values["event"].append
         self.hold_frame = self.ws_frames.values["event"].append
@@ -499,6 +499,8 @@ class _ConnectionRows:
         compressed ones were never decompressed: counted as sent."""
         for direction in (Direction.CLIENT, Direction.SERVER):
             pending, head, newest = self.pending_frames[direction], self.pending_head[direction], self.newest_frame[direction]
+            if newest is None and head == len(pending):
+                continue  # no frame waits (a REST connection's sides, most WebSocket ones)
             records = pending[head:] + array("q", newest or ())
             self._add_unfinished_app_payload(records)
             header, payload = self._take_pending(direction, len(records) // FRAME_RECORD, ITEM_UNATTRIBUTED)
@@ -596,6 +598,7 @@ class _ConnectionRows:
         sent = self.http_body_bytes + self.ws_data_payload_bytes
         # merge_into emptied the merged items: every item's bytes count once
         app, undecoded = sum(self.items[I_APP::ITEM_SIZE]), sum(self.items[I_UNDECODED::ITEM_SIZE])
+        streams = self.conn.streams  # by side
         self.sinks.connections.append_row({
             "conn_id": self.conn_id,
             "capture": account.capture,
@@ -619,8 +622,8 @@ class _ConnectionRows:
             **payload_columns(app, sent, undecoded, account.wire_bytes),
             "setup_bytes": self.setup_bytes,
             "teardown_bytes": self.teardown_bytes,
-            "handshake_seen": any(s.syn_seen for s in self.conn.streams),
-            "gap_bytes": sum(s.gap_bytes for s in self.conn.streams),
+            "handshake_seen": streams[0].syn_seen or streams[1].syn_seen,
+            "gap_bytes": streams[0].gap_bytes + streams[1].gap_bytes,
             "http_requests": self.http_requests,
             "http_responses": self.http_responses,
             "ws_messages": self.ws_message_count,

@@ -175,6 +175,11 @@ def columns_of(name: str, exclude: Sequence[str] = (), **kinds: Column) -> dict[
     return {column: kinds.get(column) or _BY_DTYPE[dtype] for column, dtype in SCHEMAS[name].items() if column not in exclude}
 
 
+def numbers_of(columns: dict[str, Column]) -> tuple[str, ...]:
+    """The columns that can be `packed` (all but texts and held values)."""
+    return tuple(column for column, kind in columns.items() if kind.code is not None)
+
+
 _NUMPY_CODES = {"q": "<i8", "d": "<f8", "?": "?", "b": "i1"}
 
 
