@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets
 from inspector.analysis.payload import http_app_payload, payload_columns, ws_app_payload
-from inspector.analysis.sinks import MISSING, Codes, Derived, Held, Seconds, TableSink, coded_text, columns_of, text_array
+from inspector.analysis.sinks import MISSING, Codes, Derived, Held, Seconds, TableSink, coded_text, columns_of, numbers_of, text_array
 from inspector.analysis.tables import CONNECTION_TABLES
 from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage
 from inspector.parse.connection import Kind
@@ -87,12 +87,15 @@ class ShardRows:
                                                      "event": Held()},
                                      packed=MESSAGE_PACKED, derived=MESSAGE_TEXTS, chunk_rows=CHUNK_ROWS)
         self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS)
+        # A connection's message_costs rows are written at once, from its items' records
+        # and the transport and ACK bytes attributed to them (conn_id and kind per block).
         self.message_costs = TableSink("message_costs", columns_of("message_costs", exclude=("wire_bytes", "efficiency"), kind=Codes(KINDS),
                                                                    item=Codes(ITEMS), direction=direction, ts=Seconds()),
                                        derived={"wire_bytes": _cost_wire_bytes, "efficiency": _cost_efficiency},
-                                       keep=_costs_shown, chunk_rows=CHUNK_ROWS)
-        self.connections = TableSink("connections", columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds()),
-                                     chunk_rows=CHUNK_ROWS)
+                                       keep=_costs_shown, chunk_rows=CHUNK_ROWS,
+                                       blocks=((ITEM_FIELDS, "q"), (("transport_bytes",), "d"), (("ack_bytes",), "d")))
+        connection_columns = columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds())
+        self.connections = TableSink("connections", connection_columns, packed=numbers_of(connection_columns), chunk_rows=CHUNK_ROWS)
         self.sinks = {name: getattr(self, name) for name in CONNECTION_TABLES}
         self.hold_http_message = self.http_messages.values["event"].append
         self.hold_frame = self.ws_frames.values["event"].append
@@ -496,6 +499,8 @@ class _ConnectionRows:
         compressed ones were never decompressed: counted as sent."""
         for direction in (Direction.CLIENT, Direction.SERVER):
             pending, head, newest = self.pending_frames[direction], self.pending_head[direction], self.newest_frame[direction]
+            if newest is None and head == len(pending):
+                continue  # no frame waits (a REST connection's sides, most WebSocket ones)
             records = pending[head:] + array("q", newest or ())
             self._add_unfinished_app_payload(records)
             header, payload = self._take_pending(direction, len(records) // FRAME_RECORD, ITEM_UNATTRIBUTED)
@@ -568,7 +573,7 @@ class _ConnectionRows:
         return account.new_payload_bytes - sum(self.categories().values()) + account.extra_unparsed_bytes
 
     def _cost_rows(self) -> None:
-        """One message_costs row per item, written column by column; rows that are
+        """One message_costs row per item, all written as one block; rows that are
         not shown (merged, or carrying nothing) are dropped with the chunk."""
         items = self.items
         items[ITEM_TEARDOWN * ITEM_SIZE + I_TS] = self.account.end_ns  # the connection's last moment
@@ -577,13 +582,7 @@ class _ConnectionRows:
         items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
         self.setup_bytes, self.teardown_bytes = (items[index * ITEM_SIZE + I_HEADER] + items[index * ITEM_SIZE + I_PAYLOAD]
                                                  + transport[index] + acks[index] for index in (ITEM_SETUP, ITEM_TEARDOWN))
-        columns = self.sinks.message_costs.values
-        columns["conn_id"].extend([self.conn_id] * count)
-        columns["kind"].extend([KINDS.index(self._kind())] * count)
-        for field, column in enumerate(ITEM_FIELDS):
-            columns[column].extend(items[field::ITEM_SIZE])
-        columns["transport_bytes"].extend(transport)
-        columns["ack_bytes"].extend(acks)
+        self.sinks.message_costs.write_block(count, (self.conn_id, KINDS.index(self._kind())), items, transport, acks)
 
     def _kind(self) -> str:
         if self.conn.kind == Kind.WEBSOCKET:
@@ -599,6 +598,7 @@ class _ConnectionRows:
         sent = self.http_body_bytes + self.ws_data_payload_bytes
         # merge_into emptied the merged items: every item's bytes count once
         app, undecoded = sum(self.items[I_APP::ITEM_SIZE]), sum(self.items[I_UNDECODED::ITEM_SIZE])
+        streams = self.conn.streams  # by side
         self.sinks.connections.append_row({
             "conn_id": self.conn_id,
             "capture": account.capture,
@@ -622,8 +622,8 @@ class _ConnectionRows:
             **payload_columns(app, sent, undecoded, account.wire_bytes),
             "setup_bytes": self.setup_bytes,
             "teardown_bytes": self.teardown_bytes,
-            "handshake_seen": any(s.syn_seen for s in self.conn.streams),
-            "gap_bytes": sum(s.gap_bytes for s in self.conn.streams),
+            "handshake_seen": streams[0].syn_seen or streams[1].syn_seen,
+            "gap_bytes": streams[0].gap_bytes + streams[1].gap_bytes,
             "http_requests": self.http_requests,
             "http_responses": self.http_responses,
             "ws_messages": self.ws_message_count,

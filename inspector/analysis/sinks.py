@@ -18,7 +18,9 @@ holds is bounded by its chunk.
 A writer adds `sink.pack(...)` of the packed values (in `packed` order) to
 `sink.rows` and appends one value to every column of `sink.appends` (written
 order, packed columns left out); its owner checks `full()` now and then and
-calls `flush()`.
+calls `flush()`.  A table whose rows come in blocks that are already arrays
+(a connection's message_costs rows) is written a block at a time instead
+(`write_block`): the arrays' bytes are added, the columns made per chunk.
 """
 
 from __future__ import annotations
@@ -173,6 +175,11 @@ def columns_of(name: str, exclude: Sequence[str] = (), **kinds: Column) -> dict[
     return {column: kinds.get(column) or _BY_DTYPE[dtype] for column, dtype in SCHEMAS[name].items() if column not in exclude}
 
 
+def numbers_of(columns: dict[str, Column]) -> tuple[str, ...]:
+    """The columns that can be `packed` (all but texts and held values)."""
+    return tuple(column for column, kind in columns.items() if kind.code is not None)
+
+
 _NUMPY_CODES = {"q": "<i8", "d": "<f8", "?": "?", "b": "i1"}
 
 
@@ -192,11 +199,16 @@ class TableSink:
     keep: optional f(built, held) giving the rows of a chunk to keep (a boolean
         array); not with `whole` columns.
     chunk_rows: rows held before they become a chunk.
+    blocks: for a table written a block of rows at a time (`write_block`), and only
+        so: groups of written columns, each (its columns, the `array` typecode of their
+        values); a block gives each group as one buffer of its rows' values, row by
+        row (an `array` of records of the group's columns, or of one column's values).
+        The other written columns have one value per block (the same for all its rows).
     """
 
     def __init__(self, name: str, written: dict[str, Column], derived: dict[str, Derived] | None = None,
                  whole: Sequence[str] = (), keep: Callable[[dict, dict], np.ndarray] | None = None,
-                 chunk_rows: int = 16_384, packed: Sequence[str] = ()) -> None:
+                 chunk_rows: int = 16_384, packed: Sequence[str] = (), blocks: Sequence[tuple[Sequence[str], str]] = ()) -> None:
         self.name = name
         self.schema = SCHEMAS[name]
         self.written = written
@@ -209,12 +221,20 @@ class TableSink:
         self.pack = struct.Struct("<" + "".join(codes)).pack
         self.row_dtype = np.dtype([(column, _NUMPY_CODES[code]) for column, code in zip(self.packed, codes)])
         self.rows = bytearray()  # packed rows, `row_dtype.itemsize` bytes each
-        self.values = {column: kind.new(column in whole) for column, kind in written.items() if column not in self.packed}
+        self.blocks = tuple((tuple(columns), typecode) for columns, typecode in blocks)
+        assert not (self.blocks and (self.packed or whole)), "a table is written by blocks or by rows"
+        in_blocks = {column for columns, _typecode in self.blocks for column in columns}
+        self._block_buffers = [bytearray() for _group in self.blocks]
+        self._block_rows = array("q")  # rows of each block held
+        self._held_block_rows = 0
+        # Columns written a value per row, or per block (the columns outside the groups).
+        self.values = {column: kind.new(column in whole) for column, kind in written.items()
+                       if column not in self.packed and column not in in_blocks}
         self.appends = tuple(values.append for values in self.values.values())
         self.keep = keep
         assert not (whole and keep), "rows of a table with whole columns are never dropped"
         self.chunk_rows = chunk_rows
-        self._first = next(iter(self.values.values())) if not self.packed else None
+        self._first = next(iter(self.values.values())) if not (self.packed or self.blocks) else None
         self.flushed_rows = 0
         self.chunks: list[pd.DataFrame] = []
 
@@ -233,8 +253,21 @@ class TableSink:
         for append, column in zip(self.appends, self.values):
             append(row[column])
 
+    def write_block(self, rows: int, per_block: Sequence, *groups) -> None:
+        """Write `rows` rows at once: the values of the columns outside `blocks` (in
+        written order), then a buffer per group of `blocks` (in their order) with the
+        rows' values of its columns, row by row."""
+        self._block_rows.append(rows)
+        self._held_block_rows += rows
+        for append, value in zip(self.appends, per_block):
+            append(value)
+        for buffer, values in zip(self._block_buffers, groups):
+            buffer += values
+
     def held_rows(self) -> int:
         """Rows written but not made into a chunk yet."""
+        if self.blocks:
+            return self._held_block_rows
         if self._first is None:
             return len(self.rows) // self.row_dtype.itemsize
         return len(self._first)
@@ -251,6 +284,8 @@ class TableSink:
         if self.packed:
             packed = np.frombuffer(bytes(self.rows), self.row_dtype)
             held.update((column, packed[column]) for column in self.packed)
+        if self.blocks:
+            held.update(self._held_blocks())
         built = {column: self.written[column].build(values) for column, values in held.items()}
         for column, derive in self.derived.items():
             built[column] = derive(built, held)
@@ -263,8 +298,20 @@ class TableSink:
             if column not in self.whole:
                 del values[:]  # in place: the bound appends stay valid
         del self.rows[:]
+        del self._block_rows[:]
+        self._held_block_rows = 0
         self.chunks.append(frame)
         self.flushed_rows += rows
+
+    def _held_blocks(self) -> dict[str, np.ndarray]:
+        """The held blocks' columns (the buffers are handed over: the arrays are views)."""
+        rows_per_block = np.frombuffer(self._block_rows, np.int64).copy()
+        held = {column: np.repeat(np.array(values), rows_per_block) for column, values in self.values.items()}
+        for (columns, typecode), buffer in zip(self.blocks, self._block_buffers):
+            records = np.frombuffer(buffer, typecode).reshape(-1, len(columns))
+            held.update((column, records[:, field]) for field, column in enumerate(columns))
+        self._block_buffers = [bytearray() for _group in self.blocks]
+        return held
 
     def table(self) -> pd.DataFrame:
         """All rows as one DataFrame (the sink is empty afterwards)."""

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from array import array
+
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
+from inspector.analysis.overhead import Spans, _Segments, _spread, _spread_arrays
 from inspector.analysis.pipeline import analyze_captures
 from tests.factories import http_request, http_response, pcap_file
 
@@ -111,3 +116,32 @@ def test_payload_messages_on_recorded_traffic_follow_the_message_tables():
     for row in costs[costs["item"] == "ws_message"].itertuples():
         assert row.payload_messages == int(carrying[(row.conn_id, row.item_index)]), row
     assert (costs["payload_messages"] > 0).any() and (costs.query("item == 'exchange'")["payload_messages"] == 0).any()  # feed's empty polls
+
+
+# Packets of a side: offset, length, overhead bytes; retransmitted, overlapping,
+# reordered and empty ones included.
+_packets = st.lists(st.tuples(st.integers(0, 400), st.integers(0, 120), st.integers(0, 200)), max_size=40)
+# A side's spans: gaps, ranges of no bytes, overlaps and ranges out of order included.
+_spans = st.lists(st.tuples(st.integers(0, 500), st.integers(0, 80), st.integers(0, 7)), max_size=12)
+
+
+@given(_packets, _packets, _spans, _spans)
+def test_packets_spread_with_arrays_add_the_same_floats(packets0, packets1, spans0, spans1):
+    """The numpy spreading of a big connection's packets gives exactly (bit for bit) the
+    floats plain Python gives: the same pieces, added in the same order."""
+    segments = []
+    for side_spans in (spans0, spans1):
+        spans = Spans()
+        for start, length, item in side_spans:
+            spans.add(start, start + length, item)
+        segments.append(_Segments(spans))
+    item_count = 8
+    expected = array("d", [0.0]) * item_count
+    records = array("q")
+    for side, packets in enumerate((packets0, packets1)):
+        if packets:
+            _spread(expected, segments[side], [(offset, offset + length, weight) for offset, length, weight in packets])
+        for packet in packets:
+            records.extend((side, *packet))
+    assume(records)
+    assert _spread_arrays(records, tuple(segments), item_count).tobytes() == expected.tobytes()

@@ -1,5 +1,7 @@
 """Column sinks make exactly the tables make_table makes from the same rows."""
 
+from array import array
+
 import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
@@ -113,3 +115,28 @@ def test_packed_columns_make_the_same_table():
                 sink.flush()
         assert sink.held_rows() < chunk_rows and len(sink) == len(MESSAGES)
         pd.testing.assert_frame_equal(sink.table(), make_table("ws_messages", [message_row(*m) for m in MESSAGES]), check_exact=True)
+
+
+def test_blocks_of_rows_make_the_same_table():
+    """Rows written a block at a time (a group of columns as one array of records, a
+    column as an array of its values, conn_id once per block) make the table make_table
+    makes, across chunks and with rows not kept."""
+    records = ("message_id", "direction", "opcode", "frames", "header_bytes", "wire_payload_bytes", "payload_bytes",
+               "compressed", "text_valid", "complete")
+    blocks = ((records, "q"), (("ts",), "q"), (("end_ts",), "q"))
+    same_text = {"payload_text": lambda built, held: pd.array(["x"] * len(built["conn_id"]), dtype="str")}
+    for chunk_rows in (1, 2, 100):
+        sink = TableSink("ws_messages", columns_of("ws_messages", exclude=("payload_text",), direction=Codes(DIRECTIONS),
+                                                   ts=Seconds(), end_ts=Seconds()),
+                         derived=same_text, blocks=blocks, keep=lambda built, held: held["ts"] != MESSAGES[2][3], chunk_rows=chunk_rows)
+        expected = []
+        for conn_id in sorted({message[0] for message in MESSAGES}):
+            block = [message for message in MESSAGES if message[0] == conn_id]
+            written = [written_row(*message) for message in block]
+            sink.write_block(len(block), (conn_id,), *(array("q", [int(row[column]) for row in written for column in columns])
+                                                       for columns, _typecode in blocks))
+            expected += [{**message_row(*message), "payload_text": "x"} for message in block if message != MESSAGES[2]]
+            if sink.full():
+                sink.flush()
+        assert len(sink) == len(MESSAGES)
+        pd.testing.assert_frame_equal(sink.table(), make_table("ws_messages", expected), check_exact=True)
