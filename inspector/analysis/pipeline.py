@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.chunked import assemble_table
+from inspector.analysis.handoff import hand_off, take_over
 from inspector.analysis.rows import ShardRows
 from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
@@ -153,29 +156,38 @@ def _analyze_file(path: str, options: ParserOptions, jobs: int, report: Callable
     return shards
 
 
-# In a worker process: the capture's bytes, opened by the parent before it forked the worker.
+# In a worker process: the capture's bytes and the files for the results, opened by the
+# parent before it forked the worker.
 _inherited_source: CaptureBytes | None = None
+_inherited_outputs: dict[int, IO[bytes]] = {}
 
 
-def _inherit_source(source: CaptureBytes) -> None:
+def _inherit(source: CaptureBytes, outputs: dict[int, IO[bytes]]) -> None:
     """Worker initializer: with fork, its arguments are inherited, not pickled (a memory map cannot be)."""
-    global _inherited_source
-    _inherited_source = source
+    global _inherited_source, _inherited_outputs
+    _inherited_source, _inherited_outputs = source, outputs
 
 
 def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
                              max_inflated_bytes: int) -> list[_ShardResult]:
     # Shard 0 runs here, in this process, while jobs - 1 forked workers take the others: one
-    # fork and one pickled result fewer, and shard 0 (which reads every packet) reports its
+    # fork and one handed-off result fewer, and shard 0 (which reads every packet) reports its
     # progress directly.
     # Opened once, here: a gzip file is inflated once for every worker, not once by each.
-    with open_capture(path, max_inflated_bytes) as source, \
-            ProcessPoolExecutor(max_workers=jobs - 1, mp_context=get_context("fork"),
-                                initializer=_inherit_source, initargs=(source,)) as pool:
-        futures = [pool.submit(_analyze_shard, path, options, shard, jobs, max_inflated_bytes)
+    with ExitStack() as stack:
+        source = stack.enter_context(open_capture(path, max_inflated_bytes))
+        outputs = {shard: stack.enter_context(tempfile.TemporaryFile()) for shard in range(1, jobs)}
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=jobs - 1, mp_context=get_context("fork"),
+                                                       initializer=_inherit, initargs=(source, outputs)))
+        futures = [pool.submit(_analyze_shard_and_hand_off, path, options, shard, jobs, max_inflated_bytes)
                    for shard in range(1, jobs)]
         first = _analyze_shard(path, options, 0, jobs, max_inflated_bytes, report, source)
-        return [first] + [future.result() for future in futures]
+        return [first] + [take_over(future.result(), outputs[shard]) for shard, future in zip(range(1, jobs), futures)]
+
+
+def _analyze_shard_and_hand_off(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int):
+    """In a worker: `_analyze_shard`, its result handed to the parent through the file for the shard."""
+    return hand_off(_analyze_shard(path, options, shard, shards, max_inflated_bytes), _inherited_outputs[shard])
 
 
 def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:

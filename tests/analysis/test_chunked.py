@@ -1,6 +1,8 @@
-"""Tables put together from chunks."""
+"""Tables put together from chunks, and chunks handed from a worker to its parent through a file."""
 
 from __future__ import annotations
+
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -8,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inspector.analysis.chunked import assemble_table
+from inspector.analysis.handoff import HandedOff, hand_off, take_over
 from inspector.analysis.tables import SCHEMAS, make_table
 
 ORDER = ["conn_id", "message_id", "ts"]
@@ -74,3 +77,29 @@ def test_a_table_from_chunks_can_be_changed():
     table.loc[0, "conn_id"] = 7
     table.loc[1, "payload_bytes"] = 3
     assert list(table["conn_id"]) == [7, 1, 1] and table["payload_bytes"].tolist() == [pd.NA, 3, pd.NA]
+
+
+def test_chunks_handed_off_through_a_file_come_back_identical_and_viewing_it():
+    rows = [{"conn_id": i % 3, "message_id": i, "ts": i / 2, "payload_bytes": i or None, "text_valid": bool(i % 2),
+             "payload_text": "x" * (i % 50)} for i in range(3000)]
+    chunks = chunks_of(rows, [1000, 1000])
+    with tempfile.TemporaryFile() as file:
+        handed = hand_off({"ws_messages": chunks}, file)
+        assert isinstance(handed, HandedOff) and handed.spans
+        assert len(handed.pickled) < sum(length for _offset, length in handed.spans) / 20  # the arrays are in the file
+        back = take_over(handed, file)["ws_messages"]
+    for chunk, came_back in zip(chunks, back, strict=True):
+        pd.testing.assert_frame_equal(came_back, chunk, check_exact=True)
+        assert not came_back["message_id"].to_numpy().flags.writeable  # a view of the mapped file
+    table = assemble_table("ws_messages", back, order=ORDER)
+    pd.testing.assert_frame_equal(table, concat_then_sort(chunks, [np.arange(3)] * 3, ORDER), check_exact=True)
+
+
+def test_a_result_that_cannot_be_written_goes_through_the_pipe_as_it_is(tmp_path):
+    value = {"ws_messages": chunks_of([{"conn_id": 1}], [])}
+    path = tmp_path / "result"
+    path.write_bytes(b"")
+    with open(path, "rb") as read_only:
+        handed = hand_off(value, read_only)
+        assert handed is value
+        assert take_over(handed, read_only) is value
