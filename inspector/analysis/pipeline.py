@@ -22,21 +22,25 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
 from inspector.analysis.accounting import ConnectionAccount
+from inspector.analysis.chunked import assemble_table
+from inspector.analysis.handoff import hand_off, take_over
 from inspector.analysis.rows import ShardRows
 from inspector.analysis.recording import label_variants, load_recording, staleness_rows
 from inspector.analysis.summary import overhead_table
-from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
+from inspector.analysis.tables import CONNECTION_TABLES, SCHEMAS, TABLE_NAMES, make_table
 from inspector.analysis.segments import ShardSegments, shard_segments
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureBytes, CaptureInfo, capture_name, is_regular_file, open_capture
 from inspector.capture.chunks import read_record_chunks
@@ -80,7 +84,7 @@ class Analysis:
 class _ShardResult:
     """What one worker found in one file: tables with local connection ids."""
 
-    tables: dict[str, pd.DataFrame]
+    tables: dict[str, list[pd.DataFrame]]  # as chunks (chunked.assemble_table)
     first_packet: list[int]  # local conn_id -> index of its first packet in the file
     info: CaptureInfo
     packets: int = 0
@@ -152,29 +156,38 @@ def _analyze_file(path: str, options: ParserOptions, jobs: int, report: Callable
     return shards
 
 
-# In a worker process: the capture's bytes, opened by the parent before it forked the worker.
+# In a worker process: the capture's bytes and the files for the results, opened by the
+# parent before it forked the worker.
 _inherited_source: CaptureBytes | None = None
+_inherited_outputs: dict[int, IO[bytes]] = {}
 
 
-def _inherit_source(source: CaptureBytes) -> None:
+def _inherit(source: CaptureBytes, outputs: dict[int, IO[bytes]]) -> None:
     """Worker initializer: with fork, its arguments are inherited, not pickled (a memory map cannot be)."""
-    global _inherited_source
-    _inherited_source = source
+    global _inherited_source, _inherited_outputs
+    _inherited_source, _inherited_outputs = source, outputs
 
 
 def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
                              max_inflated_bytes: int) -> list[_ShardResult]:
     # Shard 0 runs here, in this process, while jobs - 1 forked workers take the others: one
-    # fork and one pickled result fewer, and shard 0 (which reads every packet) reports its
+    # fork and one handed-off result fewer, and shard 0 (which reads every packet) reports its
     # progress directly.
     # Opened once, here: a gzip file is inflated once for every worker, not once by each.
-    with open_capture(path, max_inflated_bytes) as source, \
-            ProcessPoolExecutor(max_workers=jobs - 1, mp_context=get_context("fork"),
-                                initializer=_inherit_source, initargs=(source,)) as pool:
-        futures = [pool.submit(_analyze_shard, path, options, shard, jobs, max_inflated_bytes)
+    with ExitStack() as stack:
+        source = stack.enter_context(open_capture(path, max_inflated_bytes))
+        outputs = {shard: stack.enter_context(tempfile.TemporaryFile()) for shard in range(1, jobs)}
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=jobs - 1, mp_context=get_context("fork"),
+                                                       initializer=_inherit, initargs=(source, outputs)))
+        futures = [pool.submit(_analyze_shard_and_hand_off, path, options, shard, jobs, max_inflated_bytes)
                    for shard in range(1, jobs)]
         first = _analyze_shard(path, options, 0, jobs, max_inflated_bytes, report, source)
-        return [first] + [future.result() for future in futures]
+        return [first] + [take_over(future.result(), outputs[shard]) for shard, future in zip(range(1, jobs), futures)]
+
+
+def _analyze_shard_and_hand_off(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int):
+    """In a worker: `_analyze_shard`, its result handed to the parent through the file for the shard."""
+    return hand_off(_analyze_shard(path, options, shard, shards, max_inflated_bytes), _inherited_outputs[shard])
 
 
 def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:
@@ -186,20 +199,15 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
         mapping[shard_no][local] = first_conn_id + global_id
     tables = {}
     for name in CONNECTION_TABLES:
-        pieces = []
+        # Taken from the shards: every column is written once, renumbered and in order,
+        # and the shards' chunks of it are let go as it is.
+        chunks, chunk_ids = [], []
         for shard, ids in zip(shards, mapping):
-            # Taken from the shard, renumbered in place: a big table is never copied
-            # more than once (by the sort, when it is not in order already).
-            table = shard.tables.pop(name)
-            if len(table):
-                table["conn_id"] = ids[table["conn_id"].to_numpy(dtype=np.int64)]
-                pieces.append(table)
-        merged = _concat(name, pieces)
-        del pieces
-        order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "ts") if c in merged.columns and name != "message_costs"]
-        if not _in_order(merged, order):
-            merged = merged.sort_values(order, kind="stable")
-        tables[name] = merged.reset_index(drop=True)
+            shard_chunks = shard.tables.pop(name)
+            chunks += shard_chunks
+            chunk_ids += [ids] * len(shard_chunks)
+        order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "ts") if c in SCHEMAS[name] and name != "message_costs"]
+        tables[name] = assemble_table(name, chunks, chunk_ids, order)
     lead = shards[0]  # shard 0 counted every packet of the file
     info = lead.info
     non_tcp = sum((shard.non_tcp for shard in shards), Counter())
@@ -227,22 +235,6 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
         "warnings": capture_name("; ".join(warnings)),
     }
     return tables, capture_row, warnings
-
-
-def _in_order(table: pd.DataFrame, columns: list[str]) -> bool:
-    """Whether the rows are sorted by `columns` already (False when unsure)."""
-    tied = np.ones(max(len(table) - 1, 0), dtype=bool)  # pairs of rows equal so far
-    for column in columns:
-        if not tied.any():
-            return True
-        series = table[column]
-        if series.dtype.kind not in "iuf" or series.hasnans:
-            return False  # let the sort decide where missing values go
-        values = series.to_numpy(dtype=np.float64 if series.dtype.kind == "f" else np.int64)
-        if (tied & (values[:-1] > values[1:])).any():
-            return False
-        tied &= values[:-1] == values[1:]
-    return True  # rows still tied keep their order in a stable sort too
 
 
 @contextmanager
@@ -354,7 +346,7 @@ class _Shard:
     def finish(self) -> None:
         for account in self.open_connections.values():
             _finish(account, self.rows)
-        self.result.tables = self.rows.tables()
+        self.result.tables = self.rows.chunks()
 
 
 def _check_link_types(info: CaptureInfo, path: str) -> None:

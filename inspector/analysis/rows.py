@@ -134,9 +134,9 @@ class ShardRows:
             if sink.full():
                 sink.flush()
 
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """Every table (the sinks are empty afterwards)."""
-        return {name: sink.table() for name, sink in self.sinks.items()}
+    def chunks(self) -> dict[str, list[pd.DataFrame]]:
+        """Every table as its chunks (the sinks are empty afterwards; see chunked.assemble_table)."""
+        return {name: sink.take_chunks() for name, sink in self.sinks.items()}
 
 
 def _cost_wire_bytes(built: dict, held: dict) -> np.ndarray:

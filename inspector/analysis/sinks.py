@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from inspector.analysis.tables import SCHEMAS, make_table
+from inspector.analysis.chunked import assemble_table
+from inspector.analysis.tables import SCHEMAS
 
 # The value a nullable integer column stores for a missing one (sizes, ids and
 # status or close codes are never negative).
@@ -313,17 +314,25 @@ class TableSink:
         self._block_buffers = [bytearray() for _group in self.blocks]
         return held
 
-    def table(self) -> pd.DataFrame:
-        """All rows as one DataFrame (the sink is empty afterwards)."""
+    def take_chunks(self) -> list[pd.DataFrame]:
+        """All rows as chunks with every column of the table (the sink is empty afterwards)."""
         self.flush()
         chunks, self.chunks = self.chunks, []
-        chunks = [chunk for chunk in chunks if len(chunk)]
-        if not chunks:
-            return make_table(self.name)
-        table = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
-        for column in self.whole:
-            values = self.values[column]
-            table.insert(list(self.schema).index(column), column, self.written[column].build(values))
-            del values[:]
+        if self.whole:
+            # Each chunk gets a view of its rows of the whole columns, built once.
+            order = list(self.schema)
+            # (np.array reads a compact array's buffer at once: np.fromiter took 37 ns a value.)
+            whole = {column: self.written[column].build(np.array(self.values[column])) for column in sorted(self.whole, key=order.index)}
+            start = 0
+            for chunk in chunks:
+                for column, values in whole.items():
+                    chunk.insert(order.index(column), column, values[start:start + len(chunk)])
+                start += len(chunk)
+            for column in self.whole:
+                del self.values[column][:]
         self.flushed_rows = 0
-        return table
+        return chunks
+
+    def table(self) -> pd.DataFrame:
+        """All rows as one DataFrame (the sink is empty afterwards)."""
+        return assemble_table(self.name, self.take_chunks())
