@@ -15,6 +15,7 @@ connections are small, where numpy's per-call overhead would dominate.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from bisect import bisect_right
 
@@ -26,6 +27,8 @@ ITEM_WS_CONTROL = 2
 ITEM_UNATTRIBUTED = 3
 # Below every stream offset: before the first packet nothing is covered.
 NOTHING_COVERED = -(1 << 62)
+# One range's three numbers as bytes: array.frombytes of them is twice as quick as extend.
+_pack_range = struct.Struct("<3q").pack
 
 
 class Spans:
@@ -45,7 +48,11 @@ class Spans:
         if flat and flat[-2] == start and flat[-1] == item:
             flat[-2] = end
         else:
-            flat.extend((start, end, item))
+            flat.frombytes(_pack_range(start, end, item))
+
+    def add_new(self, start: int, end: int, item: int) -> None:
+        """`add` for an item no range was added for yet (so it continues none)."""
+        self._flat.frombytes(_pack_range(start, end, item))
 
     def relabel(self, item: int, new_item: int) -> None:
         flat = self._flat

@@ -248,6 +248,11 @@ ITEM_FIELDS = ("item", "item_index", "direction", "ts", "app_header_bytes", "wir
 I_CODE, I_INDEX, I_DIRECTION, I_TS, I_HEADER, I_PAYLOAD, I_APP, I_UNDECODED, I_MESSAGES = range(len(ITEM_FIELDS))
 ITEM_SIZE = len(ITEM_FIELDS)
 _pack_item = struct.Struct(f"<{ITEM_SIZE}q").pack
+NUMBER_BYTES = 8  # of one number of an items array ("q")
+# The five sums of an item, I_HEADER to I_MESSAGES, read and written in place with one call
+# each (a fifth of the time of five `items[i] += n`).
+_SUMS = struct.Struct("<5q")
+_unpack_sums, _pack_sums_into = _SUMS.unpack_from, _SUMS.pack_into
 
 
 def _new_items(start_ns: int) -> array:
@@ -316,23 +321,38 @@ class _ConnectionRows:
     # -- events ------------------------------------------------------------------
 
     def add_events(self, events: list) -> None:
+        frame = None  # a data frame whose message may come next (most messages are one frame)
         for event in events:
             kind = type(event)
+            if frame is not None:
+                if kind is WsMessage and self._one_frame_message(frame, event):
+                    frame = None
+                    continue
+                self._ws_frame(frame)
+                frame = None
             if kind is WsFrame:
-                self._ws_frame(event)
-            elif kind is WsMessage:
-                self._ws_message(event)
+                if event.opcode < 0x8:
+                    frame = event
+                else:
+                    self._ws_frame(event)
             elif kind is HttpRequest or kind is HttpResponse:
                 self._http_message(event)
+            elif kind is WsMessage:
+                self._ws_message(event)
             elif kind is Finding:
                 self._finding(event)
             elif kind is WsHandshake and self.handshake is None:
-                self.handshake = event
-                self.deflate = event.deflate is not None
-                if self.upgrade_item is not None:
-                    _merge_item(self.items, self.upgrade_item, ITEM_SETUP)
-                    for spans in self.spans:
-                        spans.relabel(self.upgrade_item, ITEM_SETUP)
+                self._handshake(event)
+        if frame is not None:
+            self._ws_frame(frame)
+
+    def _handshake(self, handshake: WsHandshake) -> None:
+        self.handshake = handshake
+        self.deflate = handshake.deflate is not None
+        if self.upgrade_item is not None:
+            _merge_item(self.items, self.upgrade_item, ITEM_SETUP)
+            for spans in self.spans:
+                spans.relabel(self.upgrade_item, ITEM_SETUP)
 
     def finish(self) -> None:
         for finding in self._reassembly_findings():
@@ -347,49 +367,46 @@ class _ConnectionRows:
             exchange = self.http_requests
             self.http_requests = exchange + 1
             code = MISSING
-            upgrade = False
         else:
             exchange = self.final_responses
             self.http_responses += 1
             code = message.status
             if not (100 <= code < 200) or code == 101:
                 self.final_responses = exchange + 1
-            upgrade = code == 101
         header = message.header_bytes
         wire = message.body_wire_bytes
         framing = message.chunk_framing_bytes
         missing = message.missing_bytes
         start = message.offset
+        ts = message.ts_ns
         decompressed = message.decompressed_bytes
-        sink = self.sinks.http_messages
-        sink.rows += sink.pack(self.conn_id, exchange, message.direction, message.ts_ns, message.end_ts_ns, code, header,
-                               message.body_bytes, wire, framing, missing, MISSING if decompressed is None else decompressed,
-                               message.complete, start)
-        self.sinks.hold_http_message(message)
+        sinks = self.sinks
+        sink = sinks.http_messages
+        sink.rows += sink.pack(self.conn_id, exchange, message.direction, ts, message.end_ts_ns, code, header, message.body_bytes, wire,
+                               framing, missing, MISSING if decompressed is None else decompressed, message.complete, start)
+        sinks.hold_http_message(message)
 
-        items = self.items
         body = wire - framing - missing
         size, undecoded, carries = http_app_payload(message, body)
+        items = self.items
         item = self.item_of_exchange.get(exchange)
         if item is None:
             # carries: a request or response with a body, work done
             item = self.item_of_exchange[exchange] = len(items) // ITEM_SIZE
-            items.frombytes(_pack_item(ITEM_EXCHANGE, exchange, Direction.CLIENT, message.ts_ns, header + framing, body, size,
-                                       undecoded, carries))
+            items.frombytes(_pack_item(ITEM_EXCHANGE, exchange, Direction.CLIENT, ts, header + framing, body, size, undecoded, carries))
+            self.spans_of[message.direction].add_new(start, start + header + wire, item)
             if len(self.item_of_exchange) > self.prune_exchanges_at:
                 self._forget_done_exchanges()
         else:
-            base = item * ITEM_SIZE
-            items[base + I_HEADER] += header + framing
-            items[base + I_PAYLOAD] += body
-            items[base + I_APP] += size
-            items[base + I_UNDECODED] += undecoded
-            items[base + I_MESSAGES] += carries
+            at = (item * ITEM_SIZE + I_HEADER) * NUMBER_BYTES
+            header_sum, payload_sum, app_sum, undecoded_sum, messages = _unpack_sums(items, at)
+            _pack_sums_into(items, at, header_sum + header + framing, payload_sum + body, app_sum + size, undecoded_sum + undecoded,
+                            messages + carries)
+            self.spans_of[message.direction].add(start, start + header + wire, item)
         self.http_header_bytes += header
         self.http_chunk_framing_bytes += framing
         self.http_body_bytes += body
-        self.spans_of[message.direction].add(start, start + header + wire, item)
-        if upgrade and self.upgrade_item is None:
+        if code == 101 and self.upgrade_item is None:
             self.upgrade_item = item
 
     def _forget_done_exchanges(self) -> None:
@@ -456,6 +473,48 @@ class _ConnectionRows:
                                message.header_bytes, message.wire_payload_bytes, MISSING if decoded is None else decoded,
                                message.compressed, MISSING if valid is None else valid, message.complete)
         self.sinks.hold_message(message)
+
+    def _one_frame_message(self, frame: WsFrame, message: WsMessage) -> bool:
+        """A data frame and the message after it, when no other frame of its direction
+        waits: the message is that one frame (as `_ws_message` would take it). Both rows,
+        the message's item and its span are written at once; False (nothing written)
+        otherwise."""
+        side = frame.direction
+        if self.newest_frame[side] is not None or message.direction != side or not message.frames:
+            return False  # (no newest frame waiting: no older one either)
+        frame_id = self.frame_count
+        self.frame_count = frame_id + 1
+        message_id = self.ws_message_count
+        self.ws_message_count = message_id + 1
+        self.message_ids.append(message_id)
+        length = frame.payload_length
+        header = frame.header_bytes
+        missing = frame.missing_bytes
+        start = frame.offset
+        close = frame.close_code
+        conn_id = self.conn_id
+        sinks = self.sinks
+        sink = sinks.ws_frames
+        sink.rows += sink.pack(conn_id, frame_id, side, frame.ts_ns, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3, frame.opcode,
+                               frame.masked, length, header, missing, MISSING if close is None else close, start)
+        sinks.hold_frame(frame)
+        payload = length - missing
+        self.ws_frame_header_bytes += header
+        self.ws_data_payload_bytes += payload
+        items = self.items
+        item = len(items) // ITEM_SIZE
+        self.spans_of[side].add_new(start, start + header + length, item)
+        size, undecoded, carries = ws_app_payload(message, payload)
+        ts = message.ts_ns
+        items.frombytes(_pack_item(ITEM_WS_MESSAGE, message_id, side, ts, header, payload, size, undecoded, carries))
+        decoded = message.payload_bytes
+        valid = message.text_valid
+        sink = sinks.ws_messages
+        sink.rows += sink.pack(conn_id, message_id, side, ts, message.end_ts_ns, message.opcode, message.frames, message.header_bytes,
+                               message.wire_payload_bytes, MISSING if decoded is None else decoded, message.compressed,
+                               MISSING if valid is None else valid, message.complete)
+        sinks.hold_message(message)
+        return True
 
     def _take_pending(self, direction: Direction, count: int, item: int, message_id: int = MISSING) -> tuple[int, int]:
         """Give the first `count` (or fewer) waiting data frames to `item` and
