@@ -32,7 +32,7 @@ from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIB
 from inspector.analysis.payload import http_app_payload, payload_columns, ws_app_payload
 from inspector.analysis.sinks import MISSING, Codes, Derived, Held, Seconds, TableSink, coded_text, columns_of, text_array
 from inspector.analysis.tables import CONNECTION_TABLES
-from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage
+from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage, WsOneFrameMessage
 from inspector.parse.connection import Kind
 
 NS = 1e-9
@@ -75,8 +75,9 @@ class ShardRows:
 
     def __init__(self) -> None:
         direction = Codes(DIRECTIONS)
-        # The big tables: numbers packed per row, the event held for its texts and bytes
-        # (made per chunk, see preview_texts).
+        # The big tables: numbers packed per row, what their texts are made of held (made
+        # per chunk, see preview_texts): the event (for a frame, its WsFrame or the
+        # WsOneFrameMessage that stands for it), a message's payload.
         self.http_messages = TableSink("http_messages", {**columns_of("http_messages", exclude=HTTP_TEXTS, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                          "event": Held()},
                                        packed=HTTP_PACKED, derived=HTTP_TEXTS, chunk_rows=CHUNK_ROWS)
@@ -84,7 +85,7 @@ class ShardRows:
                                                    "event": Held()},
                                    packed=FRAME_PACKED, derived=FRAME_TEXTS, whole=("message_id",), chunk_rows=CHUNK_ROWS)
         self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MESSAGE_TEXTS, direction=direction, ts=Seconds(), end_ts=Seconds()),
-                                                     "event": Held()},
+                                                     "payloads": Held()},
                                      packed=MESSAGE_PACKED, derived=MESSAGE_TEXTS, chunk_rows=CHUNK_ROWS)
         self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS)
         self.message_costs = TableSink("message_costs", columns_of("message_costs", exclude=("wire_bytes", "efficiency"), kind=Codes(KINDS),
@@ -96,7 +97,7 @@ class ShardRows:
         self.sinks = {name: getattr(self, name) for name in CONNECTION_TABLES}
         self.hold_http_message = self.http_messages.values["event"].append
         self.hold_frame = self.ws_frames.values["event"].append
-        self.hold_message = self.ws_messages.values["event"].append
+        self.hold_message_payload = self.ws_messages.values["payloads"].append
         self.events_until_check = CHECK_FULL_EVENTS
 
     def take_events(self, account: ConnectionAccount) -> None:
@@ -234,7 +235,7 @@ FRAME_TEXTS: dict[str, Derived] = {
 MESSAGE_PACKED = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
                   "payload_bytes", "compressed", "text_valid", "complete")
 MESSAGE_TEXTS: dict[str, Derived] = {
-    "payload_text": lambda built, held: preview_texts([event.payload for event in held["event"]], PREVIEW_TEXT_CHARS),
+    "payload_text": lambda built, held: preview_texts(held["payloads"], PREVIEW_TEXT_CHARS),
 }
 
 
@@ -321,30 +322,20 @@ class _ConnectionRows:
     # -- events ------------------------------------------------------------------
 
     def add_events(self, events: list) -> None:
-        frame = None  # a data frame whose message may come next (most messages are one frame)
         for event in events:
             kind = type(event)
-            if frame is not None:
-                if kind is WsMessage and self._one_frame_message(frame, event):
-                    frame = None
-                    continue
-                self._ws_frame(frame)
-                frame = None
-            if kind is WsFrame:
-                if event.opcode < 0x8:
-                    frame = event
-                else:
-                    self._ws_frame(event)
+            if kind is WsOneFrameMessage:
+                self._one_frame_record(event)
             elif kind is HttpRequest or kind is HttpResponse:
                 self._http_message(event)
+            elif kind is WsFrame:
+                self._ws_frame(event)
             elif kind is WsMessage:
                 self._ws_message(event)
             elif kind is Finding:
                 self._finding(event)
             elif kind is WsHandshake and self.handshake is None:
                 self._handshake(event)
-        if frame is not None:
-            self._ws_frame(frame)
 
     def _handshake(self, handshake: WsHandshake) -> None:
         self.handshake = handshake
@@ -472,49 +463,42 @@ class _ConnectionRows:
         sink.rows += sink.pack(self.conn_id, message_id, side, message.ts_ns, message.end_ts_ns, message.opcode, message.frames,
                                message.header_bytes, message.wire_payload_bytes, MISSING if decoded is None else decoded,
                                message.compressed, MISSING if valid is None else valid, message.complete)
-        self.sinks.hold_message(message)
+        self.sinks.hold_message_payload(message.payload)
 
-    def _one_frame_message(self, frame: WsFrame, message: WsMessage) -> bool:
-        """A data frame and the message after it, when no other frame of its direction
-        waits: the message is that one frame (as `_ws_message` would take it). Both rows,
-        the message's item and its span are written at once; False (nothing written)
-        otherwise."""
-        side = frame.direction
-        if self.newest_frame[side] is not None or message.direction != side or not message.frames:
-            return False  # (no newest frame waiting: no older one either)
+    def _one_frame_record(self, record: WsOneFrameMessage) -> None:
+        """`_ws_frame` then `_ws_message` of the two events a record stands for, in one
+        go: the frame never waits for its message."""
+        (side, ts, start, opcode, compressed, masked, mask_key, length, header, payload, decoded, valid,
+         message_payload) = record
+        if self.newest_frame[side] is not None:
+            # Older frames wait (a continuation with no message open): the message takes them first.
+            frame, message = record.events()
+            self._ws_frame(frame)
+            self._ws_message(message)
+            return
         frame_id = self.frame_count
         self.frame_count = frame_id + 1
         message_id = self.ws_message_count
         self.ws_message_count = message_id + 1
         self.message_ids.append(message_id)
-        length = frame.payload_length
-        header = frame.header_bytes
-        missing = frame.missing_bytes
-        start = frame.offset
-        close = frame.close_code
         conn_id = self.conn_id
         sinks = self.sinks
         sink = sinks.ws_frames
-        sink.rows += sink.pack(conn_id, frame_id, side, frame.ts_ns, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3, frame.opcode,
-                               frame.masked, length, header, missing, MISSING if close is None else close, start)
-        sinks.hold_frame(frame)
-        payload = length - missing
+        sink.rows += sink.pack(conn_id, frame_id, side, ts, True, compressed, False, False, opcode, masked, length, header, 0, MISSING,
+                               start)
+        sinks.hold_frame(record)
         self.ws_frame_header_bytes += header
-        self.ws_data_payload_bytes += payload
+        self.ws_data_payload_bytes += length
         items = self.items
         item = len(items) // ITEM_SIZE
         self.spans_of[side].add_new(start, start + header + length, item)
-        size, undecoded, carries = ws_app_payload(message, payload)
-        ts = message.ts_ns
-        items.frombytes(_pack_item(ITEM_WS_MESSAGE, message_id, side, ts, header, payload, size, undecoded, carries))
-        decoded = message.payload_bytes
-        valid = message.text_valid
+        # ws_app_payload of a whole message: its decoded size is known (the wire size when
+        # not compressed), nothing is undecoded.
+        items.frombytes(_pack_item(ITEM_WS_MESSAGE, message_id, side, ts, header, length, decoded, 0, decoded > 0))
         sink = sinks.ws_messages
-        sink.rows += sink.pack(conn_id, message_id, side, ts, message.end_ts_ns, message.opcode, message.frames, message.header_bytes,
-                               message.wire_payload_bytes, MISSING if decoded is None else decoded, message.compressed,
-                               MISSING if valid is None else valid, message.complete)
-        sinks.hold_message(message)
-        return True
+        sink.rows += sink.pack(conn_id, message_id, side, ts, ts, opcode, 1, header, length, decoded, compressed,
+                               MISSING if valid is None else valid, True)
+        sinks.hold_message_payload(message_payload)
 
     def _take_pending(self, direction: Direction, count: int, item: int, message_id: int = MISSING) -> tuple[int, int]:
         """Give the first `count` (or fewer) waiting data frames to `item` and
