@@ -17,6 +17,7 @@ same floats.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from bisect import bisect_right
 
@@ -35,6 +36,8 @@ NOTHING_COVERED = -(1 << 62)
 # ~0.06 us a packet, Python ~0.4 us a packet; even at ~200-250 packets).
 ARRAY_PACKETS = 256
 _ZERO = array("d", [0.0])  # times n: n zeros
+# One range's three numbers as bytes: array.frombytes of them is twice as quick as extend.
+pack_range = struct.Struct("<3q").pack
 
 
 class Spans:
@@ -42,19 +45,23 @@ class Spans:
 
     Kept flat, three numbers a range, and a range that continues the last one
     for the same item extends it: a message of a million frames is one range.
+    A range of an item that has none yet continues no range: a writer adds it
+    with `add_packed(pack_range(start, end, item))`, C calls only (700 fewer
+    instructions per message than `add`, 4 % of writing a REST message's rows).
     """
 
-    __slots__ = ("_flat",)
+    __slots__ = ("_flat", "add_packed")
 
     def __init__(self) -> None:
         self._flat = array("q")  # start, end, item; start, end, item; ...
+        self.add_packed = self._flat.frombytes
 
     def add(self, start: int, end: int, item: int) -> None:
         flat = self._flat
         if flat and flat[-2] == start and flat[-1] == item:
             flat[-2] = end
         else:
-            flat.extend((start, end, item))
+            flat.frombytes(pack_range(start, end, item))
 
     def relabel(self, item: int, new_item: int) -> None:
         flat = self._flat

@@ -334,7 +334,8 @@ class _Shard:
         # The side with the higher (ephemeral) port is the likelier client.
         hint = 0 if src[1] > dst[1] else 1
         first_packet = self.result.first_packet
-        connection = TcpConnection(len(first_packet), self.options, client_hint=hint, capture_budget=self.decompression)
+        connection = TcpConnection(len(first_packet), self.options, client_hint=hint, capture_budget=self.decompression,
+                                   one_frame_records=True)  # written as rows straight away (rows.py)
         account = ConnectionAccount(len(first_packet), self.capture, connection, (src, dst), side0_direction=direction)
         first_packet.append(segments.index[row])
         self.open_connections[flow] = account

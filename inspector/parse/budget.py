@@ -42,14 +42,20 @@ class DecompressionBudget:
         return DecompressionBudget(limit, "connection", self)
 
     def room(self) -> int:
-        """Bytes that may still be produced."""
-        room = max(self.remaining, 0)
-        return min(room, self.parent.room()) if self.parent is not None else room
+        """Bytes that may still be produced (asked once per compressed message: a loop, not a call per scope)."""
+        room = self.remaining
+        outer = self.parent
+        while outer is not None:
+            if outer.remaining < room:
+                room = outer.remaining
+            outer = outer.parent
+        return room if room > 0 else 0
 
     def spend(self, produced: int) -> None:
-        self.remaining -= produced
-        if self.parent is not None:
-            self.parent.spend(produced)
+        budget: DecompressionBudget | None = self
+        while budget is not None:
+            budget.remaining -= produced
+            budget = budget.parent
 
     def give_back(self, produced: int) -> None:
         """Undo spend(produced): for output whose decompression then failed."""

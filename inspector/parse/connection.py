@@ -2,7 +2,8 @@
 
 A TcpConnection takes the segments of one connection in capture order and
 produces, in `events`, the application events of both directions:
-HttpRequest/HttpResponse, WsHandshake, WsFrame/WsMessage and Findings.
+HttpRequest/HttpResponse, WsHandshake, WsFrame/WsMessage (or WsOneFrameMessage
+records, when asked for) and Findings.
 
 The two endpoints are called sides 0 (sender of the first packet seen) and 1
 until it is known which is the client: the side that sent the SYN, or,
@@ -82,11 +83,14 @@ class TcpConnection:
     """Everything known about one TCP connection."""
 
     def __init__(self, conn_id: int, options: ParserOptions | None = None, *, client_hint: int = 0,
-                 capture_budget: DecompressionBudget | None = None) -> None:
+                 capture_budget: DecompressionBudget | None = None, one_frame_records: bool = False) -> None:
         """client_hint: the side to call the client when nothing else tells
         (the caller knows the ports: the higher, ephemeral one is usually the client's).
-        capture_budget: what the whole capture may still decompress."""
+        capture_budget: what the whole capture may still decompress.
+        one_frame_records: WebSocket messages of one frame read whole come as one
+        WsOneFrameMessage each instead of a WsFrame and a WsMessage (WebSocketParser)."""
         self.conn_id = conn_id
+        self._one_frame_records = one_frame_records
         self._capture_budget = capture_budget
         self._budget: DecompressionBudget | None = None  # the connection's, made with its parsers
         self._client_hint = client_hint
@@ -298,6 +302,7 @@ class TcpConnection:
             preview_bytes=self.options.preview_bytes,
             decompression_budget=self._decompression_budget(),
             events=self.events,
+            one_frame_records=self._one_frame_records,
         )
 
     def _decompression_budget(self) -> DecompressionBudget:

@@ -101,7 +101,7 @@ class Http1Parser(PendingEvents):
         self._header_searched = start_offset  # no end of headers starts before this
         self._line_searched = start_offset  # no LF before this (chunk-size and trailer lines)
         self._start_lines = StartLineFinder(role)
-        self._parse_start_line = _known_request_line if role == Role.REQUEST else _known_status_line
+        self._start_lines_known = _known_request_lines if role == Role.REQUEST else _known_status_lines
         self._events: list = []  # in stream order; next_event hands them out, take_events all at once
         self._handed = 0  # events of the list next_event already handed out
         self._message: Message | None = None  # its head is parsed, its body is being read
@@ -120,6 +120,8 @@ class Http1Parser(PendingEvents):
         if not data:
             return
         if not self._buf and not (self.paused or self.switched or self._lost_sync):
+            if type(data) is not bytes:
+                data = bytes(data)  # slices of it become event fields
             taken = self._take_from_chunk(data, ts_ns)
             if taken:
                 if taken == len(data):
@@ -235,7 +237,8 @@ class Http1Parser(PendingEvents):
                 return taken
             self._emit(message)
             position = taken
-        parse_start_line = self._parse_start_line
+        known_start_lines = self._start_lines_known
+        responses = self._responses
         while position < end and not self.paused:
             if data[position] in b"\r\n":
                 break  # blank lines before a start line: counted the general way
@@ -249,52 +252,58 @@ class Http1Parser(PendingEvents):
             else:
                 break
             block_end = newline - 1 if data[newline - 1] == 0x0D else newline
-            start_line, _, raw_headers = data[position:block_end].partition(b"\n")
-            start = parse_start_line(start_line.rstrip(b"\r"))
+            line_end = data.find(b"\n", position, block_end)
+            if line_end < 0:
+                line_end = block_end  # a start line and no header lines
+            start = known_start_lines[data[position:line_end].rstrip(b"\r")]
             if start is None:
                 break  # a framing error: reported the general way
-            raw = raw_headers.decode("latin-1")
+            raw = data[line_end + 1:block_end].decode("latin-1")
             offset = self.offset
             header_bytes = header_end - position
-            headers = _known_framing_headers(raw)
-            reader = self._body_reader(ts_ns, offset, start, headers)
-            encoding = headers["content-encoding"].strip().lower() if "content-encoding" in headers else ""
-            if reader is None:
+            length, encoding, upgrade = _known_header_framings[raw]
+            if responses and self._response_without_body(start[1]):
                 body = 0
-            elif type(reader) is ContentLengthReader and reader.remaining <= end - header_end and encoding not in INFLATED_ENCODINGS:
-                body = reader.remaining
+            elif length >= 0 and (length <= end - header_end and encoding not in INFLATED_ENCODINGS or not length):
+                body = length
+            elif length == NO_LENGTH and not responses:
+                body = 0
             else:
-                # The body goes on past this chunk, is chunked or compressed: a Message reads it.
-                message = Message(ts_ns, ts_ns, offset, start, raw, header_bytes)
-                message.upgrade = "upgrade" in headers
-                message.content_encoding = encoding
-                message.reader = reader
-                message.has_body = True
-                self.offset = offset + header_bytes
-                position = header_end
-                if type(reader) is not ContentLengthReader:
-                    self._message = message
-                    break
-                taken = min(reader.remaining, end - position)
-                self._take_body_from_chunk(message, data, position, taken, ts_ns)
-                reader.remaining -= taken
-                position += taken
-                if reader.remaining > 0:
-                    self._message = message
-                    break
-                self._emit(message)
-                continue
+                reader = self._reader_of_headers(ts_ns, offset, raw)
+                if reader is None:
+                    body = 0
+                else:
+                    # The body goes on past this chunk, is chunked or compressed: a Message reads it.
+                    message = Message(ts_ns, ts_ns, offset, start, raw, header_bytes)
+                    message.upgrade = upgrade
+                    message.content_encoding = encoding
+                    message.reader = reader
+                    message.has_body = True
+                    self.offset = offset + header_bytes
+                    position = header_end
+                    if type(reader) is not ContentLengthReader:
+                        self._message = message
+                        break
+                    taken = min(reader.remaining, end - position)
+                    self._take_body_from_chunk(message, data, position, taken, ts_ns)
+                    reader.remaining -= taken
+                    position += taken
+                    if reader.remaining > 0:
+                        self._message = message
+                        break
+                    self._emit(message)
+                    continue
             # The whole message is here: its event straight away, as _emit would make it.
             position = header_end + body
             self.offset = offset + header_bytes + body
             self._events.append(self._event_class(
                 self.direction, ts_ns, ts_ns, offset, *start, raw, header_bytes, body, 0, body, 0, encoding, None, True,
-                bytes(data[header_end:header_end + min(body, self.preview_bytes)]),
+                data[header_end:header_end + (body if body < self.preview_bytes else self.preview_bytes)],
             ))
-            if self._responses:
-                if start[1] == 101 or (reader is None and 200 <= start[1] < 300 and self._last_method == "CONNECT"):
+            if responses:
+                if start[1] == 101 or (not body and 200 <= start[1] < 300 and self._last_method == "CONNECT"):
                     self.paused = True
-            elif start[0] == "CONNECT" or "upgrade" in headers:
+            elif start[0] == "CONNECT" or upgrade:
                 self.paused = True
         return position
 
@@ -369,7 +378,7 @@ class Http1Parser(PendingEvents):
             return False
         start_line, _, raw_headers = bytes(buf[lead:block_end]).partition(b"\n")
         start_line = start_line.rstrip(b"\r")
-        start = self._parse_start_line(start_line)
+        start = self._start_lines_known[start_line]
         if start is None:
             shown = repr(start_line[:60])
             self._framing_error(f"not an HTTP {self.role} line at offset {self.offset}: {shown}")
@@ -461,32 +470,40 @@ class Http1Parser(PendingEvents):
 
     def _frame(self, message: Message):
         """Decide how the body of `message` is framed: its reader, or None when it has no body."""
-        headers = _known_framing_headers(message.raw_headers)
-        message.upgrade = "upgrade" in headers
-        if "content-encoding" in headers:
-            message.content_encoding = headers["content-encoding"].strip().lower()
-        reader = self._body_reader(message.ts_ns, message.offset, message.start, headers)
+        _length, message.content_encoding, message.upgrade = _known_header_framings[message.raw_headers]
+        reader = self._body_reader(message.ts_ns, message.offset, message.start, message.raw_headers)
         message.reader = reader
         message.has_body = reader is not None
         return reader
 
-    def _body_reader(self, ts_ns: int, offset: int, start: tuple, headers: dict[str, str]):
-        if self._responses:
-            status = start[1]
-            interim = 100 <= status < 200 and status != 101
-            # Interim (1xx) responses precede the final one to the same request.
-            method = self._request_methods.popleft() if self._request_methods and not interim else ""
-            if not interim:
-                self._last_method = method
-            if 100 <= status < 200 or status in (204, 304) or method == "HEAD":
-                return None  # 1xx, 204, 304 and responses to HEAD never have a body.
-            if method == "CONNECT" and 200 <= status < 300:
-                return None
+    def _body_reader(self, ts_ns: int, offset: int, start: tuple, raw_headers: str):
+        if self._responses and self._response_without_body(start[1]):
+            return None
+        return self._reader_of_headers(ts_ns, offset, raw_headers)
+
+    def _response_without_body(self, status: int) -> bool:
+        """Whether a response of `status` has no body whatever its headers say; pairs
+        it with its request (call once per response)."""
+        interim = 100 <= status < 200 and status != 101
+        # Interim (1xx) responses precede the final one to the same request.
+        method = self._request_methods.popleft() if self._request_methods and not interim else ""
+        if not interim:
+            self._last_method = method
+        if 100 <= status < 200 or status in (204, 304) or method == "HEAD":
+            return True  # 1xx, 204, 304 and responses to HEAD never have a body.
+        return method == "CONNECT" and 200 <= status < 300
+
+    def _reader_of_headers(self, ts_ns: int, offset: int, raw_headers: str):
+        """The body's reader as the headers frame it (None: no body)."""
+        length = _known_header_framings[raw_headers][0]
+        if length >= 0:
+            return ContentLengthReader(length) if length else None
         # No length, or a final encoding other than chunked: requests have no body;
         # responses run until the connection closes (RFC 9112 6.3 items 4 and 8).
         to_close = _READ_UNTIL_CLOSE if self._responses else None
-        if not headers:
+        if length == NO_LENGTH:
             return to_close
+        headers = _framing_headers(raw_headers)
         content_length = headers.get("content-length")
         transfer_encoding = headers.get("transfer-encoding")
         if transfer_encoding:
@@ -495,14 +512,10 @@ class Http1Parser(PendingEvents):
             if transfer_encoding.lower().replace(" ", "").split(",")[-1] == "chunked":
                 return ChunkedReader()
             return to_close
-        if content_length is not None:
-            digits = _content_length_digits(content_length)
-            if digits is None or len(digits.lstrip("0")) > MAX_LENGTH_DIGITS:
-                problem = "invalid" if digits is None else f"more than {MAX_LENGTH_DIGITS} digits in"
-                self._events.append(Finding(ts_ns, self.direction, "http-framing-error", f"{problem} Content-Length {content_length!r:.60} at offset {offset}"))
-                return to_close
-            length = int(digits)
-            return ContentLengthReader(length) if length else None
+        # A Content-Length that is no number (OTHER_FRAMING without Transfer-Encoding).
+        digits = _content_length_digits(content_length)
+        problem = "invalid" if digits is None else f"more than {MAX_LENGTH_DIGITS} digits in"
+        self._events.append(Finding(ts_ns, self.direction, "http-framing-error", f"{problem} Content-Length {content_length!r:.60} at offset {offset}"))
         return to_close
 
     # -- body content and the event -------------------------------------------------
@@ -815,33 +828,59 @@ def _framing_headers(raw: str) -> dict[str, str]:
     return found
 
 
+# What a header block alone says of a body's length (_header_framing), when it is not the Content-Length:
+NO_LENGTH = -1  # neither Content-Length nor Transfer-Encoding
+OTHER_FRAMING = -2  # Transfer-Encoding, or a Content-Length that is no number: _reader_of_headers decides, with findings
+
+
+def _header_framing(raw: str) -> tuple[int, str, bool]:
+    """(body length, content coding, Upgrade sent) of a header block.
+
+    The body length is the Content-Length when it alone frames the body, else
+    NO_LENGTH or OTHER_FRAMING; the content coding as compared ("" for none).
+    """
+    headers = _framing_headers(raw)
+    encoding = headers["content-encoding"].strip().lower() if "content-encoding" in headers else ""
+    upgrade = "upgrade" in headers
+    if headers.get("transfer-encoding"):
+        return OTHER_FRAMING, encoding, upgrade
+    content_length = headers.get("content-length")
+    if content_length is None:
+        return NO_LENGTH, encoding, upgrade
+    digits = _content_length_digits(content_length)
+    if digits is None or len(digits.lstrip("0")) > MAX_LENGTH_DIGITS:
+        return OTHER_FRAMING, encoding, upgrade
+    return int(digits), encoding, upgrade
+
+
 # Start lines and header blocks recur across a capture's connections (most carry
 # one message or a few): each is parsed once per process and looked up after.
 _MEMO_MAX_ENTRIES = 4096  # then the memo starts again, so hostile variety costs bounded memory
 _MEMO_MAX_KEY = 512  # longer lines and blocks are parsed every time
-_MISSING = object()
 
 
-def _memoized(parse):
-    """`parse` (a pure function of one bytes or str argument) with a bounded memo of short arguments.
+class _Memo(dict):
+    """`parse` (a pure function of one bytes or str argument) with a bounded memo of
+    short arguments: `memo[key]` is `parse(key)`, looked up in C when known.
 
     Results are shared by every caller, so they are read, never changed.
     """
-    memo: dict = {}
 
-    def lookup(key):
-        value = memo.get(key, _MISSING)
-        if value is _MISSING:
-            value = parse(key)
-            if len(key) <= _MEMO_MAX_KEY:
-                if len(memo) >= _MEMO_MAX_ENTRIES:
-                    memo.clear()
-                memo[key] = value
+    __slots__ = ("parse",)
+
+    def __init__(self, parse) -> None:
+        super().__init__()
+        self.parse = parse
+
+    def __missing__(self, key):
+        value = self.parse(key)
+        if len(key) <= _MEMO_MAX_KEY:
+            if len(self) >= _MEMO_MAX_ENTRIES:
+                self.clear()
+            self[key] = value
         return value
 
-    return lookup
 
-
-_known_request_line = _memoized(_parse_request_line)
-_known_status_line = _memoized(_parse_status_line)
-_known_framing_headers = _memoized(_framing_headers)
+_known_request_lines = _Memo(_parse_request_line)
+_known_status_lines = _Memo(_parse_status_line)
+_known_header_framings = _Memo(_header_framing)

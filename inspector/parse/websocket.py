@@ -12,9 +12,11 @@ length) the rest of the direction is counted as unparsed bytes.
 Two paths produce the same events.  The common case, a whole final text
 or binary frame already in the chunk, is read in one go
 (`_whole_data_frames`): no per-frame state objects, the payload unmasked once
-and only as far as someone reads it, ASCII text never decoded.  Everything
-else (split frames, fragments, control frames, findings, gaps) goes through
-the general frame and message state below.
+and only as far as someone reads it, ASCII text never decoded, and for a
+caller that asks (`one_frame_records`, the analysis) one WsOneFrameMessage
+record instead of the two events.  Everything else (split frames, fragments,
+control frames, findings, gaps) goes through the general frame and message
+state below.
 
 Byte accounting is exact: every byte fed (data and gaps) belongs either to
 exactly one WsFrame (its `wire_bytes`, missing bytes included) or to
@@ -39,6 +41,7 @@ from inspector.events import (
     Finding,
     WsFrame,
     WsMessage,
+    WsOneFrameMessage,
 )
 from inspector.parse.ws_frames import (
     BINARY as _BINARY,
@@ -66,7 +69,7 @@ from inspector.parse.ws_frames import (
 from inspector.parse.ws_handshake import accept_for_key, parse_deflate_offer
 
 if TYPE_CHECKING:
-    Event = WsFrame | WsMessage | Finding
+    Event = WsFrame | WsMessage | WsOneFrameMessage | Finding
 
 __all__ = ["CloseCode", "Opcode", "WebSocketParser", "accept_for_key", "parse_deflate_offer"]
 
@@ -187,6 +190,9 @@ class WebSocketParser(PendingEvents):
         decompress in total (inspector.parse.budget); None: no total.
     events: a list of the caller's that the events are appended to as they
         are made (then the caller reads them there); None: the parser's own.
+    one_frame_records: hand a whole message of one frame that the fast path
+        reads (the common case) as one WsOneFrameMessage record instead of a
+        WsFrame and a WsMessage, for a caller that writes them as rows.
 
     Work happens in receive_*; next_event() hands out queued events in
     stream order: a frame's header findings, the WsFrame, then for a final
@@ -220,6 +226,7 @@ class WebSocketParser(PendingEvents):
         preview_bytes: int = DEFAULT_PREVIEW_BYTES,
         decompression_budget: DecompressionBudget | None = None,
         events: list | None = None,
+        one_frame_records: bool = False,
     ) -> None:
         if max_message_bytes < 0 or preview_bytes < 0:
             raise ValueError("max_message_bytes and preview_bytes must be >= 0")
@@ -242,12 +249,13 @@ class WebSocketParser(PendingEvents):
         # its input went missing, later messages reference unknown history.
         self._inflater: zlib._Decompress | None = None
         self._inflater_lost = False
-        # First header bytes of the frames the fast path takes: a whole final
-        # text or binary frame, RSV1 only where it means permessage-deflate.
-        simple_first = [FIN_BIT | _TEXT, FIN_BIT | _BINARY]
+        # First header bytes of the frames the fast path takes, with their opcode and
+        # whether they are compressed: a whole final text or binary frame, RSV1 only
+        # where it means permessage-deflate.
+        self._simple_frames = {FIN_BIT | _TEXT: (_TEXT, False), FIN_BIT | _BINARY: (_BINARY, False)}
         if deflate is not None:
-            simple_first += [first | RSV1_BIT for first in simple_first]
-        self._simple_first_bytes = frozenset(simple_first)
+            self._simple_frames.update({FIN_BIT | RSV1_BIT | _TEXT: (_TEXT, True), FIN_BIT | RSV1_BIT | _BINARY: (_BINARY, True)})
+        self._one_frame_records = one_frame_records
         self._expected_mask_bit = MASK_BIT if self._expect_masked else 0
 
         # Events in stream order.  A caller that passes its own list reads
@@ -280,6 +288,8 @@ class WebSocketParser(PendingEvents):
     def receive_data(self, data: bytes, ts_ns: int) -> None:
         if self._ended:
             self._check_open("receive_data")
+        if type(data) is not bytes:
+            data = bytes(data)  # slices of it become event fields
         end = len(data)
         pos = 0
         while pos < end:
@@ -365,22 +375,26 @@ class WebSocketParser(PendingEvents):
         how many bytes they held; stops (0 if at once) at the first frame
         that is anything else: split, fragmented, a control frame, 64-bit
         length or one with findings; _start_frame then takes it.  Events
-        and state end up exactly as the general path leaves them; each event
-        is built with one positional call.
+        and state end up exactly as the general path leaves them; each
+        message is one WsOneFrameMessage, handed out as such or as its two
+        events.
         """
         events = self._events
         direction = self._direction
-        simple_first_bytes = self._simple_first_bytes
+        simple_frames = self._simple_frames
+        masked = self._expect_masked
         expected_mask_bit = self._expected_mask_bit
         preview_bytes = self._preview_bytes
         max_message_bytes = self._max_message_bytes
+        records = self._one_frame_records
         began = pos
         offset = self._offset
         while end - pos >= 2:
-            first = data[pos]
+            kind = simple_frames.get(data[pos])
             second = data[pos + 1]
-            if first not in simple_first_bytes or second & MASK_BIT != expected_mask_bit:
+            if kind is None or second & MASK_BIT != expected_mask_bit:
                 break
+            opcode, compressed = kind
             length = second & LENGTH_BITS
             start = pos + 2
             if length >= LENGTH_16:
@@ -390,53 +404,52 @@ class WebSocketParser(PendingEvents):
                 if length < LENGTH_16:
                     break  # non-minimal length: a finding
                 start += 2
-            if expected_mask_bit:
-                mask_key = bytes(data[start:start + 4])  # bytes(): data may be a memoryview
+            if masked:
+                mask_key = data[start:start + 4]
                 start += 4
             else:
                 mask_key = b""
             stop = start + length
-            if stop > end or length > max_message_bytes:
-                break
-            compressed = first & RSV1_BIT
-            if compressed and self._inflater_lost:
-                break  # a "lost context" message
-            opcode = first & OPCODE_BITS
+            if stop > end or length > max_message_bytes or (compressed and self._inflater_lost):
+                break  # split, too big, or a "lost context" message
             # Unmask what someone reads: all of a text or compressed payload, a
             # preview of a binary one.
             wanted = stop if compressed or opcode == _TEXT else min(stop, start + preview_bytes)
-            payload = unmask(data[start:wanted], mask_key) if mask_key else bytes(data[start:wanted])
+            payload = unmask(data[start:wanted], mask_key) if masked else data[start:wanted]
             header_bytes = start - pos
-            frame_end = offset + header_bytes + length
             if compressed:
-                self._offset = frame_end
-                inflated = self._inflate_whole(payload, offset, ts_ns, first, mask_key, length, header_bytes)
+                self._offset = offset + header_bytes + length
+                inflated = self._inflate_whole(payload, offset, ts_ns, data[pos], mask_key, length, header_bytes)
                 if inflated is None:
                     return stop - began  # the general path took the rest of this frame
                 out, tail = inflated
                 content = out + tail if tail else out
                 payload_bytes = len(content)
                 preview = content[:preview_bytes]
+                frame_payload = payload[:preview_bytes]
             else:
-                out, tail = payload, b""
-                content, payload_bytes = payload, length
-            frame_payload = payload[:preview_bytes]
-            if not compressed:
-                preview = frame_payload
-            events.append(WsFrame(direction, ts_ns, offset, True, bool(compressed), False, False, opcode,
-                                  expected_mask_bit != 0, mask_key, length, header_bytes, 0, frame_payload,
-                                  len(frame_payload) < length, None, ""))
-            text_valid = None
+                content = payload
+                payload_bytes = length
+                preview = frame_payload = payload[:preview_bytes]
+            utf8_error = ""
             if opcode == _TEXT:
                 # ASCII is valid UTF-8: most text never meets a decoder.
-                utf8_error = "" if content.isascii() else _utf8_problem(out, tail)
+                if not content.isascii():
+                    utf8_error = _utf8_problem(out, tail) if compressed else _utf8_problem(content)
                 text_valid = not utf8_error
+            else:
+                text_valid = None
+            record = tuple.__new__(WsOneFrameMessage, (direction, ts_ns, offset, opcode, compressed, masked, mask_key, length,
+                                                       header_bytes, frame_payload, payload_bytes, text_valid, preview))
+            if records and not utf8_error:
+                events.append(record)
+            else:
+                frame, message = record.events()
+                events.append(frame)
                 if utf8_error:
                     self._finding(ts_ns, "ws-invalid-utf8", _invalid_utf8_detail(offset, utf8_error))
-            events.append(WsMessage(direction, ts_ns, ts_ns, offset, frame_end, opcode, 1, header_bytes, length,
-                                    payload_bytes, bool(compressed), text_valid, True, preview,
-                                    len(preview) < payload_bytes))
-            offset = frame_end
+                events.append(message)
+            offset += header_bytes + length
             pos = stop
         self._offset = offset
         return pos - began
@@ -459,7 +472,8 @@ class WebSocketParser(PendingEvents):
         budget = self._budget
         room = self._max_message_bytes
         budget_room = budget.room() if budget is not None else room
-        max_length = min(room + 1, budget_room + 1, _INFLATE_STEP)
+        limit = room if room < budget_room else budget_room
+        max_length = limit + 1 if limit < _INFLATE_STEP else _INFLATE_STEP
         try:
             out = inflater.decompress(payload, max_length)
         except zlib.error as exc:
@@ -469,7 +483,7 @@ class WebSocketParser(PendingEvents):
             return None
         rest = inflater.unconsumed_tail
         produced = len(out)
-        tail_length = min(room - produced + 1, budget_room - produced + 1, _INFLATE_STEP)
+        tail_length = limit - produced + 1 if limit - produced < _INFLATE_STEP else _INFLATE_STEP
         if produced >= max_length or rest or tail_length <= _MAX_TAIL_OUTPUT:
             # More output than one step, or close enough to a cap that the
             # tail could cross it: _inflate goes on from here.

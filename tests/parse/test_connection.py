@@ -7,7 +7,7 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspector.events import Finding, HttpRequest, HttpResponse, WsFrame
+from inspector.events import Finding, HttpRequest, HttpResponse, WsFrame, WsOneFrameMessage
 from inspector.parse.connection import DETECTION_PREFIX, DETECTION_WINDOW, MAX_HELD_EVENTS, TCP_ACK, TCP_SYN, Kind, TcpConnection
 from inspector.parse.websocket import accept_for_key
 from tests.factories import http_request, http_response, ws_frame
@@ -19,8 +19,8 @@ CLIENT, SERVER = 0, 1
 class Conversation:
     """Feeds one TcpConnection the segments both sides send, keeping their sequence numbers."""
 
-    def __init__(self, *, syn: bool = True) -> None:
-        self.conn = TcpConnection(1)
+    def __init__(self, *, syn: bool = True, one_frame_records: bool = False) -> None:
+        self.conn = TcpConnection(1, one_frame_records=one_frame_records)
         self.seq = [1000, 5000]
         self.ts = 0
         if syn:
@@ -106,6 +106,28 @@ def test_websocket_frames_in_one_byte_segments_are_detected_mid_stream():
     assert whole.kind == split.kind == Kind.WEBSOCKET and whole.client_side == split.client_side == CLIENT
     assert sum(isinstance(e, WsFrame) for e in split.events) == 40
     assert without_times(split.events) == without_times(whole.events)
+
+
+def test_one_frame_records_stand_for_the_events_of_an_upgraded_connection():
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    upgrade = http_request("GET", "/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"})
+    switch = http_response(101, "Switching Protocols", headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept_for_key(key)})
+    client = b"".join(ws_frame(b"question %d" % i, masked=True, fin=i % 3 != 1, opcode=0 if i % 3 == 2 else 1) for i in range(9))
+
+    def run(records, sizes):
+        conversation = Conversation(one_frame_records=records)
+        conversation.send(CLIENT, upgrade)
+        conversation.send(SERVER, switch + ws_frame(b"hi"))  # a frame in the 101's segment
+        conversation.send(CLIENT, client, sizes)
+        conversation.send(SERVER, b"".join(ws_frame(b"answer %d" % i) for i in range(5)), sizes)
+        return conversation.close().events
+
+    plain = run(False, None)
+    for sizes in (None, [13], [1]):
+        recorded = run(True, sizes)
+        expanded = [two for e in recorded for two in (e.events() if isinstance(e, WsOneFrameMessage) else [e])]
+        assert without_times(expanded) == without_times(plain)
+    assert sum(isinstance(e, WsOneFrameMessage) for e in run(True, None)) == 1 + 3 + 5  # the fragmented messages are not
 
 
 def test_http_after_a_hole_at_the_start_is_still_detected():

@@ -83,7 +83,7 @@ def test_websocket_events_go_straight_into_the_callers_list():
 def test_start_line_memo_parses_each_line_once_and_stays_bounded(monkeypatch):
     monkeypatch.setattr(http1, "_MEMO_MAX_ENTRIES", 8)
     calls = []
-    lookup = http1._memoized(lambda key: calls.append(key) or key.upper())
+    lookup = http1._Memo(lambda key: calls.append(key) or key.upper()).__getitem__
     assert [lookup(b"get / http/1.1") for _ in range(3)] == [b"GET / HTTP/1.1"] * 3
     assert len(calls) == 1
     long_line = b"x" * (http1._MEMO_MAX_KEY + 1)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspector.errors import ParseError
-from inspector.events import NEED_DATA, DeflateParams, Direction, Finding, WsFrame, WsMessage
+from inspector.events import NEED_DATA, DeflateParams, Direction, Finding, WsFrame, WsMessage, WsOneFrameMessage
 from inspector.parse.websocket import (
     CloseCode,
     Opcode,
@@ -743,14 +743,18 @@ def _stream_items(specs, gaps):
     return items
 
 
+# A stream of frames with gaps, and how to parse and split it.
+stream_cases = {
+    "specs": st.lists(frame_specs, max_size=6),
+    "gaps": st.dictionaries(st.integers(0, 5), st.integers(0, 20), max_size=2),
+    "direction": st.sampled_from([CLIENT, SERVER]),
+    "deflate": st.sampled_from([None, DeflateParams(), DeflateParams(True, True)]),
+    "seed": st.integers(0, 2**32),
+}
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    specs=st.lists(frame_specs, max_size=6),
-    gaps=st.dictionaries(st.integers(0, 5), st.integers(0, 20), max_size=2),
-    direction=st.sampled_from([CLIENT, SERVER]),
-    deflate=st.sampled_from([None, DeflateParams(), DeflateParams(True, True)]),
-    seed=st.integers(0, 2**32),
-)
+@given(**stream_cases)
 def test_any_segmentation_gives_the_same_events(specs, gaps, direction, deflate, seed):
     items = _stream_items(specs, gaps)
     options = {"deflate": deflate, "preview_bytes": 50}
@@ -758,6 +762,49 @@ def test_any_segmentation_gives_the_same_events(specs, gaps, direction, deflate,
     pieces, _ = run(items, direction, _random_pieces, seed=seed, **options)
     assert [without_ts(e) for e in pieces] == [without_ts(e) for e in whole]
     check_accounting(items, whole, parser, 0, True)
+
+
+def expanded(events):
+    """Records as the two events each stands for."""
+    return [two for event in events for two in (event.events() if isinstance(event, WsOneFrameMessage) else [event])]
+
+
+# Compressed (permessage-deflate) messages of one frame, text valid or not.
+compressed_specs = st.builds(
+    lambda text, opcode, masked: dict(payload=deflate_message(text), opcode=opcode, rsv1=True, masked=masked),
+    text=st.one_of(st.text(max_size=80).map(str.encode), st.binary(max_size=80)),
+    opcode=st.sampled_from([1, 2]),
+    masked=st.booleans(),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**stream_cases, compressed=st.lists(compressed_specs, max_size=3))
+def test_one_frame_records_stand_for_the_same_events(specs, gaps, direction, deflate, seed, compressed):
+    items = _stream_items(specs + compressed, gaps)
+    options = {"deflate": deflate, "preview_bytes": 50}
+    plain, _ = run(items, direction, _whole, **options)
+    for split in (_whole, _random_pieces):
+        recorded, _ = run(items, direction, split, seed=seed, one_frame_records=True, **options)
+        assert not any(isinstance(event, WsOneFrameMessage) for event in plain)
+        assert [without_ts(e) for e in expanded(recorded)] == [without_ts(e) for e in plain]
+
+
+def test_whole_one_frame_messages_come_as_records():
+    text = ws_frame(b"hello", masked=True, mask_key=KEY)
+    ping = ws_frame(b"?", opcode=Opcode.PING, masked=True, mask_key=KEY)
+    packed = ws_frame(deflate_message(b"abc" * 40), opcode=Opcode.BINARY, rsv1=True, masked=True, mask_key=KEY)
+    not_utf8 = ws_frame(b"\xff\xfe", masked=True, mask_key=KEY)
+    parser = WebSocketParser(CLIENT, deflate=DeflateParams(), one_frame_records=True, preview_bytes=100)
+    parser.receive_data(text + ping + packed + not_utf8, 7)
+    events = drain(parser)
+    assert [type(event) for event in events] == [WsOneFrameMessage, WsFrame, WsOneFrameMessage, WsFrame, Finding, WsMessage]
+    first, _ping, second = events[:3]
+    assert first == (CLIENT, 7, 0, Opcode.TEXT, False, True, KEY, 5, 6, b"hello", 5, True, b"hello")
+    assert second.offset == len(text) + len(ping) and second.compressed and second.opcode == Opcode.BINARY
+    assert second.payload_bytes == 120 and second.message_payload == b"abc" * 33 + b"a"  # the preview, 100 bytes
+    assert second.text_valid is None and second.payload_length == len(packed) - 6
+    assert rules(events) == ["ws-invalid-utf8"]  # invalid text comes as the two events, its finding between them
 
 
 @settings(max_examples=300, deadline=None)
