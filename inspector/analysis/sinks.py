@@ -121,9 +121,17 @@ class Texts(Column):
 
 
 class Held(Column):
-    """Values a sink holds for its derived columns (not a column of the table)."""
+    """Values a sink holds for its derived columns (not a column of the table), in a
+    `container`: a list unless told (e.g. a bytearray, an array); the chunk empties it
+    with `del values[:]`."""
 
     typecode = code = None
+
+    def __init__(self, container: Callable[[], object] = list) -> None:
+        self.container = container
+
+    def new(self, whole: bool = False):
+        return self.container()
 
     def build(self, values):
         return values
