@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from inspector.analysis.rows import ShardRows
 from inspector.analysis.sinks import MISSING
-from inspector.analysis.texts import FRAME_PREVIEW_TEXT_CHARS, PREVIEW_HEX_BYTES, PREVIEW_TEXT_CHARS, decoded_head, payload_text, preview_utf8
+from inspector.analysis.texts import FRAME_PREVIEW_TEXT_CHARS, PREVIEW_HEX_BYTES, PREVIEW_TEXT_CHARS, decoded_head, payload_text
 from inspector.events import Direction, HttpRequest, HttpResponse, WsFrame, WsMessage
 
 # Pieces whose joins put every kind of UTF-8 trouble at a cut: characters of 1 to 4
@@ -44,7 +44,6 @@ def test_characters_cut_at_the_limit_are_whole_or_not_there():
     assert payload_text(b"a" * 79 + euro[:2], FRAME_PREVIEW_TEXT_CHARS) == "a" * 79 + "\ufffd"
     # Bytes that are not text at all (a compressed payload): a character a byte.
     assert payload_text(bytes(range(128, 256)) * 2, FRAME_PREVIEW_TEXT_CHARS) == "\ufffd" * 80
-    assert [preview_utf8(payload, 3) for payload in (b"", b"\xff", euro[:1], euro)] == [b"", "\ufffd".encode(), "\ufffd".encode(), euro]
 
 
 def frame(payload: bytes, opcode: int = 1, mask_key: bytes = b"", close_reason: str = "") -> WsFrame:
