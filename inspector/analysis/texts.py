@@ -214,22 +214,24 @@ HTTP_REPEATED = ("version", "content_encoding", "method", "reason")
 
 class Combinations(list):
     """The distinct combinations of values a chunk's rows have, in the order they came:
-    a combination's index is its code (`code_of`).  Emptied with the chunk."""
+    a combination's index is its code (`code_of`).  Emptied with the chunk (as a whole)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.code_of: dict[tuple, int] = {}
 
     def __delitem__(self, index) -> None:
+        if index != slice(None):
+            raise ValueError("the codes of the combinations left would change")
         super().__delitem__(index)
-        self.code_of = {combination: code for code, combination in enumerate(self)}
+        self.code_of.clear()
 
 
 class HttpTexts(TextHolder):
     """http_messages: the body's text preview, the target, and the fields that repeat
     (HTTP_REPEATED; method is a request's, reason a response's)."""
 
-    held = {**_preview_held("text"), "targets": Held(), "repeated": Held(Combinations), "repeated_codes": Held(partial(array, "q"))}
+    held = {**_preview_held("text"), "targets": Held(), "repeated": Held(Combinations), "repeated_codes": Held()}
     derived = {
         "method": lambda built, held: _repeated(held, "method"),
         "target": lambda built, held: text_array(pa.array(held["targets"], pa.large_string())),
@@ -242,7 +244,9 @@ class HttpTexts(TextHolder):
     @staticmethod
     def holder(values: dict) -> Callable[[HttpRequest | HttpResponse], None]:
         hold_preview = _preview_holder(values, "text", PREVIEW_TEXT_CHARS, attrgetter("body_preview"))
-        add_target, combinations, add_code = values["targets"].append, values["repeated"], values["repeated_codes"].append
+        add_target, add_code = values["targets"].append, values["repeated_codes"].append  # codes: mostly small, cached ints
+        combinations = values["repeated"]
+        code_of, add_combination = combinations.code_of, combinations.append
 
         def hold(message: HttpRequest | HttpResponse) -> None:
             if type(message) is HttpRequest:
@@ -251,10 +255,10 @@ class HttpTexts(TextHolder):
             else:
                 repeated = (message.version, message.content_encoding, None, message.reason)
                 add_target(None)
-            code = combinations.code_of.get(repeated)
+            code = code_of.get(repeated)
             if code is None:
-                code = combinations.code_of[repeated] = len(combinations)
-                combinations.append(repeated)
+                code = code_of[repeated] = len(combinations)
+                add_combination(repeated)
             add_code(code)
             hold_preview(message)
         return hold
