@@ -79,6 +79,8 @@ frames = st.builds(frame, payloads, st.sampled_from([0, 1, 2, 8, 9, 10]), MASK_K
 
 
 @given(st.lists(st.tuples(frames, st.booleans()), max_size=12))
+@example([(frame(b""), False), (frame(b"\xff\xfe", 2, b"\x00\x01\x02\x03"), True), (frame(b"", 8, b"\xff\xfe\xfd\xfc", "bye"), False),
+          (frame("\u20ac".encode() * 100), False), (frame(b"x" * 300, 9), False)])
 def test_frame_texts_are_each_frames_own(written):
     """Whatever the payloads, the chunks (a True flushes after the row) and the mask keys."""
     sinks = ShardRows()
@@ -95,6 +97,7 @@ def test_frame_texts_are_each_frames_own(written):
 
 
 @given(st.lists(st.tuples(payloads, st.booleans()), max_size=12))
+@example([(b"", False), (b"\xff" * 900, False), ("\U0001f600".encode() * 300, True), (b"plain", False)])
 def test_message_texts_are_each_messages_own(written):
     sinks = ShardRows()
     for payload, flush in written:
@@ -113,6 +116,8 @@ def missing_as_none(column) -> list:
 
 
 @given(st.lists(st.tuples(http_messages, st.booleans()), max_size=12))
+@example([(request("GET", "/", b""), False), (response(200, "OK", b"\xc3"), True), (request("GET", "/a?b=c", b"{}"), False),
+          (response(404, "Not Found", b"x" * 300, "HTTP/1.0", "gzip"), False)])
 def test_http_texts_are_each_messages_own(written):
     """A combination of repeated fields seen in one chunk is coded anew in the next."""
     sinks = ShardRows()
