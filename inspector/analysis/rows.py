@@ -20,27 +20,20 @@ import struct
 from array import array
 from collections import Counter
 from functools import lru_cache
-from operator import attrgetter
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets, pack_range
 from inspector.analysis.payload import http_app_payload, payload_columns, ws_app_payload
-from inspector.analysis.sinks import MISSING, Codes, Derived, Held, Seconds, TableSink, coded_text, columns_of, numbers_of, text_array
+from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of, numbers_of
 from inspector.analysis.tables import CONNECTION_TABLES
+from inspector.analysis.texts import FrameTexts, HttpTexts, MessageTexts
 from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage, WsOneFrameMessage
 from inspector.parse.connection import Kind
 
 NS = 1e-9
-# Table previews stay short: a million frames must fit in memory.
-PREVIEW_TEXT_CHARS = 200  # messages and HTTP bodies
-FRAME_PREVIEW_TEXT_CHARS = 80  # frames: their message row has the longer preview
-PREVIEW_HEX_BYTES = 32
-OPCODE_NAMES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 # A worker's rows of one table become a DataFrame chunk this often.
 CHUNK_ROWS = 16_384
 # Sinks are checked for a full chunk after this many events (an event writes a row or
@@ -68,7 +61,6 @@ KINDS = (Kind.REST, Kind.WEBSOCKET, Kind.OTHER)
 # (an exchange that turned out to be part of the setup) are not shown.
 ITEMS = ("setup", "teardown", "ws_control", "unattributed", "exchange", "ws_message", "merged")
 ITEM_EXCHANGE, ITEM_WS_MESSAGE, MERGED = 4, 5, 6
-OPCODE_LABELS = pa.array([OPCODE_NAMES.get(opcode, f"reserved-{opcode}") for opcode in range(16)], pa.large_string())
 
 
 class ShardRows:
@@ -76,18 +68,18 @@ class ShardRows:
 
     def __init__(self) -> None:
         direction = Codes(DIRECTIONS)
-        # The big tables: numbers packed per row, what their texts are made of held (made
-        # per chunk, see preview_texts): the event (for a frame, its WsFrame or the
-        # WsOneFrameMessage that stands for it), a message's payload.
-        self.http_messages = TableSink("http_messages", {**columns_of("http_messages", exclude=HTTP_TEXTS, direction=direction, ts=Seconds(), end_ts=Seconds()),
-                                                         "event": Held()},
-                                       packed=HTTP_PACKED, derived=HTTP_TEXTS, chunk_rows=CHUNK_ROWS)
-        self.ws_frames = TableSink("ws_frames", {**columns_of("ws_frames", exclude=FRAME_TEXTS, direction=direction, ts=Seconds()),
-                                                   "event": Held()},
-                                   packed=FRAME_PACKED, derived=FRAME_TEXTS, whole=("message_id",), chunk_rows=CHUNK_ROWS)
-        self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MESSAGE_TEXTS, direction=direction, ts=Seconds(), end_ts=Seconds()),
-                                                     "payloads": Held()},
-                                     packed=MESSAGE_PACKED, derived=MESSAGE_TEXTS, chunk_rows=CHUNK_ROWS)
+        # The big tables: numbers packed per row, what their texts are made of taken from the
+        # event as the row is written (`hold_...`; made per chunk, see texts.py): a frame's from
+        # its WsFrame or the WsOneFrameMessage that stands for it, a message's from its payload.
+        self.http_messages = TableSink("http_messages", {**columns_of("http_messages", exclude=HttpTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
+                                                         **HttpTexts.held},
+                                       packed=HTTP_PACKED, derived=HttpTexts.derived, chunk_rows=CHUNK_ROWS)
+        self.ws_frames = TableSink("ws_frames", {**columns_of("ws_frames", exclude=FrameTexts.derived, direction=direction, ts=Seconds()),
+                                                   **FrameTexts.held},
+                                   packed=FRAME_PACKED, derived=FrameTexts.derived, whole=("message_id",), chunk_rows=CHUNK_ROWS)
+        self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MessageTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
+                                                     **MessageTexts.held},
+                                     packed=MESSAGE_PACKED, derived=MessageTexts.derived, chunk_rows=CHUNK_ROWS)
         self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS)
         # A connection's message_costs rows are written at once, from its items' records
         # and the transport and ACK bytes attributed to them (conn_id and kind per block).
@@ -99,9 +91,9 @@ class ShardRows:
         connection_columns = columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds())
         self.connections = TableSink("connections", connection_columns, packed=numbers_of(connection_columns), chunk_rows=CHUNK_ROWS)
         self.sinks = {name: getattr(self, name) for name in CONNECTION_TABLES}
-        self.hold_http_message = self.http_messages.values["event"].append
-        self.hold_frame = self.ws_frames.values["event"].append
-        self.hold_message_payload = self.ws_messages.values["payloads"].append
+        self.hold_http_message = HttpTexts.holder(self.http_messages.values)
+        self.hold_frame = FrameTexts.holder(self.ws_frames.values)
+        self.hold_message_payload = MessageTexts.holder(self.ws_messages.values)
         self.events_until_check = CHECK_FULL_EVENTS
 
     def take_events(self, account: ConnectionAccount) -> None:
@@ -118,8 +110,8 @@ class ShardRows:
                 for event in events:  # rows.add_events(events), without the call
                     write[type(event)](rows, event)
             else:
-                # Sinks hold the events their rows' texts are made of until the chunk is made:
-                # a packet of thousands of small frames is written a slice at a time.
+                # Sinks hold what their rows' texts are made of until the chunk is made: a
+                # packet of thousands of small frames is written a slice at a time.
                 for start in range(0, count, CHECK_FULL_EVENTS):
                     account.rows.add_events(events[start:start + CHECK_FULL_EVENTS])
                     self._flush_full()
@@ -166,84 +158,13 @@ def _ip_text(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
 
 
-def payload_text(data: bytes, limit: int = PREVIEW_TEXT_CHARS) -> str:
-    """Hostile payload as plain text: never evaluated, bad bytes replaced."""
-    head = data[:limit]
-    if head.isascii():
-        # ASCII bytes decode to themselves whatever follows them: the same text, without a UTF-8 decoder.
-        return head.decode("ascii")
-    return data[: limit * 4].decode("utf-8", errors="replace")[:limit]
-
-
-def _texts(values: list) -> pd.api.extensions.ExtensionArray:
-    return text_array(pa.array(values, pa.large_string()))
-
-
-def preview_texts(payloads: list, limit: int) -> pd.api.extensions.ExtensionArray:
-    """payload_text of every payload, for a chunk: Arrow takes the first `limit` bytes
-    as the text where they are ASCII (most are), the others are decoded one by one."""
-    heads = [payload[:limit] for payload in payloads]
-    if not b"".join(heads).isascii():
-        for row, head in enumerate(heads):
-            if not head.isascii():
-                heads[row] = payload_text(payloads[row], limit).encode()
-    return text_array(pa.array(heads, pa.large_binary()).cast(pa.large_string()))
-
-
-def hex_texts(values: list, separator: bool = False) -> pd.api.extensions.ExtensionArray:
-    """`value.hex(" " if separator else "")` of every value, for a chunk: the digits of all
-    values at once (`bytes.hex` of their join); with a separator each byte is " xx" and the
-    text's first space is trimmed."""
-    width = 3 if separator else 2
-    joined = b"".join(values)
-    digits = (" " + joined.hex(" ") if separator else joined.hex()).encode("ascii")
-    offsets = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)) * width, out=offsets[1:])
-    texts = pa.Array.from_buffers(pa.large_string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(digits)])
-    # Trimmed also without a separator (digits are never spaces): the text then lives in
-    # Arrow's memory, as pa.array would put it, and the Python buffers go.
-    return text_array(pc.utf8_ltrim(texts, characters=" "))
-
-
-def _of_requests(name: str) -> Derived:
-    get = attrgetter(name)
-    return lambda built, held: _texts([get(event) if type(event) is HttpRequest else None for event in held["event"]])
-
-
-def _of_events(name: str) -> Derived:
-    get = attrgetter(name)
-    return lambda built, held: _texts(list(map(get, held["event"])))
-
-
-def _close_reasons(built: dict, held: dict) -> pd.api.extensions.ExtensionArray:
-    return _texts([event.close_reason if event.opcode == 8 else None for event in held["event"]])
-
-
 # Number columns of the big tables, in the order their rows pack them.
 HTTP_PACKED = ("conn_id", "exchange_id", "direction", "ts", "end_ts", "status", "header_bytes", "body_bytes", "body_wire_bytes",
                "chunk_framing_bytes", "missing_bytes", "decompressed_bytes", "complete", "offset")
-HTTP_TEXTS: dict[str, Derived] = {
-    "method": _of_requests("method"),
-    "target": _of_requests("target"),
-    "reason": lambda built, held: _texts([None if type(event) is HttpRequest else event.reason for event in held["event"]]),
-    "version": _of_events("version"),
-    "content_encoding": _of_events("content_encoding"),
-    "body_text": lambda built, held: preview_texts([event.body_preview for event in held["event"]], PREVIEW_TEXT_CHARS),
-}
 FRAME_PACKED = ("conn_id", "frame_id", "direction", "ts", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "payload_length",
                 "header_bytes", "missing_bytes", "close_code", "offset")
-FRAME_TEXTS: dict[str, Derived] = {
-    "opcode_name": lambda built, held: coded_text(built["opcode"], OPCODE_LABELS),
-    "mask_key": lambda built, held: hex_texts([event.mask_key for event in held["event"]]),
-    "close_reason": _close_reasons,
-    "payload_text": lambda built, held: preview_texts([event.payload for event in held["event"]], FRAME_PREVIEW_TEXT_CHARS),
-    "payload_hex": lambda built, held: hex_texts([event.payload[:PREVIEW_HEX_BYTES] for event in held["event"]], separator=True),
-}
 MESSAGE_PACKED = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
                   "payload_bytes", "compressed", "text_valid", "complete")
-MESSAGE_TEXTS: dict[str, Derived] = {
-    "payload_text": lambda built, held: preview_texts(held["payloads"], PREVIEW_TEXT_CHARS),
-}
 
 
 # What each message of a connection carries (setup, teardown, ... first), one flat

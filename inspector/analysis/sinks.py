@@ -9,7 +9,7 @@ columns of a big table are `packed`: a row's numbers are written with one
 `struct` call into one bytearray, which becomes every column at once per
 chunk (`np.frombuffer`), instead of one list append per column and a Python
 int per value.  Other columns are lists, and a sink may hold columns of its
-own that are not in the table (e.g. the event a row came from) for `derived`
+own that are not in the table (e.g. the bytes a text is made of) for `derived`
 columns computed per chunk.  Every `chunk_rows` rows the columns become one
 DataFrame chunk with exactly the table's dtypes (`tables.SCHEMAS`) and are
 emptied in place, so the bound methods writers hold stay valid.  What a sink
@@ -124,9 +124,17 @@ class Texts(Column):
 
 
 class Held(Column):
-    """Values a sink holds for its derived columns (not a column of the table)."""
+    """Values a sink holds for its derived columns (not a column of the table), in a
+    `container`: a list unless told (e.g. a bytearray, an array); the chunk empties it
+    with `del values[:]`."""
 
     typecode = code = None
+
+    def __init__(self, container: Callable[[], object] = list) -> None:
+        self.container = container
+
+    def new(self, whole: bool = False):
+        return self.container()
 
     def build(self, values):
         return values

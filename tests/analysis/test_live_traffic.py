@@ -23,7 +23,7 @@ import pytest
 
 from inspector.analysis.export import export_tables
 from inspector.analysis.pipeline import Analysis, analyze_captures
-from inspector.analysis.rows import PREVIEW_HEX_BYTES
+from inspector.analysis.texts import PREVIEW_HEX_BYTES
 from inspector.analysis.tables import BYTE_CATEGORIES
 from tests import traffic
 from tests import tshark_oracle as oracle

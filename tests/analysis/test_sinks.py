@@ -6,9 +6,10 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inspector.analysis.rows import DIRECTIONS, hex_texts, payload_text, preview_texts
+from inspector.analysis.rows import DIRECTIONS
 from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of
 from inspector.analysis.tables import make_table
+from inspector.analysis.texts import payload_text
 
 MESSAGES = [
     # conn_id, message_id, direction, ts_ns, payload_bytes, text_valid, payload_text
@@ -89,18 +90,6 @@ def test_payload_text_is_the_utf8_text_cut_to_its_limit(data, limit):
 @given(st.text(max_size=300), st.integers(min_value=0, max_value=250))
 def test_payload_text_of_text_is_its_prefix(text, limit):
     assert payload_text(text.encode(), limit) == text[:limit]
-
-
-@given(st.lists(st.binary(max_size=300) | st.text(max_size=300).map(str.encode), max_size=20), st.integers(min_value=0, max_value=250))
-def test_preview_texts_of_a_chunk_are_each_payloads_text(payloads, limit):
-    assert list(preview_texts(payloads, limit)) == [payload_text(payload, limit) for payload in payloads]
-
-
-@given(st.lists(st.binary(max_size=40), max_size=20), st.booleans())
-def test_hex_texts_of_a_chunk_are_each_values_hex(values, separator):
-    texts = hex_texts(values, separator)
-    assert str(texts.dtype) == "str"
-    assert list(texts) == [value.hex(" ") if separator else value.hex() for value in values]
 
 
 def test_packed_columns_make_the_same_table():
