@@ -69,7 +69,10 @@ def write(sinks: ShardRows, table: str, event, flush: bool, **numbers) -> None:
     sink.rows += sink.pack(*[numbers.get(column, 0) for column in sink.packed])
     if table == "ws_frames":
         sink.column("message_id").append(MISSING)
-    {"ws_frames": sinks.hold_frame, "ws_messages": sinks.hold_message, "http_messages": sinks.hold_http_message}[table](event)
+    if table == "ws_messages":
+        sinks.hold_message_payload(event.payload)  # a message's texts come from its payload
+    else:
+        {"ws_frames": sinks.hold_frame, "http_messages": sinks.hold_http_message}[table](event)
     if flush:
         sink.flush()
 
