@@ -220,6 +220,9 @@ def _pieces(x0: np.ndarray, x1: np.ndarray, weight: np.ndarray, segments: _Segme
     # The segments of the new bytes: from the one a lies in to the one x1 - 1 lies in.
     first = np.maximum(np.searchsorted(starts, a, "right") - 1, 0)
     final = np.maximum(np.searchsorted(starts, x1, "left") - 1, first)
+    if not covered.any() and (final == first).all():
+        # The common case: every packet's new bytes lie in one segment (as _spread adds them).
+        return owners[first], weight / (x1 - a) * (x1 - a)
     counts = np.where(covered, 1, final - first + 1)
     packet = np.repeat(np.arange(len(x0)), counts)
     segment = first[packet] + np.arange(len(packet)) - np.repeat(np.cumsum(counts) - counts, counts)

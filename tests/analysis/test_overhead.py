@@ -125,10 +125,8 @@ _packets = st.lists(st.tuples(st.integers(0, 400), st.integers(0, 120), st.integ
 _spans = st.lists(st.tuples(st.integers(0, 500), st.integers(0, 80), st.integers(0, 7)), max_size=12)
 
 
-@given(_packets, _packets, _spans, _spans)
-def test_packets_spread_with_arrays_add_the_same_floats(packets0, packets1, spans0, spans1):
-    """The numpy spreading of a big connection's packets gives exactly (bit for bit) the
-    floats plain Python gives: the same pieces, added in the same order."""
+def _spread_both_ways(packets0, packets1, spans0, spans1) -> None:
+    """_spread_arrays gives exactly (bit for bit) the floats _spread gives."""
     segments = []
     for side_spans in (spans0, spans1):
         spans = Spans()
@@ -145,3 +143,25 @@ def test_packets_spread_with_arrays_add_the_same_floats(packets0, packets1, span
             records.extend((side, *packet))
     assume(records)
     assert _spread_arrays(records, tuple(segments), item_count).tobytes() == expected.tobytes()
+
+
+@given(_packets, _packets, _spans, _spans)
+def test_packets_spread_with_arrays_add_the_same_floats(packets0, packets1, spans0, spans1):
+    """The numpy spreading of a big connection's packets gives exactly the floats plain
+    Python gives: the same pieces, added in the same order."""
+    _spread_both_ways(packets0, packets1, spans0, spans1)
+
+
+@given(st.lists(st.integers(1, 90), min_size=1, max_size=40), st.lists(st.integers(0, 7), max_size=40),
+       st.lists(st.integers(0, 3000), max_size=5))
+def test_in_order_packets_spread_with_arrays_add_the_same_floats(lengths, items, cuts):
+    """The same for the common case, packets one after the other, spans mostly ending
+    where a packet ends (then every packet lies in one span), sometimes within one."""
+    packets, offset = [], 0
+    for index, length in enumerate(lengths):
+        packets.append((offset, length, 40 + index))
+        offset += length
+    ends = sorted({offset for offset, _length, _weight in packets[1:len(items) + 1]} | {offset} | {cut for cut in cuts if cut < offset})
+    spans = [(start, end - start, item) for start, end, item in zip([0] + ends, ends, items + [7] * len(ends))]
+    _spread_both_ways(packets, packets[::2], spans, spans[1:])
+
