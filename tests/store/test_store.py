@@ -13,11 +13,13 @@ import pytest
 
 from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import SCHEMA_VERSION, SCHEMAS, TABLE_NAMES
-from inspector.errors import OutdatedStoreError, StoreError
+from inspector.errors import CaptureError, OutdatedStoreError, StoreError
 from inspector.parse.connection import ParserOptions
 from inspector.store import open_store, store_inputs, write_analysis
 from inspector.store.layout import LAYOUT_VERSION, META_FILE, part_files
+from tests import hostile
 from tests.conftest import BUNDLED, analyze_cached, bundled_files, corpus_params
+from tests.hostile import small
 
 BUNDLED_PATHS = [str(path) for path in bundled_files()]
 
@@ -48,6 +50,19 @@ def test_every_table_of_a_corpus_capture_reads_back_exactly(path: Path, tmp_path
     with stored(analysis, [str(path)], tmp_path / "store") as store:
         assert_same_tables(store, analysis)
         assert store.meta["rows"] == {name: len(analysis.tables[name]) for name in TABLE_NAMES}
+
+
+@pytest.mark.parametrize("name", list(hostile.CLASSES))
+def test_every_table_of_a_hostile_capture_reads_back_exactly(name: str, tmp_path: Path):
+    """Whatever the capture holds (bad UTF-8 made U+FFFD, control characters, huge counts), the store keeps it."""
+    path = str(small(name).write(tmp_path))
+    try:
+        analysis = analyze_captures([path], jobs=1)
+    except CaptureError as exc:
+        pytest.skip(f"refused as bad input, so no tables to store: {exc}")
+    with stored(analysis, [path], tmp_path / "store") as store:
+        assert_same_tables(store, analysis)
+        assert store.analysis().warnings == analysis.warnings
 
 
 def test_several_captures_in_parts_of_a_few_rows_keep_the_row_order(tmp_path: Path):
