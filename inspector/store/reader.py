@@ -122,7 +122,7 @@ class Store:
             arrow = relation.to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"query failed: {_one_line(str(exc))}") from None
-        return arrow.to_pandas(types_mapper=_QUERY_TYPES.get)
+        return _query_frame(arrow)
 
     def table(self, name: str) -> pd.DataFrame:
         """Table `name` whole, with exactly the dtypes of tables.SCHEMAS and the analysis's row order."""
@@ -163,6 +163,19 @@ class Store:
             return duckdb_paths([path.absolute() for path in part_files(self.folder, table)])
         except ValueError as exc:
             raise StoreError(f"{self.folder}: cannot be read: {exc}; rename the folder") from None
+
+
+def _query_frame(arrow: pa.Table) -> pd.DataFrame:
+    """A query result as pandas: DuckDB's decimals (sum() of integers is one, as are literals such as
+    2.5) become Int64 when whole and within int64, float64 otherwise, so that they are numbers."""
+    for index, field in enumerate(arrow.schema):
+        if pa.types.is_decimal(field.type):
+            try:
+                column = arrow.column(index).cast(pa.int64() if field.type.scale == 0 else pa.float64())
+            except pa.ArrowInvalid:  # a whole number past int64
+                column = arrow.column(index).cast(pa.float64(), safe=False)
+            arrow = arrow.set_column(index, field.name, column)
+    return arrow.to_pandas(types_mapper=_QUERY_TYPES.get)
 
 
 def _identifier(name: str) -> str:
