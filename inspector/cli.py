@@ -167,15 +167,14 @@ def _cached_or_analysed(args):
     written to --store DIR or to the cache (neither with --no-cache)."""
     from inspector.parse.connection import ParserOptions
     from inspector.report import printable
-    from inspector.store import cache_analysis, cached_store, store_inputs, write_analysis
-    from inspector.store.writer import check_target
+    from inspector.store import cache_analysis, cached_store, check_target, store_inputs, write_analysis
 
     options = ParserOptions(max_ws_message_bytes=args.max_ws_message, max_decompressed_per_capture=args.max_decompressed,
                             max_decompressed_per_connection=args.max_decompressed_per_connection)
     if args.store:
         check_target(args.store)  # refused before the analysis, not after it
     use_cache = not (args.no_cache or args.store)
-    inputs = store_inputs(args.captures, options) if use_cache or args.store else None
+    inputs = store_inputs(args.captures, options, max_inflated_bytes=args.max_inflated) if use_cache or args.store else None
     cached = cached_store(inputs) if use_cache else None
     if cached is not None:
         with cached:

@@ -5,7 +5,7 @@ from inspector.errors import OutdatedStoreError, StoreError
 from inspector.store.cache import cache_analysis, cache_dir, cache_entry, cached_store
 from inspector.store.inputs import CaptureFingerprint, StoreInputs, cache_key, store_inputs
 from inspector.store.reader import Store, open_store
-from inspector.store.writer import PartWriter, StoreWriter, write_analysis
+from inspector.store.writer import PartWriter, StoreWriter, check_target, write_analysis
 
 __all__ = ["CaptureFingerprint", "OutdatedStoreError", "PartWriter", "Store", "StoreError", "StoreInputs", "StoreWriter",
-           "cache_analysis", "cache_dir", "cache_entry", "cache_key", "cached_store", "open_store", "store_inputs", "write_analysis"]
+           "cache_analysis", "cache_dir", "cache_entry", "cache_key", "cached_store", "check_target", "open_store", "store_inputs", "write_analysis"]

@@ -2,10 +2,11 @@
 
 This goes into store.json, and its digest (`cache_key`) names the analysis in the cache: the
 same capture bytes (and recording sidecar) under the same name, analysed by the same
-version with the same parameters, give the same tables.  Not in it: `--jobs` (the tables
-are the same whatever the number of workers as long as no limit is hit, see the README's
-Limits) and `--max-inflated` (a capture either stays under that cap, giving the same
-tables, or fails with no store written).
+version with the same parameters, give the same tables.  The parameters are the parser
+options and the inflation cap (which changes no table, but whether a capture is refused:
+the same command gives the same answer from the cache).  Not in it: the number of worker
+processes (the tables are the same whatever it is as long as no limit is hit, see the
+README's Limits).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from inspector.analysis.tables import SCHEMA_VERSION
-from inspector.capture.files import capture_name, is_regular_file
+from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, capture_name, is_regular_file
 from inspector.capture.sidecar import sidecar_path
 from inspector.parse.connection import ParserOptions
 from inspector.store.layout import LAYOUT_VERSION
@@ -56,9 +57,11 @@ class StoreInputs:
                 "captures": [dataclasses.asdict(capture) for capture in self.captures]}
 
 
-def store_inputs(paths: list[str | os.PathLike], options: ParserOptions) -> StoreInputs:
-    """Fingerprint the captures (reading each file through once) for an analysis with `options`."""
-    return StoreInputs(captures=tuple(fingerprint(path) for path in paths), parameters=dataclasses.asdict(options))
+def store_inputs(paths: list[str | os.PathLike], options: ParserOptions, *,
+                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> StoreInputs:
+    """Fingerprint the captures (reading each file through once) for an analysis with these parameters."""
+    return StoreInputs(captures=tuple(fingerprint(path) for path in paths),
+                       parameters={**dataclasses.asdict(options), "max_inflated_bytes": max_inflated_bytes})
 
 
 def fingerprint(path: str | os.PathLike) -> CaptureFingerprint:

@@ -48,11 +48,12 @@ def test_the_key_changes_with_what_changes_the_tables(capture: Path, tmp_path: P
     keys = {key([capture])}
     keys.add(key([capture], ParserOptions(max_ws_message_bytes=1 << 20)))
     keys.add(key([capture], ParserOptions(max_decompressed_per_connection=1 << 20)))
+    keys.add(store_inputs([str(capture)], ParserOptions(), max_inflated_bytes=1 << 20).key)  # refused or not: the same answer
     keys.add(key([capture, BUNDLED / "feed.pcap"]))
     keys.add(key([BUNDLED / "feed.pcap", capture]))  # connection ids follow the order of the captures
     os.symlink(capture, tmp_path / "other-name.pcap")  # the tables hold the name
     keys.add(key([tmp_path / "other-name.pcap"]))
-    assert len(keys) == 6
+    assert len(keys) == 7
     # the sidecar labels the variants: its bytes count, and whether there is one
     with open(tmp_path / "chat.json", "a") as sidecar:
         sidecar.write(" ")
@@ -63,7 +64,7 @@ def test_the_key_changes_with_what_changes_the_tables(capture: Path, tmp_path: P
     with open(capture, "ab") as data:
         data.write(b"\0")
     keys.add(key([capture]))
-    assert len(keys) == 9
+    assert len(keys) == 10
 
 
 def test_a_pipe_or_a_missing_file_has_no_key(tmp_path: Path):
