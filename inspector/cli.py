@@ -1,4 +1,5 @@
-"""Command line: `inspector analyze CAPTURE... [--export DIR] [--format csv|parquet|json]`,
+"""Command line: `inspector analyze CAPTURE... [--export DIR] [--format csv|parquet|json] [--store DIR] [--no-cache]`,
+`inspector query STORE_OR_CAPTURE SQL [-o OUT.csv|OUT.parquet]`,
 `inspector capture [-i IFACE] [--port N ...] [--filter BPF] -o FILE [--analyze]`,
 `inspector record SCENARIO -o FILE [--messages N] [--size BYTES] [--rate PER_S] [--variants a,b]`,
 `inspector dashboard [CAPTURE or DIR ...] [--host H] [--port P] [--debug] [--live-dir DIR ...]`.
@@ -75,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap, pcapng or gzip-compressed capture")
     analyze.add_argument("--export", metavar="DIR", help="write one file per table into DIR")
     analyze.add_argument("--format", choices=("csv", "parquet", "json"), default="csv", help="export format (default csv)")
+    analyze.add_argument("--store", metavar="DIR", help="also write the analysis as a store folder DIR (a Parquet dataset per table and "
+                         "store.json), replacing a store already there; query it with `inspector query DIR`")
+    analyze.add_argument("--no-cache", action="store_true", help="analyse the captures even if the cache of analyses has them, "
+                         "and do not write them there")
     analyze.add_argument("--jobs", type=job_count, default=None, metavar="N", help=f"worker processes per capture, 1 to {MAX_JOBS} (default: one per core, up to 4, for captures over 8 MiB)")
     analyze.add_argument("--max-ws-message", type=byte_count, default=DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, metavar="BYTES",
                          help=f"cap on a decompressed WebSocket message (default {DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE >> 20}M)")
@@ -86,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
                               f"{DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE >> 30}G); beyond it decompressed sizes are unknown")
     analyze.add_argument("--max-decompressed-per-connection", type=byte_count, default=DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION,
                          metavar="BYTES", help=f"the same per connection (default {DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION >> 20}M)")
+    query = commands.add_parser("query", help="run SQL over the tables of a store folder, or of a capture (analysed into the cache first)")
+    query.add_argument("source", metavar="STORE_OR_CAPTURE", help="a store folder (inspector analyze --store DIR), or a capture file")
+    query.add_argument("sql", metavar="SQL", help="a DuckDB query over the tables, each a view named like the table: "
+                       "\"SELECT kind, count(*) FROM connections GROUP BY kind\"")
+    query.add_argument("-o", "--output", metavar="OUT", help="write the result to OUT.csv or OUT.parquet instead of printing it")
+    query.add_argument("--no-cache", action="store_true", help="for a capture: analyse it into a temporary store, not the cache")
     capture = commands.add_parser("capture", help="capture live traffic into a pcap or pcapng file (root or CAP_NET_RAW)")
     capture.add_argument("-i", "--interface", default="lo", metavar="IFACE", help="interface to capture on (default lo; 'any' for all)")
     capture.add_argument("--port", type=int, action="append", default=[], metavar="N", help="capture TCP port N (repeatable; ports are or-ed)")
@@ -140,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             return _analyze(args)
+        if args.command == "query":
+            return _query(args)
         if args.command == "capture":
             return _capture(args)
         if args.command == "record":
@@ -159,25 +172,107 @@ def main(argv: list[str] | None = None) -> int:
 
 def _analyze(args) -> int:
     from inspector.analysis.export import export_tables
-    from inspector.analysis.pipeline import analyze_captures
-    from inspector.parse.connection import ParserOptions
     from inspector.report import format_summary, printable
 
-    # A progress line only for a person watching: never in a pipe, a file or a log.
-    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
-    try:
-        options = ParserOptions(max_ws_message_bytes=args.max_ws_message, max_decompressed_per_capture=args.max_decompressed,
-                                max_decompressed_per_connection=args.max_decompressed_per_connection)
-        analysis = analyze_captures(args.captures, options, jobs=args.jobs, progress=progress, max_inflated_bytes=args.max_inflated)
-    finally:
-        if progress is not None:
-            progress.clear()
+    analysis = _cached_or_analysed(args)
     print_warnings(analysis.warnings)
     print(format_summary(analysis))
     if args.export:
         written = export_tables(analysis.tables, Path(args.export), args.format)
         print(f"\nexported {len(written)} tables to {printable(args.export)}/ ({args.format})")
     return 0
+
+
+def _cached_or_analysed(args):
+    """The analysis of `inspector analyze`: from the cache when it has it; else analysed, then
+    written to --store DIR or to the cache (neither with --no-cache)."""
+    from inspector.parse.connection import ParserOptions
+    from inspector.report import printable
+    from inspector.store import cache_analysis, cached_store, check_target, store_inputs, write_analysis
+
+    options = ParserOptions(max_ws_message_bytes=args.max_ws_message, max_decompressed_per_capture=args.max_decompressed,
+                            max_decompressed_per_connection=args.max_decompressed_per_connection)
+    if args.store:
+        check_target(args.store)  # refused before the analysis, not after it
+    use_cache = not (args.no_cache or args.store)
+    inputs = store_inputs(args.captures, options, max_inflated_bytes=args.max_inflated) if use_cache or args.store else None
+    cached = cached_store(inputs) if use_cache else None
+    if cached is not None:
+        with cached:
+            analysis = cached.analysis()
+        note(f"inspector: analysis taken from the cache, {printable(str(cached.folder))} (--no-cache analyses again)")
+        return analysis
+    analysis = run_analysis(args.captures, options, jobs=args.jobs, max_inflated_bytes=args.max_inflated)
+    if args.store:
+        write_analysis(analysis, args.store, inputs)
+    elif use_cache and inputs.key is not None:
+        cache_analysis(analysis, inputs)
+    return analysis
+
+
+def run_analysis(captures: list[str], options, *, jobs: int | None = None, max_inflated_bytes: int | None = None):
+    """analyze_captures, with a progress line for a person watching: never in a pipe, a file or a log."""
+    from inspector.analysis.pipeline import analyze_captures
+    from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES
+
+    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        return analyze_captures(captures, options, jobs=jobs, progress=progress,
+                                max_inflated_bytes=max_inflated_bytes or DEFAULT_MAX_INFLATED_BYTES)
+    finally:
+        if progress is not None:
+            progress.clear()
+
+
+def note(text: str) -> None:
+    """A line on stderr for a person watching (where an analysis came from), never in a pipe or a log."""
+    if sys.stderr.isatty():
+        print(text, file=sys.stderr)
+
+
+QUERY_FORMATS = {".csv": "csv", ".parquet": "parquet"}
+
+
+def _query(args) -> int:
+    """SQL over a store folder, or over a capture's tables (from the cache, analysed into it when missing)."""
+    from contextlib import ExitStack
+
+    from inspector.analysis.export import export_table
+    from inspector.errors import InspectorError
+    from inspector.report import format_rows
+
+    output_format = QUERY_FORMATS.get(Path(args.output).suffix.lower()) if args.output else None
+    if args.output and output_format is None:
+        raise InspectorError(f"-o {args.output}: the file name must end in .csv or .parquet")
+    with ExitStack() as stack:
+        store = stack.enter_context(_query_source(args.source, args.no_cache, stack))
+        result = store.sql(args.sql)
+    if output_format:
+        export_table(result, Path(args.output), output_format)
+    else:
+        print(format_rows(result))
+    return 0
+
+
+def _query_source(source: str, no_cache: bool, stack):
+    """The store to query: `source` itself if it is a folder, else the store of the capture `source`
+    (cached; in a temporary folder, removed by `stack`, with --no-cache or for a pipe)."""
+    import tempfile
+
+    from inspector.parse.connection import ParserOptions
+    from inspector.store import cache_analysis, cached_store, open_store, store_inputs, write_analysis
+
+    if Path(source).is_dir():
+        return open_store(source)
+    inputs = store_inputs([source], ParserOptions())
+    cached = None if no_cache else cached_store(inputs)
+    if cached is not None:
+        return cached
+    analysis = run_analysis([source], ParserOptions())
+    if no_cache or inputs.key is None:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inspector-query-"))) / "store"
+        return open_store(write_analysis(analysis, folder, inputs))
+    return open_store(cache_analysis(analysis, inputs))
 
 
 def print_warnings(warnings: list[str]) -> None:

@@ -19,3 +19,13 @@ class ParseError(InspectorError):
 
 class RecordError(InspectorError):
     """A workload cannot be recorded: bad parameters, or the workload did not do what it should."""
+
+
+class StoreError(InspectorError):
+    """A store folder cannot be written or read: not a store, half-written, from a newer
+    version, a full disk, a query that fails."""
+
+
+class OutdatedStoreError(StoreError):
+    """A store written with an older table schema or layout: analyse the captures again
+    rather than read it (the cache does so by itself)."""

@@ -108,3 +108,46 @@ def format_summary(analysis) -> str:
         for rule, count in findings["rule"].value_counts().sort_index().items():
             lines.append(f"  {rule:<32} {count:>6}")
     return "\n".join(lines)
+
+
+# A query's cells are cut to this many characters on the terminal (payload previews run long);
+# `inspector query -o` writes them whole.
+MAX_CELL_CHARS = 80
+
+
+def format_rows(frame) -> str:
+    """A query result as an aligned text table: a header, a rule, one line per row, then the
+    row count.  Numbers are right-aligned, NULL shows as NULL, booleans as true/false, and
+    every value is text escaped by `printable` (payload text is captured traffic: it never
+    reaches the terminal as it is) and cut to MAX_CELL_CHARS."""
+    import pandas as pd
+
+    headers = [_cut(printable(str(name))) for name in frame.columns]
+    cells = [[_cell(value) for value in frame.iloc[:, index].tolist()] for index in range(frame.shape[1])]
+    right = [pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype) for dtype in frame.dtypes]
+    widths = [max([len(header), *map(len, column)]) for header, column in zip(headers, cells)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
+
+    lines = [line(headers), "  ".join("-" * w for w in widths)]
+    lines += [line(list(row)) for row in zip(*cells)]
+    lines.append(f"({len(frame):,} row{'' if len(frame) == 1 else 's'})")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (str, bytes)) and pd.api.types.is_scalar(value) and pd.isna(value)):
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return _cut(value.hex())
+    return _cut(printable(str(value)))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "\u2026"
+

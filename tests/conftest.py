@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,19 @@ def corpus_path(name: str) -> Path:
     if not path.exists():
         pytest.skip(CORPUS_MISSING)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_analysis_cache(tmp_path_factory: pytest.TempPathFactory):
+    """`inspector analyze` and `inspector query` keep a cache of analyses (inspector.store.cache):
+    in the tests, and in the processes they start, it is a folder of this session, never the user's."""
+    previous = os.environ.get("INSPECTOR_CACHE_DIR")
+    os.environ["INSPECTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("analysis-cache"))
+    yield Path(os.environ["INSPECTOR_CACHE_DIR"])
+    if previous is None:
+        del os.environ["INSPECTOR_CACHE_DIR"]
+    else:
+        os.environ["INSPECTOR_CACHE_DIR"] = previous
 
 
 @functools.lru_cache(maxsize=None)

@@ -43,8 +43,10 @@ def test_only_live_capture_imports_scapy():
     assert users == {"capture/live.py"}
 
 
-@pytest.mark.parametrize("path", modules("analysis"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", modules("analysis") + modules("store"), ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_analysis_does_not_reach_up(path):
+    """The analysis and its store (inspector/store) know nothing of the CLI, the dashboard, the
+    workloads, or live capture."""
     for name in imported_modules(path):
         assert not name.startswith(("inspector.cli", "inspector.workloads", "inspector.record", "dashboard", "inspector.capture.live")), f"{path.name} imports {name}"
 

@@ -47,6 +47,20 @@ def export_tables(tables: dict[str, pd.DataFrame], directory: Path, fmt: str) ->
     return [path for _partial, path in written]
 
 
+def export_table(table: pd.DataFrame, path: Path, fmt: str) -> None:
+    """One table to one file, all or nothing as export_tables (`.NAME.PID.partial`, then renamed)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        _write_or_say_why(table, partial, path, fmt)
+        try:
+            os.replace(partial, path)
+        except OSError as exc:
+            raise InspectorError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def _write_or_say_why(table: pd.DataFrame, partial: Path, path: Path, fmt: str) -> None:
     try:
         _write(table, partial, fmt)

@@ -213,6 +213,10 @@ TABLE_DOCS: dict[str, str] = {
 }
 
 TABLE_NAMES = tuple(SCHEMAS)
+# The version of these schemas in a store (inspector/store): any change of a table, a column or
+# its dtype, or of what a column means or counts, bumps it, so that a store written before is
+# analysed again rather than misread.
+SCHEMA_VERSION = 1
 # The tables whose rows are made per connection, from its events as they come (analysis/rows.py),
 # and carry its conn_id; the others are per capture (captures, staleness) or summed over
 # connections (overhead).

@@ -144,7 +144,7 @@ def analyze(capture: hostile.HostileCapture, folder: Path) -> int:
     out, err = io.StringIO(), io.StringIO()
     with mock.patch.object(pipeline, "analyze_captures", keep), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         with LineCounter() as counter:
-            code = main(["analyze", "--jobs", "1", str(path)])
+            code = main(["analyze", "--jobs", "1", "--no-cache", str(path)])  # analysed every time, the same bytes or not
     path.unlink()
     if capture.sidecar is not None:
         path.with_suffix(".json").unlink()

@@ -1,0 +1,84 @@
+"""The per-user cache of analyses: one store per cache key, in a folder of its own.
+
+`cache_dir()` is $INSPECTOR_CACHE_DIR, else $XDG_CACHE_HOME/wire-inspector, else
+~/.cache/wire-inspector; an entry is `<cache dir>/<key>` (inspector.store.inputs.cache_key).
+Entries are only folders: removing any of them, or the whole cache folder, is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from inspector.errors import StoreError
+from inspector.store.inputs import StoreInputs
+from inspector.store.layout import transient_owner
+from inspector.store.reader import Store, open_store
+from inspector.store.writer import write_analysis
+
+CACHE_ENV = "INSPECTOR_CACHE_DIR"
+CACHE_FOLDER = "wire-inspector"
+
+
+def cache_dir() -> Path:
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):  # the XDG spec: a relative path is to be ignored
+        return Path(xdg) / CACHE_FOLDER
+    return Path.home() / ".cache" / CACHE_FOLDER
+
+
+def cache_entry(inputs: StoreInputs) -> Path | None:
+    """The folder of the analysis of `inputs` in the cache, or None when it cannot be cached (a pipe)."""
+    key = inputs.key
+    return None if key is None else cache_dir() / key
+
+
+def cached_store(inputs: StoreInputs) -> Store | None:
+    """The cached store of `inputs`, or None: not there, or outdated, half-written or damaged
+    (then analysed again and replaced by `cache_analysis`)."""
+    entry = cache_entry(inputs)
+    if entry is None:
+        return None
+    try:
+        return open_store(entry)
+    except StoreError:
+        return None
+
+
+def cache_analysis(analysis, inputs: StoreInputs) -> Path:
+    """Write `analysis` of `inputs` into the cache; return its entry.  Another process that wrote
+    the same entry first wins (its store stays, this one is dropped)."""
+    entry = cache_entry(inputs)
+    if entry is None:
+        raise ValueError("inputs without a cache key (a capture that is not a regular file)")
+    _remove_abandoned(entry.parent)
+    try:
+        return write_analysis(analysis, entry, inputs, keep_existing=True)
+    except StoreError as exc:
+        raise StoreError(f"{exc} (the cache of analyses: free some space, set {CACHE_ENV} to another folder, or pass --no-cache)") from None
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Remove the temporary folders of writes whose process is gone (killed before it could clean up)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        pid = transient_owner(folder / name)
+        if pid is not None and not _running(pid):
+            shutil.rmtree(folder / name, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

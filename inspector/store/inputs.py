@@ -1,0 +1,101 @@
+"""What an analysis was made from: the captures' contents and the parameters that change its tables.
+
+This goes into store.json, and its digest (`cache_key`) names the analysis in the cache: the
+same capture bytes (and recording sidecar) under the same name, analysed by the same
+version with the same parameters, give the same tables.  The parameters are the parser
+options and the inflation cap (which changes no table, but whether a capture is refused:
+the same command gives the same answer from the cache).  Not in it: the number of worker
+processes (the tables are the same whatever it is as long as no limit is hit, see the
+README's Limits).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from inspector.analysis.tables import SCHEMA_VERSION
+from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, capture_name, is_regular_file
+from inspector.capture.sidecar import sidecar_path
+from inspector.parse.connection import ParserOptions
+from inspector.store.layout import LAYOUT_VERSION
+
+TOOL = "wire-inspector"
+
+
+@dataclass(frozen=True)
+class CaptureFingerprint:
+    """A capture as the tables name it, and the digests of its bytes and of its recording sidecar.
+
+    A pipe or a device can be read only once (by the analysis): its size and sha256 are None."""
+
+    name: str
+    size: int | None
+    sha256: str | None
+    sidecar_sha256: str | None
+
+
+@dataclass(frozen=True)
+class StoreInputs:
+    captures: tuple[CaptureFingerprint, ...]
+    parameters: dict
+
+    @property
+    def key(self) -> str | None:
+        """The cache key, or None when a capture could not be fingerprinted (a pipe)."""
+        if any(capture.sha256 is None for capture in self.captures):
+            return None
+        return cache_key(self.captures, self.parameters)
+
+    def meta(self) -> dict:
+        """Their part of store.json."""
+        return {"tool_version": tool_version(), "key": self.key, "parameters": self.parameters,
+                "captures": [dataclasses.asdict(capture) for capture in self.captures]}
+
+
+def store_inputs(paths: list[str | os.PathLike], options: ParserOptions, *,
+                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> StoreInputs:
+    """Fingerprint the captures (reading each file through once) for an analysis with these parameters."""
+    return StoreInputs(captures=tuple(fingerprint(path) for path in paths),
+                       parameters={**dataclasses.asdict(options), "max_inflated_bytes": max_inflated_bytes})
+
+
+def fingerprint(path: str | os.PathLike) -> CaptureFingerprint:
+    """A missing or unreadable file gets no digest either: the analysis then says what is wrong with it."""
+    name = capture_name(path)
+    if not is_regular_file(path):
+        return CaptureFingerprint(name, None, None, None)
+    sidecar = sidecar_path(path)
+    try:
+        return CaptureFingerprint(name, os.path.getsize(path), file_sha256(path), file_sha256(sidecar) if sidecar.is_file() else None)
+    except OSError:
+        return CaptureFingerprint(name, None, None, None)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+def cache_key(captures: tuple[CaptureFingerprint, ...], parameters: dict) -> str:
+    """sha256 over the schema, layout and tool versions, the parameters, and each capture's
+    name and digests, in order (connection ids follow the order of the captures)."""
+    identity = {
+        "schema_version": SCHEMA_VERSION,
+        "layout_version": LAYOUT_VERSION,
+        "tool_version": tool_version(),
+        "parameters": parameters,
+        "captures": [[capture.name, capture.sha256, capture.sidecar_sha256] for capture in captures],
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def tool_version() -> str:
+    try:
+        return version(TOOL)
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
