@@ -486,7 +486,9 @@ INSPECTOR_EXTRA: list[str] = []  # --inspector-args
 def inspector_cmd(path: Path, jobs: int | None = None) -> list[str]:
     exe = shutil.which("inspector")
     head = [exe, "analyze"] if exe else [sys.executable, "-m", "inspector.cli", "analyze"]
-    return head + INSPECTOR_EXTRA + (["--jobs", str(jobs)] if jobs else []) + [str(path)]
+    # --no-cache: every run analyses (a cache hit would skip the work being timed) and writes
+    # no store (storing is timed on its own: its cost belongs to issue 10's figures).
+    return head + ["--no-cache"] + INSPECTOR_EXTRA + (["--jobs", str(jobs)] if jobs else []) + [str(path)]
 
 
 def inspector_fingerprint() -> str:
