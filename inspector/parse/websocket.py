@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 __all__ = ["CloseCode", "Opcode", "WebSocketParser", "accept_for_key", "parse_deflate_offer"]
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+_new_tuple = tuple.__new__  # read once: reading it off `tuple` costs 80 ns
 
 # RFC 7692 section 7.2.2: the sender strips this empty stored block from the
 # end of every compressed message; the receiver appends it back.
@@ -425,12 +426,13 @@ class WebSocketParser(PendingEvents):
                 out, tail = inflated
                 content = out + tail if tail else out
                 payload_bytes = len(content)
-                preview = content[:preview_bytes]
-                frame_payload = payload[:preview_bytes]
+                preview = content if payload_bytes <= preview_bytes else content[:preview_bytes]
+                frame_payload = payload if length <= preview_bytes else payload[:preview_bytes]
             else:
                 content = payload
                 payload_bytes = length
-                preview = frame_payload = payload[:preview_bytes]
+                # (a payload no longer than the preview is its own preview: no slice to make)
+                preview = frame_payload = payload if length <= preview_bytes else payload[:preview_bytes]
             utf8_error = ""
             if opcode == _TEXT:
                 # ASCII is valid UTF-8: most text never meets a decoder.
@@ -439,8 +441,8 @@ class WebSocketParser(PendingEvents):
                 text_valid = not utf8_error
             else:
                 text_valid = None
-            record = tuple.__new__(WsOneFrameMessage, (direction, ts_ns, offset, opcode, compressed, masked, mask_key, length,
-                                                       header_bytes, frame_payload, payload_bytes, text_valid, preview))
+            record = _new_tuple(WsOneFrameMessage, (direction, ts_ns, offset, opcode, compressed, masked, mask_key, length,
+                                                    header_bytes, frame_payload, payload_bytes, text_valid, preview))
             if records and not utf8_error:
                 events.append(record)
             else:
