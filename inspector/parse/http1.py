@@ -255,13 +255,12 @@ class Http1Parser(PendingEvents):
             line_end = data.find(b"\n", position, block_end)
             if line_end < 0:
                 line_end = block_end  # a start line and no header lines
-            start = known_start_lines[data[position:line_end].rstrip(b"\r")]
+            start = known_start_lines[data[position:line_end]]
             if start is None:
                 break  # a framing error: reported the general way
-            raw = data[line_end + 1:block_end].decode("latin-1")
+            raw, length, encoding, upgrade = _known_header_blocks[data[line_end + 1:block_end]]
             offset = self.offset
             header_bytes = header_end - position
-            length, encoding, upgrade = _known_header_framings[raw]
             if responses and self._response_without_body(start[1]):
                 body = 0
             elif length >= 0 and (length <= end - header_end and encoding not in INFLATED_ENCODINGS or not length):
@@ -269,7 +268,7 @@ class Http1Parser(PendingEvents):
             elif length == NO_LENGTH and not responses:
                 body = 0
             else:
-                reader = self._reader_of_headers(ts_ns, offset, raw)
+                reader = self._reader_of_headers(ts_ns, offset, length, raw)
                 if reader is None:
                     body = 0
                 else:
@@ -296,8 +295,9 @@ class Http1Parser(PendingEvents):
             # The whole message is here: its event straight away, as _emit would make it.
             position = header_end + body
             self.offset = offset + header_bytes + body
+            first, second, third = start  # (positional arguments: a call with *start costs more)
             self._events.append(self._event_class(
-                self.direction, ts_ns, ts_ns, offset, *start, raw, header_bytes, body, 0, body, 0, encoding, None, True,
+                self.direction, ts_ns, ts_ns, offset, first, second, third, raw, header_bytes, body, 0, body, 0, encoding, None, True,
                 data[header_end:header_end + (body if body < self.preview_bytes else self.preview_bytes)],
             ))
             if responses:
@@ -383,10 +383,11 @@ class Http1Parser(PendingEvents):
             shown = repr(start_line[:60])
             self._framing_error(f"not an HTTP {self.role} line at offset {self.offset}: {shown}")
             return True
+        framing = _known_header_blocks[raw_headers]
         message = Message(self._ts_at(self.offset + lead), self._ts_at(self.offset + header_len - 1), self.offset, start,
-                          raw_headers.decode("latin-1"), header_len)
+                          framing[0], header_len)
         self._consume(header_len)
-        if self._frame(message) is None:
+        if self._frame(message, framing) is None:
             self._emit(message)
         else:
             self._message = message
@@ -468,18 +469,17 @@ class Http1Parser(PendingEvents):
 
     # -- body framing (RFC 9112 section 6.3) -------------------------------------
 
-    def _frame(self, message: Message):
-        """Decide how the body of `message` is framed: its reader, or None when it has no body."""
-        _length, message.content_encoding, message.upgrade = _known_header_framings[message.raw_headers]
-        reader = self._body_reader(message.ts_ns, message.offset, message.start, message.raw_headers)
+    def _frame(self, message: Message, framing: tuple[str, int, str, bool]):
+        """Decide how the body of `message` is framed (its header block's `framing`, as
+        _header_block gives it): its reader, or None when it has no body."""
+        raw_headers, length, message.content_encoding, message.upgrade = framing
+        if self._responses and self._response_without_body(message.start[1]):
+            reader = None
+        else:
+            reader = self._reader_of_headers(message.ts_ns, message.offset, length, raw_headers)
         message.reader = reader
         message.has_body = reader is not None
         return reader
-
-    def _body_reader(self, ts_ns: int, offset: int, start: tuple, raw_headers: str):
-        if self._responses and self._response_without_body(start[1]):
-            return None
-        return self._reader_of_headers(ts_ns, offset, raw_headers)
 
     def _response_without_body(self, status: int) -> bool:
         """Whether a response of `status` has no body whatever its headers say; pairs
@@ -493,9 +493,8 @@ class Http1Parser(PendingEvents):
             return True  # 1xx, 204, 304 and responses to HEAD never have a body.
         return method == "CONNECT" and 200 <= status < 300
 
-    def _reader_of_headers(self, ts_ns: int, offset: int, raw_headers: str):
-        """The body's reader as the headers frame it (None: no body)."""
-        length = _known_header_framings[raw_headers][0]
+    def _reader_of_headers(self, ts_ns: int, offset: int, length: int, raw_headers: str):
+        """The body's reader as the headers frame it (None: no body); `length` as _header_block gives it."""
         if length >= 0:
             return ContentLengthReader(length) if length else None
         # No length, or a final encoding other than chunked: requests have no body;
@@ -828,29 +827,42 @@ def _framing_headers(raw: str) -> dict[str, str]:
     return found
 
 
-# What a header block alone says of a body's length (_header_framing), when it is not the Content-Length:
+# What a header block alone says of a body's length (_header_block), when it is not the Content-Length:
 NO_LENGTH = -1  # neither Content-Length nor Transfer-Encoding
 OTHER_FRAMING = -2  # Transfer-Encoding, or a Content-Length that is no number: _reader_of_headers decides, with findings
 
 
-def _header_framing(raw: str) -> tuple[int, str, bool]:
-    """(body length, content coding, Upgrade sent) of a header block.
+def _header_block(block: bytes) -> tuple[str, int, str, bool]:
+    """(text, body length, content coding, Upgrade sent) of a header block (the header
+    lines after the start line, as sent).
 
-    The body length is the Content-Length when it alone frames the body, else
-    NO_LENGTH or OTHER_FRAMING; the content coding as compared ("" for none).
+    The text is the block decoded as latin-1; the body length is the Content-Length
+    when it alone frames the body, else NO_LENGTH or OTHER_FRAMING; the content
+    coding as compared ("" for none).
     """
+    raw = block.decode("latin-1")
     headers = _framing_headers(raw)
     encoding = headers["content-encoding"].strip().lower() if "content-encoding" in headers else ""
     upgrade = "upgrade" in headers
     if headers.get("transfer-encoding"):
-        return OTHER_FRAMING, encoding, upgrade
+        return raw, OTHER_FRAMING, encoding, upgrade
     content_length = headers.get("content-length")
     if content_length is None:
-        return NO_LENGTH, encoding, upgrade
+        return raw, NO_LENGTH, encoding, upgrade
     digits = _content_length_digits(content_length)
     if digits is None or len(digits.lstrip("0")) > MAX_LENGTH_DIGITS:
-        return OTHER_FRAMING, encoding, upgrade
-    return int(digits), encoding, upgrade
+        return raw, OTHER_FRAMING, encoding, upgrade
+    return raw, int(digits), encoding, upgrade
+
+
+def _request_line(line: bytes) -> tuple[str, str, str] | None:
+    """_parse_request_line of a line that may still end in CRs."""
+    return _parse_request_line(line.rstrip(b"\r"))
+
+
+def _status_line(line: bytes) -> tuple[str, int, str] | None:
+    """_parse_status_line of a line that may still end in CRs."""
+    return _parse_status_line(line.rstrip(b"\r"))
 
 
 # Start lines and header blocks recur across a capture's connections (most carry
@@ -881,6 +893,6 @@ class _Memo(dict):
         return value
 
 
-_known_request_lines = _Memo(_parse_request_line)
-_known_status_lines = _Memo(_parse_status_line)
-_known_header_framings = _Memo(_header_framing)
+_known_request_lines = _Memo(_request_line)
+_known_status_lines = _Memo(_status_line)
+_known_header_blocks = _Memo(_header_block)
