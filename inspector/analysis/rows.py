@@ -33,7 +33,6 @@ from inspector.analysis.texts import FrameTexts, HttpTexts, MessageTexts
 from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage, WsOneFrameMessage
 from inspector.parse.connection import Kind
 
-NS = 1e-9
 # A worker's rows of one table become a DataFrame chunk this often.
 CHUNK_ROWS = 16_384
 # Sinks are checked for a full chunk after this many events (an event writes a row or
