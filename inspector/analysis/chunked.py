@@ -53,8 +53,8 @@ def assemble_table(name: str, chunks: list[pd.DataFrame], conn_ids: Sequence[np.
 
 def _columns(chunk: pd.DataFrame) -> dict[str, object]:
     """A chunk's columns as arrays (numpy or pandas extension arrays)."""
-    return {column: chunk[column].array if isinstance(chunk[column].dtype, pd.api.extensions.ExtensionDtype)
-            else chunk[column].to_numpy() for column in chunk.columns}
+    return {column: values.array if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) else values.to_numpy()
+            for column, values in chunk.items()}
 
 
 def _sorted_rows(parts: list[dict], order: Sequence[str]) -> np.ndarray | None:
