@@ -37,7 +37,7 @@ def assemble_table(name: str, chunks: list[pd.DataFrame], conn_ids: Sequence[np.
     parts = []
     for values, chunk_ids in held:
         if chunk_ids is not None:
-            values["conn_id"] = chunk_ids[values["conn_id"]]
+            values["conn_id"] = _renumbered(values["conn_id"], chunk_ids)
         parts.append(values)
     del held
     rows = _sorted_rows(parts, order)
@@ -49,6 +49,14 @@ def assemble_table(name: str, chunks: list[pd.DataFrame], conn_ids: Sequence[np.
     for column in columns:
         table[column] = _gather([values.pop(column) for values in parts], rows, destination)
     return pd.DataFrame(table, copy=False)
+
+
+def _renumbered(conn_ids, new_ids: np.ndarray):
+    """A chunk's conn_id column with each id replaced by new_ids[id]; a nullable column stays
+    one (findings: a missing id stays missing)."""
+    if isinstance(conn_ids, BaseMaskedArray):
+        return type(conn_ids)(new_ids[np.where(conn_ids._mask, 0, conn_ids._data)], conn_ids._mask)
+    return new_ids[conn_ids]
 
 
 def _columns(chunk: pd.DataFrame) -> dict[str, object]:
