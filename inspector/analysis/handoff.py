@@ -56,8 +56,8 @@ def take_over(handed: HandedOff | object, file: IO[bytes]) -> object:
     """The value `hand_off` wrote into `file`, its arrays viewing the file's bytes."""
     if not isinstance(handed, HandedOff):
         return handed
-    if not handed.spans:
-        return pickle.loads(handed.pickled)
+    if not any(length for _offset, length in handed.spans):  # (an empty file cannot be mapped)
+        return pickle.loads(handed.pickled, buffers=[memoryview(b"")] * len(handed.spans))
     mapped = memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
     return pickle.loads(handed.pickled, buffers=[mapped[offset:offset + length] for offset, length in handed.spans])
 

@@ -24,10 +24,11 @@ import gc
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from typing import IO
 
@@ -84,15 +85,71 @@ class Analysis:
 class _ShardResult:
     """What one worker found in one file: tables with local connection ids."""
 
-    tables: dict[str, list[pd.DataFrame]]  # as chunks (chunked.assemble_table)
+    tables: dict[str, list[pd.DataFrame]]  # as chunks (chunked.assemble_table); none when streamed
     first_packet: list[int]  # local conn_id -> index of its first packet in the file
     info: CaptureInfo
+    # Streamed: the whole columns (sinks.TableSink.whole) of each table's rows, all of them.
+    whole: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     packets: int = 0
     tcp_packets: int = 0
     wire_bytes: int = 0
     non_tcp: Counter = field(default_factory=Counter)
     bogus_lengths: int = 0
     evicted: int = 0  # connections finished early because too many were open
+
+
+# Streamed analysis: what receives a worker's rows as they are made, `spill.add(table, chunks)`
+# (chunks of table rows with the worker's own connection ids, without whole columns), then
+# `spill.close()`; made in the worker by `SpillFactory(file_index, shard)`, which goes to worker
+# processes by pickle (a module-level class or function, or a functools.partial of one).
+SpillFactory = Callable[[int, int], object]
+# Rows of a table a worker holds before they go to its spill.
+SPILL_ROWS = 65_536
+
+
+@dataclass
+class StreamedFile:
+    """One capture file of a streamed analysis (`stream_captures`): its rows went to the spills
+    of its shards, with each shard's own connection ids; here is what makes them final."""
+
+    path: str
+    index: int  # of the file among the paths
+    conn_ids: list[np.ndarray]  # per shard: local conn_id -> conn_id in the tables
+    whole: list[dict[str, dict[str, np.ndarray]]]  # per shard: table -> whole columns, all its rows
+    captures_row: dict
+    warnings: list[str]
+    recording: object | None  # recording.Recording, from the capture's sidecar
+
+    @property
+    def connections(self) -> int:
+        return sum(len(ids) for ids in self.conn_ids)
+
+    def label_variants(self, connections: pd.DataFrame) -> pd.Series | None:
+        """The variants of rows of this file's connections table (None: no recording)."""
+        return None if self.recording is None else label_variants(connections, self.recording)
+
+    def staleness(self) -> pd.DataFrame:
+        rows = staleness_rows(self.recording, capture_name(self.path)) if self.recording is not None else []
+        return make_table("staleness", rows)
+
+
+def stream_captures(paths: list[str | os.PathLike], spill: SpillFactory, options: ParserOptions | None = None,
+                    jobs: int | None = None, progress: ProgressCallback | None = None, *,
+                    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> Iterator[StreamedFile]:
+    """Analyse capture files as analyze_captures does, but hand every table's rows to spills as
+    they are made (see SpillFactory) instead of keeping them: one StreamedFile per file, once
+    its workers are done.  Arguments as for analyze_captures."""
+    options = options or ParserOptions()
+    next_conn_id = 0
+    for index, path in enumerate(map(str, paths)):
+        report = (lambda fraction, path=path: progress(path, fraction)) if progress is not None else None
+        file_jobs = (jobs if jobs is not None else default_jobs(path)) if is_regular_file(path) else 1
+        shards = _analyze_file(path, options, file_jobs, report, max_inflated_bytes, partial(spill, index))
+        conn_ids, count = _conn_id_mapping(shards, next_conn_id)
+        captures_row, warnings = _capture_row(path, shards, count)
+        recording = load_recording(path, warnings)
+        next_conn_id += count
+        yield StreamedFile(path, index, conn_ids, [shard.whole for shard in shards], captures_row, warnings, recording)
 
 
 def default_jobs(path: str) -> int:
@@ -146,11 +203,11 @@ def _concat(name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _analyze_file(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
-                  max_inflated_bytes: int) -> list[_ShardResult]:
+                  max_inflated_bytes: int, spill: Callable[[int], object] | None = None) -> list[_ShardResult]:
     if jobs <= 1:
-        shards = [_analyze_shard(path, options, 0, 1, max_inflated_bytes, report)]
+        shards = [_analyze_shard(path, options, 0, 1, max_inflated_bytes, report, spill=spill)]
     else:
-        shards = _analyze_file_in_workers(path, options, jobs, report, max_inflated_bytes)
+        shards = _analyze_file_in_workers(path, options, jobs, report, max_inflated_bytes, spill)
     if report is not None:
         report(1.0)
     return shards
@@ -169,7 +226,7 @@ def _inherit(source: CaptureBytes, outputs: dict[int, IO[bytes]]) -> None:
 
 
 def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
-                             max_inflated_bytes: int) -> list[_ShardResult]:
+                             max_inflated_bytes: int, spill: Callable[[int], object] | None) -> list[_ShardResult]:
     # Shard 0 runs here, in this process, while jobs - 1 forked workers take the others: one
     # fork and one handed-off result fewer, and shard 0 (which reads every packet) reports its
     # progress directly.
@@ -179,24 +236,20 @@ def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, repor
         outputs = {shard: stack.enter_context(tempfile.TemporaryFile()) for shard in range(1, jobs)}
         pool = stack.enter_context(ProcessPoolExecutor(max_workers=jobs - 1, mp_context=get_context("fork"),
                                                        initializer=_inherit, initargs=(source, outputs)))
-        futures = [pool.submit(_analyze_shard_and_hand_off, path, options, shard, jobs, max_inflated_bytes)
+        futures = [pool.submit(_analyze_shard_and_hand_off, path, options, shard, jobs, max_inflated_bytes, spill)
                    for shard in range(1, jobs)]
-        first = _analyze_shard(path, options, 0, jobs, max_inflated_bytes, report, source)
+        first = _analyze_shard(path, options, 0, jobs, max_inflated_bytes, report, source, spill)
         return [first] + [take_over(future.result(), outputs[shard]) for shard, future in zip(range(1, jobs), futures)]
 
 
-def _analyze_shard_and_hand_off(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int):
+def _analyze_shard_and_hand_off(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
+                                spill: Callable[[int], object] | None):
     """In a worker: `_analyze_shard`, its result handed to the parent through the file for the shard."""
-    return hand_off(_analyze_shard(path, options, shard, shards, max_inflated_bytes), _inherited_outputs[shard])
+    return hand_off(_analyze_shard(path, options, shard, shards, max_inflated_bytes, spill=spill), _inherited_outputs[shard])
 
 
 def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:
-    # Global connection ids follow the order of each connection's first packet.
-    firsts = [(index, shard_no, local) for shard_no, shard in enumerate(shards) for local, index in enumerate(shard.first_packet)]
-    firsts.sort()
-    mapping = [np.zeros(len(shard.first_packet), dtype=np.int64) for shard in shards]
-    for global_id, (_, shard_no, local) in enumerate(firsts):
-        mapping[shard_no][local] = first_conn_id + global_id
+    mapping, count = _conn_id_mapping(shards, first_conn_id)
     tables = {}
     for name in CONNECTION_TABLES:
         # Taken from the shards: every column is written once, renumbered and in order,
@@ -208,6 +261,23 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
             chunk_ids += [ids] * len(shard_chunks)
         order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "ts") if c in SCHEMAS[name] and name != "message_costs"]
         tables[name] = assemble_table(name, chunks, chunk_ids, order)
+    capture_row, warnings = _capture_row(path, shards, count)
+    return tables, capture_row, warnings
+
+
+def _conn_id_mapping(shards: list[_ShardResult], first_conn_id: int) -> tuple[list[np.ndarray], int]:
+    """Per shard, the table conn_id of each of its connections (global ids follow the order of
+    each connection's first packet, from `first_conn_id`); and how many there are."""
+    firsts = [(index, shard_no, local) for shard_no, shard in enumerate(shards) for local, index in enumerate(shard.first_packet)]
+    firsts.sort()
+    mapping = [np.zeros(len(shard.first_packet), dtype=np.int64) for shard in shards]
+    for global_id, (_, shard_no, local) in enumerate(firsts):
+        mapping[shard_no][local] = first_conn_id + global_id
+    return mapping, len(firsts)
+
+
+def _capture_row(path: str, shards: list[_ShardResult], connections: int) -> tuple[dict, list[str]]:
+    """The file's row of the captures table, and its warnings."""
     lead = shards[0]  # shard 0 counted every packet of the file
     info = lead.info
     non_tcp = sum((shard.non_tcp for shard in shards), Counter())
@@ -230,11 +300,11 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
         "non_tcp_packets": sum(non_tcp.values()),
         "non_tcp_detail": ", ".join(f"{reason} {count}" for reason, count in sorted(non_tcp.items())),
         "wire_bytes": lead.wire_bytes,
-        "connections": len(firsts),
+        "connections": connections,
         "truncated": info.truncated,
         "warnings": capture_name("; ".join(warnings)),
     }
-    return tables, capture_row, warnings
+    return capture_row, warnings
 
 
 @contextmanager
@@ -253,21 +323,24 @@ def _without_cycle_collector():
 
 
 def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
-                   report: Callable[[float], None] | None = None, source: CaptureBytes | None = None) -> _ShardResult:
+                   report: Callable[[float], None] | None = None, source: CaptureBytes | None = None,
+                   spill: Callable[[int], object] | None = None) -> _ShardResult:
     """Parse the connections of one shard of a file (all of it when shards == 1).
 
     How far into the file it is goes to `report` now and then.  source: the capture's
-    bytes, already open (in a worker, those its parent opened before the fork)."""
+    bytes, already open (in a worker, those its parent opened before the fork).
+    spill: streamed, made with the shard number, the spill of its rows (see SpillFactory)."""
     with _without_cycle_collector():
         return _analyze_shard_body(path, options, shard, shards, max_inflated_bytes, report,
-                                   source if source is not None else _inherited_source)
+                                   source if source is not None else _inherited_source,
+                                   spill(shard) if spill is not None else None)
 
 
 def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
-                        report: Callable[[float], None] | None, source: CaptureBytes | None) -> _ShardResult:
+                        report: Callable[[float], None] | None, source: CaptureBytes | None, spill) -> _ShardResult:
     info = CaptureInfo(path=path)
     result = _ShardResult(tables={}, first_packet=[], info=info)
-    shard_state = _Shard(result, capture_name(path), options, shard)
+    shard_state = _Shard(result, capture_name(path), options, shard, spill)
     counts_everything = shard == 0
     for chunk in read_record_chunks(path, info, max_inflated_bytes=max_inflated_bytes, source=source):
         if counts_everything:
@@ -294,8 +367,9 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
 class _Shard:
     """The open connections of one worker and what it has found so far."""
 
-    def __init__(self, result: _ShardResult, capture: str, options: ParserOptions, shard: int) -> None:
+    def __init__(self, result: _ShardResult, capture: str, options: ParserOptions, shard: int, spill=None) -> None:
         self.result = result
+        self.spill = spill  # streamed: where rows go as they are made
         self.capture = capture  # the name in the tables
         self.options = options
         self.rows = ShardRows()
@@ -343,11 +417,25 @@ class _Shard:
 
     def sweep(self) -> None:
         _sweep(self.open_connections, self.rows, self.last_ts)
+        if self.spill is not None:
+            for name, sink in self.rows.sinks.items():
+                if sum(map(len, sink.chunks)) >= SPILL_ROWS:
+                    self.spill.add(name, sink.take_made_chunks())
 
     def finish(self) -> None:
         for account in self.open_connections.values():
             _finish(account, self.rows)
-        self.result.tables = self.rows.chunks()
+        if self.spill is None:
+            self.result.tables = self.rows.chunks()
+            return
+        try:
+            for name, sink in self.rows.sinks.items():
+                sink.flush()
+                self.spill.add(name, sink.take_made_chunks())
+                if sink.whole:
+                    self.result.whole[name] = sink.take_whole_columns()
+        finally:
+            self.spill.close()
 
 
 def _check_link_types(info: CaptureInfo, path: str) -> None:
@@ -409,4 +497,4 @@ def _finish(account: ConnectionAccount, rows: ShardRows) -> None:
     rows.finish(account)
 
 
-__all__ = ["Analysis", "analyze_captures", "CaptureError"]
+__all__ = ["Analysis", "CaptureError", "StreamedFile", "analyze_captures", "stream_captures"]

@@ -329,17 +329,29 @@ class TableSink:
         if self.whole:
             # Each chunk gets a view of its rows of the whole columns, built once.
             order = list(self.schema)
-            # (np.array reads a compact array's buffer at once: np.fromiter took 37 ns a value.)
-            whole = {column: self.written[column].build(np.array(self.values[column])) for column in sorted(self.whole, key=order.index)}
+            whole = self.take_whole_columns()
             start = 0
             for chunk in chunks:
                 for column, values in whole.items():
                     chunk.insert(order.index(column), column, values[start:start + len(chunk)])
                 start += len(chunk)
-            for column in self.whole:
-                del self.values[column][:]
         self.flushed_rows = 0
         return chunks
+
+    def take_made_chunks(self) -> list[pd.DataFrame]:
+        """The chunks made so far, without the whole columns (see `take_whole_columns`), which
+        stay; the rows held go on, so rows keep their indices (a streamed table)."""
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
+    def take_whole_columns(self) -> dict[str, np.ndarray]:
+        """The whole columns of every row written, built, in schema order (they are emptied)."""
+        order = list(self.schema)
+        # (np.array reads a compact array's buffer at once: np.fromiter took 37 ns a value.)
+        whole = {column: self.written[column].build(np.array(self.values[column])) for column in sorted(self.whole, key=order.index)}
+        for column in self.whole:
+            del self.values[column][:]
+        return whole
 
     def table(self) -> pd.DataFrame:
         """All rows as one DataFrame (the sink is empty afterwards)."""

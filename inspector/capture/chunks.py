@@ -16,6 +16,7 @@ fast walk only ever takes blocks that reading would take the same way.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ CHUNK_BYTES = 16 << 20
 # (a file alternating packet block kinds must not become a chunk per record).
 MIN_FAST_RUN = 64
 NS_PER_S = 1_000_000_000
+# Pages of a memory-mapped capture already read are let go in steps of at least this.
+RELEASE_BYTES = 16 * 1024 * 1024
 _EPB_HEADER_BYTES = 28  # block type and length, interface, timestamp (2 words), captured and original lengths
 
 
@@ -75,10 +78,10 @@ def read_record_chunks(path: str | os.PathLike, info: CaptureInfo | None = None,
         capture_format = sniff_format(bytes(buf[:MAGIC_BYTES]))
         if capture_format == "pcapng":
             info.format = "pcapng"
-            yield from _PcapngReader(buf, path, info, chunk_records).chunks()
+            yield from _let_go_behind(buf, _PcapngReader(buf, path, info, chunk_records).chunks())
         elif capture_format == "pcap":
             info.format = "pcap"
-            yield from _pcap_chunks(buf, path, info, chunk_records)
+            yield from _let_go_behind(buf, _pcap_chunks(buf, path, info, chunk_records))
         else:
             raise not_a_capture(path, buf)
         if source.gzip_cut_short:
@@ -89,6 +92,24 @@ def read_record_chunks(path: str | os.PathLike, info: CaptureInfo | None = None,
                                  "clamped to that range")
         if source.gzip_trailing_garbage:
             info.warnings.append(f"{path}: bytes after the end of the gzip data are not gzip; ignored, as gzip -d does")
+
+
+def _let_go_behind(buf, chunks: Iterator[RecordChunk]) -> Iterator[RecordChunk]:
+    """`chunks`; once each is used, the pages of the memory-mapped file it came from are dropped
+    from this process (MADV_DONTNEED: the file stays in the page cache, and a page read again is
+    mapped again).  A chunk's data is a copy, so nothing points into them; without this, every
+    page read stays counted in the process's resident memory, the whole file by the end, in
+    every worker."""
+    if not isinstance(buf, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        yield from chunks
+        return
+    released = 0
+    for chunk in chunks:
+        yield chunk
+        end = (chunk.base + len(chunk.data)) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end - released >= RELEASE_BYTES:
+            buf.madvise(mmap.MADV_DONTNEED, released, end - released)
+            released = end
 
 
 def _note_truncated(info: CaptureInfo, path, count: int) -> None:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inspector.analysis.tables import SCHEMA_VERSION, TABLE_NAMES, make_table
@@ -26,7 +27,7 @@ from inspector.errors import StoreError
 from inspector.store.inputs import StoreInputs
 from inspector.store.layout import LAYOUT_VERSION, META_FILE, STORE_FORMAT, WRITER_ID, part_files, part_name, transient_folder
 from inspector.store.reader import is_store_folder, read_meta
-from inspector.store.schema import to_arrow
+from inspector.store.schema import ARROW_SCHEMAS, to_arrow
 
 # Rows per part when a whole table is at hand (write_analysis): big enough that DuckDB
 # reads few files, small enough that one part's Arrow copy stays a small share of memory.
@@ -53,7 +54,12 @@ class PartWriter:
 
     def add_part(self, table: str, frame: pd.DataFrame) -> Path:
         """Write `frame`, rows of `table` with exactly its columns and dtypes, as the next part."""
-        arrow = to_arrow(table, frame)
+        return self.add_arrow(table, to_arrow(table, frame))
+
+    def add_arrow(self, table: str, arrow: pa.Table) -> Path:
+        """Write `arrow`, rows of `table` with exactly its Arrow schema (schema.ARROW_SCHEMAS), as the next part."""
+        if not arrow.schema.equals(ARROW_SCHEMAS[table]):
+            raise ValueError(f"table {table}: schema {arrow.schema} is not the table's {ARROW_SCHEMAS[table]}")
         folder = self.folder / table
         folder.mkdir(exist_ok=True)
         path = folder / part_name(self.writer, self._seq)
@@ -109,6 +115,16 @@ class StoreWriter:
     def add_part(self, table: str, frame: pd.DataFrame) -> None:
         with self._errors():
             self._parts.add_part(table, frame)
+
+    def part_writer(self, writer: str) -> PartWriter:
+        """Another writer of parts into this store, under its own id (one per thread or process);
+        its errors go through `errors()`."""
+        return PartWriter(self.folder, writer)
+
+    def errors(self):
+        """A context in which OSError becomes StoreError naming the target, and any exception
+        removes the temporary folder."""
+        return self._errors()
 
     def commit(self, meta: dict) -> Path:
         """Write store.json (format, versions, rows per table, creation time, then `meta`) and

@@ -1,0 +1,174 @@
+"""Analysing captures straight into a store, rows going to disk as they are made.
+
+Each worker of the analysis (inspector.analysis.pipeline.stream_captures) writes every
+`SPILL_ROWS` rows of a table into an Arrow IPC stream of its own (`RawRows`) in the store's
+temporary folder, with its own connection ids: the ids of the tables follow the order of
+each connection's first packet over all workers, known only when all are done.  Then each
+stream is read back a batch at a time, its connection ids made final (and a ws_frames row's
+message_id, which is set when its message completes, put in), and written as the store's
+Parquet parts; the raw streams are deleted.  No table is ever whole in memory: a worker holds
+at most SPILL_ROWS rows of each, the writing step one part.
+
+Writing Parquet (compressing every column) is the costly half of it, so it is done once,
+here, and on every core: the raw streams are written uncompressed, as the rows are.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from inspector.analysis.pipeline import ProgressCallback, StreamedFile, stream_captures
+from inspector.analysis.summary import FRACTIONAL_COLUMNS, SUMMED_COLUMNS, OverheadTotals
+from inspector.analysis.tables import CONNECTION_TABLES, make_table
+from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES
+from inspector.parse.connection import ParserOptions
+from inspector.store.inputs import StoreInputs
+from inspector.store.schema import ARROW_SCHEMAS
+from inspector.store.writer import PART_ROWS, StoreWriter
+
+RAW_FOLDER = ".raw"
+# Columns of connections and message_costs the overhead table counts.
+_CONNECTION_COLUMNS = ["conn_id", "kind", "variant", *SUMMED_COLUMNS, *FRACTIONAL_COLUMNS]
+_COST_COLUMNS = ["conn_id", "kind", "item", "payload_messages"]
+
+
+class RawRows:
+    """One worker's rows of every table as they are made: `<folder>/<table>-f<file>s<shard>.arrows`,
+    Arrow IPC streams (uncompressed), with the worker's own connection ids."""
+
+    def __init__(self, folder: Path, file_index: int, shard: int) -> None:
+        self.folder = folder
+        self.file_index = file_index
+        self.shard = shard
+        self._streams: dict[str, pa.ipc.RecordBatchStreamWriter] = {}
+
+    @staticmethod
+    def path(folder: Path, table: str, file_index: int, shard: int) -> Path:
+        return folder / f"{table}-f{file_index}s{shard}.arrows"
+
+    def add(self, table: str, chunks: list[pd.DataFrame]) -> None:
+        for chunk in chunks:
+            if not len(chunk):
+                continue
+            schema = pa.schema([ARROW_SCHEMAS[table].field(column) for column in chunk.columns])
+            stream = self._streams.get(table)
+            if stream is None:
+                stream = pa.ipc.new_stream(str(self.path(self.folder, table, self.file_index, self.shard)), schema)
+                self._streams[table] = stream
+            stream.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+
+    def close(self) -> None:
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
+
+
+def analyze_into_store(paths: list[str | os.PathLike], target: str | os.PathLike, inputs: StoreInputs,
+                       options: ParserOptions | None = None, jobs: int | None = None, progress: ProgressCallback | None = None, *,
+                       max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, keep_existing: bool = False) -> tuple[Path, list[str]]:
+    """Analyse the captures into a store at `target` (see StoreWriter for keep_existing); return its
+    folder and the analysis warnings.  The tables are those of analyze_captures, exactly."""
+    with StoreWriter(target, keep_existing=keep_existing) as writer:
+        with writer.errors():
+            raw = writer.folder / RAW_FOLDER
+            raw.mkdir()
+            overhead = OverheadTotals()
+            warnings: list[str] = []
+            for streamed in stream_captures(paths, partial(RawRows, raw), options, jobs, progress, max_inflated_bytes=max_inflated_bytes):
+                _write_file(writer, raw, streamed, overhead)
+                warnings.extend(streamed.warnings)
+            writer.add_part("overhead", overhead.table())
+            shutil.rmtree(raw)
+        return writer.commit({**inputs.meta(), "warnings": warnings}), warnings
+
+
+def _write_file(writer: StoreWriter, raw: Path, streamed: StreamedFile, overhead: OverheadTotals) -> None:
+    """The Parquet parts of one capture file's tables, from its workers' raw rows."""
+    writer.add_part("captures", make_table("captures", [streamed.captures_row]))
+    staleness = streamed.staleness()
+    if len(staleness):
+        writer.add_part("staleness", staleness)
+    lock = threading.Lock()
+    variant_of: dict[int, str] = {}
+
+    def count_connections(batch: pa.RecordBatch) -> None:
+        frame = batch.select(_CONNECTION_COLUMNS).to_pandas()
+        labelled = frame[frame["variant"] != ""]
+        with lock:
+            overhead.add_connections(frame)
+            variant_of.update(zip(labelled["conn_id"].tolist(), labelled["variant"].tolist()))
+
+    def count_costs(batch: pa.RecordBatch) -> None:
+        frame = batch.select(_COST_COLUMNS).to_pandas()
+        with lock:
+            overhead.add_costs(frame, variant_of)
+
+    shards = range(len(streamed.conn_ids))
+    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4))) as pool:
+        # Connections first: their variants go with the message costs into the overhead table.
+        list(pool.map(lambda shard: _write_raw_table(writer, raw, streamed, shard, "connections", count_connections), shards))
+        tasks = [(shard, table, count_costs if table == "message_costs" else None)
+                 for table in CONNECTION_TABLES if table != "connections" for shard in shards]
+        list(pool.map(lambda task: _write_raw_table(writer, raw, streamed, *task), tasks))
+
+
+def _write_raw_table(writer: StoreWriter, raw: Path, streamed: StreamedFile, shard: int, table: str,
+                     count: Callable[[pa.RecordBatch], None] | None) -> None:
+    """Write one worker's raw rows of `table` as Parquet parts, their ids final; each batch goes
+    to `count` (if any) too."""
+    path = RawRows.path(raw, table, streamed.index, shard)
+    if not path.exists():
+        return
+    ids = streamed.conn_ids[shard]
+    whole = streamed.whole[shard].get(table, {})
+    parts = writer.part_writer(f"f{streamed.index}s{shard}")
+    pending: list[pa.RecordBatch] = []
+    written = 0  # rows of the stream so far: the index of the next one in the whole columns
+    with writer.errors(), pa.OSFile(str(path)) as source:  # read, not mapped: each batch let go once written
+        for batch in pa.ipc.open_stream(source):
+            batch = _final_batch(table, batch, ids, whole, written, streamed)
+            written += batch.num_rows
+            if count is not None:
+                count(batch)
+            pending.append(batch)
+            if sum(part.num_rows for part in pending) >= PART_ROWS:
+                parts.add_arrow(table, pa.Table.from_batches(pending))
+                pending = []
+        if pending:
+            parts.add_arrow(table, pa.Table.from_batches(pending))
+    path.unlink()
+
+
+def _final_batch(table: str, batch: pa.RecordBatch, ids: np.ndarray, whole: dict[str, np.ndarray], start: int,
+                 streamed: StreamedFile) -> pa.RecordBatch:
+    """A raw batch with its table's schema: final conn_ids, whole columns put in, variants labelled."""
+    schema = ARROW_SCHEMAS[table]
+    columns = {name: batch.column(name) for name in batch.schema.names}
+    columns["conn_id"] = _renumbered(columns["conn_id"], ids)
+    for name, values in whole.items():
+        columns[name] = pa.array(values[start:start + batch.num_rows], type=schema.field(name).type, from_pandas=True)
+    if table == "connections":
+        labels = streamed.label_variants(pd.DataFrame({"client_port": columns["client_port"].to_numpy(),
+                                                       "server_port": columns["server_port"].to_numpy()}))
+        if labels is not None:
+            columns["variant"] = pa.array(labels.to_numpy(dtype=object), type=schema.field("variant").type)
+    return pa.RecordBatch.from_arrays([columns[name] for name in schema.names], schema=schema)
+
+
+def _renumbered(local: pa.Array, ids: np.ndarray) -> pa.Array:
+    """Worker connection ids -> table ones (a missing id stays missing)."""
+    if local.null_count:
+        mask = local.is_null().to_numpy(zero_copy_only=False)
+        values = local.fill_null(0).to_numpy()
+        return pa.array(ids[values], mask=mask, type=pa.int64())
+    return pa.array(ids[local.to_numpy()], type=pa.int64())
