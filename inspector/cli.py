@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "store.json), replacing a store already there; query it with `inspector query DIR`")
     analyze.add_argument("--no-cache", action="store_true", help="analyse the captures even if the cache of analyses has them, "
                          "and do not write them there")
-    analyze.add_argument("--jobs", type=job_count, default=None, metavar="N", help=f"worker processes per capture, 1 to {MAX_JOBS} (default: one per core, up to 4, for captures over 8 MiB)")
+    analyze.add_argument("--jobs", type=job_count, default=None, metavar="N", help=f"worker processes per capture, 1 to {MAX_JOBS} (default: one per core, up to 4, for captures over 8 MiB; "
+                         "with --dask: tasks per capture, default one per thread of the cluster)")
+    analyze.add_argument("--dask", metavar="ADDRESS", help="run the analysis on the Dask cluster of the scheduler at ADDRESS "
+                         "(tcp://HOST:8786); its workers must see the captures and the store (or cache) folder at the same paths")
     analyze.add_argument("--max-ws-message", type=byte_count, default=DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, metavar="BYTES",
                          help=f"cap on a decompressed WebSocket message (default {DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE >> 20}M)")
     analyze.add_argument("--max-inflated", type=byte_count, default=DEFAULT_MAX_INFLATED_BYTES, metavar="BYTES",
@@ -188,7 +191,8 @@ def _cached_or_analysed(args):
     written to --store DIR or to the cache (neither with --no-cache)."""
     from inspector.parse.connection import ParserOptions
     from inspector.report import printable
-    from inspector.store import cache_analysis, cached_store, check_target, store_inputs, write_analysis
+    from inspector.errors import InspectorError
+    from inspector.store import cached_store, check_target, open_store, store_inputs
 
     options = ParserOptions(max_ws_message_bytes=args.max_ws_message, max_decompressed_per_capture=args.max_decompressed,
                             max_decompressed_per_connection=args.max_decompressed_per_connection)
@@ -202,12 +206,29 @@ def _cached_or_analysed(args):
             analysis = cached.analysis()
         note(f"inspector: analysis taken from the cache, {printable(str(cached.folder))} (--no-cache analyses again)")
         return analysis
-    analysis = run_analysis(args.captures, options, jobs=args.jobs, max_inflated_bytes=args.max_inflated)
-    if args.store:
-        write_analysis(analysis, args.store, inputs)
-    elif use_cache and inputs.key is not None:
-        cache_analysis(analysis, inputs)
-    return analysis
+    if args.store or (use_cache and inputs.key is not None):
+        folder, _warnings = run_analysis_into_store(args, options, inputs, use_cache)
+        with open_store(folder) as store:
+            return store.analysis()
+    if args.dask:
+        raise InspectorError("--dask writes a store: give --store DIR, or leave out --no-cache (the cache), for a capture file")
+    return run_analysis(args.captures, options, jobs=args.jobs, max_inflated_bytes=args.max_inflated)
+
+
+def run_analysis_into_store(args, options, inputs, use_cache: bool):
+    """The captures analysed straight into --store DIR or the cache (rows streamed to disk as they
+    are made), with a progress line for a person watching; the store's folder and the warnings."""
+    from inspector.store import analyze_into_cache, analyze_into_store
+
+    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    common = {"jobs": args.jobs, "progress": progress, "max_inflated_bytes": args.max_inflated, "dask": args.dask}
+    try:
+        if args.store:
+            return analyze_into_store(args.captures, args.store, inputs, options, **common)
+        return analyze_into_cache(args.captures, inputs, options, **common)
+    finally:
+        if progress is not None:
+            progress.clear()
 
 
 def run_analysis(captures: list[str], options, *, jobs: int | None = None, max_inflated_bytes: int | None = None):
@@ -260,7 +281,7 @@ def _query_source(source: str, no_cache: bool, stack):
     import tempfile
 
     from inspector.parse.connection import ParserOptions
-    from inspector.store import cache_analysis, cached_store, open_store, store_inputs, write_analysis
+    from inspector.store import analyze_into_cache, analyze_into_store, cached_store, open_store, store_inputs
 
     if Path(source).is_dir():
         return open_store(source)
@@ -268,11 +289,15 @@ def _query_source(source: str, no_cache: bool, stack):
     cached = None if no_cache else cached_store(inputs)
     if cached is not None:
         return cached
-    analysis = run_analysis([source], ParserOptions())
-    if no_cache or inputs.key is None:
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inspector-query-"))) / "store"
-        return open_store(write_analysis(analysis, folder, inputs))
-    return open_store(cache_analysis(analysis, inputs))
+    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        if no_cache or inputs.key is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inspector-query-"))) / "store"
+            return open_store(analyze_into_store([source], folder, inputs, progress=progress)[0])
+        return open_store(analyze_into_cache([source], inputs, progress=progress)[0])
+    finally:
+        if progress is not None:
+            progress.clear()
 
 
 def print_warnings(warnings: list[str]) -> None:

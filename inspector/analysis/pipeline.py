@@ -82,8 +82,9 @@ class Analysis:
 
 
 @dataclass
-class _ShardResult:
-    """What one worker found in one file: tables with local connection ids."""
+class ShardResult:
+    """What one worker found in one file: tables with local connection ids (or, streamed, what
+    makes the rows it spilled final)."""
 
     tables: dict[str, list[pd.DataFrame]]  # as chunks (chunked.assemble_table); none when streamed
     first_packet: list[int]  # local conn_id -> index of its first packet in the file
@@ -108,25 +109,36 @@ SPILL_ROWS = 65_536
 
 
 @dataclass
+class ShardOutput:
+    """What makes the rows one worker spilled final: their table connection ids and whole columns."""
+
+    path: str
+    file_index: int
+    shard: int
+    conn_ids: np.ndarray  # the worker's conn_id -> conn_id in the tables
+    whole: dict[str, dict[str, np.ndarray]]  # table -> its whole columns, all the worker's rows
+    recording: object | None  # recording.Recording, from the capture's sidecar
+
+    def label_variants(self, connections: pd.DataFrame) -> pd.Series | None:
+        """The variants of rows of the connections table (None: no recording, none has one)."""
+        return None if self.recording is None else label_variants(connections, self.recording)
+
+
+@dataclass
 class StreamedFile:
     """One capture file of a streamed analysis (`stream_captures`): its rows went to the spills
     of its shards, with each shard's own connection ids; here is what makes them final."""
 
     path: str
     index: int  # of the file among the paths
-    conn_ids: list[np.ndarray]  # per shard: local conn_id -> conn_id in the tables
-    whole: list[dict[str, dict[str, np.ndarray]]]  # per shard: table -> whole columns, all its rows
+    shards: list[ShardOutput]
     captures_row: dict
     warnings: list[str]
-    recording: object | None  # recording.Recording, from the capture's sidecar
+    recording: object | None
 
     @property
     def connections(self) -> int:
-        return sum(len(ids) for ids in self.conn_ids)
-
-    def label_variants(self, connections: pd.DataFrame) -> pd.Series | None:
-        """The variants of rows of this file's connections table (None: no recording)."""
-        return None if self.recording is None else label_variants(connections, self.recording)
+        return sum(len(shard.conn_ids) for shard in self.shards)
 
     def staleness(self) -> pd.DataFrame:
         rows = staleness_rows(self.recording, capture_name(self.path)) if self.recording is not None else []
@@ -143,13 +155,33 @@ def stream_captures(paths: list[str | os.PathLike], spill: SpillFactory, options
     next_conn_id = 0
     for index, path in enumerate(map(str, paths)):
         report = (lambda fraction, path=path: progress(path, fraction)) if progress is not None else None
-        file_jobs = (jobs if jobs is not None else default_jobs(path)) if is_regular_file(path) else 1
-        shards = _analyze_file(path, options, file_jobs, report, max_inflated_bytes, partial(spill, index))
-        conn_ids, count = _conn_id_mapping(shards, next_conn_id)
-        captures_row, warnings = _capture_row(path, shards, count)
-        recording = load_recording(path, warnings)
-        next_conn_id += count
-        yield StreamedFile(path, index, conn_ids, [shard.whole for shard in shards], captures_row, warnings, recording)
+        shards = _analyze_file(path, options, file_jobs(path, jobs), report, max_inflated_bytes, partial(spill, index))
+        streamed = streamed_file(path, index, shards, next_conn_id)
+        next_conn_id += streamed.connections
+        yield streamed
+
+
+def file_jobs(path: str, jobs: int | None) -> int:
+    """Workers for one file: `jobs` (default: default_jobs), but one for a pipe or a device,
+    which can be read only once."""
+    return (jobs if jobs is not None else default_jobs(path)) if is_regular_file(path) else 1
+
+
+def analyze_shard(path: str, options: ParserOptions, shard: int, shards: int, spill: object, *,
+                  max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, source: CaptureBytes | None = None) -> ShardResult:
+    """Streamed: parse the connections of shard `shard` of `shards` of a file, their rows going
+    to `spill` (see SpillFactory), anywhere (a Dask task): source, the capture's bytes when
+    already open (else opened from `path`)."""
+    return _analyze_shard(path, options, shard, shards, max_inflated_bytes, source=source, spill=lambda _shard: spill)
+
+
+def streamed_file(path: str, index: int, shards: list[ShardResult], first_conn_id: int) -> StreamedFile:
+    """The StreamedFile of a file whose shards are done; its connection ids start at first_conn_id."""
+    conn_ids, count = _conn_id_mapping(shards, first_conn_id)
+    captures_row, warnings = _capture_row(path, shards, count)
+    recording = load_recording(path, warnings)
+    outputs = [ShardOutput(path, index, number, ids, shard.whole, recording) for number, (ids, shard) in enumerate(zip(conn_ids, shards))]
+    return StreamedFile(path, index, outputs, captures_row, warnings, recording)
 
 
 def default_jobs(path: str) -> int:
@@ -178,8 +210,7 @@ def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | No
     next_conn_id = 0
     for path in map(str, paths):
         report = (lambda fraction, path=path: progress(path, fraction)) if progress is not None else None
-        file_jobs = (jobs if jobs is not None else default_jobs(path)) if is_regular_file(path) else 1
-        shards = _analyze_file(path, options, file_jobs, report, max_inflated_bytes)
+        shards = _analyze_file(path, options, file_jobs(path, jobs), report, max_inflated_bytes)
         tables, capture_row, file_warnings = _merge_shards(path, shards, next_conn_id)
         recording = load_recording(path, file_warnings)
         if recording is not None:
@@ -203,7 +234,7 @@ def _concat(name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _analyze_file(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
-                  max_inflated_bytes: int, spill: Callable[[int], object] | None = None) -> list[_ShardResult]:
+                  max_inflated_bytes: int, spill: Callable[[int], object] | None = None) -> list[ShardResult]:
     if jobs <= 1:
         shards = [_analyze_shard(path, options, 0, 1, max_inflated_bytes, report, spill=spill)]
     else:
@@ -226,7 +257,7 @@ def _inherit(source: CaptureBytes, outputs: dict[int, IO[bytes]]) -> None:
 
 
 def _analyze_file_in_workers(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
-                             max_inflated_bytes: int, spill: Callable[[int], object] | None) -> list[_ShardResult]:
+                             max_inflated_bytes: int, spill: Callable[[int], object] | None) -> list[ShardResult]:
     # Shard 0 runs here, in this process, while jobs - 1 forked workers take the others: one
     # fork and one handed-off result fewer, and shard 0 (which reads every packet) reports its
     # progress directly.
@@ -248,7 +279,7 @@ def _analyze_shard_and_hand_off(path: str, options: ParserOptions, shard: int, s
     return hand_off(_analyze_shard(path, options, shard, shards, max_inflated_bytes, spill=spill), _inherited_outputs[shard])
 
 
-def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:
+def _merge_shards(path: str, shards: list[ShardResult], first_conn_id: int) -> tuple[dict[str, pd.DataFrame], dict, list[str]]:
     mapping, count = _conn_id_mapping(shards, first_conn_id)
     tables = {}
     for name in CONNECTION_TABLES:
@@ -265,7 +296,7 @@ def _merge_shards(path: str, shards: list[_ShardResult], first_conn_id: int) -> 
     return tables, capture_row, warnings
 
 
-def _conn_id_mapping(shards: list[_ShardResult], first_conn_id: int) -> tuple[list[np.ndarray], int]:
+def _conn_id_mapping(shards: list[ShardResult], first_conn_id: int) -> tuple[list[np.ndarray], int]:
     """Per shard, the table conn_id of each of its connections (global ids follow the order of
     each connection's first packet, from `first_conn_id`); and how many there are."""
     firsts = [(index, shard_no, local) for shard_no, shard in enumerate(shards) for local, index in enumerate(shard.first_packet)]
@@ -276,7 +307,7 @@ def _conn_id_mapping(shards: list[_ShardResult], first_conn_id: int) -> tuple[li
     return mapping, len(firsts)
 
 
-def _capture_row(path: str, shards: list[_ShardResult], connections: int) -> tuple[dict, list[str]]:
+def _capture_row(path: str, shards: list[ShardResult], connections: int) -> tuple[dict, list[str]]:
     """The file's row of the captures table, and its warnings."""
     lead = shards[0]  # shard 0 counted every packet of the file
     info = lead.info
@@ -324,7 +355,7 @@ def _without_cycle_collector():
 
 def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
                    report: Callable[[float], None] | None = None, source: CaptureBytes | None = None,
-                   spill: Callable[[int], object] | None = None) -> _ShardResult:
+                   spill: Callable[[int], object] | None = None) -> ShardResult:
     """Parse the connections of one shard of a file (all of it when shards == 1).
 
     How far into the file it is goes to `report` now and then.  source: the capture's
@@ -337,9 +368,9 @@ def _analyze_shard(path: str, options: ParserOptions, shard: int, shards: int, m
 
 
 def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: int, max_inflated_bytes: int,
-                        report: Callable[[float], None] | None, source: CaptureBytes | None, spill) -> _ShardResult:
+                        report: Callable[[float], None] | None, source: CaptureBytes | None, spill) -> ShardResult:
     info = CaptureInfo(path=path)
-    result = _ShardResult(tables={}, first_packet=[], info=info)
+    result = ShardResult(tables={}, first_packet=[], info=info)
     shard_state = _Shard(result, capture_name(path), options, shard, spill)
     counts_everything = shard == 0
     for chunk in read_record_chunks(path, info, max_inflated_bytes=max_inflated_bytes, source=source):
@@ -367,7 +398,7 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
 class _Shard:
     """The open connections of one worker and what it has found so far."""
 
-    def __init__(self, result: _ShardResult, capture: str, options: ParserOptions, shard: int, spill=None) -> None:
+    def __init__(self, result: ShardResult, capture: str, options: ParserOptions, shard: int, spill=None) -> None:
         self.result = result
         self.spill = spill  # streamed: where rows go as they are made
         self.capture = capture  # the name in the tables
@@ -497,4 +528,4 @@ def _finish(account: ConnectionAccount, rows: ShardRows) -> None:
     rows.finish(account)
 
 
-__all__ = ["Analysis", "CaptureError", "StreamedFile", "analyze_captures", "stream_captures"]
+__all__ = ["Analysis", "CaptureError", "ShardOutput", "ShardResult", "StreamedFile", "analyze_captures", "analyze_shard", "stream_captures", "streamed_file"]

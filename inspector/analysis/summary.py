@@ -63,6 +63,21 @@ class OverheadTotals:
             totals[0] += int(group["message"].sum())
             totals[1] += int(group["payload_messages"].sum())
 
+    def merge(self, other: "OverheadTotals") -> None:
+        """Add the totals of `other` (other parts of the same tables) to these."""
+        for key, theirs in other._kinds.items():
+            totals = self._kinds.setdefault(key, _KindTotals())
+            totals.connections += theirs.connections
+            for name in SUMMED_COLUMNS:
+                totals.sums[name] += theirs.sums[name]
+            totals.conn_ids += theirs.conn_ids
+            for name in FRACTIONAL_COLUMNS:
+                totals.fractional[name] += theirs.fractional[name]
+        for key, (messages, payload_messages) in other._messages.items():
+            totals = self._messages.setdefault(key, [0, 0])
+            totals[0] += messages
+            totals[1] += payload_messages
+
     def table(self) -> pd.DataFrame:
         return make_table("overhead", [self._row(key, self._kinds[key]) for key in sorted(self._kinds)])
 

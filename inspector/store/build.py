@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -27,14 +26,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from inspector.analysis.pipeline import ProgressCallback, StreamedFile, stream_captures
+from inspector.analysis.pipeline import ProgressCallback, ShardOutput, StreamedFile, stream_captures
 from inspector.analysis.summary import FRACTIONAL_COLUMNS, SUMMED_COLUMNS, OverheadTotals
 from inspector.analysis.tables import CONNECTION_TABLES, make_table
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES
 from inspector.parse.connection import ParserOptions
+from inspector.store.dask import DaskRunner
 from inspector.store.inputs import StoreInputs
 from inspector.store.schema import ARROW_SCHEMAS
-from inspector.store.writer import PART_ROWS, StoreWriter
+from inspector.store.writer import PART_ROWS, PartWriter, StoreWriter
 
 RAW_FOLDER = ".raw"
 # Columns of connections and message_costs the overhead table counts.
@@ -75,68 +75,74 @@ class RawRows:
 
 def analyze_into_store(paths: list[str | os.PathLike], target: str | os.PathLike, inputs: StoreInputs,
                        options: ParserOptions | None = None, jobs: int | None = None, progress: ProgressCallback | None = None, *,
-                       max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, keep_existing: bool = False) -> tuple[Path, list[str]]:
+                       max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, keep_existing: bool = False,
+                       dask: str | None = None) -> tuple[Path, list[str]]:
     """Analyse the captures into a store at `target` (see StoreWriter for keep_existing); return its
-    folder and the analysis warnings.  The tables are those of analyze_captures, exactly."""
+    folder and the analysis warnings.  The tables are those of analyze_captures, exactly.
+
+    dask: the address of a Dask scheduler (tcp://HOST:8786) whose workers do the work, one task
+    per shard of a capture (`jobs` of them, default: a thread of the cluster each), then one per
+    shard and table to write its parts; the captures and `target` must be at the same paths
+    for them (a shared folder)."""
+    options = options or ParserOptions()
+    paths = [str(path) for path in paths]
     with StoreWriter(target, keep_existing=keep_existing) as writer:
-        with writer.errors():
-            raw = writer.folder / RAW_FOLDER
-            raw.mkdir()
+        with writer.errors(), (LocalRunner() if dask is None else DaskRunner(dask)) as runner:
+            (writer.folder / RAW_FOLDER).mkdir()
             overhead = OverheadTotals()
             warnings: list[str] = []
-            for streamed in stream_captures(paths, partial(RawRows, raw), options, jobs, progress, max_inflated_bytes=max_inflated_bytes):
-                _write_file(writer, raw, streamed, overhead)
+            for streamed in runner.stream(paths, writer.folder, options, jobs, progress, max_inflated_bytes):
+                writer.add_part("captures", make_table("captures", [streamed.captures_row]))
+                staleness = streamed.staleness()
+                if len(staleness):
+                    writer.add_part("staleness", staleness)
+                overhead.merge(_write_file(runner, writer.folder, streamed))
                 warnings.extend(streamed.warnings)
             writer.add_part("overhead", overhead.table())
-            shutil.rmtree(raw)
+            shutil.rmtree(writer.folder / RAW_FOLDER)
         return writer.commit({**inputs.meta(), "warnings": warnings}), warnings
 
 
-def _write_file(writer: StoreWriter, raw: Path, streamed: StreamedFile, overhead: OverheadTotals) -> None:
-    """The Parquet parts of one capture file's tables, from its workers' raw rows."""
-    writer.add_part("captures", make_table("captures", [streamed.captures_row]))
-    staleness = streamed.staleness()
-    if len(staleness):
-        writer.add_part("staleness", staleness)
-    lock = threading.Lock()
+def _write_file(runner, folder: Path, streamed: StreamedFile) -> OverheadTotals:
+    """The Parquet parts of one capture file's tables, from its workers' raw rows; its overhead totals."""
+    overhead = OverheadTotals()
     variant_of: dict[int, str] = {}
+    # Connections first: their variants go with the message costs into the overhead table.
+    for totals, labelled in runner.map(write_shard_tables, [(folder, shard, "connections", None) for shard in streamed.shards]):
+        overhead.merge(totals)
+        variant_of.update(labelled)
+    tasks = [(folder, shard, table, variant_of) for table in CONNECTION_TABLES if table != "connections" for shard in streamed.shards]
+    for totals, _labelled in runner.map(write_shard_tables, tasks):
+        overhead.merge(totals)
+    return overhead
+
+
+def write_shard_tables(folder: Path, shard: ShardOutput, table: str, variant_of: dict[int, str] | None) -> tuple[OverheadTotals, dict[int, str]]:
+    """Write one worker's raw rows of `table` as Parquet parts of the store being written in
+    `folder`, their ids final (anywhere: a thread, a Dask task).  Return what the overhead table
+    counts of them, and (connections) the variant of each labelled connection."""
+    totals = OverheadTotals()
+    labelled: dict[int, str] = {}
 
     def count_connections(batch: pa.RecordBatch) -> None:
         frame = batch.select(_CONNECTION_COLUMNS).to_pandas()
-        labelled = frame[frame["variant"] != ""]
-        with lock:
-            overhead.add_connections(frame)
-            variant_of.update(zip(labelled["conn_id"].tolist(), labelled["variant"].tolist()))
+        totals.add_connections(frame)
+        with_variant = frame[frame["variant"] != ""]
+        labelled.update(zip(with_variant["conn_id"].tolist(), with_variant["variant"].tolist()))
 
     def count_costs(batch: pa.RecordBatch) -> None:
-        frame = batch.select(_COST_COLUMNS).to_pandas()
-        with lock:
-            overhead.add_costs(frame, variant_of)
+        totals.add_costs(batch.select(_COST_COLUMNS).to_pandas(), variant_of)
 
-    shards = range(len(streamed.conn_ids))
-    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4))) as pool:
-        # Connections first: their variants go with the message costs into the overhead table.
-        list(pool.map(lambda shard: _write_raw_table(writer, raw, streamed, shard, "connections", count_connections), shards))
-        tasks = [(shard, table, count_costs if table == "message_costs" else None)
-                 for table in CONNECTION_TABLES if table != "connections" for shard in shards]
-        list(pool.map(lambda task: _write_raw_table(writer, raw, streamed, *task), tasks))
-
-
-def _write_raw_table(writer: StoreWriter, raw: Path, streamed: StreamedFile, shard: int, table: str,
-                     count: Callable[[pa.RecordBatch], None] | None) -> None:
-    """Write one worker's raw rows of `table` as Parquet parts, their ids final; each batch goes
-    to `count` (if any) too."""
-    path = RawRows.path(raw, table, streamed.index, shard)
+    count = {"connections": count_connections, "message_costs": count_costs}.get(table)
+    path = RawRows.path(folder / RAW_FOLDER, table, shard.file_index, shard.shard)
     if not path.exists():
-        return
-    ids = streamed.conn_ids[shard]
-    whole = streamed.whole[shard].get(table, {})
-    parts = writer.part_writer(f"f{streamed.index}s{shard}")
+        return totals, labelled
+    parts = PartWriter(folder, f"f{shard.file_index}s{shard.shard}")
     pending: list[pa.RecordBatch] = []
     written = 0  # rows of the stream so far: the index of the next one in the whole columns
-    with writer.errors(), pa.OSFile(str(path)) as source:  # read, not mapped: each batch let go once written
+    with pa.OSFile(str(path)) as source:  # read, not mapped: each batch let go once written
         for batch in pa.ipc.open_stream(source):
-            batch = _final_batch(table, batch, ids, whole, written, streamed)
+            batch = _final_batch(table, batch, shard, written)
             written += batch.num_rows
             if count is not None:
                 count(batch)
@@ -144,22 +150,41 @@ def _write_raw_table(writer: StoreWriter, raw: Path, streamed: StreamedFile, sha
             if sum(part.num_rows for part in pending) >= PART_ROWS:
                 parts.add_arrow(table, pa.Table.from_batches(pending))
                 pending = []
-        if pending:
-            parts.add_arrow(table, pa.Table.from_batches(pending))
-    path.unlink()
+    if pending:
+        parts.add_arrow(table, pa.Table.from_batches(pending))
+    return totals, labelled
 
 
-def _final_batch(table: str, batch: pa.RecordBatch, ids: np.ndarray, whole: dict[str, np.ndarray], start: int,
-                 streamed: StreamedFile) -> pa.RecordBatch:
-    """A raw batch with its table's schema: final conn_ids, whole columns put in, variants labelled."""
+class LocalRunner:
+    """Runs the analysis in this machine's processes (pipeline.stream_captures) and the writing of
+    parts in threads, one per core (Parquet compression lets go of the GIL)."""
+
+    def __enter__(self) -> "LocalRunner":
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4)))
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._pool.shutdown(cancel_futures=True)
+
+    def stream(self, paths: list[str], folder: Path, options: ParserOptions, jobs: int | None, progress: ProgressCallback | None,
+               max_inflated_bytes: int) -> Iterator[StreamedFile]:
+        return stream_captures(paths, partial(RawRows, folder / RAW_FOLDER), options, jobs, progress, max_inflated_bytes=max_inflated_bytes)
+
+    def map(self, function: Callable, tasks: list[tuple]) -> list:
+        return list(self._pool.map(lambda task: function(*task), tasks))
+
+
+def _final_batch(table: str, batch: pa.RecordBatch, shard: ShardOutput, start: int) -> pa.RecordBatch:
+    """A raw batch, rows `start`... of the worker's, with its table's schema: final conn_ids,
+    whole columns put in, variants labelled."""
     schema = ARROW_SCHEMAS[table]
     columns = {name: batch.column(name) for name in batch.schema.names}
-    columns["conn_id"] = _renumbered(columns["conn_id"], ids)
-    for name, values in whole.items():
+    columns["conn_id"] = _renumbered(columns["conn_id"], shard.conn_ids)
+    for name, values in shard.whole.get(table, {}).items():
         columns[name] = pa.array(values[start:start + batch.num_rows], type=schema.field(name).type, from_pandas=True)
     if table == "connections":
-        labels = streamed.label_variants(pd.DataFrame({"client_port": columns["client_port"].to_numpy(),
-                                                       "server_port": columns["server_port"].to_numpy()}))
+        labels = shard.label_variants(pd.DataFrame({"client_port": columns["client_port"].to_numpy(),
+                                                    "server_port": columns["server_port"].to_numpy()}))
         if labels is not None:
             columns["variant"] = pa.array(labels.to_numpy(dtype=object), type=schema.field("variant").type)
     return pa.RecordBatch.from_arrays([columns[name] for name in schema.names], schema=schema)

@@ -63,11 +63,12 @@ def cache_analysis(analysis, inputs: StoreInputs) -> Path:
 
 
 def analyze_into_cache(paths: list[str | os.PathLike], inputs: StoreInputs, options: ParserOptions | None = None, jobs: int | None = None,
-                       progress: ProgressCallback | None = None, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> tuple[Path, list[str]]:
+                       progress: ProgressCallback | None = None, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
+                       dask: str | None = None) -> tuple[Path, list[str]]:
     """Analyse the captures of `inputs` (`paths`) straight into the cache (build.analyze_into_store);
     return the entry and the analysis warnings.  As cache_analysis when another process wins."""
     return _into_cache(inputs, lambda entry: analyze_into_store(paths, entry, inputs, options, jobs, progress,
-                                                               max_inflated_bytes=max_inflated_bytes, keep_existing=True))
+                                                               max_inflated_bytes=max_inflated_bytes, keep_existing=True, dask=dask))
 
 
 def _into_cache(inputs: StoreInputs, write: Callable[[Path], T]) -> T:
