@@ -58,19 +58,24 @@ class StoreInputs:
 
 
 def store_inputs(paths: list[str | os.PathLike], options: ParserOptions, *,
-                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> StoreInputs:
-    """Fingerprint the captures (reading each file through once) for an analysis with these parameters."""
-    return StoreInputs(captures=tuple(fingerprint(path) for path in paths),
+                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, digests: bool = True) -> StoreInputs:
+    """Fingerprint the captures (reading each file through once) for an analysis with these parameters.
+
+    digests=False: names and sizes only (no cache key): for a store that is thrown away after
+    use (--no-cache), reading the files through once more would only cost time."""
+    return StoreInputs(captures=tuple(fingerprint(path, digests) for path in paths),
                        parameters={**dataclasses.asdict(options), "max_inflated_bytes": max_inflated_bytes})
 
 
-def fingerprint(path: str | os.PathLike) -> CaptureFingerprint:
+def fingerprint(path: str | os.PathLike, digests: bool = True) -> CaptureFingerprint:
     """A missing or unreadable file gets no digest either: the analysis then says what is wrong with it."""
     name = capture_name(path)
     if not is_regular_file(path):
         return CaptureFingerprint(name, None, None, None)
     sidecar = sidecar_path(path)
     try:
+        if not digests:
+            return CaptureFingerprint(name, os.path.getsize(path), None, None)
         return CaptureFingerprint(name, os.path.getsize(path), file_sha256(path), file_sha256(sidecar) if sidecar.is_file() else None)
     except OSError:
         return CaptureFingerprint(name, None, None, None)

@@ -73,3 +73,9 @@ def test_a_pipe_or_a_missing_file_has_no_key(tmp_path: Path):
         inputs = store_inputs([str(path)], ParserOptions())
         assert inputs.key is None
         assert inputs.captures[0].sha256 is None
+
+
+def test_inputs_without_digests_name_and_size_the_captures_and_have_no_key(capture: Path):
+    inputs = store_inputs([str(capture)], ParserOptions(), digests=False)
+    assert inputs.key is None
+    assert (inputs.captures[0].name, inputs.captures[0].size, inputs.captures[0].sha256) == (str(capture), capture.stat().st_size, None)
