@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -128,16 +129,51 @@ class Store:
         """Table `name` whole, with exactly the dtypes of tables.SCHEMAS and the analysis's row order."""
         import duckdb
 
-        columns = ", ".join(_identifier(column) for column in SCHEMAS[name])
-        order = "".join(f"{_identifier(column)} NULLS LAST, " for column in ROW_ORDER.get(name, ()))
-        # Rows that tie on the table's order columns keep the order they were written in.
-        query = (f"SELECT {columns} FROM read_parquet(?, filename = true, file_row_number = true) "
-                 f"ORDER BY {order}filename, file_row_number")
         try:
-            arrow = self._connect().sql(query, params=[self._files(name)]).to_arrow_table()
+            arrow = self._connect().sql(self._table_query(name), params=[self._files(name)]).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"{self.folder}: cannot read table {name}: {_one_line(str(exc))}") from None
         return to_frame(name, arrow)
+
+    def chunks(self, name: str, rows: int) -> Iterator[pd.DataFrame]:
+        """Table `name` as `table` gives it, in frames of `rows` rows (the last one fewer, and one
+        empty frame for an empty table), fetched from DuckDB batch by batch: never whole in memory."""
+        import duckdb
+
+        try:
+            reader = self._connect().sql(self._table_query(name), params=[self._files(name)]).to_arrow_reader(rows)
+            held: list[pa.RecordBatch] = []
+            count = 0
+            sent = False
+            for batch in reader:  # DuckDB's batches are of `rows` rows or fewer, not always as many
+                while batch.num_rows:
+                    take = min(rows - count, batch.num_rows)
+                    held.append(batch.slice(0, take))
+                    count += take
+                    batch = batch.slice(take)
+                    if count == rows:
+                        yield to_frame(name, pa.Table.from_batches(held))
+                        held, count, sent = [], 0, True
+            if count or not sent:
+                yield to_frame(name, pa.Table.from_batches(held, schema=reader.schema))
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.folder}: cannot read table {name}: {_one_line(str(exc))}") from None
+
+    def export(self, directory: Path, fmt: str) -> list[Path]:
+        """Every table to DIRECTORY/NAME.FMT (csv, parquet or json), all or nothing, the same files
+        byte for byte as inspector.analysis.export.export_tables writes from the in-memory tables;
+        read and written EXPORT_CHUNK_ROWS rows at a time."""
+        from inspector.analysis.export import EXPORT_CHUNK_ROWS, export_chunks
+
+        return export_chunks({name: self.chunks(name, EXPORT_CHUNK_ROWS) for name in TABLE_NAMES}, directory, fmt)
+
+    def _table_query(self, name: str) -> str:
+        """The query of table `name` in the analysis's row order, its parts bound as parameter 1."""
+        columns = ", ".join(_identifier(column) for column in SCHEMAS[name])
+        order = "".join(f"{_identifier(column)} NULLS LAST, " for column in ROW_ORDER.get(name, ()))
+        # Rows that tie on the table's order columns keep the order they were written in.
+        return (f"SELECT {columns} FROM read_parquet(?, filename = true, file_row_number = true) "
+                f"ORDER BY {order}filename, file_row_number")
 
     def analysis(self):
         """The store's tables and warnings as an in-memory inspector.analysis.pipeline.Analysis."""
