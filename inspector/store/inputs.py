@@ -58,9 +58,11 @@ class StoreInputs:
 
 
 def store_inputs(paths: list[str | os.PathLike], options: ParserOptions, *,
-                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> StoreInputs:
-    """Fingerprint the captures (reading each file through once) for an analysis with these parameters."""
-    return StoreInputs(captures=tuple(fingerprint(path) for path in paths),
+                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, digests: bool = True) -> StoreInputs:
+    """Fingerprint the captures (reading each file through once) for an analysis with these parameters.
+    Without `digests`, only their names: inputs without a cache key, for a store that is not cached."""
+    return StoreInputs(captures=tuple(fingerprint(path) if digests else CaptureFingerprint(capture_name(path), None, None, None)
+                                      for path in paths),
                        parameters={**dataclasses.asdict(options), "max_inflated_bytes": max_inflated_bytes})
 
 
