@@ -116,14 +116,16 @@ def _write_csv(chunks: Iterable[pd.DataFrame], path: Path) -> None:
 
 def _write_parquet(chunks: Iterable[pd.DataFrame], path: Path) -> None:
     """A row group per chunk, with the schema (and pandas metadata) DataFrame.to_parquet gives;
-    pandas' metadata depends only on the columns' dtypes, the same in every chunk."""
+    pandas' metadata depends only on the columns' dtypes, the same in every chunk.  Each column is
+    made one Arrow array first: Parquet's writer cuts pages where an array's chunks end, so the
+    bytes would otherwise depend on how the rows came in batches (from DuckDB, or an analysis)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     writer = None
     try:
         for chunk in chunks:
-            arrow = pa.Table.from_pandas(chunk, preserve_index=False)
+            arrow = pa.Table.from_pandas(chunk, preserve_index=False).combine_chunks()
             if writer is None:
                 writer = pq.ParquetWriter(path, arrow.schema, compression=PARQUET_COMPRESSION)
             writer.write_table(arrow, row_group_size=EXPORT_CHUNK_ROWS)
