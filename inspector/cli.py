@@ -18,7 +18,13 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inspector.store import Store
 
 EXIT_BAD_INPUT = 2
 RECORD_SCENARIOS = ("chat", "feed", "bulk", "idle")  # inspector.workloads.scenarios.SCENARIOS, without importing it
@@ -174,72 +180,68 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _analyze(args) -> int:
-    from inspector.analysis.export import export_tables
-    from inspector.report import format_summary, printable
+    """The summary, and the export, of the captures' store: both read from it with SQL."""
+    from inspector.report import printable, store_summary
 
-    analysis = _cached_or_analysed(args)
-    print_warnings(analysis.warnings)
-    print(format_summary(analysis))
-    if args.export:
-        written = export_tables(analysis.tables, Path(args.export), args.format)
-        print(f"\nexported {len(written)} tables to {printable(args.export)}/ ({args.format})")
+    with analysis_store(args) as (store, warnings):
+        print_warnings(warnings)
+        print(store_summary(store))
+        if args.export:
+            written = store.export(Path(args.export), args.format)
+            print(f"\nexported {len(written)} tables to {printable(args.export)}/ ({args.format})")
     return 0
 
 
-def _cached_or_analysed(args):
-    """The analysis of `inspector analyze`: from the cache when it has it; else analysed, then
-    written to --store DIR or to the cache (neither with --no-cache)."""
+@contextmanager
+def analysis_store(args) -> Iterator[tuple[Store, list[str]]]:
+    """The store of `inspector analyze`, open, and the analysis's warnings: the cache entry when the
+    cache has it; else the captures analysed and written to --store DIR, or to the cache, or (with
+    --no-cache, or captures read from a pipe) to a temporary folder removed when the block ends."""
+    import tempfile
+
     from inspector.parse.connection import ParserOptions
     from inspector.report import printable
-    from inspector.errors import InspectorError
-    from inspector.store import cached_store, check_target, open_store, store_inputs
+    from inspector.store import StoreError, cached_store, check_target, open_store, store_inputs
 
     options = ParserOptions(max_ws_message_bytes=args.max_ws_message, max_decompressed_per_capture=args.max_decompressed,
                             max_decompressed_per_connection=args.max_decompressed_per_connection)
     if args.store:
         check_target(args.store)  # refused before the analysis, not after it
     use_cache = not (args.no_cache or args.store)
-    inputs = store_inputs(args.captures, options, max_inflated_bytes=args.max_inflated) if use_cache or args.store else None
-    cached = cached_store(inputs) if use_cache else None
-    if cached is not None:
-        with cached:
-            analysis = cached.analysis()
-        note(f"inspector: analysis taken from the cache, {printable(str(cached.folder))} (--no-cache analyses again)")
-        return analysis
-    if args.store or (use_cache and inputs.key is not None):
-        folder, _warnings = run_analysis_into_store(args, options, inputs, use_cache)
-        with open_store(folder) as store:
-            return store.analysis()
-    if args.dask:
-        raise InspectorError("--dask writes a store: give --store DIR, or leave out --no-cache (the cache), for a capture file")
-    return run_analysis(args.captures, options, jobs=args.jobs, max_inflated_bytes=args.max_inflated)
+    # A temporary store needs no digests of the captures: reading them through is for naming a store in the cache.
+    inputs = store_inputs(args.captures, options, max_inflated_bytes=args.max_inflated, digests=use_cache or bool(args.store))
+    with ExitStack() as stack:
+        cached = cached_store(inputs) if use_cache else None
+        if cached is not None:
+            store = stack.enter_context(cached)
+            note(f"inspector: analysis taken from the cache, {printable(str(cached.folder))} (--no-cache analyses again)")
+            yield store, list(store.meta.get("warnings", []))
+            return
+        if args.store:
+            folder, warnings = analyze_into(args, options, inputs, target=args.store)
+        elif use_cache and inputs.key is not None:
+            folder, warnings = analyze_into(args, options, inputs)
+        else:
+            temporary = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inspector-analyze-"))) / "store"
+            try:
+                folder, warnings = analyze_into(args, options, inputs, target=temporary)
+            except StoreError as exc:
+                raise StoreError(f"{exc} (the temporary store of an analysis not cached: set TMPDIR to a folder with more room)") from None
+        yield stack.enter_context(open_store(folder)), warnings
 
 
-def run_analysis_into_store(args, options, inputs, use_cache: bool):
-    """The captures analysed straight into --store DIR or the cache (rows streamed to disk as they
-    are made), with a progress line for a person watching; the store's folder and the warnings."""
+def analyze_into(args, options, inputs, target: str | Path | None = None) -> tuple[Path, list[str]]:
+    """The captures analysed straight into the store at `target`, or into the cache (rows streamed
+    to disk as they are made), with a progress line for a person watching; the store's folder
+    and the analysis warnings."""
     from inspector.store import analyze_into_cache, analyze_into_store
 
     progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     common = {"jobs": args.jobs, "progress": progress, "max_inflated_bytes": args.max_inflated, "dask": args.dask}
     try:
-        if args.store:
-            return analyze_into_store(args.captures, args.store, inputs, options, **common)
+        if target is not None:
+            return analyze_into_store(args.captures, target, inputs, options, **common)
         return analyze_into_cache(args.captures, inputs, options, **common)
-    finally:
-        if progress is not None:
-            progress.clear()
-
-
-def run_analysis(captures: list[str], options, *, jobs: int | None = None, max_inflated_bytes: int | None = None):
-    """analyze_captures, with a progress line for a person watching: never in a pipe, a file or a log."""
-    from inspector.analysis.pipeline import analyze_captures
-    from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES
-
-    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
-    try:
-        return analyze_captures(captures, options, jobs=jobs, progress=progress,
-                                max_inflated_bytes=max_inflated_bytes or DEFAULT_MAX_INFLATED_BYTES)
     finally:
         if progress is not None:
             progress.clear()
@@ -256,8 +258,6 @@ QUERY_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 
 def _query(args) -> int:
     """SQL over a store folder, or over a capture's tables (from the cache, analysed into it when missing)."""
-    from contextlib import ExitStack
-
     from inspector.analysis.export import export_table
     from inspector.errors import InspectorError
     from inspector.report import format_rows

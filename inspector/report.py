@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 
 def printable(text: str) -> str:
@@ -61,22 +63,99 @@ def _compression_lines(overhead) -> list[str]:
     return lines
 
 
-def format_summary(analysis) -> str:
-    tables = analysis.tables
-    captures, connections, overhead = tables["captures"], tables["connections"], tables["overhead"]
-    http, ws_messages, findings = tables["http_messages"], tables["ws_messages"], tables["findings"]
-    lines = []
-    for row in captures.itertuples():
-        non_tcp = f", non-TCP {row.non_tcp_packets} ({row.non_tcp_detail})" if row.non_tcp_packets else ""
-        lines.append(f"{printable(row.capture)}: {row.format}, {row.packets:,} packets, {_size(row.wire_bytes)}, {row.connections} TCP connections{non_tcp}")
+@dataclass(frozen=True)
+class SummaryFigures:
+    """What the summary shows: the small tables whole, the big ones as counts and sums."""
+
+    captures: Any  # the captures table: a row per capture
+    overhead: Any  # the overhead table: a row per connection kind and variant
+    connections: int
+    rest_exchanges: int  # (conn_id, exchange_id) pairs of the HTTP messages of REST connections
+    rest_requests: int
+    rest_responses: int
+    websocket_connections: int
+    ws_messages: int
+    findings: int
+    wire_bytes: int  # summed over connections, as is each of BYTE_CATEGORIES in `categories`
+    categories: dict[str, int]
+    findings_by_rule: dict[str, int]  # sorted by rule
+
+
+def table_figures(tables) -> SummaryFigures:
+    """The figures of in-memory tables (an Analysis's)."""
+    from inspector.analysis.tables import BYTE_CATEGORIES
+
+    connections, http, findings = tables["connections"], tables["http_messages"], tables["findings"]
     # WebSocket upgrades are HTTP too, but they are connection setup, not REST.
     rest = http[http["conn_id"].isin(connections.loc[connections["kind"] == "rest", "conn_id"])]
-    requests = int(rest["method"].notna().sum())
-    responses = int(rest["status"].notna().sum())
-    exchanges = int(rest.groupby(["conn_id", "exchange_id"]).ngroups) if len(rest) else 0
-    upgrades = int((connections["kind"] == "websocket").sum())
+    return SummaryFigures(
+        captures=tables["captures"],
+        overhead=tables["overhead"],
+        connections=len(connections),
+        rest_exchanges=int(rest.groupby(["conn_id", "exchange_id"]).ngroups) if len(rest) else 0,
+        rest_requests=int(rest["method"].notna().sum()),
+        rest_responses=int(rest["status"].notna().sum()),
+        websocket_connections=int((connections["kind"] == "websocket").sum()),
+        ws_messages=len(tables["ws_messages"]),
+        findings=len(findings),
+        wire_bytes=int(connections["wire_bytes"].sum()) if len(connections) else 0,
+        categories={name: int(connections[name].sum()) if len(connections) else 0 for name in BYTE_CATEGORIES},
+        findings_by_rule={rule: int(count) for rule, count in findings["rule"].value_counts().sort_index().items()},
+    )
+
+
+def store_figures(store) -> SummaryFigures:
+    """The figures of a store (inspector.store.Store), counted and summed by DuckDB: only the
+    captures and overhead tables, a row per capture and per connection kind, are read whole."""
+    from inspector.analysis.tables import BYTE_CATEGORIES
+
+    sums = ", ".join(f'coalesce(sum("{name}"), 0) AS "{name}"' for name in ("wire_bytes", *BYTE_CATEGORIES))
+    connections = store.sql(f"SELECT count(*) AS connections, count(*) FILTER (WHERE kind = $websocket) AS websocket, {sums} "
+                            "FROM connections", {"websocket": "websocket"}).iloc[0]
+    # The HTTP messages of REST connections; WebSocket upgrades are HTTP too, but connection setup.
+    rest = store.sql("WITH rest AS (SELECT conn_id, exchange_id, method, status FROM http_messages "
+                     "WHERE conn_id IN (SELECT conn_id FROM connections WHERE kind = $rest)) "
+                     "SELECT count(method) AS requests, count(status) AS responses, "
+                     "(SELECT count(*) FROM (SELECT DISTINCT conn_id, exchange_id FROM rest)) AS exchanges FROM rest",
+                     {"rest": "rest"}).iloc[0]
+    counts = store.sql("SELECT (SELECT count(*) FROM ws_messages) AS ws_messages, (SELECT count(*) FROM findings) AS findings").iloc[0]
+    rules = store.sql("SELECT rule, count(*) AS n FROM findings WHERE rule IS NOT NULL GROUP BY rule")
+    return SummaryFigures(
+        captures=store.table("captures"),
+        overhead=store.table("overhead"),
+        connections=int(connections["connections"]),
+        rest_exchanges=int(rest["exchanges"]),
+        rest_requests=int(rest["requests"]),
+        rest_responses=int(rest["responses"]),
+        websocket_connections=int(connections["websocket"]),
+        ws_messages=int(counts["ws_messages"]),
+        findings=int(counts["findings"]),
+        wire_bytes=int(connections["wire_bytes"]),
+        categories={name: int(connections[name]) for name in BYTE_CATEGORIES},
+        # sorted as pandas sorts text (by code point), not by DuckDB's collation
+        findings_by_rule=dict(sorted(zip(rules["rule"].tolist(), map(int, rules["n"])))),
+    )
+
+
+def format_summary(analysis) -> str:
+    """The summary of an in-memory analysis."""
+    return format_figures(table_figures(analysis.tables))
+
+
+def store_summary(store) -> str:
+    """The summary of a store: the same text as format_summary of the analysis it holds."""
+    return format_figures(store_figures(store))
+
+
+def format_figures(figures: SummaryFigures) -> str:
+    lines = []
+    for row in figures.captures.itertuples():
+        non_tcp = f", non-TCP {row.non_tcp_packets} ({row.non_tcp_detail})" if row.non_tcp_packets else ""
+        lines.append(f"{printable(row.capture)}: {row.format}, {row.packets:,} packets, {_size(row.wire_bytes)}, {row.connections} TCP connections{non_tcp}")
     lines.append("")
-    lines.append(f"connections {len(connections)}  REST exchanges {exchanges} ({requests} requests, {responses} responses)  WebSocket connections {upgrades}, messages {len(ws_messages)}  findings {len(findings)}")
+    lines.append(f"connections {figures.connections}  REST exchanges {figures.rest_exchanges} ({figures.rest_requests} requests, "
+                 f"{figures.rest_responses} responses)  WebSocket connections {figures.websocket_connections}, messages "
+                 f"{figures.ws_messages}  findings {figures.findings}")
     lines.append("")
     # "per message" divides by the messages carrying payload, as the dashboard does: an
     # empty poll or a 204 is cost, not work, so polling and push compare per update.
@@ -84,6 +163,7 @@ def format_summary(analysis) -> str:
               f"{'per message':>12} {'efficiency':>10}")
     lines.append(header)
     lines.append("-" * len(header))
+    overhead = figures.overhead
     for row in overhead.itertuples():
         per_message = "-" if row.payload_messages == 0 else f"{row.wire_bytes_per_payload_message:,.0f}"
         lines.append(f"{_row_label(row):<16} {row.connections:>6} {row.messages:>9} {row.payload_messages:>10} {row.wire_bytes:>14,} "
@@ -95,17 +175,14 @@ def format_summary(analysis) -> str:
     lines += _compression_lines(overhead)
     lines.append("")
     lines.append("bytes by category:")
-    from inspector.analysis.tables import BYTE_CATEGORIES
-
-    total = int(connections["wire_bytes"].sum()) if len(connections) else 0
-    for name in BYTE_CATEGORIES:
-        value = int(connections[name].sum()) if len(connections) else 0
+    total = figures.wire_bytes
+    for name, value in figures.categories.items():
         share = value / total if total else 0
         lines.append(f"  {name.removesuffix('_bytes'):<24} {value:>14,} {share:>7.1%}")
-    if len(findings):
+    if figures.findings:
         lines.append("")
         lines.append("findings by rule:")
-        for rule, count in findings["rule"].value_counts().sort_index().items():
+        for rule, count in figures.findings_by_rule.items():
             lines.append(f"  {rule:<32} {count:>6}")
     return "\n".join(lines)
 

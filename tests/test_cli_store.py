@@ -180,6 +180,29 @@ def test_concurrent_analyses_of_one_capture_both_succeed_with_one_store(cache: P
     open_store(cache / entry).close()
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
+def test_summary_and_export_are_the_same_whichever_store_they_come_from(cache: Path, tmp_path: Path, fmt: str):
+    """Analysed into the cache, taken from it, written to --store DIR, or into a temporary store
+    with --no-cache (removed at exit, nothing left in TMPDIR): the same summary, the same files."""
+    (tmp_path / "tmp").mkdir()
+    runs = {
+        "analysed": run_cli(cache, "analyze", CHAT, FEED, "--export", tmp_path / "analysed", "--format", fmt),
+        "cached": run_cli(cache, "analyze", CHAT, FEED, "--export", tmp_path / "cached", "--format", fmt),
+        "store": run_cli(cache, "analyze", CHAT, FEED, "--store", tmp_path / "store", "--export", tmp_path / "stored", "--format", fmt),
+        "no-cache": run_cli(cache, "analyze", CHAT, FEED, "--no-cache", "--export", tmp_path / "temporary", "--format", fmt,
+                            TMPDIR=str(tmp_path / "tmp")),
+    }
+    assert all(run.code == 0 for run in runs.values()), runs
+    summaries = {name: run.stdout.rsplit("\nexported ", 1)[0] for name, run in runs.items()}
+    assert len(set(summaries.values())) == 1, summaries
+    assert all(run.stdout.endswith(f"tables to {tmp_path / folder}/ ({fmt})\n") for run, folder in
+               zip(runs.values(), ("analysed", "cached", "stored", "temporary")))
+    files = [{path.name: path.read_bytes() for path in (tmp_path / folder).iterdir()} for folder in ("analysed", "cached", "stored", "temporary")]
+    assert sorted(files[0]) == sorted(f"{name}.{fmt}" for name in TABLE_NAMES)
+    assert all(other == files[0] for other in files[1:])
+    assert len(entries(cache)) == 1 and os.listdir(tmp_path / "tmp") == []
+
+
 # --- a full disk --------------------------------------------------------------------------
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -23,6 +26,8 @@ from inspector.store.schema import ROW_ORDER, to_frame
 
 # store.json holds a few lines per capture and the analysis warnings; past this it is not one.
 MAX_META_BYTES = 64 * 1024 * 1024
+# Rows read at a time to check that a table's parts are in its row order (a few numbers a row).
+ORDER_CHECK_ROWS = 1 << 18
 # Types of query results as pandas: nullable integers and booleans rather than floats and objects.
 _QUERY_TYPES = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.int16(): pd.Int16Dtype(), pa.int8(): pd.Int8Dtype(),
                 pa.uint64(): pd.UInt64Dtype(), pa.uint32(): pd.UInt32Dtype(), pa.bool_(): pd.BooleanDtype()}
@@ -96,6 +101,7 @@ class Store:
         self.folder = folder
         self.meta = meta
         self._connection = None
+        self._ordered: dict[str, bool] = {}  # per table: are its parts in its row order (they never change)
 
     def __enter__(self) -> "Store":
         return self
@@ -126,24 +132,80 @@ class Store:
 
     def table(self, name: str) -> pd.DataFrame:
         """Table `name` whole, with exactly the dtypes of tables.SCHEMAS and the analysis's row order."""
-        import duckdb
+        with self._reading(name):
+            arrow = self._connect().sql(self._table_query(name), params=[self._files(name)]).to_arrow_table()
+        return to_frame(name, arrow)
 
+    def chunks(self, name: str, rows: int) -> Iterator[pd.DataFrame]:
+        """Table `name` as `table` gives it, in frames of `rows` rows (the last one fewer, and one
+        empty frame for an empty table), fetched from DuckDB batch by batch: never whole in memory
+        (when its parts are not in the table's row order, DuckDB sorts them first)."""
+        with self._reading(name):
+            reader = self._connect().sql(self._table_query(name), params=[self._files(name)]).to_arrow_reader(rows)
+            held: list[pa.RecordBatch] = []
+            count = 0
+            sent = False
+            for batch in reader:  # DuckDB's batches are of `rows` rows or fewer, not always as many
+                while batch.num_rows:
+                    take = min(rows - count, batch.num_rows)
+                    held.append(batch.slice(0, take))
+                    count += take
+                    batch = batch.slice(take)
+                    if count == rows:
+                        yield to_frame(name, pa.Table.from_batches(held))
+                        held, count, sent = [], 0, True
+            if count or not sent:
+                yield to_frame(name, pa.Table.from_batches(held, schema=reader.schema))
+
+    def export(self, directory: Path, fmt: str) -> list[Path]:
+        """Every table to DIRECTORY/NAME.FMT (csv, parquet or json), all or nothing, the same files
+        byte for byte as inspector.analysis.export.export_tables writes from the in-memory tables;
+        read and written EXPORT_CHUNK_ROWS rows at a time."""
+        from inspector.analysis.export import EXPORT_CHUNK_ROWS, export_chunks
+
+        return export_chunks({name: self.chunks(name, EXPORT_CHUNK_ROWS) for name in TABLE_NAMES}, directory, fmt)
+
+    def _table_query(self, name: str) -> str:
+        """The query of table `name` in the analysis's row order, its parts bound as parameter 1:
+        the parts as they are when they are in that order already (as write_analysis writes them),
+        else sorted by DuckDB, which holds the whole table to sort it."""
         columns = ", ".join(_identifier(column) for column in SCHEMAS[name])
+        if self._in_row_order(name):
+            # DuckDB keeps a scan's rows in the order of its files, then of their rows (preserve_insertion_order).
+            return f"SELECT {columns} FROM read_parquet(?)"
         order = "".join(f"{_identifier(column)} NULLS LAST, " for column in ROW_ORDER.get(name, ()))
         # Rows that tie on the table's order columns keep the order they were written in.
-        query = (f"SELECT {columns} FROM read_parquet(?, filename = true, file_row_number = true) "
-                 f"ORDER BY {order}filename, file_row_number")
-        try:
-            arrow = self._connect().sql(query, params=[self._files(name)]).to_arrow_table()
-        except duckdb.Error as exc:
-            raise StoreError(f"{self.folder}: cannot read table {name}: {_one_line(str(exc))}") from None
-        return to_frame(name, arrow)
+        return (f"SELECT {columns} FROM read_parquet(?, filename = true, file_row_number = true) "
+                f"ORDER BY {order}filename, file_row_number")
+
+    def _in_row_order(self, name: str) -> bool:
+        """Whether the rows of table `name`, part after part, are in the order of its ROW_ORDER
+        columns (NULLS LAST) already; found by reading those columns once, batch by batch."""
+        if name not in self._ordered:
+            keys = ROW_ORDER.get(name, ())
+            # a NULL is put after every value: (is null, value or 0) in place of each column
+            select = ", ".join(f"{_identifier(key)} IS NULL, coalesce({_identifier(key)}, 0)" for key in keys)
+            with self._reading(name):
+                self._ordered[name] = not keys or _non_decreasing(
+                    self._connect().sql(f"SELECT {select} FROM read_parquet(?)", params=[self._files(name)]).to_arrow_reader(ORDER_CHECK_ROWS))
+        return self._ordered[name]
 
     def analysis(self):
         """The store's tables and warnings as an in-memory inspector.analysis.pipeline.Analysis."""
         from inspector.analysis.pipeline import Analysis
 
         return Analysis(tables={name: self.table(name) for name in TABLE_NAMES}, warnings=list(self.meta.get("warnings", [])))
+
+    @contextmanager
+    def _reading(self, name: str) -> Iterator[None]:
+        """DuckDB's errors while table `name` is read, as a StoreError of one line; they come through
+        Arrow's batch reader as OSError (or another Arrow error)."""
+        import duckdb
+
+        try:
+            yield
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:
+            raise StoreError(f"{self.folder}: cannot read table {name}: {_one_line(str(exc))}") from None
 
     def _connect(self):
         if self._connection is None:
@@ -163,6 +225,26 @@ class Store:
             return duckdb_paths([path.absolute() for path in part_files(self.folder, table)])
         except ValueError as exc:
             raise StoreError(f"{self.folder}: cannot be read: {exc}; rename the folder") from None
+
+
+def _non_decreasing(batches) -> bool:
+    """Whether the rows of `batches` (Arrow record batches, columns without nulls) are in
+    lexicographic order of their columns, ties allowed."""
+    last = None
+    for batch in batches:
+        columns = [column.to_numpy(zero_copy_only=False) for column in batch.columns]
+        if last is not None:
+            columns = [np.concatenate([previous, column]) for previous, column in zip(last, columns)]
+        if len(columns[0]) > 1:
+            before = np.zeros(len(columns[0]) - 1, dtype=bool)  # row i < row i+1 on the columns so far
+            tied = np.ones(len(columns[0]) - 1, dtype=bool)
+            for column in columns:
+                before |= tied & (column[:-1] < column[1:])
+                tied &= column[:-1] == column[1:]
+            if not (before | tied).all():
+                return False
+        last = [column[-1:] for column in columns]
+    return True
 
 
 def _query_frame(arrow: pa.Table) -> pd.DataFrame:
