@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,8 @@ from inspector.errors import OutdatedStoreError, StoreError
 from inspector.store.layout import LAYOUT_VERSION, META_FILE, STORE_FORMAT, duckdb_paths, is_transient, part_files
 from inspector.store.schema import ROW_ORDER, to_frame
 
+# What DuckDB holds in memory for a query before it sorts, joins or groups on disk.
+DUCKDB_MEMORY_LIMIT = "256MB"
 # store.json holds a few lines per capture and the analysis warnings; past this it is not one.
 MAX_META_BYTES = 64 * 1024 * 1024
 # Rows read at a time to check that a table's parts are in its row order (a few numbers a row).
@@ -113,6 +116,7 @@ class Store:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+            self._spill_folder.cleanup()
 
     def sql(self, query: str, params: list | dict | None = None) -> pd.DataFrame:
         """The result of `query` as a DataFrame (integers and booleans nullable). Values go in
@@ -212,7 +216,12 @@ class Store:
             import duckdb
 
             # Reading Parquet is built in: never fetch an extension from the network on a query's behalf.
-            connection = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+            # A sort or a join bigger than the memory limit goes to a temporary folder: the rows of
+            # a table exported in its row order (ws_frames of a 5M-packet capture, 2.2M rows) peaked
+            # at 1.2 GiB without a limit, at 0.7 GiB with it, in 1.4x the time.
+            self._spill_folder = tempfile.TemporaryDirectory(prefix="inspector-duckdb-")
+            connection = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "memory_limit": DUCKDB_MEMORY_LIMIT,
+                                                            "temp_directory": self._spill_folder.name})
             for table in TABLE_NAMES:
                 # Made through the relation API: the path is never spliced into SQL text.
                 connection.read_parquet(self._files(table)).create_view(table)
