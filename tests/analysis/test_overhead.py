@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from array import array
 
+import pandas as pd
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -12,7 +13,9 @@ from scapy.layers.l2 import Ether
 
 from inspector.analysis.overhead import Spans, _Segments, _spread, _spread_arrays
 from inspector.analysis.pipeline import analyze_captures
-from tests.factories import http_request, http_response, pcap_file
+from tests.conversations import ws_upgrade
+from tests.factories import http_request, http_response, pcap_file, ws_frame
+from tests.hostile import FIRST_TS_NS, Flow
 
 CLIENT, SERVER = ("10.0.0.1", 40000), ("10.0.0.2", 8080)
 C_ISN, S_ISN = 1000, 5000
@@ -165,3 +168,46 @@ def test_in_order_packets_spread_with_arrays_add_the_same_floats(lengths, items,
     spans = [(start, end - start, item) for start, end, item in zip([0] + ends, ends, items + [7] * len(ends))]
     _spread_both_ways(packets, packets[::2], spans, spans[1:])
 
+
+def _websocket_with_retransmission(tmp_path, sizes: list[int], first: int, late: bool):
+    """A WebSocket connection whose server sends 40 times three messages of `sizes` (cycled)
+    in MSS segments, each batch ACKed; the second segment of batch `first` is sent again,
+    right after the original or after 30 more batches (long after it was acknowledged), with
+    the time of the packet before it (the other packets' times do not change)."""
+    flow = Flow()
+    upgrade = ws_upgrade()
+    frames = flow.handshake() + flow.exchange(upgrade[0][1], upgrade[1][1])
+    retransmitted = None
+    for batch in range(40):
+        data = b"".join(ws_frame(bytes([97 + (batch + j) % 26]) * sizes[(batch + j) % len(sizes)]) for j in range(3))
+        segments = flow.send(1, data)
+        frames += segments
+        if batch == first:
+            retransmitted = bytes(bytearray(segments[1]))  # a copy: told apart from the original by identity
+            if not late:
+                frames.append(retransmitted)
+        frames.append(flow.frame(0, "A"))
+        if late and batch == 30:
+            frames.append(retransmitted)
+    frames += flow.close()
+    stamped, ts = [], FIRST_TS_NS
+    for frame in frames:
+        ts += 0 if frame is retransmitted and stamped else 10_000
+        stamped.append((ts, frame))
+    path = tmp_path / f"{'late' if late else 'at-once'}.pcap"
+    path.write_bytes(pcap_file(stamped))
+    return analyze_captures([path])["message_costs"]
+
+
+@pytest.mark.parametrize(("sizes", "first"), [([554, 2949, 367, 2730], 0), ([2149, 1762, 1139, 2724], 2), ([1250, 784, 465, 2480], 2)])
+def test_a_late_retransmission_is_attributed_as_if_it_came_at_once(tmp_path, sizes, first):
+    """Attribution does not depend on when a packet came: a retransmission of bytes acknowledged
+    long ago adds its bytes at its place among the packets sorted by stream offset, so every
+    float is the one it would be had it come right after the original.  (This is why a
+    connection's packet records are kept until its end: with these layouts, a message whose
+    share had been summed before the late packet came and then got the packet's bytes added
+    would differ in the last bit, e.g. 1622.8721493169567 instead of 1622.872149316957.)"""
+    late = _websocket_with_retransmission(tmp_path, sizes, first, late=True)
+    at_once = _websocket_with_retransmission(tmp_path, sizes, first, late=False)
+    pd.testing.assert_frame_equal(late, at_once, check_exact=True)
+    assert (late["transport_bytes"] % 1 != 0).any()  # shares split between messages: not whole bytes
