@@ -486,8 +486,10 @@ INSPECTOR_EXTRA: list[str] = []  # --inspector-args
 def inspector_cmd(path: Path, jobs: int | None = None) -> list[str]:
     exe = shutil.which("inspector")
     head = [exe, "analyze"] if exe else [sys.executable, "-m", "inspector.cli", "analyze"]
-    # --no-cache: every run analyses (a cache hit would skip the work being timed) and writes
-    # no store (storing is timed on its own: its cost belongs to issue 10's figures).
+    # --no-cache: every run analyses (a cache hit would skip the work being timed), into a
+    # temporary store (streamed as the rows are made, then read for the summary by DuckDB)
+    # that is removed at the end: the whole of what a user's `inspector analyze` does, but
+    # the capture's sha256 for the cache key.
     return head + ["--no-cache"] + INSPECTOR_EXTRA + (["--jobs", str(jobs)] if jobs else []) + [str(path)]
 
 
