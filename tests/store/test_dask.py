@@ -4,8 +4,11 @@ two worker processes, one thread each) as from a local run, on the bundled captu
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas.testing as pdt
@@ -72,3 +75,33 @@ def test_the_cli_analyses_on_dask_into_a_store(tmp_path: Path, cluster):
     assert done.returncode == 0, done.stderr
     local, _ = analyze_into_store(BUNDLED[1:2], tmp_path / "local", store_inputs(BUNDLED[1:2], ParserOptions()))
     assert_same_store(local, store)
+
+
+def test_a_worker_killed_mid_task_has_its_task_run_again_and_the_store_is_whole(tmp_path: Path):
+    # One WebSocket connection of 100,000 echoed messages (about 300,000 packets): its shard's
+    # task runs for seconds, long enough to kill the worker process running it.
+    from tests.conversations import capture_of, ws_upgrade
+    from tests.factories import ws_frame
+
+    echo = [turn for index in range(100_000) for turn in ((0, ws_frame(b"tick %d" % index, masked=True)), (1, ws_frame(b"tock %d" % index)))]
+    capture = tmp_path / "long.pcap"
+    capture.write_bytes(capture_of(ws_upgrade() + echo))
+    paths = [str(capture)]
+    inputs = store_inputs(paths, ParserOptions())
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+            distributed.Client(local) as client:
+        running = ThreadPoolExecutor(1).submit(analyze_into_store, paths, tmp_path / "dask", inputs, dask=local.scheduler_address)
+        deadline = time.monotonic() + 60
+        busy = []
+        while not busy and time.monotonic() < deadline:
+            busy = [worker for worker, keys in client.processing().items() if any("analyze_shard_task" in str(key) for key in keys)]
+            time.sleep(0.05)
+        assert busy, "no analysis task was seen running"
+        time.sleep(0.5)  # well into the task
+        pids = client.run(os.getpid, workers=busy[:1])
+        os.kill(pids[busy[0]], signal.SIGKILL)
+        on_dask, _ = running.result(timeout=300)
+    local_store, _ = analyze_into_store(paths, tmp_path / "local", inputs)
+    assert_same_store(local_store, on_dask)
+    left = sorted(str(path.relative_to(on_dask)) for path in on_dask.rglob("*") if path.name.startswith(".") or ".raw" in path.parts)
+    assert left == []  # no raw rows, no half-written part
