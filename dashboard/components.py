@@ -128,5 +128,10 @@ def send_csv(page: str, tables, state: dict | None = None) -> dict:
     return dcc.send_string(text, filename, type="text/csv")
 
 
+def send_frame(filename: str, frame: pd.DataFrame) -> dict:
+    """The dcc.Download data of `frame` as CSV (text cells defused as in dashboard.exports)."""
+    return dcc.send_string(exports.to_csv(frame), filename, type="text/csv")
+
+
 def graph(id: str, figure=None) -> dcc.Graph:
     return dcc.Graph(id=id, figure=figure if figure is not None else {}, config={"displaylogo": False})

@@ -126,6 +126,21 @@ class TableViews:
     def frames_index(self) -> pd.DataFrame:
         return self.once("frames_index", lambda: aggregate.frames_index(self.tables))
 
+    # --- the grids: a page of rows, sorted and filtered as the grid asks (aggregate.query_rows) ---
+
+    def connection_rows(self, start: int, end: int, sort_model=None, filter_model=None) -> tuple[pd.DataFrame, int]:
+        return aggregate.query_rows(self.connections_index(), start, end, sort_model, filter_model)
+
+    def frame_rows(self, start: int, end: int, sort_model=None, filter_model=None) -> tuple[pd.DataFrame, int]:
+        return aggregate.query_rows(self.frames_index(), start, end, sort_model, filter_model)
+
+    def filtered_connections(self, sort_model=None, filter_model=None) -> pd.DataFrame:
+        """Every row the connections grid shows (its CSV export)."""
+        return aggregate.filter_sort(self.connections_index(), sort_model, filter_model)
+
+    def filtered_frames(self, sort_model=None, filter_model=None) -> pd.DataFrame:
+        return aggregate.filter_sort(self.frames_index(), sort_model, filter_model)
+
     def connection(self, conn_id: int) -> Tables:
         """The rows of one connection in the connection tables (found through a per-table index)."""
         index = self.once("connection_index", self._connection_index)
