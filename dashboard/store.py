@@ -26,7 +26,7 @@ from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
 from inspector.errors import StoreError
 from inspector.parse.connection import ParserOptions
 from inspector.store import Store, cache_analysis, cached_store, open_store, store_inputs, write_analysis
-from inspector.store.reader import is_store_folder
+from inspector.store.reader import is_store_folder, load_document
 
 from dashboard import aggregate
 from dashboard.analysing import UPLOAD_MAX_INFLATED_BYTES, analyze_untrusted, failure_line
@@ -115,7 +115,8 @@ class TableStore:
                  live_dirs=()) -> None:
         self.files = expand_sources(sources)
         self._names: set[str] = set()
-        self._sources = tuple((path, self._unique_name(path.name)) for path in self.files)  # what the background run reads
+        # what the background run reads: each source, its name, and for a store folder its captures' names
+        self._sources = tuple((path, *self._source_names(path)) for path in self.files)
         self._analyze = analyze
         self._analyze_upload = analyze_upload
         self._lock = threading.Lock()
@@ -186,6 +187,17 @@ class TableStore:
             if not self._closed:
                 log.exception("computing the views")
 
+    def _source_names(self, path: Path) -> tuple[str, dict[str, str]]:
+        """The name of a capture source; for a store folder, its own name and its captures' names
+        (from store.json, each capture's file name): all made unique, in the order of the sources."""
+        if not is_store_folder(path):
+            return self._unique_name(path.name), {}
+        try:
+            originals = [str(capture["name"]) for capture in load_document(path).get("captures", [])]
+        except (StoreError, TypeError, KeyError):  # told when the store is opened
+            originals = []
+        return path.name, {original: self._unique_name(aggregate._short(original)) for original in originals}
+
     def _unique_name(self, name: str) -> str:
         """`name`, or "name (2)", "name (3)", ... when a capture already has it."""
         unique, n = name, 1
@@ -254,7 +266,6 @@ class TableStore:
                 store = self._keep(analysis, inputs, cache=inputs.key is not None)
         else:
             store = self._keep(analyze([path], progress=progress), inputs, cache=False)
-        store.close()  # its folder and metadata are what the catalog reads; no connection kept
         self._stores[key] = store
         return store
 
@@ -276,13 +287,14 @@ class TableStore:
         with self._lock:
             self._fraction = fraction
 
-    def _load(self, path: Path, name: str) -> Loaded:
-        """One source as shown: a store folder with its captures named by their file names, or a capture named `name`."""
+    def _load(self, path: Path, name: str, reserved: dict[str, str]) -> Loaded:
+        """One source as shown: a store folder with its captures named by their file names
+        (`reserved` for those its store.json names), or a capture named `name`."""
         if is_store_folder(path):
             store = open_store(path)
             originals = captures_of(store)
             with self._lock:
-                names = {original: self._unique_name(aggregate._short(original)) for original in originals}
+                names = {original: reserved.get(original) or self._unique_name(aggregate._short(original)) for original in originals}
             return shown_store(store, names)
         inputs = store_inputs([path], ParserOptions())
         store = self._store_of(content_of(inputs, path), path, inputs, self._analyze, self._note_progress)
@@ -291,12 +303,12 @@ class TableStore:
         return shown_store(store, {only_capture(store): name})
 
     def _run(self) -> None:
-        for path, name in self._sources:
+        for path, name, reserved in self._sources:
             with self._lock:
                 self._current = name
                 self._fraction = 0.0
             try:
-                shown = self._load(path, name)
+                shown = self._load(path, name, reserved)
                 with self._lock:
                     self._shown.append(shown)
                 self.warnings.extend(shown.warnings)
@@ -327,7 +339,10 @@ def content_of(inputs, path: Path) -> tuple:
 
 def captures_of(store: Store) -> list[str]:
     """The captures a store holds, by the names its tables give them, in their order."""
-    return [str(c) for c in store.table("captures")["capture"]]
+    try:
+        return [str(c) for c in store.table("captures")["capture"]]
+    finally:
+        store.close()  # the catalog reads its files; the store keeps no connection
 
 
 def only_capture(store: Store) -> str:
