@@ -70,6 +70,15 @@ def _only_capture(table: pd.DataFrame, capture: str | None) -> pd.DataFrame:
     return table if capture is None else table[table["capture"] == capture]
 
 
+def most_groups(connections: pd.DataFrame) -> str | None:
+    """The capture with the most groups (chat, when the bundled captures are loaded); None without connections."""
+    conns = connection_groups(connections)
+    if conns.empty:
+        return None
+    counts = conns.groupby("capture")["group"].nunique()
+    return str(counts.sort_values(ascending=False, kind="stable").index[0])
+
+
 def captures_of(tables: Tables) -> list[str]:
     return [str(c) for c in tables["captures"]["capture"]]
 

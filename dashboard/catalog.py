@@ -140,6 +140,29 @@ class Catalog:
         query = f"SELECT {columns} FROM {identifier(name)} WHERE conn_id = ? ORDER BY {', '.join(row_order(name))}"
         return to_frame(name, self._arrow(query, [int(conn_id)]))
 
+    def columns(self, name: str, columns, capture: str | None = None, values: dict[str, str] | None = None) -> pd.DataFrame:
+        """`columns` of table `name` (of one capture's connections, or all), with the dtypes of
+        tables.SCHEMAS, in the merged tables' row order.  `values` gives a column's SQL instead
+        of the column itself (a constant SQL text of the caller's, never user text)."""
+        values = values or {}
+        selected = ", ".join(f"{values.get(c, identifier(c))} AS {identifier(c)}" for c in columns)
+        query, params = f"SELECT {selected} FROM {identifier(name)}", []
+        if capture is not None:
+            query += (" WHERE capture = ?" if "capture" in SCHEMAS[name]
+                      else " WHERE conn_id IN (SELECT conn_id FROM connections WHERE capture = ?)")
+            params.append(capture)
+        arrow = self._arrow(f"{query} ORDER BY {', '.join(row_order(name))}", params)
+        return pd.DataFrame({c: _pandas(arrow[c], SCHEMAS[name][c]) for c in columns}, copy=False)
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+_NULLABLE_TYPES = {"Int64": pd.Int64Dtype(), "boolean": pd.BooleanDtype()}
+
+
+def _pandas(column: pa.ChunkedArray, dtype: str) -> pd.Series:
+    """One column as inspector.store.schema.to_frame makes it: the schema's dtype exactly."""
+    nullable = _NULLABLE_TYPES.get(dtype)
+    return column.to_pandas(types_mapper=(lambda _type: nullable) if nullable else None).astype(dtype)

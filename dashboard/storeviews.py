@@ -83,6 +83,46 @@ class LazyTables(Mapping):
             return list(self._tables)
 
 
+# The columns of each table that the REST vs WebSocket page's views (aggregate: break-even
+# curves, cost split, latency, claims) read: a capture's tables are loaded with these only.
+COMPARE_COLUMNS = {
+    "connections": ["conn_id", "capture", "kind", "variant", "ws_deflate", "setup_bytes", "start_ts", "end_ts", "ws_messages",
+                    "http_requests", "http_responses", "wire_bytes", *aggregate.PAYLOAD_SUMS],
+    "message_costs": ["conn_id", "kind", "item", "item_index", "ts", *aggregate.COST_LAYERS, "wire_bytes", "app_payload_bytes",
+                      "undecoded_payload_bytes", "payload_messages"],
+    "http_messages": ["conn_id", "exchange_id", "direction", "ts", "end_ts"],
+    "ws_messages": ["conn_id", "message_id", "direction", "ts", "end_ts", "payload_text"],
+}
+# A message's text is needed only when it may carry an id (aggregate.MESSAGE_ID needs one of
+# these keys, quoted): the others' text is not read (NULL, as a message without text).
+MAY_CARRY_ID = ("CASE WHEN regexp_matches(payload_text, '\"(id|seq|request_id|requestId|correlation_id|correlationId|msg_id|msgId)\"') "
+                "THEN payload_text END")
+
+
+class CaptureTables(Mapping):
+    """The tables of one capture (all for None) with the COMPARE_COLUMNS only, each loaded on
+    first use and kept as long as this object (one view's computation)."""
+
+    def __init__(self, catalog: Catalog, capture: str | None, small: LazyTables) -> None:
+        self._catalog, self._capture, self._small = catalog, capture, small
+        self._tables: dict[str, pd.DataFrame] = {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in COMPARE_COLUMNS:
+            table = self._small[name]  # a small table: captures, staleness
+            return table if self._capture is None or "capture" not in table.columns else table[table["capture"] == self._capture]
+        if name not in self._tables:
+            values = {"payload_text": MAY_CARRY_ID} if name == "ws_messages" else None
+            self._tables[name] = self._catalog.columns(name, COMPARE_COLUMNS[name], self._capture, values)
+        return self._tables[name]
+
+    def __iter__(self):
+        return iter(TABLE_NAMES)
+
+    def __len__(self) -> int:
+        return len(TABLE_NAMES)
+
+
 class StoreViews(TableViews):
     """TableViews of a Catalog: same views, the big tables' ones answered by SQL."""
 
@@ -96,6 +136,29 @@ class StoreViews(TableViews):
 
     def captures(self) -> list[str]:
         return self.once("captures", lambda: [str(c) for c in self.tables["captures"]["capture"]])
+
+    def capture(self, capture: str | None) -> CaptureTables:
+        """The tables of one capture (all for None) with the columns the views read; never kept."""
+        return CaptureTables(self.catalog, capture, self.tables)
+
+    def claims(self) -> list[dict]:
+        return self.once("claims", lambda: aggregate.claims(self.capture(None), curves=self.break_even_curves(None)))
+
+    def default_capture(self) -> str | None:
+        return self.once("default_capture", lambda: aggregate.most_groups(self.capture(None)["connections"]))
+
+    def warm(self) -> None:
+        """The overview's views (the first page) now, then the REST vs WebSocket page's."""
+        self.overview()
+        for capture in self.captures():
+            self.bytes_by_category(capture)
+            self.protocol_mix(capture)
+        self.bytes_by_category(None)
+        self.default_capture()
+        self.claims()
+        for capture in self.captures():
+            self.cost_split(capture)
+            self.latency(capture)
 
     def overview(self) -> pd.DataFrame:
         return self.once("overview", self._overview)
@@ -169,13 +232,6 @@ class StoreViews(TableViews):
         """The rows of one connection in the connection tables: `WHERE conn_id = ?` on each."""
         return {name: self.catalog.rows_of_connection(name, conn_id) for name in CONNECTION_TABLES}
 
-    def warm(self) -> None:
-        """The overview's views (the first page); the others are computed when first asked for."""
-        self.overview()
-        for capture in self.captures():
-            self.bytes_by_category(capture)
-            self.protocol_mix(capture)
-        self.bytes_by_category(None)
 
 
 def _int64(frame: pd.DataFrame, columns) -> pd.DataFrame:

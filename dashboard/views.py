@@ -112,10 +112,14 @@ class TableViews:
 
     def _all_curves(self) -> pd.DataFrame:
         parts = [curves for curves in map(self.break_even_curves, self.captures()) if len(curves)]
-        return pd.concat(parts, ignore_index=True) if parts else aggregate.break_even_curves(self.tables)
+        return pd.concat(parts, ignore_index=True) if parts else aggregate.break_even_curves(self.capture(None))
 
     def latency(self, capture: str | None) -> pd.DataFrame:
         return self.once(("latency", capture), lambda: aggregate.latency(self.capture(capture), capture))
+
+    def default_capture(self) -> str | None:
+        """The capture the REST vs WebSocket page opens on (aggregate.most_groups)."""
+        return self.once("default_capture", lambda: aggregate.most_groups(self.tables["connections"]))
 
     def claims(self) -> list[dict]:
         return self.once("claims", lambda: aggregate.claims(self.tables, curves=self.break_even_curves(None)))

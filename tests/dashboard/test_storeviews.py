@@ -156,6 +156,21 @@ def test_overview_figures_are_duckdb_aggregates_equal_to_pandas(sql_views, panda
         pd.testing.assert_frame_equal(sql_views.protocol_mix(capture), pandas_views.protocol_mix(capture), rtol=1e-12)
 
 
+def test_compare_views_from_a_captures_needed_columns_equal_pandas(sql_views, pandas_views):
+    for capture in [*sql_views.captures(), None]:
+        pd.testing.assert_frame_equal(sql_views.break_even_curves(capture), pandas_views.break_even_curves(capture), obj=str(capture))
+        pd.testing.assert_frame_equal(sql_views.cost_split(capture), pandas_views.cost_split(capture), obj=str(capture))
+        pd.testing.assert_frame_equal(sql_views.latency(capture), pandas_views.latency(capture), obj=str(capture))
+    assert sql_views.claims() == pandas_views.claims()
+    assert sql_views.default_capture() == pandas_views.default_capture() == "chat.pcap"
+    for capture in ["chat.pcap", None]:
+        from dashboard import exports
+
+        assert exports.export_csv("compare", sql_views.capture(capture), {"capture": capture}) == \
+            exports.export_csv("compare", pandas_views.tables, {"capture": capture})
+    assert exports.export_csv("overview", sql_views.capture(None)) == exports.export_csv("overview", pandas_views.tables)
+
+
 def test_the_big_tables_are_never_loaded_whole_by_the_overview_connections_and_frames(tmp_path):
     store = TableStore([BUNDLED / "chat.pcap"])
     assert store.wait(120)
