@@ -47,6 +47,17 @@ PAYLOAD_SUMS = ["wire_payload_bytes", "app_payload_bytes", "undecoded_payload_by
 
 Tables = dict[str, pd.DataFrame]
 
+# The columns of each table that a view reads (a store's views load only these):
+# connection_groups, break_even_curves, message_cost_split, latency, claims.
+GROUP_COLUMNS = {"connections": ["conn_id", "capture", "kind", "variant"]}
+BREAK_EVEN_COLUMNS = {**GROUP_COLUMNS, "message_costs": ["conn_id", "ts", "item_index", "wire_bytes", "item", "payload_messages"]}
+COST_SPLIT_COLUMNS = {**GROUP_COLUMNS, "message_costs": ["conn_id", "item", *COST_LAYERS, "wire_bytes", "app_payload_bytes",
+                                                         "undecoded_payload_bytes", "payload_messages"]}
+LATENCY_COLUMNS = {**GROUP_COLUMNS, "http_messages": ["conn_id", "exchange_id", "direction", "ts", "end_ts"],
+                   "ws_messages": ["conn_id", "message_id", "direction", "ts", "end_ts", "payload_text"]}
+CLAIMS_COLUMNS = {"connections": [*GROUP_COLUMNS["connections"], "ws_deflate", "setup_bytes", "start_ts", "end_ts", "ws_messages",
+                                  "http_requests", "http_responses"], "ws_messages": ["conn_id", "direction"]}
+
 
 # --- labels -------------------------------------------------------------------
 

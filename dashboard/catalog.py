@@ -73,6 +73,7 @@ class Catalog:
         self.loaded = tuple(loaded)
         self._connection = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
         self._lock = threading.Lock()
+        self._cursors: set = set()
         self._make_views()
 
     @property
@@ -124,10 +125,19 @@ class Catalog:
     def _arrow(self, query: str, params) -> pa.Table:
         with self._lock:  # a cursor per query: callbacks run in several threads at once
             cursor = self._connection.cursor()
+            self._cursors.add(cursor)
         try:
             return cursor.sql(query, params=params).to_arrow_table()
         finally:
+            with self._lock:
+                self._cursors.discard(cursor)
             cursor.close()
+
+    def interrupt(self) -> None:
+        """Stop the queries running now (they raise duckdb.InterruptException)."""
+        with self._lock:
+            for cursor in self._cursors:
+                cursor.interrupt()
 
     def table(self, name: str) -> pd.DataFrame:
         """Table `name` whole, with exactly the dtypes of tables.SCHEMAS, in the merged tables' row order."""

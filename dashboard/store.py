@@ -38,6 +38,7 @@ from dashboard.uploads import UploadQueue
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".gz", ".cap")
 
 log = logging.getLogger(__name__)
+WARM_STOP_SECONDS = 10  # close() waits this long for the views being computed to stop
 
 
 def expand_sources(sources: list[str | Path]) -> list[Path]:
@@ -135,6 +136,7 @@ class TableStore:
         self._upload_dir: tempfile.TemporaryDirectory | None = None
         self._scratch: tempfile.TemporaryDirectory | None = None  # stores of analyses not cached
         self._closed = False
+        self._warming: list[threading.Thread] = []  # the threads computing each snapshot's first views
         source_dirs = [p if p.is_dir() else p.parent for p in map(Path, sources)]
         self.live = LiveFollower(roots=[Path.cwd(), *source_dirs, *live_dirs], analyze=analyze_upload)  # the Live page's files, per store
         self.uploads = UploadQueue(self)
@@ -177,7 +179,9 @@ class TableStore:
     def _publish(self) -> StoreViews:
         """A new snapshot of the loaded stores (caller holds _lock); its first views are computed in the background."""
         self._views = StoreViews(Catalog(self._shown))
-        threading.Thread(target=self._warm, args=(self._views,), name="inspector-views", daemon=True).start()
+        warming = threading.Thread(target=self._warm, args=(self._views,), name="inspector-views", daemon=True)
+        self._warming.append(warming)
+        warming.start()
         return self._views
 
     def _warm(self, views: StoreViews) -> None:
@@ -222,6 +226,11 @@ class TableStore:
         with self._lock:
             self._closed = True
             folders, self._upload_dir, self._scratch = (self._upload_dir, self._scratch), None, None
+            views, warming = self._views, list(self._warming)
+        if views is not None:  # a query under way when the process ends would abort it
+            views.catalog.interrupt()
+        for thread in warming:
+            thread.join(WARM_STOP_SECONDS)
         for folder in folders:
             if folder is not None:
                 folder.cleanup()

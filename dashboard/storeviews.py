@@ -83,16 +83,11 @@ class LazyTables(Mapping):
             return list(self._tables)
 
 
-# The columns of each table that the REST vs WebSocket page's views (aggregate: break-even
-# curves, cost split, latency, claims) read: a capture's tables are loaded with these only.
-COMPARE_COLUMNS = {
-    "connections": ["conn_id", "capture", "kind", "variant", "ws_deflate", "setup_bytes", "start_ts", "end_ts", "ws_messages",
-                    "http_requests", "http_responses", "wire_bytes", *aggregate.PAYLOAD_SUMS],
-    "message_costs": ["conn_id", "kind", "item", "item_index", "ts", *aggregate.COST_LAYERS, "wire_bytes", "app_payload_bytes",
-                      "undecoded_payload_bytes", "payload_messages"],
-    "http_messages": ["conn_id", "exchange_id", "direction", "ts", "end_ts"],
-    "ws_messages": ["conn_id", "message_id", "direction", "ts", "end_ts", "payload_text"],
-}
+# The CSV exports of the overview (aggregate.capture_overview) and of the REST vs WebSocket page
+# (aggregate.message_cost_split) read these.
+EXPORT_COLUMNS = {"connections": [*aggregate.GROUP_COLUMNS["connections"], "http_requests", "ws_messages", "wire_bytes", *aggregate.PAYLOAD_SUMS],
+                  "message_costs": aggregate.COST_SPLIT_COLUMNS["message_costs"]}
+SMALL_TABLES = ("captures", "staleness")
 # A message's text is needed only when it may carry an id (aggregate.MESSAGE_ID needs one of
 # these keys, quoted): the others' text is not read (NULL, as a message without text).
 MAY_CARRY_ID = ("CASE WHEN regexp_matches(payload_text, '\"(id|seq|request_id|requestId|correlation_id|correlationId|msg_id|msgId)\"') "
@@ -100,20 +95,23 @@ MAY_CARRY_ID = ("CASE WHEN regexp_matches(payload_text, '\"(id|seq|request_id|re
 
 
 class CaptureTables(Mapping):
-    """The tables of one capture (all for None) with the COMPARE_COLUMNS only, each loaded on
-    first use and kept as long as this object (one view's computation)."""
+    """The tables of one capture (all for None) with the `columns` a view reads only, each
+    loaded on first use and kept as long as this object (one view's computation); the small
+    tables (captures, staleness) whole."""
 
-    def __init__(self, catalog: Catalog, capture: str | None, small: LazyTables) -> None:
-        self._catalog, self._capture, self._small = catalog, capture, small
+    def __init__(self, catalog: Catalog, capture: str | None, small: LazyTables, columns: dict[str, list[str]]) -> None:
+        self._catalog, self._capture, self._small, self._columns = catalog, capture, small, columns
         self._tables: dict[str, pd.DataFrame] = {}
 
     def __getitem__(self, name: str) -> pd.DataFrame:
-        if name not in COMPARE_COLUMNS:
-            table = self._small[name]  # a small table: captures, staleness
-            return table if self._capture is None or "capture" not in table.columns else table[table["capture"] == self._capture]
+        if name not in self._columns:
+            if name not in SMALL_TABLES:
+                raise KeyError(f"{name}: not among the columns this view reads")
+            table = self._small[name]
+            return table if self._capture is None else table[table["capture"] == self._capture]
         if name not in self._tables:
             values = {"payload_text": MAY_CARRY_ID} if name == "ws_messages" else None
-            self._tables[name] = self._catalog.columns(name, COMPARE_COLUMNS[name], self._capture, values)
+            self._tables[name] = self._catalog.columns(name, self._columns[name], self._capture, values)
         return self._tables[name]
 
     def __iter__(self):
@@ -137,15 +135,10 @@ class StoreViews(TableViews):
     def captures(self) -> list[str]:
         return self.once("captures", lambda: [str(c) for c in self.tables["captures"]["capture"]])
 
-    def capture(self, capture: str | None) -> CaptureTables:
-        """The tables of one capture (all for None) with the columns the views read; never kept."""
-        return CaptureTables(self.catalog, capture, self.tables)
-
-    def claims(self) -> list[dict]:
-        return self.once("claims", lambda: aggregate.claims(self.capture(None), curves=self.break_even_curves(None)))
-
-    def default_capture(self) -> str | None:
-        return self.once("default_capture", lambda: aggregate.most_groups(self.capture(None)["connections"]))
+    def capture(self, capture: str | None, columns: dict[str, list[str]] | None = None) -> CaptureTables:
+        """The tables of one capture (all for None), with only `columns` (default: what the
+        overview's and the REST vs WebSocket page's CSV exports read); never kept."""
+        return CaptureTables(self.catalog, capture, self.tables, columns or EXPORT_COLUMNS)
 
     def warm(self) -> None:
         """The overview's views (the first page) now, then the REST vs WebSocket page's."""
