@@ -18,6 +18,8 @@ made; capture names and parts' paths go in as bound values or through the relati
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -33,7 +35,8 @@ from inspector.store.schema import ROW_ORDER, to_arrow, to_frame
 # The DuckDB database of a snapshot reads Parquet parts and keeps nothing of its own but a
 # few names: its memory is bounded, and it keeps no copy of the files it read (their pages
 # are the kernel's to cache).  A sort bigger than this spills to the temporary folder.
-DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "memory_limit": "512MB", "enable_external_file_cache": False}
+DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "memory_limit": "512MB", "enable_external_file_cache": False,
+                 "temp_directory": os.path.join(tempfile.gettempdir(), f"inspector-duckdb-{os.getpid()}")}
 HIDDEN = ("_store", "_file", "_row")
 
 
