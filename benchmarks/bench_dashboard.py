@@ -309,11 +309,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     store.views().warm()
     views_s = time.perf_counter() - t0
-    tables = store.tables()
+    # The tables stay in the stores (dashboard.catalog): their rows are counted there, and only
+    # the tables the views loaded whole (the small ones) are in the process.
+    views = store.views()
+    rows = {name: sum(int(loaded.store.meta["rows"][name]) for loaded in views.catalog.loaded) for name in views.tables}
     print(f"analysis took {analysis_s:.1f} s, then the views {views_s:.1f} s more: {progress.text}; "
-          + ", ".join(f"{name} {len(t):,}" for name, t in tables.items() if name in ("connections", "frames", "messages", "findings", "exchanges") or len(t) > 100000))
-    table_mib = sum(t.memory_usage(deep=True).sum() for t in tables.values()) / 2**20
-    print(f"memory of the dashboard process: {rss_mib():,.0f} MiB resident ({table_mib:,.0f} MiB of it the tables' own data)")
+          + ", ".join(f"{name} {n:,}" for name, n in rows.items() if name in ("connections", "findings") or n > 100000))
+    table_mib = sum(views.tables[name].memory_usage(deep=True).sum() for name in views.tables.loaded()) / 2**20
+    print(f"memory of the dashboard process: {rss_mib():,.0f} MiB resident ({table_mib:,.0f} MiB of it tables loaded whole: "
+          f"{', '.join(views.tables.loaded()) or 'none'})")
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
     app = create_app(store)
@@ -321,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     served = _ServedApp(app)
     print(f"serving on {served.url}; headless Chromium, {args.repeat} runs each, settle {SETTLE_S * 1000:.0f} ms", flush=True)
 
-    captures = [str(c) for c in tables["captures"]["capture"]]
+    captures = views.captures()
     other = next((c for c in captures if c != str(big)), None)
     bench = Bench(served.url, timer)
     try:

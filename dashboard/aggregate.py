@@ -47,6 +47,17 @@ PAYLOAD_SUMS = ["wire_payload_bytes", "app_payload_bytes", "undecoded_payload_by
 
 Tables = dict[str, pd.DataFrame]
 
+# The columns of each table that a view reads (a store's views load only these):
+# connection_groups, break_even_curves, message_cost_split, latency, claims.
+GROUP_COLUMNS = {"connections": ["conn_id", "capture", "kind", "variant"]}
+BREAK_EVEN_COLUMNS = {**GROUP_COLUMNS, "message_costs": ["conn_id", "ts", "item_index", "wire_bytes", "item", "payload_messages"]}
+COST_SPLIT_COLUMNS = {**GROUP_COLUMNS, "message_costs": ["conn_id", "item", *COST_LAYERS, "wire_bytes", "app_payload_bytes",
+                                                         "undecoded_payload_bytes", "payload_messages"]}
+LATENCY_COLUMNS = {**GROUP_COLUMNS, "http_messages": ["conn_id", "exchange_id", "direction", "ts", "end_ts"],
+                   "ws_messages": ["conn_id", "message_id", "direction", "ts", "end_ts", "payload_text"]}
+CLAIMS_COLUMNS = {"connections": [*GROUP_COLUMNS["connections"], "ws_deflate", "setup_bytes", "start_ts", "end_ts", "ws_messages",
+                                  "http_requests", "http_responses"], "ws_messages": ["conn_id", "direction"]}
+
 
 # --- labels -------------------------------------------------------------------
 
@@ -68,6 +79,15 @@ def _with_groups(table: pd.DataFrame, connections: pd.DataFrame) -> pd.DataFrame
 
 def _only_capture(table: pd.DataFrame, capture: str | None) -> pd.DataFrame:
     return table if capture is None else table[table["capture"] == capture]
+
+
+def most_groups(connections: pd.DataFrame) -> str | None:
+    """The capture with the most groups (chat, when the bundled captures are loaded); None without connections."""
+    conns = connection_groups(connections)
+    if conns.empty:
+        return None
+    counts = conns.groupby("capture")["group"].nunique()
+    return str(counts.sort_values(ascending=False, kind="stable").index[0])
 
 
 def captures_of(tables: Tables) -> list[str]:

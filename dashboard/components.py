@@ -71,13 +71,6 @@ def register_paging(app, store, table_id: str, page) -> None:
         return page(store.views(), request or {})
 
 
-def grid_rows(table: pd.DataFrame, request: dict) -> tuple[pd.DataFrame, int]:
-    """The rows a getRowsRequest asks for (at most MAX_ROWS_PER_REQUEST of them), and the row
-    count of its filter (aggregate.query_rows)."""
-    start, end = requested_rows(request)
-    return aggregate.query_rows(table, start, end, request.get("sortModel"), request.get("filterModel"))
-
-
 def requested_rows(request: dict) -> tuple[int, int]:
     """(startRow, endRow) of a getRowsRequest, as row numbers the server will serve: the request
     is the browser's and may be crafted, so a missing or non-integer bound gets the grid's own
@@ -126,6 +119,11 @@ def send_csv(page: str, tables, state: dict | None = None) -> dict:
     """The dcc.Download data of `page`'s CSV export (see dashboard.exports)."""
     filename, text = exports.export_csv(page, tables, state)
     return dcc.send_string(text, filename, type="text/csv")
+
+
+def send_frame(filename: str, frame: pd.DataFrame) -> dict:
+    """The dcc.Download data of `frame` as CSV (text cells defused as in dashboard.exports)."""
+    return dcc.send_string(exports.to_csv(frame), filename, type="text/csv")
 
 
 def graph(id: str, figure=None) -> dcc.Graph:

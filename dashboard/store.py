@@ -9,6 +9,8 @@ belongs to the store object: nothing here is module-level state.
 from __future__ import annotations
 
 import hashlib
+import logging
+import secrets
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -21,19 +23,29 @@ from inspector.analysis.recording import sidecar_path
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
 
-from dashboard.analysing import analyze_untrusted, failure_line
+from inspector.errors import StoreError
+from inspector.parse.connection import ParserOptions
+from inspector.store import Store, cache_analysis, cached_store, open_store, store_inputs, write_analysis
+from inspector.store.reader import is_store_folder, load_document
+
+from dashboard import aggregate
+from dashboard.analysing import UPLOAD_MAX_INFLATED_BYTES, analyze_untrusted, failure_line
+from dashboard.catalog import Catalog, Loaded
 from dashboard.live import LiveFollower
+from dashboard.storeviews import StoreViews
 from dashboard.uploads import UploadQueue
-from dashboard.views import TableViews
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".gz", ".cap")
 
+log = logging.getLogger(__name__)
+WARM_STOP_SECONDS = 10  # close() waits this long for the views being computed to stop
+
 
 def expand_sources(sources: list[str | Path]) -> list[Path]:
-    """Files as given, and the capture files (by suffix) inside directories, sorted."""
+    """Files as given, store folders as given, and the capture files (by suffix) inside other directories, sorted."""
     files: list[Path] = []
     for source in map(Path, sources):
-        if source.is_dir():
+        if source.is_dir() and not is_store_folder(source):
             files.extend(sorted(p for p in source.iterdir() if p.is_file() and p.name.endswith(CAPTURE_SUFFIXES)))
         else:
             files.append(source)
@@ -79,10 +91,16 @@ class Progress:
 
 
 class TableStore:
-    """Analyses `sources` (files or directories) in a background thread; `tables()` once ready.
+    """Loads `sources` (capture files, directories of them, store folders) in a background
+    thread; `views()` of them once ready.
 
-    `analyze(paths, progress=callback)` is analyze_captures or a function like it; the
-    progress it reports shows in `progress()`.  Uploads go through `analyze_upload` instead
+    Each capture is a store (inspector.store) that the pages query (dashboard.catalog): with
+    the default `analyze` (None), the CLI's analysis through the per-user cache of analyses
+    (inspector.store.cache), so a capture analysed before, by `inspector analyze` or an earlier
+    dashboard, is not analysed again; a store folder (`inspector analyze --store DIR`) is
+    opened as it is.  Another `analyze` (analyze_captures or a function like it, whose progress
+    shows in `progress()`) is run on every capture, and its result kept in this store's own
+    temporary folder, as are uploads: they go through `analyze_upload` instead
     (dashboard.analysing.analyze_untrusted: the limits for captures a browser user chose),
     queued in `uploads` and analysed one at a time by its worker thread.
 
@@ -91,29 +109,34 @@ class TableStore:
 
     The Live page follows only files inside the working directory, the sources' folders (a
     directory itself, a file's parent), the upload folder and the `live_dirs` (`--live-dir`).
-    `close()` removes the upload folder and what was uploaded into it.
+    `close()` removes the upload folder and what was uploaded into it, and the temporary stores.
     """
 
-    def __init__(self, sources: list[str | Path], analyze=analyze_captures, *, analyze_upload=analyze_untrusted,
+    def __init__(self, sources: list[str | Path], analyze=None, *, analyze_upload=analyze_untrusted,
                  live_dirs=()) -> None:
         self.files = expand_sources(sources)
         self._names: set[str] = set()
-        self._sources = tuple((path, self._unique_name(path.name)) for path in self.files)  # what the background run reads
+        # what the background run reads: each source, its name, and for a store folder its captures' names
+        self._sources = tuple((path, *self._source_names(path)) for path in self.files)
         self._analyze = analyze
         self._analyze_upload = analyze_upload
         self._lock = threading.Lock()
-        self._cache: dict[str, Analysis] = {}
-        self._views: TableViews | None = None  # the current tables and their views; None until ready
+        self._stores: dict[tuple, Store] = {}  # content -> its store: the same bytes are analysed once
+        self._views: StoreViews | None = None  # the current snapshot of the stores and its views; None until ready
+        self._empty: StoreViews | None = None
         self._done = 0
         self._current = ""
         self._fraction = 0.0
         self._errors: list[str] = []
         self.warnings: list[str] = []
         self._thread: threading.Thread | None = None
-        self._analyses: list[Analysis] = []  # what tables() merges, captures named: the sources', then uploads
-        self._loaded: dict[str, str] = {}  # content key -> the name it was loaded under
+        self._shown: list[Loaded] = []  # what the views show, captures named: the sources', then uploads
+        self._loaded: dict[tuple, str] = {}  # content -> the name it was loaded under
         self._add_lock = threading.Lock()  # one add_file at a time: the same bytes never analysed twice
         self._upload_dir: tempfile.TemporaryDirectory | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None  # stores of analyses not cached
+        self._closed = False
+        self._warming: list[threading.Thread] = []  # the threads computing each snapshot's first views
         source_dirs = [p if p.is_dir() else p.parent for p in map(Path, sources)]
         self.live = LiveFollower(roots=[Path.cwd(), *source_dirs, *live_dirs], analyze=analyze_upload)  # the Live page's files, per store
         self.uploads = UploadQueue(self)
@@ -140,20 +163,44 @@ class TableStore:
         with self._lock:
             return Progress(self._done, len(self.files), self._current, self._views is not None, tuple(self._errors), self._fraction)
 
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """The merged tables, or empty tables while the analysis runs."""
+    def tables(self):
+        """The merged tables (each loaded from the stores when first asked for), or empty tables while loading."""
         return self.views().tables
 
-    def views(self) -> TableViews:
-        """What the pages show, memoised per snapshot of the tables (empty while the analysis runs)."""
+    def views(self) -> StoreViews:
+        """What the pages show, memoised per snapshot of the stores (empty while they load)."""
         with self._lock:
-            return self._views if self._views is not None else TableViews(empty_tables())
+            if self._views is not None:
+                return self._views
+            if self._empty is None:
+                self._empty = StoreViews(Catalog())
+            return self._empty
 
-    def _publish(self, tables: dict[str, pd.DataFrame]) -> TableViews:
-        """Make `tables` the current snapshot (caller holds _lock); its views are computed in the background."""
-        self._views = TableViews(tables)
-        threading.Thread(target=self._views.warm, name="inspector-views", daemon=True).start()
+    def _publish(self) -> StoreViews:
+        """A new snapshot of the loaded stores (caller holds _lock); its first views are computed in the background."""
+        self._views = StoreViews(Catalog(self._shown))
+        warming = threading.Thread(target=self._warm, args=(self._views,), name="inspector-views", daemon=True)
+        self._warming.append(warming)
+        warming.start()
         return self._views
+
+    def _warm(self, views: StoreViews) -> None:
+        try:
+            views.warm()
+        except Exception:  # a page asking for the view gets the error; after close() the stores may be gone
+            if not self._closed:
+                log.exception("computing the views")
+
+    def _source_names(self, path: Path) -> tuple[str, dict[str, str]]:
+        """The name of a capture source; for a store folder, its own name and its captures' names
+        (from store.json, each capture's file name): all made unique, in the order of the sources."""
+        if not is_store_folder(path):
+            return self._unique_name(path.name), {}
+        try:
+            originals = [str(capture["name"]) for capture in load_document(path).get("captures", [])]
+        except (StoreError, TypeError, KeyError):  # told when the store is opened
+            originals = []
+        return path.name, {original: self._unique_name(aggregate._short(original)) for original in originals}
 
     def _unique_name(self, name: str) -> str:
         """`name`, or "name (2)", "name (3)", ... when a capture already has it."""
@@ -174,65 +221,105 @@ class TableStore:
             return Path(self._upload_dir.name)
 
     def close(self) -> None:
-        """Stop taking uploads and remove the upload folder with every upload in it."""
+        """Stop taking uploads; remove the upload folder with every upload in it, and the temporary stores."""
         self.uploads.close()
         with self._lock:
-            folder, self._upload_dir = self._upload_dir, None
-        if folder is not None:
-            folder.cleanup()
+            self._closed = True
+            folders, self._upload_dir, self._scratch = (self._upload_dir, self._scratch), None, None
+            views, warming = self._views, list(self._warming)
+        if views is not None:  # a query under way when the process ends would abort it
+            views.catalog.interrupt()
+        for thread in warming:
+            thread.join(WARM_STOP_SECONDS)
+        for folder in folders:
+            if folder is not None:
+                folder.cleanup()
 
     def add_file(self, path: str | Path, name: str | None = None, progress=None) -> Added:
-        """Analyse one more capture now (with analyze_upload; cached by content) and add it to
-        the tables under `name` (made unique; default: the file's name).
+        """Analyse one more capture now (with analyze_upload, into a temporary store) and add it
+        under `name` (made unique; default: the file's name).
 
         When the same content was loaded before, nothing changes: the result says so and names
         what it was loaded as.  An exception from the analysis propagates.
         """
         path = Path(path)
         with self._add_lock:
-            key = content_key(path)
+            inputs = store_inputs([path], ParserOptions(), max_inflated_bytes=UPLOAD_MAX_INFLATED_BYTES)
+            key = content_of(inputs, path)
             if key in self._loaded:
                 loaded = self._loaded[key]
-                return Added(named(self._cached_or_analysed(key, path, progress), loaded), False, loaded)
-            analysis = self._cached_or_analysed(key, path, progress)
+                return Added(capture_overview(self._store_of(key, path, inputs, self._analyze_upload, progress), loaded), False, loaded)
+            store = self._store_of(key, path, inputs, self._analyze_upload, progress)
             with self._lock:
                 name = self._unique_name(name or path.name)
                 self._loaded[key] = name
                 self.files.append(path)
                 self._done += 1
-                shown = named(analysis, name)
-                self._analyses.append(shown)
+                shown = shown_store(store, {only_capture(store): name})
+                self._shown.append(shown)
                 self.warnings.extend(shown.warnings)
                 if self._views is not None:
-                    self._publish(merge_analyses(self._analyses))
-            return Added(shown, True, name)
+                    self._publish()
+            return Added(capture_overview(store, name), True, name)
 
-    def _cached_or_analysed(self, key: str, path: Path, progress) -> Analysis:
-        analysis = self._cache.get(key)
-        if analysis is None:
-            analysis = self._cache[key] = self._analyze_upload([path], progress=progress)
-        return analysis
+    def _store_of(self, key: tuple, path: Path, inputs, analyze, progress) -> Store:
+        """The store of the capture at `path` with content `key`: one made before, the cache's
+        (default analysis), or `analyze`d now into the cache or this store's temporary folder."""
+        store = self._stores.get(key)
+        if store is not None:
+            return store
+        if analyze is None:
+            store = cached_store(inputs)
+            if store is None:
+                analysis = analyze_captures([path], progress=progress)
+                store = self._keep(analysis, inputs, cache=inputs.key is not None)
+        else:
+            store = self._keep(analyze([path], progress=progress), inputs, cache=False)
+        self._stores[key] = store
+        return store
+
+    def _keep(self, analysis, inputs, *, cache: bool) -> Store:
+        """Write `analysis` into the cache of analyses, or (not cached, or the cache cannot take
+        it: a full disk, no permission) into this store's temporary folder; open it."""
+        if cache:
+            try:
+                return open_store(cache_analysis(analysis, inputs))
+            except StoreError as exc:
+                log.warning("not cached: %s", exc)
+        with self._lock:
+            if self._scratch is None:
+                self._scratch = tempfile.TemporaryDirectory(prefix="inspector-stores-")
+            folder = Path(self._scratch.name) / secrets.token_hex(8)
+        return open_store(write_analysis(analysis, folder, inputs))
 
     def _note_progress(self, _path: str, fraction: float) -> None:
         with self._lock:
             self._fraction = fraction
 
+    def _load(self, path: Path, name: str, reserved: dict[str, str]) -> Loaded:
+        """One source as shown: a store folder with its captures named by their file names
+        (`reserved` for those its store.json names), or a capture named `name`."""
+        if is_store_folder(path):
+            store = open_store(path)
+            originals = captures_of(store)
+            with self._lock:
+                names = {original: reserved.get(original) or self._unique_name(aggregate._short(original)) for original in originals}
+            return shown_store(store, names)
+        inputs = store_inputs([path], ParserOptions())
+        store = self._store_of(content_of(inputs, path), path, inputs, self._analyze, self._note_progress)
+        with self._lock:
+            self._loaded.setdefault(content_of(inputs, path), name)
+        return shown_store(store, {only_capture(store): name})
+
     def _run(self) -> None:
-        analyses = self._analyses
-        for path, name in self._sources:
+        for path, name, reserved in self._sources:
             with self._lock:
                 self._current = name
                 self._fraction = 0.0
             try:
-                key = content_key(path)
-                analysis = self._cache.get(key)
-                if analysis is None:
-                    analysis = self._analyze([path], progress=self._note_progress)
-                    self._cache[key] = analysis
-                shown = named(analysis, name)
+                shown = self._load(path, name, reserved)
                 with self._lock:
-                    analyses.append(shown)
-                    self._loaded.setdefault(key, name)
+                    self._shown.append(shown)
                 self.warnings.extend(shown.warnings)
             except Exception as exc:  # one bad file must not stop the others; shown as progress
                 with self._lock:
@@ -240,17 +327,57 @@ class TableStore:
             with self._lock:
                 self._done += 1
         with self._lock:
-            self._publish(merge_analyses(analyses))
+            self._publish()
             self._current = ""
 
 
 @dataclass(frozen=True)
 class Added:
-    """What add_file did: the capture's analysis (named), whether it was added, and its name in the tables."""
+    """What add_file did: the capture's row of the overview, whether it was added, and its name in the tables."""
 
-    analysis: Analysis
+    overview: pd.DataFrame
     added: bool
     name: str
+
+
+def content_of(inputs, path: Path) -> tuple:
+    """What identifies a capture's content: the digests store_inputs read (the capture's and its sidecar's)."""
+    (capture,) = inputs.captures
+    return (capture.sha256, capture.sidecar_sha256) if capture.sha256 is not None else ("unread", str(path))
+
+
+def captures_of(store: Store) -> list[str]:
+    """The captures a store holds, by the names its tables give them, in their order."""
+    try:
+        return [str(c) for c in store.table("captures")["capture"]]
+    finally:
+        store.close()  # the catalog reads its files; the store keeps no connection
+
+
+def only_capture(store: Store) -> str:
+    """The name the tables of a one-capture store give it (the path it was analysed under)."""
+    names = captures_of(store)
+    return names[0] if names else ""
+
+
+def shown_store(store: Store, names: dict[str, str]) -> Loaded:
+    """`store` with its captures shown under `names`: in the views and in its warnings."""
+    warnings = []
+    for warning in store.meta.get("warnings", []):
+        for original, name in names.items():
+            if original:
+                warning = warning.replace(original, name)
+        warnings.append(warning)
+    return Loaded(store, dict(names), tuple(warnings))
+
+
+def capture_overview(store: Store, name: str) -> pd.DataFrame:
+    """The overview row of the one capture of `store`, named `name` (what an upload's status shows)."""
+    catalog = Catalog([shown_store(store, {only_capture(store): name})])
+    try:
+        return StoreViews(catalog).overview()
+    finally:
+        catalog.close()
 
 
 def named(analysis: Analysis, name: str) -> Analysis:

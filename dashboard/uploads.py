@@ -31,7 +31,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from dashboard import aggregate
 from dashboard.analysing import failure_line
 
 MiB = 1024 * 1024
@@ -191,7 +190,7 @@ class UploadQueue:
             shutil.rmtree(path.parent, ignore_errors=True)
             self._update(job_id, state=FAILED, detail=failure_line(exc, path, job.name))
             return
-        overview = aggregate.capture_overview(added.analysis.tables)
+        overview = added.overview
         if added.added:
             self._update(job_id, state=ADDED, fraction=1.0, overview=overview, detail=f"added: {counts_text(overview)}")
         else:

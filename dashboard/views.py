@@ -84,8 +84,9 @@ class TableViews:
     def captures(self) -> list[str]:
         return aggregate.captures_of(self.tables)
 
-    def capture(self, capture: str | None) -> Tables:
-        """The tables of one capture (all tables for None)."""
+    def capture(self, capture: str | None, columns: dict[str, list[str]] | None = None) -> Tables:
+        """The tables of one capture (all tables for None); `columns`, the columns a view reads
+        of each table (aggregate.*_COLUMNS), are all a store's views load (here: every column)."""
         if capture is None:
             return self.tables
         return self.once(("capture", capture), lambda: capture_slice(self.tables, capture))
@@ -103,28 +104,47 @@ class TableViews:
                          lambda: aggregate.bytes_by_category(self.capture(capture)["connections"], capture))
 
     def cost_split(self, capture: str | None) -> pd.DataFrame:
-        return self.once(("cost_split", capture), lambda: aggregate.message_cost_split(self.capture(capture), capture))
+        return self.once(("cost_split", capture), lambda: aggregate.message_cost_split(self.capture(capture, aggregate.COST_SPLIT_COLUMNS), capture))
 
     def break_even_curves(self, capture: str | None) -> pd.DataFrame:
         if capture is None:  # all captures: each capture's memoised curves, together
             return self.once("break_even_curves", self._all_curves)
-        return self.once(("break_even_curves", capture), lambda: aggregate.break_even_curves(self.capture(capture), capture))
+        return self.once(("break_even_curves", capture), lambda: aggregate.break_even_curves(self.capture(capture, aggregate.BREAK_EVEN_COLUMNS), capture))
 
     def _all_curves(self) -> pd.DataFrame:
         parts = [curves for curves in map(self.break_even_curves, self.captures()) if len(curves)]
-        return pd.concat(parts, ignore_index=True) if parts else aggregate.break_even_curves(self.tables)
+        return pd.concat(parts, ignore_index=True) if parts else aggregate.break_even_curves(self.capture(None, aggregate.BREAK_EVEN_COLUMNS))
 
     def latency(self, capture: str | None) -> pd.DataFrame:
-        return self.once(("latency", capture), lambda: aggregate.latency(self.capture(capture), capture))
+        return self.once(("latency", capture), lambda: aggregate.latency(self.capture(capture, aggregate.LATENCY_COLUMNS), capture))
+
+    def default_capture(self) -> str | None:
+        """The capture the REST vs WebSocket page opens on (aggregate.most_groups)."""
+        return self.once("default_capture", lambda: aggregate.most_groups(self.capture(None, aggregate.GROUP_COLUMNS)["connections"]))
 
     def claims(self) -> list[dict]:
-        return self.once("claims", lambda: aggregate.claims(self.tables, curves=self.break_even_curves(None)))
+        return self.once("claims", lambda: aggregate.claims(self.capture(None, aggregate.CLAIMS_COLUMNS), curves=self.break_even_curves(None)))
 
     def connections_index(self) -> pd.DataFrame:
         return self.once("connections_index", lambda: aggregate.connections_index(self.tables["connections"]))
 
     def frames_index(self) -> pd.DataFrame:
         return self.once("frames_index", lambda: aggregate.frames_index(self.tables))
+
+    # --- the grids: a page of rows, sorted and filtered as the grid asks (aggregate.query_rows) ---
+
+    def connection_rows(self, start: int, end: int, sort_model=None, filter_model=None) -> tuple[pd.DataFrame, int]:
+        return aggregate.query_rows(self.connections_index(), start, end, sort_model, filter_model)
+
+    def frame_rows(self, start: int, end: int, sort_model=None, filter_model=None) -> tuple[pd.DataFrame, int]:
+        return aggregate.query_rows(self.frames_index(), start, end, sort_model, filter_model)
+
+    def filtered_connections(self, sort_model=None, filter_model=None) -> pd.DataFrame:
+        """Every row the connections grid shows (its CSV export)."""
+        return aggregate.filter_sort(self.connections_index(), sort_model, filter_model)
+
+    def filtered_frames(self, sort_model=None, filter_model=None) -> pd.DataFrame:
+        return aggregate.filter_sort(self.frames_index(), sort_model, filter_model)
 
     def connection(self, conn_id: int) -> Tables:
         """The rows of one connection in the connection tables (found through a per-table index)."""

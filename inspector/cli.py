@@ -2,7 +2,7 @@
 `inspector query STORE_OR_CAPTURE SQL [-o OUT.csv|OUT.parquet]`,
 `inspector capture [-i IFACE] [--port N ...] [--filter BPF] -o FILE [--analyze]`,
 `inspector record SCENARIO -o FILE [--messages N] [--size BYTES] [--rate PER_S] [--variants a,b]`,
-`inspector dashboard [CAPTURE or DIR ...] [--host H] [--port P] [--debug] [--live-dir DIR ...]`.
+`inspector dashboard [CAPTURE, DIR or STORE ...] [--host H] [--port P] [--debug] [--live-dir DIR ...]`.
 
 Thin wiring only; heavy imports happen inside the subcommand that needs them.
 Bad input ends with one line on stderr naming the file and the problem, and
@@ -122,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--rate", type=seconds_or_rate, metavar="PER_S", help="messages (or updates, or idle rounds) per second; chat and bulk default to as fast as replies come")
     record.add_argument("--poll-interval", type=seconds_or_rate, metavar="S", help="feed, idle: seconds between REST polls (and idle WebSocket pings); default 1/rate")
     record.add_argument("--variants", metavar="a,b,...", help="variants to run, in order (default: all the scenario has): rest-keepalive, rest-per-request, rest-polling, ws, ws-deflate")
-    dashboard = commands.add_parser("dashboard", help="serve the dashboard over captures (default: the bundled captures/)")
-    dashboard.add_argument("sources", nargs="*", metavar="CAPTURE or DIR", help="capture files, or directories of them (default: the bundled captures/)")
+    dashboard = commands.add_parser("dashboard", help="serve the dashboard over captures (default: the bundled captures/), each analysed "
+                                    "once into the cache of analyses")
+    dashboard.add_argument("sources", nargs="*", metavar="CAPTURE or DIR", help="capture files, directories of them, or store folders "
+                           "(inspector analyze --store DIR) (default: the bundled captures/)")
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     dashboard.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     dashboard.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, dev tools): never on a shared network")
@@ -437,7 +439,19 @@ def dashboard_sources(sources: list[str]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise CaptureError(f"{path}: no such file or directory")
+        if _looks_like_store(path):
+            from inspector.store import open_store
+
+            open_store(path).close()  # a store of another version, half-written or damaged: StoreError, one line
     return paths
+
+
+def _looks_like_store(path: Path) -> bool:
+    """A folder holding store.json or a table's folder: a store (`inspector analyze --store DIR`), not a folder of captures."""
+    from inspector.analysis.tables import TABLE_NAMES
+    from inspector.store.layout import META_FILE
+
+    return path.is_dir() and ((path / META_FILE).exists() or any((path / table).is_dir() for table in TABLE_NAMES))
 
 
 def live_dirs(folders: list[str]) -> list[Path]:
@@ -453,7 +467,7 @@ def live_dirs(folders: list[str]) -> list[Path]:
 
 def _dashboard(args) -> int:
     """Serve the Dash app (waitress; Dash's development server with --debug) until Ctrl-C or
-    SIGTERM; the captures are analysed in the background once it is up."""
+    SIGTERM; the captures are analysed (or taken from the cache of analyses) in the background once it is up."""
     sources = dashboard_sources(args.sources)
     folders = live_dirs(args.live_dirs)
     from dashboard.app import create_app

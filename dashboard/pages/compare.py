@@ -25,17 +25,13 @@ def layout(**_query):
 
 def default_capture(tables) -> str | None:
     """The capture with the most variants (chat, when the bundled captures are loaded)."""
-    conns = aggregate.connection_groups(tables["connections"])
-    if conns.empty:
-        return None
-    counts = conns.groupby("capture")["group"].nunique()
-    return str(counts.sort_values(ascending=False, kind="stable").index[0])
+    return aggregate.most_groups(tables["connections"])
 
 
 def build_layout(views):
     tables = views.tables
     captures = views.captures()
-    chosen = default_capture(tables)
+    chosen = views.default_capture()
     return html.Div([
         html.H3("The claims, tested on the loaded captures"),
         claims_panel(views.claims()),
@@ -89,4 +85,4 @@ def register_callbacks(app, store):
     @app.callback(Output(ids.COMPARE_CSV, "data"), Input(ids.COMPARE_CSV_BUTTON, "n_clicks"), State(ids.COMPARE_CAPTURE, "value"),
                   prevent_initial_call=True)
     def _csv(_n, capture):
-        return send_csv("compare", store.tables(), {"capture": capture})
+        return send_csv("compare", store.views().capture(capture), {"capture": capture})

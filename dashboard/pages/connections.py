@@ -6,8 +6,8 @@ import dash
 from dash import Input, Output, State, html
 
 from dashboard import aggregate, figures, ids
-from dashboard.components import (clicked_row, csv_download, equals_filter, graph, grid_rows, grid_state, paged_table,
-                                  register_paging, rows_response, send_csv)
+from dashboard.components import (clicked_row, csv_download, equals_filter, graph, grid_state, paged_table, register_paging,
+                                  requested_rows, rows_response, send_frame)
 from dashboard.context import current_views
 
 dash.register_page(__name__, path="/connections", name="Connections", order=2)
@@ -37,7 +37,8 @@ def build_layout(views, conn=None):
 
 def page(views, request):
     """The getRowsResponse of one getRowsRequest; each row's id is its conn_id, so a click carries it."""
-    rows, count = grid_rows(views.connections_index(), request)
+    start, end = requested_rows(request)
+    rows, count = views.connection_rows(start, end, request.get("sortModel"), request.get("filterModel"))
     rows = rows.assign(id=rows["conn_id"].astype(str), efficiency=rows["efficiency"].round(4), duration_s=rows["duration_s"].round(6))
     return rows_response(rows, count)
 
@@ -69,4 +70,5 @@ def register_callbacks(app, store):
     @app.callback(Output(ids.CONN_CSV, "data"), Input(ids.CONN_CSV_BUTTON, "n_clicks"), State(ids.CONN_TABLE, "getRowsRequest"),
                   prevent_initial_call=True)
     def _csv(_n, request):
-        return send_csv("connections", store.tables(), grid_state(request))
+        state = grid_state(request)
+        return send_frame("connections.csv", store.views().filtered_connections(state["sortModel"], state["filterModel"]))

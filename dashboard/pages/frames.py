@@ -8,8 +8,8 @@ import dash
 from dash import Input, Output, State, html
 
 from dashboard import aggregate, ids
-from dashboard.components import (clicked_row, csv_download, equals_filter, grid_rows, grid_state, paged_table, register_paging,
-                                  rows_response, send_csv)
+from dashboard.components import (clicked_row, csv_download, equals_filter, grid_state, paged_table, register_paging,
+                                  requested_rows, rows_response, send_frame)
 from dashboard.context import current_views
 
 dash.register_page(__name__, path="/frames", name="Frames and messages", order=3)
@@ -32,7 +32,8 @@ def build_layout(_views, conn=None):
 
 def page(views, request):
     """The getRowsResponse of one getRowsRequest; each row's id is its key, so a click carries it."""
-    rows, count = grid_rows(views.frames_index(), request)
+    start, end = requested_rows(request)
+    rows, count = views.frame_rows(start, end, request.get("sortModel"), request.get("filterModel"))
     return rows_response(rows.assign(id=rows["key"], ts=rows["ts"].round(6)), count)
 
 
@@ -53,8 +54,23 @@ def detail_view(detail: dict | None):
 
 
 def selected_detail(tables, cell_clicked):
+    """The detail of the clicked frame or message; `tables` need hold only its connection's rows."""
     key = clicked_row(cell_clicked)
     return detail_view(None if key is None else aggregate.frame_detail(tables, key))
+
+
+def key_connection(key: str | None) -> int | None:
+    """The conn_id in a frames_index key ("ws:CONN:FRAME", "http:CONN:EXCHANGE:DIRECTION"), or None."""
+    parts = str(key).split(":") if key is not None else []
+    if len(parts) >= 3 and parts[0] in ("ws", "http") and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def clicked_detail(views, cell_clicked):
+    """selected_detail over the rows of the clicked row's connection only (`WHERE conn_id = ?`)."""
+    conn_id = key_connection(clicked_row(cell_clicked))
+    return selected_detail(views.connection(-1 if conn_id is None else conn_id), cell_clicked)
 
 
 def register_callbacks(app, store):
@@ -62,9 +78,10 @@ def register_callbacks(app, store):
 
     @app.callback(Output(ids.FRAMES_DETAIL, "children"), Input(ids.FRAMES_TABLE, "cellClicked"))
     def _select(cell_clicked):
-        return selected_detail(store.tables(), cell_clicked)
+        return clicked_detail(store.views(), cell_clicked)
 
     @app.callback(Output(ids.FRAMES_CSV, "data"), Input(ids.FRAMES_CSV_BUTTON, "n_clicks"), State(ids.FRAMES_TABLE, "getRowsRequest"),
                   prevent_initial_call=True)
     def _csv(_n, request):
-        return send_csv("frames", store.tables(), grid_state(request))
+        state = grid_state(request)
+        return send_frame("frames.csv", store.views().filtered_frames(state["sortModel"], state["filterModel"]))

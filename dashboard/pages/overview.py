@@ -55,4 +55,4 @@ def register_callbacks(app, store):
 
     @app.callback(Output(ids.OVERVIEW_CSV, "data"), Input(ids.OVERVIEW_CSV_BUTTON, "n_clicks"), prevent_initial_call=True)
     def _csv(_n):
-        return send_csv("overview", store.tables())
+        return send_csv("overview", store.views().capture(None))

@@ -269,6 +269,10 @@ def _query_frame(arrow: pa.Table) -> pd.DataFrame:
     return arrow.to_pandas(types_mapper=_QUERY_TYPES.get)
 
 
+# A query result as pandas, for readers that query several stores at once (dashboard.catalog).
+query_frame = _query_frame
+
+
 def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
