@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from inspector.analysis.pipeline import Analysis, analyze_captures
+from inspector.analysis.pipeline import Analysis
 from inspector.analysis.recording import sidecar_path
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
 
 from inspector.errors import StoreError
 from inspector.parse.connection import ParserOptions
-from inspector.store import Store, cache_analysis, cached_store, open_store, store_inputs, write_analysis
+from inspector.store import Store, analyze_into_cache, analyze_into_store, cached_store, open_store, store_inputs, write_analysis
 from inspector.store.reader import is_store_folder, load_document
 
 from dashboard import aggregate
@@ -269,28 +269,34 @@ class TableStore:
         if store is not None:
             return store
         if analyze is None:
-            store = cached_store(inputs)
-            if store is None:
-                analysis = analyze_captures([path], progress=progress)
-                store = self._keep(analysis, inputs, cache=inputs.key is not None)
+            store = cached_store(inputs) or self._analysed_into_store(path, inputs, progress)
         else:
-            store = self._keep(analyze([path], progress=progress), inputs, cache=False)
+            store = self._keep(analyze([path], progress=progress), inputs)
         self._stores[key] = store
         return store
 
-    def _keep(self, analysis, inputs, *, cache: bool) -> Store:
-        """Write `analysis` into the cache of analyses, or (not cached, or the cache cannot take
-        it: a full disk, no permission) into this store's temporary folder; open it."""
-        if cache:
+    def _analysed_into_store(self, path: Path, inputs, progress) -> Store:
+        """The capture analysed straight into the cache of analyses (its rows streamed to disk as
+        they are made), or (not cached, or the cache cannot take it: a full disk, no permission)
+        into this store's temporary folder; open it."""
+        if inputs.key is not None:
             try:
-                return open_store(cache_analysis(analysis, inputs))
+                return open_store(analyze_into_cache([path], inputs, progress=progress)[0])
             except StoreError as exc:
                 log.warning("not cached: %s", exc)
+        return open_store(analyze_into_store([path], self._scratch_folder(), inputs, progress=progress)[0])
+
+    def _keep(self, analysis, inputs) -> Store:
+        """Write `analysis` (of an upload, or of an analysis given by hand) into this store's
+        temporary folder, never the user's cache; open it."""
+        return open_store(write_analysis(analysis, self._scratch_folder(), inputs))
+
+    def _scratch_folder(self) -> Path:
+        """A new folder name in this store's temporary folder (removed by close())."""
         with self._lock:
             if self._scratch is None:
                 self._scratch = tempfile.TemporaryDirectory(prefix="inspector-stores-")
-            folder = Path(self._scratch.name) / secrets.token_hex(8)
-        return open_store(write_analysis(analysis, folder, inputs))
+            return Path(self._scratch.name) / secrets.token_hex(8)
 
     def _note_progress(self, _path: str, fraction: float) -> None:
         with self._lock:
