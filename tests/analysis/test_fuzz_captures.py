@@ -60,16 +60,16 @@ import struct
 import sys
 import zlib
 from pathlib import Path
-from unittest import mock
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import inspector
-from inspector.analysis import pipeline
 from inspector.analysis.tables import BYTE_CATEGORIES
 from inspector.cli import main
+from inspector.store import open_store
 from tests import hostile
 from tests.hostile import small
 from tests.conftest import bundled_files
@@ -134,17 +134,11 @@ def input_bytes(capture: hostile.HostileCapture) -> int:
 def analyze(capture: hostile.HostileCapture, folder: Path) -> int:
     """Run `inspector analyze` on the capture, check the contract; return the lines it executed."""
     path = capture.write(folder)
-    analyses = []
-
-    def keep(*args, **kwargs):
-        analyses.append(analyze_captures(*args, **kwargs))
-        return analyses[-1]
-
-    analyze_captures = pipeline.analyze_captures
+    store = folder / "store"  # replaced by each run: analysed every time, the same bytes or not
     out, err = io.StringIO(), io.StringIO()
-    with mock.patch.object(pipeline, "analyze_captures", keep), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         with LineCounter() as counter:
-            code = main(["analyze", "--jobs", "1", "--no-cache", str(path)])  # analysed every time, the same bytes or not
+            code = main(["analyze", "--jobs", "1", "--store", str(store), str(path)])
     path.unlink()
     if capture.sidecar is not None:
         path.with_suffix(".json").unlink()
@@ -155,12 +149,12 @@ def analyze(capture: hostile.HostileCapture, folder: Path) -> int:
     for stream in (out.getvalue(), err.getvalue()):
         assert not _CONTROL.search(stream), f"control character in the output: {_CONTROL.search(stream)!r}"
     if code == 0:
-        check_reconciliation(analyses[-1])
+        with open_store(store) as tables:
+            check_reconciliation(tables.table("connections"), tables.table("captures"))
     return counter.lines
 
 
-def check_reconciliation(analysis: pipeline.Analysis) -> None:
-    connections, captures = analysis["connections"], analysis["captures"]
+def check_reconciliation(connections: pd.DataFrame, captures: pd.DataFrame) -> None:
     categories = connections[list(BYTE_CATEGORIES)]
     wrong = (categories < 0).any(axis=1) | (categories.sum(axis=1) != connections["wire_bytes"])
     shown = connections.loc[wrong, ["conn_id", "wire_bytes", *BYTE_CATEGORIES]]
