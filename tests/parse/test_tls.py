@@ -21,6 +21,8 @@ from inspector.parse.tls import (
     starts_with_client_hello,
     version_name,
 )
+from inspector.parse.connection import Kind
+from tests.parse.test_connection import CLIENT, Conversation
 from tests.tls_factories import SERVER_NAME, conversation, handshake, record
 
 
@@ -206,3 +208,34 @@ def test_any_segmentation_gives_the_same_records(cuts, payload):
         pos += cut
     parser.receive_eof(0)
     assert parser._events == expected
+
+
+# --- detection in a TcpConnection -----------------------------------------------------------
+
+
+def _feed(talk, conversation, sizes=None, skip_client_hello=False):
+    for side, data in talk.order:
+        if skip_client_hello and side == CLIENT and data is talk.order[0][1]:
+            conversation.skip(side, len(data))
+            continue
+        conversation.send(side, data, sizes)
+    return conversation.close()
+
+
+@pytest.mark.parametrize("sizes", [None, [1], [3, 700]], ids=["whole", "bytes", "mixed"])
+def test_a_connection_starting_with_a_client_hello_is_tls_however_segmented(talks, sizes):
+    talk = talks[ssl.TLSVersion.TLSv1_3]
+    conn = _feed(talk, Conversation(syn=False), sizes)
+    assert conn.kind == Kind.TLS and conn.client_side == CLIENT
+    tls_records = records(conn.events)
+    assert sum(r.wire_bytes for r in tls_records) == len(talk.client_bytes) + len(talk.server_bytes)
+    assert conn.tls.server_hello.version == 0x0304 and conn.tls.client_hello.server_name == SERVER_NAME
+
+
+def test_a_capture_that_missed_the_client_hello_is_still_tls(talks):
+    """Mid-stream: the server's first bytes are a ServerHello, so it is the server."""
+    talk = talks[ssl.TLSVersion.TLSv1_2]
+    conn = _feed(talk, Conversation(syn=False), skip_client_hello=True)
+    assert conn.kind == Kind.TLS and conn.client_side == CLIENT
+    assert not [e for e in conn.events if type(e) is Finding and e.rule != "tcp-client-guessed"]
+    assert conn.tls.server_hello is not None and conn.tls.client_hello is None
