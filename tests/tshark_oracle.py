@@ -791,6 +791,8 @@ def tls_connections(path, server_port: int) -> dict[int, TlsConnection]:
         conn = out.setdefault(client, {"records": {"client": [], "server": []}, "server_name": None, "alpn_offered": [],
                                        "alpn_chosen": None, "cipher_suite": None, "version": None})
         for tls in _as_list(layer.get("tls")):
+            if not isinstance(tls, dict):
+                continue  # a bare label, such as "Transport Layer Security" for a segment of a reassembled record
             for record in _as_list(tls.get("tls.record")):
                 content_type = record.get("tls.record.content_type") or record.get("tls.record.opaque_type")
                 conn["records"][direction].append(TlsRecord(int(content_type), int(record["tls.record.length"])))

@@ -11,7 +11,7 @@ from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import BYTE_CATEGORIES
 from inspector.parse.tls import CIPHER_SUITES, cipher_suite_name
 from tests import tshark_oracle as oracle
-from tests.conftest import live_traffic_unavailable
+from tests.conftest import analyze_cached, corpus_params, live_traffic_unavailable
 from tests.tls_traffic import CLIENTS, record_tls
 
 needs_tshark = pytest.mark.skipif(not oracle.tshark_available(), reason="tshark not installed (the README's test command installs it)")
@@ -54,13 +54,16 @@ def test_every_connection_is_tls_with_what_the_client_negotiated(recorded):
         assert row["setup_bytes"] > row["tls_handshake_bytes"]
 
 
-@needs_tshark
-def test_records_hellos_and_bytes_against_tshark(recorded):
-    recording, analysis = recorded
-    tshark = oracle.tls_connections(recording.path, recording.server_port)
-    assert set(tshark) == set(recording.expected)
+def check_against_tshark(path, analysis, server_port: int) -> int:
+    """Every connection tshark reads as TLS on `server_port` is a tls connection with the same
+    records per direction (content type and length, in order), hellos and byte counts; and
+    every tls connection to that port is one tshark reads.  Returns how many were compared."""
+    tshark = oracle.tls_connections(path, server_port)
+    connections = analysis["connections"]
+    ours = connections[(connections["kind"] == "tls") & (connections["server_port"] == server_port)]
+    assert set(tshark) == set(ours["client_port"])
     records = analysis["tls_records"]
-    frame_bytes = oracle.tcp_frame_bytes_by_endpoints(recording.path)
+    frame_bytes = oracle.tcp_frame_bytes_by_endpoints(path)
     for client_port, seen in tshark.items():
         row = _connection(analysis, client_port)
         mine = records[records["conn_id"] == row["conn_id"]]
@@ -71,17 +74,36 @@ def test_records_hellos_and_bytes_against_tshark(recorded):
         assert row["tls_sni"] == (seen.server_name or "")
         assert row["tls_alpn_offered"] == ",".join(seen.alpn_offered)
         assert row["tls_alpn"] == (seen.alpn_chosen or "")
-        assert seen.cipher_suite in CIPHER_SUITES and row["tls_cipher"] == cipher_suite_name(seen.cipher_suite)
-        assert row["tls_version"] == {0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}[seen.version]
+        assert row["tls_cipher"] == ("" if seen.cipher_suite is None else cipher_suite_name(seen.cipher_suite))
+        assert row["tls_version"] == {None: "", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}[seen.version]
         # Bytes: the categories add up to tshark's frame.len sum; the TLS ones are its records.
         endpoints = tuple(sorted([(row["client_ip"], int(row["client_port"])), (row["server_ip"], int(row["server_port"]))]))
         assert row["wire_bytes"] == frame_bytes[endpoints]
         assert sum(int(row[name]) for name in BYTE_CATEGORIES) == row["wire_bytes"]
         all_records = seen.records["client"] + seen.records["server"]
         assert row["tls_record_header_bytes"] == 5 * len(all_records)
-        assert row["tls_handshake_bytes"] + row["tls_encrypted_bytes"] == sum(r.length for r in all_records)
+        assert row["tls_handshake_bytes"] + row["tls_encrypted_bytes"] + mine["missing_bytes"].sum() == sum(r.length for r in all_records)
         assert Counter(mine["content_name"]) == Counter(
             {20: "change_cipher_spec", 21: "alert", 22: "handshake", 23: "application_data"}[r.content_type] for r in all_records)
+    return len(tshark)
+
+
+@needs_tshark
+def test_records_hellos_and_bytes_against_tshark(recorded):
+    recording, analysis = recorded
+    assert check_against_tshark(recording.path, analysis, recording.server_port) == len(CLIENTS)
+    for client_port, negotiated in recording.expected.items():
+        assert _connection(analysis, client_port)["tls_cipher"] in CIPHER_SUITES.values()
+
+
+@needs_tshark
+@pytest.mark.parametrize("path", corpus_params())
+def test_corpus_tls_against_tshark(path):
+    """The public captures: real TLS (browsers, Android apps) on 443 and wherever we find it."""
+    analysis = analyze_cached(str(path))
+    connections = analysis["connections"]
+    for port in sorted({443} | set(connections.loc[connections["kind"] == "tls", "server_port"])):
+        check_against_tshark(path, analysis, int(port))
 
 
 def test_message_costs_add_up_and_handshake_is_setup(recorded):
