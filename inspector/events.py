@@ -321,3 +321,75 @@ class Finding:
     direction: Direction | None
     rule: str
     detail: str
+
+
+# --- TLS (record layer, without keys) -----------------------------------------
+
+
+@dataclass(slots=True)
+class TlsRecord:
+    """One TLS record (RFC 8446 section 5.1, RFC 5246 section 6.2).
+
+    content_type and version are the header's fields as sent (TLS 1.3 records
+    say 0x0303); length is the header's length field, of which missing_bytes
+    fell into capture gaps.  header_bytes is the 5-byte record header.
+    encrypted: the payload cannot be read without keys (application data,
+    anything after this side's ChangeCipherSpec in TLS 1.2 and earlier).
+    handshake: the payload counts as handshake (handshake, ChangeCipherSpec and
+    alert records, and the encrypted handshake records of TLS 1.3 as told from
+    their place in the conversation, see parse/tls.py); otherwise as encrypted data.
+    messages: what was read of it in clear: handshake message names, an alert.
+    """
+
+    direction: Direction
+    ts_ns: int
+    offset: int
+    content_type: int
+    version: int
+    length: int
+    header_bytes: int
+    missing_bytes: int
+    encrypted: bool
+    handshake: bool
+    messages: str = ""
+
+    @property
+    def wire_bytes(self) -> int:
+        return self.header_bytes + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class TlsClientHello:
+    """What a ClientHello offers (RFC 8446 section 4.1.2); GREASE values left out.
+
+    supported_versions: the supported_versions extension (empty without one);
+    server_name: the first host_name of server_name (SNI), "" without one;
+    alpn: the protocols offered by application_layer_protocol_negotiation.
+    """
+
+    direction: Direction
+    ts_ns: int
+    legacy_version: int
+    supported_versions: tuple[int, ...]
+    cipher_suites: tuple[int, ...]
+    server_name: str
+    alpn: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsServerHello:
+    """What a ServerHello chose (RFC 8446 section 4.1.3).
+
+    version: supported_versions' selected version when present (TLS 1.3), else
+    legacy_version; alpn: the protocol chosen, "" when not in the ServerHello
+    (TLS 1.3 sends it in the encrypted EncryptedExtensions).
+    retry_request: a HelloRetryRequest (a ServerHello with the special random).
+    """
+
+    direction: Direction
+    ts_ns: int
+    legacy_version: int
+    version: int
+    cipher_suite: int
+    alpn: str
+    retry_request: bool

@@ -81,6 +81,9 @@ __all__ = [
     "websocket_frames_by_direction",
     "websocket_opcode_counts",
     "WS_OPCODE_NAMES",
+    "TlsRecord",
+    "TlsConnection",
+    "tls_connections",
 ]
 
 Endpoint = tuple[str, int]
@@ -730,3 +733,79 @@ def websocket_decoded_payload_bytes(path, port: int, **opts) -> int:
     rows = _fields(path, ["websocket.payload.text", "data.len"], display_filter=f"websocket && tcp.port == {int(port)}",
                    opt_args=_opts(**opts))
     return sum(len(text.encode("utf-8")) for texts, _ in rows for text in texts) + sum(int(n) for _, sizes in rows for n in sizes)
+
+
+# --------------------------------------------------------------------------
+# TLS (without keys)
+# --------------------------------------------------------------------------
+
+
+class TlsRecord(NamedTuple):
+    content_type: int  # tls.record.content_type, or tls.record.opaque_type (TLS 1.3's encrypted records)
+    length: int  # tls.record.length
+
+
+class TlsConnection(NamedTuple):
+    """What tshark reads of one TLS connection: records per direction in stream order, and
+    the hellos' fields (None when not seen)."""
+
+    records: dict[str, list[TlsRecord]]  # "client" / "server"
+    server_name: str | None  # ClientHello's tls.handshake.extensions_server_name
+    alpn_offered: list[str]  # ClientHello's tls.handshake.extensions_alpn_str
+    alpn_chosen: str | None  # ServerHello's tls.handshake.extensions_alpn_str
+    cipher_suite: int | None  # ServerHello's tls.handshake.ciphersuite
+    version: int | None  # ServerHello's supported_version, else its tls.handshake.version
+
+
+def _values(node, key: str) -> list:
+    """Every value of `key` anywhere under a tshark JSON node (dicts, and lists for repeated keys)."""
+    found = []
+    if isinstance(node, list):
+        for item in node:
+            found += _values(item, key)
+    elif isinstance(node, dict):
+        for name, value in node.items():
+            if name == key:
+                found += value if isinstance(value, list) else [value]
+            else:
+                found += _values(value, key)
+    return found
+
+
+def _as_list(node) -> list:
+    return node if isinstance(node, list) else [] if node is None else [node]
+
+
+def tls_connections(path, server_port: int) -> dict[int, TlsConnection]:
+    """{client port: TlsConnection} for the TCP connections to `server_port`, decoded as TLS
+    there (``-d tcp.port==PORT,tls``; tshark reassembles records across segments)."""
+    port = int(server_port)
+    layers = _json_layers(path, "tcp tls", display_filter=f"tls && tcp.port == {port}", two_pass=False,
+                          opt_args=("-d", f"tcp.port=={port},tls"))
+    out: dict[int, dict] = {}
+    for layer in layers:
+        tcp = layer["tcp"]
+        src, dst = int(tcp["tcp.srcport"]), int(tcp["tcp.dstport"])
+        client = dst if src == port else src
+        direction = "server" if src == port else "client"
+        conn = out.setdefault(client, {"records": {"client": [], "server": []}, "server_name": None, "alpn_offered": [],
+                                       "alpn_chosen": None, "cipher_suite": None, "version": None})
+        for tls in _as_list(layer.get("tls")):
+            if not isinstance(tls, dict):
+                continue  # a bare label, such as "Transport Layer Security" for a segment of a reassembled record
+            for record in _as_list(tls.get("tls.record")):
+                content_type = record.get("tls.record.content_type") or record.get("tls.record.opaque_type")
+                conn["records"][direction].append(TlsRecord(int(content_type), int(record["tls.record.length"])))
+                for message in _as_list(record.get("tls.handshake")):
+                    kind = message.get("tls.handshake.type") if isinstance(message, dict) else None
+                    if kind == "1":
+                        names = _values(message, "tls.handshake.extensions_server_name")
+                        conn["server_name"] = names[0] if names else None
+                        conn["alpn_offered"] = _values(message, "tls.handshake.extensions_alpn_str")
+                    elif kind == "2":
+                        alpn = _values(message, "tls.handshake.extensions_alpn_str")
+                        conn["alpn_chosen"] = alpn[0] if alpn else None
+                        conn["cipher_suite"] = int(message["tls.handshake.ciphersuite"], 0)
+                        versions = _values(message, "tls.handshake.extensions.supported_version")
+                        conn["version"] = int((versions or [message["tls.handshake.version"]])[0], 0)
+    return {client: TlsConnection(**fields) for client, fields in out.items()}

@@ -30,8 +30,10 @@ from inspector.analysis.payload import http_app_payload, payload_columns, ws_app
 from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of, numbers_of
 from inspector.analysis.tables import CONNECTION_TABLES
 from inspector.analysis.texts import FrameTexts, HttpTexts, MessageTexts
-from inspector.events import Direction, Finding, HttpRequest, HttpResponse, WsFrame, WsHandshake, WsMessage, WsOneFrameMessage
+from inspector.events import (Direction, Finding, HttpRequest, HttpResponse, TlsClientHello, TlsRecord, TlsServerHello, WsFrame, WsHandshake,
+                              WsMessage, WsOneFrameMessage)
 from inspector.parse.connection import Kind
+from inspector.parse.tls import ContentType, cipher_suite_name, version_name
 
 # A worker's rows of one table become a DataFrame chunk this often.
 CHUNK_ROWS = 16_384
@@ -54,7 +56,11 @@ PENDING_COMPACT_RECORDS = 4096
 DIRECTIONS = ("client", "server", "")
 NO_DIRECTION = 2
 CLIENT = Direction.CLIENT  # looked up once: reading an Enum member costs 85 ns
-KINDS = (Kind.REST, Kind.WEBSOCKET, Kind.OTHER)
+KINDS = (Kind.REST, Kind.WEBSOCKET, Kind.OTHER, Kind.TLS)
+# tls_records.content_name by content type (the first is 20), and what a record's payload counts as.
+CONTENT_NAMES = tuple(content_type.name.lower() for content_type in ContentType)
+FIRST_CONTENT_TYPE = min(ContentType)
+COUNTED_AS = ("encrypted", "handshake")  # by TlsRecord.handshake
 # What a message_costs row stands for: its first four items are always
 # ITEM_SETUP..ITEM_UNATTRIBUTED (overhead.py), in this order; MERGED rows
 # (an exchange that turned out to be part of the setup) are not shown.
@@ -79,6 +85,9 @@ class ShardRows:
         self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MessageTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                      **MessageTexts.held},
                                      packed=MESSAGE_PACKED, derived=MessageTexts.derived, chunk_rows=CHUNK_ROWS)
+        self.tls_records = TableSink("tls_records", columns_of("tls_records", direction=direction, ts=Seconds(), content_name=Codes(CONTENT_NAMES),
+                                                               counted_as=Codes(COUNTED_AS)),
+                                     packed=TLS_PACKED, chunk_rows=CHUNK_ROWS)
         self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS)
         # A connection's message_costs rows are written at once, from its items' records
         # and the transport and ACK bytes attributed to them (conn_id and kind per block).
@@ -164,6 +173,8 @@ FRAME_PACKED = ("conn_id", "frame_id", "direction", "ts", "fin", "rsv1", "rsv2",
                 "header_bytes", "missing_bytes", "close_code", "offset")
 MESSAGE_PACKED = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
                   "payload_bytes", "compressed", "text_valid", "complete")
+TLS_PACKED = ("conn_id", "record_id", "direction", "ts", "content_type", "content_name", "version", "length", "header_bytes",
+              "missing_bytes", "encrypted", "counted_as", "offset")
 
 
 # What each message of a connection carries (setup, teardown, ... first), one flat
@@ -207,7 +218,8 @@ class _ConnectionRows:
                  "ws_control_payload_bytes", "ws_data_payload_bytes", "handshake", "deflate", "http_requests",
                  "http_responses", "final_responses", "item_of_exchange", "prune_exchanges_at", "upgrade_item",
                  "frame_count", "message_ids", "pending_frames", "pending_head", "newest_frame", "ws_message_count",
-                 "findings_per_rule", "last_unlisted", "setup_bytes", "teardown_bytes")
+                 "findings_per_rule", "last_unlisted", "setup_bytes", "teardown_bytes", "tls_record_header_bytes", "tls_handshake_bytes",
+                 "tls_encrypted_bytes", "tls_record_count", "client_hello", "server_hello")
 
     def __init__(self, account: ConnectionAccount, sinks: ShardRows) -> None:
         self.account = account
@@ -245,6 +257,9 @@ class _ConnectionRows:
         self.findings_per_rule: Counter = Counter()
         self.last_unlisted: dict[str, Finding] = {}
         self.setup_bytes = self.teardown_bytes = 0.0
+        self.tls_record_header_bytes = self.tls_handshake_bytes = self.tls_encrypted_bytes = self.tls_record_count = 0
+        self.client_hello: TlsClientHello | None = None
+        self.server_hello: TlsServerHello | None = None
 
     # -- events ------------------------------------------------------------------
 
@@ -476,6 +491,45 @@ class _ConnectionRows:
             items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_APP] += sent
             items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_UNDECODED] += sent if compressed else 0
 
+    def _tls_record(self, record: TlsRecord) -> None:
+        """A row of tls_records; its bytes go to the connection's setup when they are handshake
+        (the spans give setup the packets that carried them), else to its unattributed bytes."""
+        record_id = self.tls_record_count
+        self.tls_record_count = record_id + 1
+        start, header, length = record.offset, record.header_bytes, record.length
+        captured = length - record.missing_bytes
+        sink = self.sinks.tls_records
+        sink.rows += sink.pack(self.conn_id, record_id, record.direction, record.ts_ns, record.content_type,
+                               record.content_type - FIRST_CONTENT_TYPE, record.version, length, header, record.missing_bytes,
+                               record.encrypted, record.handshake, start)
+        sink.appends[0](record.messages)
+        self.tls_record_header_bytes += header
+        if record.handshake:
+            self.tls_handshake_bytes += captured
+            self.items[ITEM_SETUP * ITEM_SIZE + I_HEADER] += header + captured
+            self.spans_of[record.direction].add(start, start + header + length, ITEM_SETUP)
+        else:
+            self.tls_encrypted_bytes += captured
+            self.items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += header + captured
+
+    def _client_hello(self, hello: TlsClientHello) -> None:
+        if self.client_hello is None:
+            self.client_hello = hello
+
+    def _server_hello(self, hello: TlsServerHello) -> None:
+        self.server_hello = hello  # the last (after a HelloRetryRequest, the real one)
+
+    def _tls_columns(self) -> dict[str, str]:
+        client, server = self.client_hello, self.server_hello
+        return {
+            "tls_records": self.tls_record_count,
+            "tls_version": "" if server is None else version_name(server.version),
+            "tls_cipher": "" if server is None else cipher_suite_name(server.cipher_suite),
+            "tls_sni": "" if client is None else client.server_name,
+            "tls_alpn": "" if server is None else server.alpn,
+            "tls_alpn_offered": "" if client is None else ",".join(client.alpn),
+        }
+
     def _finding(self, finding: Finding) -> None:
         """List a finding, or only count it once its rule has enough listed."""
         listed = self.findings_per_rule[finding.rule]
@@ -524,7 +578,9 @@ class _ConnectionRows:
         """The connection's application byte categories (tables.BYTE_CATEGORIES)."""
         return {"http_header_bytes": self.http_header_bytes, "http_chunk_framing_bytes": self.http_chunk_framing_bytes,
                 "http_body_bytes": self.http_body_bytes, "ws_frame_header_bytes": self.ws_frame_header_bytes,
-                "ws_control_payload_bytes": self.ws_control_payload_bytes, "ws_data_payload_bytes": self.ws_data_payload_bytes}
+                "ws_control_payload_bytes": self.ws_control_payload_bytes, "ws_data_payload_bytes": self.ws_data_payload_bytes,
+                "tls_record_header_bytes": self.tls_record_header_bytes, "tls_handshake_bytes": self.tls_handshake_bytes,
+                "tls_encrypted_bytes": self.tls_encrypted_bytes}
 
     def unparsed_bytes(self) -> int:
         account = self.account
@@ -545,6 +601,8 @@ class _ConnectionRows:
     def _kind(self) -> str:
         if self.conn.kind == Kind.WEBSOCKET:
             return Kind.WEBSOCKET
+        if self.conn.kind == Kind.TLS:
+            return Kind.TLS
         if self.conn.kind == Kind.REST and self.http_requests + self.http_responses:
             return Kind.REST
         return Kind.OTHER
@@ -590,6 +648,7 @@ class _ConnectionRows:
             "ws_subprotocol": "" if handshake is None else handshake.subprotocol,
             "ws_extensions": "" if handshake is None else handshake.extensions,
             "ws_deflate": bool(handshake is not None and handshake.deflate is not None),
+            **self._tls_columns(),
         })
 
 
@@ -602,4 +661,7 @@ WRITERS = {
     WsMessage: _ConnectionRows._ws_message,
     Finding: _ConnectionRows._finding,
     WsHandshake: _ConnectionRows._handshake,
+    TlsRecord: _ConnectionRows._tls_record,
+    TlsClientHello: _ConnectionRows._client_hello,
+    TlsServerHello: _ConnectionRows._server_hello,
 }

@@ -12,11 +12,13 @@ frames).  The protocol is detected from content, never from port numbers.
 
 Detection is incremental: each side's first contiguous bytes (at most
 DETECTION_PREFIX) are searched once, as they come, however they are
-segmented.  Until HTTP is seen the stream events are held back, at most
-DETECTION_WINDOW stream bytes (data and gaps) and MAX_HELD_EVENTS events;
-at either limit, or once neither side can show more evidence, the
-connection is WebSocket if one side's bytes are WebSocket frames, else
-"other" (its bytes are then counted as unparsed).
+segmented.  A side whose first bytes are a TLS record carrying a ClientHello
+makes the connection TLS at once (that side the client).  Until HTTP or TLS is
+seen the stream events are held back, at most DETECTION_WINDOW stream bytes
+(data and gaps) and MAX_HELD_EVENTS events; at either limit, or once neither
+side can show more evidence, the connection is TLS if one side's bytes are TLS
+records (a capture that missed the handshake), WebSocket if they are WebSocket
+frames, else "other" (its bytes are then counted as unparsed).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from inspector.parse.budget import (
 )
 from inspector.parse.http1 import Http1Parser, Role, StartLineFinder, is_status_code_prefix, looks_like_message_start
 from inspector.parse.tcp import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, SegmentFate, TcpStreamReassembler
+from inspector.parse.tls import HandshakeType, TlsRecordParser, TlsSession, looks_like_tls_records, starts_with_client_hello
 from inspector.parse.websocket import WebSocketParser, accept_for_key, parse_deflate_offer
 
 _SYN_FIN_RST = TCP_SYN | TCP_FIN | TCP_RST
@@ -65,6 +68,7 @@ class Kind:
     REST = "rest"
     WEBSOCKET = "websocket"
     OTHER = "other"
+    TLS = "tls"
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class TcpConnection:
         # steer the other side's parser.
         self._http: list[Http1Parser | None] = [None, None]
         self._ws: list[WebSocketParser | None] = [None, None]
+        self._tls: list[TlsRecordParser | None] = [None, None]
+        self.tls: TlsSession | None = None  # what the TLS parsers of both sides know
         self._upgrade_request: HttpRequest | None = None
 
     # -- input -----------------------------------------------------------------
@@ -162,6 +168,10 @@ class TcpConnection:
             if http is not None:
                 http.receive_data(payload, ts_ns)
                 self._drain(side)
+            else:
+                tls = self._tls[side]
+                if tls is not None:
+                    tls.receive_data(payload, ts_ns)
         if flags & TCP_ACK and self.streams[1 - side].has_pending:
             self._acknowledged(side, ack, ts_ns)
         return offset
@@ -236,7 +246,9 @@ class TcpConnection:
         if isinstance(event, StreamData) and side not in self._sides_by_first_data:
             self._sides_by_first_data += (side,)
         evidence.add(event)
-        if evidence.sends is not None:
+        if evidence.client_hello:
+            self._decide(Kind.TLS, side)
+        elif evidence.sends is not None:
             self._decide(Kind.REST, side if evidence.sends == Role.REQUEST else 1 - side)
         elif self._held_bytes >= DETECTION_WINDOW or len(self._held) >= MAX_HELD_EVENTS or self._both_sides_closed():
             self._decide_without_http()
@@ -245,7 +257,14 @@ class TcpConnection:
         return len(self._evidence) == 2 and all(evidence.closed for evidence in self._evidence.values())
 
     def _decide_without_http(self) -> None:
-        """No HTTP seen and none to come: WebSocket frames, or another protocol."""
+        """No HTTP seen and none to come: TLS records, WebSocket frames, or another protocol."""
+        for side in self._sides_by_first_data:
+            prefix = self._evidence[side].prefix
+            if looks_like_tls_records(prefix):
+                # Without the ClientHello: a side starting with a ServerHello is the server.
+                server_hello = prefix[0] == 22 and len(prefix) > 5 and prefix[5] == HandshakeType.SERVER_HELLO
+                self._decide(Kind.TLS, 1 - side if server_hello else None)
+                return
         for side in self._sides_by_first_data:
             masked = _looks_like_ws_frames(self._evidence[side].prefix)
             if masked is not None:
@@ -284,6 +303,10 @@ class TcpConnection:
                                                decompression_budget=self._decompression_budget())
             elif self.kind == Kind.WEBSOCKET:
                 self._ws[side] = self._new_ws_parser(direction, start, deflate=None, negotiated=False)
+            elif self.kind == Kind.TLS:
+                if self.tls is None:
+                    self.tls = TlsSession()
+                self._tls[side] = TlsRecordParser(direction, self.tls, start_offset=start, events=self.events)
 
     def _first_offset(self, side: int) -> int:
         """Where parsing of `side` starts: its first held data or gap, else what comes next."""
@@ -314,7 +337,7 @@ class TcpConnection:
     # -- dispatch --------------------------------------------------------------------
 
     def _dispatch(self, side: int, event) -> None:
-        parser = self._ws[side] or self._http[side]
+        parser = self._ws[side] or self._http[side] or self._tls[side]
         if parser is None:
             return  # another protocol or a tunnel: its bytes count as unparsed
         if isinstance(event, StreamData):
@@ -412,7 +435,7 @@ class _SideEvidence:
     (a gap before any data does not: it only means the capture missed the start).
     """
 
-    __slots__ = ("prefix", "first_offset", "gap_first", "closed", "sends", "_requests", "_status_searched")
+    __slots__ = ("prefix", "first_offset", "gap_first", "closed", "sends", "client_hello", "_requests", "_status_searched")
 
     def __init__(self) -> None:
         self.prefix = bytearray()
@@ -420,6 +443,8 @@ class _SideEvidence:
         self.gap_first = False
         self.closed = False
         self.sends: str | None = None  # Role.REQUEST or Role.RESPONSE once a start line is seen
+        # Whether the first bytes are a TLS record with a ClientHello (None: too few to tell).
+        self.client_hello: bool | None = None
         self._requests = StartLineFinder(Role.REQUEST)
         self._status_searched = 0
 
@@ -431,6 +456,10 @@ class _SideEvidence:
             return
         if isinstance(event, StreamData):
             self.prefix += event.data[: DETECTION_PREFIX - len(self.prefix)]
+            if self.client_hello is None and not self.gap_first:
+                self.client_hello = starts_with_client_hello(self.prefix)
+                if self.client_hello:
+                    return
             self._look_for_http()
             self.closed = len(self.prefix) >= DETECTION_PREFIX
         elif not isinstance(event, StreamGap) or self.prefix:
