@@ -28,7 +28,7 @@ BUNDLED = [str(path) for path in bundled_files()]
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, worker_dashboard_address=None) as local:
         yield local
 
 
@@ -88,7 +88,7 @@ def test_a_worker_killed_mid_task_has_its_task_run_again_and_the_store_is_whole(
     capture.write_bytes(capture_of(ws_upgrade() + echo))
     paths = [str(capture)]
     inputs = store_inputs(paths, ParserOptions())
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, worker_dashboard_address=None) as local, \
             distributed.Client(local) as client:
         running = ThreadPoolExecutor(1).submit(analyze_into_store, paths, tmp_path / "dask", inputs, dask=local.scheduler_address)
         deadline = time.monotonic() + 60
