@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+from multiprocessing import get_context
 
 from inspector.analysis.pipeline import Analysis, analyze_captures
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, CaptureLimitError
@@ -49,3 +51,52 @@ def failure_line(exc: BaseException, path: str | os.PathLike, name: str) -> str:
         log.error("analysing %s", path, exc_info=exc)
         text = f"{path}: the analysis failed ({type(exc).__name__}: {exc})"
     return one_line(text.replace(str(path), name))
+
+
+def in_child(function, *args, progress=None):
+    """`function(*args, progress=...)` run in a forked child process, so that its heap (an
+    analysis's) is never this process's; its result is returned, its exception raised here.
+
+    The child is not a daemon: the streamed analysis forks its own workers inside it.  Its
+    progress reports come back through a pipe and are passed to `progress`; its result and
+    exception are pickled (an exception that cannot be is raised as a RuntimeError naming it)."""
+    context = get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(send, function, args), name="inspector-analysis-child")
+    child.start()
+    send.close()
+    try:
+        while True:
+            try:
+                kind, value = receive.recv()
+            except EOFError:
+                child.join()
+                raise RuntimeError(f"the analysis process ended without a result (exit code {child.exitcode})") from None
+            if kind == "progress":
+                if progress is not None:
+                    progress(*value)
+            elif kind == "result":
+                return value
+            else:
+                raise value
+    finally:
+        receive.close()
+        child.join()
+
+
+def _child_main(send, function, args) -> None:
+    def report(*values) -> None:
+        send.send(("progress", values))
+
+    try:
+        send.send(("result", function(*args, progress=report)))
+    except BaseException as exc:  # told to the parent, which raises it
+        if not isinstance(exc, (InspectorError, OSError)):
+            log.error("analysing", exc_info=exc)  # the traceback stays in this process's log
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        send.send(("error", exc))
+    finally:
+        send.close()
