@@ -23,6 +23,8 @@ from inspector.errors import InspectorError
 UPLOAD_MAX_INFLATED_BYTES = DEFAULT_MAX_INFLATED_BYTES
 
 log = logging.getLogger(__name__)
+# What the fork server imports once, so that each child starts with the analysis loaded.
+CHILD_PRELOAD = ["dashboard.analysing", "inspector.store"]
 
 
 def analyze_untrusted(paths: list[str | os.PathLike], progress=None) -> Analysis:
@@ -54,15 +56,20 @@ def failure_line(exc: BaseException, path: str | os.PathLike, name: str) -> str:
 
 
 def in_child(function, *args, progress=None):
-    """`function(*args, progress=...)` run in a forked child process, so that its heap (an
-    analysis's) is never this process's; its result is returned, its exception raised here.
+    """`function(*args, progress=...)` run in a child process, so that its heap (an analysis's)
+    is never this process's; its result is returned, its exception raised here.
 
-    The child is not a daemon: the streamed analysis forks its own workers inside it.  Its
-    progress reports come back through a pipe and are passed to `progress`; its result and
-    exception are pickled (an exception that cannot be is raised as a RuntimeError naming it)."""
-    context = get_context("fork")
+    The child comes from a fork server (multiprocessing's "forkserver"): forking the dashboard
+    itself, whose DuckDB and server threads may hold locks, crashes the child.  The child is not a
+    daemon: the streamed analysis forks its own workers inside it.  `function` and `args` are
+    pickled; its progress reports come back through a pipe and are passed to `progress`; its
+    result and exception are pickled (an exception that cannot be is raised as a RuntimeError
+    naming it)."""
+    context = get_context("forkserver")
+    context.set_forkserver_preload(CHILD_PRELOAD)
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child_main, args=(send, function, args), name="inspector-analysis-child")
+    # the fork server started with the environment and folder of its time: the child takes this process's now
+    child = context.Process(target=_child_main, args=(send, function, args, dict(os.environ), os.getcwd()), name="inspector-analysis-child")
     child.start()
     send.close()
     try:
@@ -84,7 +91,11 @@ def in_child(function, *args, progress=None):
         child.join()
 
 
-def _child_main(send, function, args) -> None:
+def _child_main(send, function, args, environ: dict, cwd: str) -> None:
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
+
     def report(*values) -> None:
         send.send(("progress", values))
 

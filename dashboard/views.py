@@ -115,6 +115,10 @@ class TableViews:
         parts = [curves for curves in map(self.break_even_curves, self.captures()) if len(curves)]
         return pd.concat(parts, ignore_index=True) if parts else aggregate.break_even_curves(self.capture(None, aggregate.BREAK_EVEN_COLUMNS))
 
+    def crossovers(self, capture: str | None) -> pd.DataFrame:
+        """Where each REST group's break-even curve crosses each WebSocket group's (aggregate.break_even_crossovers)."""
+        return self.once(("crossovers", capture), lambda: aggregate.break_even_crossovers(self.break_even_curves(capture)))
+
     def latency(self, capture: str | None) -> pd.DataFrame:
         return self.once(("latency", capture), lambda: aggregate.latency(self.capture(capture, aggregate.LATENCY_COLUMNS), capture))
 
