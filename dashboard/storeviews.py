@@ -2,9 +2,12 @@
 
 The grids (connections, frames and messages) are pages of SQL queries (dashboard.gridsql), a
 connection's detail the rows `WHERE conn_id = ?`, and the overview's numbers and figures DuckDB
-aggregates; only the small results they show become DataFrames.  The views not moved yet (the
-REST vs WebSocket page's curves, latency and claims; the findings) read `tables`, whose tables
-are loaded from the stores on first use and kept for the snapshot.
+aggregates; only the small results they show become DataFrames.  On the REST vs WebSocket
+page, the cost split is DuckDB's sums, the break-even curves (a point per payload message) are
+computed by DuckDB, their crossovers and the claims taken from them whole, and only the curves
+thinned as the figure draws them are kept; the latency pairs are computed from the columns they
+need (kept with their labels as categories).  The findings and the small tables read `tables`,
+whose tables are loaded from the stores on first use and kept for the snapshot.
 """
 
 from __future__ import annotations
