@@ -20,7 +20,7 @@ import pandas as pd
 
 from dashboard import aggregate, figures, gridsql
 from dashboard.catalog import Catalog, identifier, row_order
-from dashboard.views import TableViews
+from dashboard.views import LATENCY_FIGURE_COLUMNS, TableViews
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import BYTE_CATEGORIES, CONNECTION_TABLES, TABLE_NAMES, make_table
 
@@ -266,9 +266,17 @@ class StoreViews(TableViews):
     def latency(self, capture: str | None) -> pd.DataFrame:
         """aggregate.latency, kept with its labels as categories (a pair then costs its two numbers
         and a few bytes of codes, not a pointer per label); given back as computed."""
-        kept, dtypes = self.once(("latency", capture), lambda: _with_categories(
-            aggregate.latency(self.capture(capture, aggregate.LATENCY_COLUMNS), capture), LATENCY_LABELS))
+        kept, dtypes = self._latency_kept(capture)
         return kept.astype(dtypes)
+
+    def latency_by_group(self, capture: str | None) -> pd.DataFrame:
+        """The latency figure's columns, kind and group as categories (a copy of the labels of a
+        million pairs takes a second)."""
+        return self._latency_kept(capture)[0][list(LATENCY_FIGURE_COLUMNS)]
+
+    def _latency_kept(self, capture: str | None) -> tuple[pd.DataFrame, dict]:
+        return self.once(("latency", capture), lambda: _with_categories(
+            aggregate.latency(self.capture(capture, aggregate.LATENCY_COLUMNS), capture), LATENCY_LABELS))
 
     def whole_curves(self, capture: str | None) -> pd.DataFrame:
         """aggregate.break_even_curves, a point per payload message (computed by DuckDB; never kept)."""

@@ -72,7 +72,7 @@ def _build_capture_outputs(views, capture):
     by_group = views.bytes_by_category(capture)
     return (figures.cost_split(views.cost_split(capture)), figures.efficiency(by_group),
             small_table(by_group[PAYLOAD_TABLE_COLUMNS], PAYLOAD_FORMATS),
-            figures.break_even(curves, crossovers=marked), figures.latency(views.latency(capture)),
+            figures.break_even(curves, crossovers=marked), figures.latency(views.latency_by_group(capture)),
             small_table(crossings, {"crossover_messages": ".1f", "crossover_bytes": ",.0f", "rest_total": ",.0f", "websocket_total": ",.0f"}))
 
 

@@ -283,3 +283,10 @@ def test_whole_curves_from_duckdb_are_the_pandas_curves_and_the_kept_ones_are_th
     thinned, crossings = storeviews._thinned_and_crossings(curves)
     assert len(thinned) <= figures.MAX_CURVE_POINTS * curves.groupby(["capture", "group"]).ngroups
     pd.testing.assert_frame_equal(crossings, aggregate.break_even_crossovers(curves))
+
+
+def test_the_latency_figure_from_the_kept_categories_is_the_one_of_the_latency_pairs(sql_views, pandas_views):
+    from dashboard import figures
+
+    for capture in [*sql_views.captures(), None]:
+        assert figures.latency(sql_views.latency_by_group(capture)).to_json() == figures.latency(pandas_views.latency(capture)).to_json()
