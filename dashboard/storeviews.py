@@ -348,7 +348,10 @@ class StoreViews(TableViews):
         return self.filtered_frames()
 
     def connection(self, conn_id: int):
-        """The rows of one connection in the connection tables: `WHERE conn_id = ?` on each."""
+        """The rows of one connection in the connection tables: `WHERE conn_id = ?` on each (no
+        query for a negative id, which no connection has: the pages' "none selected")."""
+        if conn_id < 0:
+            return {name: make_table(name) for name in CONNECTION_TABLES}
         return {name: self.catalog.rows_of_connection(name, conn_id) for name in CONNECTION_TABLES}
 
 

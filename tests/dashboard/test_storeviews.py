@@ -290,3 +290,8 @@ def test_the_latency_figure_from_the_kept_categories_is_the_one_of_the_latency_p
 
     for capture in [*sql_views.captures(), None]:
         assert figures.latency(sql_views.latency_by_group(capture)).to_json() == figures.latency(pandas_views.latency(capture)).to_json()
+
+
+def test_no_connection_selected_is_the_empty_tables_a_query_gives(sql_views):
+    for name, rows in sql_views.connection(-1).items():
+        pd.testing.assert_frame_equal(rows, sql_views.catalog.rows_of_connection(name, -1), obj=name)
