@@ -326,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serving on {served.url}; headless Chromium, {args.repeat} runs each, settle {SETTLE_S * 1000:.0f} ms", flush=True)
 
     captures = views.captures()
-    other = next((c for c in captures if c != str(big)), None)
+    # the big capture as the pages name it (its file name), never its path (no capture has that name)
+    big_name = next((c for c in captures if Path(c).name == big.name), big.name)
+    other = next((c for c in captures if c != big_name), None)
     bench = Bench(served.url, timer)
     try:
         # one warm-up pass: Chromium's cache of the Dash/Plotly bundles, Python imports
@@ -343,17 +345,17 @@ def main(argv: list[str] | None = None) -> int:
                     bench.action("overview: capture dropdown -> bundled capture", SET_VALUE_JS,
                                  PAGES[path], "overview-capture", other) and \
                         bench.action("overview: capture dropdown -> bench capture", SET_VALUE_JS,
-                                     PAGES[path], "overview-capture", str(big))
+                                     PAGES[path], "overview-capture", big_name)
                 if path == "/compare" and other:
                     # the page opens on the capture with the most variants (a bundled one): first
                     # another bundled capture, then the big one (which may hang the browser: last)
                     default = driver.execute_script(
                         "const e = document.querySelector('#compare-capture'); return e ? e.innerText : '';")
-                    small = next((c for c in captures if c != str(big) and Path(c).stem not in default), other)
+                    small = next((c for c in captures if c != big_name and Path(c).stem not in default), other)
                     bench.action("compare: capture dropdown -> bundled capture", SET_VALUE_JS,
                                  PAGES[path], "compare-capture", small)
                     bench.action("compare: capture dropdown -> bench capture", SET_VALUE_JS,
-                                 PAGES[path], "compare-capture", str(big))
+                                 PAGES[path], "compare-capture", big_name)
                 if path == "/connections":
                     bench.action("connections: click a row -> detail", CLICK_CELL_JS,
                                  "return Array.from(document.querySelectorAll('#connections-attribution .gtitle, #connections-timeline .gtitle'))"

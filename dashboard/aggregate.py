@@ -42,6 +42,8 @@ COST_LAYERS = {
     "ack_bytes": "pure ACKs acknowledging it",
 }
 PROTOCOL_KINDS = ("rest", "websocket")
+# What message_cost_split sums per group (then divides by the payload messages).
+COST_SPLIT_SUMS = [*COST_LAYERS, "wire_bytes", "app_payload_bytes", "undecoded_payload_bytes"]
 # The payload columns a table sums; the others of PAYLOAD_COLUMNS are derived from the sums.
 PAYLOAD_SUMS = ["wire_payload_bytes", "app_payload_bytes", "undecoded_payload_bytes"]
 
@@ -176,10 +178,14 @@ def message_cost_split(tables: Tables, capture: str | None = None) -> pd.DataFra
     (decoded) per payload message; efficiency divides it, wire_payload_efficiency the
     payload as sent, by the wire bytes of those messages.  NaN for a group without payload."""
     costs = _only_capture(app_message_costs(tables), capture)
-    columns = list(COST_LAYERS) + ["wire_bytes", "app_payload_bytes", "undecoded_payload_bytes"]
-    sums = costs.groupby(["kind", "group"], sort=True)[columns + ["messages", "payload_messages"]].sum().reset_index()
+    sums = costs.groupby(["kind", "group"], sort=True)[COST_SPLIT_SUMS + ["messages", "payload_messages"]].sum().reset_index()
+    return cost_split_of_sums(sums)
+
+
+def cost_split_of_sums(sums: pd.DataFrame) -> pd.DataFrame:
+    """message_cost_split from its sums per (kind, group): COST_SPLIT_SUMS, messages and payload_messages."""
     out = sums[["kind", "group", "messages", "payload_messages"]].copy()
-    for column in columns:
+    for column in COST_SPLIT_SUMS:
         out[column] = _ratio(sums[column], sums["payload_messages"])
     out["efficiency"] = _ratio(sums["app_payload_bytes"], sums["wire_bytes"])
     out["wire_payload_efficiency"] = _ratio(sums["wire_payload_bytes"], sums["wire_bytes"])

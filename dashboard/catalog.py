@@ -34,8 +34,11 @@ from inspector.store.schema import ROW_ORDER, to_arrow, to_frame
 
 # The DuckDB database of a snapshot reads Parquet parts and keeps nothing of its own but a
 # few names: its memory is bounded, and it keeps no copy of the files it read (their pages
-# are the kernel's to cache).  A sort bigger than this spills to the temporary folder.
+# are the kernel's to cache).  A sort bigger than this spills to the temporary folder.  What a
+# query used is given back to the system in the background once it is done (without
+# allocator_background_threads, the process kept the peak of its biggest query resident).
 DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "memory_limit": "512MB", "enable_external_file_cache": False,
+                 "allocator_background_threads": True, "allocator_flush_threshold": "16MB",
                  "temp_directory": os.path.join(tempfile.gettempdir(), f"inspector-duckdb-{os.getpid()}")}
 HIDDEN = ("_store", "_file", "_row")
 
@@ -124,6 +127,10 @@ class Catalog:
     def sql(self, query: str, params: list | dict | None = None) -> pd.DataFrame:
         """The result of `query` as a DataFrame (integers and booleans nullable, as Store.sql)."""
         return query_frame(self._arrow(query, params))
+
+    def arrow(self, query: str, params: list | dict | None = None) -> pa.Table:
+        """The result of `query` as an Arrow table (for results too long to become Python objects)."""
+        return self._arrow(query, params)
 
     def _arrow(self, query: str, params) -> pa.Table:
         with self._lock:  # a cursor per query: callbacks run in several threads at once

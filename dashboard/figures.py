@@ -31,6 +31,13 @@ def thin(frame: pd.DataFrame, max_points: int = MAX_CURVE_POINTS) -> pd.DataFram
     return frame.iloc[keep]
 
 
+def _crossing(crossovers: pd.DataFrame, rest: str, websocket: str) -> tuple[float, float] | None:
+    row = crossovers[(crossovers["rest"] == rest) & (crossovers["websocket"] == websocket)]
+    if row.empty or pd.isna(row["crossover_messages"].iloc[0]):
+        return None
+    return float(row["crossover_messages"].iloc[0]), float(row["crossover_bytes"].iloc[0])
+
+
 def _add_box(fig: go.Figure, values: pd.Series, name: str, **style) -> None:
     """All points for small groups; quartiles and 1.5 IQR fences for big ones."""
     if len(values) <= MAX_BOX_POINTS:
@@ -106,8 +113,10 @@ def efficiency(table: pd.DataFrame, title: str = "Efficiency: application payloa
 
 
 def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | None = None,
-               title: str = "Break-even: cumulative wire bytes, setup included") -> go.Figure:
-    """One line per group; the crossover of `rest` and `websocket` (default: the first of each kind) marked."""
+               title: str = "Break-even: cumulative wire bytes, setup included", crossovers: pd.DataFrame | None = None) -> go.Figure:
+    """One line per group; the crossover of `rest` and `websocket` (default: the first of each kind) marked:
+    the row of `crossovers` (aggregate.break_even_crossovers of the whole curves, when `curves` are
+    thinned), or where `curves` cross."""
     if curves.empty:
         return _empty(title)
     fig = go.Figure(layout=dict(title=title, xaxis_title=f"messages carrying payload (a REST exchange with both bodies is {MESSAGES_PER_EXCHANGE}; empty polls add bytes, not messages)",
@@ -122,7 +131,7 @@ def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | N
     rest = rest or next((g for g in groups if kinds[g] == "rest"), None)
     websocket = websocket or next((g for g in groups if kinds[g] == "websocket"), None)
     if rest in groups and websocket in groups:
-        found = crossover(groups[rest], groups[websocket])
+        found = crossover(groups[rest], groups[websocket]) if crossovers is None else _crossing(crossovers, rest, websocket)
         if found is not None:
             fig.add_scatter(x=[found[0]], y=[found[1]], mode="markers", name=f"crossover {rest} / {websocket}",
                             marker=dict(symbol="x", size=14, color="black"),

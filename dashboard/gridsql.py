@@ -97,10 +97,16 @@ def filtered_query(source: str, columns, order: list[str], sort_model, filter_mo
     return f"SELECT {selected} FROM ({source}) WHERE {condition_sql} ORDER BY {', '.join(terms)}", params
 
 
-def page_rows(catalog, source: str, columns, order: list[str], start: int, end: int, sort_model=None, filter_model=None):
-    """(rows start..end of the filtered, sorted rows, how many rows the filter keeps)."""
+def page_rows(catalog, source: str, columns, order: list[str], start: int, end: int, sort_model=None, filter_model=None, total=None):
+    """(rows start..end of the filtered, sorted rows, how many rows the filter keeps).  `total()`,
+    when given, is the count of all rows (memoised by the caller): used when nothing is filtered."""
     query, params = filtered_query(source, columns, order, sort_model, filter_model)
     rows = catalog.sql(f"{query} LIMIT ? OFFSET ?", [*params, max(0, end - start), start])
     condition_sql, count_params = where_clause(filter_model, columns)
-    count = catalog.sql(f"SELECT count(*) AS n FROM ({source}) WHERE {condition_sql}", count_params)["n"].iloc[0]
-    return rows, int(count)
+    if condition_sql == "TRUE" and total is not None:
+        return rows, int(total())
+    return rows, count_rows(catalog, source, condition_sql, count_params)
+
+
+def count_rows(catalog, source: str, condition_sql: str = "TRUE", params=()) -> int:
+    return int(catalog.sql(f"SELECT count(*) AS n FROM ({source}) WHERE {condition_sql}", list(params))["n"].iloc[0])

@@ -29,7 +29,7 @@ from inspector.store import Store, analyze_into_cache, analyze_into_store, cache
 from inspector.store.reader import is_store_folder, load_document
 
 from dashboard import aggregate
-from dashboard.analysing import UPLOAD_MAX_INFLATED_BYTES, analyze_untrusted, failure_line
+from dashboard.analysing import UPLOAD_MAX_INFLATED_BYTES, analyze_untrusted, failure_line, in_child
 from dashboard.catalog import Catalog, Loaded
 from dashboard.live import LiveFollower
 from dashboard.storeviews import StoreViews
@@ -278,13 +278,14 @@ class TableStore:
     def _analysed_into_store(self, path: Path, inputs, progress) -> Store:
         """The capture analysed straight into the cache of analyses (its rows streamed to disk as
         they are made), or (not cached, or the cache cannot take it: a full disk, no permission)
-        into this store's temporary folder; open it."""
+        into this store's temporary folder; open it.  The analysis runs in a child process
+        (analysing.in_child): its heap is never the dashboard's."""
         if inputs.key is not None:
             try:
-                return open_store(analyze_into_cache([path], inputs, progress=progress)[0])
+                return open_store(in_child(analyze_into_cache, [path], inputs, progress=progress)[0])
             except StoreError as exc:
                 log.warning("not cached: %s", exc)
-        return open_store(analyze_into_store([path], self._scratch_folder(), inputs, progress=progress)[0])
+        return open_store(in_child(analyze_into_store, [path], self._scratch_folder(), inputs, progress=progress)[0])
 
     def _keep(self, analysis, inputs) -> Store:
         """Write `analysis` (of an upload, or of an analysis given by hand) into this store's

@@ -2,9 +2,12 @@
 
 The grids (connections, frames and messages) are pages of SQL queries (dashboard.gridsql), a
 connection's detail the rows `WHERE conn_id = ?`, and the overview's numbers and figures DuckDB
-aggregates; only the small results they show become DataFrames.  The views not moved yet (the
-REST vs WebSocket page's curves, latency and claims; the findings) read `tables`, whose tables
-are loaded from the stores on first use and kept for the snapshot.
+aggregates; only the small results they show become DataFrames.  On the REST vs WebSocket
+page, the cost split is DuckDB's sums, the break-even curves (a point per payload message) are
+computed by DuckDB, their crossovers and the claims taken from them whole, and only the curves
+thinned as the figure draws them are kept; the latency pairs are computed from the columns they
+need (kept with their labels as categories).  The findings and the small tables read `tables`,
+whose tables are loaded from the stores on first use and kept for the snapshot.
 """
 
 from __future__ import annotations
@@ -12,17 +15,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
-from dashboard import aggregate, gridsql
+from dashboard import aggregate, figures, gridsql
 from dashboard.catalog import Catalog, identifier, row_order
-from dashboard.views import TableViews
+from dashboard.views import LATENCY_FIGURE_COLUMNS, TableViews
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import BYTE_CATEGORIES, CONNECTION_TABLES, TABLE_NAMES, make_table
 
 # A connection's group: its variant when it was recorded, else its kind (aggregate.connection_groups).
 GROUP = "CASE WHEN coalesce(variant, '') <> '' THEN variant ELSE kind END"
 # A capture's name as the pages show it (aggregate._short): the part after the last / or \\.
+GROUP_OF_C = "CASE WHEN coalesce(c.variant, '') <> '' THEN c.variant ELSE c.kind END"
 SHORT = "regexp_extract(replace(capture, '\\', '/'), '[^/]*$')"
 
 CONNECTIONS_SOURCE = ("SELECT conn_id, " + SHORT + " AS capture, kind, variant, client_ip, client_port, server_ip, server_port, "
@@ -43,8 +48,49 @@ FRAMES_SOURCE = (
     "SELECT 'ws:' || conn_id || ':' || frame_id AS key, conn_id, 'websocket' AS protocol, direction, ts, opcode_name AS type, "
     "header_bytes, payload_length AS payload_bytes, 1 AS _protocol, _store, frame_id AS _id1, message_id AS _id2, "
     "ts AS _ts, _file, _row FROM ws_frames")
+LATENCY_LABELS = ("capture", "kind", "group", "paired_by")
+GRID_SOURCES = {"connections": CONNECTIONS_SOURCE, "frames": FRAMES_SOURCE}
 FRAMES_ORDER = ["ts NULLS LAST", "conn_id NULLS LAST", "_protocol", "_store", "_id1 NULLS LAST", "_id2 NULLS LAST",
                 "_ts NULLS LAST", "_file", "_row"]
+
+
+# aggregate.break_even_curves as one query: per (capture, kind, group), the running wire bytes
+# over the application messages in time order, each connection's fixed cost (its rows that are
+# not messages) charged with its first message, or up front for a connection without any; a
+# point at 0 messages and one per message carrying payload (the last one charged with those
+# after it).  `gid` numbers the groups in their order; their names are given on their first
+# point only.  Sums are of integers (exact), made DOUBLE at the end.
+APP_ITEMS_SQL = ", ".join(f"'{item}'" for item in aggregate.APP_ITEMS)
+CURVES_SQL = (
+    f"WITH c AS (SELECT conn_id, capture, kind, {GROUP} AS \"group\" FROM connections WHERE kind IS NOT NULL AND capture IS NOT NULL{{where}}), "
+    f"m AS (SELECT m.conn_id, m.ts, m.item_index, m.wire_bytes, m.payload_messages AS w, m.item IN ({APP_ITEMS_SQL}) AS is_app, "
+    "m._store, m._file, m._row, c.capture, c.kind, c.\"group\" FROM message_costs m JOIN c ON c.conn_id = m.conn_id), "
+    "fixed AS (SELECT conn_id, sum(wire_bytes) AS fixed FROM m WHERE NOT is_app GROUP BY conn_id), "
+    "app AS (SELECT capture, kind, \"group\", conn_id, ts, item_index, wire_bytes, w, _store, _file, _row, "
+    "row_number() OVER (PARTITION BY conn_id ORDER BY ts NULLS LAST, item_index NULLS LAST, _store, _file, _row) AS nth "
+    "FROM m WHERE is_app), "
+    "charged AS (SELECT a.*, CASE WHEN a.nth = 1 THEN coalesce(f.fixed, 0) ELSE 0 END AS charge FROM app a LEFT JOIN fixed f ON f.conn_id = a.conn_id), "
+    "groups AS (SELECT capture, kind, \"group\", dense_rank() OVER (ORDER BY capture, kind, \"group\") AS gid FROM (SELECT DISTINCT capture, kind, \"group\" FROM m)), "
+    "upfront AS (SELECT m.capture, m.kind, m.\"group\", sum(f.fixed) AS upfront FROM fixed f "
+    "JOIN (SELECT DISTINCT conn_id, capture, kind, \"group\" FROM m) m ON m.conn_id = f.conn_id "
+    "WHERE NOT EXISTS (SELECT 1 FROM app a WHERE a.conn_id = f.conn_id) GROUP BY ALL), "
+    "running AS (SELECT capture, kind, \"group\", w, sum(wire_bytes + charge) OVER win AS total, sum(w) OVER win AS messages, "
+    "row_number() OVER win AS pos, first_value(charge) OVER win AS charge0 FROM charged "
+    "WINDOW win AS (PARTITION BY capture, kind, \"group\" ORDER BY ts NULLS LAST, conn_id NULLS LAST, item_index NULLS LAST, "
+    "_store, _file, _row ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)), "
+    "ends AS (SELECT capture, kind, \"group\", max(pos) AS last, arg_max(total, pos) AS total, max(CASE WHEN w > 0 THEN pos END) AS last_carrying, "
+    "any_value(charge0) AS charge0 FROM running GROUP BY ALL), "
+    "points AS (SELECT g.gid, 0 AS pos, 0::HUGEINT AS messages, coalesce(u.upfront, 0) + CASE WHEN e.last IS NULL THEN 0 "
+    "WHEN e.last_carrying IS NULL THEN e.total ELSE e.charge0 END AS wire_bytes FROM groups g "
+    "LEFT JOIN ends e ON e.capture = g.capture AND e.kind = g.kind AND e.\"group\" = g.\"group\" "
+    "LEFT JOIN upfront u ON u.capture = g.capture AND u.kind = g.kind AND u.\"group\" = g.\"group\" "
+    "UNION ALL SELECT g.gid, r.pos, r.messages, coalesce(u.upfront, 0) + CASE WHEN r.pos = e.last_carrying THEN e.total ELSE r.total END "
+    "FROM running r JOIN groups g ON g.capture = r.capture AND g.kind = r.kind AND g.\"group\" = r.\"group\" "
+    "JOIN ends e ON e.capture = r.capture AND e.kind = r.kind AND e.\"group\" = r.\"group\" "
+    "LEFT JOIN upfront u ON u.capture = r.capture AND u.kind = r.kind AND u.\"group\" = r.\"group\" WHERE r.w > 0) "
+    "SELECT p.gid, CASE WHEN p.pos = 0 THEN g.capture END AS capture, CASE WHEN p.pos = 0 THEN g.kind END AS kind, "
+    "CASE WHEN p.pos = 0 THEN g.\"group\" END AS \"group\", p.messages::BIGINT AS messages, p.wire_bytes::DOUBLE AS wire_bytes "
+    "FROM points p JOIN groups g ON g.gid = p.gid ORDER BY p.gid, p.pos")
 
 
 class LazyTables(Mapping):
@@ -152,6 +198,8 @@ class StoreViews(TableViews):
         for capture in self.captures():
             self.cost_split(capture)
             self.latency(capture)
+        for grid in GRID_SOURCES:
+            self.row_count(grid)
 
     def overview(self) -> pd.DataFrame:
         return self.once("overview", self._overview)
@@ -198,14 +246,92 @@ class StoreViews(TableViews):
         return pd.DataFrame({"t_s": out["bin"].astype("int64") * width, "kind": out["kind"],
                              "wire_bytes": out["wire_bytes"].astype("float64")})
 
+    # --- the REST vs WebSocket page: aggregates, curves computed once and kept thinned ---
+
+    def cost_split(self, capture: str | None) -> pd.DataFrame:
+        return self.once(("cost_split", capture), lambda: self._cost_split(capture))
+
+    def _cost_split(self, capture: str | None) -> pd.DataFrame:
+        """aggregate.message_cost_split from DuckDB's sums per group."""
+        weights = " ".join(f"WHEN '{item}' THEN {n}" for item, n in aggregate.APP_ITEMS.items())
+        sums = ", ".join(f"sum(m.{identifier(c)})::BIGINT AS {identifier(c)}" for c in [*aggregate.COST_SPLIT_SUMS, "payload_messages"])
+        query = (f"SELECT c.kind, {GROUP_OF_C} AS \"group\", "
+                 f"sum(CASE m.item {weights} END)::BIGINT AS messages, {sums} "
+                 f"FROM message_costs m JOIN connections c ON c.conn_id = m.conn_id WHERE m.item IN ({APP_ITEMS_SQL}) AND c.kind IS NOT NULL"
+                 + ("" if capture is None else " AND c.capture = ?") + " GROUP BY ALL ORDER BY 1, 2")
+        out = _int64(self.catalog.sql(query, None if capture is None else [capture]),
+                     ["messages", *aggregate.COST_SPLIT_SUMS, "payload_messages"])
+        return aggregate.cost_split_of_sums(out)
+
+    def latency(self, capture: str | None) -> pd.DataFrame:
+        """aggregate.latency, kept with its labels as categories (a pair then costs its two numbers
+        and a few bytes of codes, not a pointer per label); given back as computed."""
+        kept, dtypes = self._latency_kept(capture)
+        return kept.astype(dtypes)
+
+    def latency_by_group(self, capture: str | None) -> pd.DataFrame:
+        """The latency figure's columns, kind and group as categories (a copy of the labels of a
+        million pairs takes a second)."""
+        return self._latency_kept(capture)[0][list(LATENCY_FIGURE_COLUMNS)]
+
+    def _latency_kept(self, capture: str | None) -> tuple[pd.DataFrame, dict]:
+        return self.once(("latency", capture), lambda: _with_categories(
+            aggregate.latency(self.capture(capture, aggregate.LATENCY_COLUMNS), capture), LATENCY_LABELS))
+
+    def whole_curves(self, capture: str | None) -> pd.DataFrame:
+        """aggregate.break_even_curves, a point per payload message (computed by DuckDB; never kept)."""
+        arrow = self.catalog.arrow(CURVES_SQL.format(where="" if capture is None else " AND capture = ?"), None if capture is None else [capture])
+        gid = arrow["gid"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]]) if len(gid) else np.array([], dtype="int64")
+        ends = np.r_[starts[1:], len(gid)]
+        messages, wire_bytes = arrow["messages"].to_numpy(), arrow["wire_bytes"].to_numpy()
+        parts = [pd.DataFrame({"capture": arrow["capture"][int(a)].as_py(), "kind": arrow["kind"][int(a)].as_py(),
+                               "group": arrow["group"][int(a)].as_py(), "messages": messages[a:b].astype("int64"),
+                               "wire_bytes": wire_bytes[a:b].astype("float64")}) for a, b in zip(starts, ends)]
+        return pd.concat(parts, ignore_index=True) if parts else aggregate.break_even_curves({name: make_table(name) for name in ("message_costs", "connections")})
+
+    def break_even_curves(self, capture: str | None) -> pd.DataFrame:
+        """The curves thinned as the break-even figure draws them (figures.thin): at most
+        figures.MAX_CURVE_POINTS per group, whatever the capture's messages."""
+        if capture is None:
+            return super().break_even_curves(None)
+        return self._curves_of(capture)[0]
+
+    def crossovers(self, capture: str | None) -> pd.DataFrame:
+        """aggregate.break_even_crossovers of the whole curves."""
+        if capture is None:
+            return super().crossovers(None)
+        return self._curves_of(capture)[1]
+
+    def _curves_of(self, capture: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return self.once(("curves", capture), lambda: _thinned_and_crossings(self.whole_curves(capture)))
+
+    def claims(self) -> list[dict]:
+        return self.once("claims", self._claims)
+
+    def _claims(self) -> list[dict]:
+        """aggregate.claims over the whole curves (computed here, then let go), with the
+        directions of each connection's WebSocket messages for the captures that go both ways."""
+        tables = {"connections": self.capture(None, {"connections": aggregate.CLAIMS_COLUMNS["connections"]})["connections"],
+                  "ws_messages": self.catalog.sql("SELECT DISTINCT conn_id, direction FROM ws_messages ORDER BY ALL")}
+        curves = self.whole_curves(None)
+        for capture, part in curves.groupby("capture", sort=False):
+            self.once(("curves", capture), lambda: _thinned_and_crossings(part.reset_index(drop=True)))
+        return aggregate.claims(tables, curves=curves)
+
     # --- the grids and a connection's rows ----------------------------------------------
 
     def connection_rows(self, start: int, end: int, sort_model=None, filter_model=None) -> tuple[pd.DataFrame, int]:
         return gridsql.page_rows(self.catalog, CONNECTIONS_SOURCE, aggregate.CONNECTION_COLUMNS, CONNECTIONS_ORDER,
-                                 start, end, sort_model, filter_model)
+                                 start, end, sort_model, filter_model, lambda: self.row_count("connections"))
 
     def frame_rows(self, start: int, end: int, sort_model=None, filter_model=None) -> tuple[pd.DataFrame, int]:
-        return gridsql.page_rows(self.catalog, FRAMES_SOURCE, aggregate.FRAME_COLUMNS, FRAMES_ORDER, start, end, sort_model, filter_model)
+        return gridsql.page_rows(self.catalog, FRAMES_SOURCE, aggregate.FRAME_COLUMNS, FRAMES_ORDER, start, end, sort_model, filter_model,
+                                 lambda: self.row_count("frames"))
+
+    def row_count(self, grid: str) -> int:
+        """How many rows the grid has unfiltered ("connections" or "frames"): counted once per snapshot."""
+        return self.once(("row_count", grid), lambda: gridsql.count_rows(self.catalog, GRID_SOURCES[grid]))
 
     def filtered_connections(self, sort_model=None, filter_model=None) -> pd.DataFrame:
         query, params = gridsql.filtered_query(CONNECTIONS_SOURCE, aggregate.CONNECTION_COLUMNS, CONNECTIONS_ORDER, sort_model, filter_model)
@@ -222,9 +348,25 @@ class StoreViews(TableViews):
         return self.filtered_frames()
 
     def connection(self, conn_id: int):
-        """The rows of one connection in the connection tables: `WHERE conn_id = ?` on each."""
+        """The rows of one connection in the connection tables: `WHERE conn_id = ?` on each (no
+        query for a negative id, which no connection has: the pages' "none selected")."""
+        if conn_id < 0:
+            return {name: make_table(name) for name in CONNECTION_TABLES}
         return {name: self.catalog.rows_of_connection(name, conn_id) for name in CONNECTION_TABLES}
 
+
+
+def _with_categories(frame: pd.DataFrame, columns) -> tuple[pd.DataFrame, dict]:
+    """(`frame` with its `columns` as categories, the dtypes that give it back as it was)."""
+    labels = [c for c in columns if c in frame.columns]
+    return frame.astype({c: "category" for c in labels}), {c: frame[c].dtype for c in labels}
+
+
+def _thinned_and_crossings(curves: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(each group's curve thinned as the figure draws it, the crossovers of the whole curves)."""
+    parts = [figures.thin(curve) for _, curve in curves.groupby(["capture", "kind", "group"], sort=False)]
+    thinned = pd.concat(parts, ignore_index=True) if parts else curves
+    return thinned, aggregate.break_even_crossovers(curves)
 
 
 def _int64(frame: pd.DataFrame, columns) -> pd.DataFrame:

@@ -56,6 +56,9 @@ def _rows_of_connections(table: pd.DataFrame, conn_ids: pd.Series) -> pd.DataFra
     return table[ids.isin(conn_ids).to_numpy()]
 
 
+LATENCY_FIGURE_COLUMNS = ("kind", "group", "latency_s")
+
+
 class TableViews:
     """Memoised views of one snapshot of `tables` (never changed: a new snapshot, a new object)."""
 
@@ -115,8 +118,16 @@ class TableViews:
         parts = [curves for curves in map(self.break_even_curves, self.captures()) if len(curves)]
         return pd.concat(parts, ignore_index=True) if parts else aggregate.break_even_curves(self.capture(None, aggregate.BREAK_EVEN_COLUMNS))
 
+    def crossovers(self, capture: str | None) -> pd.DataFrame:
+        """Where each REST group's break-even curve crosses each WebSocket group's (aggregate.break_even_crossovers)."""
+        return self.once(("crossovers", capture), lambda: aggregate.break_even_crossovers(self.break_even_curves(capture)))
+
     def latency(self, capture: str | None) -> pd.DataFrame:
         return self.once(("latency", capture), lambda: aggregate.latency(self.capture(capture, aggregate.LATENCY_COLUMNS), capture))
+
+    def latency_by_group(self, capture: str | None) -> pd.DataFrame:
+        """The latency figure's columns of latency(capture): kind, group and latency_s."""
+        return self.latency(capture)[list(LATENCY_FIGURE_COLUMNS)]
 
     def default_capture(self) -> str | None:
         """The capture the REST vs WebSocket page opens on (aggregate.most_groups)."""

@@ -66,12 +66,13 @@ def capture_outputs(views, capture):
 
 def _build_capture_outputs(views, capture):
     curves = views.break_even_curves(capture)
-    crossings = aggregate.break_even_crossovers(curves)
-    crossings["capture"] = crossings["capture"].map(aggregate._short)
+    crossings = views.crossovers(capture)
+    marked = crossings
+    crossings = crossings.assign(capture=crossings["capture"].map(aggregate._short))
     by_group = views.bytes_by_category(capture)
     return (figures.cost_split(views.cost_split(capture)), figures.efficiency(by_group),
             small_table(by_group[PAYLOAD_TABLE_COLUMNS], PAYLOAD_FORMATS),
-            figures.break_even(curves), figures.latency(views.latency(capture)),
+            figures.break_even(curves, crossovers=marked), figures.latency(views.latency_by_group(capture)),
             small_table(crossings, {"crossover_messages": ".1f", "crossover_bytes": ",.0f", "rest_total": ",.0f", "websocket_total": ",.0f"}))
 
 

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from dashboard import aggregate, gridsql
+from dashboard import aggregate, gridsql, storeviews
 from dashboard.catalog import Catalog
 from dashboard.store import TableStore, merge_analyses, named
 from dashboard.storeviews import StoreViews
@@ -267,3 +267,31 @@ def pandas_columns(name):
     from inspector.analysis.tables import make_table
 
     return make_table(name).columns
+
+
+def test_whole_curves_from_duckdb_are_the_pandas_curves_and_the_kept_ones_are_thinned_as_drawn(sql_views, pandas_views):
+    from dashboard import figures
+
+    for capture in [*sql_views.captures(), None]:
+        whole = sql_views.whole_curves(capture)
+        pd.testing.assert_frame_equal(whole, aggregate.break_even_curves(pandas_views.tables, capture), obj=str(capture))
+        if capture is not None:
+            pd.testing.assert_frame_equal(sql_views.crossovers(capture), aggregate.break_even_crossovers(whole))
+            kept = sql_views.break_even_curves(capture)
+            assert kept.groupby("group").size().max() <= figures.MAX_CURVE_POINTS
+    curves = sql_views.whole_curves(None)
+    thinned, crossings = storeviews._thinned_and_crossings(curves)
+    assert len(thinned) <= figures.MAX_CURVE_POINTS * curves.groupby(["capture", "group"]).ngroups
+    pd.testing.assert_frame_equal(crossings, aggregate.break_even_crossovers(curves))
+
+
+def test_the_latency_figure_from_the_kept_categories_is_the_one_of_the_latency_pairs(sql_views, pandas_views):
+    from dashboard import figures
+
+    for capture in [*sql_views.captures(), None]:
+        assert figures.latency(sql_views.latency_by_group(capture)).to_json() == figures.latency(pandas_views.latency(capture)).to_json()
+
+
+def test_no_connection_selected_is_the_empty_tables_a_query_gives(sql_views):
+    for name, rows in sql_views.connection(-1).items():
+        pd.testing.assert_frame_equal(rows, sql_views.catalog.rows_of_connection(name, -1), obj=name)
