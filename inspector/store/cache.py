@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from inspector.analysis.pipeline import ProgressCallback
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES
@@ -21,9 +19,7 @@ from inspector.store.build import analyze_into_store
 from inspector.store.inputs import StoreInputs
 from inspector.store.layout import transient_owner
 from inspector.store.reader import Store, open_store
-from inspector.store.writer import write_analysis
 
-T = TypeVar("T")
 CACHE_ENV = "INSPECTOR_CACHE_DIR"
 CACHE_FOLDER = "wire-inspector"
 
@@ -46,7 +42,7 @@ def cache_entry(inputs: StoreInputs) -> Path | None:
 
 def cached_store(inputs: StoreInputs) -> Store | None:
     """The cached store of `inputs`, or None: not there, or outdated, half-written or damaged
-    (then analysed again and replaced by `cache_analysis`)."""
+    (then analysed again and replaced by `analyze_into_cache`)."""
     entry = cache_entry(inputs)
     if entry is None:
         return None
@@ -56,28 +52,19 @@ def cached_store(inputs: StoreInputs) -> Store | None:
         return None
 
 
-def cache_analysis(analysis, inputs: StoreInputs) -> Path:
-    """Write `analysis` of `inputs` into the cache; return its entry.  Another process that wrote
-    the same entry first wins (its store stays, this one is dropped)."""
-    return _into_cache(inputs, lambda entry: write_analysis(analysis, entry, inputs, keep_existing=True))
-
-
 def analyze_into_cache(paths: list[str | os.PathLike], inputs: StoreInputs, options: ParserOptions | None = None, jobs: int | None = None,
                        progress: ProgressCallback | None = None, *, max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
                        dask: str | None = None) -> tuple[Path, list[str]]:
     """Analyse the captures of `inputs` (`paths`) straight into the cache (build.analyze_into_store);
-    return the entry and the analysis warnings.  As cache_analysis when another process wins."""
-    return _into_cache(inputs, lambda entry: analyze_into_store(paths, entry, inputs, options, jobs, progress,
-                                                               max_inflated_bytes=max_inflated_bytes, keep_existing=True, dask=dask))
-
-
-def _into_cache(inputs: StoreInputs, write: Callable[[Path], T]) -> T:
+    return the entry and the analysis warnings.  Another process that wrote the same entry first
+    wins (its store stays, this one is dropped)."""
     entry = cache_entry(inputs)
     if entry is None:
         raise ValueError("inputs without a cache key (a capture that is not a regular file)")
     _remove_abandoned(entry.parent)
     try:
-        return write(entry)
+        return analyze_into_store(paths, entry, inputs, options, jobs, progress,
+                                  max_inflated_bytes=max_inflated_bytes, keep_existing=True, dask=dask)
     except StoreError as exc:
         raise StoreError(f"{exc} (the cache of analyses: free some space, set {CACHE_ENV} to another folder, or pass --no-cache)") from None
 
