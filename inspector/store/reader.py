@@ -132,7 +132,7 @@ class Store:
             arrow = relation.to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"query failed: {_one_line(str(exc))}") from None
-        return _query_frame(arrow)
+        return query_frame(arrow)
 
     def table(self, name: str) -> pd.DataFrame:
         """Table `name` whole, with exactly the dtypes of tables.SCHEMAS and the analysis's row order."""
@@ -256,8 +256,9 @@ def _non_decreasing(batches) -> bool:
     return True
 
 
-def _query_frame(arrow: pa.Table) -> pd.DataFrame:
-    """A query result as pandas: DuckDB's decimals (sum() of integers is one, as are literals such as
+def query_frame(arrow: pa.Table) -> pd.DataFrame:
+    """A query result as pandas (here, and for readers that query several stores at once:
+    dashboard.catalog): DuckDB's decimals (sum() of integers is one, as are literals such as
     2.5) become Int64 when whole and within int64, float64 otherwise, so that they are numbers."""
     for index, field in enumerate(arrow.schema):
         if pa.types.is_decimal(field.type):
@@ -268,9 +269,6 @@ def _query_frame(arrow: pa.Table) -> pd.DataFrame:
             arrow = arrow.set_column(index, field.name, column)
     return arrow.to_pandas(types_mapper=_QUERY_TYPES.get)
 
-
-# A query result as pandas, for readers that query several stores at once (dashboard.catalog).
-query_frame = _query_frame
 
 
 def _identifier(name: str) -> str:
