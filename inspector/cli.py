@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--size", metavar="BYTES[,BYTES...]", help="payload size in bytes; several are cycled over the messages")
     record.add_argument("--rate", type=seconds_or_rate, metavar="PER_S", help="messages (or updates, or idle rounds) per second; chat and bulk default to as fast as replies come")
     record.add_argument("--poll-interval", type=seconds_or_rate, metavar="S", help="feed, idle: seconds between REST polls (and idle WebSocket pings); default 1/rate")
+    record.add_argument("--tls", action="store_true", help="every variant over TLS (HTTPS, WSS) with a certificate made for the recording; "
+                        "the TLS key log (NSS format) goes next to the capture, FILE with suffix .keylog, named in the sidecar")
     record.add_argument("--variants", metavar="a,b,...", help="variants to run, in order (default: all the scenario has): rest-keepalive, rest-per-request, rest-polling, ws, ws-deflate")
     dashboard = commands.add_parser("dashboard", help="serve the dashboard over captures (default: the bundled captures/), each analysed "
                                     "once into the cache of analyses")
@@ -408,7 +410,7 @@ def _record(args) -> int:
     try:
         result = record(
             args.scenario, args.output, messages=args.messages, sizes=parse_sizes(args.size), rate=args.rate,
-            poll_interval=args.poll_interval, variants=parse_variants(args.variants), on_variant=done,
+            poll_interval=args.poll_interval, variants=parse_variants(args.variants), on_variant=done, tls=args.tls,
         )
     except KeyboardInterrupt:
         print(f"inspector: record interrupted: {printable(args.output)} holds what was captured so far, no sidecar written", file=sys.stderr)
@@ -419,7 +421,7 @@ def _record(args) -> int:
     if stats.kernel_drops:
         print(f"inspector: warning: the kernel dropped {stats.kernel_drops:,} packets: the capture misses some of the traffic", file=sys.stderr)
     print(f"\n{args.scenario}: {stats.packets:,} packets ({stats.bytes:,} bytes) captured to {printable(str(result.output))}, "
-          f"sidecar {printable(str(result.sidecar_path))}")
+          f"sidecar {printable(str(result.sidecar_path))}" + (f", TLS key log {printable(str(result.keylog))}" if result.keylog else ""))
     return 0
 
 

@@ -19,7 +19,8 @@ JSON sidecar is written next to it (``Path(output).with_suffix(".json")``):
  "variants": [{"name": "rest-keepalive", "protocol": "rest", "server_port": 41234, "client_ports": [51000],
                "messages_sent": {"client": 20, "server": 20}, "payload_bytes": {"client": 2400, "server": 2400}},
               ...],
- "staleness": [{"variant": "rest-polling", "seq": 1, "published_ts": 1.7e9, "received_ts": 1.7e9}, ...]}
+ "staleness": [{"variant": "rest-polling", "seq": 1, "published_ts": 1.7e9, "received_ts": 1.7e9}, ...],
+ "tls": {"keylog": "chat.keylog"}}
 ```
 
 ``messages_sent`` counts application messages per direction (REST: requests
@@ -27,11 +28,16 @@ and responses; WebSocket: data messages), ``payload_bytes`` their payload
 (HTTP body bytes as sent; WebSocket data payload before compression), both
 from the clients' ledgers and checked against the servers' own logs.
 ``staleness`` has one entry per update and variant of the push scenarios.
+``tls`` is there only for ``--tls`` (every variant over TLS: HTTPS, WSS, with a
+certificate made for the recording, see `inspector.workloads.tls`): ``keylog`` names
+the NSS key log with the secrets of every session, written next to the capture
+(``Path(output).with_suffix(".keylog")``), so that the recording can be decrypted.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,10 +45,11 @@ from pathlib import Path
 from typing import Callable
 
 from inspector.capture.live import CaptureStats, LiveCapture
-from inspector.capture.sidecar import SIDECAR_FORMAT, sidecar_path
+from inspector.capture.sidecar import SIDECAR_FORMAT, keylog_path, sidecar_path
 from inspector.errors import RecordError
 from inspector.workloads.scenarios import SCENARIOS
 from inspector.workloads.servers import LoopThread
+from inspector.workloads.tls import TlsSetup
 
 INTERFACE = "lo"
 SETTLE_S = 0.3  # after the last connection closed, for its last packets to reach the capture socket
@@ -54,6 +61,7 @@ class RecordResult:
     sidecar_path: Path
     sidecar: dict
     stats: CaptureStats
+    keylog: Path | None = None  # --tls: the key log of its sessions
 
 
 def parse_sizes(text: str | None) -> tuple[int, ...] | None:
@@ -86,8 +94,10 @@ def record(
     poll_interval: float | None = None,
     variants: list[str] | None = None,
     on_variant: Callable[[dict], None] | None = None,
+    tls: bool = False,
 ) -> RecordResult:
-    """Record `scenario` into `output` (pcap, or pcapng by extension) and its sidecar.
+    """Record `scenario` into `output` (pcap, or pcapng by extension) and its sidecar
+    (and with `tls`, every variant over TLS, the key log next to the capture).
 
     `on_variant` is called with each variant's sidecar entry when it is done.
     Raises RecordError for bad parameters or a workload that misbehaved, and
@@ -102,12 +112,16 @@ def record(
     side = sidecar_path(output)
     if side == output:
         raise RecordError(f"{output}: the capture file cannot end in .json (the sidecar goes there)")
+    keylog = keylog_path(output)
+    if tls and keylog == output:
+        raise RecordError(f"{output}: the capture file cannot end in .keylog with --tls (the key log goes there)")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     entries: list[dict] = []
     staleness: list[dict] = []
-    with LoopThread(name="inspector-record") as loop:
-        runs = [scen.make_run(variant, params) for variant in chosen]
+    with LoopThread(name="inspector-record") as loop, tempfile.TemporaryDirectory(prefix="inspector-record-") as scratch:
+        setup = TlsSetup(Path(scratch), keylog) if tls else None  # the certificate lives as long as the servers
+        runs = [scen.make_run(variant, params, setup) for variant in chosen]
         try:
             for run in runs:
                 loop.run(run.server.start())
@@ -140,8 +154,10 @@ def record(
         "variants": entries,
         "staleness": staleness,
     }
+    if tls:
+        sidecar["tls"] = {"keylog": keylog.name}
     side.write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
-    return RecordResult(output, side, sidecar, stats)
+    return RecordResult(output, side, sidecar, stats, keylog if tls else None)
 
 
 def _variant_entry(run) -> dict:

@@ -10,38 +10,22 @@ sent, as OpenSSL wrote them.  `record(...)` builds one record by hand.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from inspector.workloads.tls import write_certificate
 
 SERVER_NAME = "inspector.test"
 
 
 def certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate (EC P-256) for SERVER_NAME, localhost and 127.0.0.1: (cert, key) paths."""
+    """A self-signed certificate (EC P-256) for SERVER_NAME, localhost and 127.0.0.1: (cert, key) paths
+    (made once per folder)."""
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_NAME)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(SERVER_NAME), x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+    return write_certificate(folder, SERVER_NAME)
 
 
 def _pin(context: ssl.SSLContext, version: ssl.TLSVersion) -> ssl.SSLContext:

@@ -14,3 +14,8 @@ SIDECAR_FORMAT = "inspector-recording/1"
 def sidecar_path(capture: str | Path) -> Path:
     """`chat.pcap` -> `chat.json`, next to the capture."""
     return Path(capture).with_suffix(".json")
+
+
+def keylog_path(capture: str | Path) -> Path:
+    """`chat.pcap` -> `chat.keylog`: where `inspector record --tls` writes the TLS key log."""
+    return Path(capture).with_suffix(".keylog")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +50,15 @@ class RestClient:
 
     `keep_alive=True`: one persistent HTTP/1.1 connection for every request
     (reopened only if the server closes it).  `keep_alive=False`: a new TCP
-    connection for each request, closed after the response.
+    connection for each request, closed after the response.  With `ssl_context`:
+    https://, that context's TLS.
     """
 
-    def __init__(self, port: int, ledger: Ledger, *, keep_alive: bool) -> None:
-        self.base = f"http://{HOST}:{port}"
+    def __init__(self, port: int, ledger: Ledger, *, keep_alive: bool, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.base = f"{'https' if ssl_context else 'http'}://{HOST}:{port}"
         self.ledger = ledger
         self.keep_alive = keep_alive
+        self.ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     def _socket(self, addr_info: tuple) -> socket.socket:
@@ -70,7 +73,7 @@ class RestClient:
         return sock
 
     async def __aenter__(self) -> "RestClient":
-        options: dict[str, Any] = {"limit": 1, "socket_factory": self._socket}
+        options: dict[str, Any] = {"limit": 1, "socket_factory": self._socket, "ssl": self.ssl_context or True}
         if self.keep_alive:
             options["keepalive_timeout"] = 3600.0  # idle polling must not drop the connection
         else:
@@ -99,12 +102,14 @@ class RestClient:
 
 
 class WsClient:
-    """``websockets`` client to ws://127.0.0.1:PORT/PATH, with or without permessage-deflate."""
+    """``websockets`` client to ws://127.0.0.1:PORT/PATH, with or without permessage-deflate
+    (wss:// with `ssl_context`)."""
 
-    def __init__(self, port: int, path: str, ledger: Ledger, *, deflate: bool) -> None:
-        self.uri = f"ws://{HOST}:{port}{path}"
+    def __init__(self, port: int, path: str, ledger: Ledger, *, deflate: bool, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.uri = f"{'wss' if ssl_context else 'ws'}://{HOST}:{port}{path}"
         self.ledger = ledger
         self.deflate = deflate
+        self.ssl_context = ssl_context
         self._ws: ClientConnection | None = None
 
     @property
@@ -119,7 +124,7 @@ class WsClient:
     async def __aenter__(self) -> "WsClient":
         self._ws = await ws_connect(
             self.uri, compression="deflate" if self.deflate else None, ping_interval=None,
-            max_size=MAX_MESSAGE_BYTES, proxy=None, open_timeout=STEP_TIMEOUT, close_timeout=STEP_TIMEOUT,
+            max_size=MAX_MESSAGE_BYTES, proxy=None, open_timeout=STEP_TIMEOUT, close_timeout=STEP_TIMEOUT, ssl=self.ssl_context,
         )
         self.ledger.connected(self._ws.local_address[1])
         return self

@@ -41,6 +41,7 @@ from inspector.workloads.clients import STEP_TIMEOUT, Ledger, RestClient, WsClie
 from inspector.workloads.feed import Feed
 from inspector.workloads.payloads import bulk_reply, bulk_request, chat_reply, chat_request, feed_update, seq_of
 from inspector.workloads.servers import WorkloadRestServer, WorkloadWsServer
+from inspector.workloads.tls import TlsSetup
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class VariantRun:
     params: Parameters
     server: WorkloadRestServer | WorkloadWsServer
     feed: Feed | None = None
+    tls: TlsSetup | None = None  # over TLS (HTTPS, WSS): the contexts of the recording
     ledger: Ledger = field(default_factory=Ledger)
     received: list[tuple[int, float]] = field(default_factory=list)  # (seq, time.time()) per update seen
 
@@ -157,8 +159,8 @@ class Scenario:
             raise RecordError(f"{self.name}: a variant is named twice in --variants")
         return [VARIANTS[n] for n in names]
 
-    def make_run(self, variant: Variant, params: Parameters) -> VariantRun:
-        """A fresh server (own port, own feed) for one variant; start it in the loop."""
+    def make_run(self, variant: Variant, params: Parameters, tls: TlsSetup | None = None) -> VariantRun:
+        """A fresh server (own port, own feed) for one variant, over TLS with `tls`; start it in the loop."""
         feed = None
         if self.push:
             count = params.messages if self.name == "feed" else 0
@@ -167,7 +169,9 @@ class Scenario:
             server: WorkloadRestServer | WorkloadWsServer = WorkloadRestServer(feed=feed)
         else:
             server = WorkloadWsServer(deflate=variant.deflate, feed=feed)
-        return VariantRun(variant, params, server, feed)
+        if tls is not None:
+            server.ssl_context = tls.server_context
+        return VariantRun(variant, params, server, feed, tls)
 
     async def run(self, run: VariantRun) -> None:
         await (self.run_rest if run.variant.protocol == "rest" else self.run_ws)(run)
@@ -195,12 +199,16 @@ class Pacer:
                 await asyncio.sleep(delay)
 
 
+def _client_context(run: VariantRun):
+    return run.tls.client_context if run.tls is not None else None
+
+
 def _rest_client(run: VariantRun) -> RestClient:
-    return RestClient(run.port, run.ledger, keep_alive=run.variant.keep_alive)
+    return RestClient(run.port, run.ledger, keep_alive=run.variant.keep_alive, ssl_context=_client_context(run))
 
 
 def _ws_client(run: VariantRun, path: str) -> WsClient:
-    return WsClient(run.port, path, run.ledger, deflate=run.variant.deflate)
+    return WsClient(run.port, path, run.ledger, deflate=run.variant.deflate, ssl_context=_client_context(run))
 
 
 def _check_connections(run: VariantRun, requests: int) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, TypeVar
@@ -93,11 +94,13 @@ class AiohttpServer:
     """An aiohttp application on 127.0.0.1:<ephemeral port>.
 
     Subclasses build the application in `_app()`; `start()` and `stop()` run
-    in the event loop that serves it.
+    in the event loop that serves it.  With `ssl_context` set before `start()`,
+    it serves HTTPS.
     """
 
     def __init__(self) -> None:
         self.port = 0
+        self.ssl_context: ssl.SSLContext | None = None
         self._runner: web.AppRunner | None = None
 
     def _app(self) -> web.Application:
@@ -106,7 +109,7 @@ class AiohttpServer:
     async def start(self) -> int:
         self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0)
+        site = web.TCPSite(self._runner, HOST, 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self.port
@@ -123,7 +126,8 @@ class WebsocketsServer:
     `compression` is passed to ``serve`` ("deflate" accepts permessage-deflate
     when the client offers it); `extensions` replaces it when given.
     Subclasses implement `_handler`.  No automatic keepalive pings: a ping on
-    the wire is always one a scenario asked for.
+    the wire is always one a scenario asked for.  With `ssl_context` set before
+    `start()`, it serves WSS.
     """
 
     def __init__(self, *, compression: str | None = None, extensions: list | None = None,
@@ -132,13 +136,14 @@ class WebsocketsServer:
         self.extensions = extensions
         self.max_size = max_size
         self.port = 0
+        self.ssl_context: ssl.SSLContext | None = None
         self._server: Any = None
 
     async def _handler(self, ws: ServerConnection) -> None:
         raise NotImplementedError
 
     async def start(self) -> int:
-        kwargs: dict[str, Any] = {"ping_interval": None, "max_size": self.max_size}
+        kwargs: dict[str, Any] = {"ping_interval": None, "max_size": self.max_size, "ssl": self.ssl_context}
         if self.extensions is not None:
             kwargs["extensions"] = self.extensions
             kwargs["compression"] = None

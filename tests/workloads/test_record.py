@@ -315,3 +315,73 @@ def test_interrupted_recording_leaves_a_complete_capture_and_no_sidecar(sig: int
     assert analysis["captures"]["packets"].iloc[0] > 0
     tshark = subprocess.run(["tshark", "-r", str(out), "-q"], capture_output=True, text=True, timeout=60)
     assert tshark.returncode == 0 and "cut short" not in tshark.stderr, tshark.stderr
+
+
+# --- --tls: every variant over TLS, the key log next to the capture --------------------------
+
+TLS_MESSAGES = 4
+
+
+@pytest.fixture(scope="module")
+def recorded_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    if os.geteuid() != 0:
+        pytest.skip("recording captures live on lo: needs root (CI runs as root)")
+    pcap = tmp_path_factory.mktemp("record-tls") / "chat.pcap"
+    proc = run_cli("record", "chat", "-o", pcap, "--tls", "--messages", str(TLS_MESSAGES), "--size", "80,300")
+    assert proc.returncode == 0, proc.stderr
+    assert f"TLS key log {pcap.with_suffix('.keylog')}" in proc.stdout
+    return pcap, json.loads(pcap.with_suffix(".json").read_text(encoding="utf-8"))
+
+
+def _decrypted_by_tshark(pcap: Path, keylog: Path) -> pd.DataFrame:
+    """Per decrypted HTTP message or WebSocket frame: ports, method, status, body and payload lengths."""
+    fields = ["tcp.srcport", "tcp.dstport", "http.request.method", "http.response.code", "http.content_length",
+              "websocket.opcode", "websocket.payload_length", "websocket.payload_length_ext_16", "websocket.rsv"]
+    command = ["tshark", "-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", "-Y", "http or websocket", "-T", "fields",
+               "-E", "occurrence=f", *[arg for field in fields for arg in ("-e", field)]]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    return pd.DataFrame(rows, columns=fields)
+
+
+def test_tls_recording_names_its_key_log_and_only_tls_on_the_wire(recorded_tls) -> None:
+    pcap, sidecar = recorded_tls
+    assert sidecar["tls"] == {"keylog": "chat.keylog"}
+    keylog = pcap.with_suffix(".keylog")
+    ports = [port for variant in sidecar["variants"] for port in variant["client_ports"]]
+    # TLS 1.3 by default: one CLIENT_TRAFFIC_SECRET_0 per session, one session per connection.
+    secrets = [line.split()[0] for line in keylog.read_text().splitlines() if line and not line.startswith("#")]
+    assert secrets.count("CLIENT_TRAFFIC_SECRET_0") == len(ports)
+    # Without the key log, no HTTP or WebSocket is visible on the wire: it is all TLS.
+    plain = subprocess.run(["tshark", "-r", str(pcap), "-Y", "http or websocket"], capture_output=True, text=True, timeout=60)
+    assert plain.stdout == ""
+    analysis = analyze_captures([pcap])
+    conns = analysis["connections"]
+    assert sorted(conns["client_port"]) == sorted(ports)
+    # (TLS 1.3 sends the chosen ALPN encrypted: without the keys only the offer is seen.)
+    assert set(conns["kind"]) == {"tls"} and set(conns["tls_alpn_offered"]) == {"http/1.1"} and set(conns["tls_version"]) == {"TLS 1.3"}
+
+
+def test_tls_recording_decrypted_by_tshark_carries_what_the_clients_sent(recorded_tls) -> None:
+    pcap, sidecar = recorded_tls
+    seen = _decrypted_by_tshark(pcap, pcap.with_suffix(".keylog"))
+    for variant in sidecar["variants"]:
+        ports = {str(port) for port in variant["client_ports"]}
+        sent = seen[seen["tcp.srcport"].isin(ports)]
+        received = seen[seen["tcp.dstport"].isin(ports)]
+        expected = variant["messages_sent"]
+        if variant["protocol"] == "rest":
+            assert (sent["http.request.method"] == "POST").sum() == expected["client"] == TLS_MESSAGES
+            assert (received["http.response.code"] == "200").sum() == expected["server"] == TLS_MESSAGES
+            assert sent["http.content_length"].astype(int).sum() == variant["payload_bytes"]["client"]
+            assert received["http.content_length"].astype(int).sum() == variant["payload_bytes"]["server"]
+        else:
+            for frames, side in ((sent, "client"), (received, "server")):
+                text = frames[frames["websocket.opcode"] == "1"]
+                assert len(text) == expected[side] == TLS_MESSAGES
+                if variant["name"] == "ws":  # uncompressed: the payload on the wire is what was sent
+                    lengths = text["websocket.payload_length"].astype(int)
+                    lengths = lengths.where(lengths < 126, text["websocket.payload_length_ext_16"].replace("", "0").astype(int))
+                    assert lengths.sum() == variant["payload_bytes"][side]
+                else:  # permessage-deflate: every data frame compressed (RSV1)
+                    assert set(text["websocket.rsv"]) == {"0x04"}
