@@ -376,12 +376,9 @@ def _capture(args) -> int:
     drops = "" if stats.kernel_drops is None else f", {stats.kernel_drops:,} dropped by kernel"
     print(f"inspector: captured {stats.packets:,} packets ({stats.bytes:,} bytes) in {stats.elapsed_s:.1f} s{drops} to {printable(args.output)}", file=sys.stderr)
     if args.analyze:
-        from inspector.analysis.pipeline import analyze_captures
-        from inspector.report import format_summary
-
-        analysis = analyze_captures([args.output])
-        print_warnings(analysis.warnings)
-        print(format_summary(analysis))
+        # Exactly `inspector analyze FILE`: into the cache, rows on disk as they are made (a long
+        # capture is never whole in memory), and the dashboard finds it analysed.
+        return _analyze(build_parser().parse_args(["analyze", args.output]))
     return 0
 
 

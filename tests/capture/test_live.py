@@ -324,6 +324,14 @@ def test_analyze_prints_the_summary(tmp_path):
     assert f"{out}: pcap, " in capture.stdout
     assert "REST exchanges 3 (3 requests, 3 responses)" in capture.stdout
     assert "bytes by category:" in capture.stdout
+    # Analysed as `inspector analyze` does, into the cache: the dashboard and a later analyze find it there.
+    from inspector.parse.connection import ParserOptions
+    from inspector.store import cached_store, store_inputs
+
+    cached = cached_store(store_inputs([out], ParserOptions()))
+    assert cached is not None
+    with cached as store:
+        assert len(store.table("http_messages")) == 6
 
 
 @needs_root
