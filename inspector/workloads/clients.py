@@ -101,6 +101,41 @@ class RestClient:
         return status, data
 
 
+class H2RestClient:
+    """httpx client speaking HTTP/2 only to 127.0.0.1:PORT, one connection for every request,
+    which may be sent concurrently (each on its own stream): h2c with prior knowledge in the
+    clear, h2 by ALPN with `ssl_context`."""
+
+    def __init__(self, port: int, ledger: Ledger, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.base = f"{'https' if ssl_context else 'http'}://{HOST}:{port}"
+        self.ledger = ledger
+        self.ssl_context = ssl_context
+        self._client: Any = None
+
+    async def __aenter__(self) -> "H2RestClient":
+        import httpx
+
+        self._client = httpx.AsyncClient(http1=False, http2=True, verify=self.ssl_context or False, trust_env=False,
+                                         limits=httpx.Limits(max_connections=1), timeout=httpx.Timeout(STEP_TIMEOUT))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> tuple[int, bytes]:
+        """Send one request, read the whole response; (status, body)."""
+        assert self._client is not None, "use `async with H2RestClient(...)`"
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = await self._client.request(method, self.base + path, content=body, headers=headers)
+        data = response.content
+        self.ledger.connected(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+        self.ledger.message("client", body or b"")
+        self.ledger.message("server", data)
+        return response.status_code, data
+
+
 class WsClient:
     """``websockets`` client to ws://127.0.0.1:PORT/PATH, with or without permessage-deflate
     (wss:// with `ssl_context`)."""

@@ -7,6 +7,9 @@ Variants:
 
 - ``rest-keepalive``: one persistent HTTP/1.1 connection (aiohttp client).
 - ``rest-per-request``: a new TCP connection for each request.
+- ``rest-h2`` (chat, bulk): one HTTP/2 connection (hypercorn, httpx), h2c with prior
+  knowledge (h2 by ALPN with --tls); without a rate every ask is sent at once, each on
+  its own stream (at most H2_STREAMS at a time), as a browser's fetch() calls are.
 - ``rest-polling`` (push scenarios): one persistent connection; the client
   asks ``GET /feed/next?after=SEQ``; a 200 carries the next update and the
   client asks again at once, a 204 (nothing new) makes it wait the poll
@@ -37,10 +40,10 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from inspector.errors import RecordError
-from inspector.workloads.clients import STEP_TIMEOUT, Ledger, RestClient, WsClient
+from inspector.workloads.clients import STEP_TIMEOUT, H2RestClient, Ledger, RestClient, WsClient
 from inspector.workloads.feed import Feed
 from inspector.workloads.payloads import bulk_reply, bulk_request, chat_reply, chat_request, feed_update, seq_of
-from inspector.workloads.servers import WorkloadRestServer, WorkloadWsServer
+from inspector.workloads.servers import WorkloadH2Server, WorkloadRestServer, WorkloadWsServer
 from inspector.workloads.tls import TlsSetup
 
 
@@ -49,6 +52,7 @@ class Variant:
     name: str
     protocol: str  # "rest" or "websocket", as in the recording sidecar
     keep_alive: bool = True  # REST
+    http2: bool = False  # REST: HTTP/2, concurrent streams on one connection
     deflate: bool = False  # WebSocket
 
 
@@ -57,6 +61,7 @@ VARIANTS: dict[str, Variant] = {
     for v in (
         Variant("rest-keepalive", "rest"),
         Variant("rest-per-request", "rest", keep_alive=False),
+        Variant("rest-h2", "rest", http2=True),
         Variant("rest-polling", "rest"),
         Variant("ws", "websocket"),
         Variant("ws-deflate", "websocket", deflate=True),
@@ -85,7 +90,7 @@ class VariantRun:
 
     variant: Variant
     params: Parameters
-    server: WorkloadRestServer | WorkloadWsServer
+    server: WorkloadRestServer | WorkloadH2Server | WorkloadWsServer
     feed: Feed | None = None
     tls: TlsSetup | None = None  # over TLS (HTTPS, WSS): the contexts of the recording
     ledger: Ledger = field(default_factory=Ledger)
@@ -103,7 +108,8 @@ Run = Callable[[VariantRun], Awaitable[None]]
 class Scenario:
     name: str
     summary: str
-    variants: tuple[str, ...]  # supported, in the order they run by default
+    variants: tuple[str, ...]  # run by default, in this order
+    optional: tuple[str, ...]  # supported too, when named in --variants
     defaults: Parameters
     run_rest: Run
     run_ws: Run
@@ -152,9 +158,10 @@ class Scenario:
     def check_variants(self, names: list[str] | None) -> list[Variant]:
         if not names:
             return [VARIANTS[n] for n in self.variants]
-        unknown = [n for n in names if n not in self.variants]
+        supported = self.variants + self.optional
+        unknown = [n for n in names if n not in supported]
         if unknown:
-            raise RecordError(f"{self.name}: no variant {', '.join(unknown)} (this scenario has {', '.join(self.variants)})")
+            raise RecordError(f"{self.name}: no variant {', '.join(unknown)} (this scenario has {', '.join(supported)})")
         if len(set(names)) != len(names):
             raise RecordError(f"{self.name}: a variant is named twice in --variants")
         return [VARIANTS[n] for n in names]
@@ -165,16 +172,22 @@ class Scenario:
         if self.push:
             count = params.messages if self.name == "feed" else 0
             feed = Feed(count, params.sizes, params.rate or 1.0)
-        if variant.protocol == "rest":
-            server: WorkloadRestServer | WorkloadWsServer = WorkloadRestServer(feed=feed)
+        server: WorkloadRestServer | WorkloadH2Server | WorkloadWsServer
+        if variant.http2:
+            server = WorkloadH2Server(feed=feed)
+            if tls is not None:
+                server.certificate = tls.certificate
         else:
-            server = WorkloadWsServer(deflate=variant.deflate, feed=feed)
-        if tls is not None:
-            server.ssl_context = tls.server_context
+            server = WorkloadRestServer(feed=feed) if variant.protocol == "rest" else WorkloadWsServer(deflate=variant.deflate, feed=feed)
+            if tls is not None:
+                server.ssl_context = tls.server_context
         return VariantRun(variant, params, server, feed, tls)
 
     async def run(self, run: VariantRun) -> None:
         await (self.run_rest if run.variant.protocol == "rest" else self.run_ws)(run)
+
+
+H2_STREAMS = 8  # rest-h2: asks in flight at once at most
 
 
 def _expect(condition: bool, what: str) -> None:
@@ -203,7 +216,9 @@ def _client_context(run: VariantRun):
     return run.tls.client_context if run.tls is not None else None
 
 
-def _rest_client(run: VariantRun) -> RestClient:
+def _rest_client(run: VariantRun) -> RestClient | H2RestClient:
+    if run.variant.http2:
+        return H2RestClient(run.port, run.ledger, ssl_context=run.tls.client_context_h2 if run.tls is not None else None)
     return RestClient(run.port, run.ledger, keep_alive=run.variant.keep_alive, ssl_context=_client_context(run))
 
 
@@ -212,8 +227,8 @@ def _ws_client(run: VariantRun, path: str) -> WsClient:
 
 
 def _check_connections(run: VariantRun, requests: int) -> None:
-    if run.variant.name == "rest-per-request":
-        _expect(len(run.ledger.client_ports) == requests, f"{requests} requests used {len(run.ledger.client_ports)} connections")
+    expected = requests if run.variant.name == "rest-per-request" else 1
+    _expect(len(run.ledger.client_ports) == expected, f"{run.variant.name}: {requests} requests used {len(run.ledger.client_ports)} connections")
 
 
 def _check_deflate(run: VariantRun, client: WsClient) -> None:
@@ -230,11 +245,23 @@ def _asks_over_rest(path: str, make_ask: Callable[[int, int], bytes], answer_to:
     async def run_rest(run: VariantRun) -> None:
         pacer = Pacer(run.params.rate)
         async with _rest_client(run) as client:
-            for seq in range(1, run.params.messages + 1):
+            async def ask_and_check(seq: int) -> None:
                 await pacer.wait(seq - 1)
                 ask = make_ask(seq, run.params.size(seq))
                 status, body = await client.request("POST", path, ask, "application/json")
                 _expect(status == 200 and body == answer_to(ask), f"{path} {seq}: status {status}, {len(body)} bytes")
+
+            if run.variant.http2:  # every ask on its own stream, as soon as its time comes
+                streams = asyncio.Semaphore(H2_STREAMS)
+
+                async def on_a_stream(seq: int) -> None:
+                    async with streams:
+                        await ask_and_check(seq)
+
+                await asyncio.gather(*(on_a_stream(seq) for seq in range(1, run.params.messages + 1)))
+            else:
+                for seq in range(1, run.params.messages + 1):
+                    await ask_and_check(seq)
         _check_connections(run, run.params.messages)
 
     return run_rest
@@ -331,16 +358,16 @@ SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("chat", "request/response pairs of small JSON messages",
-                 ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"),
+                 ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"), ("rest-h2",),
                  Parameters(messages=20, sizes=(120,), rate=None, poll_interval=None), _asks_over_rest("/chat", chat_request, chat_reply), _asks_over_ws("/chat", chat_request, chat_reply)),
         Scenario("feed", "the server publishes updates at a rate; REST polls, WebSocket gets them pushed",
-                 ("rest-polling", "ws", "ws-deflate"),
+                 ("rest-polling", "ws", "ws-deflate"), (),
                  Parameters(messages=20, sizes=(200,), rate=20.0, poll_interval=None), _feed_rest, _feed_ws, push=True),
         Scenario("bulk", "large payloads: 7-, 16- and 64-bit WebSocket lengths",
-                 ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"),
+                 ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"), ("rest-h2",),
                  Parameters(messages=3, sizes=(100, 1000, 70000), rate=None, poll_interval=None), _asks_over_rest("/bulk", bulk_request, bulk_reply), _asks_over_ws("/bulk", bulk_request, bulk_reply)),
         Scenario("idle", "a connection kept alive by ping/pong against REST polling at the same freshness",
-                 ("rest-polling", "ws", "ws-deflate"),
+                 ("rest-polling", "ws", "ws-deflate"), (),
                  Parameters(messages=5, sizes=(), rate=2.0, poll_interval=None), _idle_rest, _idle_ws, push=True),
     )
 }

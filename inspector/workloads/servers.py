@@ -4,8 +4,9 @@
 library on ``127.0.0.1:0`` in the running event loop; subclasses supply the
 routes or the connection handler.  `LoopThread` runs that loop in a daemon
 thread so that synchronous code (the CLI, tests) can drive servers and async
-clients.  `WorkloadRestServer` and `WorkloadWsServer` serve the workloads of
-`inspector.workloads.scenarios`, the same answers over either protocol:
+clients.  `WorkloadRestServer` (HTTP/1.1), `WorkloadH2Server` (HTTP/2, hypercorn) and
+`WorkloadWsServer` serve the workloads of `inspector.workloads.scenarios`, the same answers
+over every protocol (`RestAnswers` gives both REST servers theirs):
 
 ==================  =====================================  ==============================
 work                REST (aiohttp)                         WebSocket (websockets)
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, TypeVar
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve as ws_serve
@@ -194,44 +197,105 @@ class ServerLog:
         return self.peers[port]
 
 
-class WorkloadRestServer(AiohttpServer):
-    """aiohttp server for the workloads (see the module docstring)."""
+class RestAnswers:
+    """The workloads' REST answers and the server log, whatever server speaks HTTP (see the module
+    docstring): (status, body, content type) for a request."""
+
+    ROUTES = {("POST", "/chat"): (chat_reply, "application/json"), ("POST", "/bulk"): (bulk_reply, "application/octet-stream")}
 
     def __init__(self, feed: Feed | None = None) -> None:
-        super().__init__()
         self.feed = feed
         self.log = ServerLog()
 
+    def answer(self, client_port: int, method: str, path: str, after: str, body: bytes) -> tuple[int, bytes, str]:
+        route = self.ROUTES.get((method, path))
+        if route is None and (method, path) != ("GET", "/feed/next"):
+            return 404, b"", ""  # not one of the workload's messages
+        peer = self.log.peer(client_port)
+        peer.got(body)
+        if route is not None:
+            reply, content_type = route
+            answer, status = reply(body), 200
+        else:
+            update = self.feed.next_after(int(after or "0")) if self.feed else None
+            answer, status, content_type = (b"", 204, "") if update is None else (update.payload, 200, "application/json")
+        peer.answered(answer)
+        return status, answer, content_type
+
+
+class WorkloadRestServer(AiohttpServer, RestAnswers):
+    """aiohttp server (HTTP/1.1) for the workloads (see the module docstring)."""
+
+    def __init__(self, feed: Feed | None = None) -> None:
+        AiohttpServer.__init__(self)
+        RestAnswers.__init__(self, feed)
+
     def _app(self) -> web.Application:
-        async def chat(request: web.Request) -> web.Response:
-            return await self._answer(request, chat_reply, "application/json")
-
-        async def bulk(request: web.Request) -> web.Response:
-            return await self._answer(request, bulk_reply, "application/octet-stream")
-
-        async def feed_next(request: web.Request) -> web.Response:
-            peer = self.log.peer(peer_port(request))
-            peer.got(b"")
-            update = self.feed.next_after(int(request.query.get("after", "0"))) if self.feed else None
-            if update is None:
-                peer.answered(b"")
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            status, answer, content_type = self.answer(peer_port(request), request.method, request.path, request.query.get("after", ""), body)
+            if status == 204:
                 return web.Response(status=204)
-            peer.answered(update.payload)
-            return web.Response(body=update.payload, content_type="application/json")
+            return web.Response(status=status, body=answer, content_type=content_type or None)
 
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
-        app.router.add_post("/chat", chat)
-        app.router.add_post("/bulk", bulk)
-        app.router.add_get("/feed/next", feed_next, allow_head=False)
+        app.router.add_post("/chat", handle)
+        app.router.add_post("/bulk", handle)
+        app.router.add_get("/feed/next", handle, allow_head=False)
         return app
 
-    async def _answer(self, request: web.Request, reply: Any, content_type: str) -> web.Response:
-        body = await request.read()
-        answer = reply(body)
-        peer = self.log.peer(peer_port(request))
-        peer.got(body)
-        peer.answered(answer)
-        return web.Response(body=answer, content_type=content_type)
+
+class WorkloadH2Server(RestAnswers):
+    """hypercorn (an ASGI server) speaking HTTP/2 only, with the answers of WorkloadRestServer:
+    h2c with prior knowledge in the clear, h2 by ALPN with `ssl_context`'s certificate files
+    (`certificate`, as hypercorn loads them itself)."""
+
+    def __init__(self, feed: Feed | None = None) -> None:
+        super().__init__(feed)
+        self.port = 0
+        self.certificate: tuple[str, str] | None = None  # (cert, key) PEM files: serve h2 over TLS
+        self._stop: asyncio.Event | None = None
+        self._served: asyncio.Task | None = None
+
+    async def _app(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan: nothing to set up (hypercorn carries on without it)
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        after = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("after", "")
+        status, answer, content_type = self.answer(scope["client"][1], scope["method"], scope["path"], after, bytes(body))
+        headers = [(b"content-length", str(len(answer)).encode())] if status != 204 else []
+        if content_type:
+            headers.append((b"content-type", content_type.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    async def start(self) -> int:
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        listening = socket.create_server((HOST, 0))
+        self.port = listening.getsockname()[1]
+        config = Config()
+        config.bind = [f"fd://{listening.detach()}"]  # hypercorn's from now: it closes it
+        config.accesslog = config.errorlog = None
+        config.alpn_protocols = ["h2"]
+        if self.certificate is not None:
+            config.certfile, config.keyfile = self.certificate
+        self._stop = asyncio.Event()
+        self._served = asyncio.ensure_future(serve(self._app, config, shutdown_trigger=self._stop.wait, mode="asgi"))
+        await asyncio.sleep(0)  # hypercorn takes the socket
+        return self.port
+
+    async def stop(self) -> None:
+        if self._stop is not None and self._served is not None:
+            self._stop.set()
+            await self._served
+            self._stop = self._served = None
 
 
 class WorkloadWsServer(WebsocketsServer):

@@ -10,7 +10,7 @@ SSLKEYLOGFILE does for browsers and curl), so that the recording can be decrypte
 (`-o tls.keylog_file:FILE`).
 
 The clients trust that one certificate and no other (hostname checked too), as a real
-client trusts its CA.  ALPN offers http/1.1 only: the variants are HTTP/1.1 and WebSocket.
+client trusts its CA.  ALPN offers http/1.1, or h2 for the HTTP/2 variant.
 """
 
 from __future__ import annotations
@@ -51,16 +51,21 @@ def write_certificate(folder: Path, server_name: str = SERVER_NAME) -> tuple[Pat
 class TlsSetup:
     """The ssl contexts of one recording: servers' with the certificate, clients' writing `keylog`."""
 
-    ALPN = ("http/1.1",)
-
     def __init__(self, folder: Path, keylog: Path) -> None:
         self.keylog = keylog
         cert, key = write_certificate(folder)
+        self.certificate = (str(cert), str(key))  # for servers that load them themselves (hypercorn)
         self.server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.server_context.load_cert_chain(cert, key)
-        self.server_context.set_alpn_protocols(list(self.ALPN))
-        self.client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        self.client_context.load_verify_locations(cert)  # the chain is checked against the one certificate
-        self.client_context.set_alpn_protocols(list(self.ALPN))
+        self.server_context.set_alpn_protocols(["http/1.1"])
         keylog.unlink(missing_ok=True)  # ssl appends: only this recording's sessions
-        self.client_context.keylog_filename = str(keylog)
+        self.client_context = self._client_context("http/1.1")
+        # HTTP/2's own: its client (httpx) sets the ALPN of the context it is given.
+        self.client_context_h2 = self._client_context("h2")
+
+    def _client_context(self, alpn: str) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(self.certificate[0])  # the chain is checked against the one certificate
+        context.set_alpn_protocols([alpn])
+        context.keylog_filename = str(self.keylog)
+        return context

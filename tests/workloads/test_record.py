@@ -327,21 +327,52 @@ def recorded_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     if os.geteuid() != 0:
         pytest.skip("recording captures live on lo: needs root (CI runs as root)")
     pcap = tmp_path_factory.mktemp("record-tls") / "chat.pcap"
-    proc = run_cli("record", "chat", "-o", pcap, "--tls", "--messages", str(TLS_MESSAGES), "--size", "80,300")
+    proc = run_cli("record", "chat", "-o", pcap, "--tls", "--messages", str(TLS_MESSAGES), "--size", "80,300",
+                   "--variants", "rest-keepalive,rest-per-request,rest-h2,ws,ws-deflate")
     assert proc.returncode == 0, proc.stderr
     assert f"TLS key log {pcap.with_suffix('.keylog')}" in proc.stdout
     return pcap, json.loads(pcap.with_suffix(".json").read_text(encoding="utf-8"))
 
 
+def _tshark_rows(pcap: Path, fields: list[str], display_filter: str, *options: str) -> pd.DataFrame:
+    """One row per packet that `display_filter` keeps (every occurrence of a field, joined by |)."""
+    command = ["tshark", "-r", str(pcap), *options, "-Y", display_filter, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+               *[arg for field in fields for arg in ("-e", field)]]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    return pd.DataFrame([line.split("\t") for line in out.splitlines()], columns=fields)
+
+
 def _decrypted_by_tshark(pcap: Path, keylog: Path) -> pd.DataFrame:
-    """Per decrypted HTTP message or WebSocket frame: ports, method, status, body and payload lengths."""
+    """Per decrypted HTTP/1.1 message or WebSocket frame: ports, method, status, body and payload lengths."""
     fields = ["tcp.srcport", "tcp.dstport", "http.request.method", "http.response.code", "http.content_length",
               "websocket.opcode", "websocket.payload_length", "websocket.payload_length_ext_16", "websocket.rsv"]
-    command = ["tshark", "-r", str(pcap), "-o", f"tls.keylog_file:{keylog}", "-Y", "http or websocket", "-T", "fields",
-               "-E", "occurrence=f", *[arg for field in fields for arg in ("-e", field)]]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
-    rows = [line.split("\t") for line in out.splitlines()]
-    return pd.DataFrame(rows, columns=fields)
+    return _tshark_rows(pcap, fields, "http or websocket", "-o", f"tls.keylog_file:{keylog}")
+
+
+def _http2_frames(pcap: Path, *options: str) -> pd.DataFrame:
+    """One row per HTTP/2 frame: source port, type, stream, length, method, status."""
+    packets = _tshark_rows(pcap, ["tcp.srcport", "http2.type", "http2.streamid", "http2.length"], "http2", *options)
+    frames = [(port, int(kind), int(stream), int(length)) for port, kinds, streams, lengths in packets.itertuples(index=False)
+              for kind, stream, length in zip(kinds.split("|"), streams.split("|"), lengths.split("|"))]
+    return pd.DataFrame(frames, columns=["port", "type", "stream", "length"])
+
+
+def check_http2_variant(pcap: Path, variant: dict, *options: str) -> None:
+    """rest-h2 as tshark decodes it: one connection, a request and a response per message, each
+    on its own stream, the bodies (DATA frames) the clients' payload."""
+    assert len(variant["client_ports"]) == 1
+    port = str(variant["client_ports"][0])
+    frames = _http2_frames(pcap, *options)
+    sent, received = frames[frames["port"] == port], frames[frames["port"] == str(variant["server_port"])]
+    heads = _tshark_rows(pcap, ["tcp.srcport", "http2.headers.method", "http2.headers.status"], "http2.type == 1", *options)
+    methods = "|".join(heads.loc[heads["tcp.srcport"] == port, "http2.headers.method"]).split("|")
+    statuses = "|".join(heads.loc[heads["tcp.srcport"] != port, "http2.headers.status"]).split("|")
+    expected = variant["messages_sent"]
+    assert methods.count("POST") == expected["client"] and statuses.count("200") == expected["server"]
+    requests = sent[sent["type"] == 1]
+    assert requests["stream"].nunique() == len(requests) == expected["client"]  # a stream per request
+    assert sent.loc[sent["type"] == 0, "length"].sum() == variant["payload_bytes"]["client"]
+    assert received.loc[received["type"] == 0, "length"].sum() == variant["payload_bytes"]["server"]
 
 
 def test_tls_recording_names_its_key_log_and_only_tls_on_the_wire(recorded_tls) -> None:
@@ -358,8 +389,12 @@ def test_tls_recording_names_its_key_log_and_only_tls_on_the_wire(recorded_tls) 
     analysis = analyze_captures([pcap])
     conns = analysis["connections"]
     assert sorted(conns["client_port"]) == sorted(ports)
-    # (TLS 1.3 sends the chosen ALPN encrypted: without the keys only the offer is seen.)
-    assert set(conns["kind"]) == {"tls"} and set(conns["tls_alpn_offered"]) == {"http/1.1"} and set(conns["tls_version"]) == {"TLS 1.3"}
+    # (TLS 1.3 sends the chosen ALPN encrypted: without the keys only the offer is seen; httpx
+    # offers both, and the HTTP/2 server takes h2.)
+    h2_port = next(v["client_ports"][0] for v in sidecar["variants"] if v["name"] == "rest-h2")
+    offered = dict(zip(conns["client_port"], conns["tls_alpn_offered"]))
+    assert offered.pop(h2_port) == "http/1.1,h2" and set(offered.values()) == {"http/1.1"}
+    assert set(conns["kind"]) == {"tls"} and set(conns["tls_version"]) == {"TLS 1.3"}
 
 
 def test_tls_recording_decrypted_by_tshark_carries_what_the_clients_sent(recorded_tls) -> None:
@@ -370,7 +405,9 @@ def test_tls_recording_decrypted_by_tshark_carries_what_the_clients_sent(recorde
         sent = seen[seen["tcp.srcport"].isin(ports)]
         received = seen[seen["tcp.dstport"].isin(ports)]
         expected = variant["messages_sent"]
-        if variant["protocol"] == "rest":
+        if variant["name"] == "rest-h2":
+            check_http2_variant(pcap, variant, "-o", f"tls.keylog_file:{pcap.with_suffix('.keylog')}")
+        elif variant["protocol"] == "rest":
             assert (sent["http.request.method"] == "POST").sum() == expected["client"] == TLS_MESSAGES
             assert (received["http.response.code"] == "200").sum() == expected["server"] == TLS_MESSAGES
             assert sent["http.content_length"].astype(int).sum() == variant["payload_bytes"]["client"]
@@ -385,3 +422,22 @@ def test_tls_recording_decrypted_by_tshark_carries_what_the_clients_sent(recorde
                     assert lengths.sum() == variant["payload_bytes"][side]
                 else:  # permessage-deflate: every data frame compressed (RSV1)
                     assert set(text["websocket.rsv"]) == {"0x04"}
+
+
+@needs_root
+def test_rest_h2_is_one_http2_connection_of_concurrent_streams(tmp_path: Path) -> None:
+    out = tmp_path / "chat.pcap"
+    proc = run_cli("record", "chat", "-o", out, "--messages", "12", "--variants", "rest-h2,rest-keepalive")
+    assert proc.returncode == 0, proc.stderr
+    sidecar = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    h2, keepalive = sidecar["variants"]
+    assert h2["name"] == "rest-h2" and h2["messages_sent"] == {"client": 12, "server": 12}
+    assert h2["payload_bytes"] == keepalive["payload_bytes"]  # the same work
+    # h2c with prior knowledge: tshark needs telling that the port is HTTP/2.
+    check_http2_variant(out, h2, "-d", f"tcp.port=={h2['server_port']},http2")
+
+
+def test_rest_h2_only_for_the_scenarios_that_ask(tmp_path: Path) -> None:
+    proc = run_cli("record", "feed", "-o", tmp_path / "feed.pcap", "--variants", "rest-h2")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "feed: no variant rest-h2 (this scenario has rest-polling, ws, ws-deflate)" in proc.stderr
