@@ -1,3 +1,8 @@
 """Network traffic inspector for REST and WebSocket traffic."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("wire-inspector")
+except PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "unknown"

@@ -23,6 +23,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import inspector
+
 if TYPE_CHECKING:
     from inspector.store import Store
 
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE, DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION, DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE
 
     parser = _Parser(prog="inspector", description="See what REST and WebSocket traffic costs on the wire.")
+    parser.add_argument("--version", action="version", version=f"inspector {inspector.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     analyze = commands.add_parser("analyze", help="analyse capture files and print a summary")
     analyze.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap, pcapng or gzip-compressed capture")

@@ -601,3 +601,20 @@ def test_csv_export_defuses_formulas_from_a_sidecar(tmp_path: Path) -> None:
     assert all(r[header.index("client_port")].isdigit() for r in rows)
     header, rows = _csv_rows(tmp_path / "out" / "overhead.csv")
     assert {r[header.index("variant")] for r in rows} == {"'" + f for f in formulas}
+
+
+# --- --version, python -m inspector -------------------------------------------------------------
+
+
+def test_version_is_the_packages_and_python_m_inspector_is_the_program() -> None:
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    for command in ([sys.executable, "-m", "inspector", "--version"], [sys.executable, "-m", "inspector.cli", "--version"]):
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert proc.returncode == 0 and proc.stdout == f"inspector {declared}\n", proc
+    proc = subprocess.run([sys.executable, "-m", "inspector", "analyze", str(BUNDLED / "chat.pcap")], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith(f"{BUNDLED / 'chat.pcap'}: pcap, ") and "bytes by category:" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "inspector", "analyze", "/nonexistent.pcap"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "/nonexistent.pcap" in bad.stderr

@@ -16,15 +16,13 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 
+import inspector
 from inspector.analysis.tables import SCHEMA_VERSION
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, capture_name, is_regular_file
 from inspector.capture.sidecar import sidecar_path
 from inspector.parse.connection import ParserOptions
 from inspector.store.layout import LAYOUT_VERSION
-
-TOOL = "wire-inspector"
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,4 @@ def cache_key(captures: tuple[CaptureFingerprint, ...], parameters: dict) -> str
 
 
 def tool_version() -> str:
-    try:
-        return version(TOOL)
-    except PackageNotFoundError:  # run from a source tree that is not installed
-        return "unknown"
+    return inspector.__version__
