@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "\"SELECT kind, count(*) FROM connections GROUP BY kind\"")
     query.add_argument("-o", "--output", metavar="OUT", help="write the result to OUT.csv or OUT.parquet instead of printing it")
     query.add_argument("--no-cache", action="store_true", help="for a capture: analyse it into a temporary store, not the cache")
+    slicing = commands.add_parser("slice", help="write the packets of some connections to a capture file, for Wireshark")
+    slicing.add_argument("capture", metavar="CAPTURE", help="the capture (analysed into the cache first, if it is not there)")
+    slicing.add_argument("--conn", type=int, action="append", required=True, metavar="N", dest="conn_ids",
+                         help="a conn_id of the connections table of that capture analysed alone (repeatable)")
+    slicing.add_argument("-o", "--output", required=True, metavar="OUT", help="the capture to write, in CAPTURE's format (pcap or pcapng)")
     capture = commands.add_parser("capture", help="capture live traffic into a pcap or pcapng file (root or CAP_NET_RAW)")
     capture.add_argument("-i", "--interface", default="lo", metavar="IFACE", help="interface to capture on (default lo; 'any' for all)")
     capture.add_argument("--port", type=int, action="append", default=[], metavar="N", help="capture TCP port N (repeatable; ports are or-ed)")
@@ -169,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "query":
             return _query(args)
+        if args.command == "slice":
+            return _slice(args)
         if args.command == "capture":
             return _capture(args)
         if args.command == "record":
@@ -305,6 +312,23 @@ def _query_source(source: str, no_cache: bool, stack):
     finally:
         if progress is not None:
             progress.clear()
+
+
+def _slice(args) -> int:
+    """The packets of --conn connections into --output; where they came from on stderr."""
+    from inspector.report import printable
+    from inspector.slicing import SliceError, connection_packets, write_slice
+
+    if Path(args.output).resolve() == Path(args.capture).resolve():
+        raise SliceError(f"{args.output}: is the capture itself; write the slice to another file")
+    with ExitStack() as stack:
+        store = stack.enter_context(_query_source(args.capture, False, stack))
+        connections = connection_packets(store, args.capture, args.conn_ids)
+    written = write_slice(args.capture, connections, args.output)
+    ids = ", ".join(str(connection.conn_id) for connection in connections)
+    print(f"inspector: {written:,} packets of connection{'s' if len(connections) > 1 else ''} {ids} written to {printable(args.output)}",
+          file=sys.stderr)
+    return 0
 
 
 def print_warnings(warnings: list[str]) -> None:

@@ -136,14 +136,15 @@ def ws_accept(key: str) -> str:
     return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
 
 
-def tcp_connection(client_port: int, talk: list[tuple[str, bytes]], t0_ns: int) -> list[tuple[int, bytes]]:
+def tcp_connection(client_port: int, talk: list[tuple[str, bytes]], t0_ns: int, isn: tuple[int, int] = (1000, 5000)) -> list[tuple[int, bytes]]:
     """(ts_ns, Ethernet frame) of one TCP connection to 10.0.0.2:8080: handshake, each
-    (sender, bytes) of `talk` in one segment and its ACK, then FIN both ways."""
+    (sender, bytes) of `talk` in one segment and its ACK, then FIN both ways; isn: the client's
+    and the server's initial sequence numbers."""
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
 
     ends = {"client": ("10.0.0.1", client_port), "server": ("10.0.0.2", 8080)}
-    seq = {"client": 1000, "server": 5000}
+    seq = {"client": isn[0], "server": isn[1]}
     frames: list[tuple[int, bytes]] = []
 
     def send(sender: str, flags: str, data: bytes = b"") -> None:

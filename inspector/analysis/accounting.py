@@ -47,6 +47,7 @@ class ConnectionAccount:
     # The direction (analysis.segments.flow_of) of side 0's packets: a packet's side is its
     # direction XOR this.
     side0_direction: int = 0
+    first_index: int = -1  # the capture's record number (from 0) of its first packet
     start_ns: int = 0
     end_ns: int = 0
     packets: int = 0

@@ -441,8 +441,9 @@ class _Shard:
         first_packet = self.result.first_packet
         connection = TcpConnection(len(first_packet), self.options, client_hint=hint, capture_budget=self.decompression,
                                    one_frame_records=True)  # written as rows straight away (rows.py)
-        account = ConnectionAccount(len(first_packet), self.capture, connection, (src, dst), side0_direction=direction)
-        first_packet.append(segments.index[row])
+        first_index = segments.index[row]
+        account = ConnectionAccount(len(first_packet), self.capture, connection, (src, dst), side0_direction=direction, first_index=first_index)
+        first_packet.append(first_index)
         self.open_connections[flow] = account
         return account
 

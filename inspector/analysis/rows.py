@@ -626,6 +626,7 @@ class _ConnectionRows:
             "variant": "",
             "start_ts": account.start_ns,
             "end_ts": account.end_ns,
+            "first_frame": account.first_index + 1,
             "packets": account.packets,
             "wire_bytes": account.wire_bytes,
             "link_header_bytes": account.link_header_bytes,

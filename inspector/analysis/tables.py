@@ -74,6 +74,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "variant": "str",
         "start_ts": "float64",
         "end_ts": "float64",
+        "first_frame": "int64",
         "packets": "int64",
         "wire_bytes": "int64",
         **{name: "int64" for name in BYTE_CATEGORIES},
@@ -227,7 +228,7 @@ SCHEMAS["staleness"] = {
 
 TABLE_DOCS: dict[str, str] = {
     "captures": "one row per capture file: format, link types, packet counts, non-TCP packets by reason, warnings",
-    "connections": "one row per TCP connection, with one column per byte category (they sum to wire_bytes) and the payload and efficiency columns; for a TLS connection (kind tls), tls_version and tls_cipher as the ServerHello chose them, tls_sni and tls_alpn_offered (comma-separated) from the ClientHello, tls_alpn as chosen when the ServerHello says it (TLS 1.2; TLS 1.3 sends it encrypted), empty when not seen",
+    "connections": "one row per TCP connection (first_frame: the number of its first packet in the capture, from 1, as Wireshark numbers frames), with one column per byte category (they sum to wire_bytes) and the payload and efficiency columns; for a TLS connection (kind tls), tls_version and tls_cipher as the ServerHello chose them, tls_sni and tls_alpn_offered (comma-separated) from the ClientHello, tls_alpn as chosen when the ServerHello says it (TLS 1.2; TLS 1.3 sends it encrypted), empty when not seen",
     "http_messages": "one row per HTTP request and per response; exchange_id pairs them FIFO within a connection",
     "ws_frames": "one row per WebSocket frame; payload shown as text (U+FFFD for bad bytes) and hex, cut to a preview",
     "ws_messages": "one row per WebSocket data message (fragments assembled; control frames are not messages)",
@@ -242,7 +243,7 @@ TABLE_NAMES = tuple(SCHEMAS)
 # The version of these schemas in a store (inspector/store): any change of a table, a column or
 # its dtype, or of what a column means or counts, bumps it, so that a store written before is
 # analysed again rather than misread.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # The tables whose rows are made per connection, from its events as they come (analysis/rows.py),
 # and carry its conn_id; the others are per capture (captures, staleness) or summed over
 # connections (overhead).

@@ -137,6 +137,7 @@ def _pcap_chunks(buf, path, info: CaptureInfo, chunk_records: int) -> Iterator[R
     endian = "<" if struct.unpack_from("<I", buf, 0)[0] in PCAP_MAGICS else ">"
     magic = struct.unpack_from(endian + "I", buf, 0)[0]
     frac_scale = 1000 if magic == PCAP_MAGIC_US else 1
+    info.nanosecond = frac_scale == 1
     # The upper bits of the link type field carry FCS information (pcap spec 8.2).
     link_type = struct.unpack_from(endian + "I", buf, 20)[0] & 0x0FFFFFFF
     info.link_types.add(link_type)

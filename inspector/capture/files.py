@@ -100,6 +100,7 @@ class CaptureInfo:
     size: int = 0  # bytes of capture data (after gzip inflation)
     position: int = 0  # bytes read so far: updated after each chunk of records (each record by read_packets), and at the end
     clamped_timestamps: int = 0  # packets whose time did not fit 64-bit nanoseconds
+    nanosecond: bool = False  # a pcap of nanosecond timestamps (pcapng: per interface)
 
 
 def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None, *,
