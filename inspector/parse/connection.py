@@ -42,6 +42,7 @@ from inspector.parse.budget import (
     DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE,
     DecompressionBudget,
 )
+from inspector.parse.keylog import KeyLog
 from inspector.parse.http1 import Http1Parser, Role, StartLineFinder, is_status_code_prefix, looks_like_message_start
 from inspector.parse.tcp import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, SegmentFate, TcpStreamReassembler
 from inspector.parse.tls import HandshakeType, TlsRecordParser, TlsSession, looks_like_tls_records, starts_with_client_hello
@@ -81,13 +82,18 @@ class ParserOptions:
     # capture's budget for its share): see inspector.parse.budget.
     max_decompressed_per_connection: int = DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION
     max_decompressed_per_capture: int = DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE
+    # TLS secrets (inspector analyze --keylog): TLS connections whose secrets it holds are
+    # decrypted, and their plaintext parsed as cleartext is.  Secrets a capture carries (pcapng
+    # decryption secrets blocks) are added by the analysis.
+    keylog: KeyLog | None = None
 
 
 class TcpConnection:
     """Everything known about one TCP connection."""
 
     def __init__(self, conn_id: int, options: ParserOptions | None = None, *, client_hint: int = 0,
-                 capture_budget: DecompressionBudget | None = None, one_frame_records: bool = False) -> None:
+                 capture_budget: DecompressionBudget | None = None, one_frame_records: bool = False,
+                 keylog: KeyLog | None = None) -> None:
         """client_hint: the side to call the client when nothing else tells
         (the caller knows the ports: the higher, ephemeral one is usually the client's).
         capture_budget: what the whole capture may still decompress.
@@ -99,6 +105,7 @@ class TcpConnection:
         self._budget: DecompressionBudget | None = None  # the connection's, made with its parsers
         self._client_hint = client_hint
         self.options = options or ParserOptions()
+        self._keylog = keylog if keylog is not None else self.options.keylog
         self.streams = (TcpStreamReassembler(Direction(0)), TcpStreamReassembler(Direction(1)))
         self.client_side: int | None = None
         self.kind: str | None = None
