@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "with --dask: tasks per capture, default one per thread of the cluster)")
     analyze.add_argument("--dask", metavar="ADDRESS", help="run the analysis on the Dask cluster of the scheduler at ADDRESS "
                          "(tcp://HOST:8786); its workers must see the captures and the store (or cache) folder at the same paths")
+    analyze.add_argument("--keylog", action="append", default=[], metavar="FILE",
+                         help="TLS secrets in the NSS key log format (SSLKEYLOGFILE) to decrypt TLS connections with "
+                              "(repeatable); secrets a pcapng capture carries are read without it")
     analyze.add_argument("--max-ws-message", type=byte_count, default=DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, metavar="BYTES",
                          help=f"cap on a decompressed WebSocket message (default {DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE >> 20}M)")
     analyze.add_argument("--max-inflated", type=byte_count, default=DEFAULT_MAX_INFLATED_BYTES, metavar="BYTES",
@@ -218,7 +221,7 @@ def analysis_store(args) -> Iterator[tuple[Store, list[str]]]:
     from inspector.store import StoreError, cached_store, check_target, open_store, store_inputs
 
     options = ParserOptions(max_ws_message_bytes=args.max_ws_message, max_decompressed_per_capture=args.max_decompressed,
-                            max_decompressed_per_connection=args.max_decompressed_per_connection)
+                            max_decompressed_per_connection=args.max_decompressed_per_connection, keylog=read_keylogs(args.keylog))
     if args.store:
         check_target(args.store)  # refused before the analysis, not after it
     use_cache = not (args.no_cache or args.store)
@@ -242,6 +245,30 @@ def analysis_store(args) -> Iterator[tuple[Store, list[str]]]:
             except StoreError as exc:
                 raise StoreError(f"{exc} (the temporary store of an analysis not cached: set TMPDIR to a folder with more room)") from None
         yield stack.enter_context(open_store(folder)), warnings
+
+
+def read_keylogs(paths: list[str]):
+    """The secrets of the --keylog files together (None without any); a file that cannot be read
+    is a one-line error naming it, a file with no secret at all a warning."""
+    from inspector.errors import InspectorError
+    from inspector.parse.keylog import KeyLog
+
+    if not paths:
+        return None
+    keylog = KeyLog()
+    for path in paths:
+        try:
+            with open(path, "rb") as source:
+                text = source.read()
+        except OSError as exc:
+            raise InspectorError(f"--keylog {path}: {exc.strerror or exc}") from None
+        one = KeyLog.from_text(text)
+        if not one:
+            print(f"inspector: warning: --keylog {path}: no TLS secret in it ({one.lines} lines)", file=sys.stderr)
+        elif one.junk:
+            note(f"inspector: --keylog {path}: {one.describe()}")
+        keylog.update(one)
+    return keylog
 
 
 def analyze_into(args, options, inputs, target: str | Path | None = None) -> tuple[Path, list[str]]:

@@ -338,7 +338,13 @@ class TlsRecord:
     handshake: the payload counts as handshake (handshake, ChangeCipherSpec and
     alert records, and the encrypted handshake records of TLS 1.3 as told from
     their place in the conversation, see parse/tls.py); otherwise as encrypted data.
-    messages: what was read of it in clear: handshake message names, an alert.
+    messages: what was read of it in clear (or decrypted): handshake message names, an alert.
+    decrypted: the payload was decrypted with logged secrets (parse/tls_decrypt.py); then
+    handshake is told by its real content type, and for application data
+    plaintext_offset is where its plaintext_bytes start in the direction's plaintext
+    (what the HTTP/WebSocket parsers read), prefix_bytes the payload bytes before them
+    (TLS 1.2's explicit nonce), and aead_overhead_bytes the payload that is not plaintext
+    (prefix, tag, TLS 1.3's inner content type and padding).
     """
 
     direction: Direction
@@ -352,6 +358,11 @@ class TlsRecord:
     encrypted: bool
     handshake: bool
     messages: str = ""
+    decrypted: bool = False
+    plaintext_offset: int = -1
+    plaintext_bytes: int = 0
+    prefix_bytes: int = 0
+    aead_overhead_bytes: int = 0
 
     @property
     def wire_bytes(self) -> int:
@@ -374,6 +385,7 @@ class TlsClientHello:
     cipher_suites: tuple[int, ...]
     server_name: str
     alpn: tuple[str, ...]
+    random: bytes = b""  # the 32-byte client random: what a key log is keyed by
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,3 +405,4 @@ class TlsServerHello:
     cipher_suite: int
     alpn: str
     retry_request: bool
+    random: bytes = b""  # the 32-byte server random (TLS 1.2 key derivation)

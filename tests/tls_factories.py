@@ -75,11 +75,16 @@ class Conversation:
 
 def conversation(folder: Path, version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3, *, alpn: tuple[str, ...] = ("h2", "http/1.1"),
                  server_alpn: tuple[str, ...] = ("http/1.1",), messages: tuple[bytes, ...] = (b"GET / HTTP/1.1\r\n\r\n",),
-                 server_name: str | None = SERVER_NAME, close: bool = True) -> Conversation:
+                 server_name: str | None = SERVER_NAME, close: bool = True, keylog: Path | None = None,
+                 ciphers: str | None = None) -> Conversation:
     """A handshake, each of `messages` sent by the client and echoed by the server, then
-    close_notify both ways (when `close`)."""
+    close_notify both ways (when `close`).  keylog: the client writes its secrets there (NSS
+    key log format); ciphers: the client's OpenSSL cipher string (TLS 1.2)."""
     bios = [(ssl.MemoryBIO(), ssl.MemoryBIO()), (ssl.MemoryBIO(), ssl.MemoryBIO())]  # (incoming, outgoing) by side
-    client = client_context(version, alpn).wrap_bio(*bios[0], server_hostname=server_name)
+    context = client_context(version, alpn, ciphers)
+    if keylog is not None:
+        context.keylog_filename = str(keylog)
+    client = context.wrap_bio(*bios[0], server_hostname=server_name)
     server = server_context(folder, version, server_alpn).wrap_bio(*bios[1], server_side=True)
     talk = Conversation()
 

@@ -49,6 +49,7 @@ from inspector.decode import SUPPORTED_LINK_TYPES
 from inspector.errors import CaptureError
 from inspector.parse.budget import DecompressionBudget
 from inspector.parse.connection import ParserOptions, TcpConnection
+from inspector.parse.keylog import KeyLog
 from inspector.parse.tcp import TCP_ACK, TCP_SYN
 
 # A finished connection is kept this long (capture time) for late ACKs.
@@ -374,6 +375,8 @@ def _analyze_shard_body(path: str, options: ParserOptions, shard: int, shards: i
     shard_state = _Shard(result, capture_name(path), options, shard, spill)
     counts_everything = shard == 0
     for chunk in read_record_chunks(path, info, max_inflated_bytes=max_inflated_bytes, source=source):
+        if len(info.tls_key_logs) > shard_state.key_logs_read:
+            shard_state.add_capture_secrets(info.tls_key_logs)
         if counts_everything:
             result.packets += len(chunk)
             result.wire_bytes += int(chunk.wire_len.sum())
@@ -409,6 +412,15 @@ class _Shard:
         self.decompression = DecompressionBudget(options.max_decompressed_per_capture)
         self.open_connections: dict[int, ConnectionAccount] = {}  # by flow number (analysis.segments.flow_of)
         self.last_ts = 0  # the latest packet time so far
+        # TLS secrets: the option's, and the capture's own as its decryption secrets blocks are read
+        # (the connections share this one object: a secret added reaches every TLS handshake after it).
+        self.keylog = options.keylog.copy() if options.keylog else KeyLog()
+        self.key_logs_read = 0
+
+    def add_capture_secrets(self, key_logs: list[bytes]) -> None:
+        for text in key_logs[self.key_logs_read:]:
+            self.keylog.add_text(text)
+        self.key_logs_read = len(key_logs)
 
     def add_segments(self, segments: ShardSegments, start: int, end: int) -> None:
         """Segments start to end of `segments` to their connections."""
@@ -440,7 +452,7 @@ class _Shard:
         hint = 0 if src[1] > dst[1] else 1
         first_packet = self.result.first_packet
         connection = TcpConnection(len(first_packet), self.options, client_hint=hint, capture_budget=self.decompression,
-                                   one_frame_records=True)  # written as rows straight away (rows.py)
+                                   one_frame_records=True, keylog=self.keylog)  # written as rows straight away (rows.py)
         first_index = segments.index[row]
         account = ConnectionAccount(len(first_packet), self.capture, connection, (src, dst), side0_direction=direction, first_index=first_index)
         first_packet.append(first_index)

@@ -60,7 +60,10 @@ KINDS = (Kind.REST, Kind.WEBSOCKET, Kind.OTHER, Kind.TLS)
 # tls_records.content_name by content type (the first is 20), and what a record's payload counts as.
 CONTENT_NAMES = tuple(content_type.name.lower() for content_type in ContentType)
 FIRST_CONTENT_TYPE = min(ContentType)
-COUNTED_AS = ("encrypted", "handshake")  # by TlsRecord.handshake
+# By TlsRecord.handshake, then "application" for decrypted application data (its plaintext goes to
+# the HTTP and WebSocket categories, the rest of its payload to tls_aead_overhead_bytes).
+COUNTED_AS = ("encrypted", "handshake", "application")
+COUNTED_AS_APPLICATION = 2
 # What a message_costs row stands for: its first four items are always
 # ITEM_SETUP..ITEM_UNATTRIBUTED (overhead.py), in this order; MERGED rows
 # (an exchange that turned out to be part of the setup) are not shown.
@@ -146,7 +149,8 @@ class ShardRows:
 
 def _cost_wire_bytes(built: dict, held: dict) -> np.ndarray:
     # As the sum of the row's parts in Python: the integers first, then the floats.
-    return (built["app_header_bytes"] + built["wire_payload_bytes"]).astype(np.float64) + built["transport_bytes"] + built["ack_bytes"]
+    return ((built["app_header_bytes"] + built["wire_payload_bytes"] + built["tls_overhead_bytes"]).astype(np.float64) + built["transport_bytes"]
+            + built["ack_bytes"])
 
 
 def _cost_efficiency(built: dict, held: dict) -> np.ndarray:
@@ -174,17 +178,26 @@ FRAME_PACKED = ("conn_id", "frame_id", "direction", "ts", "fin", "rsv1", "rsv2",
 MESSAGE_PACKED = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
                   "payload_bytes", "compressed", "text_valid", "complete")
 TLS_PACKED = ("conn_id", "record_id", "direction", "ts", "content_type", "content_name", "version", "length", "header_bytes",
-              "missing_bytes", "encrypted", "counted_as", "offset")
+              "missing_bytes", "encrypted", "counted_as", "offset", "decrypted", "plaintext_bytes", "aead_overhead_bytes")
 
 
 # What each message of a connection carries (setup, teardown, ... first), one flat
 # record of ITEM_FIELDS numbers each in one array: what it is (an ITEMS code), its
 # number and direction (a DIRECTIONS code), header and payload bytes as sent,
 # application payload (decoded), how much of it is counted as sent because its decoded
-# size is unknown, and the messages with payload.  A record is added with one struct call.
+# size is unknown, the messages with payload, and the TLS record headers and AEAD overhead of
+# the decrypted records that carried it (set when the connection is over).  A record is added
+# with one struct call.
 ITEM_FIELDS = ("item", "item_index", "direction", "ts", "app_header_bytes", "wire_payload_bytes", "app_payload_bytes",
-               "undecoded_payload_bytes", "payload_messages")
-I_CODE, I_INDEX, I_DIRECTION, I_TS, I_HEADER, I_PAYLOAD, I_APP, I_UNDECODED, I_MESSAGES = range(len(ITEM_FIELDS))
+               "undecoded_payload_bytes", "payload_messages", "tls_overhead_bytes")
+I_CODE, I_INDEX, I_DIRECTION, I_TS, I_HEADER, I_PAYLOAD, I_APP, I_UNDECODED, I_MESSAGES, I_TLS = range(len(ITEM_FIELDS))
+# The fields of an item a merged item gives to the one it merges into.
+_MERGED_FIELDS = (I_HEADER, I_PAYLOAD, I_APP, I_UNDECODED, I_TLS)
+# A decrypted application data record of a direction, as a flat record of this many numbers:
+# where its plaintext starts in the direction's plaintext and its length, where the record
+# starts in the stream, the bytes before its plaintext (header, explicit nonce) and after (tag,
+# TLS 1.3 inner content type, padding).
+PLAIN_RECORD = 5
 ITEM_SIZE = len(ITEM_FIELDS)
 _pack_item = struct.Struct(f"<{ITEM_SIZE}q").pack
 NUMBER_BYTES = 8  # of one number of an items array ("q")
@@ -197,13 +210,13 @@ _unpack_sums, _pack_sums_into = _SUMS.unpack_from, _SUMS.pack_into
 def _new_items(start_ns: int) -> array:
     items = array("q")
     for code in (ITEM_SETUP, ITEM_TEARDOWN, ITEM_WS_CONTROL, ITEM_UNATTRIBUTED):
-        items.frombytes(_pack_item(code, -1, NO_DIRECTION, start_ns, 0, 0, 0, 0, 0))
+        items.frombytes(_pack_item(code, -1, NO_DIRECTION, start_ns, 0, 0, 0, 0, 0, 0))
     return items
 
 
 def _merge_item(items: array, item: int, target: int) -> None:
     """`item` turned out to be part of `target` (its work is not counted)."""
-    for field in (I_HEADER, I_PAYLOAD, I_APP, I_UNDECODED):
+    for field in _MERGED_FIELDS:
         items[target * ITEM_SIZE + field] += items[item * ITEM_SIZE + field]
         items[item * ITEM_SIZE + field] = 0
     items[item * ITEM_SIZE + I_CODE] = MERGED
@@ -219,7 +232,7 @@ class _ConnectionRows:
                  "http_responses", "final_responses", "item_of_exchange", "prune_exchanges_at", "upgrade_item",
                  "frame_count", "message_ids", "pending_frames", "pending_head", "newest_frame", "ws_message_count",
                  "findings_per_rule", "last_unlisted", "setup_bytes", "teardown_bytes", "tls_record_header_bytes", "tls_handshake_bytes",
-                 "tls_encrypted_bytes", "tls_record_count", "client_hello", "server_hello")
+                 "tls_encrypted_bytes", "tls_aead_overhead_bytes", "tls_record_count", "client_hello", "server_hello", "plain_records")
 
     def __init__(self, account: ConnectionAccount, sinks: ShardRows) -> None:
         self.account = account
@@ -258,6 +271,10 @@ class _ConnectionRows:
         self.last_unlisted: dict[str, Finding] = {}
         self.setup_bytes = self.teardown_bytes = 0.0
         self.tls_record_header_bytes = self.tls_handshake_bytes = self.tls_encrypted_bytes = self.tls_record_count = 0
+        self.tls_aead_overhead_bytes = 0
+        # By Direction: its decrypted application data records (PLAIN_RECORD numbers each), once it
+        # has one; from then on the direction's spans (spans_of) are ranges of its plaintext.
+        self.plain_records: list[array | None] = [None, None]
         self.client_hello: TlsClientHello | None = None
         self.server_hello: TlsServerHello | None = None
 
@@ -275,7 +292,7 @@ class _ConnectionRows:
         self.deflate = handshake.deflate is not None
         if self.upgrade_item is not None:
             _merge_item(self.items, self.upgrade_item, ITEM_SETUP)
-            for spans in self.spans:
+            for spans in {*self.spans, *self.spans_of}:  # the streams', and a decrypted direction's plaintext's
                 spans.relabel(self.upgrade_item, ITEM_SETUP)
 
     def finish(self) -> None:
@@ -317,7 +334,7 @@ class _ConnectionRows:
         if item is None:
             # carries: a request or response with a body, work done
             item = self.item_of_exchange[exchange] = len(items) // ITEM_SIZE
-            items.frombytes(_pack_item(ITEM_EXCHANGE, exchange, CLIENT, ts, header + framing, body, size, undecoded, carries))
+            items.frombytes(_pack_item(ITEM_EXCHANGE, exchange, CLIENT, ts, header + framing, body, size, undecoded, carries, 0))
             self.spans_of[message.direction].add_packed(pack_range(start, start + header + wire, item))
             if len(self.item_of_exchange) > self.prune_exchanges_at:
                 self._forget_done_exchanges()
@@ -389,7 +406,7 @@ class _ConnectionRows:
         else:
             header, payload = self._take_pending(side, message.frames, item, message_id)
         size, undecoded, carries = ws_app_payload(message, payload)
-        items.frombytes(_pack_item(ITEM_WS_MESSAGE, message_id, side, message.ts_ns, header, payload, size, undecoded, carries))
+        items.frombytes(_pack_item(ITEM_WS_MESSAGE, message_id, side, message.ts_ns, header, payload, size, undecoded, carries, 0))
         decoded = message.payload_bytes
         valid = message.text_valid
         sink = self.sinks.ws_messages
@@ -427,7 +444,7 @@ class _ConnectionRows:
         self.spans_of[side].add_packed(pack_range(start, start + header + length, item))
         # ws_app_payload of a whole message: its decoded size is known (the wire size when
         # not compressed), nothing is undecoded.
-        items.frombytes(_pack_item(ITEM_WS_MESSAGE, message_id, side, ts, header, length, decoded, 0, decoded > 0))
+        items.frombytes(_pack_item(ITEM_WS_MESSAGE, message_id, side, ts, header, length, decoded, 0, decoded > 0, 0))
         sink = sinks.ws_messages
         sink.rows += sink.pack(conn_id, message_id, side, ts, ts, opcode, 1, header, length, decoded, compressed,
                                MISSING if valid is None else valid, True)
@@ -499,18 +516,77 @@ class _ConnectionRows:
         start, header, length = record.offset, record.header_bytes, record.length
         captured = length - record.missing_bytes
         sink = self.sinks.tls_records
+        application = record.decrypted and not record.handshake
         sink.rows += sink.pack(self.conn_id, record_id, record.direction, record.ts_ns, record.content_type,
                                record.content_type - FIRST_CONTENT_TYPE, record.version, length, header, record.missing_bytes,
-                               record.encrypted, record.handshake, start)
+                               record.encrypted, COUNTED_AS_APPLICATION if application else record.handshake, start, record.decrypted,
+                               record.plaintext_bytes, record.aead_overhead_bytes)
         sink.appends[0](record.messages)
         self.tls_record_header_bytes += header
-        if record.handshake:
+        if application:
+            self._decrypted_record(record)
+        elif record.handshake:
             self.tls_handshake_bytes += captured
             self.items[ITEM_SETUP * ITEM_SIZE + I_HEADER] += header + captured
             self.spans_of[record.direction].add(start, start + header + length, ITEM_SETUP)
         else:
             self.tls_encrypted_bytes += captured
             self.items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += header + captured
+
+    def _decrypted_record(self, record: TlsRecord) -> None:
+        """Decrypted application data: its plaintext is the HTTP/WebSocket parsers' (their spans are
+        plaintext ranges, mapped onto the stream when the connection is over: _map_plaintext_spans)."""
+        direction = record.direction
+        self.tls_aead_overhead_bytes += record.aead_overhead_bytes
+        records = self.plain_records[direction]
+        if records is None:
+            records = self.plain_records[direction] = array("q")
+            spans_of = list(self.spans_of)
+            spans_of[direction] = Spans()
+            self.spans_of = tuple(spans_of)
+        before = record.header_bytes + record.prefix_bytes
+        records.extend((record.plaintext_offset, record.plaintext_bytes, record.offset, before,
+                        record.aead_overhead_bytes - record.prefix_bytes))
+
+    def _map_plaintext_spans(self) -> None:
+        """Give each decrypted record's stream bytes to the items of its plaintext: a plaintext
+        range to its item, the record's header and explicit nonce to the item of its first
+        plaintext byte, its tag, inner content type and padding to the item of its last (those
+        two counted as the items' tls_overhead_bytes too); nobody's plaintext is unattributed."""
+        items = self.items
+        client_side = self.client_side
+        for direction in (Direction.CLIENT, Direction.SERVER):
+            records = self.plain_records[direction]
+            if records is None:
+                continue
+            stream = self.spans[client_side if direction is Direction.CLIENT else 1 - client_side]
+            ranges = list(self.spans_of[direction].in_order())
+            count = len(ranges)
+            index = 0
+            fields = iter(records)
+            for plain_start, plain_bytes, record_start, before, after in zip(fields, fields, fields, fields, fields):
+                plain_end = plain_start + plain_bytes
+                while index < count and ranges[index][1] <= plain_start:
+                    index += 1
+                pieces = []
+                scan = index
+                while scan < count and ranges[scan][0] < plain_end:
+                    start, end, item = ranges[scan]
+                    pieces.append((max(start, plain_start), min(end, plain_end), item))
+                    if end > plain_end:
+                        break  # the range goes on in the next record
+                    scan += 1
+                index = scan
+                first = pieces[0][2] if pieces and pieces[0][0] == plain_start else ITEM_UNATTRIBUTED
+                last = pieces[-1][2] if pieces and pieces[-1][1] == plain_end else ITEM_UNATTRIBUTED
+                shift = record_start + before - plain_start  # a plaintext offset + shift = its stream offset
+                stream.add(record_start, record_start + before, first)
+                for start, end, item in pieces:
+                    if end > start:
+                        stream.add(start + shift, end + shift, item)
+                stream.add(plain_end + shift, plain_end + shift + after, last)
+                items[first * ITEM_SIZE + I_TLS] += before
+                items[last * ITEM_SIZE + I_TLS] += after
 
     def _client_hello(self, hello: TlsClientHello) -> None:
         if self.client_hello is None:
@@ -526,7 +602,7 @@ class _ConnectionRows:
             "tls_version": "" if server is None else version_name(server.version),
             "tls_cipher": "" if server is None else cipher_suite_name(server.cipher_suite),
             "tls_sni": "" if client is None else client.server_name,
-            "tls_alpn": "" if server is None else server.alpn,
+            "tls_alpn": self.conn.tls.alpn if self.conn.tls is not None else "" if server is None else server.alpn,
             "tls_alpn_offered": "" if client is None else ",".join(client.alpn),
         }
 
@@ -580,7 +656,7 @@ class _ConnectionRows:
                 "http_body_bytes": self.http_body_bytes, "ws_frame_header_bytes": self.ws_frame_header_bytes,
                 "ws_control_payload_bytes": self.ws_control_payload_bytes, "ws_data_payload_bytes": self.ws_data_payload_bytes,
                 "tls_record_header_bytes": self.tls_record_header_bytes, "tls_handshake_bytes": self.tls_handshake_bytes,
-                "tls_encrypted_bytes": self.tls_encrypted_bytes}
+                "tls_aead_overhead_bytes": self.tls_aead_overhead_bytes, "tls_encrypted_bytes": self.tls_encrypted_bytes}
 
     def unparsed_bytes(self) -> int:
         account = self.account
@@ -591,11 +667,14 @@ class _ConnectionRows:
         not shown (merged, or carrying nothing) are dropped with the chunk."""
         items = self.items
         items[ITEM_TEARDOWN * ITEM_SIZE + I_TS] = self.account.end_ns  # the connection's last moment
+        if self.plain_records != [None, None]:
+            self._map_plaintext_spans()
         count = len(items) // ITEM_SIZE
         transport, acks = attribute_packets(self.account, self.spans, count)
         items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
         self.setup_bytes, self.teardown_bytes = (items[index * ITEM_SIZE + I_HEADER] + items[index * ITEM_SIZE + I_PAYLOAD]
-                                                 + transport[index] + acks[index] for index in (ITEM_SETUP, ITEM_TEARDOWN))
+                                                 + items[index * ITEM_SIZE + I_TLS] + transport[index] + acks[index]
+                                                 for index in (ITEM_SETUP, ITEM_TEARDOWN))
         self.sinks.message_costs.write_block(count, (self.conn_id, KINDS.index(self._kind())), items, transport, acks)
 
     def _kind(self) -> str:

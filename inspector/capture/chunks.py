@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspector.capture.files import (
-    BLOCK_EPB, BLOCK_IDB, BLOCK_MIN_BODY_BYTES, BLOCK_NAMES, BLOCK_OBSOLETE_PACKET, BLOCK_SPB, DEFAULT_MAX_INFLATED_BYTES,
+    BLOCK_DSB, BLOCK_EPB, BLOCK_IDB, BLOCK_MIN_BODY_BYTES, BLOCK_NAMES, BLOCK_OBSOLETE_PACKET, BLOCK_SPB, DEFAULT_MAX_INFLATED_BYTES,
     MAGIC_BYTES, MAX_TS_NS, MIN_TS_NS, OPTION_IF_TSOFFSET, OPTION_IF_TSRESOL, PCAP_MAGIC_US, PCAP_MAGICS, PCAPNG_BYTE_ORDER_MAGIC,
-    PCAPNG_SHB, CaptureBytes, CaptureInfo, not_a_capture, open_capture, sniff_format,
+    PCAPNG_SHB, SECRETS_TLS_KEY_LOG, CaptureBytes, CaptureInfo, not_a_capture, open_capture, sniff_format,
 )
 from inspector.errors import CaptureError
 
@@ -384,7 +384,18 @@ class _PcapngReader:
                 raise _longer_than_block(block_type, pos, caplen, end - body - 20, path)
             records.add(pos, body + 20, caplen, wire_len, _pcapng_ts(iface, (ts_hi << 32) | ts_lo, self.info), iface.link_type)
             self.count += 1
+        elif block_type == BLOCK_DSB:
+            self._read_secrets(body, end, pos)
         self.pos = pos + block_len
+
+    def _read_secrets(self, body: int, end: int, pos: int) -> None:
+        """A decryption secrets block: a TLS key log is kept in `info` (other kinds are not used)."""
+        secrets_type, length = struct.unpack_from(self.endian + "II", self.buf, body)
+        if body + 8 + length > end:
+            raise CaptureError(f"{self.path}: corrupt pcapng: {BLOCK_NAMES[BLOCK_DSB]} at offset {pos} claims {length} bytes "
+                               f"of secrets but holds {end - body - 8}")
+        if secrets_type == SECRETS_TLS_KEY_LOG:
+            self.info.tls_key_logs.append(bytes(self.buf[body + 8 : body + 8 + length]))
 
 
 def _corrupt_block(buf, pos: int, block_type: int, block_len: int, endian: str, path) -> CaptureError:

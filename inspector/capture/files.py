@@ -55,6 +55,9 @@ BLOCK_IDB = 0x00000001
 BLOCK_OBSOLETE_PACKET = 0x00000002
 BLOCK_SPB = 0x00000003
 BLOCK_EPB = 0x00000006
+BLOCK_DSB = 0x0000000A  # decryption secrets block (section 4.7)
+# The secrets type of a DSB holding a TLS key log ('TLSK'): NSS key log lines (parse/keylog.py).
+SECRETS_TLS_KEY_LOG = 0x544C534B
 OPTION_IF_TSRESOL = 9
 OPTION_IF_TSOFFSET = 14
 BLOCK_NAMES = {
@@ -63,13 +66,14 @@ BLOCK_NAMES = {
     BLOCK_OBSOLETE_PACKET: "obsolete packet block",
     BLOCK_SPB: "simple packet block",
     BLOCK_EPB: "enhanced packet block",
+    BLOCK_DSB: "decryption secrets block",
 }
 # Bytes of fixed fields each block's body holds before any packet data or options (draft-ietf-
 # opsawg-pcapng 4.1-4.4, appendix A for the obsolete block); a shorter block is corrupt, as
 # Wireshark says too.  SHB: byte-order magic, versions, section length; IDB: link type,
 # reserved, snaplen; EPB/OPB: interface, timestamp (and OPB drops), captured and original
-# lengths; SPB: original length.
-BLOCK_MIN_BODY_BYTES = {PCAPNG_SHB: 16, BLOCK_IDB: 8, BLOCK_OBSOLETE_PACKET: 20, BLOCK_SPB: 4, BLOCK_EPB: 20}
+# lengths; SPB: original length; DSB: secrets type and length.
+BLOCK_MIN_BODY_BYTES = {PCAPNG_SHB: 16, BLOCK_IDB: 8, BLOCK_OBSOLETE_PACKET: 20, BLOCK_SPB: 4, BLOCK_EPB: 20, BLOCK_DSB: 8}
 
 PacketRecord = tuple[int, int, int, bytes]
 # Packet times are integer nanoseconds since 1970 in 64 bits (the tables' arrays hold them).
@@ -101,6 +105,9 @@ class CaptureInfo:
     position: int = 0  # bytes read so far: updated after each chunk of records (each record by read_packets), and at the end
     clamped_timestamps: int = 0  # packets whose time did not fit 64-bit nanoseconds
     nanosecond: bool = False  # a pcap of nanosecond timestamps (pcapng: per interface)
+    # The TLS key logs of the pcapng decryption secrets blocks read so far, in file order (a
+    # block's secrets apply to the packets after it: the analysis adds them as it reads).
+    tls_key_logs: list[bytes] = field(default_factory=list)
 
 
 def read_packets(path: str | os.PathLike, info: CaptureInfo | None = None, *,

@@ -19,6 +19,16 @@ seen the stream events are held back, at most DETECTION_WINDOW stream bytes
 side can show more evidence, the connection is TLS if one side's bytes are TLS
 records (a capture that missed the handshake), WebSocket if they are WebSocket
 frames, else "other" (its bytes are then counted as unparsed).
+
+A TLS connection with secrets for it (a key log) has its records decrypted by
+its TLS parsers, which queue each side's plaintext (`_PlaintextQueue`), taken
+here after each input (a queue, not a call back: no reference cycle);
+`_start_plaintext_parsers` is the one place that decides which parser reads
+it: by the ALPN protocol the handshake chose, else by content.  HTTP/1.1 (and a
+WebSocket after its upgrade) are parsed as in cleartext, their offsets in the
+side's plaintext, and the connection's kind becomes rest (then websocket); a
+plaintext no parser takes (another protocol; h2 until its parser plugs in)
+stays kind tls, its bytes unparsed.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from inspector.parse.budget import (
     DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE,
     DecompressionBudget,
 )
+from inspector.parse.keylog import KeyLog
 from inspector.parse.http1 import Http1Parser, Role, StartLineFinder, is_status_code_prefix, looks_like_message_start
 from inspector.parse.tcp import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, SegmentFate, TcpStreamReassembler
 from inspector.parse.tls import HandshakeType, TlsRecordParser, TlsSession, looks_like_tls_records, starts_with_client_hello
@@ -81,24 +92,33 @@ class ParserOptions:
     # capture's budget for its share): see inspector.parse.budget.
     max_decompressed_per_connection: int = DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION
     max_decompressed_per_capture: int = DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE
+    # TLS secrets (inspector analyze --keylog): TLS connections whose secrets it holds are
+    # decrypted, and their plaintext parsed as cleartext is.  Secrets a capture carries (pcapng
+    # decryption secrets blocks) are added by the analysis.
+    keylog: KeyLog | None = None
 
 
 class TcpConnection:
     """Everything known about one TCP connection."""
 
     def __init__(self, conn_id: int, options: ParserOptions | None = None, *, client_hint: int = 0,
-                 capture_budget: DecompressionBudget | None = None, one_frame_records: bool = False) -> None:
+                 capture_budget: DecompressionBudget | None = None, one_frame_records: bool = False,
+                 keylog: KeyLog | None = None) -> None:
         """client_hint: the side to call the client when nothing else tells
         (the caller knows the ports: the higher, ephemeral one is usually the client's).
         capture_budget: what the whole capture may still decompress.
         one_frame_records: WebSocket messages of one frame read whole come as one
-        WsOneFrameMessage each instead of a WsFrame and a WsMessage (WebSocketParser)."""
+        WsOneFrameMessage each instead of a WsFrame and a WsMessage (WebSocketParser).
+        keylog: TLS secrets to decrypt with (default: the options'); the caller may add
+        secrets to it later, until the connection's first encrypted record."""
         self.conn_id = conn_id
         self._one_frame_records = one_frame_records
         self._capture_budget = capture_budget
         self._budget: DecompressionBudget | None = None  # the connection's, made with its parsers
         self._client_hint = client_hint
         self.options = options or ParserOptions()
+        self._keylog = keylog if keylog is not None else self.options.keylog
+        self._plaintext_decided = False  # which parser reads the decrypted bytes: see _start_plaintext_parsers
         self.streams = (TcpStreamReassembler(Direction(0)), TcpStreamReassembler(Direction(1)))
         self.client_side: int | None = None
         self.kind: str | None = None
@@ -118,6 +138,7 @@ class TcpConnection:
         self._http: list[Http1Parser | None] = [None, None]
         self._ws: list[WebSocketParser | None] = [None, None]
         self._tls: list[TlsRecordParser | None] = [None, None]
+        self._plaintext: list[_PlaintextQueue | None] = [None, None]  # by side: what its TLS parser decrypted
         self.tls: TlsSession | None = None  # what the TLS parsers of both sides know
         self._upgrade_request: HttpRequest | None = None
 
@@ -159,19 +180,21 @@ class TcpConnection:
         offset = self.streams[side].take_next(seq, payload_wire_len)
         if offset < 0:
             return -1
-        # Straight to the parser, no stream event.
-        ws = self._ws[side]
-        if ws is not None:
-            ws.receive_data(payload, ts_ns)
+        # Straight to the parser, no stream event (a TLS side's HTTP or WebSocket parser reads its plaintext).
+        tls = self._tls[side]
+        if tls is not None:
+            tls.receive_data(payload, ts_ns)
+            if self._plaintext[side]:
+                self._take_plaintext(side)
         else:
-            http = self._http[side]
-            if http is not None:
-                http.receive_data(payload, ts_ns)
-                self._drain(side)
+            ws = self._ws[side]
+            if ws is not None:
+                ws.receive_data(payload, ts_ns)
             else:
-                tls = self._tls[side]
-                if tls is not None:
-                    tls.receive_data(payload, ts_ns)
+                http = self._http[side]
+                if http is not None:
+                    http.receive_data(payload, ts_ns)
+                    self._drain(side)
         if flags & TCP_ACK and self.streams[1 - side].has_pending:
             self._acknowledged(side, ack, ts_ns)
         return offset
@@ -305,8 +328,9 @@ class TcpConnection:
                 self._ws[side] = self._new_ws_parser(direction, start, deflate=None, negotiated=False)
             elif self.kind == Kind.TLS:
                 if self.tls is None:
-                    self.tls = TlsSession()
-                self._tls[side] = TlsRecordParser(direction, self.tls, start_offset=start, events=self.events)
+                    self.tls = TlsSession(self._keylog)
+                plaintext = self._plaintext[side] = _PlaintextQueue() if self._keylog is not None else None
+                self._tls[side] = TlsRecordParser(direction, self.tls, start_offset=start, events=self.events, plaintext=plaintext)
 
     def _first_offset(self, side: int) -> int:
         """Where parsing of `side` starts: its first held data or gap, else what comes next."""
@@ -337,7 +361,7 @@ class TcpConnection:
     # -- dispatch --------------------------------------------------------------------
 
     def _dispatch(self, side: int, event) -> None:
-        parser = self._ws[side] or self._http[side] or self._tls[side]
+        parser = self._tls[side] or self._ws[side] or self._http[side]
         if parser is None:
             return  # another protocol or a tunnel: its bytes count as unparsed
         if isinstance(event, StreamData):
@@ -346,7 +370,67 @@ class TcpConnection:
             parser.receive_gap(event.length, event.ts_ns)
         elif isinstance(event, StreamEnd):
             parser.receive_eof(event.ts_ns)
+        if parser is self._tls[side] and self._plaintext[side] is not None:
+            if self._plaintext[side]:
+                self._take_plaintext(side)
+            plaintext = self._ws[side] or self._http[side]
+            if type(event) is StreamEnd and plaintext is not None:
+                plaintext.receive_eof(event.ts_ns)  # the end of the records is the end of their plaintext
         self._drain(side)
+
+    # -- decrypted TLS -----------------------------------------------------------------
+
+    def _start_plaintext_parsers(self, side: int, data: bytes) -> bool:
+        """Choose the parsers of the decrypted bytes, on the first plaintext of either side:
+        the one place that decides it (an HTTP/2 parser plugs in here, for ALPN h2).
+        Returns whether `side` has a parser now."""
+        self._plaintext_decided = True
+        alpn = self.tls.alpn if self.tls is not None else ""
+        if alpn not in ("", "http/1.1", "http/1.0"):
+            return False  # h2 (issue 11 part 3) or another protocol: decrypted, left unparsed
+        if self.direction_of(side) is not Direction.CLIENT or not looks_like_message_start(data, Role.REQUEST):
+            return False  # HTTP/1.x: the client speaks first, with a request line
+        self.kind = Kind.REST
+        options = self.options
+        for parser_side in (0, 1):
+            direction = self.direction_of(parser_side)
+            role = Role.REQUEST if direction is Direction.CLIENT else Role.RESPONSE
+            self._http[parser_side] = Http1Parser(direction, role, start_offset=0, preview_bytes=options.preview_bytes, in_sync=True,
+                                                  decompression_budget=self._decompression_budget())
+        return True
+
+    def _take_plaintext(self, side: int) -> None:
+        """Feed `side`'s decrypted bytes, queued by its TLS parser, to their parser."""
+        queue = self._plaintext[side]
+        items, queue[:] = list(queue), []
+        for data, length, first_ts_ns, last_ts_ns in items:
+            if data is None:
+                self._receive_plaintext_gap(side, length, last_ts_ns)
+            else:
+                self._receive_plaintext(side, data, first_ts_ns, last_ts_ns)
+
+    def _receive_plaintext(self, side: int, data: bytes, first_ts_ns: int, last_ts_ns: int) -> None:
+        parser = self._ws[side] or self._http[side]
+        if parser is None:
+            if self._plaintext_decided or not self._start_plaintext_parsers(side, data):
+                return  # no parser reads it: its bytes count as unparsed
+            parser = self._http[side]
+        if first_ts_ns != last_ts_ns and len(data) > 1:
+            # A message starting in this record started with the packet of its first byte.
+            parser.receive_data(data[:1], first_ts_ns)
+            self._drain(side)  # that byte may end a message (a 101 hands the rest to a WebSocket parser)
+            parser = self._ws[side] or self._http[side]
+            if parser is None:
+                return
+            data = data[1:]
+        parser.receive_data(data, last_ts_ns)
+        self._drain(side)
+
+    def _receive_plaintext_gap(self, side: int, length: int, ts_ns: int) -> None:
+        parser = self._ws[side] or self._http[side]
+        if parser is not None:
+            parser.receive_gap(length, ts_ns)
+            self._drain(side)
 
     def _drain(self, side: int) -> None:
         """Take the events `side`'s HTTP parser made (a WebSocket parser's are in `events` already)."""
@@ -425,6 +509,19 @@ class TcpConnection:
             extensions=extensions,
             deflate=parse_deflate_offer(extensions),
         )
+
+
+class _PlaintextQueue(list):
+    """A TLS parser's PlaintextReceiver: one side's decrypted bytes, as (data, length, first ts,
+    last ts) entries (data None for a gap of `length`), until the connection takes them."""
+
+    __slots__ = ()
+
+    def receive_plaintext(self, data: bytes, first_ts_ns: int, last_ts_ns: int) -> None:
+        self.append((data, len(data), first_ts_ns, last_ts_ns))
+
+    def receive_plaintext_gap(self, length: int, ts_ns: int) -> None:
+        self.append((None, length, ts_ns, ts_ns))
 
 
 class _SideEvidence:

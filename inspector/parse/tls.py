@@ -40,7 +40,9 @@ import enum
 
 from inspector.errors import ParseError
 from inspector.events import Direction, Finding, TlsClientHello, TlsRecord, TlsServerHello
+from inspector.parse.keylog import KeyLog
 from inspector.parse.pending import PendingEvents
+from inspector.parse.tls_decrypt import DecryptError, DirectionDecrypter, NoKey, Opened, UnsupportedCipher, session_keys
 
 __all__ = [
     "ContentType", "HandshakeType", "TlsRecordParser", "TlsSession", "cipher_suite_name", "starts_with_client_hello",
@@ -200,15 +202,58 @@ def looks_like_tls_records(data: bytes | bytearray) -> bool:
 
 class TlsSession:
     """What both directions of one TLS connection know: the hellos, and so which
-    records are encrypted (the parsers of both sides share it)."""
+    records are encrypted (the parsers of both sides share it); with a key log, the
+    keys that open them."""
 
-    __slots__ = ("client_hello", "server_hello", "client_finished")
+    __slots__ = ("client_hello", "server_hello", "client_finished", "keylog", "encrypted_alpn", "_keys", "_keys_made", "_problem")
 
-    def __init__(self) -> None:
+    def __init__(self, keylog: KeyLog | None = None) -> None:
         self.client_hello: TlsClientHello | None = None
         self.server_hello: TlsServerHello | None = None
         # TLS 1.3: the client sent its first encrypted record (its Finished): the handshake is over.
         self.client_finished = False
+        # Secrets to decrypt with (read when the first encrypted record comes: a capture's own
+        # secrets may be added while it is read); None or empty: no decryption is tried.
+        self.keylog = keylog
+        self.encrypted_alpn = ""  # TLS 1.3: the protocol the decrypted EncryptedExtensions chose
+        self._keys = None
+        self._keys_made = False
+        self._problem: tuple[str, str] | None = None
+
+    @property
+    def alpn(self) -> str:
+        """The application protocol chosen (ALPN), "" when unknown or none."""
+        hello = self.server_hello
+        return (hello.alpn if hello is not None else "") or self.encrypted_alpn
+
+    def decrypter(self, direction: Direction) -> DirectionDecrypter | None:
+        """`direction`'s decrypter, None when its records cannot be decrypted (why: take_problem)."""
+        if not self._keys_made:
+            self._keys_made = True
+            self._keys = self._make_keys()
+        if self._keys is None:
+            return None
+        return self._keys.client if direction is Direction.CLIENT else self._keys.server
+
+    def take_problem(self) -> tuple[str, str] | None:
+        """Why the records are not decrypted, as (rule, detail), once per connection."""
+        problem, self._problem = self._problem, None
+        return problem
+
+    def _make_keys(self):
+        if not self.keylog:
+            return None  # nothing asked for: no finding
+        client, server = self.client_hello, self.server_hello
+        if client is None or server is None or server.retry_request:
+            self._problem = ("tls-no-key", "the ClientHello or ServerHello was not captured: their randoms find the keys")
+            return None
+        try:
+            return session_keys(self.keylog, client.random, server.random, server.version, server.cipher_suite)
+        except NoKey as error:
+            self._problem = ("tls-no-key", str(error))
+        except UnsupportedCipher as error:
+            self._problem = ("tls-unsupported-cipher", str(error))
+        return None
 
     @property
     def version(self) -> int | None:
@@ -221,8 +266,8 @@ class TlsSession:
 
 
 class _Record:
-    __slots__ = ("ts_ns", "offset", "content_type", "version", "length", "done", "missing", "encrypted", "handshake", "alert",
-                 "messages")
+    __slots__ = ("ts_ns", "last_ts_ns", "offset", "content_type", "version", "length", "done", "missing", "encrypted", "handshake", "alert",
+                 "messages", "body", "opened")
 
     def __init__(self, ts_ns: int, offset: int, content_type: int, version: int, length: int, encrypted: bool, handshake: bool) -> None:
         self.ts_ns = ts_ns
@@ -236,14 +281,31 @@ class _Record:
         self.handshake = handshake
         self.alert = bytearray() if content_type == ContentType.ALERT and not encrypted else None
         self.messages: list[str] = []
+        self.last_ts_ns = ts_ns  # of the chunk that brought its last byte so far
+        self.body: bytearray | None = None  # an encrypted payload held to be decrypted
+        self.opened: Opened | None = None
+
+
+class PlaintextReceiver:
+    """Where a TlsRecordParser hands the decrypted application data of its direction, in order
+    (TcpConnection passes the HTTP/WebSocket parser of that side).  Offsets are in the
+    direction's plaintext, which starts at 0."""
+
+    def receive_plaintext(self, data: bytes, first_ts_ns: int, last_ts_ns: int) -> None:
+        """The plaintext of one record: its first byte came at first_ts_ns, its last at last_ts_ns."""
+
+    def receive_plaintext_gap(self, length: int, ts_ns: int) -> None:
+        """About `length` plaintext bytes were lost (a record not captured whole)."""
 
 
 class TlsRecordParser(PendingEvents):
     """TLS records of one direction.  Events go to `events` when given (the caller reads
-    them from there, as TcpConnection does), else `next_event()` / `take_events()` hand them out."""
+    them from there, as TcpConnection does), else `next_event()` / `take_events()` hand them out.
+    With a session holding a key log, encrypted records are decrypted: each record's
+    decrypted application data goes to `plaintext` (after the record's TlsRecord event)."""
 
     def __init__(self, direction: Direction, session: TlsSession | None = None, *, start_offset: int = 0,
-                 events: list | None = None) -> None:
+                 events: list | None = None, plaintext: PlaintextReceiver | None = None) -> None:
         self._direction = direction
         self.session = session if session is not None else TlsSession()
         self._events: list = [] if events is None else events
@@ -258,6 +320,13 @@ class TlsRecordParser(PendingEvents):
         self._lost_sync = False
         self._started = False  # a record header was seen: a gap before that is only a missed start
         self._ended = False
+        self._plaintext = plaintext
+        self._plaintext_offset = 0  # where the next decrypted application data starts in the plaintext
+        self._decrypter: DirectionDecrypter | None = None  # while this direction's records open
+        self._decrypter_asked = False
+        # Handshake messages decrypted (TLS 1.3's flight, post-handshake messages): their types
+        # say when keys change; EncryptedExtensions is read for ALPN.
+        self._secret_handshake = _HandshakeReader(wanted=(HandshakeType.ENCRYPTED_EXTENSIONS,))
 
     @property
     def unparsed_bytes(self) -> int:
@@ -290,7 +359,7 @@ class TlsRecordParser(PendingEvents):
                     self._start_record()
                 continue
             take = min(record.length - record.done, end - pos)
-            self._payload(record, data, pos, pos + take)
+            self._payload(record, data, pos, pos + take, ts_ns)
             pos += take
             if record.done == record.length:
                 self._finish_record(record)
@@ -350,6 +419,8 @@ class TlsRecordParser(PendingEvents):
         header.clear()
         encrypted, handshake = self._classify(content_type)
         record = _Record(self._header_ts, self._offset, content_type, (major << 8) | minor, length, encrypted, handshake)
+        if encrypted and self._decrypting(record.ts_ns):
+            record.body = bytearray()
         self._offset += RECORD_HEADER_BYTES
         self._record = record
         if not length:
@@ -371,10 +442,13 @@ class TlsRecordParser(PendingEvents):
         encrypted = content_type != ContentType.CHANGE_CIPHER_SPEC and self._ccs_sent and not session.tls13
         return encrypted, True
 
-    def _payload(self, record: _Record, data: bytes, start: int, end: int) -> None:
+    def _payload(self, record: _Record, data: bytes, start: int, end: int, ts_ns: int) -> None:
         record.done += end - start
         self._offset += end - start
         if record.encrypted:
+            if record.body is not None:
+                record.body += data[start:end]
+                record.last_ts_ns = ts_ns
             return
         if record.content_type == ContentType.HANDSHAKE:
             self._take_handshake(record, data[start:end])
@@ -408,14 +482,91 @@ class TlsRecordParser(PendingEvents):
     def _finish_record(self, record: _Record) -> None:
         self._record = None
         content_type = record.content_type
+        if record.body is not None:
+            self._open(record)
         if content_type == ContentType.CHANGE_CIPHER_SPEC:
             self._ccs_sent = True
         elif record.alert is not None and len(record.alert) == 2:
-            level, description = record.alert
-            record.messages.append(f"alert {_ALERT_LEVELS.get(level, level)} {_ALERT_DESCRIPTIONS.get(description, description)}")
+            self._alert_message(record)
+        opened = record.opened
+        if opened is None:
+            self._events.append(TlsRecord(self._direction, record.ts_ns, record.offset, content_type, record.version, record.length,
+                                          RECORD_HEADER_BYTES, record.missing, record.encrypted, record.handshake,
+                                          ", ".join(record.messages)))
+            return
+        application = opened.content_type == ContentType.APPLICATION_DATA
+        plaintext_offset = self._plaintext_offset
         self._events.append(TlsRecord(self._direction, record.ts_ns, record.offset, content_type, record.version, record.length,
-                                      RECORD_HEADER_BYTES, record.missing, record.encrypted, record.handshake,
-                                      ", ".join(record.messages)))
+                                      RECORD_HEADER_BYTES, 0, True, not application, ", ".join(record.messages), True,
+                                      plaintext_offset if application else -1, len(opened.plaintext) if application else 0,
+                                      opened.prefix_bytes, opened.overhead_bytes))
+        if application and opened.plaintext:
+            self._plaintext_offset = plaintext_offset + len(opened.plaintext)
+            if self._plaintext is not None:
+                self._plaintext.receive_plaintext(opened.plaintext, record.ts_ns, record.last_ts_ns)
+
+    def _alert_message(self, record: _Record) -> None:
+        level, description = record.alert[:2]
+        record.messages.append(f"alert {_ALERT_LEVELS.get(level, level)} {_ALERT_DESCRIPTIONS.get(description, description)}")
+
+    # --- decryption -------------------------------------------------------------------
+
+    def _decrypting(self, ts_ns: int) -> bool:
+        """Whether this direction's encrypted records are decrypted (the first one asks for the keys)."""
+        if not self._decrypter_asked:
+            self._decrypter_asked = True
+            self._decrypter = self.session.decrypter(self._direction)
+            problem = self.session.take_problem()
+            if problem is not None:
+                self._finding(ts_ns, *problem)
+        return self._decrypter is not None
+
+    def _open(self, record: _Record) -> None:
+        """Decrypt `record`; a record not captured whole cannot be: the next one still might (its
+        sequence number is known), its plaintext is a gap.  One that fails ends decryption."""
+        decrypter = self._decrypter
+        body, record.body = record.body, None
+        if decrypter is None:
+            return  # decryption ended while the record came
+        if record.missing:
+            decrypter.skip()
+            if record.content_type == ContentType.APPLICATION_DATA:
+                # What its plaintext was at most (TLS 1.3: it may have been padding, or a handshake message).
+                lost = max(0, record.length - decrypter.least_overhead)
+                self._plaintext_offset += lost
+                if self._plaintext is not None:
+                    self._plaintext.receive_plaintext_gap(lost, record.last_ts_ns)
+            return
+        header = bytes((record.content_type, record.version >> 8, record.version & 0xFF, record.length >> 8, record.length & 0xFF))
+        try:
+            opened = decrypter.open(header, bytes(body))
+        except DecryptError as error:
+            self._decrypter = None
+            self._finding(record.ts_ns, "tls-decrypt-failed", f"record at offset {record.offset} ({record.length} bytes): {error}; "
+                          "the rest of this direction is left encrypted")
+            return
+        record.opened = opened
+        inner = opened.content_type
+        if inner == ContentType.HANDSHAKE:
+            self._take_secret_handshake(record, decrypter, opened.plaintext)
+        elif inner == ContentType.ALERT and len(opened.plaintext) >= 2:
+            record.alert = bytearray(opened.plaintext[:2])
+        elif inner != ContentType.APPLICATION_DATA:
+            record.messages.append(f"content type {inner}")
+
+    def _take_secret_handshake(self, record: _Record, decrypter: DirectionDecrypter, plaintext: bytes) -> None:
+        finished = key_update = False
+        for message_type, body in self._secret_handshake.feed(plaintext):
+            record.messages.append(_HANDSHAKE_NAMES.get(message_type) or f"handshake type {message_type}")
+            finished |= message_type == HandshakeType.FINISHED
+            key_update |= message_type == HandshakeType.KEY_UPDATE
+            if message_type == HandshakeType.ENCRYPTED_EXTENSIONS and isinstance(body, bytes):
+                self.session.encrypted_alpn = _encrypted_extensions_alpn(body)
+        # RFC 8446 5.1: a key change comes at a record boundary, after the message that makes it.
+        if finished:
+            decrypter.finish_handshake()
+        if key_update:
+            decrypter.update_key()
 
     # --- sync ----------------------------------------------------------------------
 
@@ -445,9 +596,10 @@ class _HandshakeReader:
     ClientHello or ServerHello once whole, _TOO_LONG for one over MAX_HELLO_BYTES, None for
     other messages (only skipped).  A gap in them (`lose`) ends the reading."""
 
-    __slots__ = ("_header", "_type", "_remaining", "_body", "_lost")
+    __slots__ = ("_header", "_type", "_remaining", "_body", "_lost", "_wanted")
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: tuple[int, ...] = (HandshakeType.CLIENT_HELLO, HandshakeType.SERVER_HELLO)) -> None:
+        self._wanted = wanted  # the message types whose bodies are held and given
         self._header = bytearray()
         self._type = -1
         self._remaining = 0  # body bytes of the current message still to come
@@ -485,7 +637,7 @@ class _HandshakeReader:
             header.clear()
             self._type = message_type
             self._remaining = length
-            hello = message_type in (HandshakeType.CLIENT_HELLO, HandshakeType.SERVER_HELLO)
+            hello = message_type in self._wanted
             if hello and length > MAX_HELLO_BYTES:
                 found.append((message_type, _TOO_LONG))
             elif hello:
@@ -553,7 +705,7 @@ def _text(raw: bytes) -> str:
 def _client_hello(direction: Direction, ts_ns: int, body: bytes) -> TlsClientHello:
     reader = _Reader(body)
     legacy_version = reader.number(2)
-    reader.take(32)  # random
+    random = reader.take(32)
     reader.vector(1)  # legacy_session_id
     suites_vector = reader.vector(2)
     suites = []
@@ -585,7 +737,19 @@ def _client_hello(direction: Direction, ts_ns: int, body: bytes) -> TlsClientHel
                 version = listed.number(2)
                 if not _is_grease(version) and len(versions) < MAX_LISTED:
                     versions.append(version)
-    return TlsClientHello(direction, ts_ns, legacy_version, tuple(versions), tuple(suites), server_name, tuple(alpn))
+    return TlsClientHello(direction, ts_ns, legacy_version, tuple(versions), tuple(suites), server_name, tuple(alpn), random)
+
+
+def _encrypted_extensions_alpn(body: bytes) -> str:
+    """The protocol TLS 1.3's EncryptedExtensions chose (RFC 8446 4.3.1), "" if none or malformed."""
+    try:
+        for extension_type, data in _extensions(_Reader(body)):
+            if extension_type == ExtensionType.APPLICATION_LAYER_PROTOCOL_NEGOTIATION:
+                name = data.vector(2).vector(1)
+                return _text(name.take(name.left))
+    except _Malformed:
+        pass
+    return ""
 
 
 def _server_hello(direction: Direction, ts_ns: int, body: bytes) -> TlsServerHello:
@@ -604,4 +768,4 @@ def _server_hello(direction: Direction, ts_ns: int, body: bytes) -> TlsServerHel
             protocols = data.vector(2)
             name = protocols.vector(1)
             alpn = _text(name.take(name.left))
-    return TlsServerHello(direction, ts_ns, legacy_version, version, cipher_suite, alpn, random == HELLO_RETRY_RANDOM)
+    return TlsServerHello(direction, ts_ns, legacy_version, version, cipher_suite, alpn, random == HELLO_RETRY_RANDOM, random)

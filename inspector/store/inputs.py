@@ -62,7 +62,15 @@ def store_inputs(paths: list[str | os.PathLike], options: ParserOptions, *,
     digests=False: names and sizes only (no cache key): for a store that is thrown away after
     use (--no-cache), reading the files through once more would only cost time."""
     return StoreInputs(captures=tuple(fingerprint(path, digests) for path in paths),
-                       parameters={**dataclasses.asdict(options), "max_inflated_bytes": max_inflated_bytes})
+                       parameters={**option_parameters(options), "max_inflated_bytes": max_inflated_bytes})
+
+
+def option_parameters(options: ParserOptions) -> dict:
+    """The parser options as JSON values: the key log as the digest of its secrets (different
+    secrets decrypt differently; the secrets themselves stay out of store.json)."""
+    parameters = {field.name: getattr(options, field.name) for field in dataclasses.fields(options)}
+    parameters["keylog"] = options.keylog.digest() if options.keylog else None
+    return parameters
 
 
 def fingerprint(path: str | os.PathLike, digests: bool = True) -> CaptureFingerprint:
