@@ -50,13 +50,13 @@ class ConnectionPackets:
 
 
 def connection_packets(store: Store, capture: str, conn_ids: list[int]) -> list[ConnectionPackets]:
-    """Where the packets of `conn_ids` (of the store's only capture) are; SliceError for an id
-    the store does not have."""
+    """Where the packets of `conn_ids` (connections of the capture file `capture`, in `store`)
+    are; SliceError for an id the store does not have."""
     rows = store.sql("""
         SELECT c.conn_id, c.client_ip, c.client_port, c.server_ip, c.server_port, c.first_frame,
                (SELECT min(n.first_frame) FROM connections n
-                 WHERE n.client_ip = c.client_ip AND n.client_port = c.client_port AND n.server_ip = c.server_ip
-                   AND n.server_port = c.server_port AND n.first_frame > c.first_frame) AS next_frame
+                 WHERE n.capture = c.capture AND n.client_ip = c.client_ip AND n.client_port = c.client_port
+                   AND n.server_ip = c.server_ip AND n.server_port = c.server_port AND n.first_frame > c.first_frame) AS next_frame
         FROM connections c WHERE list_contains(?, c.conn_id) ORDER BY c.conn_id""", [sorted(set(conn_ids))])
     missing = sorted(set(conn_ids) - set(rows["conn_id"].tolist()))
     if missing:
