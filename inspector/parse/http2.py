@@ -279,7 +279,7 @@ class Http2Parser(PendingEvents):
         self._block: _HeaderBlock | None = None
         self._decoder = hpack.Decoder(max_header_list_size=MAX_HEADER_LIST_BYTES)
         self._decoder.max_allowed_table_size = MAX_DECODER_TABLE_BYTES
-        self._table_size_reported = DEFAULT_HEADER_TABLE_SIZE
+        self._table_size_reported = -1  # the table size last reported over the limit
         self._hpack_lost = ""  # why this direction's HPACK state was lost ("" while it is not)
         # Open messages by stream id (an interim response is never open: it ends with its headers).
         self._messages: dict[int, _Message] = {}
