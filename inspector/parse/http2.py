@@ -32,7 +32,13 @@ the direction, since the decoder's table would miss what the block inserted:
 `h2-hpack-desync`, then every later block of the direction is undecodable (an
 `h2-headers-undecodable` finding each; the message's row has no method, path
 or status) while its bytes are still counted.  A gap outside a payload loses
-framing (`h2-lost-sync`): the rest of the direction is unparsed.
+framing: the bytes after it are searched for the next frame header, one that
+obeys every rule a header can be checked against and is followed by another
+(`_plausible_header`); the bytes skipped are unparsed (`h2-resync` says how
+many), HPACK is lost (a header block may have been in the gap), the messages
+open then are incomplete.  Past MAX_RESYNC_BYTES without one, or without the
+client preface, framing is lost for good (`h2-lost-sync`): the rest of the
+direction is unparsed.
 
 Byte accounting is exact, as in the TLS and WebSocket parsers: every byte fed
 belongs to the preface, to exactly one Http2Frame (its 9-byte header and
@@ -77,6 +83,10 @@ MAX_CONTROL_PAYLOAD = 16 * 1024
 # Messages open at once per direction (streams whose END_STREAM has not come);
 # past this the oldest is closed, incomplete.
 MAX_OPEN_MESSAGES = 4096
+# After a gap between frames, the bytes searched for the next frame header (then framing is lost
+# for good): a candidate is taken once the header after it is seen too, so this holds a frame of
+# the default largest size and the next header several times over.
+MAX_RESYNC_BYTES = DEFAULT_MAX_FRAME_SIZE * 4
 HTTP2_VERSION = "HTTP/2"
 
 
@@ -286,6 +296,10 @@ class Http2Parser(PendingEvents):
         self._reset_streams: set[int] = set()  # recently reset: DATA may still come for them
         self._unparsed = 0
         self._lost_sync = False
+        self._resync: bytearray | None = None  # after a gap between frames: bytes being searched for a frame header
+        self._resynced = False  # framing was found again after a gap: streams may have opened unseen
+        self._resync_ts = 0
+        self._resync_searched = 0  # starts tried since the gap
         self._ended = False
         self._reported: set[str] = set()  # rules reported once per direction
 
@@ -306,6 +320,8 @@ class Http2Parser(PendingEvents):
     def receive_data(self, data: bytes, ts_ns: int) -> None:
         if self._ended:
             raise ParseError(f"HTTP/2 {self._direction.label}: data after the end of the stream")
+        if self._resync is not None:
+            data = self._look_for_frames(data, ts_ns)
         end = len(data)
         pos = 0
         while pos < end:
@@ -348,14 +364,23 @@ class Http2Parser(PendingEvents):
                 self._finish_frame(frame, ts_ns)
         if not length:
             return
-        if not self._lost_sync:
-            self._lose_sync(ts_ns, f"a capture gap of {length} bytes outside a frame's payload")
+        if self._resync is not None:
+            self._skip(len(self._resync))  # what was searched before this gap: no frame starts in it that we could finish
+            self._resync.clear()
+        elif self._preface_left and not self._lost_sync:
+            self._lose_sync(ts_ns, f"a capture gap of {length} bytes in the client preface")
+        elif not self._lost_sync:
+            self._start_resync(ts_ns, length)
         self._skip(length)
 
     def receive_eof(self, ts_ns: int) -> None:
         """End of this direction: FIN, RST or end of capture.  Repeating it is harmless."""
         if self._ended:
             return
+        if self._resync is not None:
+            rest = self._look_for_frames(b"", ts_ns, final=True)
+            if rest:
+                self.receive_data(rest, ts_ns)
         self._ended = True
         frame = self._frame
         if frame is not None:
@@ -366,6 +391,9 @@ class Http2Parser(PendingEvents):
                                                        f"{frame.length} bytes cut short by the end of the stream after {frame.done}")
         self._skip(len(self._header) + (len(CLIENT_PREFACE) - self._preface_left if self._preface_left else 0))
         self._header.clear()
+        if self._resync is not None:
+            self._skip(len(self._resync))
+            self._resync = None
         if self._messages:
             self._finding(ts_ns, "h2-incomplete-stream", f"{len(self._messages)} streams had not ended when the stream did "
                                                          f"(first: stream {next(iter(self._messages))})")
@@ -425,7 +453,7 @@ class Http2Parser(PendingEvents):
             self._finding(ts_ns, "h2-protocol-error", f"CONTINUATION frame at offset {frame.offset} without a header block before it")
         if frame_type == FrameType.DATA:
             frame.message = self._messages.get(stream_id)
-            if frame.message is None and parsed is not None and stream_id not in self._reset_streams:
+            if frame.message is None and parsed is not None and stream_id not in self._reset_streams and not self._resynced:
                 self._finding(ts_ns, "h2-protocol-error", f"DATA frame at offset {frame.offset} on stream {stream_id}, which is not open")
         elif frame_type in _HEADER_BLOCK_FRAMES:
             gathered = 0 if self._block is None else self._block.size
@@ -691,6 +719,49 @@ class Http2Parser(PendingEvents):
 
     # --- sync ----------------------------------------------------------------------
 
+    def _start_resync(self, ts_ns: int, gap: int) -> None:
+        """A gap between frames (or running past one's end): look for the next frame header."""
+        self._resync = bytearray()
+        self._resync_ts = ts_ns
+        self._resync_searched = 0
+        self._skip(len(self._header))  # a header cut by the gap
+        self._header.clear()
+        self._lose_hpack(ts_ns, f"a capture gap of {gap} bytes between frames")
+        if self._block is not None:
+            self._block = None
+        for message in self._messages.values():
+            message.complete = False
+
+    def _look_for_frames(self, data: bytes, ts_ns: int, final: bool = False) -> bytes:
+        """Bytes after a gap: add them to those searched; the bytes from the first plausible frame
+        header on (b"" while none is found yet).  Each byte is looked at as a start once.
+        final: the stream ends here, so a frame ending with the bytes needs no header after it."""
+        buf = self._resync
+        buf += data
+        max_length = max(self.session.max_frame_size[self._direction], DEFAULT_MAX_FRAME_SIZE)
+        start = 0
+        while start + FRAME_HEADER_BYTES <= len(buf):
+            if _plausible_header(buf, start, max_length, first=True):
+                after = start + FRAME_HEADER_BYTES + int.from_bytes(buf[start:start + 3], "big")
+                if after + FRAME_HEADER_BYTES > len(buf) and len(buf) - start < MAX_RESYNC_BYTES and not final:
+                    break  # wait for the header after it
+                if (after == len(buf) if final else after + FRAME_HEADER_BYTES <= len(buf) and _plausible_header(buf, after, max_length, first=False)):
+                    self._skip(start)
+                    self._finding(self._resync_ts, "h2-resync", f"framing found again at offset {self._offset} after "
+                                                                f"{start} bytes that were not framed (unparsed)")
+                    self._resync = None
+                    self._resynced = True
+                    return bytes(buf[start:])
+            start += 1
+        self._skip(start)
+        del buf[:start]
+        self._resync_searched += start
+        if self._resync_searched + len(buf) >= MAX_RESYNC_BYTES:
+            self._resync = None
+            self._lose_sync(ts_ns, f"no frame header in {MAX_RESYNC_BYTES} bytes after a capture gap")
+            return bytes(buf)
+        return b""
+
     def _skip(self, count: int) -> None:
         self._unparsed += count
         self._offset += count
@@ -707,6 +778,29 @@ class Http2Parser(PendingEvents):
 
 # RFC 9113 section 6: payload sizes a frame must have (else FRAME_SIZE_ERROR).
 _FIXED_SIZES = {FrameType.PRIORITY: 5, FrameType.RST_STREAM: 4, FrameType.PING: 8, FrameType.WINDOW_UPDATE: 4}
+
+
+# Flags each frame type defines (RFC 9113 section 6); a header with others is not taken when resynchronising.
+_DEFINED_FLAGS = {FrameType.DATA: 0x09, FrameType.HEADERS: 0x2D, FrameType.PRIORITY: 0, FrameType.RST_STREAM: 0, FrameType.SETTINGS: 0x01,
+                  FrameType.PUSH_PROMISE: 0x0C, FrameType.PING: 0x01, FrameType.GOAWAY: 0, FrameType.WINDOW_UPDATE: 0,
+                  FrameType.CONTINUATION: 0x04}
+_CONNECTION_FRAMES = (FrameType.SETTINGS, FrameType.PING, FrameType.GOAWAY)
+
+
+def _plausible_header(buf: bytearray, at: int, max_length: int, first: bool) -> bool:
+    """Whether the 9 bytes at `at` can be a frame header: a known type with only its own flags,
+    a length the peer allows and the type's size rules, the reserved bit clear, a stream its
+    type may be on; not a CONTINUATION when `first` (its header block was lost)."""
+    frame_type, flags = buf[at + 3], buf[at + 4]
+    if frame_type > FrameType.CONTINUATION or flags & ~_DEFINED_FLAGS[frame_type] or buf[at + 5] & 0x80:
+        return False
+    if first and frame_type == FrameType.CONTINUATION:
+        return False
+    length = int.from_bytes(buf[at:at + 3], "big")
+    if length > max_length or _wrong_size(frame_type, length) or (frame_type == FrameType.SETTINGS and flags and length):
+        return False
+    on_stream_0 = not int.from_bytes(buf[at + 5:at + 9], "big")
+    return on_stream_0 if frame_type in _CONNECTION_FRAMES else (frame_type == FrameType.WINDOW_UPDATE or not on_stream_0)
 
 
 def _wrong_size(frame_type: int, length: int) -> bool:

@@ -270,14 +270,47 @@ def test_a_gap_in_data_keeps_framing_and_hpack():
     assert accounted(events, parser) == len(wire_start) + len(body) + len(rest) - len(body[300:])
 
 
-def test_a_gap_between_frames_loses_sync():
+def test_a_gap_between_frames_is_resynchronised_and_later_blocks_are_undecodable():
+    server_encoder = hpack.Encoder()
+    start = h2.settings() + h2.headers(1, server_encoder.encode(RESPONSE), "END_HEADERS") + h2.data(1, b"a" * 300)
+    lost = h2.data(1, b"b" * 300) + h2.headers(3, server_encoder.encode(RESPONSE), "END_HEADERS", "END_STREAM") + h2.data(1, b"x" * 200)
+    after = h2.data(1, b"c" * 300, "END_STREAM") + h2.headers(5, server_encoder.encode(RESPONSE), "END_HEADERS", "END_STREAM")
+    for step in (len(after), 7):
+        parser = Http2Parser(SERVER)
+        parser.receive_data(start, 1)
+        parser.receive_gap(len(lost) - 50, 2)  # the lost frames, but for the last 50 bytes of the last one
+        wire = lost[-50:] + after
+        for at in range(0, len(wire), step):
+            parser.receive_data(wire[at:at + step], 3)
+        parser.receive_eof(4)
+        events = parser.take_events()
+        assert rules(events) == ["h2-hpack-desync", "h2-resync", "h2-headers-undecodable"]
+        assert parser.unparsed_bytes == len(lost)  # the gap and the end of the frame it cut
+        responses = of(events, HttpResponse)
+        assert [(r.stream_id, r.status, r.complete) for r in responses] == [(1, 200, False), (5, None, False)]
+        assert responses[0].body_bytes == 600 and responses[0].body_preview == b"a" * 300 + b"c" * 300
+        assert accounted(events, parser) == len(start) + len(lost) + len(after)
+
+
+def test_a_frame_found_at_the_very_end_after_a_gap():
     parser = Http2Parser(CLIENT)
     parser.receive_data(request_wire(), 1)
     parser.receive_gap(50, 2)
-    parser.receive_data(b"anything at all", 3)
+    parser.receive_data(b"\xff" * 20 + h2.ping(), 3)
     parser.receive_eof(4)
     events = parser.take_events()
-    assert rules(events) == ["h2-lost-sync"] and parser.unparsed_bytes == 50 + 15
+    assert rules(events) == ["h2-hpack-desync", "h2-resync"] and of(events, Http2Frame)[-1].frame_type == 6
+    assert parser.unparsed_bytes == 50 + 20
+
+
+def test_a_gap_with_no_frame_after_it_loses_sync():
+    parser = Http2Parser(CLIENT)
+    parser.receive_data(request_wire(), 1)
+    parser.receive_gap(50, 2)
+    parser.receive_data(b"\xff" * 70_000, 3)
+    parser.receive_eof(4)
+    events = parser.take_events()
+    assert rules(events) == ["h2-hpack-desync", "h2-lost-sync"] and parser.unparsed_bytes == 50 + 70_000
 
 
 def test_a_16_mib_frame_the_capture_does_not_hold_costs_nothing():
@@ -417,3 +450,28 @@ def test_h2c_upgrade_hands_both_sides_to_http2_with_the_upgrade_settings():
     messages = of(connection.events, HttpRequest) + of(connection.events, HttpResponse)
     assert [(m.version, m.stream_id) for m in messages] == [("HTTP/1.1", None), ("HTTP/1.1", None), ("HTTP/2", 1)]
     assert messages[2].body_preview == b"hello" and not rules(connection.events)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2000), st.integers(1, 3000), st.integers(1, 64))
+def test_a_gap_anywhere_keeps_every_byte_accounted(gap_at, gap_length, step):
+    encoder = hpack.Encoder()
+    wire = h2.client_start()
+    for stream_id in (1, 3, 5, 7):
+        wire += (h2.headers(stream_id, encoder.encode(REQUEST), "END_HEADERS") + h2.data(stream_id, b"p" * 150, pad_length=stream_id)
+                 + h2.window_update(stream_id, 100) + h2.data(stream_id, b"q" * 90, "END_STREAM"))
+    gap_at = min(gap_at, len(wire))
+    gap_length = min(gap_length, len(wire) - gap_at)
+    parser = Http2Parser(CLIENT)
+    for at in range(0, gap_at, step):
+        parser.receive_data(wire[at:min(at + step, gap_at)], at)
+    if gap_length:
+        parser.receive_gap(gap_length, gap_at)
+    for at in range(gap_at + gap_length, len(wire), step):
+        parser.receive_data(wire[at:at + step], at)
+    parser.receive_eof(len(wire))
+    events = parser.take_events()
+    assert accounted(events, parser) == len(wire)
+    assert all(split_parts(frame) == frame.length for frame in of(events, Http2Frame))
+    # Every stream the gap did not touch from its first frame on is a request row.
+    assert len(of(events, HttpRequest)) <= 4
