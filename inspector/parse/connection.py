@@ -28,10 +28,10 @@ its TLS parsers, which queue each side's plaintext (`_PlaintextQueue`), taken
 here after each input (a queue, not a call back: no reference cycle);
 `_start_plaintext_parsers` is the one place that decides which parser reads
 it: by the ALPN protocol the handshake chose, else by content.  HTTP/1.1 (and a
-WebSocket after its upgrade) are parsed as in cleartext, their offsets in the
-side's plaintext, and the connection's kind becomes rest (then websocket); a
-plaintext no parser takes (another protocol; h2 until its parser plugs in)
-stays kind tls, its bytes unparsed.
+WebSocket after its upgrade) and HTTP/2 are parsed as in cleartext, their
+offsets in the side's plaintext, and the connection's kind becomes rest (then
+websocket) or http2; a plaintext no parser takes (another protocol) stays kind
+tls, its bytes unparsed.
 
 A 101 answering an `Upgrade: websocket` request hands both sides' bytes after it
 to WebSocket parsers; one answering `Upgrade: h2c` to HTTP/2 parsers (the
@@ -399,7 +399,7 @@ class TcpConnection:
         if parser is self._tls[side] and self._plaintext[side] is not None:
             if self._plaintext[side]:
                 self._take_plaintext(side)
-            plaintext = self._ws[side] or self._http[side]
+            plaintext = self._plaintext_parser(side)
             if type(event) is StreamEnd and plaintext is not None:
                 plaintext.receive_eof(event.ts_ns)  # the end of the records is the end of their plaintext
         self._drain(side)
@@ -408,13 +408,20 @@ class TcpConnection:
 
     def _start_plaintext_parsers(self, side: int, data: bytes) -> bool:
         """Choose the parsers of the decrypted bytes, on the first plaintext of either side:
-        the one place that decides it (an HTTP/2 parser plugs in here, for ALPN h2).
-        Returns whether `side` has a parser now."""
+        the one place that decides it.  By the ALPN protocol the handshake chose (h2: HTTP/2
+        parsers on both sides, whichever speaks first), else by content: the client's HTTP/2
+        preface, or an HTTP/1.x request line.  Returns whether `side` has a parser now."""
         self._plaintext_decided = True
         alpn = self.tls.alpn if self.tls is not None else ""
+        client_speaks = self.direction_of(side) is Direction.CLIENT
+        if alpn == "h2" or (not alpn and client_speaks and data and starts_with_preface(data) is not False):
+            self.kind = Kind.HTTP2
+            for parser_side in (0, 1):
+                self._h2[parser_side] = self._new_h2_parser(self.direction_of(parser_side), 0)
+            return True
         if alpn not in ("", "http/1.1", "http/1.0"):
-            return False  # h2 (issue 11 part 3) or another protocol: decrypted, left unparsed
-        if self.direction_of(side) is not Direction.CLIENT or not looks_like_message_start(data, Role.REQUEST):
+            return False  # another protocol: decrypted, left unparsed
+        if not client_speaks or not looks_like_message_start(data, Role.REQUEST):
             return False  # HTTP/1.x: the client speaks first, with a request line
         self.kind = Kind.REST
         options = self.options
@@ -435,17 +442,21 @@ class TcpConnection:
             else:
                 self._receive_plaintext(side, data, first_ts_ns, last_ts_ns)
 
+    def _plaintext_parser(self, side: int) -> WebSocketParser | Http1Parser | Http2Parser | None:
+        """The parser of `side`'s decrypted bytes (a WebSocket or HTTP/2 one after an upgrade)."""
+        return self._ws[side] or self._http[side] or self._h2[side]
+
     def _receive_plaintext(self, side: int, data: bytes, first_ts_ns: int, last_ts_ns: int) -> None:
-        parser = self._ws[side] or self._http[side]
+        parser = self._plaintext_parser(side)
         if parser is None:
             if self._plaintext_decided or not self._start_plaintext_parsers(side, data):
                 return  # no parser reads it: its bytes count as unparsed
-            parser = self._http[side]
+            parser = self._plaintext_parser(side)
         if first_ts_ns != last_ts_ns and len(data) > 1:
             # A message starting in this record started with the packet of its first byte.
             parser.receive_data(data[:1], first_ts_ns)
             self._drain(side)  # that byte may end a message (a 101 hands the rest to a WebSocket parser)
-            parser = self._ws[side] or self._http[side]
+            parser = self._plaintext_parser(side)
             if parser is None:
                 return
             data = data[1:]
@@ -453,7 +464,7 @@ class TcpConnection:
         self._drain(side)
 
     def _receive_plaintext_gap(self, side: int, length: int, ts_ns: int) -> None:
-        parser = self._ws[side] or self._http[side]
+        parser = self._plaintext_parser(side)
         if parser is not None:
             parser.receive_gap(length, ts_ns)
             self._drain(side)
