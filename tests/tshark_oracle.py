@@ -842,14 +842,17 @@ def _http2_frame(stream: dict) -> Http2Frame:
                       int(values["status"][0]) if values["status"] else None)
 
 
-def http2_connections(path, server_port: int, decode_as: bool = True) -> dict[int, dict[str, list]]:
+def http2_connections(path, server_port: int, decode_as: bool = True, keylog=None) -> dict[int, dict[str, list]]:
     """{client port: {"client": [Http2Frame...], "server": [...], "preface": [...]}} of the TCP
     connections to `server_port`, frames in stream order.  tshark 4.0 finds h2c by itself only
     after an Upgrade (its heuristic is under HTTP and TLS, not TCP): prior-knowledge
     connections need ``decode_as`` (``-d tcp.port==PORT,http2``), which misreads an upgraded
-    one's HTTP/1.1 start: read those with decode_as=False."""
+    one's HTTP/1.1 start: read those with decode_as=False.  keylog: a key log to decrypt h2
+    inside TLS with (ALPN finds it: give decode_as=False)."""
     port = int(server_port)
     opt_args = ("-d", f"tcp.port=={port},http2") if decode_as else ()
+    if keylog is not None:
+        opt_args += ("-o", f"tls.keylog_file:{keylog}")
     layers = _json_layers(path, "tcp http2", display_filter=f"http2 && tcp.port == {port}", two_pass=False, opt_args=opt_args)
     out: dict[int, dict[str, list]] = {}
     for layer in layers:
