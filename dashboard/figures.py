@@ -12,7 +12,7 @@ from dashboard.aggregate import COST_LAYERS, MESSAGES_PER_EXCHANGE, crossover
 from inspector.analysis.tables import BYTE_CATEGORIES
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2))
-KIND_COLORS = {"rest": "#d62728", "websocket": "#1f77b4", "tls": "#2ca02c", "other": "#7f7f7f"}
+KIND_COLORS = {"rest": "#d62728", "websocket": "#1f77b4", "tls": "#2ca02c", "http2": "#ff7f0e", "other": "#7f7f7f"}
 DIRECTION_X = {"client": 0.0, "server": 1.0}
 # What a browser is sent per figure stays small whatever the capture size:
 # curves are thinned, big distributions become precomputed boxes, long

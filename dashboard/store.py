@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from inspector.analysis.pipeline import Analysis
-from inspector.analysis.recording import sidecar_path
+from inspector.analysis.recording import recording_keylog_path, sidecar_path
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
 
@@ -53,13 +53,18 @@ def expand_sources(sources: list[str | Path]) -> list[Path]:
 
 
 def content_key(path: Path) -> str:
-    """SHA-256 of the capture's bytes and of its sidecar's, read in blocks (either may be big)."""
+    """SHA-256 of the capture's bytes, of its sidecar's and of the key log the sidecar names, read in
+    blocks (any may be big)."""
     digest = hashlib.sha256()
     _digest_file(digest, path)
     sidecar = sidecar_path(path)
     if sidecar.is_file():
         digest.update(b"\0sidecar\0")
         _digest_file(digest, sidecar)
+    keylog = recording_keylog_path(path)
+    if keylog is not None and keylog.is_file():
+        digest.update(b"\0keylog\0")
+        _digest_file(digest, keylog)
     return digest.hexdigest()
 
 
@@ -348,9 +353,10 @@ class Added:
 
 
 def content_of(inputs, path: Path) -> tuple:
-    """What identifies a capture's content: the digests store_inputs read (the capture's and its sidecar's)."""
+    """What identifies a capture's content: the digests store_inputs read (the capture's, its sidecar's
+    and its recording's key log's)."""
     (capture,) = inputs.captures
-    return (capture.sha256, capture.sidecar_sha256) if capture.sha256 is not None else ("unread", str(path))
+    return (capture.sha256, capture.sidecar_sha256, capture.keylog_sha256) if capture.sha256 is not None else ("unread", str(path))
 
 
 def captures_of(store: Store) -> list[str]:

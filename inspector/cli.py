@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(tcp://HOST:8786); its workers must see the captures and the store (or cache) folder at the same paths")
     analyze.add_argument("--keylog", action="append", default=[], metavar="FILE",
                          help="TLS secrets in the NSS key log format (SSLKEYLOGFILE) to decrypt TLS connections with "
-                              "(repeatable); secrets a pcapng capture carries are read without it")
+                              "(repeatable); secrets a pcapng capture carries, and the key log a recording's sidecar names, are read without it")
     analyze.add_argument("--max-ws-message", type=byte_count, default=DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, metavar="BYTES",
                          help=f"cap on a decompressed WebSocket message (default {DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE >> 20}M)")
     analyze.add_argument("--max-inflated", type=byte_count, default=DEFAULT_MAX_INFLATED_BYTES, metavar="BYTES",

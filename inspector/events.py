@@ -136,6 +136,14 @@ class HttpRequest(_HttpMessage):
     chunk_framing_bytes: chunk-size lines, their CRLFs, last chunk, trailers.
     body_bytes: decoded body length (chunked framing removed).
     missing_bytes: bytes of the body span that fell into capture gaps.
+
+    An HTTP/2 message (parse/http2.py) has a stream_id (None for HTTP/1.x) and
+    measures its frames instead: header_bytes is its HPACK header blocks
+    (HEADERS and CONTINUATION fragments, trailers' too), body_wire_bytes its
+    DATA frames whole, chunk_framing_bytes their 9-byte headers, Pad Length
+    fields and padding, body_bytes their data; http1_header_bytes is what the
+    same headers would take as HTTP/1.1 text (None when the block could not
+    be decoded); raw_headers are the decoded fields as HTTP/1.1 lines.
     """
 
     direction: Direction
@@ -155,6 +163,8 @@ class HttpRequest(_HttpMessage):
     decompressed_bytes: int | None
     complete: bool
     body_preview: bytes = b""
+    stream_id: int | None = None
+    http1_header_bytes: int | None = None
 
 
 @dataclass(slots=True)
@@ -178,6 +188,8 @@ class HttpResponse(_HttpMessage):
     decompressed_bytes: int | None
     complete: bool
     body_preview: bytes = b""
+    stream_id: int | None = None
+    http1_header_bytes: int | None = None
 
 
 # --- WebSocket ---------------------------------------------------------------
@@ -406,3 +418,49 @@ class TlsServerHello:
     alpn: str
     retry_request: bool
     random: bytes = b""  # the 32-byte server random (TLS 1.2 key derivation)
+
+
+# --- HTTP/2 --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Http2Frame:
+    """One HTTP/2 frame (RFC 9113 section 4.1): a 9-byte header and `length` payload bytes.
+
+    The payload's captured bytes are split by what they are (the four add up
+    to length - missing_bytes): header_block_bytes the HPACK fragment of a
+    HEADERS, CONTINUATION or PUSH_PROMISE frame; padding_bytes the Pad Length
+    field and the padding; data_bytes a DATA frame's data; control_bytes the
+    rest (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, RST_STREAM, GOAWAY and
+    unknown frames' payloads, HEADERS' priority fields, PUSH_PROMISE's
+    promised stream id).
+    """
+
+    direction: Direction
+    ts_ns: int
+    offset: int
+    frame_type: int
+    flags: int
+    stream_id: int
+    length: int
+    missing_bytes: int
+    header_block_bytes: int
+    padding_bytes: int
+    data_bytes: int
+    control_bytes: int
+
+    HEADER_BYTES = 9  # a class attribute, not a field
+
+    @property
+    def wire_bytes(self) -> int:
+        return self.HEADER_BYTES + self.length
+
+
+@dataclass(slots=True)
+class Http2Preface:
+    """The client connection preface (RFC 9113 section 3.4), `length` bytes at `offset`."""
+
+    direction: Direction
+    ts_ns: int
+    offset: int
+    length: int

@@ -81,13 +81,18 @@ class SummaryFigures:
     findings_by_rule: dict[str, int]  # sorted by rule
 
 
+# Connection kinds whose HTTP messages are REST exchanges: HTTP/1.1 and HTTP/2 (an h2c upgrade's
+# HTTP/1.1 request and 101 count with its connection, as the request's exchange).
+REST_KINDS = ("rest", "http2")
+
+
 def table_figures(tables) -> SummaryFigures:
     """The figures of in-memory tables (an Analysis's)."""
     from inspector.analysis.tables import BYTE_CATEGORIES
 
     connections, http, findings = tables["connections"], tables["http_messages"], tables["findings"]
     # WebSocket upgrades are HTTP too, but they are connection setup, not REST.
-    rest = http[http["conn_id"].isin(connections.loc[connections["kind"] == "rest", "conn_id"])]
+    rest = http[http["conn_id"].isin(connections.loc[connections["kind"].isin(REST_KINDS), "conn_id"])]
     return SummaryFigures(
         captures=tables["captures"],
         overhead=tables["overhead"],
@@ -114,10 +119,10 @@ def store_figures(store) -> SummaryFigures:
                             "FROM connections", {"websocket": "websocket"}).iloc[0]
     # The HTTP messages of REST connections; WebSocket upgrades are HTTP too, but connection setup.
     rest = store.sql("WITH rest AS (SELECT conn_id, exchange_id, method, status FROM http_messages "
-                     "WHERE conn_id IN (SELECT conn_id FROM connections WHERE kind = $rest)) "
+                     "WHERE conn_id IN (SELECT conn_id FROM connections WHERE kind IN ($rest, $http2))) "
                      "SELECT count(method) AS requests, count(status) AS responses, "
                      "(SELECT count(*) FROM (SELECT DISTINCT conn_id, exchange_id FROM rest)) AS exchanges FROM rest",
-                     {"rest": "rest"}).iloc[0]
+                     dict(zip(("rest", "http2"), REST_KINDS))).iloc[0]
     counts = store.sql("SELECT (SELECT count(*) FROM ws_messages) AS ws_messages, (SELECT count(*) FROM findings) AS findings").iloc[0]
     rules = store.sql("SELECT rule, count(*) AS n FROM findings WHERE rule IS NOT NULL GROUP BY rule")
     return SummaryFigures(

@@ -76,10 +76,11 @@ class Conversation:
 def conversation(folder: Path, version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3, *, alpn: tuple[str, ...] = ("h2", "http/1.1"),
                  server_alpn: tuple[str, ...] = ("http/1.1",), messages: tuple[bytes, ...] = (b"GET / HTTP/1.1\r\n\r\n",),
                  server_name: str | None = SERVER_NAME, close: bool = True, keylog: Path | None = None,
-                 ciphers: str | None = None) -> Conversation:
-    """A handshake, each of `messages` sent by the client and echoed by the server, then
-    close_notify both ways (when `close`).  keylog: the client writes its secrets there (NSS
-    key log format); ciphers: the client's OpenSSL cipher string (TLS 1.2)."""
+                 ciphers: str | None = None, replies: tuple[bytes, ...] | None = None) -> Conversation:
+    """A handshake, each of `messages` sent by the client and echoed by the server (or answered
+    with the reply of the same index), then close_notify both ways (when `close`).  keylog: the
+    client writes its secrets there (NSS key log format); ciphers: the client's OpenSSL cipher
+    string (TLS 1.2)."""
     bios = [(ssl.MemoryBIO(), ssl.MemoryBIO()), (ssl.MemoryBIO(), ssl.MemoryBIO())]  # (incoming, outgoing) by side
     context = client_context(version, alpn, ciphers)
     if keylog is not None:
@@ -110,13 +111,14 @@ def conversation(folder: Path, version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3,
         step(server, server.do_handshake)
         if not move() and _done(client) and _done(server):
             break
-    for message in messages:
+    for index, message in enumerate(messages):
         client.write(message)
         move()
-        echoed = server.read(len(message) + 1024)
-        server.write(echoed)
+        received = server.read(len(message) + 1024)
+        answer = received if replies is None else replies[index]
+        server.write(answer)
         move()
-        client.read(len(message) + 1024)
+        client.read(len(answer) + 1024)
         move()
     if close:
         step(client, client.unwrap)

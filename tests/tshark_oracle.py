@@ -84,6 +84,8 @@ __all__ = [
     "TlsRecord",
     "TlsConnection",
     "tls_connections",
+    "Http2Frame",
+    "http2_connections",
 ]
 
 Endpoint = tuple[str, int]
@@ -809,3 +811,60 @@ def tls_connections(path, server_port: int) -> dict[int, TlsConnection]:
                         versions = _values(message, "tls.handshake.extensions.supported_version")
                         conn["version"] = int((versions or [message["tls.handshake.version"]])[0], 0)
     return {client: TlsConnection(**fields) for client, fields in out.items()}
+
+
+# --------------------------------------------------------------------------
+# HTTP/2 (cleartext)
+# --------------------------------------------------------------------------
+
+
+class Http2Frame(NamedTuple):
+    stream_id: int  # http2.streamid
+    frame_type: int  # http2.type
+    flags: int  # http2.flags
+    length: int  # http2.length (the payload, padding included)
+    header_block: int  # bytes of http2.headers (the HPACK fragment), 0 for frames without one
+    padding: int  # the Pad Length field and padding (http2.pad_length + 1 when PADDED)
+    method: str | None  # http2.headers.method, path, status of a HEADERS frame
+    path: str | None
+    status: int | None
+
+
+def _http2_frame(stream: dict) -> Http2Frame:
+    flags = int(stream["http2.flags"], 0)
+    frame_type = int(stream["http2.type"])
+    padded = frame_type in (0, 1, 5) and flags & 0x8
+    block = stream.get("http2.headers")
+    values = {key: _values(stream, f"http2.headers.{key}") for key in ("method", "path", "status")}
+    return Http2Frame(int(stream["http2.streamid"]), frame_type, flags, int(stream["http2.length"]),
+                      len(block.split(":")) if block else 0, int(stream.get("http2.pad_length", 0)) + 1 if padded else 0,
+                      (values["method"] or [None])[0], (values["path"] or [None])[0],
+                      int(values["status"][0]) if values["status"] else None)
+
+
+def http2_connections(path, server_port: int, decode_as: bool = True, keylog=None) -> dict[int, dict[str, list]]:
+    """{client port: {"client": [Http2Frame...], "server": [...], "preface": [...]}} of the TCP
+    connections to `server_port`, frames in stream order.  tshark 4.0 finds h2c by itself only
+    after an Upgrade (its heuristic is under HTTP and TLS, not TCP): prior-knowledge
+    connections need ``decode_as`` (``-d tcp.port==PORT,http2``), which misreads an upgraded
+    one's HTTP/1.1 start: read those with decode_as=False.  keylog: a key log to decrypt h2
+    inside TLS with (ALPN finds it: give decode_as=False)."""
+    port = int(server_port)
+    opt_args = ("-d", f"tcp.port=={port},http2") if decode_as else ()
+    if keylog is not None:
+        opt_args += ("-o", f"tls.keylog_file:{keylog}")
+    layers = _json_layers(path, "tcp http2", display_filter=f"http2 && tcp.port == {port}", two_pass=False, opt_args=opt_args)
+    out: dict[int, dict[str, list]] = {}
+    for layer in layers:
+        tcp = layer["tcp"]
+        src, dst = int(tcp["tcp.srcport"]), int(tcp["tcp.dstport"])
+        client = dst if src == port else src
+        direction = "server" if src == port else "client"
+        conn = out.setdefault(client, {"client": [], "server": [], "preface": []})
+        for http2 in _as_list(layer.get("http2")):
+            for stream in _as_list(http2.get("http2.stream")):
+                if "http2.magic" in stream:
+                    conn["preface"].append(direction)
+                elif "http2.type" in stream:
+                    conn[direction].append(_http2_frame(stream))
+    return out

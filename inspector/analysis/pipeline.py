@@ -39,7 +39,7 @@ from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.chunked import assemble_table
 from inspector.analysis.handoff import hand_off, take_over
 from inspector.analysis.rows import ShardRows
-from inspector.analysis.recording import label_variants, load_recording, staleness_rows
+from inspector.analysis.recording import label_variants, load_recording, staleness_rows, with_recording_keylog
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES, SCHEMAS, TABLE_NAMES, make_table
 from inspector.analysis.segments import ShardSegments, shard_segments
@@ -236,12 +236,15 @@ def _concat(name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _analyze_file(path: str, options: ParserOptions, jobs: int, report: Callable[[float], None] | None,
                   max_inflated_bytes: int, spill: Callable[[int], object] | None = None) -> list[ShardResult]:
+    warnings: list[str] = []
+    options = with_recording_keylog(path, options, warnings)
     if jobs <= 1:
         shards = [_analyze_shard(path, options, 0, 1, max_inflated_bytes, report, spill=spill)]
     else:
         shards = _analyze_file_in_workers(path, options, jobs, report, max_inflated_bytes, spill)
     if report is not None:
         report(1.0)
+    shards[0].info.warnings.extend(warnings)  # the file's warnings are shard 0's
     return shards
 
 

@@ -3,11 +3,14 @@
 `inspector record` writes `NAME.json` next to `NAME.pcap`.  When it is there,
 the analysis labels each connection with its variant (by client port, or by
 server port when the variant lists no client ports) so that REST and
-WebSocket costs of the same work can be put side by side.
+WebSocket costs of the same work can be put side by side.  A recording made
+with `--tls` names its TLS key log there (`"tls": {"keylog": "NAME.keylog"}`,
+a file next to the capture): the analysis decrypts with it as with --keylog.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -18,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from inspector.capture.sidecar import SIDECAR_FORMAT, sidecar_path
+from inspector.parse.connection import ParserOptions
+from inspector.parse.keylog import KeyLog
 
 # A sidecar bigger than this is not read: a feed recording of 100,000 updates over three
 # variants writes about 40 MB.  Its JSON is parsed whole, so this also bounds the memory.
@@ -28,6 +33,9 @@ PORT_RANGE = range(0, 65536)
 # file is read would depend on the process's recursion limit (1,000 by default, 3,000
 # under pytest): the same sidecar would label variants in one run and not in another.
 MAX_SIDECAR_NESTING = 100
+# A key log a sidecar names that is bigger than this is not read (a warning): a recording's
+# holds a few lines per connection, and it is read whole.
+MAX_RECORDING_KEYLOG_BYTES = 64 * 1024 * 1024
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
@@ -86,6 +94,50 @@ def load_recording(capture: str | Path, warnings: list[str]) -> Recording | None
     if problems:
         warnings.append(f"{path}: {len(problems)} of {len(entries)} staleness entries ignored (the first: {problems[0]})")
     return Recording(scenario=scenario, variants=variants, staleness=staleness)
+
+
+def recording_keylog_path(capture: str | Path) -> Path | None:
+    """The TLS key log the sidecar of `capture` names (a file next to the capture), or None: no
+    sidecar, one that does not parse (load_recording says why) or names none, or a name that
+    is not a plain file name (a sidecar is a file anyone can write: it points at no other folder)."""
+    path = sidecar_path(capture)
+    if not path.is_file():
+        return None
+    try:
+        document = _read_json(path)
+    except SidecarError:
+        return None
+    if not isinstance(document, dict) or document.get("format") != SIDECAR_FORMAT or not isinstance(document.get("tls"), dict):
+        return None
+    name = document["tls"].get("keylog")
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        return None
+    return path.parent / name
+
+
+def with_recording_keylog(capture: str | Path, options: ParserOptions, warnings: list[str]) -> ParserOptions:
+    """`options` with the secrets of the key log the recording's sidecar names added to the
+    --keylog ones; a named key log that is missing or unreadable is a warning (the TLS is then
+    analysed with the other secrets, if any)."""
+    path = recording_keylog_path(capture)
+    if path is None:
+        return options
+    try:
+        with path.open("rb") as source:
+            text = source.read(MAX_RECORDING_KEYLOG_BYTES + 1)
+    except OSError as exc:
+        warnings.append(f"{path}: the TLS key log the recording names cannot be read ({exc.strerror or exc}): analysed without it")
+        return options
+    if len(text) > MAX_RECORDING_KEYLOG_BYTES:
+        warnings.append(f"{path}: the TLS key log the recording names is over {MAX_RECORDING_KEYLOG_BYTES:,} bytes: analysed without it")
+        return options
+    secrets = KeyLog.from_text(text)
+    if not secrets:
+        warnings.append(f"{path}: the TLS key log the recording names holds no TLS secret ({secrets.lines} lines)")
+        return options
+    keylog = options.keylog.copy() if options.keylog else KeyLog()
+    keylog.update(secrets)
+    return dataclasses.replace(options, keylog=keylog)
 
 
 def _read_json(path: Path):

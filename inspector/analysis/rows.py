@@ -30,9 +30,10 @@ from inspector.analysis.payload import http_app_payload, payload_columns, ws_app
 from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of, numbers_of
 from inspector.analysis.tables import CONNECTION_TABLES
 from inspector.analysis.texts import FrameTexts, HttpTexts, MessageTexts
-from inspector.events import (Direction, Finding, HttpRequest, HttpResponse, TlsClientHello, TlsRecord, TlsServerHello, WsFrame, WsHandshake,
-                              WsMessage, WsOneFrameMessage)
+from inspector.events import (Direction, Finding, Http2Frame, Http2Preface, HttpRequest, HttpResponse, TlsClientHello, TlsRecord, TlsServerHello,
+                              WsFrame, WsHandshake, WsMessage, WsOneFrameMessage)
 from inspector.parse.connection import Kind
+from inspector.parse.http2 import FrameType
 from inspector.parse.tls import ContentType, cipher_suite_name, version_name
 
 # A worker's rows of one table become a DataFrame chunk this often.
@@ -56,7 +57,7 @@ PENDING_COMPACT_RECORDS = 4096
 DIRECTIONS = ("client", "server", "")
 NO_DIRECTION = 2
 CLIENT = Direction.CLIENT  # looked up once: reading an Enum member costs 85 ns
-KINDS = (Kind.REST, Kind.WEBSOCKET, Kind.OTHER, Kind.TLS)
+KINDS = (Kind.REST, Kind.WEBSOCKET, Kind.OTHER, Kind.TLS, Kind.HTTP2)
 # tls_records.content_name by content type (the first is 20), and what a record's payload counts as.
 CONTENT_NAMES = tuple(content_type.name.lower() for content_type in ContentType)
 FIRST_CONTENT_TYPE = min(ContentType)
@@ -64,6 +65,13 @@ FIRST_CONTENT_TYPE = min(ContentType)
 # the HTTP and WebSocket categories, the rest of its payload to tls_aead_overhead_bytes).
 COUNTED_AS = ("encrypted", "handshake", "application")
 COUNTED_AS_APPLICATION = 2
+# Where the frames of HTTP/2 stream 0 go in message_costs: the connection's SETTINGS are its
+# setup, GOAWAY its teardown, PING, WINDOW_UPDATE and unknown frames no message's.
+STREAM_0_ITEMS = {FrameType.SETTINGS: ITEM_SETUP, FrameType.GOAWAY: ITEM_TEARDOWN}
+# An HTTP/2 stream gets its exchange with its first HEADERS or PUSH_PROMISE.
+OPENS_STREAM = (FrameType.HEADERS, FrameType.PUSH_PROMISE)
+# The map of HTTP/2 streams to exchanges drops the finished ones when it grows past this.
+PRUNE_STREAMS_AT = 1024
 # What a message_costs row stands for: its first four items are always
 # ITEM_SETUP..ITEM_UNATTRIBUTED (overhead.py), in this order; MERGED rows
 # (an exchange that turned out to be part of the setup) are not shown.
@@ -171,8 +179,8 @@ def _ip_text(raw: bytes) -> str:
 
 
 # Number columns of the big tables, in the order their rows pack them.
-HTTP_PACKED = ("conn_id", "exchange_id", "direction", "ts", "end_ts", "status", "header_bytes", "body_bytes", "body_wire_bytes",
-               "chunk_framing_bytes", "missing_bytes", "decompressed_bytes", "complete", "offset")
+HTTP_PACKED = ("conn_id", "exchange_id", "stream_id", "direction", "ts", "end_ts", "status", "header_bytes", "http1_header_bytes", "body_bytes",
+               "body_wire_bytes", "chunk_framing_bytes", "missing_bytes", "decompressed_bytes", "complete", "offset")
 FRAME_PACKED = ("conn_id", "frame_id", "direction", "ts", "fin", "rsv1", "rsv2", "rsv3", "opcode", "masked", "payload_length",
                 "header_bytes", "missing_bytes", "close_code", "offset")
 MESSAGE_PACKED = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
@@ -229,10 +237,12 @@ class _ConnectionRows:
     __slots__ = ("account", "conn", "conn_id", "client_side", "sinks", "items", "spans", "spans_of",
                  "http_header_bytes", "http_chunk_framing_bytes", "http_body_bytes", "ws_frame_header_bytes",
                  "ws_control_payload_bytes", "ws_data_payload_bytes", "handshake", "deflate", "http_requests",
-                 "http_responses", "final_responses", "item_of_exchange", "prune_exchanges_at", "upgrade_item",
+                 "http_responses", "final_responses", "item_of_exchange", "prune_exchanges_at", "upgrade_item", "upgrade_exchange",
                  "frame_count", "message_ids", "pending_frames", "pending_head", "newest_frame", "ws_message_count",
                  "findings_per_rule", "last_unlisted", "setup_bytes", "teardown_bytes", "tls_record_header_bytes", "tls_handshake_bytes",
-                 "tls_encrypted_bytes", "tls_aead_overhead_bytes", "tls_record_count", "client_hello", "server_hello", "plain_records")
+                 "tls_encrypted_bytes", "tls_aead_overhead_bytes", "tls_record_count", "client_hello", "server_hello", "plain_records",
+                 "http2_frame_header_bytes", "http2_hpack_bytes", "http2_control_bytes", "http2_padding_bytes", "h2_streams", "h2_done_streams",
+                 "h2_next_exchange", "h2_last_opened")
 
     def __init__(self, account: ConnectionAccount, sinks: ShardRows) -> None:
         self.account = account
@@ -258,6 +268,7 @@ class _ConnectionRows:
         self.item_of_exchange: dict[int, int] = {}
         self.prune_exchanges_at = 64
         self.upgrade_item: int | None = None  # the exchange of the first 101
+        self.upgrade_exchange = MISSING
         # WebSocket: data frames wait for their message per direction, as flat records.
         self.frame_count = 0
         self.message_ids = sinks.ws_frames.column("message_id")  # by ws_frames row
@@ -277,6 +288,12 @@ class _ConnectionRows:
         self.plain_records: list[array | None] = [None, None]
         self.client_hello: TlsClientHello | None = None
         self.server_hello: TlsServerHello | None = None
+        self.http2_frame_header_bytes = self.http2_hpack_bytes = self.http2_control_bytes = self.http2_padding_bytes = 0
+        # HTTP/2: exchanges by stream, made at a connection's first frame (_h2_start).
+        self.h2_streams: dict[int, tuple[int, int]] | None = None  # stream id -> (exchange, item)
+        self.h2_done_streams: list[int] = []
+        self.h2_next_exchange = 0
+        self.h2_last_opened = [0, 0]  # by parity of the stream id (even: server push, odd: the client's)
 
     # -- events ------------------------------------------------------------------
 
@@ -304,6 +321,9 @@ class _ConnectionRows:
         self._connection_row(self.handshake)
 
     def _http_message(self, message: HttpRequest | HttpResponse) -> None:
+        if message.stream_id is not None:
+            self._http2_message(message)
+            return
         if type(message) is HttpRequest:
             exchange = self.http_requests
             self.http_requests = exchange + 1
@@ -323,8 +343,8 @@ class _ConnectionRows:
         decompressed = message.decompressed_bytes
         sinks = self.sinks
         sink = sinks.http_messages
-        sink.rows += sink.pack(self.conn_id, exchange, message.direction, ts, message.end_ts_ns, code, header, message.body_bytes, wire,
-                               framing, missing, MISSING if decompressed is None else decompressed, message.complete, start)
+        sink.rows += sink.pack(self.conn_id, exchange, MISSING, message.direction, ts, message.end_ts_ns, code, header, header, message.body_bytes,
+                               wire, framing, missing, MISSING if decompressed is None else decompressed, message.complete, start)
         sinks.hold_http_message(message)
 
         body = wire - framing - missing
@@ -349,6 +369,101 @@ class _ConnectionRows:
         self.http_body_bytes += body
         if code == 101 and self.upgrade_item is None:
             self.upgrade_item = item
+            self.upgrade_exchange = exchange
+
+    # -- HTTP/2 ----------------------------------------------------------------------
+
+    def _http2_preface(self, preface: Http2Preface) -> None:
+        """The client preface is HTTP/2 control bytes, and the connection's setup."""
+        self.http2_control_bytes += preface.length
+        self.items[ITEM_SETUP * ITEM_SIZE + I_HEADER] += preface.length
+        self.spans_of[preface.direction].add(preface.offset, preface.offset + preface.length, ITEM_SETUP)
+
+    def _http2_frame(self, frame: Http2Frame) -> None:
+        """A frame's bytes by category, and to its stream's exchange (stream 0: STREAM_0_ITEMS)."""
+        block, padding, data, control = frame.header_block_bytes, frame.padding_bytes, frame.data_bytes, frame.control_bytes
+        self.http2_frame_header_bytes += Http2Frame.HEADER_BYTES
+        self.http2_hpack_bytes += block
+        self.http2_padding_bytes += padding
+        self.http2_control_bytes += control
+        self.http_body_bytes += data
+        stream_id = frame.stream_id
+        if stream_id:
+            item = self._stream_item(stream_id, frame.ts_ns, frame.frame_type in OPENS_STREAM)
+        else:
+            item = STREAM_0_ITEMS.get(frame.frame_type, ITEM_UNATTRIBUTED)
+        items = self.items
+        items[item * ITEM_SIZE + I_HEADER] += Http2Frame.HEADER_BYTES + block + padding + control
+        items[item * ITEM_SIZE + I_PAYLOAD] += data
+        self.spans_of[frame.direction].add(frame.offset, frame.offset + Http2Frame.HEADER_BYTES + frame.length, item)
+
+    def _h2_start(self) -> dict[int, tuple[int, int]]:
+        """The stream map, at the first HTTP/2 frame: exchanges go on from the HTTP/1.1 ones; after an
+        h2c upgrade, stream 1 is the upgrade's exchange (RFC 7540 3.2)."""
+        streams = self.h2_streams = {}
+        self.h2_next_exchange = max(self.http_requests, self.final_responses)
+        if self.upgrade_item is not None and self.handshake is None:
+            streams[1] = (self.upgrade_exchange, self.upgrade_item)
+            self.h2_last_opened[1] = 1
+        return streams
+
+    def _stream_item(self, stream_id: int, ts_ns: int, opens: bool) -> int:
+        """The item of a stream's exchange; a stream's first HEADERS or PUSH_PROMISE makes it. Frames
+        of a stream never opened, or finished and forgotten, are no message's."""
+        streams = self.h2_streams if self.h2_streams is not None else self._h2_start()
+        known = streams.get(stream_id)
+        if known is not None:
+            return known[1]
+        parity = stream_id & 1
+        if not opens or stream_id <= self.h2_last_opened[parity]:
+            return ITEM_UNATTRIBUTED
+        self.h2_last_opened[parity] = stream_id
+        return self._new_stream_exchange(streams, stream_id, ts_ns)[1]
+
+    def _new_stream_exchange(self, streams: dict[int, tuple[int, int]], stream_id: int, ts_ns: int) -> tuple[int, int]:
+        exchange = self.h2_next_exchange
+        self.h2_next_exchange = exchange + 1
+        items = self.items
+        item = len(items) // ITEM_SIZE
+        items.frombytes(_pack_item(ITEM_EXCHANGE, exchange, CLIENT, ts_ns, 0, 0, 0, 0, 0, 0))
+        known = streams[stream_id] = (exchange, item)
+        if len(streams) > PRUNE_STREAMS_AT and len(self.h2_done_streams) > PRUNE_STREAMS_AT // 2:
+            for done in self.h2_done_streams:
+                streams.pop(done, None)
+            self.h2_done_streams.clear()
+        return known
+
+    def _http2_message(self, message: HttpRequest | HttpResponse) -> None:
+        """A row of http_messages paired by stream; its frames brought its bytes to its exchange
+        already, the message brings its application payload."""
+        stream_id = message.stream_id
+        streams = self.h2_streams if self.h2_streams is not None else self._h2_start()
+        known = streams.get(stream_id)
+        if known is None:  # its frames were forgotten (a message whose stream was pruned): an exchange of its own
+            known = self._new_stream_exchange(streams, stream_id, message.ts_ns)
+        exchange, item = known
+        if type(message) is HttpRequest:
+            self.http_requests += 1
+            code = MISSING
+        else:
+            self.http_responses += 1
+            code = MISSING if message.status is None else message.status
+            if not 100 <= code < 200:
+                self.h2_done_streams.append(stream_id)
+        wire, framing, missing = message.body_wire_bytes, message.chunk_framing_bytes, message.missing_bytes
+        decompressed, http1 = message.decompressed_bytes, message.http1_header_bytes
+        sinks = self.sinks
+        sink = sinks.http_messages
+        sink.rows += sink.pack(self.conn_id, exchange, stream_id, message.direction, message.ts_ns, message.end_ts_ns, code, message.header_bytes,
+                               MISSING if http1 is None else http1, message.body_bytes, wire, framing, missing,
+                               MISSING if decompressed is None else decompressed, message.complete, message.offset)
+        sinks.hold_http_message(message)
+        size, undecoded, carries = http_app_payload(message, wire - framing - missing)
+        at = item * ITEM_SIZE
+        items = self.items
+        items[at + I_APP] += size
+        items[at + I_UNDECODED] += undecoded
+        items[at + I_MESSAGES] += carries
 
     def _forget_done_exchanges(self) -> None:
         # Later messages belong to exchanges from min(requests, responses) on.
@@ -656,7 +771,10 @@ class _ConnectionRows:
                 "http_body_bytes": self.http_body_bytes, "ws_frame_header_bytes": self.ws_frame_header_bytes,
                 "ws_control_payload_bytes": self.ws_control_payload_bytes, "ws_data_payload_bytes": self.ws_data_payload_bytes,
                 "tls_record_header_bytes": self.tls_record_header_bytes, "tls_handshake_bytes": self.tls_handshake_bytes,
-                "tls_aead_overhead_bytes": self.tls_aead_overhead_bytes, "tls_encrypted_bytes": self.tls_encrypted_bytes}
+                "tls_aead_overhead_bytes": self.tls_aead_overhead_bytes, "tls_encrypted_bytes": self.tls_encrypted_bytes,
+                "http2_frame_header_bytes": self.http2_frame_header_bytes,
+                "http2_hpack_bytes": self.http2_hpack_bytes, "http2_control_bytes": self.http2_control_bytes,
+                "http2_padding_bytes": self.http2_padding_bytes}
 
     def unparsed_bytes(self) -> int:
         account = self.account
@@ -682,6 +800,8 @@ class _ConnectionRows:
             return Kind.WEBSOCKET
         if self.conn.kind == Kind.TLS:
             return Kind.TLS
+        if self.conn.kind == Kind.HTTP2:
+            return Kind.HTTP2
         if self.conn.kind == Kind.REST and self.http_requests + self.http_responses:
             return Kind.REST
         return Kind.OTHER
@@ -744,4 +864,6 @@ WRITERS = {
     TlsRecord: _ConnectionRows._tls_record,
     TlsClientHello: _ConnectionRows._client_hello,
     TlsServerHello: _ConnectionRows._server_hello,
+    Http2Frame: _ConnectionRows._http2_frame,
+    Http2Preface: _ConnectionRows._http2_preface,
 }

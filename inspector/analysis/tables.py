@@ -25,7 +25,7 @@ BYTE_CATEGORIES: dict[str, str] = {
     "retransmitted_bytes": "payload bytes already seen earlier in the stream (retransmissions, overlaps)",
     "http_header_bytes": "HTTP start lines, header lines and the blank line ending them",
     "http_chunk_framing_bytes": "HTTP chunked framing: chunk-size lines, CRLFs, last chunk, trailers",
-    "http_body_bytes": "HTTP body bytes as sent (still content-encoded)",
+    "http_body_bytes": "HTTP body bytes as sent (still content-encoded; HTTP/2: the data of DATA frames, without padding)",
     "ws_frame_header_bytes": "WebSocket frame headers, extended lengths and masking keys",
     "ws_control_payload_bytes": "payload of WebSocket close, ping and pong frames",
     "ws_data_payload_bytes": "payload of WebSocket text, binary and continuation frames (as sent)",
@@ -33,7 +33,11 @@ BYTE_CATEGORIES: dict[str, str] = {
     "tls_handshake_bytes": "payload of TLS handshake, ChangeCipherSpec and alert records, and of the encrypted handshake records of TLS 1.3 (told from application data by their place: the server's records until the client's first encrypted one, and that one)",
     "tls_aead_overhead_bytes": "payload of decrypted TLS application data records that is not plaintext: TLS 1.2's explicit nonce, the AEAD tag, TLS 1.3's inner content type and padding (the plaintext is in the HTTP and WebSocket categories, or unparsed)",
     "tls_encrypted_bytes": "payload of TLS application data records that could not be decrypted (TLS 1.3's post-handshake messages and alerts included: they look the same)",
-    "unparsed_bytes": "payload not framed as HTTP, WebSocket or TLS: other protocols, tunnels, bytes around gaps, bytes that came late for a hole already reported as a gap, bytes not captured (snaplen), bogus frame lengths",
+    "http2_frame_header_bytes": "HTTP/2 frame headers (9 bytes each)",
+    "http2_hpack_bytes": "HTTP/2 header blocks as sent, HPACK-encoded: the fragments of HEADERS, CONTINUATION and PUSH_PROMISE frames (HTTP/2 DATA frames' data counts in http_body_bytes)",
+    "http2_control_bytes": "the HTTP/2 client connection preface and the payload of HTTP/2 control frames: SETTINGS, PING, WINDOW_UPDATE, PRIORITY, RST_STREAM, GOAWAY, unknown types, and HEADERS' priority fields and PUSH_PROMISE's promised stream id",
+    "http2_padding_bytes": "HTTP/2 padding: the Pad Length field and padding of DATA, HEADERS and PUSH_PROMISE frames",
+    "unparsed_bytes": "payload not framed as HTTP, HTTP/2, WebSocket or TLS: other protocols, tunnels, bytes around gaps, bytes that came late for a hole already reported as a gap, bytes not captured (snaplen), bogus frame lengths",
 }
 
 # Payload and efficiency of a connection or an overhead row: (dtype, meaning).
@@ -102,6 +106,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "http_messages": {
         "conn_id": "int64",
         "exchange_id": "int64",
+        "stream_id": "Int64",
         "direction": "str",
         "ts": "float64",
         "end_ts": "float64",
@@ -111,6 +116,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "reason": "str",
         "version": "str",
         "header_bytes": "int64",
+        "http1_header_bytes": "Int64",
         "body_bytes": "int64",
         "body_wire_bytes": "int64",
         "chunk_framing_bytes": "int64",
@@ -233,14 +239,14 @@ SCHEMAS["staleness"] = {
 
 TABLE_DOCS: dict[str, str] = {
     "captures": "one row per capture file: format, link types, packet counts, non-TCP packets by reason, warnings",
-    "connections": "one row per TCP connection (first_frame: the number of its first packet in the capture, from 1, as Wireshark numbers frames), with one column per byte category (they sum to wire_bytes) and the payload and efficiency columns; for a TLS connection (kind tls), tls_version and tls_cipher as the ServerHello chose them, tls_sni and tls_alpn_offered (comma-separated) from the ClientHello, tls_alpn as chosen when the ServerHello says it (TLS 1.2; TLS 1.3 sends it encrypted: seen when decrypted), empty when not seen; a TLS connection decrypted with logged secrets (inspector analyze --keylog, or a pcapng's decryption secrets) whose plaintext is HTTP/1.1 is kind rest, or websocket after an upgrade, like its cleartext twin, its TLS columns filled (tls_version not empty tells it from cleartext)",
-    "http_messages": "one row per HTTP request and per response; exchange_id pairs them FIFO within a connection",
+    "connections": "one row per TCP connection (first_frame: the number of its first packet in the capture, from 1, as Wireshark numbers frames), with one column per byte category (they sum to wire_bytes) and the payload and efficiency columns; for a TLS connection (kind tls), tls_version and tls_cipher as the ServerHello chose them, tls_sni and tls_alpn_offered (comma-separated) from the ClientHello, tls_alpn as chosen when the ServerHello says it (TLS 1.2; TLS 1.3 sends it encrypted: seen when decrypted), empty when not seen; a TLS connection decrypted with logged secrets (inspector analyze --keylog, or a pcapng's decryption secrets) whose plaintext is HTTP/1.1 is kind rest, or websocket after an upgrade, and whose plaintext is HTTP/2 (ALPN h2, or the client preface) kind http2, like its cleartext twin, its TLS columns filled (tls_version not empty tells it from cleartext)",
+    "http_messages": "one row per HTTP request and per response; exchange_id pairs them within a connection: HTTP/1.1 FIFO, HTTP/2 by stream (stream_id; empty for HTTP/1.1, and for the HTTP/1.1 request of an h2c upgrade, whose response comes on stream 1 with its exchange_id). For HTTP/2 (version HTTP/2), header_bytes is the HPACK header blocks (trailers included), body_wire_bytes the DATA frames whole, chunk_framing_bytes their 9-byte headers and padding, body_bytes their data; ts and end_ts are the first byte of the message's first frame and the capture time of its last. http1_header_bytes is what the headers take (HTTP/1.1) or would take (HTTP/2) as HTTP/1.1 text: start line from the pseudo-headers, Host from :authority, cookies joined, one `Name: value` line each and the blank line (empty when a header block could not be decoded); http1_header_bytes - header_bytes is what HPACK saved",
     "ws_frames": "one row per WebSocket frame; payload shown as text (U+FFFD for bad bytes) and hex, cut to a preview",
     "ws_messages": "one row per WebSocket data message (fragments assembled; control frames are not messages)",
     "tls_records": "one row per TLS record (kind tls connections): content_type and version as in the record header (content_name: change_cipher_spec, alert, handshake, application_data, heartbeat), length its payload (missing_bytes of it not captured), encrypted when the payload is not readable without keys, counted_as the byte category of its payload (handshake, encrypted, or application: decrypted application data, whose plaintext_bytes went to the HTTP/WebSocket parsers and aead_overhead_bytes to tls_aead_overhead_bytes), messages the handshake messages or alert read in clear or decrypted; decrypted when opened with logged secrets (then content type 23 records of TLS 1.3 are counted by their inner content type)",
     "findings": "protocol conformance findings (never fatal): rule and detail",
     "message_costs": "one row per application message (REST exchange, WebSocket data message) plus setup, teardown, WebSocket control and unattributed rows per connection; wire_bytes is app_header_bytes + wire_payload_bytes (payload as sent) + tls_overhead_bytes (the record headers and AEAD overhead of the decrypted TLS records carrying it: a record's header and explicit nonce go to the message of its first plaintext byte, its tag, inner content type and padding to that of its last) + transport_bytes + ack_bytes, and a connection's rows add up to its wire_bytes; app_payload_bytes is the row's application payload (decoded; undecoded_payload_bytes of it counted as sent) and efficiency app_payload_bytes / wire_bytes, as in connections (control frames carry none); payload_messages counts the HTTP requests and responses whose decoded body is not empty, or the WebSocket message if its decoded payload is not, of the row: the work it did",
-    "overhead": "one row per connection kind (rest, websocket, tls, other) and recorded variant: bytes by category, the payload and efficiency columns (as in connections); messages counts REST exchanges and WebSocket data messages, payload_messages the requests, responses and WebSocket messages that carry payload (an empty poll or a 204 carries none: its bytes are cost), and wire_bytes_per_payload_message divides all wire bytes, setup included, by those",
+    "overhead": "one row per connection kind (rest, websocket, http2, tls, other) and recorded variant: bytes by category, the payload and efficiency columns (as in connections); messages counts REST exchanges and WebSocket data messages, payload_messages the requests, responses and WebSocket messages that carry payload (an empty poll or a 204 carries none: its bytes are cost), and wire_bytes_per_payload_message divides all wire bytes, setup included, by those",
     "staleness": "for recorded feed workloads: when each update was published and when the client saw it",
 }
 
@@ -248,7 +254,7 @@ TABLE_NAMES = tuple(SCHEMAS)
 # The version of these schemas in a store (inspector/store): any change of a table, a column or
 # its dtype, or of what a column means or counts, bumps it, so that a store written before is
 # analysed again rather than misread.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # The tables whose rows are made per connection, from its events as they come (analysis/rows.py),
 # and carry its conn_id; the others are per capture (captures, staleness) or summed over
 # connections (overhead).

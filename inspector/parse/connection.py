@@ -13,7 +13,10 @@ frames).  The protocol is detected from content, never from port numbers.
 Detection is incremental: each side's first contiguous bytes (at most
 DETECTION_PREFIX) are searched once, as they come, however they are
 segmented.  A side whose first bytes are a TLS record carrying a ClientHello
-makes the connection TLS at once (that side the client).  Until HTTP or TLS is
+makes the connection TLS at once (that side the client), one whose first bytes
+are the HTTP/2 client preface makes it HTTP/2 (prior-knowledge h2c; the preface
+is looked for once per side, before the search for a request line that
+"PRI * HTTP/2.0" would pass).  Until HTTP, HTTP/2 or TLS is
 seen the stream events are held back, at most DETECTION_WINDOW stream bytes
 (data and gaps) and MAX_HELD_EVENTS events; at either limit, or once neither
 side can show more evidence, the connection is TLS if one side's bytes are TLS
@@ -25,10 +28,15 @@ its TLS parsers, which queue each side's plaintext (`_PlaintextQueue`), taken
 here after each input (a queue, not a call back: no reference cycle);
 `_start_plaintext_parsers` is the one place that decides which parser reads
 it: by the ALPN protocol the handshake chose, else by content.  HTTP/1.1 (and a
-WebSocket after its upgrade) are parsed as in cleartext, their offsets in the
-side's plaintext, and the connection's kind becomes rest (then websocket); a
-plaintext no parser takes (another protocol; h2 until its parser plugs in)
-stays kind tls, its bytes unparsed.
+WebSocket after its upgrade) and HTTP/2 are parsed as in cleartext, their
+offsets in the side's plaintext, and the connection's kind becomes rest (then
+websocket) or http2; a plaintext no parser takes (another protocol) stays kind
+tls, its bytes unparsed.
+
+A 101 answering an `Upgrade: websocket` request hands both sides' bytes after it
+to WebSocket parsers; one answering `Upgrade: h2c` to HTTP/2 parsers (the
+request's HTTP2-Settings hold for what the server sends; the server's response
+to the upgraded request comes on stream 1).
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from inspector.parse.budget import (
 )
 from inspector.parse.keylog import KeyLog
 from inspector.parse.http1 import Http1Parser, Role, StartLineFinder, is_status_code_prefix, looks_like_message_start
+from inspector.parse.http2 import Http2Parser, Http2Session, settings_from_upgrade, starts_with_preface
 from inspector.parse.tcp import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, SegmentFate, TcpStreamReassembler
 from inspector.parse.tls import HandshakeType, TlsRecordParser, TlsSession, looks_like_tls_records, starts_with_client_hello
 from inspector.parse.websocket import WebSocketParser, accept_for_key, parse_deflate_offer
@@ -80,6 +89,7 @@ class Kind:
     WEBSOCKET = "websocket"
     OTHER = "other"
     TLS = "tls"
+    HTTP2 = "http2"
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,8 @@ class TcpConnection:
         self._tls: list[TlsRecordParser | None] = [None, None]
         self._plaintext: list[_PlaintextQueue | None] = [None, None]  # by side: what its TLS parser decrypted
         self.tls: TlsSession | None = None  # what the TLS parsers of both sides know
+        self._h2: list[Http2Parser | None] = [None, None]
+        self.h2: Http2Session | None = None  # what the HTTP/2 parsers of both sides share
         self._upgrade_request: HttpRequest | None = None
 
     # -- input -----------------------------------------------------------------
@@ -195,6 +207,10 @@ class TcpConnection:
                 if http is not None:
                     http.receive_data(payload, ts_ns)
                     self._drain(side)
+                else:
+                    h2 = self._h2[side]
+                    if h2 is not None:
+                        h2.receive_data(payload, ts_ns)
         if flags & TCP_ACK and self.streams[1 - side].has_pending:
             self._acknowledged(side, ack, ts_ns)
         return offset
@@ -271,6 +287,8 @@ class TcpConnection:
         evidence.add(event)
         if evidence.client_hello:
             self._decide(Kind.TLS, side)
+        elif evidence.h2_preface:
+            self._decide(Kind.HTTP2, side)
         elif evidence.sends is not None:
             self._decide(Kind.REST, side if evidence.sends == Role.REQUEST else 1 - side)
         elif self._held_bytes >= DETECTION_WINDOW or len(self._held) >= MAX_HELD_EVENTS or self._both_sides_closed():
@@ -331,6 +349,8 @@ class TcpConnection:
                     self.tls = TlsSession(self._keylog)
                 plaintext = self._plaintext[side] = _PlaintextQueue() if self._keylog is not None else None
                 self._tls[side] = TlsRecordParser(direction, self.tls, start_offset=start, events=self.events, plaintext=plaintext)
+            elif self.kind == Kind.HTTP2:
+                self._h2[side] = self._new_h2_parser(direction, start)
 
     def _first_offset(self, side: int) -> int:
         """Where parsing of `side` starts: its first held data or gap, else what comes next."""
@@ -352,6 +372,12 @@ class TcpConnection:
             one_frame_records=self._one_frame_records,
         )
 
+    def _new_h2_parser(self, direction: Direction, start: int) -> Http2Parser:
+        if self.h2 is None:
+            self.h2 = Http2Session()
+        return Http2Parser(direction, self.h2, start_offset=start, events=self.events, preview_bytes=self.options.preview_bytes,
+                           decompression_budget=self._decompression_budget())
+
     def _decompression_budget(self) -> DecompressionBudget:
         if self._budget is None:
             limit = self.options.max_decompressed_per_connection
@@ -361,7 +387,7 @@ class TcpConnection:
     # -- dispatch --------------------------------------------------------------------
 
     def _dispatch(self, side: int, event) -> None:
-        parser = self._tls[side] or self._ws[side] or self._http[side]
+        parser = self._tls[side] or self._ws[side] or self._http[side] or self._h2[side]
         if parser is None:
             return  # another protocol or a tunnel: its bytes count as unparsed
         if isinstance(event, StreamData):
@@ -373,7 +399,7 @@ class TcpConnection:
         if parser is self._tls[side] and self._plaintext[side] is not None:
             if self._plaintext[side]:
                 self._take_plaintext(side)
-            plaintext = self._ws[side] or self._http[side]
+            plaintext = self._plaintext_parser(side)
             if type(event) is StreamEnd and plaintext is not None:
                 plaintext.receive_eof(event.ts_ns)  # the end of the records is the end of their plaintext
         self._drain(side)
@@ -382,13 +408,20 @@ class TcpConnection:
 
     def _start_plaintext_parsers(self, side: int, data: bytes) -> bool:
         """Choose the parsers of the decrypted bytes, on the first plaintext of either side:
-        the one place that decides it (an HTTP/2 parser plugs in here, for ALPN h2).
-        Returns whether `side` has a parser now."""
+        the one place that decides it.  By the ALPN protocol the handshake chose (h2: HTTP/2
+        parsers on both sides, whichever speaks first), else by content: the client's HTTP/2
+        preface, or an HTTP/1.x request line.  Returns whether `side` has a parser now."""
         self._plaintext_decided = True
         alpn = self.tls.alpn if self.tls is not None else ""
+        client_speaks = self.direction_of(side) is Direction.CLIENT
+        if alpn == "h2" or (not alpn and client_speaks and data and starts_with_preface(data) is not False):
+            self.kind = Kind.HTTP2
+            for parser_side in (0, 1):
+                self._h2[parser_side] = self._new_h2_parser(self.direction_of(parser_side), 0)
+            return True
         if alpn not in ("", "http/1.1", "http/1.0"):
-            return False  # h2 (issue 11 part 3) or another protocol: decrypted, left unparsed
-        if self.direction_of(side) is not Direction.CLIENT or not looks_like_message_start(data, Role.REQUEST):
+            return False  # another protocol: decrypted, left unparsed
+        if not client_speaks or not looks_like_message_start(data, Role.REQUEST):
             return False  # HTTP/1.x: the client speaks first, with a request line
         self.kind = Kind.REST
         options = self.options
@@ -409,17 +442,21 @@ class TcpConnection:
             else:
                 self._receive_plaintext(side, data, first_ts_ns, last_ts_ns)
 
+    def _plaintext_parser(self, side: int) -> WebSocketParser | Http1Parser | Http2Parser | None:
+        """The parser of `side`'s decrypted bytes (a WebSocket or HTTP/2 one after an upgrade)."""
+        return self._ws[side] or self._http[side] or self._h2[side]
+
     def _receive_plaintext(self, side: int, data: bytes, first_ts_ns: int, last_ts_ns: int) -> None:
-        parser = self._ws[side] or self._http[side]
+        parser = self._plaintext_parser(side)
         if parser is None:
             if self._plaintext_decided or not self._start_plaintext_parsers(side, data):
                 return  # no parser reads it: its bytes count as unparsed
-            parser = self._http[side]
+            parser = self._plaintext_parser(side)
         if first_ts_ns != last_ts_ns and len(data) > 1:
             # A message starting in this record started with the packet of its first byte.
             parser.receive_data(data[:1], first_ts_ns)
             self._drain(side)  # that byte may end a message (a 101 hands the rest to a WebSocket parser)
-            parser = self._ws[side] or self._http[side]
+            parser = self._plaintext_parser(side)
             if parser is None:
                 return
             data = data[1:]
@@ -427,7 +464,7 @@ class TcpConnection:
         self._drain(side)
 
     def _receive_plaintext_gap(self, side: int, length: int, ts_ns: int) -> None:
-        parser = self._ws[side] or self._http[side]
+        parser = self._plaintext_parser(side)
         if parser is not None:
             parser.receive_gap(length, ts_ns)
             self._drain(side)
@@ -445,8 +482,8 @@ class TcpConnection:
                 self._on_request(side, event)
             elif kind is HttpResponse:
                 self._on_response(side, event)
-                if self._ws[side] is not None:
-                    return
+                if self._http[side] is None:
+                    return  # switched protocol: the events after it are the new parser's
 
     def _on_request(self, side: int, request: HttpRequest) -> None:
         response_parser = self._http[1 - side]
@@ -472,7 +509,10 @@ class TcpConnection:
         request = self._upgrade_request
         self._upgrade_request = None
         is_websocket = request is not None and response.status == 101 and request.header("upgrade").lower() == "websocket"
+        is_h2c = (not is_websocket and request is not None and response.status == 101 and response.header("upgrade").strip().lower() == "h2c")
         handshake = self._make_handshake(request, response) if is_websocket else None
+        if is_h2c:
+            self._start_h2c(request)
         for side in (client_side, server_side):
             parser = self._http[side]
             if parser is None:
@@ -480,14 +520,27 @@ class TcpConnection:
             self._http[side] = None
             offset, trailing = parser.take_trailing_data()
             if handshake is not None:
-                ws = self._new_ws_parser(self.direction_of(side), offset, handshake.deflate, bool(handshake.extensions))
-                self._ws[side] = ws
-                if trailing:
-                    ws.receive_data(trailing, response.end_ts_ns)
+                new = self._ws[side] = self._new_ws_parser(self.direction_of(side), offset, handshake.deflate, bool(handshake.extensions))
+            elif is_h2c:
+                new = self._h2[side] = self._new_h2_parser(self.direction_of(side), offset)
+            else:
+                continue
+            if trailing:
+                new.receive_data(trailing, response.end_ts_ns)
+        if is_h2c:
+            self.kind = Kind.HTTP2
         if handshake is not None:
             self.kind = Kind.WEBSOCKET
             self.handshake = handshake
             self.events.append(handshake)
+
+    def _start_h2c(self, request: HttpRequest) -> None:
+        """RFC 7540 3.2: the upgrade request's HTTP2-Settings are the client's first SETTINGS,
+        acknowledged by the 101: they hold for what the server sends from the start."""
+        self.h2 = Http2Session()
+        raw = request.header("http2-settings")
+        if raw:
+            self.h2.apply(Direction.SERVER, settings_from_upgrade(raw))
 
     def _make_handshake(self, request: HttpRequest, response: HttpResponse) -> WsHandshake:
         key = request.header("sec-websocket-key")
@@ -532,7 +585,7 @@ class _SideEvidence:
     (a gap before any data does not: it only means the capture missed the start).
     """
 
-    __slots__ = ("prefix", "first_offset", "gap_first", "closed", "sends", "client_hello", "_requests", "_status_searched")
+    __slots__ = ("prefix", "first_offset", "gap_first", "closed", "sends", "client_hello", "h2_preface", "_requests", "_status_searched")
 
     def __init__(self) -> None:
         self.prefix = bytearray()
@@ -542,6 +595,8 @@ class _SideEvidence:
         self.sends: str | None = None  # Role.REQUEST or Role.RESPONSE once a start line is seen
         # Whether the first bytes are a TLS record with a ClientHello (None: too few to tell).
         self.client_hello: bool | None = None
+        # Whether the first bytes are the HTTP/2 client preface (None: too few to tell).
+        self.h2_preface: bool | None = None
         self._requests = StartLineFinder(Role.REQUEST)
         self._status_searched = 0
 
@@ -557,6 +612,10 @@ class _SideEvidence:
                 self.client_hello = starts_with_client_hello(self.prefix)
                 if self.client_hello:
                     return
+            if self.h2_preface is None and not self.gap_first:
+                self.h2_preface = starts_with_preface(self.prefix)
+                if self.h2_preface is not False:
+                    return  # the preface, or its first bytes: its line "PRI * HTTP/2.0" is no HTTP/1.1 request
             self._look_for_http()
             self.closed = len(self.prefix) >= DETECTION_PREFIX
         elif not isinstance(event, StreamGap) or self.prefix:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from inspector.analysis.pipeline import ProgressCallback, ShardResult, StreamedFile, analyze_shard, streamed_file
+from inspector.analysis.recording import with_recording_keylog
 from inspector.capture.files import is_regular_file, open_capture
 from inspector.errors import InspectorError
 from inspector.parse.connection import ParserOptions
@@ -57,8 +58,11 @@ class DaskRunner:
         for index, path in enumerate(paths):
             if not is_regular_file(path):
                 raise InspectorError(f"{path}: --dask reads captures on the workers, so it takes files only (not a pipe or a device)")
-            results = self.map(analyze_shard_task, [(path, os.path.abspath(path), folder, index, shard, shards, options, max_inflated_bytes)
+            warnings: list[str] = []
+            file_options = with_recording_keylog(path, options, warnings)
+            results = self.map(analyze_shard_task, [(path, os.path.abspath(path), folder, index, shard, shards, file_options, max_inflated_bytes)
                                                     for shard in range(shards)])
+            results[0].info.warnings.extend(warnings)  # the file's warnings are shard 0's
             streamed = streamed_file(path, index, results, next_conn_id)
             next_conn_id += streamed.connections
             if progress is not None:

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 
 import inspector
+from inspector.analysis.recording import recording_keylog_path
 from inspector.analysis.tables import SCHEMA_VERSION
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, capture_name, is_regular_file
 from inspector.capture.sidecar import sidecar_path
@@ -27,7 +28,8 @@ from inspector.store.layout import LAYOUT_VERSION
 
 @dataclass(frozen=True)
 class CaptureFingerprint:
-    """A capture as the tables name it, and the digests of its bytes and of its recording sidecar.
+    """A capture as the tables name it, and the digests of its bytes, of its recording sidecar and
+    of the TLS key log the sidecar names (its secrets decrypt: other secrets, other tables).
 
     A pipe or a device can be read only once (by the analysis): its size and sha256 are None."""
 
@@ -35,6 +37,7 @@ class CaptureFingerprint:
     size: int | None
     sha256: str | None
     sidecar_sha256: str | None
+    keylog_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,9 @@ def fingerprint(path: str | os.PathLike, digests: bool = True) -> CaptureFingerp
     try:
         if not digests:
             return CaptureFingerprint(name, os.path.getsize(path), None, None)
-        return CaptureFingerprint(name, os.path.getsize(path), file_sha256(path), file_sha256(sidecar) if sidecar.is_file() else None)
+        keylog = recording_keylog_path(path)
+        return CaptureFingerprint(name, os.path.getsize(path), file_sha256(path), file_sha256(sidecar) if sidecar.is_file() else None,
+                                  file_sha256(keylog) if keylog is not None and keylog.is_file() else None)
     except OSError:
         return CaptureFingerprint(name, None, None, None)
 
@@ -100,7 +105,7 @@ def cache_key(captures: tuple[CaptureFingerprint, ...], parameters: dict) -> str
         "layout_version": LAYOUT_VERSION,
         "tool_version": tool_version(),
         "parameters": parameters,
-        "captures": [[capture.name, capture.sha256, capture.sidecar_sha256] for capture in captures],
+        "captures": [[capture.name, capture.sha256, capture.sidecar_sha256, capture.keylog_sha256] for capture in captures],
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 

@@ -92,8 +92,15 @@ def test_the_same_messages_as_cleartext(recorded):
 
 def test_bytes_reconcile_and_message_costs_carry_the_tls_overhead(recorded):
     recording, _keylog, analysis = recorded
+    check_decrypted_costs(recording.path, analysis)
+
+
+def check_decrypted_costs(path, analysis) -> None:
+    """Every connection's categories add up to its frame.len as tshark counts them, its message_costs
+    rows to its wire bytes; the TLS overhead of every decrypted application record is some message's
+    (each exchange and WebSocket message of a decrypted connection has some)."""
     connections = analysis["connections"]
-    frame_bytes = oracle.tcp_frame_bytes_by_endpoints(recording.path) if oracle.tshark_available() else None
+    frame_bytes = oracle.tcp_frame_bytes_by_endpoints(path) if oracle.tshark_available() else None
     costs = analysis["message_costs"]
     records = analysis["tls_records"]
     for _, row in connections.iterrows():
@@ -104,7 +111,6 @@ def test_bytes_reconcile_and_message_costs_carry_the_tls_overhead(recorded):
         mine = costs[costs["conn_id"] == row["conn_id"]]
         assert mine["wire_bytes"].sum() == pytest.approx(row["wire_bytes"], abs=1e-6)
         application = records[(records["conn_id"] == row["conn_id"]) & (records["counted_as"] == "application")]
-        # Every decrypted application record's header and AEAD overhead is some message's TLS cost.
         assert mine["tls_overhead_bytes"].sum() == 5 * len(application) + application["aead_overhead_bytes"].sum()
         assert row["tls_aead_overhead_bytes"] == application["aead_overhead_bytes"].sum()
         if row["tls_version"]:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from inspector.events import Finding, HttpRequest, HttpResponse, WsFrame, WsOneFrameMessage
 from inspector.parse.connection import DETECTION_PREFIX, DETECTION_WINDOW, MAX_HELD_EVENTS, TCP_ACK, TCP_SYN, Kind, TcpConnection
+from inspector.parse.keylog import KeyLog
 from inspector.parse.websocket import accept_for_key
 from tests.factories import http_request, http_response, ws_frame
 from tests.parse.work import assert_linear_in, lines_executed
@@ -19,8 +20,8 @@ CLIENT, SERVER = 0, 1
 class Conversation:
     """Feeds one TcpConnection the segments both sides send, keeping their sequence numbers."""
 
-    def __init__(self, *, syn: bool = True, one_frame_records: bool = False) -> None:
-        self.conn = TcpConnection(1, one_frame_records=one_frame_records)
+    def __init__(self, *, syn: bool = True, one_frame_records: bool = False, keylog: KeyLog | None = None) -> None:
+        self.conn = TcpConnection(1, one_frame_records=one_frame_records, keylog=keylog)
         self.seq = [1000, 5000]
         self.ts = 0
         if syn:

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import ssl
 
+import hpack
 import pytest
 from cryptography.hazmat.primitives import hashes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspector.events import Direction, Finding, TlsRecord
+from inspector.events import Direction, Finding, Http2Frame, HttpRequest, HttpResponse, TlsRecord
+from inspector.parse.connection import Kind
+from inspector.parse.http2 import CLIENT_PREFACE
 from inspector.parse.keylog import KeyLog, Label
 from inspector.parse.tls import TlsRecordParser, TlsSession
 from inspector.parse.tls_decrypt import hkdf_expand_label, tls12_prf
+from tests import h2_factories as h2
+from tests.parse.test_connection import Conversation
 from tests.tls_factories import conversation
 
 REQUEST = b"GET /items HTTP/1.1\r\nHost: inspector.test\r\n\r\n"
@@ -227,3 +232,31 @@ def test_tls12_prf_is_p_sha256():
         a = std_hmac.new(secret, a, hashlib.sha256).digest()
         out += std_hmac.new(secret, a + label + seed, hashlib.sha256).digest()
     assert tls12_prf(secret, label, seed, 100, hashes.SHA256) == out[:100]
+
+
+# --- HTTP/2 inside TLS, in a TcpConnection ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpn", [("h2",), ()], ids=["alpn-h2", "no-alpn"])
+@pytest.mark.parametrize("sizes", [None, [1], [3, 700]], ids=["whole", "bytes", "mixed"])
+def test_decrypted_http2_goes_to_http2_parsers_by_alpn_or_by_the_preface(tmp_path, alpn, sizes):
+    """ALPN h2 hands both sides' plaintext to HTTP/2 parsers; without ALPN the client's preface does."""
+    client_encoder, server_encoder = hpack.Encoder(), hpack.Encoder()
+    first = h2.exchange(client_encoder, server_encoder, 1, body=b'{"a": 1}')
+    second = h2.exchange(client_encoder, server_encoder, 3, body=BIG)
+    keylog_path = tmp_path / "h2.keys"
+    talk = conversation(tmp_path, alpn=alpn, server_alpn=alpn, keylog=keylog_path,
+                        messages=(h2.client_start() + first[0], second[0]),
+                        replies=(h2.settings() + h2.settings(ack=True) + first[1], second[1]))
+    assert talk.alpn == (alpn[0] if alpn else None)
+    connection = Conversation(keylog=KeyLog.from_text(keylog_path.read_bytes()))
+    for side, data in talk.order:
+        connection.send(side, data, sizes)
+    conn = connection.close()
+    assert conn.kind == Kind.HTTP2 and conn.tls.alpn == (alpn[0] if alpn else "")
+    assert [e.rule for e in conn.events if type(e) is Finding] == []
+    messages = [(type(e).__name__, e.stream_id, e.body_bytes) for e in conn.events if type(e) in (HttpRequest, HttpResponse)]
+    assert sorted(messages) == [("HttpRequest", 1, 0), ("HttpRequest", 3, 0), ("HttpResponse", 1, 8), ("HttpResponse", 3, len(BIG))]
+    frames = [e for e in conn.events if type(e) is Http2Frame]
+    plaintext = sum(r.plaintext_bytes for r in conn.events if type(r) is TlsRecord and r.decrypted and not r.handshake)
+    assert plaintext == len(CLIENT_PREFACE) + sum(frame.wire_bytes for frame in frames)

@@ -375,7 +375,15 @@ def check_http2_variant(pcap: Path, variant: dict, *options: str) -> None:
     assert received.loc[received["type"] == 0, "length"].sum() == variant["payload_bytes"]["server"]
 
 
-def test_tls_recording_names_its_key_log_and_only_tls_on_the_wire(recorded_tls) -> None:
+def _without_sidecar(pcap: Path, folder: Path) -> Path:
+    """A copy of the capture alone (no sidecar, no key log)."""
+    copy = folder / "alone" / pcap.name
+    copy.parent.mkdir(exist_ok=True)
+    shutil.copyfile(pcap, copy)
+    return copy
+
+
+def test_tls_recording_names_its_key_log_and_only_tls_on_the_wire(recorded_tls, tmp_path: Path) -> None:
     pcap, sidecar = recorded_tls
     assert sidecar["tls"] == {"keylog": "chat.keylog"}
     keylog = pcap.with_suffix(".keylog")
@@ -386,7 +394,7 @@ def test_tls_recording_names_its_key_log_and_only_tls_on_the_wire(recorded_tls) 
     # Without the key log, no HTTP or WebSocket is visible on the wire: it is all TLS.
     plain = subprocess.run(["tshark", "-r", str(pcap), "-Y", "http or websocket"], capture_output=True, text=True, timeout=60)
     assert plain.stdout == ""
-    analysis = analyze_captures([pcap])
+    analysis = analyze_captures([_without_sidecar(pcap, tmp_path)])  # the sidecar's key log would decrypt it
     conns = analysis["connections"]
     assert sorted(conns["client_port"]) == sorted(ports)
     # (TLS 1.3 sends the chosen ALPN encrypted: without the keys only the offer is seen; httpx
@@ -422,6 +430,65 @@ def test_tls_recording_decrypted_by_tshark_carries_what_the_clients_sent(recorde
                     assert lengths.sum() == variant["payload_bytes"][side]
                 else:  # permessage-deflate: every data frame compressed (RSV1)
                     assert set(text["websocket.rsv"]) == {"0x04"}
+
+
+def test_tls_recording_decrypted_is_what_the_clients_did(recorded_tls, tmp_path: Path) -> None:
+    """With the recording's key log, every variant is its cleartext kind (rest-h2: http2) with the
+    ledger's messages and payload, and every message carries a TLS cost."""
+    from inspector.parse.connection import ParserOptions
+    from inspector.parse.keylog import KeyLog
+
+    pcap, sidecar = recorded_tls
+    keylog = KeyLog.from_text(pcap.with_suffix(".keylog").read_bytes())
+    analysis = analyze_captures([_without_sidecar(pcap, tmp_path)], ParserOptions(keylog=keylog))
+    assert analysis["findings"].empty, analysis["findings"].to_dict("records")
+    rec = Recorded(pcap, sidecar, analysis, "")
+    costs = analysis["message_costs"]
+    for variant in sidecar["variants"]:
+        conns, http, _ws, _frames = variant_tables(rec, variant)
+        kind = "http2" if variant["name"] == "rest-h2" else "rest" if variant["protocol"] == "rest" else "websocket"
+        assert set(conns["kind"]) == {kind} and (conns["unparsed_bytes"] == 0).all() and (conns["tls_encrypted_bytes"] == 0).all()
+        messages, payload = wire_counts(rec, variant)
+        assert (messages, payload) == (variant["messages_sent"], variant["payload_bytes"]), variant["name"]
+        if kind == "http2":
+            assert len(conns) == 1 and conns["tls_alpn"].tolist() == ["h2"]
+            assert http["stream_id"].nunique() == variant["messages_sent"]["client"] and http["complete"].all()
+        mine = costs[costs["conn_id"].isin(conns["conn_id"]) & costs["item"].isin(["exchange", "ws_message"])]
+        assert len(mine) and (mine["tls_overhead_bytes"] > 0).all()
+
+
+def _exported(folder: Path, *args: str | Path) -> dict[str, pd.DataFrame]:
+    proc = run_cli("analyze", *args, "--no-cache", "--export", folder, "--format", "parquet")
+    assert proc.returncode == 0, proc.stderr
+    return {path.stem: pd.read_parquet(path) for path in sorted(folder.glob("*.parquet"))}
+
+
+def test_analyze_decrypts_with_the_key_log_its_sidecar_names(recorded_tls, tmp_path: Path) -> None:
+    """inspector analyze FILE finds the recording's key log through the sidecar: the same tables as
+    with --keylog; a named key log gone is a warning, and the capture is analysed as encrypted."""
+    pcap, _sidecar = recorded_tls
+    keylog = pcap.with_suffix(".keylog")
+    found = _exported(tmp_path / "found", pcap)
+    given = _exported(tmp_path / "given", pcap, "--keylog", keylog)
+    assert found.keys() == given.keys() and "http2" in set(found["connections"]["kind"])
+    for name, table in found.items():
+        pd.testing.assert_frame_equal(table, given[name], obj=name)
+    # Moved away: a warning naming it, no error; the key log it names is part of the cache key.
+    from inspector.parse.connection import ParserOptions
+    from inspector.store.inputs import store_inputs
+
+    folder = tmp_path / "moved"
+    folder.mkdir()
+    for path in (pcap, pcap.with_suffix(".json"), keylog):
+        shutil.copyfile(path, folder / path.name)
+    copy = folder / pcap.name
+    key_with = store_inputs([copy], ParserOptions()).key
+    (folder / keylog.name).write_text("# no secrets\n")
+    assert store_inputs([copy], ParserOptions()).key != key_with
+    (folder / keylog.name).unlink()
+    proc = run_cli("analyze", copy, "--no-cache")
+    assert proc.returncode == 0 and f"{folder / keylog.name}" in proc.stderr and "cannot be read" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @needs_root

@@ -1,0 +1,198 @@
+"""Real cleartext HTTP/2 on loopback (hypercorn, httpx, curl; tests/h2_traffic.py), analysed and
+checked against what the clients did and against tshark: streams, methods, paths, statuses,
+frame counts by type, header block and DATA lengths, and exact byte accounting."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from inspector.analysis.pipeline import analyze_captures
+from inspector.analysis.tables import BYTE_CATEGORIES
+from inspector.capture.files import read_packets
+from inspector.decode import decode_packet
+from inspector.events import Direction, Http2Frame, HttpRequest, HttpResponse
+from inspector.parse.connection import TcpConnection
+from inspector.parse.http2 import FrameType
+from tests import tshark_oracle as oracle
+from tests.conftest import live_traffic_unavailable
+from tests.h2_traffic import CONCURRENT, LARGE_BYTES, record_h2c
+
+needs_tshark = pytest.mark.skipif(not oracle.tshark_available(), reason="tshark not installed (the README's test command installs it)")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    reason = live_traffic_unavailable()
+    if reason:
+        pytest.skip(reason)
+    recording = record_h2c(tmp_path_factory.mktemp("h2c-live"))
+    return recording, analyze_captures([recording.path], jobs=1)
+
+
+@pytest.fixture(scope="module")
+def parsed(recorded):
+    """Each connection's parser events by client port, straight from TcpConnection."""
+    recording, _analysis = recorded
+    return _connection_events(recording.path, recording.server_port)
+
+
+def _connection_events(path, server_port: int) -> dict[int, list]:
+    connections: dict[int, TcpConnection] = {}
+    events: dict[int, list] = {}
+    for ts_ns, link_type, wire_len, data in read_packets(path):
+        packet = decode_packet(ts_ns, link_type, wire_len, data)
+        client = packet.dst_port if packet.src_port == server_port else packet.src_port
+        connection = connections.setdefault(client, TcpConnection(len(connections)))
+        side = 0 if packet.src_port == client else 1
+        connection.receive_segment(side, ts_ns, packet.seq, packet.ack, packet.flags, packet.payload, packet.payload_wire_len)
+        events.setdefault(client, []).extend(connection.events)
+        connection.events.clear()
+    for client, connection in connections.items():
+        connection.close(ts_ns)
+        events[client].extend(connection.events)
+    return events
+
+
+def _connection(analysis, client_port):
+    connections = analysis["connections"]
+    row = connections[connections["client_port"] == client_port]
+    assert len(row) == 1
+    return row.iloc[0]
+
+
+def test_every_connection_is_http2_and_its_exchanges_are_what_the_clients_did(recorded):
+    recording, analysis = recorded
+    assert set(analysis["connections"]["kind"]) == {"http2"}
+    assert analysis["findings"].empty, analysis["findings"][["rule", "detail"]].to_string()
+    messages = analysis["http_messages"]
+    for client_port, exchanges in recording.expected.items():
+        row = _connection(analysis, client_port)
+        mine = messages[(messages["conn_id"] == row["conn_id"]) & (messages["version"] == "HTTP/2")]
+        requests = mine[mine["direction"] == "client"]
+        responses = mine[mine["direction"] == "server"].set_index("exchange_id")
+        if client_port == recording.upgrade_port:
+            # The h2c upgrade: the request is HTTP/1.1, its response comes on stream 1 with its exchange.
+            http1 = messages[(messages["conn_id"] == row["conn_id"]) & (messages["version"] == "HTTP/1.1")]
+            assert list(http1["status"].fillna(0)) == [0, 101] and list(http1["exchange_id"]) == [0, 0]
+            assert http1["stream_id"].isna().all()
+            assert list(responses.index) == [0] and list(responses["stream_id"]) == [1]
+            assert responses["body_bytes"].tolist() == [exchanges[0].response_bytes]
+            continue
+        assert len(requests) == len(exchanges) == len(responses)
+        # Requests in the order the client opened their streams: 1, 3, 5, ...
+        assert list(requests["stream_id"]) == list(range(1, 2 * len(exchanges), 2))
+        for (_, request), expected in zip(requests.sort_values("stream_id").iterrows(), exchanges):
+            response = responses.loc[request["exchange_id"]]
+            assert response["stream_id"] == request["stream_id"]
+            assert (request["method"], request["target"], request["body_bytes"]) == (expected.method, expected.path, expected.request_bytes)
+            assert (response["status"], response["body_bytes"], response["content_encoding"]) == (
+                expected.status, expected.response_bytes, expected.content_encoding)
+            assert request["complete"] and response["complete"]
+            # Timing per stream: the request starts before its response, which ends last.
+            assert request["ts"] <= request["end_ts"] <= response["end_ts"] and request["ts"] <= response["ts"] <= response["end_ts"]
+
+
+def test_concurrent_streams_interleave_and_pair_by_stream(recorded):
+    recording, analysis = recorded
+    port = next(p for p, exchanges in recording.expected.items() if len(exchanges) == CONCURRENT + 1)
+    messages = analysis["http_messages"]
+    mine = messages[messages["conn_id"] == _connection(analysis, port)["conn_id"]]
+    waits = mine[mine["direction"] == "server"].merge(mine[mine["direction"] == "client"], on="exchange_id", suffixes=("", "_request"))
+    waits = waits[waits["target_request"].str.startswith("/wait/")]
+    assert len(waits) == CONCURRENT
+    # The server answers the first asked last: responses end in the reverse order of their requests,
+    # so FIFO pairing would have paired them wrongly; by stream each body names its path.
+    assert list(waits.sort_values("end_ts")["target_request"]) == [f"/wait/{n}" for n in reversed(range(CONCURRENT))]
+    assert all(body.endswith(path) for body, path in zip(waits["body_text"], waits["target_request"]))
+    # All requests were sent before the first response ended: the streams were open at once.
+    assert waits["ts_request"].max() < waits["end_ts"].min()
+
+
+def test_hpack_saves_on_repeated_headers(recorded):
+    _recording, analysis = recorded
+    http2 = analysis["http_messages"][analysis["http_messages"]["version"] == "HTTP/2"]
+    assert (http2["http1_header_bytes"] > http2["header_bytes"]).all()
+    requests = http2[http2["direction"] == "client"].sort_values(["conn_id", "stream_id"])
+    first, later = requests.iloc[0], requests[requests["conn_id"] == requests.iloc[0]["conn_id"]].iloc[1:]
+    # The dynamic table makes later requests' blocks a fraction of the first one's.
+    assert (later["header_bytes"] < first["header_bytes"] / 2).all()
+
+
+def test_gzip_body_is_measured_decoded(recorded):
+    _recording, analysis = recorded
+    messages = analysis["http_messages"]
+    gzipped = messages[messages["content_encoding"] == "gzip"]
+    assert len(gzipped) == 1
+    from tests.h2_traffic import GZIP_TEXT
+
+    assert gzipped["decompressed_bytes"].tolist() == [len(GZIP_TEXT)]
+
+
+def test_bytes_reconcile_exactly_per_connection(recorded):
+    recording, analysis = recorded
+    frame_bytes = oracle.tcp_frame_bytes_by_endpoints(recording.path)
+    costs = analysis["message_costs"]
+    for _, row in analysis["connections"].iterrows():
+        endpoints = tuple(sorted([(row["client_ip"], int(row["client_port"])), (row["server_ip"], int(row["server_port"]))]))
+        assert row["wire_bytes"] == frame_bytes[endpoints]
+        assert sum(int(row[name]) for name in BYTE_CATEGORIES) == row["wire_bytes"]
+        assert row["unparsed_bytes"] == 0  # (loopback under load may retransmit: those bytes are counted apart)
+        mine = costs[costs["conn_id"] == row["conn_id"]]
+        assert mine["wire_bytes"].sum() == pytest.approx(row["wire_bytes"], abs=1e-6)
+        # Each exchange carries a share of the transport bytes, as HTTP/1.1 exchanges do.
+        exchanges = mine[mine["item"] == "exchange"]
+        assert len(exchanges) == row["http_requests"] and (exchanges["transport_bytes"] > 0).all()
+    large = costs[(costs["item"] == "exchange") & (costs["wire_payload_bytes"] == LARGE_BYTES)]
+    assert len(large) == 1 and large["wire_bytes"].iloc[0] > LARGE_BYTES
+
+
+@needs_tshark
+def test_frames_streams_and_lengths_against_tshark(recorded, parsed):
+    recording, analysis = recorded
+    seen = oracle.http2_connections(recording.path, recording.server_port)
+    if recording.upgrade_port is not None:
+        seen[recording.upgrade_port] = oracle.http2_connections(recording.path, recording.server_port, decode_as=False)[recording.upgrade_port]
+    assert set(seen) == set(recording.expected)
+    messages = analysis["http_messages"]
+    for client_port, frames_seen in seen.items():
+        row = _connection(analysis, client_port)
+        events = parsed[client_port]
+        for direction in (Direction.CLIENT, Direction.SERVER):
+            mine = [e for e in events if type(e) is Http2Frame and e.direction is direction]
+            theirs = frames_seen[direction.label]
+            assert [(f.stream_id, f.frame_type, f.flags, f.length) for f in mine] == [
+                (f.stream_id, f.frame_type, f.flags, f.length) for f in theirs], (client_port, direction)
+            assert [f.header_block_bytes for f in mine] == [f.header_block for f in theirs]
+            assert [f.padding_bytes for f in mine] == [f.padding for f in theirs]
+            assert Counter(FrameType(f.frame_type).name for f in mine) == Counter(FrameType(f.frame_type).name for f in theirs)
+        # Messages: streams, methods, paths, statuses, DATA lengths.
+        for message in (e for e in events if type(e) in (HttpRequest, HttpResponse) and e.stream_id is not None):
+            sent = frames_seen[message.direction.label]
+            headers = [f for f in sent if f.stream_id == message.stream_id and f.frame_type == FrameType.HEADERS]
+            data = [f for f in sent if f.stream_id == message.stream_id and f.frame_type == FrameType.DATA]
+            assert message.header_bytes == sum(f.header_block for f in headers)
+            assert message.body_bytes == sum(f.length - f.padding for f in data)
+            assert message.body_wire_bytes == sum(9 + f.length for f in data)
+            if type(message) is HttpRequest:
+                assert (message.method, message.target) == (headers[0].method, headers[0].path)
+            else:
+                assert message.status == headers[0].status
+        assert len(frames_seen["preface"]) == 1 and frames_seen["preface"] == ["client"]
+        # Categories: tshark's frames, whole.
+        frames = frames_seen["client"] + frames_seen["server"]
+        assert row["http2_frame_header_bytes"] == 9 * len(frames)
+        assert row["http2_hpack_bytes"] == sum(f.header_block for f in frames)
+        assert row["http2_padding_bytes"] == sum(f.padding for f in frames)
+        data = sum(f.length - f.padding for f in frames if f.frame_type == FrameType.DATA)
+        http1 = messages[(messages["conn_id"] == row["conn_id"]) & (messages["version"] == "HTTP/1.1")]
+        assert row["http_body_bytes"] == data + (http1["body_wire_bytes"] - http1["chunk_framing_bytes"]).sum()
+        assert row["http2_control_bytes"] == 24 + sum(f.length - f.header_block - f.padding for f in frames if f.frame_type != FrameType.DATA)
+
+
+def test_same_tables_whatever_the_jobs(recorded):
+    recording, analysis = recorded
+    again = analyze_captures([recording.path], jobs=2)
+    for name in ("connections", "http_messages", "message_costs"):
+        assert again[name].equals(analysis[name]), name
