@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from inspector.workloads.servers import HOST, LoopThread
 from inspector.workloads.tls import write_certificate
+from tests.asgi_servers import listening_socket, request_body
 from tests.traffic import tcpdump_capture
 
 FETCHES = 5
@@ -82,31 +82,11 @@ class BrowserRecording:
     served: Counter = field(default_factory=Counter)  # what the servers counted
 
 
-def _listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
-    sock.listen(64)
-    sock.set_inheritable(True)
-    return sock
-
-
 def _page_app(page: bytes, served: Counter):
     async def app(scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await request_body(scope, receive, send)
+        if body is None:
+            return
         served[(scope["http_version"], scope["method"], scope["path"])] += 1
         if scope["path"] == "/chat" and scope["method"] == "POST":
             reply, kind = body.replace(b'"n"', b'"r"'), b"application/json"  # as long as the ask
@@ -147,7 +127,7 @@ def record_browser(out_dir: Path) -> BrowserRecording:
     from websockets.asyncio.server import serve as ws_serve
 
     cert, key = write_certificate(out_dir)
-    page_socket = _listening_socket()
+    page_socket = listening_socket()
     page_port = page_socket.getsockname()[1]
     recording = BrowserRecording(out_dir / "browser.pcap", out_dir / "browser.keylog", page_port, 0)
     config = Config()

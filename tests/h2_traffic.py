@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspector.workloads.servers import HOST, LoopThread
+from tests.asgi_servers import listening_socket, request_body
 from tests.traffic import tcpdump_capture
 
 LARGE_BYTES = 200_000  # many DATA frames of hypercorn's 16 KiB
@@ -55,20 +56,10 @@ class H2Recording:
 
 async def app(scope, receive, send) -> None:
     """The ASGI app: /small, /large, /gzip, /echo (POST: the body's length back), /wait/N."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    received = 0
-    while True:
-        message = await receive()
-        received += len(message.get("body", b""))
-        if not message.get("more_body"):
-            break
+    body = await request_body(scope, receive, send)
+    if body is None:
+        return
+    received = len(body)
     path = scope["path"]
     headers = [(b"content-type", b"text/plain")]
     if path == "/large":
@@ -85,15 +76,6 @@ async def app(scope, receive, send) -> None:
         body = b"hello"
     await send({"type": "http.response.start", "status": 200, "headers": headers + [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-def _listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
-    sock.listen(64)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _sync_client(port: int) -> tuple[int, list[Exchange]]:
@@ -147,7 +129,7 @@ def record_h2c(out_dir: Path) -> H2Recording:
     from hypercorn.config import Config
 
     path = out_dir / "h2c.pcap"
-    sock = _listening_socket()
+    sock = listening_socket()
     port = sock.getsockname()[1]
     config = Config()
     config.bind = [f"fd://{sock.detach()}"]  # hypercorn's from now: it closes it
