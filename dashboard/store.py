@@ -25,7 +25,7 @@ from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
 
 from inspector.errors import StoreError
 from inspector.parse.connection import ParserOptions
-from inspector.store import Store, analyze_into_cache, analyze_into_store, cached_store, open_store, store_inputs, write_analysis
+from inspector.store import Store, analyze_into_cache, analyze_into_store, cache_inputs, cached_store, open_store, store_inputs, write_analysis
 from inspector.store.reader import is_store_folder, load_document
 
 from dashboard import aggregate
@@ -312,7 +312,9 @@ class TableStore:
             with self._lock:
                 names = {original: reserved.get(original) or self._unique_name(aggregate._short(original)) for original in originals}
             return shown_store(store, names)
-        inputs = store_inputs([path], ParserOptions())
+        # through the cache's digest index when the cache is where it goes: a capture unchanged since its
+        # digest was read (by inspector analyze or an earlier dashboard) is not read through again
+        inputs = cache_inputs([path], ParserOptions()) if self._analyze is None else store_inputs([path], ParserOptions())
         store = self._store_of(content_of(inputs, path), path, inputs, self._analyze, self._note_progress)
         with self._lock:
             self._loaded.setdefault(content_of(inputs, path), name)

@@ -203,15 +203,19 @@ def analysis_store(args) -> Iterator[tuple[Store, list[str]]]:
 
     from inspector.parse.connection import ParserOptions
     from inspector.report import printable
-    from inspector.store import StoreError, cached_store, check_target, open_store, store_inputs
+    from inspector.store import StoreError, cache_inputs, cached_store, check_target, open_store, store_inputs
 
     options = ParserOptions(max_ws_message_bytes=args.max_ws_message, max_decompressed_per_capture=args.max_decompressed,
                             max_decompressed_per_connection=args.max_decompressed_per_connection)
     if args.store:
         check_target(args.store)  # refused before the analysis, not after it
     use_cache = not (args.no_cache or args.store)
-    # A temporary store needs no digests of the captures: reading them through is for naming a store in the cache.
-    inputs = store_inputs(args.captures, options, max_inflated_bytes=args.max_inflated, digests=use_cache or bool(args.store))
+    # A temporary store needs no digests of the captures: reading them through is for naming a store in the cache
+    # (where a capture unchanged since its digest was read is not read again: the cache's digest index).
+    if use_cache:
+        inputs = cache_inputs(args.captures, options, max_inflated_bytes=args.max_inflated)
+    else:
+        inputs = store_inputs(args.captures, options, max_inflated_bytes=args.max_inflated, digests=bool(args.store))
     with ExitStack() as stack:
         cached = cached_store(inputs) if use_cache else None
         if cached is not None:
@@ -283,11 +287,11 @@ def _query_source(source: str, no_cache: bool, stack):
     import tempfile
 
     from inspector.parse.connection import ParserOptions
-    from inspector.store import analyze_into_cache, analyze_into_store, cached_store, open_store, store_inputs
+    from inspector.store import analyze_into_cache, analyze_into_store, cache_inputs, cached_store, open_store, store_inputs
 
     if Path(source).is_dir():
         return open_store(source)
-    inputs = store_inputs([source], ParserOptions())
+    inputs = store_inputs([source], ParserOptions()) if no_cache else cache_inputs([source], ParserOptions())
     cached = None if no_cache else cached_store(inputs)
     if cached is not None:
         return cached

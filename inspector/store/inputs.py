@@ -22,6 +22,7 @@ from inspector.analysis.tables import SCHEMA_VERSION
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, capture_name, is_regular_file
 from inspector.capture.sidecar import sidecar_path
 from inspector.parse.connection import ParserOptions
+from inspector.store.digests import DigestIndex, file_sha256
 from inspector.store.layout import LAYOUT_VERSION
 
 TOOL = "wire-inspector"
@@ -58,32 +59,31 @@ class StoreInputs:
 
 
 def store_inputs(paths: list[str | os.PathLike], options: ParserOptions, *,
-                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, digests: bool = True) -> StoreInputs:
+                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, digests: bool = True,
+                 known: DigestIndex | None = None) -> StoreInputs:
     """Fingerprint the captures (reading each file through once) for an analysis with these parameters.
 
     digests=False: names and sizes only (no cache key): for a store that is thrown away after
-    use (--no-cache), reading the files through once more would only cost time."""
-    return StoreInputs(captures=tuple(fingerprint(path, digests) for path in paths),
+    use (--no-cache), reading the files through once more would only cost time.
+    known: an index of digests already read (the cache's, inspector.store.cache.cache_inputs):
+    a file unchanged since it was read is not read again."""
+    return StoreInputs(captures=tuple(fingerprint(path, digests, known) for path in paths),
                        parameters={**dataclasses.asdict(options), "max_inflated_bytes": max_inflated_bytes})
 
 
-def fingerprint(path: str | os.PathLike, digests: bool = True) -> CaptureFingerprint:
+def fingerprint(path: str | os.PathLike, digests: bool = True, known: DigestIndex | None = None) -> CaptureFingerprint:
     """A missing or unreadable file gets no digest either: the analysis then says what is wrong with it."""
     name = capture_name(path)
     if not is_regular_file(path):
         return CaptureFingerprint(name, None, None, None)
     sidecar = sidecar_path(path)
+    digest = file_sha256 if known is None else known.sha256
     try:
         if not digests:
             return CaptureFingerprint(name, os.path.getsize(path), None, None)
-        return CaptureFingerprint(name, os.path.getsize(path), file_sha256(path), file_sha256(sidecar) if sidecar.is_file() else None)
+        return CaptureFingerprint(name, os.path.getsize(path), digest(path), digest(sidecar) if sidecar.is_file() else None)
     except OSError:
         return CaptureFingerprint(name, None, None, None)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    with open(path, "rb") as source:
-        return hashlib.file_digest(source, "sha256").hexdigest()
 
 
 def cache_key(captures: tuple[CaptureFingerprint, ...], parameters: dict) -> str:
