@@ -172,6 +172,11 @@ class TableStore:
         with self._lock:
             if self._views is not None:
                 return self._views
+        return self.empty_views()
+
+    def empty_views(self) -> StoreViews:
+        """The views of no capture (what the pages show while the stores load)."""
+        with self._lock:
             if self._empty is None:
                 self._empty = StoreViews(Catalog())
             return self._empty

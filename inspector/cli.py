@@ -469,19 +469,31 @@ def live_dirs(folders: list[str]) -> list[Path]:
     return paths
 
 
+def _not_a_notebook() -> None:
+    """Dash imports IPython, when it is installed, for its notebook mode (a quarter of a second of
+    the dashboard's start); this process is no notebook: the import fails as if IPython were not
+    installed, which Dash expects.  Not when IPython is loaded already (the CLI run from a notebook)."""
+    sys.modules.setdefault("IPython", None)
+
+
 def _dashboard(args) -> int:
     """Serve the Dash app (waitress; Dash's development server with --debug) until Ctrl-C or
     SIGTERM; the captures are analysed (or taken from the cache of analyses) in the background once it is up."""
     sources = dashboard_sources(args.sources)
     folders = live_dirs(args.live_dirs)
-    from dashboard.app import create_app
-    from dashboard.serve import serve
     from dashboard.store import TableStore
 
     store = TableStore(sources, live_dirs=folders)
     if not store.files:
         print(f"inspector: error: no capture files (*.pcap, *.pcapng, *.gz) in {', '.join(map(str, sources))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    # The captures load in the background (each one's content key, its store from the cache, the
+    # first page's views) while the rest of the dashboard is imported and set up, not after it.
+    store.start()
+    _not_a_notebook()
+    from dashboard.app import create_app
+    from dashboard.serve import serve
+
     if args.host not in LOCAL_HOSTS:
         print(f"inspector: warning: serving on {args.host}: anyone who can reach this address sees the captures' contents", file=sys.stderr)
     app = create_app(store, host=args.host)
