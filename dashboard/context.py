@@ -24,7 +24,15 @@ def current_views():
     of a capture taken from the cache are computed in the background meanwhile), and the index
     page carries no figures."""
     store = current_store()
-    return store.views() if _in_callback() else store.empty_views()
+    if not _in_callback():
+        return store.empty_views()
+
+    @flask.after_this_request
+    def _shown(response):
+        store.page_shown()  # the other pages' views may be computed now (TableStore)
+        return response
+
+    return store.views()
 
 
 def _in_callback() -> bool:

@@ -39,6 +39,9 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".gz", ".cap")
 
 log = logging.getLogger(__name__)
 WARM_STOP_SECONDS = 10  # close() waits this long for the views being computed to stop
+# The views of the pages other than the first are computed once a page was laid out for a browser,
+# or after this long without one: until then the CPU (2 cores, Python's one lock) is the first page's.
+FIRST_PAGE_WAIT_SECONDS = 3.0
 
 
 def expand_sources(sources: list[str | Path]) -> list[Path]:
@@ -137,6 +140,7 @@ class TableStore:
         self._scratch: tempfile.TemporaryDirectory | None = None  # stores of analyses not cached
         self._closed = False
         self._warming: list[threading.Thread] = []  # the threads computing each snapshot's first views
+        self._page_shown = threading.Event()  # a page was laid out for a browser (dashboard.context)
         source_dirs = [p if p.is_dir() else p.parent for p in map(Path, sources)]
         self.live = LiveFollower(roots=[Path.cwd(), *source_dirs, *live_dirs], analyze=analyze_upload)  # the Live page's files, per store
         self.uploads = UploadQueue(self)
@@ -189,8 +193,14 @@ class TableStore:
         warming.start()
         return self._views
 
+    def page_shown(self) -> None:
+        """A page was laid out for a browser: the views of the other pages may take the CPU now."""
+        self._page_shown.set()
+
     def _warm(self, views: StoreViews) -> None:
         try:
+            views.warm_first()
+            self._page_shown.wait(FIRST_PAGE_WAIT_SECONDS)
             views.warm()
         except Exception:  # a page asking for the view gets the error; after close() the stores may be gone
             if not self._closed:
@@ -228,6 +238,7 @@ class TableStore:
     def close(self) -> None:
         """Stop taking uploads; remove the upload folder with every upload in it, and the temporary stores."""
         self.uploads.close()
+        self._page_shown.set()  # no views waiting for a page any more
         with self._lock:
             self._closed = True
             folders, self._upload_dir, self._scratch = (self._upload_dir, self._scratch), None, None
@@ -326,6 +337,7 @@ class TableStore:
         return shown_store(store, {only_capture(store): name})
 
     def _run(self) -> None:
+        self.empty_views()  # what the pages are laid out from until the stores are loaded, and for Dash's validation
         for path, name, reserved in self._sources:
             with self._lock:
                 self._current = name

@@ -188,8 +188,7 @@ class StoreViews(TableViews):
 
     def warm(self) -> None:
         """The overview's views and figures (the first page) now, then the REST vs WebSocket page's."""
-        self.overview()
-        self.overview_figures(next(iter(self.captures()), None))
+        self.warm_first()
         for capture in self.captures():
             self.bytes_by_category(capture)
             self.protocol_mix(capture)

@@ -177,10 +177,14 @@ class TableViews:
         # instead of scanning every row of the million-row tables
         return {name: self.tables[name].groupby("conn_id").indices for name in CONNECTION_TABLES}
 
-    def warm(self) -> None:
-        """Compute every view now (the store calls this in the background once the tables are ready)."""
+    def warm_first(self) -> None:
+        """The first page's views and figures (the Overview's): what a browser asks for first."""
         self.overview()
         self.overview_figures(next(iter(self.captures()), None))
+
+    def warm(self) -> None:
+        """Compute every view now (the store calls this in the background once the tables are ready)."""
+        self.warm_first()
         self.claims()
         for capture in self.captures():
             self.protocol_mix(capture)
