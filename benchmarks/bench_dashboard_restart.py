@@ -172,16 +172,19 @@ def one_run(driver, capture: Path, connections: str, env: dict, port: int) -> di
 
 
 def import_times(capture: Path, env: dict, port: int) -> tuple[float, list[tuple[float, str]]]:
-    """Seconds of top-level imports before the server answered, under -X importtime, and the biggest ones."""
+    """Seconds of top-level imports before the server listened (its "dashboard on" line), under
+    -X importtime, and the biggest ones."""
     dashboard = Dashboard(capture, env, port, python_args=("-X", "importtime"))
     try:
-        answered = dashboard.wait_answering()
+        dashboard.wait_answering()
     finally:
         dashboard.stop()
     top = []
-    for t, line in dashboard.lines:
+    for _, line in dashboard.lines:
+        if "dashboard on" in line:
+            break
         found = IMPORT_LINE.match(line)
-        if found and not found.group(3) and t <= answered:
+        if found and not found.group(3):
             top.append((int(found.group(2)) / 1e6, found.group(4)))
     return sum(s for s, _ in top), sorted(top, reverse=True)[:8]
 

@@ -18,10 +18,9 @@ import importlib
 from pathlib import Path
 
 import dash
-import plotly.io
 from dash import Input, Output, State, dcc, html
 
-from dashboard import figures, ids
+from dashboard import ids
 from dashboard.context import STORE_KEY
 from dashboard.security import Guard, HostAllowList, dash_csp
 from dashboard.store import TableStore
@@ -41,7 +40,6 @@ def create_app(source, *, start: bool = True, host: str | None = None) -> dash.D
     `host` is the address the server binds (default 127.0.0.1): the Host names it answers
     follow from it (dashboard.security)."""
     store = source if isinstance(source, TableStore) else TableStore(list(source))
-    plotly.io.templates.default = figures.TEMPLATE  # the dashboard's look (dashboard.figures)
     if start:
         store.start()
     app = dash.Dash("dashboard", use_pages=True, pages_folder=str(PAGES_FOLDER), title="wire-inspector",

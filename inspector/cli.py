@@ -478,7 +478,8 @@ def _not_a_notebook() -> None:
 
 def _dashboard(args) -> int:
     """Serve the Dash app (waitress; Dash's development server with --debug) until Ctrl-C or
-    SIGTERM; the captures are analysed (or taken from the cache of analyses) in the background once it is up."""
+    SIGTERM; the captures are analysed (or taken from the cache of analyses) in the background
+    from the start, while the app is set up."""
     sources = dashboard_sources(args.sources)
     folders = live_dirs(args.live_dirs)
     from dashboard.store import TableStore
