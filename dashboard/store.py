@@ -25,7 +25,7 @@ from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
 
 from inspector.errors import StoreError
 from inspector.parse.connection import ParserOptions
-from inspector.store import Store, analyze_into_cache, analyze_into_store, cached_store, open_store, store_inputs, write_analysis
+from inspector.store import Store, analyze_into_cache, analyze_into_store, cache_inputs, cached_store, open_store, store_inputs, write_analysis
 from inspector.store.reader import is_store_folder, load_document
 
 from dashboard import aggregate
@@ -39,6 +39,9 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".gz", ".cap")
 
 log = logging.getLogger(__name__)
 WARM_STOP_SECONDS = 10  # close() waits this long for the views being computed to stop
+# The views of the pages other than the first are computed once a page was laid out for a browser,
+# or after this long without one: until then the CPU (2 cores, Python's one lock) is the first page's.
+FIRST_PAGE_WAIT_SECONDS = 3.0
 
 
 def expand_sources(sources: list[str | Path]) -> list[Path]:
@@ -142,6 +145,7 @@ class TableStore:
         self._scratch: tempfile.TemporaryDirectory | None = None  # stores of analyses not cached
         self._closed = False
         self._warming: list[threading.Thread] = []  # the threads computing each snapshot's first views
+        self._page_shown = threading.Event()  # a page was laid out for a browser (dashboard.context)
         source_dirs = [p if p.is_dir() else p.parent for p in map(Path, sources)]
         self.live = LiveFollower(roots=[Path.cwd(), *source_dirs, *live_dirs], analyze=analyze_upload)  # the Live page's files, per store
         self.uploads = UploadQueue(self)
@@ -177,6 +181,11 @@ class TableStore:
         with self._lock:
             if self._views is not None:
                 return self._views
+        return self.empty_views()
+
+    def empty_views(self) -> StoreViews:
+        """The views of no capture (what the pages show while the stores load)."""
+        with self._lock:
             if self._empty is None:
                 self._empty = StoreViews(Catalog())
             return self._empty
@@ -189,8 +198,14 @@ class TableStore:
         warming.start()
         return self._views
 
+    def page_shown(self) -> None:
+        """A page was laid out for a browser: the views of the other pages may take the CPU now."""
+        self._page_shown.set()
+
     def _warm(self, views: StoreViews) -> None:
         try:
+            views.warm_first()
+            self._page_shown.wait(FIRST_PAGE_WAIT_SECONDS)
             views.warm()
         except Exception:  # a page asking for the view gets the error; after close() the stores may be gone
             if not self._closed:
@@ -228,6 +243,7 @@ class TableStore:
     def close(self) -> None:
         """Stop taking uploads; remove the upload folder with every upload in it, and the temporary stores."""
         self.uploads.close()
+        self._page_shown.set()  # no views waiting for a page any more
         with self._lock:
             self._closed = True
             folders, self._upload_dir, self._scratch = (self._upload_dir, self._scratch), None, None
@@ -317,13 +333,16 @@ class TableStore:
             with self._lock:
                 names = {original: reserved.get(original) or self._unique_name(aggregate._short(original)) for original in originals}
             return shown_store(store, names)
-        inputs = store_inputs([path], ParserOptions())
+        # through the cache's digest index when the cache is where it goes: a capture unchanged since its
+        # digest was read (by inspector analyze or an earlier dashboard) is not read through again
+        inputs = cache_inputs([path], ParserOptions()) if self._analyze is None else store_inputs([path], ParserOptions())
         store = self._store_of(content_of(inputs, path), path, inputs, self._analyze, self._note_progress)
         with self._lock:
             self._loaded.setdefault(content_of(inputs, path), name)
         return shown_store(store, {only_capture(store): name})
 
     def _run(self) -> None:
+        self.empty_views()  # what the pages are laid out from until the stores are loaded, and for Dash's validation
         for path, name, reserved in self._sources:
             with self._lock:
                 self._current = name

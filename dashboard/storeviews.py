@@ -187,8 +187,8 @@ class StoreViews(TableViews):
         return CaptureTables(self.catalog, capture, self.tables, columns or EXPORT_COLUMNS)
 
     def warm(self) -> None:
-        """The overview's views (the first page) now, then the REST vs WebSocket page's."""
-        self.overview()
+        """The overview's views and figures (the first page) now, then the REST vs WebSocket page's."""
+        self.warm_first()
         for capture in self.captures():
             self.bytes_by_category(capture)
             self.protocol_mix(capture)

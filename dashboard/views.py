@@ -20,7 +20,7 @@ from typing import Callable
 
 import pandas as pd
 
-from dashboard import aggregate
+from dashboard import aggregate, figures
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES
 
@@ -99,6 +99,16 @@ class TableViews:
     def overview(self) -> pd.DataFrame:
         return self.once("overview", lambda: aggregate.capture_overview(self.tables))
 
+    def overview_figures(self, capture: str | None):
+        """The Overview page's two figures of one capture (None: bytes of all captures, no mix),
+        built once per snapshot: the first page a browser opens, laid out from them at once."""
+        return self.once(("overview_figures", capture), lambda: self._overview_figures(capture))
+
+    def _overview_figures(self, capture: str | None):
+        name = aggregate._short(capture) if capture else "all captures"
+        return (figures.bytes_by_category(self.bytes_by_category(capture), f"Wire bytes by category: {name}"),
+                figures.protocol_mix(self.protocol_mix(capture or ""), f"Protocol mix over time: {name}"))
+
     def protocol_mix(self, capture: str) -> pd.DataFrame:
         return self.once(("protocol_mix", capture), lambda: aggregate.protocol_mix(self.capture(capture), capture))
 
@@ -167,9 +177,14 @@ class TableViews:
         # instead of scanning every row of the million-row tables
         return {name: self.tables[name].groupby("conn_id").indices for name in CONNECTION_TABLES}
 
+    def warm_first(self) -> None:
+        """The first page's views and figures (the Overview's): what a browser asks for first."""
+        self.overview()
+        self.overview_figures(next(iter(self.captures()), None))
+
     def warm(self) -> None:
         """Compute every view now (the store calls this in the background once the tables are ready)."""
-        self.overview()
+        self.warm_first()
         self.claims()
         for capture in self.captures():
             self.protocol_mix(capture)

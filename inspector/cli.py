@@ -218,15 +218,19 @@ def analysis_store(args) -> Iterator[tuple[Store, list[str]]]:
 
     from inspector.parse.connection import ParserOptions
     from inspector.report import printable
-    from inspector.store import StoreError, cached_store, check_target, open_store, store_inputs
+    from inspector.store import StoreError, cache_inputs, cached_store, check_target, open_store, store_inputs
 
     options = ParserOptions(max_ws_message_bytes=args.max_ws_message, max_decompressed_per_capture=args.max_decompressed,
                             max_decompressed_per_connection=args.max_decompressed_per_connection, keylog=read_keylogs(args.keylog))
     if args.store:
         check_target(args.store)  # refused before the analysis, not after it
     use_cache = not (args.no_cache or args.store)
-    # A temporary store needs no digests of the captures: reading them through is for naming a store in the cache.
-    inputs = store_inputs(args.captures, options, max_inflated_bytes=args.max_inflated, digests=use_cache or bool(args.store))
+    # A temporary store needs no digests of the captures: reading them through is for naming a store in the cache
+    # (where a capture unchanged since its digest was read is not read again: the cache's digest index).
+    if use_cache:
+        inputs = cache_inputs(args.captures, options, max_inflated_bytes=args.max_inflated)
+    else:
+        inputs = store_inputs(args.captures, options, max_inflated_bytes=args.max_inflated, digests=bool(args.store))
     with ExitStack() as stack:
         cached = cached_store(inputs) if use_cache else None
         if cached is not None:
@@ -322,11 +326,11 @@ def _query_source(source: str, no_cache: bool, stack):
     import tempfile
 
     from inspector.parse.connection import ParserOptions
-    from inspector.store import analyze_into_cache, analyze_into_store, cached_store, open_store, store_inputs
+    from inspector.store import analyze_into_cache, analyze_into_store, cache_inputs, cached_store, open_store, store_inputs
 
     if Path(source).is_dir():
         return open_store(source)
-    inputs = store_inputs([source], ParserOptions())
+    inputs = store_inputs([source], ParserOptions()) if no_cache else cache_inputs([source], ParserOptions())
     cached = None if no_cache else cached_store(inputs)
     if cached is not None:
         return cached
@@ -518,19 +522,32 @@ def live_dirs(folders: list[str]) -> list[Path]:
     return paths
 
 
+def _not_a_notebook() -> None:
+    """Dash imports IPython, when it is installed, for its notebook mode (a quarter of a second of
+    the dashboard's start); this process is no notebook: the import fails as if IPython were not
+    installed, which Dash expects.  Not when IPython is loaded already (the CLI run from a notebook)."""
+    sys.modules.setdefault("IPython", None)
+
+
 def _dashboard(args) -> int:
     """Serve the Dash app (waitress; Dash's development server with --debug) until Ctrl-C or
-    SIGTERM; the captures are analysed (or taken from the cache of analyses) in the background once it is up."""
+    SIGTERM; the captures are analysed (or taken from the cache of analyses) in the background
+    from the start, while the app is set up."""
     sources = dashboard_sources(args.sources)
     folders = live_dirs(args.live_dirs)
-    from dashboard.app import create_app
-    from dashboard.serve import serve
     from dashboard.store import TableStore
 
     store = TableStore(sources, live_dirs=folders)
     if not store.files:
         print(f"inspector: error: no capture files (*.pcap, *.pcapng, *.gz) in {', '.join(map(str, sources))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    # The captures load in the background (each one's content key, its store from the cache, the
+    # first page's views) while the rest of the dashboard is imported and set up, not after it.
+    store.start()
+    _not_a_notebook()
+    from dashboard.app import create_app
+    from dashboard.serve import serve
+
     if args.host not in LOCAL_HOSTS:
         print(f"inspector: warning: serving on {args.host}: anyone who can reach this address sees the captures' contents", file=sys.stderr)
     app = create_app(store, host=args.host)

@@ -22,8 +22,10 @@ from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import SCHEMA_VERSION, SCHEMAS, TABLE_NAMES
 from inspector.parse.connection import ParserOptions
 from inspector.store import open_store, store_inputs, write_analysis
+from inspector.store.cache import DIGESTS_FILE
 from inspector.store.layout import META_FILE
 from tests.conftest import BUNDLED, REPO, analyze_cached
+from tests.filewatch import FileWatch, settle
 
 EXIT_BAD_INPUT = 2
 CHAT, FEED, BULK = (str(BUNDLED / name) for name in ("chat.pcap", "feed.pcap", "bulk.pcap"))
@@ -47,7 +49,8 @@ def run_cli(cache: Path, *args: str | Path, **env: str) -> Run:
 
 
 def entries(cache: Path) -> list[str]:
-    return sorted(os.listdir(cache)) if cache.exists() else []
+    """The cache's entries (its digest index beside them is not one)."""
+    return sorted(name for name in os.listdir(cache) if name != DIGESTS_FILE) if cache.exists() else []
 
 
 def one_line_error(run: Run, *words: str) -> str:
@@ -89,6 +92,29 @@ def test_analyze_store_refuses_a_folder_that_is_not_a_store_before_analysing(cac
 
 
 # --- the cache -----------------------------------------------------------------------------
+
+
+def test_a_capture_analysed_before_is_not_read_again(cache: Path, tmp_path: Path):
+    """The second analysis finds the capture's cache entry by the digest index beside the cache:
+    the capture and its sidecar are not even opened (the kernel's file events say so)."""
+    chat = tmp_path / "chat.pcap"
+    shutil.copy(CHAT, chat)
+    shutil.copy(Path(CHAT).with_suffix(".json"), chat.with_suffix(".json"))
+    for path in (chat, chat.with_suffix(".json")):
+        settle(path)  # younger than the index's racy window, it would be read through every time
+    first = run_cli(cache, "analyze", chat)
+    assert first.code == 0, first.stderr
+    with FileWatch(chat) as capture, FileWatch(chat.with_suffix(".json")) as sidecar:
+        second = run_cli(cache, "analyze", chat)
+        assert capture.events() == (0, 0) and sidecar.events() == (0, 0)
+    assert second.code == 0 and second.stdout == first.stdout and len(entries(cache)) == 1
+    # touched (its mtime and ctime move on): read through again, the same key, the same entry
+    os.utime(chat)
+    settle(chat)
+    with FileWatch(chat) as capture:
+        third = run_cli(cache, "analyze", chat)
+        assert capture.events()[0] == 1
+    assert third.stdout == first.stdout and len(entries(cache)) == 1
 
 
 def test_the_second_analysis_of_a_capture_comes_from_the_cache(cache: Path):

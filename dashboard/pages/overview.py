@@ -5,7 +5,7 @@ from __future__ import annotations
 import dash
 from dash import Input, Output, dcc, html
 
-from dashboard import aggregate, figures, ids
+from dashboard import aggregate, ids
 from dashboard.components import csv_download, graph, send_csv, small_table
 from dashboard.context import current_views
 
@@ -40,16 +40,15 @@ def build_layout(views):
 
 
 def capture_figures(views, capture):
-    """The two figures of one capture (None: all captures for bytes, nothing for the mix)."""
-    by_category = views.bytes_by_category(capture)
-    name = aggregate._short(capture) if capture else "all captures"
-    mix = views.protocol_mix(capture or "")
-    return (figures.bytes_by_category(by_category, f"Wire bytes by category: {name}"),
-            figures.protocol_mix(mix, f"Protocol mix over time: {name}"))
+    """The two figures of one capture (None: all captures for bytes, nothing for the mix), built
+    once per snapshot of the stores (views.overview_figures, computed in the background first)."""
+    return views.overview_figures(capture)
 
 
 def register_callbacks(app, store):
-    @app.callback(Output(ids.OVERVIEW_BYTES, "figure"), Output(ids.OVERVIEW_MIX, "figure"), Input(ids.OVERVIEW_CAPTURE, "value"))
+    # The layout has the figures of the capture the dropdown opens on: the callback runs on a change only.
+    @app.callback(Output(ids.OVERVIEW_BYTES, "figure"), Output(ids.OVERVIEW_MIX, "figure"), Input(ids.OVERVIEW_CAPTURE, "value"),
+                  prevent_initial_call=True)
     def _capture(capture):
         return capture_figures(store.views(), capture)
 

@@ -2,7 +2,9 @@
 
 `cache_dir()` is $INSPECTOR_CACHE_DIR, else $XDG_CACHE_HOME/wire-inspector, else
 ~/.cache/wire-inspector; an entry is `<cache dir>/<key>` (inspector.store.inputs.cache_key).
-Entries are only folders: removing any of them, or the whole cache folder, is safe.
+Beside the entries, `<cache dir>/digests.json` remembers the captures' digests with their
+stat (inspector.store.digests), so that the key of a capture unchanged since it was read is
+found without reading it again.  Removing any entry, the index, or the whole cache folder is safe.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES
 from inspector.errors import StoreError
 from inspector.parse.connection import ParserOptions
 from inspector.store.build import analyze_into_store
-from inspector.store.inputs import StoreInputs
+from inspector.store.digests import DigestIndex
+from inspector.store.inputs import StoreInputs, store_inputs
 from inspector.store.layout import transient_owner
 from inspector.store.reader import Store, open_store
 
 CACHE_ENV = "INSPECTOR_CACHE_DIR"
 CACHE_FOLDER = "wire-inspector"
+DIGESTS_FILE = "digests.json"
 
 
 def cache_dir() -> Path:
@@ -32,6 +36,18 @@ def cache_dir() -> Path:
     if xdg and os.path.isabs(xdg):  # the XDG spec: a relative path is to be ignored
         return Path(xdg) / CACHE_FOLDER
     return Path.home() / ".cache" / CACHE_FOLDER
+
+
+def digest_index() -> DigestIndex:
+    """The index of the captures' digests kept beside the cache's entries."""
+    return DigestIndex(cache_dir() / DIGESTS_FILE)
+
+
+def cache_inputs(paths: list[str | os.PathLike], options: ParserOptions, *,
+                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> StoreInputs:
+    """store_inputs for an analysis looked up in (or written to) the cache: a capture unchanged
+    since its digest was read (the digest index) is not read through again."""
+    return store_inputs(paths, options, max_inflated_bytes=max_inflated_bytes, known=digest_index())
 
 
 def cache_entry(inputs: StoreInputs) -> Path | None:

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from pathlib import Path
 from dataclasses import dataclass
 
 import inspector
@@ -23,6 +24,7 @@ from inspector.analysis.tables import SCHEMA_VERSION
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES, capture_name, is_regular_file
 from inspector.capture.sidecar import sidecar_path
 from inspector.parse.connection import ParserOptions
+from inspector.store.digests import DigestIndex, file_sha256
 from inspector.store.layout import LAYOUT_VERSION
 
 
@@ -59,12 +61,15 @@ class StoreInputs:
 
 
 def store_inputs(paths: list[str | os.PathLike], options: ParserOptions, *,
-                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, digests: bool = True) -> StoreInputs:
+                 max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES, digests: bool = True,
+                 known: DigestIndex | None = None) -> StoreInputs:
     """Fingerprint the captures (reading each file through once) for an analysis with these parameters.
 
     digests=False: names and sizes only (no cache key): for a store that is thrown away after
-    use (--no-cache), reading the files through once more would only cost time."""
-    return StoreInputs(captures=tuple(fingerprint(path, digests) for path in paths),
+    use (--no-cache), reading the files through once more would only cost time.
+    known: an index of digests already read (the cache's, inspector.store.cache.cache_inputs):
+    a file unchanged since it was read is not read again."""
+    return StoreInputs(captures=tuple(fingerprint(path, digests, known) for path in paths),
                        parameters={**option_parameters(options), "max_inflated_bytes": max_inflated_bytes})
 
 
@@ -76,25 +81,34 @@ def option_parameters(options: ParserOptions) -> dict:
     return parameters
 
 
-def fingerprint(path: str | os.PathLike, digests: bool = True) -> CaptureFingerprint:
+def fingerprint(path: str | os.PathLike, digests: bool = True, known: DigestIndex | None = None) -> CaptureFingerprint:
     """A missing or unreadable file gets no digest either: the analysis then says what is wrong with it."""
     name = capture_name(path)
     if not is_regular_file(path):
         return CaptureFingerprint(name, None, None, None)
     sidecar = sidecar_path(path)
+    digest = file_sha256 if known is None else known.sha256
     try:
         if not digests:
             return CaptureFingerprint(name, os.path.getsize(path), None, None)
-        keylog = recording_keylog_path(path)
-        return CaptureFingerprint(name, os.path.getsize(path), file_sha256(path), file_sha256(sidecar) if sidecar.is_file() else None,
-                                  file_sha256(keylog) if keylog is not None and keylog.is_file() else None)
+        sidecar_digest, keylog = _sidecar_digest_and_keylog(path, sidecar, known) if sidecar.is_file() else (None, None)
+        return CaptureFingerprint(name, os.path.getsize(path), digest(path), sidecar_digest,
+                                  digest(keylog) if keylog is not None and keylog.is_file() else None)
     except OSError:
         return CaptureFingerprint(name, None, None, None)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    with open(path, "rb") as source:
-        return hashlib.file_digest(source, "sha256").hexdigest()
+def _sidecar_digest_and_keylog(capture: str | os.PathLike, sidecar: Path, known: DigestIndex | None) -> tuple[str, Path | None]:
+    """The sidecar's digest and the key log it names (read from it only when it changed, with `known`)."""
+    def keylog_name(_sidecar) -> str | None:
+        keylog = recording_keylog_path(capture)
+        return None if keylog is None else keylog.name
+
+    if known is None:
+        digest, name = file_sha256(sidecar), keylog_name(sidecar)
+    else:
+        digest, name = known.sha256_with(sidecar, "keylog", keylog_name)
+    return digest, None if name is None else sidecar.parent / name
 
 
 def cache_key(captures: tuple[CaptureFingerprint, ...], parameters: dict) -> str:

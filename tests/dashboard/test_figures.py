@@ -122,3 +122,17 @@ def test_big_inputs_stay_small_in_the_browser():
     (box,) = figures.latency(latencies).data
     assert box.y is None and box.median[0] == pytest.approx(0.0015 * 1000)
     assert len(figures.latency(latencies).to_json()) < 10_000
+
+
+def test_every_figure_has_the_dashboards_look(tables):
+    """The template is plotly's default, set by dashboard.figures (not named in each figure's
+    layout, which plotly copies and validates per figure): the figures still carry it whole."""
+    import plotly.io as pio
+
+    expected = pio.templates[figures.TEMPLATE]
+    made = [figures.bytes_by_category(aggregate.bytes_by_category(tables["connections"])),
+            figures.protocol_mix(aggregate.protocol_mix(tables, capture_name("feed"))),
+            figures.bytes_by_category(aggregate.bytes_by_category(make_table("connections")))]
+    for figure in made:
+        assert figure.layout.template == expected
+        assert figure.to_plotly_json()["layout"]["template"]["layout"]["plot_bgcolor"] == "white"

@@ -205,7 +205,7 @@ def test_the_cli_analysis_and_the_dashboard_share_the_cache(tmp_path, monkeypatc
     feed = BUNDLED / "feed.pcap"
     assert cli.main(["analyze", str(feed)]) == 0
     capsys.readouterr()
-    (entry,) = (tmp_path / "cache").iterdir()
+    (entry,) = (path for path in (tmp_path / "cache").iterdir() if path.is_dir())  # beside it, the digest index
     store = TableStore([feed])
     assert store.wait(120)
     assert [loaded.store.folder for loaded in store.views().catalog.loaded] == [entry]
