@@ -45,6 +45,12 @@ BUNDLE: list[tuple[str, list[str], str]] = [
      "JSON ask, over rest-keepalive, ws and ws-deflate."),
     ("idle.pcap", ["idle", "--messages", "10", "--rate", "2"],
      "5 idle seconds kept fresh to 0.5 s: rest-polling (10 polls, 204 each), ws and ws-deflate (10 ping/pongs each)."),
+    ("h2.pcap", ["chat", "--messages", "10", "--variants", "rest-keepalive,rest-h2"],
+     "10 chat messages (120-byte JSON) and their replies over rest-keepalive (HTTP/1.1) and rest-h2 (HTTP/2 in the clear, "
+     "h2c with prior knowledge: one connection, every ask on its own stream)."),
+    ("tls.pcap", ["chat", "--tls", "--messages", "10", "--variants", "rest-keepalive,rest-h2,ws,ws-deflate"],
+     "10 chat messages (120-byte JSON) and their replies over TLS 1.3: rest-keepalive (HTTPS), rest-h2 (h2 by ALPN), "
+     "ws and ws-deflate (WSS); the clients' TLS key log is tls.keylog, which the sidecar names, so the capture decrypts."),
 ]
 
 
@@ -118,7 +124,7 @@ each with its recording sidecar (`NAME.json`).  Every file was recorded by
 
     inspector record SCENARIO -o captures/NAME.pcap [options]
 
-that is: real servers (aiohttp for REST, `websockets` for WebSocket) and real
+that is: real servers (aiohttp for REST, hypercorn for HTTP/2, `websockets` for WebSocket) and real
 clients on 127.0.0.1 (ephemeral ports, one server per variant), the same
 logical work over each variant one after another, captured live on `lo` by
 the inspector's capture module (kernel filter on the servers' ports,
@@ -148,10 +154,31 @@ dissector finds WebSocket from the HTTP Upgrade handshake).
 """
 
 
+def readme_sections(readme: Path) -> dict[str, str]:
+    """The README's section of each capture, by file name (none when there is no README)."""
+    if not readme.exists():
+        return {}
+    parts = readme.read_text(encoding="utf-8").split("\n## ")[1:]
+    return {part.split("\n", 1)[0]: "## " + part for part in parts}
+
+
+def record(prefix: list[str], made: Path, dest: Path, record_args: list[str]) -> None:
+    """`inspector record` into `made`, then moved to `dest` with its sidecar (and key log)."""
+    proc = subprocess.run([*prefix, "record", record_args[0], "-o", str(made), *record_args[1:]], capture_output=True, text=True)
+    if proc.returncode != 0 or proc.stderr:
+        sys.exit(f"inspector record {' '.join(record_args)} failed ({proc.returncode}):\n{proc.stderr}")
+    for suffix in (dest.suffix, ".json", ".keylog"):
+        if made.with_suffix(suffix).exists():
+            shutil.move(str(made.with_suffix(suffix)), dest.with_suffix(suffix))
+            dest.with_suffix(suffix).chmod(0o644)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=HERE,
                     help="where to write the captures (README only when this is captures/)")
+    ap.add_argument("--only", nargs="+", metavar="NAME", choices=[name for name, _args, _summary in BUNDLE],
+                    help="record only these (the README still describes every capture, from the files)")
     args = ap.parse_args(argv)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -160,19 +187,15 @@ def main(argv: list[str] | None = None) -> int:
 
     versions = tool_versions()
     sections: list[str] = []
+    kept = readme_sections(out / "README.md") if out == HERE else {}
     with tempfile.TemporaryDirectory(prefix="make-captures-") as tmp:
         for name, record_args, summary in BUNDLE:
-            made = Path(tmp) / name
-            proc = subprocess.run([*prefix, "record", record_args[0], "-o", str(made), *record_args[1:]],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0 or proc.stderr:
-                sys.exit(f"inspector record {' '.join(record_args)} failed ({proc.returncode}):\n{proc.stderr}")
             dest = out / name
             dest_json = dest.with_suffix(".json")
-            shutil.move(str(made), dest)
-            shutil.move(str(made.with_suffix(".json")), dest_json)
-            dest.chmod(0o644)
-            dest_json.chmod(0o644)
+            if args.only is not None and name not in args.only and name in kept:
+                sections.append(kept[name])  # not recorded again: its section (tools and all) stays
+                continue
+            record(prefix, Path(tmp) / name, dest, record_args)
             sidecar = json.loads(dest_json.read_text(encoding="utf-8"))
             info = capinfos(dest)
             size = dest.stat().st_size
@@ -196,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"- `tshark -z conv,tcp`: {tcp_conversations(dest)} TCP conversations "
                 f"(tshark {versions['tshark']}); the sidecar's variants list {connections}",
                 *describe(sidecar),
+                *([f"- TLS key log: `{sidecar['tls']['keylog']}` (NSS format, named in the sidecar, so `inspector analyze` decrypts "
+                   f"without flags); tshark: `-o tls.keylog_file:captures/{sidecar['tls']['keylog']}`"] if sidecar.get("tls") else []),
                 "",
                 f"<details><summary>Ground truth (the sidecar, <code>{dest_json.name}</code>)</summary>",
                 "",

@@ -35,13 +35,18 @@ from inspector.analysis.tables import BYTE_CATEGORIES, PAYLOAD_COLUMNS
 
 MESSAGES_PER_EXCHANGE = 2
 APP_ITEMS = {"exchange": MESSAGES_PER_EXCHANGE, "ws_message": 1}
+# message_costs' layers of a message: they add up to its wire_bytes.
 COST_LAYERS = {
-    "app_header_bytes": "application headers (HTTP headers, WebSocket frame headers)",
+    "app_header_bytes": "application headers (HTTP/1.1 headers; HTTP/2 HPACK blocks and frame headers; WebSocket frame headers)",
     "wire_payload_bytes": "payload as sent (compressed, when it is)",
+    "tls_overhead_bytes": "TLS record headers and AEAD overhead of the decrypted records carrying it",
     "transport_bytes": "link, IP and TCP headers of the packets carrying it",
     "ack_bytes": "pure ACKs acknowledging it",
 }
-PROTOCOL_KINDS = ("rest", "websocket")
+# Connection kinds of request/response REST, over HTTP/1.1 and HTTP/2 (cleartext or decrypted TLS):
+# the REST side of the REST vs WebSocket comparison, each variant (or kind) its own group.
+REST_KINDS = ("rest", "http2")
+PROTOCOL_KINDS = (*REST_KINDS, "websocket")
 # What message_cost_split sums per group (then divides by the payload messages).
 COST_SPLIT_SUMS = [*COST_LAYERS, "wire_bytes", "app_payload_bytes", "undecoded_payload_bytes"]
 # The payload columns a table sums; the others of PAYLOAD_COLUMNS are derived from the sums.
@@ -291,7 +296,7 @@ def break_even_crossovers(curves: pd.DataFrame) -> pd.DataFrame:
     for cap, part in curves.groupby("capture", sort=True):
         groups = {g: c for g, c in part.groupby("group", sort=True)}
         kinds = part.drop_duplicates("group").set_index("group")["kind"]
-        for rest in [g for g in groups if kinds[g] == "rest"]:
+        for rest in [g for g in groups if kinds[g] in REST_KINDS]:
             for ws in [g for g in groups if kinds[g] == "websocket"]:
                 found = crossover(groups[rest], groups[ws])
                 rows.append({
@@ -308,9 +313,9 @@ def break_even_crossovers(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def rest_latency(tables: Tables) -> pd.DataFrame:
-    """REST request -> response: the response's end_ts minus the request's ts, per exchange."""
+    """REST request -> response (HTTP/1.1 or HTTP/2): the response's end_ts minus the request's ts, per exchange."""
     http = _with_groups(tables["http_messages"], tables["connections"])
-    http = http[http["kind"] == "rest"]
+    http = http[http["kind"].isin(REST_KINDS)]
     keys = ["conn_id", "exchange_id"]
     requests = http[http["direction"] == "client"][keys + ["ts", "capture", "kind", "group"]]
     responses = http[http["direction"] == "server"][keys + ["end_ts"]]
@@ -402,7 +407,7 @@ def claims(tables: Tables, curves: pd.DataFrame | None = None) -> list[dict]:
     """
     curves = break_even_curves(tables) if curves is None else curves
     plain = _plain_websocket_groups(tables)
-    curves = curves[(curves["kind"] == "rest") | curves["group"].isin(plain)]
+    curves = curves[curves["kind"].isin(REST_KINDS) | curves["group"].isin(plain)]
     two_way = _two_way_captures(tables)
     return [_claim_cost_per_message(curves), _claim_frequent(curves, two_way), _claim_rare(curves, two_way), _claim_setup(tables)]
 
@@ -425,7 +430,7 @@ def _per_capture(curves: pd.DataFrame, only: set[str] | None = None):
     for cap, part in curves.groupby("capture", sort=True):
         if only is not None and cap not in only:
             continue
-        rest = {g: c for (k, g), c in part.groupby(["kind", "group"]) if k == "rest"}
+        rest = {g: c for (k, g), c in part.groupby(["kind", "group"]) if k in REST_KINDS}
         ws = {g: c for (k, g), c in part.groupby(["kind", "group"]) if k == "websocket"}
         if rest and ws:
             yield cap, rest, ws
@@ -489,7 +494,7 @@ def _holds_word(holds: bool) -> str:
 def _claim_setup(tables: Tables) -> dict:
     claim = "WebSocket pays a setup cost and keeps state"
     conns = _with_groups(tables["connections"], tables["connections"])
-    rest = conns[conns["kind"] == "rest"]
+    rest = conns[conns["kind"].isin(REST_KINDS)]
     ws = conns[conns["kind"] == "websocket"]
     if rest.empty or ws.empty:
         return {"claim": claim, "measured": "needs both REST and WebSocket connections", "holds": None}

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from dashboard.aggregate import COST_LAYERS, MESSAGES_PER_EXCHANGE, crossover
+from dashboard.aggregate import COST_LAYERS, MESSAGES_PER_EXCHANGE, REST_KINDS, crossover
 from inspector.analysis.tables import BYTE_CATEGORIES
 
 # The look of every figure: made plotly's default template when this module is imported (the one
@@ -136,7 +136,7 @@ def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | N
         fig.add_scatter(x=shown["messages"], y=shown["wire_bytes"], mode="lines+markers", name=group,
                         line=dict(dash="solid" if kinds[group] == "websocket" else "dot"), marker=dict(size=4),
                         hovertemplate="%{x} messages: %{y:,.0f} B<extra>" + group + "</extra>")
-    rest = rest or next((g for g in groups if kinds[g] == "rest"), None)
+    rest = rest or next((g for g in groups if kinds[g] in REST_KINDS), None)
     websocket = websocket or next((g for g in groups if kinds[g] == "websocket"), None)
     if rest in groups and websocket in groups:
         found = crossover(groups[rest], groups[websocket]) if crossovers is None else _crossing(crossovers, rest, websocket)

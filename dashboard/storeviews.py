@@ -22,7 +22,7 @@ from dashboard import aggregate, figures, gridsql
 from dashboard.catalog import Catalog, identifier, row_order
 from dashboard.views import LATENCY_FIGURE_COLUMNS, TableViews
 from inspector.analysis.summary import overhead_table
-from inspector.analysis.tables import BYTE_CATEGORIES, CONNECTION_TABLES, TABLE_NAMES, make_table
+from inspector.analysis.tables import BYTE_CATEGORIES, CONNECTION_TABLES, SCHEMAS, TABLE_NAMES, make_table
 
 # A connection's group: its variant when it was recorded, else its kind (aggregate.connection_groups).
 GROUP = "CASE WHEN coalesce(variant, '') <> '' THEN variant ELSE kind END"
@@ -49,6 +49,7 @@ FRAMES_SOURCE = (
     "header_bytes, payload_length AS payload_bytes, 1 AS _protocol, _store, frame_id AS _id1, message_id AS _id2, "
     "ts AS _ts, _file, _row FROM ws_frames")
 LATENCY_LABELS = ("capture", "kind", "group", "paired_by")
+COST_FLOAT_COLUMNS = frozenset(c for c, dtype in SCHEMAS["message_costs"].items() if dtype == "float64")
 GRID_SOURCES = {"connections": CONNECTIONS_SOURCE, "frames": FRAMES_SOURCE}
 FRAMES_ORDER = ["ts NULLS LAST", "conn_id NULLS LAST", "_protocol", "_store", "_id1 NULLS LAST", "_id2 NULLS LAST",
                 "_ts NULLS LAST", "_file", "_row"]
@@ -254,13 +255,15 @@ class StoreViews(TableViews):
     def _cost_split(self, capture: str | None) -> pd.DataFrame:
         """aggregate.message_cost_split from DuckDB's sums per group."""
         weights = " ".join(f"WHEN '{item}' THEN {n}" for item, n in aggregate.APP_ITEMS.items())
-        sums = ", ".join(f"sum(m.{identifier(c)})::BIGINT AS {identifier(c)}" for c in [*aggregate.COST_SPLIT_SUMS, "payload_messages"])
+        # A float column (a message's share of packets: transport_bytes, ack_bytes, wire_bytes) sums as a float, as pandas sums it.
+        sums = ", ".join(f"sum(m.{identifier(c)})::{'DOUBLE' if c in COST_FLOAT_COLUMNS else 'BIGINT'} AS {identifier(c)}"
+                         for c in [*aggregate.COST_SPLIT_SUMS, "payload_messages"])
         query = (f"SELECT c.kind, {GROUP_OF_C} AS \"group\", "
                  f"sum(CASE m.item {weights} END)::BIGINT AS messages, {sums} "
                  f"FROM message_costs m JOIN connections c ON c.conn_id = m.conn_id WHERE m.item IN ({APP_ITEMS_SQL}) AND c.kind IS NOT NULL"
                  + ("" if capture is None else " AND c.capture = ?") + " GROUP BY ALL ORDER BY 1, 2")
         out = _int64(self.catalog.sql(query, None if capture is None else [capture]),
-                     ["messages", *aggregate.COST_SPLIT_SUMS, "payload_messages"])
+                     ["messages", *(c for c in aggregate.COST_SPLIT_SUMS if c not in COST_FLOAT_COLUMNS), "payload_messages"])
         return aggregate.cost_split_of_sums(out)
 
     def latency(self, capture: str | None) -> pd.DataFrame:

@@ -58,6 +58,7 @@ from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import TABLE_NAMES
 from inspector.capture.files import capture_name
 from inspector.errors import CaptureError
+from inspector.parse.connection import ParserOptions
 from tests import conversations, hostile
 from tests.conftest import bundled_files, corpus_files
 
@@ -150,10 +151,10 @@ def references() -> list[Reference]:
             + [Reference("generated", name, _written(build)) for name, build in GENERATED.items()])
 
 
-def analyze(path: Path, jobs: int = 1) -> tuple[dict[str, pd.DataFrame], str]:
+def analyze(path: Path, jobs: int = 1, options: ParserOptions | None = None) -> tuple[dict[str, pd.DataFrame], str]:
     """Every table of the capture at `path` and its warnings (one a line), normalised (see
     the module's docstring)."""
-    analysis = analyze_captures([path], jobs=jobs)
+    analysis = analyze_captures([path], options, jobs=jobs)
     assert set(analysis.tables) == set(TABLE_NAMES), sorted(analysis.tables)
     folder = capture_name(path.parent / "x")[:-1]  # the folder as it appears in a path, with its separator
     tables = {name: _without_folder(analysis.tables[name], folder) for name in TABLE_NAMES}

@@ -117,8 +117,9 @@ def run_main(capsys: pytest.CaptureFixture, *args: str | Path) -> Run:
 # --- the summary -------------------------------------------------------------------
 
 SUMMARY_TOTALS = re.compile(r"^connections (\d+)\s+REST exchanges (\d+) \((\d+) requests, (\d+) responses\)\s+WebSocket connections (\d+), messages (\d+)\s+findings (\d+)$", re.M)
-# One row per kind (rest, websocket, other), or per recorded variant when a sidecar labels them.
-KIND_ROW = re.compile(r"^([a-z][a-z-]*)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d,]+)\s", re.M)
+# One row per kind (rest, http2, websocket, ...), or per recorded variant when a sidecar labels them
+# (names with digits too: rest-h2).
+KIND_ROW = re.compile(r"^([a-z][a-z0-9-]*)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d,]+)\s", re.M)
 
 
 @pytest.mark.parametrize("name", BUNDLED_NAMES)

@@ -62,7 +62,9 @@ __all__ = [
     "TsharkError",
     "TsharkOptions",
     "CORPUS_OPTIONS",
+    "capture_options",
     "corpus_options",
+    "recording_options",
     "tshark_available",
     "tshark_version",
     "frame_count",
@@ -218,6 +220,33 @@ CORPUS_OPTIONS: dict[str, TsharkOptions] = {
 def corpus_options(path_or_name: str | os.PathLike) -> TsharkOptions:
     """Options for a corpus file (by path or bare file name); default if none."""
     return CORPUS_OPTIONS.get(Path(path_or_name).name, TsharkOptions())
+
+
+def recording_options(path: str | os.PathLike) -> TsharkOptions:
+    """Options for a capture `inspector record` made, from its sidecar: the key log it names
+    (``-o tls.keylog_file:FILE``, as the analysis uses it) and, for a recording in the clear,
+    the server ports of its HTTP/2 variants decoded as HTTP/2 (``-d tcp.port==PORT,http2``:
+    tshark 4.0 finds prior-knowledge h2c only when told; inside TLS, ALPN tells it).
+    Default when there is no sidecar."""
+    from inspector.analysis.recording import load_recording, recording_keylog_path
+    from inspector.workloads.scenarios import VARIANTS
+
+    recording = load_recording(path, [])
+    if recording is None:
+        return TsharkOptions()
+    keylog = recording_keylog_path(path)
+    if keylog is not None:
+        return TsharkOptions(extra_args=("-o", f"tls.keylog_file:{keylog.resolve()}"), why="TLS: the recording's key log")
+    h2c_ports = sorted({v.server_port for v in recording.variants
+                        if v.server_port is not None and v.name in VARIANTS and VARIANTS[v.name].http2})
+    decode = tuple(arg for port in h2c_ports for arg in ("-d", f"tcp.port=={port},http2"))
+    return TsharkOptions(extra_args=decode, why="h2c with prior knowledge on the HTTP/2 variants' ports" if decode else "")
+
+
+def capture_options(path: str | os.PathLike) -> TsharkOptions:
+    """Options for any capture we test on: a corpus file's, else a recording's."""
+    name = Path(path).name
+    return CORPUS_OPTIONS[name] if name in CORPUS_OPTIONS else recording_options(path)
 
 
 def _option_args(
@@ -379,7 +408,7 @@ def _first(values: list[str]) -> str | None:
 _SUMMARY_FIELDS = [
     "frame.number", "frame.len", "tcp.stream",
     "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport",
-    "http.request.method", "http.response.code",
+    "http.request.method", "http.response.code", "http2.headers.method", "http2.headers.status",
     "websocket.opcode", "websocket.fin", "websocket.payload_length",
     "websocket.payload_length_ext_16", "websocket.payload_length_ext_64",
 ]
@@ -391,8 +420,8 @@ class _Row(NamedTuple):
     stream: int | None           # tcp.stream
     src: tuple[str, int] | None  # outer (ip, tcp port) if TCP
     dst: tuple[str, int] | None
-    methods: list[str]
-    codes: list[str]
+    methods: list[str]  # HTTP/1.1's http.request.method and HTTP/2's http2.headers.method
+    codes: list[str]  # http.response.code and http2.headers.status
     ws: list["WsFrame"]
 
 
@@ -411,7 +440,7 @@ def _summary_rows_cached(path: str, mtime_ns: int, size: int,
                          opt_args: tuple[str, ...]) -> list[_Row]:
     rows = []
     for (fno, flen, stream, ip_s, ip_d, ip6_s, ip6_d, sport, dport,
-         methods, codes, opcodes, fins, plens, ext16, ext64) in _fields(
+         methods, codes, h2_methods, h2_statuses, opcodes, fins, plens, ext16, ext64) in _fields(
             path, _SUMMARY_FIELDS, opt_args=opt_args):
         number = int(fno[0])
         src = dst = None
@@ -422,7 +451,7 @@ def _summary_rows_cached(path: str, mtime_ns: int, size: int,
             dst = (_first(ip_d) or _first(ip6_d) or "", int(dport[0]))
         ws = _ws_frames_in_row(number, src, opcodes, fins, plens, ext16, ext64)
         rows.append(_Row(number, int(flen[0]), int(stream[0]) if stream else None,
-                         src, dst, methods, codes, ws))
+                         src, dst, methods + h2_methods, codes + h2_statuses, ws))
     return rows
 
 

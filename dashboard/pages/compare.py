@@ -73,7 +73,18 @@ def _build_capture_outputs(views, capture):
     return (figures.cost_split(views.cost_split(capture)), figures.efficiency(by_group),
             small_table(by_group[PAYLOAD_TABLE_COLUMNS], PAYLOAD_FORMATS),
             figures.break_even(curves, crossovers=marked), figures.latency(views.latency_by_group(capture)),
-            small_table(crossings, {"crossover_messages": ".1f", "crossover_bytes": ",.0f", "rest_total": ",.0f", "websocket_total": ",.0f"}))
+            crossover_table(crossings, by_group, capture))
+
+
+def crossover_table(crossings, by_group, capture):
+    """Where each REST group's curve crosses each WebSocket group's; a capture without both says so."""
+    if crossings.empty:
+        kinds = set(by_group["kind"])
+        missing = [name for name, present in (("REST (HTTP/1.1 or HTTP/2)", kinds & set(aggregate.REST_KINDS)),
+                                              ("WebSocket", "websocket" in kinds)) if not present]
+        return html.P(f"{aggregate._short(capture) if capture else 'No capture'}: no crossover: the capture has no "
+                      f"{' and no '.join(missing) or 'REST and WebSocket'} traffic to compare.", className="no-crossover")
+    return small_table(crossings, {"crossover_messages": ".1f", "crossover_bytes": ",.0f", "rest_total": ",.0f", "websocket_total": ",.0f"})
 
 
 def register_callbacks(app, store):

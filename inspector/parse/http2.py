@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import weakref
 from http import HTTPStatus
 
 import hpack
@@ -173,13 +174,14 @@ class Http2Session:
     max_frame_size[d]: the largest frame d may send, the same way.  A SETTINGS
     frame waits in `_unacked` for the other side's ACK; an ACK seen before the
     SETTINGS it answers (the two directions are read apart) is owed and applied
-    when that SETTINGS comes.
+    when that SETTINGS comes.  The parsers are held by weak reference: each parser
+    holds its session, and the analysis runs with the cycle collector paused.
     """
 
     __slots__ = ("parsers", "table_size_limit", "max_frame_size", "_unacked", "_owed_acks")
 
     def __init__(self) -> None:
-        self.parsers: list[Http2Parser | None] = [None, None]
+        self.parsers: list[weakref.ref[Http2Parser] | None] = [None, None]
         self.table_size_limit = [DEFAULT_HEADER_TABLE_SIZE, DEFAULT_HEADER_TABLE_SIZE]
         self.max_frame_size = [DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE]
         self._unacked: tuple[list, list] = ([], [])  # by sender: settings dicts (None: lost in a gap)
@@ -213,7 +215,8 @@ class Http2Session:
 
     def reset_stream(self, stream_id: int, ts_ns: int) -> None:
         """RST_STREAM from either side ends the stream both ways."""
-        for parser in self.parsers:
+        for parser_ref in self.parsers:
+            parser = None if parser_ref is None else parser_ref()
             if parser is not None:
                 parser.end_stream_abruptly(stream_id, ts_ns)
 
@@ -274,7 +277,7 @@ class Http2Parser(PendingEvents):
         """expect_preface: the bytes start with the client preface (default: for the client)."""
         self._direction = direction
         self.session = session if session is not None else Http2Session()
-        self.session.parsers[direction] = self
+        self.session.parsers[direction] = weakref.ref(self)
         self._events: list = [] if events is None else events
         self._handed = 0
         self.preview_bytes = preview_bytes

@@ -1,8 +1,11 @@
 """Cross-check the analysis against tshark on every capture we have.
 
 For each capture in the corpus and in captures/: number of TCP connections,
-total captured bytes (frame.len), HTTP request methods and response codes,
-and WebSocket frames (direction, opcode, fin, payload length) as multisets.
+total captured bytes (frame.len), HTTP request methods and response codes
+(HTTP/1.1 and HTTP/2), and WebSocket frames (direction, opcode, fin, payload
+length) as multisets.  A recording is read by tshark as the analysis reads it
+(oracle.capture_options): decrypted with the key log its sidecar names, its
+h2c ports decoded as HTTP/2.
 Where we differ from tshark, tshark is demonstrably wrong, and the
 exceptions below say why.
 """
@@ -25,7 +28,7 @@ def _all_captures():
 
 
 def _options(path: Path):
-    return oracle.corpus_options(path).kwargs()
+    return oracle.capture_options(path).kwargs()
 
 
 def test_total_wire_bytes_equal_frame_len_sum():

@@ -2,7 +2,8 @@
 
 Each conversation (tests/conversations.py: HTTP keep-alive with chunked and
 gzip bodies, pipelining, WebSocket with masked, fragmented, control and
-permessage-deflate frames, and the small connections of captures/) is written
+permessage-deflate frames, and the small connections of captures/, HTTP/2 and
+TLS ones too, decrypted with the key logs of the recordings) is written
 once in its plain segmentation and once as hypothesis draws it: each turn cut
 at drawn points, some neighbouring segments swapped (reordering) and some
 segments sent again later in the turn (retransmission).  Every segment of a
@@ -39,8 +40,12 @@ import pandas.testing as pdt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inspector.analysis.recording import with_recording_keylog
 from inspector.analysis.tables import BYTE_CATEGORIES, SCHEMAS
+from inspector.parse.connection import ParserOptions
+from inspector.parse.http2 import CLIENT_PREFACE
 from tests import conversations, reference_tables
+from tests.conftest import bundled_files
 
 PACKET_COLUMNS = ["packets", "wire_bytes", "link_header_bytes", "ip_header_bytes", "tcp_header_bytes", "tcp_control_bytes",
                   "retransmitted_bytes", "setup_bytes", "teardown_bytes", "efficiency", "wire_payload_efficiency"]
@@ -55,7 +60,28 @@ def conversations_by_name() -> dict[str, list[conversations.Turn]]:
     named = {name: build() for name, build in conversations.NAMED.items()}
     real = [conversations.as_turns(segments) for segments in conversations.real_connections()]
     real = [turns for turns in real if sum(len(data) for _side, data in turns) <= MAX_REAL_BYTES]
-    return named | {f"captures-{index}-{turns[0][1].split(b' ', 2)[1].decode()}": turns for index, turns in enumerate(real)}
+    return named | {f"captures-{index}-{_label(turns)}": turns for index, turns in enumerate(real)}
+
+
+def _label(turns: list[conversations.Turn]) -> str:
+    """What a real connection starts with: TLS, the HTTP/2 preface or an HTTP/1.1 request's target."""
+    first = turns[0][1]
+    if first.startswith(CLIENT_PREFACE):
+        return "h2c"
+    if first[:1] == b"\x16":  # a TLS handshake record
+        return "tls"
+    return first.split(b" ", 2)[1].decode()
+
+
+@functools.lru_cache(maxsize=None)
+def recording_keys() -> ParserOptions:
+    """The secrets of the key logs the bundled recordings name: their TLS connections decrypt
+    written anywhere, as `inspector analyze --keylog` would decrypt them."""
+    options = ParserOptions()
+    for path in bundled_files():
+        options = with_recording_keylog(path, options, [])
+    assert options.keylog, "no bundled recording names a key log: the TLS connections would not be decrypted"
+    return options
 
 
 def analyze(pcap: bytes) -> dict[str, pd.DataFrame]:
@@ -63,7 +89,7 @@ def analyze(pcap: bytes) -> dict[str, pd.DataFrame]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "resegmented.pcap"
         path.write_bytes(pcap)
-        tables, _warnings = reference_tables.analyze(path)
+        tables, _warnings = reference_tables.analyze(path, options=recording_keys())
         return tables
 
 
@@ -111,6 +137,7 @@ def test_any_segmentation_gives_the_same_messages(case):
         pdt.assert_frame_equal(frame, expected[table], check_exact=True, obj=f"{name} {table}")
 
     (connection,) = analysis["connections"].to_dict("records")
+    assert connection["tls_encrypted_bytes"] == 0  # a TLS connection's messages are compared decrypted
     assert sum(connection[category] for category in BYTE_CATEGORIES) == connection["wire_bytes"]
     assert all(connection[category] >= 0 for category in BYTE_CATEGORIES)
     frames = _frame_lengths(pcap)

@@ -131,10 +131,16 @@ def test_chat_crossover_is_where_the_curves_meet(tables):
 def test_rest_latency_is_response_end_minus_request(tables):
     lat = aggregate.rest_latency(tables)
     http = tables["http_messages"]
-    rest_ids = set(tables["connections"].query("kind == 'rest'")["conn_id"])
-    first = http[http["conn_id"] == min(rest_ids)]
-    expected = first[(first.exchange_id == 0) & (first.direction == "server")]["end_ts"].iloc[0] - first[(first.exchange_id == 0) & (first.direction == "client")]["ts"].iloc[0]
-    assert lat[lat["conn_id"] == min(rest_ids)]["latency_s"].iloc[0] == pytest.approx(expected)
+    # REST over HTTP/1.1 and over HTTP/2 (an exchange is a stream there)
+    rest_ids = set(tables["connections"].query("kind in ('rest', 'http2')")["conn_id"])
+    h2_ids = set(tables["connections"].query("kind == 'http2'")["conn_id"])
+    assert h2_ids and set(lat["kind"]) == {"rest", "http2"}
+    for conn_id in (min(rest_ids - h2_ids), min(h2_ids)):
+        first = http[http["conn_id"] == conn_id]
+        exchange = first["exchange_id"].min()
+        expected = (first[(first.exchange_id == exchange) & (first.direction == "server")]["end_ts"].iloc[0]
+                    - first[(first.exchange_id == exchange) & (first.direction == "client")]["ts"].iloc[0])
+        assert lat[lat["conn_id"] == conn_id]["latency_s"].iloc[0] == pytest.approx(expected)
     assert len(lat) == len(http[http["conn_id"].isin(rest_ids) & (http["direction"] == "server")])
     assert (lat["latency_s"] > 0).all()
 

@@ -26,13 +26,17 @@ def test_bytes_by_category_stacks_to_wire_bytes(tables):
     assert fig.layout.barmode == "stack"
 
 
-def test_cost_split_stacks_to_wire_bytes_per_message(tables):
-    fig = figures.cost_split(aggregate.message_cost_split(tables, capture_name("chat")))
+@pytest.mark.parametrize("name", ["chat", "tls"])
+def test_cost_split_stacks_to_wire_bytes_per_message(tables, name):
+    fig = figures.cost_split(aggregate.message_cost_split(tables, capture_name(name)))
     costs = tables["message_costs"].merge(tables["connections"][["conn_id", "variant", "capture"]], on="conn_id")
-    chat = costs[(costs["capture"] == capture_name("chat")) & costs["item"].isin(["exchange", "ws_message"])]
-    per_message = chat.groupby("variant")["wire_bytes"].sum() / 40  # the chat recording: 40 messages per variant
+    chat = costs[(costs["capture"] == capture_name(name)) & costs["item"].isin(["exchange", "ws_message"])]
+    per_message = chat.groupby("variant")["wire_bytes"].sum() / chat.groupby("variant")["payload_messages"].sum()
     assert _stack_totals(fig) == pytest.approx(per_message.to_dict())
-    assert [t.meta for t in fig.data] == ["app_header_bytes", "wire_payload_bytes", "transport_bytes", "ack_bytes"]
+    assert [t.meta for t in fig.data] == ["app_header_bytes", "wire_payload_bytes", "tls_overhead_bytes", "transport_bytes", "ack_bytes"]
+    tls = next(t for t in fig.data if t.meta == "tls_overhead_bytes")
+    # every variant of the chat recording (rest-h2 included) carried its messages in decrypted TLS records in tls.pcap
+    assert set(tls.x) == set(per_message.index) and ((np.array(tls.y) > 0) == (name == "tls")).all()
 
 
 def test_break_even_draws_each_variant_and_marks_the_crossover(tables):

@@ -4,7 +4,9 @@ lengths; and its detection and h2c upgrade in a TcpConnection."""
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
+import weakref
 
 import hpack
 from hypothesis import given, settings as hypothesis_settings, strategies as st
@@ -212,6 +214,22 @@ def test_rst_stream_ends_the_response_mid_body_and_later_data_is_no_error():
     events = server.take_events()
     (response,) = of(events, HttpResponse)
     assert not response.complete and response.body_bytes == 1000 and not rules(events)
+
+
+def test_a_sessions_parsers_make_no_reference_cycle():
+    """The analysis pauses the cycle collector: parsers sharing a session must be freed by reference counting."""
+    gc.collect()
+    gc.disable()
+    try:
+        session = Http2Session()
+        client, server = Http2Parser(CLIENT, session), Http2Parser(SERVER, session)
+        client.receive_data(request_wire(), 1)
+        client.receive_data(h2.rst_stream(1), 2)
+        freed = weakref.ref(client), weakref.ref(server)
+        del session, client, server
+        assert [ref() for ref in freed] == [None, None]
+    finally:
+        gc.enable()
 
 
 def test_goaway_with_an_error_is_a_finding():
