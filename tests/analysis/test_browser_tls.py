@@ -116,8 +116,11 @@ def test_decrypted_http2_streams_against_tshark(recorded, decrypted):
     theirs = oracle.http2_connections(recording.path, recording.page_port, decode_as=False, keylog=recording.keylog)
     messages = decrypted["http_messages"]
     for _, connection in page.iterrows():
-        frames = theirs[int(connection["client_port"])]
-        assert frames["preface"] == ["client"]
+        frames = theirs.get(int(connection["client_port"]), {"client": [], "server": [], "preface": []})
+        if connection["http_requests"]:
+            assert frames["preface"] == ["client"]
+        # else Chromium's spare connection, opened in case and given up: its preface and SETTINGS
+        # may be all it sent, which tshark 4.0 then does not always show as a preface.
         mine = messages[messages["conn_id"] == connection["conn_id"]]
         for direction in ("client", "server"):
             rows = mine[mine["direction"] == direction].set_index("stream_id")
