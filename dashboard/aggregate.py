@@ -108,7 +108,7 @@ def capture_overview(tables: Tables) -> pd.DataFrame:
     """Per capture: packets, connections, REST exchanges, WebSocket messages, wire bytes, and the
     payload columns over its TCP connections (efficiency: application payload / TCP wire bytes)."""
     conns = tables["connections"]
-    rest = conns[conns["kind"] == "rest"]
+    rest = conns[conns["kind"].isin(REST_KINDS)]
     by_capture = conns.groupby("capture")
     per = pd.DataFrame({
         "rest_exchanges": rest.groupby("capture")["http_requests"].sum(),

@@ -210,7 +210,8 @@ class StoreViews(TableViews):
         query = (
             "SELECT c.capture, c.packets, c.connections, c.wire_bytes, "
             + ", ".join(f"coalesce(p.{s}, 0)::BIGINT AS {s}" for s in sums)
-            + " FROM captures c LEFT JOIN (SELECT capture, sum(CASE WHEN kind = 'rest' THEN http_requests ELSE 0 END) AS rest_exchanges, "
+            + " FROM captures c LEFT JOIN (SELECT capture, sum(CASE WHEN kind IN (" + ", ".join(f"'{kind}'" for kind in aggregate.REST_KINDS)
+            + ") THEN http_requests ELSE 0 END) AS rest_exchanges, "
             "sum(ws_messages) AS ws_messages, sum(wire_bytes) AS tcp_wire_bytes, "
             + ", ".join(f"sum({s}) AS {s}" for s in aggregate.PAYLOAD_SUMS)
             + " FROM connections GROUP BY capture) p ON p.capture = c.capture ORDER BY " + ", ".join(row_order("captures", "c")))

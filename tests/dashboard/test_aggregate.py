@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from dashboard import aggregate
 from inspector.analysis.tables import BYTE_CATEGORIES, make_table
+from tests.conftest import BUNDLED
 from tests.dashboard.conftest import capture_name
 
 
@@ -18,7 +20,7 @@ def test_capture_overview_counts_match_the_tables(tables):
     conns, http, ws = tables["connections"], tables["http_messages"], tables["ws_messages"]
     for capture in tables["captures"]["capture"]:
         mine = conns[conns["capture"] == capture]
-        rest_ids = set(mine[mine["kind"] == "rest"]["conn_id"])
+        rest_ids = set(mine[mine["kind"].isin(["rest", "http2"])]["conn_id"])  # HTTP/1.1 and HTTP/2 exchanges
         requests = http[http["conn_id"].isin(rest_ids) & (http["direction"] == "client")]
         assert out.loc[capture, "rest_exchanges"] == len(requests)
         assert out.loc[capture, "ws_messages"] == ws["conn_id"].isin(set(mine["conn_id"])).sum()
@@ -27,6 +29,15 @@ def test_capture_overview_counts_match_the_tables(tables):
         assert out.loc[capture, "wire_payload_efficiency"] == pytest.approx(mine["wire_payload_bytes"].sum() / mine["wire_bytes"].sum())
         saved = mine["app_payload_bytes"].sum() - mine["wire_payload_bytes"].sum()
         assert out.loc[capture, "compression_saved_bytes"] == saved
+
+
+def test_overview_counts_http2_exchanges_as_rest(tables):
+    """h2.pcap: its REST exchanges are the requests the recording's ledger sent over rest-keepalive
+    and rest-h2 (HTTP/2), from the sidecar, not from the tables."""
+    sidecar = json.loads((BUNDLED / "h2.json").read_text(encoding="utf-8"))
+    sent = sum(variant["messages_sent"]["client"] for variant in sidecar["variants"] if variant["protocol"] == "rest")
+    out = aggregate.capture_overview(tables).set_index("capture")
+    assert sent == 20 and out.loc[capture_name("h2"), "rest_exchanges"] == sent
 
 
 def test_bytes_by_category_adds_up_to_wire_bytes_and_matches_overhead(tables):

@@ -36,7 +36,7 @@ def test_overview_is_the_per_capture_table(tables):
         assert (got["packets"], got["connections"], got["wire_bytes"]) == (row.packets, row.connections, row.wire_bytes)
         mine = conns[conns["capture"] == row.capture]
         assert got["ws_messages"] == mine["ws_messages"].sum()
-        assert got["rest_exchanges"] == mine.loc[mine["kind"] == "rest", "http_requests"].sum()
+        assert got["rest_exchanges"] == mine.loc[mine["kind"].isin(["rest", "http2"]), "http_requests"].sum()
         assert got["efficiency"] == pytest.approx(mine["app_payload_bytes"].sum() / mine["wire_bytes"].sum())
         assert got["wire_payload_efficiency"] == pytest.approx(mine["wire_payload_bytes"].sum() / mine["wire_bytes"].sum())
 

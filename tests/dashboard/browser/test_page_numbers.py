@@ -294,7 +294,7 @@ def test_overview_numbers_equal_the_analysis(bundled_url, bundled, browser):
         sums = {column: int(mine[column].sum()) for column in PAYLOAD_SUMS}
         assert (number(shown["packets"]), number(shown["connections"])) == (capture.packets, capture.connections), shown
         assert number(shown["tcp_wire_bytes"]) == wire, shown
-        assert number(shown["rest_exchanges"]) == mine.loc[mine["kind"] == "rest", "http_requests"].sum(), shown
+        assert number(shown["rest_exchanges"]) == mine.loc[mine["kind"].isin(["rest", "http2"]), "http_requests"].sum(), shown
         assert number(shown["ws_messages"]) == mine["ws_messages"].sum(), shown
         for column, value in sums.items():
             assert number(shown[column]) == value, (column, shown)
