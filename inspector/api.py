@@ -26,7 +26,8 @@ from inspector.analysis.tables import TABLE_NAMES
 from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_CAPTURE, DEFAULT_MAX_DECOMPRESSED_PER_CONNECTION
 from inspector.parse.connection import ParserOptions
 from inspector.report import store_summary
-from inspector.store import Store, analyze_into_cache, analyze_into_store, cached_store, check_target, open_store, store_inputs
+from inspector.store import (Store, analyze_into_cache, analyze_into_store, cache_inputs, cached_store, check_target, open_store,
+                             store_inputs)
 
 Capture = str | os.PathLike
 
@@ -46,7 +47,8 @@ def analyze(*captures: Capture, store: Capture | None = None, cache: bool = True
     if store is not None:
         check_target(store)
     use_cache = cache and store is None
-    inputs = store_inputs(paths, options, digests=use_cache or store is not None)
+    # Into the cache as the CLI does: a capture unchanged since its digest was read is not read again.
+    inputs = cache_inputs(paths, options) if use_cache else store_inputs(paths, options, digests=store is not None)
     if use_cache and inputs.key is not None:
         cached = cached_store(inputs)
         if cached is not None:
