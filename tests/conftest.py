@@ -46,6 +46,14 @@ def session_analysis_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["INSPECTOR_CACHE_DIR"] = previous
 
 
+def connection_row(analysis, client_port: int):
+    """The one connections row of `analysis` from `client_port`."""
+    connections = analysis["connections"]
+    row = connections[connections["client_port"] == client_port]
+    assert len(row) == 1
+    return row.iloc[0]
+
+
 @functools.lru_cache(maxsize=None)
 def analyze_cached(path: str) -> Analysis:
     return analyze_captures([path])

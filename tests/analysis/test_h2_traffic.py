@@ -16,7 +16,7 @@ from inspector.events import Direction, Http2Frame, HttpRequest, HttpResponse
 from inspector.parse.connection import TcpConnection
 from inspector.parse.http2 import FrameType
 from tests import tshark_oracle as oracle
-from tests.conftest import live_traffic_unavailable
+from tests.conftest import connection_row, live_traffic_unavailable
 from tests.h2_traffic import CONCURRENT, LARGE_BYTES, record_h2c
 
 needs_tshark = pytest.mark.skipif(not oracle.tshark_available(), reason="tshark not installed (the README's test command installs it)")
@@ -55,20 +55,13 @@ def _connection_events(path, server_port: int) -> dict[int, list]:
     return events
 
 
-def _connection(analysis, client_port):
-    connections = analysis["connections"]
-    row = connections[connections["client_port"] == client_port]
-    assert len(row) == 1
-    return row.iloc[0]
-
-
 def test_every_connection_is_http2_and_its_exchanges_are_what_the_clients_did(recorded):
     recording, analysis = recorded
     assert set(analysis["connections"]["kind"]) == {"http2"}
     assert analysis["findings"].empty, analysis["findings"][["rule", "detail"]].to_string()
     messages = analysis["http_messages"]
     for client_port, exchanges in recording.expected.items():
-        row = _connection(analysis, client_port)
+        row = connection_row(analysis, client_port)
         mine = messages[(messages["conn_id"] == row["conn_id"]) & (messages["version"] == "HTTP/2")]
         requests = mine[mine["direction"] == "client"]
         responses = mine[mine["direction"] == "server"].set_index("exchange_id")
@@ -98,7 +91,7 @@ def test_concurrent_streams_interleave_and_pair_by_stream(recorded):
     recording, analysis = recorded
     port = next(p for p, exchanges in recording.expected.items() if len(exchanges) == CONCURRENT + 1)
     messages = analysis["http_messages"]
-    mine = messages[messages["conn_id"] == _connection(analysis, port)["conn_id"]]
+    mine = messages[messages["conn_id"] == connection_row(analysis, port)["conn_id"]]
     waits = mine[mine["direction"] == "server"].merge(mine[mine["direction"] == "client"], on="exchange_id", suffixes=("", "_request"))
     waits = waits[waits["target_request"].str.startswith("/wait/")]
     assert len(waits) == CONCURRENT
@@ -157,7 +150,7 @@ def test_frames_streams_and_lengths_against_tshark(recorded, parsed):
     assert set(seen) == set(recording.expected)
     messages = analysis["http_messages"]
     for client_port, frames_seen in seen.items():
-        row = _connection(analysis, client_port)
+        row = connection_row(analysis, client_port)
         events = parsed[client_port]
         for direction in (Direction.CLIENT, Direction.SERVER):
             mine = [e for e in events if type(e) is Http2Frame and e.direction is direction]

@@ -11,7 +11,7 @@ from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import BYTE_CATEGORIES
 from inspector.parse.tls import CIPHER_SUITES, cipher_suite_name
 from tests import tshark_oracle as oracle
-from tests.conftest import analyze_cached, corpus_params, live_traffic_unavailable
+from tests.conftest import analyze_cached, connection_row, corpus_params, live_traffic_unavailable
 from tests.tls_traffic import CLIENTS, record_tls
 
 needs_tshark = pytest.mark.skipif(not oracle.tshark_available(), reason="tshark not installed (the README's test command installs it)")
@@ -30,20 +30,13 @@ def recorded(tmp_path_factory):
     return recording, analyze_captures([recording.path], jobs=1)
 
 
-def _connection(analysis, client_port):
-    connections = analysis["connections"]
-    row = connections[connections["client_port"] == client_port]
-    assert len(row) == 1
-    return row.iloc[0]
-
-
 def test_every_connection_is_tls_with_what_the_client_negotiated(recorded):
     recording, analysis = recorded
     connections = analysis["connections"]
     assert len(connections) == len(CLIENTS) and set(connections["kind"]) == {"tls"}
     assert analysis["findings"].empty
     for client_port, negotiated in recording.expected.items():
-        row = _connection(analysis, client_port)
+        row = connection_row(analysis, client_port)
         assert row["tls_version"] == negotiated["version"].replace("TLSv", "TLS ")
         assert row["tls_cipher"] == OPENSSL_NAMES[negotiated["cipher"]]
         assert row["tls_sni"] == negotiated["sni"]
@@ -66,7 +59,7 @@ def check_against_tshark(path, analysis, server_port: int) -> int:
     records = analysis["tls_records"]
     frame_bytes = oracle.tcp_frame_bytes_by_endpoints(path)
     for client_port, seen in tshark.items():
-        row = _connection(analysis, client_port)
+        row = connection_row(analysis, client_port)
         mine = records[records["conn_id"] == row["conn_id"]]
         for direction in ("client", "server"):
             sent = mine[mine["direction"] == direction].sort_values("offset")
@@ -97,7 +90,7 @@ def test_records_hellos_and_bytes_against_tshark(recorded):
     recording, analysis = recorded
     assert check_against_tshark(recording.path, analysis, recording.server_port) == len(CLIENTS)
     for client_port, negotiated in recording.expected.items():
-        assert _connection(analysis, client_port)["tls_cipher"] in CIPHER_SUITES.values()
+        assert connection_row(analysis, client_port)["tls_cipher"] in CIPHER_SUITES.values()
 
 
 @needs_tshark
@@ -125,7 +118,7 @@ def test_tls13_encrypted_handshake_is_told_by_its_place(recorded):
     recording, analysis = recorded
     port = next(p for p, n in recording.expected.items() if n["version"] == "TLSv1.3")
     records = analysis["tls_records"]
-    mine = records[records["conn_id"] == _connection(analysis, port)["conn_id"]]
+    mine = records[records["conn_id"] == connection_row(analysis, port)["conn_id"]]
     client = mine[mine["direction"] == "client"].sort_values("offset")
     # ClientHello, ChangeCipherSpec (compatibility), Finished (encrypted): handshake; then data.
     assert list(client["counted_as"])[:4] == ["handshake", "handshake", "handshake", "encrypted"]
