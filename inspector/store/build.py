@@ -11,22 +11,29 @@ at most SPILL_ROWS rows of each, the writing step one part.
 
 Writing Parquet (compressing every column) is the costly half of it, so it is done once,
 here, and on every core: the raw streams are written uncompressed, as the rows are.
+
+A file analysed by one worker (small files, `--jobs 1`, pipes) needs no renumbering: its ids
+are final as they are made.  Its rows skip the raw streams (but ws_frames') and are written as
+Parquet parts by a thread while the analysis goes on (EagerParts), on the other core.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from inspector.analysis.pipeline import ProgressCallback, ShardOutput, StreamedFile, stream_captures
+from inspector.analysis.pipeline import ProgressCallback, ShardOutput, StreamedFile, file_jobs, stream_captures
+from inspector.analysis.recording import load_recording
 from inspector.analysis.summary import FRACTIONAL_COLUMNS, SUMMED_COLUMNS, OverheadTotals
 from inspector.analysis.tables import CONNECTION_TABLES, make_table
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES
@@ -40,6 +47,12 @@ RAW_FOLDER = ".raw"
 # Columns of connections and message_costs the overhead table counts.
 _CONNECTION_COLUMNS = ["conn_id", "kind", "variant", *SUMMED_COLUMNS, *FRACTIONAL_COLUMNS]
 _COST_COLUMNS = ["conn_id", "kind", "item", "payload_messages"]
+# The connection tables, biggest first (rows per connection on real traffic).
+_BIGGEST_FIRST = ("ws_frames", "message_costs", "http_messages", "ws_messages", "tls_records", "findings", "connections")
+# Tables with columns set after their row was written (rows.py's sinks with `whole` columns).
+WHOLE_COLUMN_TABLES = frozenset({"ws_frames"})
+# Chunks of rows (of up to pipeline.SPILL_ROWS rows) waiting for EagerParts' thread, at most.
+EAGER_QUEUED_CHUNKS = 4
 
 
 class RawRows:
@@ -60,17 +73,87 @@ class RawRows:
         for chunk in chunks:
             if not len(chunk):
                 continue
-            schema = pa.schema([ARROW_SCHEMAS[table].field(column) for column in chunk.columns])
+            rows = raw_arrow(table, chunk)
             stream = self._streams.get(table)
             if stream is None:
-                stream = pa.ipc.new_stream(str(self.path(self.folder, table, self.file_index, self.shard)), schema)
+                stream = pa.ipc.new_stream(str(self.path(self.folder, table, self.file_index, self.shard)), rows.schema)
                 self._streams[table] = stream
-            stream.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+            stream.write_table(rows)
 
     def close(self) -> None:
         for stream in self._streams.values():
             stream.close()
         self._streams.clear()
+
+
+def raw_arrow(table: str, chunk: pd.DataFrame) -> pa.Table:
+    """A chunk of a worker's rows of `table` (its columns but the whole ones) as Arrow."""
+    schema = pa.schema([ARROW_SCHEMAS[table].field(column) for column in chunk.columns])
+    return pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
+
+
+class EagerParts:
+    """The spill of a capture file analysed by one worker, in this process.  Its connection ids
+    are final as its rows are made (the order of first packets, from the file's first id), so
+    the rows of every table without whole columns are made final and written as Parquet parts
+    by a thread while the analysis goes on, instead of going to a raw stream read back after
+    it: on two cores the writing no longer waits for the analysis.  ws_frames, whose message_id
+    is set when a message completes, goes to a raw stream as before (RawRows)."""
+
+    def __init__(self, folder: Path, file_index: int, first_conn_id: int, recording: object | None) -> None:
+        self.first_conn_id = first_conn_id
+        self._raw = RawRows(folder / RAW_FOLDER, file_index, 0)
+        output = ShardOutput("", file_index, 0, _Shifted(first_conn_id), {}, recording)  # type: ignore[arg-type]
+        self.tables = {table: TableParts(folder, f"f{file_index}s0", table, partial(_final_batch, table, output), count=table != "message_costs")
+                       for table in CONNECTION_TABLES if table not in WHOLE_COLUMN_TABLES}
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-parts")
+        self._queued: deque[Future] = deque()
+
+    def add(self, table: str, chunks: list[pd.DataFrame]) -> None:
+        parts = self.tables.get(table)
+        if parts is None:
+            self._raw.add(table, chunks)
+            return
+        for chunk in chunks:
+            if len(chunk):
+                self._queue(_add_chunk, parts, table, chunk)
+
+    def close(self) -> None:
+        """Wait for every part (raising the writing's error, if any)."""
+        self._raw.close()
+        try:
+            for parts in self.tables.values():
+                self._queue(parts.close)
+            while self._queued:
+                self._queued.popleft().result()
+        finally:
+            self._thread.shutdown(cancel_futures=True)
+
+    def abandon(self) -> None:
+        """Stop writing (the analysis failed): the parts queued are dropped, the one being written ends."""
+        self._thread.shutdown(cancel_futures=True)
+        self._raw.close()
+
+    def _queue(self, function: Callable, *args) -> None:
+        # A few chunks wait at most: when the writing falls behind, the analysis waits for it.
+        while self._queued and (self._queued[0].done() or len(self._queued) >= EAGER_QUEUED_CHUNKS):
+            self._queued.popleft().result()
+        self._queued.append(self._thread.submit(function, *args))
+
+
+def _add_chunk(parts: "TableParts", table: str, chunk: pd.DataFrame) -> None:
+    for batch in raw_arrow(table, chunk).to_batches():
+        parts.add(batch)
+
+
+class _Shifted:
+    """The conn_ids of a file's only worker: its own ids, shifted to the file's first (ShardOutput.conn_ids)."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+
+    def __getitem__(self, local: np.ndarray) -> np.ndarray:
+        return local + self.first
 
 
 def analyze_into_store(paths: list[str | os.PathLike], target: str | os.PathLike, inputs: StoreInputs,
@@ -104,16 +187,29 @@ def analyze_into_store(paths: list[str | os.PathLike], target: str | os.PathLike
 
 
 def _write_file(runner, folder: Path, streamed: StreamedFile) -> OverheadTotals:
-    """The Parquet parts of one capture file's tables, from its workers' raw rows; its overhead totals."""
+    """The Parquet parts of one capture file's tables, from its workers' raw rows (those not
+    written as they were made: EagerParts); its overhead totals."""
     overhead = OverheadTotals()
     variant_of: dict[int, str] = {}
+    eager = runner.written_as_made(streamed)
+    written = set(eager.tables) if eager is not None else set()
+    if eager is not None:
+        for parts in eager.tables.values():
+            overhead.merge(parts.totals)
+            variant_of.update(parts.labelled)
     # Connections first: their variants go with the message costs into the overhead table.
-    for totals, labelled in runner.map(write_shard_tables, [(folder, shard, "connections", None) for shard in streamed.shards]):
-        overhead.merge(totals)
-        variant_of.update(labelled)
-    tasks = [(folder, shard, table, variant_of) for table in CONNECTION_TABLES if table != "connections" for shard in streamed.shards]
+    if "connections" not in written:
+        for totals, labelled in runner.map(write_shard_tables, [(folder, shard, "connections", None) for shard in streamed.shards]):
+            overhead.merge(totals)
+            variant_of.update(labelled)
+    # The biggest tables first, so that the threads end together.
+    tables = sorted((table for table in CONNECTION_TABLES if table not in written | {"connections"}), key=_BIGGEST_FIRST.index)
+    tasks = [(folder, shard, table, variant_of) for table in tables for shard in streamed.shards]
     for totals, _labelled in runner.map(write_shard_tables, tasks):
         overhead.merge(totals)
+    if eager is not None and "message_costs" in written:
+        for path in eager.tables["message_costs"].paths:
+            overhead.add_costs(pq.read_table(path, columns=_COST_COLUMNS).to_pandas(), variant_of)
     return overhead
 
 
@@ -121,38 +217,60 @@ def write_shard_tables(folder: Path, shard: ShardOutput, table: str, variant_of:
     """Write one worker's raw rows of `table` as Parquet parts of the store being written in
     `folder`, their ids final (anywhere: a thread, a Dask task).  Return what the overhead table
     counts of them, and (connections) the variant of each labelled connection."""
-    totals = OverheadTotals()
-    labelled: dict[int, str] = {}
-
-    def count_connections(batch: pa.RecordBatch) -> None:
-        frame = batch.select(_CONNECTION_COLUMNS).to_pandas()
-        totals.add_connections(frame)
-        with_variant = frame[frame["variant"] != ""]
-        labelled.update(zip(with_variant["conn_id"].tolist(), with_variant["variant"].tolist()))
-
-    def count_costs(batch: pa.RecordBatch) -> None:
-        totals.add_costs(batch.select(_COST_COLUMNS).to_pandas(), variant_of)
-
-    count = {"connections": count_connections, "message_costs": count_costs}.get(table)
+    parts = TableParts(folder, f"f{shard.file_index}s{shard.shard}", table, partial(_final_batch, table, shard), variant_of)
     path = RawRows.path(folder / RAW_FOLDER, table, shard.file_index, shard.shard)
-    if not path.exists():
-        return totals, labelled
-    parts = PartWriter(folder, f"f{shard.file_index}s{shard.shard}")
-    pending: list[pa.RecordBatch] = []
-    written = 0  # rows of the stream so far: the index of the next one in the whole columns
-    with pa.OSFile(str(path)) as source:  # read, not mapped: each batch let go once written
-        for batch in pa.ipc.open_stream(source):
-            batch = _final_batch(table, batch, shard, written)
-            written += batch.num_rows
-            if count is not None:
-                count(batch)
-            pending.append(batch)
-            if sum(part.num_rows for part in pending) >= PART_ROWS:
-                parts.add_arrow(table, pa.Table.from_batches(pending))
-                pending = []
-    if pending:
-        parts.add_arrow(table, pa.Table.from_batches(pending))
-    return totals, labelled
+    if path.exists():
+        with pa.OSFile(str(path)) as source:  # read, not mapped: each batch let go once written
+            for batch in pa.ipc.open_stream(source):
+                parts.add(batch)
+    return parts.close()
+
+
+class TableParts:
+    """One worker's rows of one table, a batch at a time, made final (`final(batch, start)`: rows
+    `start`... of the worker's) and written as Parquet parts of PART_ROWS rows (`paths`); counts
+    what the overhead table needs of them (variant_of: see OverheadTotals.add_costs), unless
+    told not to."""
+
+    def __init__(self, folder: Path, writer_id: str, table: str, final: Callable[[pa.RecordBatch, int], pa.RecordBatch],
+                 variant_of: dict[int, str] | None = None, count: bool = True) -> None:
+        self.table = table
+        self.paths: list[Path] = []
+        self.totals = OverheadTotals()
+        self.labelled: dict[int, str] = {}
+        self._parts = PartWriter(folder, writer_id)
+        self._final = final
+        self._variant_of = variant_of
+        self._count = {"connections": self._count_connections, "message_costs": self._count_costs}.get(table) if count else None
+        self._pending: list[pa.RecordBatch] = []
+        self._written = 0  # rows so far: the index of the next one in the whole columns
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        batch = self._final(batch, self._written)
+        self._written += batch.num_rows
+        if self._count is not None:
+            self._count(batch)
+        self._pending.append(batch)
+        if sum(part.num_rows for part in self._pending) >= PART_ROWS:
+            self._write_pending()
+
+    def close(self) -> tuple[OverheadTotals, dict[int, str]]:
+        if self._pending:
+            self._write_pending()
+        return self.totals, self.labelled
+
+    def _write_pending(self) -> None:
+        self.paths.append(self._parts.add_arrow(self.table, pa.Table.from_batches(self._pending)))
+        self._pending = []
+
+    def _count_connections(self, batch: pa.RecordBatch) -> None:
+        frame = batch.select(_CONNECTION_COLUMNS).to_pandas()
+        self.totals.add_connections(frame)
+        with_variant = frame[frame["variant"] != ""]
+        self.labelled.update(zip(with_variant["conn_id"].tolist(), with_variant["variant"].tolist()))
+
+    def _count_costs(self, batch: pa.RecordBatch) -> None:
+        self.totals.add_costs(batch.select(_COST_COLUMNS).to_pandas(), self._variant_of)
 
 
 class LocalRunner:
@@ -161,20 +279,62 @@ class LocalRunner:
 
     def __enter__(self) -> "LocalRunner":
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4)))
+        self._eager: dict[int, EagerParts] = {}
         return self
 
     def __exit__(self, *exc_info) -> None:
+        for eager in self._eager.values():  # a file whose analysis failed
+            eager.abandon()
         self._pool.shutdown(cancel_futures=True)
 
     def stream(self, paths: list[str], folder: Path, options: ParserOptions, jobs: int | None, progress: ProgressCallback | None,
                max_inflated_bytes: int) -> Iterator[StreamedFile]:
-        return stream_captures(paths, partial(RawRows, folder / RAW_FOLDER), options, jobs, progress, max_inflated_bytes=max_inflated_bytes)
+        self._paths = paths
+        self._one_worker = {index for index, path in enumerate(paths) if file_jobs(path, jobs) == 1}
+        self._next_conn_id = 0
+        spills = _LocalSpills(folder, self)
+        for streamed in stream_captures(paths, spills, options, jobs, progress, max_inflated_bytes=max_inflated_bytes):
+            self._next_conn_id += streamed.connections
+            yield streamed
+
+    def spill(self, folder: Path, file_index: int, shard: int) -> object:
+        """The spill of a worker in this process (see _LocalSpills)."""
+        if file_index not in self._one_worker:
+            return RawRows(folder / RAW_FOLDER, file_index, shard)
+        eager = self._eager[file_index] = EagerParts(folder, file_index, self._next_conn_id, load_recording(self._paths[file_index], []))
+        return eager
+
+    def written_as_made(self, streamed: StreamedFile) -> EagerParts | None:
+        """The EagerParts of a file, if its rows went to one (closed by then)."""
+        eager = self._eager.pop(streamed.index, None)
+        if eager is not None:
+            (shard,) = streamed.shards
+            if not np.array_equal(shard.conn_ids, eager.first_conn_id + np.arange(len(shard.conn_ids))):
+                raise AssertionError(f"{streamed.path}: connection ids of its only worker are not in the order of first packets")
+        return eager
 
     def map(self, function: Callable, tasks: list[tuple]) -> list:
         return list(self._pool.map(lambda task: function(*task), tasks))
 
 
-def _final_batch(table: str, batch: pa.RecordBatch, shard: ShardOutput, start: int) -> pa.RecordBatch:
+class _LocalSpills:
+    """The SpillFactory of LocalRunner: a file analysed by one worker (in this process) spills
+    to EagerParts; the workers of the others, in other processes, to RawRows."""
+
+    def __init__(self, folder: Path, runner: LocalRunner) -> None:
+        self.folder = folder
+        self.runner = runner
+
+    def __call__(self, file_index: int, shard: int) -> object:
+        return self.runner.spill(self.folder, file_index, shard)
+
+    def __reduce__(self):
+        # What goes to a worker process: its spill is always a raw one (the runner, with its
+        # threads, stays here).
+        return partial, (RawRows, self.folder / RAW_FOLDER)
+
+
+def _final_batch(table: str, shard: ShardOutput, batch: pa.RecordBatch, start: int) -> pa.RecordBatch:
     """A raw batch, rows `start`... of the worker's, with its table's schema: final conn_ids,
     whole columns put in, variants labelled."""
     schema = ARROW_SCHEMAS[table]

@@ -69,6 +69,10 @@ class DaskRunner:
                 progress(path, 1.0)
             yield streamed
 
+    def written_as_made(self, streamed: StreamedFile) -> None:
+        """None: on a cluster every table goes to raw rows first (build.EagerParts is local)."""
+        return None
+
     def map(self, function: Callable, tasks: list[tuple]) -> list:
         futures = [self.client.submit(function, *task, pure=False) for task in tasks]
         return self.client.gather(futures)

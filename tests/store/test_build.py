@@ -5,6 +5,7 @@ that holds nothing else: no raw rows left, nothing written when the analysis fai
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pandas.testing as pdt
@@ -13,7 +14,7 @@ import pytest
 from inspector.analysis import pipeline, rows
 from inspector.analysis.pipeline import analyze_captures
 from inspector.analysis.tables import TABLE_NAMES
-from inspector.errors import CaptureError
+from inspector.errors import CaptureError, StoreError
 from inspector.parse.connection import ParserOptions
 from inspector.store import analyze_into_cache, build, cache_entry, cached_store, open_store, store_inputs
 from inspector.store.build import analyze_into_store
@@ -45,7 +46,10 @@ def test_corpus_captures_streamed_into_a_store_are_the_in_memory_tables(tmp_path
     streamed_equals_in_memory([str(path)], tmp_path / "store", jobs=2)
 
 
-def test_rows_spilled_all_along_and_written_in_many_parts_are_the_same_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+# jobs=1: one worker per file, whose rows are written as parts as they are made (build.EagerParts);
+# jobs=2: two workers, whose rows are written after them from raw streams.
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_rows_spilled_all_along_and_written_in_many_parts_are_the_same_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int):
     # Rows become chunks every 16, workers hand them on at every sweep of the open connections,
     # and the store takes them in parts of 10 rows: many spills and parts per worker, from a
     # few thousand packets, with WebSocket messages open across spills.
@@ -54,18 +58,19 @@ def test_rows_spilled_all_along_and_written_in_many_parts_are_the_same_tables(tm
     monkeypatch.setattr(pipeline, "SWEEP_EVERY_PACKETS", 64)
     monkeypatch.setattr(pipeline, "SPILL_ROWS", 1)
     monkeypatch.setattr(build, "PART_ROWS", 10)
-    store = streamed_equals_in_memory(BUNDLED, tmp_path / "store", jobs=2)
+    store = streamed_equals_in_memory(BUNDLED, tmp_path / "store", jobs=jobs)
     for table in ("ws_frames", "message_costs", "http_messages"):
         parts = [path.name for path in part_files(store, table)]
         assert len(parts) > 2 * len(BUNDLED) and any(not name.endswith("-00000000.parquet") for name in parts), parts
 
 
-def test_a_bad_capture_among_good_ones_leaves_no_store_and_no_temporary_folder(tmp_path: Path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_bad_capture_among_good_ones_leaves_no_store_and_no_temporary_folder(tmp_path: Path, jobs: int):
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(b"this is not a capture file at all")
     paths = [BUNDLED[0], str(bad)]
     with pytest.raises(CaptureError, match="bad.pcap"):
-        analyze_into_store(paths, tmp_path / "store", store_inputs(paths, ParserOptions()), jobs=2)
+        analyze_into_store(paths, tmp_path / "store", store_inputs(paths, ParserOptions()), jobs=jobs)
     assert sorted(os.listdir(tmp_path)) == ["bad.pcap"]
 
 
@@ -79,3 +84,34 @@ def test_a_capture_analysed_into_the_cache_is_found_there(tmp_path: Path, monkey
     assert again == entry and os.listdir(tmp_path / "cache") == [entry.name]
     with cached_store(inputs) as store:
         pdt.assert_frame_equal(store.table("connections"), analyze_captures(paths).tables["connections"], check_exact=True)
+
+
+@pytest.mark.parametrize("failing", ["while the analysis goes on", "when the analysis fails"])
+def test_parts_written_as_rows_are_made_fail_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str):
+    """One worker's parts are written by a thread as its rows are made (build.EagerParts): a
+    failure there, or of the analysis while the thread writes, fails the whole run with its
+    error, leaves no store or temporary folder, and no thread behind."""
+    monkeypatch.setattr(pipeline, "SPILL_ROWS", 1)  # chunks go to the thread all along
+    monkeypatch.setattr(rows, "CHUNK_ROWS", 16)
+    monkeypatch.setattr(rows, "CHECK_FULL_EVENTS", 4)
+    if failing == "while the analysis goes on":
+        def full_disk(parts, table, chunk):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(build, "_add_chunk", full_disk)
+        expected = (StoreError, "No space left on device")
+    else:
+        sweep = pipeline._Shard.sweep
+        calls = iter(range(1_000_000))
+
+        def failing_sweep(shard):
+            sweep(shard)
+            if next(calls) == 3:
+                raise RuntimeError("the analysis broke")
+        monkeypatch.setattr(pipeline._Shard, "sweep", failing_sweep)
+        monkeypatch.setattr(pipeline, "SWEEP_EVERY_PACKETS", 64)
+        expected = (RuntimeError, "the analysis broke")
+    paths = [str(path) for path in bundled_files() if path.name == "chat.pcap"]
+    with pytest.raises(expected[0], match=expected[1]):
+        analyze_into_store(paths, tmp_path / "store", store_inputs(paths, ParserOptions()), jobs=1)
+    assert os.listdir(tmp_path) == []
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("store-parts")]
