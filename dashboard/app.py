@@ -22,6 +22,7 @@ from dash import Input, Output, State, dcc, html
 
 from dashboard import ids
 from dashboard.context import STORE_KEY
+from dashboard.slices import register_slice_route
 from dashboard.security import Guard, HostAllowList, dash_csp
 from dashboard.store import TableStore
 
@@ -69,6 +70,7 @@ def create_app(source, *, start: bool = True, host: str | None = None) -> dash.D
         register = getattr(module, "register_callbacks", None)
         if register is not None:
             register(app, store)
+    register_slice_route(app.server, store)
     app.server.config["MAX_CONTENT_LENGTH"] = REQUEST_MAX_BYTES
     app.server.wsgi_app = Guard(app.server.wsgi_app, HostAllowList(host), dash_csp(app))
     return app

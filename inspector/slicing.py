@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,23 +53,38 @@ class ConnectionPackets:
 def connection_packets(store: Store, capture: str, conn_ids: list[int]) -> list[ConnectionPackets]:
     """Where the packets of `conn_ids` (connections of the capture file `capture`, in `store`)
     are; SliceError for an id the store does not have."""
-    rows = store.sql("""
-        SELECT c.conn_id, c.client_ip, c.client_port, c.server_ip, c.server_port, c.first_frame,
-               (SELECT min(n.first_frame) FROM connections n
-                 WHERE n.capture = c.capture AND n.client_ip = c.client_ip AND n.client_port = c.client_port
-                   AND n.server_ip = c.server_ip AND n.server_port = c.server_port AND n.first_frame > c.first_frame) AS next_frame
-        FROM connections c WHERE list_contains(?, c.conn_id) ORDER BY c.conn_id""", [sorted(set(conn_ids))])
+    rows = connection_rows(store.sql, conn_ids)
     missing = sorted(set(conn_ids) - set(rows["conn_id"].tolist()))
     if missing:
         count = int(store.sql("SELECT count(*) AS n FROM connections")["n"].iloc[0])
         raise SliceError(f"{capture}: no connection {', '.join(map(str, missing))} (its connections are 0 to {count - 1})")
-    out = []
-    for row in rows.itertuples(index=False):
-        flow, _direction = flow_of(ipaddress.ip_address(row.client_ip).packed, int(row.client_port),
-                                   ipaddress.ip_address(row.server_ip).packed, int(row.server_port))
-        end = NO_LATER_CONNECTION if pd.isna(row.next_frame) else int(row.next_frame) - 1
-        out.append(ConnectionPackets(int(row.conn_id), flow, int(row.first_frame) - 1, end))
-    return out
+    return [packets_of(row) for row in rows.itertuples(index=False)]
+
+
+def connection_rows(sql: Callable[[str, list], pd.DataFrame], conn_ids: list[int]) -> pd.DataFrame:
+    """The connections rows of `conn_ids` that `sql` (a store's, the dashboard's catalog's) has:
+    conn_id, capture, their 4-tuple, first_frame and next_frame (the first frame of the next
+    connection on the same 4-tuple in the same capture, or missing), by conn_id."""
+    return sql("""
+        SELECT c.conn_id, c.capture, c.client_ip, c.client_port, c.server_ip, c.server_port, c.first_frame,
+               (SELECT min(n.first_frame) FROM connections n
+                 WHERE n.capture = c.capture AND n.client_ip = c.client_ip AND n.client_port = c.client_port
+                   AND n.server_ip = c.server_ip AND n.server_port = c.server_port AND n.first_frame > c.first_frame) AS next_frame
+        FROM connections c WHERE list_contains(?, c.conn_id) ORDER BY c.conn_id""", [sorted(set(conn_ids))])
+
+
+def packets_of(row) -> ConnectionPackets:
+    """Where the packets of a connection_rows row are."""
+    flow, _direction = flow_of(ipaddress.ip_address(row.client_ip).packed, int(row.client_port),
+                               ipaddress.ip_address(row.server_ip).packed, int(row.server_port))
+    end = NO_LATER_CONNECTION if pd.isna(row.next_frame) else int(row.next_frame) - 1
+    return ConnectionPackets(int(row.conn_id), flow, int(row.first_frame) - 1, end)
+
+
+def row_filter(row) -> str:
+    """The Wireshark display filter (display_filter) of a connection_rows row."""
+    return display_filter(row.client_ip, int(row.client_port), row.server_ip, int(row.server_port), int(row.first_frame),
+                          None if pd.isna(row.next_frame) else int(row.next_frame))
 
 
 def display_filter(client_ip: str, client_port: int, server_ip: str, server_port: int, first_frame: int,

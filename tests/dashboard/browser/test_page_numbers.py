@@ -533,6 +533,28 @@ def test_connections_numbers_equal_the_analysis(bundled_url, bundled, browser):
     check_clean(browser, "connections-numbers-link", f"#{ids.CONN_ATTRIBUTION}")
 
 
+def test_a_connection_goes_to_wireshark_with_its_filter_and_its_packets(bundled_url, bundled, browser, tmp_path):
+    """The connection detail shows a display filter that selects, in tshark, exactly the
+    connection's packets in its capture, and a link that downloads those packets as a capture
+    (the last connection: of the last capture, its number not its store's own)."""
+    from tests.test_slice import tshark_frames
+
+    conns = bundled["connections"]
+    row = conns.iloc[-1]
+    conn_id, capture = int(row["conn_id"]), next(Path(path) for path in BUNDLED if Path(path).name == row["capture"])
+    open_page(browser, bundled_url + f"/connections?conn={conn_id}", f"#{ids.CONN_FILTER}")
+    display_filter = browser.find_element(By.ID, ids.CONN_FILTER).text
+    frames = tshark_frames(capture, display_filter)
+    assert len(frames) == row["packets"] and sum(int(length) for _t, length, _md5 in frames) == row["wire_bytes"]
+
+    browser.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    browser.find_element(By.ID, ids.CONN_SLICE).click()
+    sliced = tmp_path / f"{capture.stem}-conn{conn_id}.pcap"
+    wait(browser).until(lambda d: sliced.is_file() and sliced.stat().st_size > 0, message=f"{sliced.name} was never downloaded")
+    assert tshark_frames(sliced) == frames
+    check_clean(browser, "connections-wireshark", f"#{ids.CONN_WIRESHARK}")
+
+
 def sort_by_header(driver, element_id: str, column: str, clicks: int) -> None:
     """Click the header of `column` `clicks` times (AG Grid: ascending, then descending)."""
     css = f"#{element_id} .ag-header-row-column .ag-header-cell[col-id='{column}'] .ag-header-cell-label"
