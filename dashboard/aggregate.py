@@ -131,6 +131,33 @@ def bytes_by_category(connections: pd.DataFrame, capture: str | None = None) -> 
     return with_payload_columns(out, "wire_bytes")
 
 
+def headline(overview: pd.DataFrame, findings: int) -> list[dict]:
+    """The Overview's headline numbers over every loaded capture (capture_overview's rows and the
+    number of findings): each a card {key, label, value (as shown), exact (on hover)}."""
+    tcp_wire, app = int(overview["tcp_wire_bytes"].sum()), int(overview["app_payload_bytes"].sum())
+    rest, ws = int(overview["rest_exchanges"].sum()), int(overview["ws_messages"].sum())
+    wire = int(overview["wire_bytes"].sum())
+    efficiency = app / tcp_wire if tcp_wire else math.nan
+    return [
+        {"key": "captures", "label": "captures", "value": f"{len(overview):,}", "exact": f"{len(overview):,} captures"},
+        {"key": "connections", "label": "TCP connections", "value": f"{int(overview['connections'].sum()):,}",
+         "exact": f"{int(overview['connections'].sum()):,} connections"},
+        {"key": "messages", "label": "messages", "value": f"{rest + ws:,}", "exact": f"{rest:,} REST exchanges + {ws:,} WebSocket messages"},
+        {"key": "wire_bytes", "label": "wire bytes", "value": human_bytes(wire), "exact": f"{wire:,} B on the wire (every captured packet)"},
+        {"key": "efficiency", "label": "efficiency", "value": "n/a" if math.isnan(efficiency) else f"{efficiency:.1%}",
+         "exact": f"{app:,} B of application payload in {tcp_wire:,} B of TCP connections"},
+        {"key": "findings", "label": "findings", "value": f"{findings:,}", "exact": f"{findings:,} findings (see the Findings page)"},
+    ]
+
+
+def human_bytes(count: int) -> str:
+    """A byte count in decimal units, three significant digits (1 kB = 1,000 B, as Wireshark's statistics)."""
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}" if count / size < 1000 else f"{count / size:,.0f} {unit}"
+    return f"{count:,} B"
+
+
 def with_payload_columns(sums: pd.DataFrame, wire: str) -> pd.DataFrame:
     """`sums` (with the PAYLOAD_SUMS columns and the wire bytes column `wire`, summed over some
     connections) with every column of PAYLOAD_COLUMNS, in their order, after the others:
@@ -395,15 +422,22 @@ def staleness_summary(staleness: pd.DataFrame) -> pd.DataFrame:
 # --- claims -----------------------------------------------------------------------
 
 
+# A claim's verdict; a difference of less than MATERIAL_DIFFERENCE of the larger number is none.
+HOLDS, FAILS, NO_DIFFERENCE, NOT_MEASURABLE = "holds", "does not hold", "no material difference", "not measurable here"
+VERDICTS = (HOLDS, FAILS, NO_DIFFERENCE, NOT_MEASURABLE)
+MATERIAL_DIFFERENCE = 0.05
+
+
 def claims(tables: Tables, curves: pd.DataFrame | None = None) -> list[dict]:
     """The classic claims about REST and WebSocket, each with what the loaded captures measure.
 
-    Each entry: claim, measured (a sentence with the numbers per capture),
-    holds (True when it holds in every capture that can tell, False when it
-    fails in at least one, None when no capture can tell).  WebSocket means
-    plain WebSocket here (no permessage-deflate): compression is not the
-    protocol's doing, and REST could compress too.  `curves`: break_even_curves(tables)
-    when already computed.
+    Each entry: claim; verdict (one of VERDICTS: holds where it holds in every capture that
+    shows a material difference, does not hold where it fails in one, no material difference
+    where none does, not measurable here where no capture can tell); captures, the numbers
+    behind it, per capture: [{capture, measured, verdict}]; how, a line on how it is measured.
+    WebSocket means plain WebSocket here (no permessage-deflate): compression is not the
+    protocol's doing, and REST could compress too.  `curves`: break_even_curves(tables) when
+    already computed.
     """
     curves = break_even_curves(tables) if curves is None else curves
     plain = _plain_websocket_groups(tables)
@@ -436,9 +470,32 @@ def _per_capture(curves: pd.DataFrame, only: set[str] | None = None):
             yield cap, rest, ws
 
 
+def measured_verdict(holds: bool, one: float, other: float) -> str:
+    """The verdict of a comparison of two numbers: none unless they differ materially."""
+    larger = max(abs(one), abs(other))
+    if larger == 0 or abs(one - other) / larger < MATERIAL_DIFFERENCE:
+        return NO_DIFFERENCE
+    return HOLDS if holds else FAILS
+
+
+def overall_verdict(verdicts: list[str]) -> str:
+    """A claim's verdict from its verdicts per capture."""
+    material = [v for v in verdicts if v in (HOLDS, FAILS)]
+    if not verdicts:
+        return NOT_MEASURABLE
+    if not material:
+        return NO_DIFFERENCE
+    return HOLDS if all(v == HOLDS for v in material) else FAILS
+
+
+def _apart(one: float, other: float) -> str:
+    larger = max(abs(one), abs(other))
+    return f"{abs(one - other) / larger:.1%} apart" if larger else "both zero"
+
+
 def _claim_cost_per_message(curves: pd.DataFrame) -> dict:
     claim = "REST costs more per message than WebSocket"
-    parts, verdicts = [], []
+    rows = []
     for cap, rest, ws in _per_capture(curves):
         per = lambda c: c["wire_bytes"].iloc[-1] / c["messages"].iloc[-1] if c["messages"].iloc[-1] else math.nan  # noqa: E731
         rest_per = {g: per(c) for g, c in rest.items() if not math.isnan(per(c))}
@@ -446,32 +503,31 @@ def _claim_cost_per_message(curves: pd.DataFrame) -> dict:
         if not rest_per or not ws_per:
             continue
         best_rest, best_ws = min(rest_per, key=rest_per.get), min(ws_per, key=ws_per.get)
-        holds = rest_per[best_rest] > ws_per[best_ws]
-        verdicts.append(holds)
-        parts.append(f"{_short(cap)}: REST {rest_per[best_rest]:,.0f} B/message ({best_rest}) vs WebSocket {ws_per[best_ws]:,.0f} B/message ({best_ws}): {_holds_word(holds)}")
-    return _verdict(claim, parts, verdicts, "all wire bytes of a variant, setup included, divided by its messages carrying payload (an empty poll or a 204 is cost, not a message); cheapest REST variant against plain WebSocket")
+        rows.append(_measured(cap, f"REST {rest_per[best_rest]:,.0f} B/message ({best_rest}) vs WebSocket {ws_per[best_ws]:,.0f} B/message ({best_ws})",
+                              rest_per[best_rest] > ws_per[best_ws], rest_per[best_rest], ws_per[best_ws]))
+    return _claim(claim, rows, "all wire bytes of a variant, setup included, over its messages carrying payload (an empty poll or a 204 is cost, "
+                               "not a message); the cheapest REST variant against the cheapest plain WebSocket one")
 
 
 def _claim_frequent(curves: pd.DataFrame, two_way: set[str]) -> dict:
     claim = "WebSocket is cheaper for frequent back-and-forth"
-    parts, verdicts = [], []
+    rows = []
     for cap, rest, ws in _per_capture(curves, two_way):
         rest_total = {g: float(c["wire_bytes"].iloc[-1]) for g, c in rest.items()}
         ws_total = {g: float(c["wire_bytes"].iloc[-1]) for g, c in ws.items()}
         best_rest, best_ws = min(rest_total, key=rest_total.get), min(ws_total, key=ws_total.get)
-        holds = ws_total[best_ws] < rest_total[best_rest]
-        verdicts.append(holds)
         found = crossover(rest[best_rest], ws[best_ws])
         where = f", WebSocket cheaper from {found[0]:,.1f} messages on" if found else ""
         messages = int(ws[best_ws]["messages"].iloc[-1])
-        parts.append(f"{_short(cap)}: {messages} messages cost {ws_total[best_ws]:,.0f} B over WebSocket ({best_ws}) vs "
-                     f"{rest_total[best_rest]:,.0f} B over REST ({best_rest}){where}: {_holds_word(holds)}")
-    return _verdict(claim, parts, verdicts, "captures whose WebSocket messages go both ways; total wire bytes for the same work, setup included")
+        rows.append(_measured(cap, f"{messages} messages cost {ws_total[best_ws]:,.0f} B over WebSocket ({best_ws}) vs "
+                                   f"{rest_total[best_rest]:,.0f} B over REST ({best_rest}){where}",
+                              ws_total[best_ws] < rest_total[best_rest], ws_total[best_ws], rest_total[best_rest]))
+    return _claim(claim, rows, "total wire bytes for the same work, setup included, in captures whose WebSocket messages go both ways")
 
 
 def _claim_rare(curves: pd.DataFrame, two_way: set[str]) -> dict:
     claim = "REST is fine when interaction is rare"
-    parts, verdicts = [], []
+    rows = []
     for cap, rest, ws in _per_capture(curves, two_way):
         rest_at = {g: curve_at(c, MESSAGES_PER_EXCHANGE) for g, c in rest.items()}
         ws_at = {g: curve_at(c, MESSAGES_PER_EXCHANGE) for g, c in ws.items()}
@@ -480,24 +536,20 @@ def _claim_rare(curves: pd.DataFrame, two_way: set[str]) -> dict:
         if not rest_at or not ws_at:
             continue
         best_rest, best_ws = min(rest_at, key=rest_at.get), min(ws_at, key=ws_at.get)
-        holds = rest_at[best_rest] <= ws_at[best_ws]
-        verdicts.append(holds)
-        parts.append(f"{_short(cap)}: one request and its reply cost {rest_at[best_rest]:,.0f} B over REST ({best_rest}) vs "
-                     f"{ws_at[best_ws]:,.0f} B over WebSocket ({best_ws}): {_holds_word(holds)}")
-    return _verdict(claim, parts, verdicts, "wire bytes of the first two messages carrying payload, connection setup included")
-
-
-def _holds_word(holds: bool) -> str:
-    return "holds" if holds else "does not hold"
+        rows.append(_measured(cap, f"one request and its reply cost {rest_at[best_rest]:,.0f} B over REST ({best_rest}) vs "
+                                   f"{ws_at[best_ws]:,.0f} B over WebSocket ({best_ws})",
+                              rest_at[best_rest] <= ws_at[best_ws], rest_at[best_rest], ws_at[best_ws]))
+    return _claim(claim, rows, "wire bytes of the first two messages carrying payload, connection setup included")
 
 
 def _claim_setup(tables: Tables) -> dict:
     claim = "WebSocket pays a setup cost and keeps state"
+    how = "mean setup bytes per connection (TCP handshake, and a WebSocket's upgrade) over all loaded captures"
     conns = _with_groups(tables["connections"], tables["connections"])
     rest = conns[conns["kind"].isin(REST_KINDS)]
     ws = conns[conns["kind"] == "websocket"]
     if rest.empty or ws.empty:
-        return {"claim": claim, "measured": "needs both REST and WebSocket connections", "holds": None}
+        return _claim(claim, [], how)
     rest_setup, ws_setup = rest["setup_bytes"].mean(), ws["setup_bytes"].mean()
     duration = (ws["end_ts"] - ws["start_ts"]).median()
     per_conn_ws = ws["ws_messages"].mean()
@@ -505,13 +557,17 @@ def _claim_setup(tables: Tables) -> dict:
     measured = (f"setup {ws_setup:,.0f} B per WebSocket connection (TCP handshake + upgrade) vs {rest_setup:,.0f} B per REST connection; "
                 f"a WebSocket connection stays open {duration:,.2f} s (median) and carries {per_conn_ws:,.1f} messages, "
                 f"a REST connection {per_conn_rest:,.1f}")
-    return {"claim": claim, "measured": measured, "holds": bool(ws_setup > rest_setup)}
+    return _claim(claim, [_measured("all captures", measured, bool(ws_setup > rest_setup), ws_setup, rest_setup, short=False)], how)
 
 
-def _verdict(claim: str, parts: list[str], verdicts: list[bool], how: str) -> dict:
-    if not verdicts:
-        return {"claim": claim, "measured": "the loaded captures have no comparable REST and WebSocket traffic", "holds": None}
-    return {"claim": claim, "measured": "; ".join(parts) + f". Measured as: {how}.", "holds": bool(all(verdicts))}
+def _measured(capture: str, text: str, holds: bool, one: float, other: float, short: bool = True) -> dict:
+    """One capture's numbers behind a claim (holds: the claim's comparison of `one` and `other`)."""
+    return {"capture": _short(capture) if short else capture, "measured": f"{text}, {_apart(one, other)}",
+            "verdict": measured_verdict(holds, one, other)}
+
+
+def _claim(claim: str, rows: list[dict], how: str) -> dict:
+    return {"claim": claim, "verdict": overall_verdict([row["verdict"] for row in rows]), "captures": rows, "how": how}
 
 
 def _short(capture: str) -> str:

@@ -15,6 +15,7 @@ at most REQUEST_MAX_BYTES of any request body (a bigger one is refused with
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import dash
@@ -48,7 +49,7 @@ def create_app(source, *, start: bool = True, host: str | None = None) -> dash.D
     app.server.config[STORE_KEY] = store
     app.layout = html.Div([
         html.H2("wire-inspector"),
-        html.Nav([dcc.Link(page["name"], href=page["relative_path"], style={"marginRight": "1em"})
+        html.Nav([dcc.Link(page["name"], href=page["relative_path"], className="nav-link", id=f"{ids.NAV}-{page['module'].rsplit('.', 1)[-1]}")
                   for page in dash.page_registry.values()], id=ids.NAV),
         html.Div(id=ids.PROGRESS, children=store.progress().text),
         dcc.Interval(id=ids.PROGRESS_INTERVAL, interval=1000, disabled=store.ready),
@@ -64,6 +65,13 @@ def create_app(source, *, start: bool = True, host: str | None = None) -> dash.D
     app.clientside_callback(
         "function(disabled, ticks) { if (disabled && ticks) { window.location.reload(); } return window.dash_clientside.no_update; }",
         Output(ids.PROGRESS, "title"), Input(ids.PROGRESS_INTERVAL, "disabled"), State(ids.PROGRESS_INTERVAL, "n_intervals"))
+
+    # The navigation bar marks the page shown: in the browser, as the path changes (no server round trip).
+    nav_links = [page for page in dash.page_registry.values()]
+    app.clientside_callback(
+        "function(path) { const paths = " + json.dumps([page["relative_path"] for page in nav_links]) + ";"
+        " return paths.map(p => (p === '/' ? path === '/' : path === p || path.startsWith(p + '/')) ? 'nav-link current' : 'nav-link'); }",
+        [Output(f"{ids.NAV}-{page['module'].rsplit('.', 1)[-1]}", "className") for page in nav_links], Input("_pages_location", "pathname"))
 
     for name in PAGES:
         module = importlib.import_module(f"dashboard.pages.{name}")

@@ -128,3 +128,26 @@ def send_frame(filename: str, frame: pd.DataFrame) -> dict:
 
 def graph(id: str, figure=None) -> dcc.Graph:
     return dcc.Graph(id=id, figure=figure if figure is not None else {}, config={"displaylogo": False})
+
+
+def claims_table(claims: list[dict], id: str) -> html.Div:
+    """The claims (aggregate.claims) as a table: the claim, its verdict as a coloured badge, the
+    numbers behind it per capture (each with its own badge), and how it is measured, folded."""
+    header = html.Tr([html.Th(name) for name in ("claim", "verdict", "measured, per capture", "how measured")])
+    rows = [html.Tr([
+        html.Td(claim["claim"], className="claim"),
+        html.Td(verdict_badge(claim["verdict"]), className="verdict"),
+        html.Td(html.Ul([html.Li([html.Span(f"{row['capture']}: ", className="claim-capture"), html.Span(row["measured"]), " ",
+                                  verdict_badge(row["verdict"])]) for row in claim["captures"]]) if claim["captures"] else "",
+                className="measured"),
+        html.Td(html.Details([html.Summary("how measured"), html.Span(claim["how"])]), className="how"),
+    ], **{"data-claim": claim["claim"]}) for claim in claims]
+    threshold = (f"A difference of less than {aggregate.MATERIAL_DIFFERENCE:.0%} of the larger number is no material "
+                 "difference; a claim holds when it holds in every capture that shows one.")
+    return html.Div([html.Table([html.Thead(header), html.Tbody(rows)], className="claims-table"),
+                     html.P(threshold, className="claims-threshold")], id=id)
+
+
+def verdict_badge(verdict: str) -> html.Span:
+    """A verdict (aggregate.VERDICTS) as a badge, coloured by assets/tables.css."""
+    return html.Span(verdict, className=f"badge verdict-{verdict.replace(' ', '-')}")

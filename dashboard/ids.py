@@ -18,6 +18,10 @@ OVERVIEW_BYTES = "overview-bytes-by-category"
 OVERVIEW_MIX = "overview-protocol-mix"
 OVERVIEW_CSV_BUTTON = "overview-csv-button"
 OVERVIEW_CSV = "overview-csv-download"
+OVERVIEW_CARDS = "overview-headline"
+OVERVIEW_CLAIMS = "overview-claims"
+OVERVIEW_CLAIMS_SHOWN = "overview-claims-shown"
+OVERVIEW_CLAIMS_BOX = "overview-claims-box"
 
 # compare (REST vs WebSocket)
 COMPARE_CAPTURE = "compare-capture"

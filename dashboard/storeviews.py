@@ -218,6 +218,9 @@ class StoreViews(TableViews):
         out = _int64(self.catalog.sql(query), ["packets", "connections", "wire_bytes", *sums])
         return aggregate.with_payload_columns(out, "tcp_wire_bytes")
 
+    def findings_count(self) -> int:
+        return int(self.catalog.sql("SELECT count(*) AS n FROM findings")["n"].iloc[0])
+
     def bytes_by_category(self, capture: str | None) -> pd.DataFrame:
         return self.once(("bytes_by_category", capture), lambda: self._bytes_by_category(capture))
 

@@ -99,6 +99,17 @@ class TableViews:
     def overview(self) -> pd.DataFrame:
         return self.once("overview", lambda: aggregate.capture_overview(self.tables))
 
+    def done(self, key) -> bool:
+        """Whether the view `key` was computed (`once`) already."""
+        with self._lock:
+            return key in self._done
+
+    def headline(self) -> list[dict]:
+        return self.once("headline", lambda: aggregate.headline(self.overview(), self.findings_count()))
+
+    def findings_count(self) -> int:
+        return len(self.tables["findings"])
+
     def overview_figures(self, capture: str | None):
         """The Overview page's two figures of one capture (None: bytes of all captures, no mix),
         built once per snapshot: the first page a browser opens, laid out from them at once."""

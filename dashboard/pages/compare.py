@@ -6,11 +6,11 @@ import dash
 from dash import Input, Output, State, dcc, html
 
 from dashboard import aggregate, figures, ids
-from dashboard.components import csv_download, graph, send_csv, small_table
+from dashboard.components import claims_table, csv_download, graph, send_csv, small_table
 from dashboard.context import current_views
 from inspector.analysis.tables import PAYLOAD_COLUMNS
 
-dash.register_page(__name__, path="/compare", name="REST vs WebSocket", order=1)
+dash.register_page(__name__, path="/compare", name="REST vs WebSocket", title="REST vs WebSocket · wire-inspector", order=1)
 
 # Beside the efficiency figure: per group, the payload as sent, as decoded, what compression saved.
 PAYLOAD_TABLE_COLUMNS = ["group", "kind", "wire_bytes", *PAYLOAD_COLUMNS]
@@ -34,7 +34,7 @@ def build_layout(views):
     chosen = views.default_capture()
     return html.Div([
         html.H3("The claims, tested on the loaded captures"),
-        claims_panel(views.claims()),
+        claims_table(views.claims(), ids.COMPARE_CLAIMS),
         html.Label("Capture"),
         dcc.Dropdown(id=ids.COMPARE_CAPTURE, options=[{"label": aggregate._short(c), "value": c} for c in captures], value=chosen, clearable=False),
         csv_download(ids.COMPARE_CSV_BUTTON, ids.COMPARE_CSV),
@@ -42,14 +42,6 @@ def build_layout(views):
         graph(ids.COMPARE_STALENESS, figures.staleness(tables["staleness"])),
         small_table(aggregate.staleness_summary(tables["staleness"]), {c: ".6f" for c in ("mean_s", "median_s", "max_s", "p95_s")}),
     ])
-
-
-def claims_panel(claims: list[dict]) -> html.Div:
-    items = []
-    for claim in claims:
-        verdict = {True: "holds", False: "does not hold", None: "cannot tell"}[claim["holds"]]
-        items.append(html.Li([html.B(claim["claim"]), html.Span(f" — {verdict}. "), html.Span(claim["measured"])]))
-    return html.Ul(items, id=ids.COMPARE_CLAIMS)
 
 
 def capture_section(views, capture):

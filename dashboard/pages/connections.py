@@ -11,7 +11,7 @@ from dashboard.components import (clicked_row, csv_download, equals_filter, grap
 from dashboard.context import current_views
 from dashboard.slices import connection_source, slice_url
 
-dash.register_page(__name__, path="/connections", name="Connections", order=2)
+dash.register_page(__name__, path="/connections", name="Connections", title="Connections · wire-inspector", order=2)
 
 
 def layout(conn=None, **_query):

@@ -10,7 +10,7 @@ from dashboard import aggregate, ids
 from dashboard.components import csv_download, send_csv
 from dashboard.context import current_views
 
-dash.register_page(__name__, path="/findings", name="Findings", order=4)
+dash.register_page(__name__, path="/findings", name="Findings", title="Findings · wire-inspector", order=4)
 
 MAX_PER_RULE = 50
 

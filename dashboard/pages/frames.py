@@ -12,7 +12,7 @@ from dashboard.components import (clicked_row, csv_download, equals_filter, grid
                                   requested_rows, rows_response, send_frame)
 from dashboard.context import current_views
 
-dash.register_page(__name__, path="/frames", name="Frames and messages", order=3)
+dash.register_page(__name__, path="/frames", name="Frames and messages", title="Frames and messages · wire-inspector", order=3)
 
 
 def layout(conn=None, **_query):

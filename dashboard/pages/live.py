@@ -18,7 +18,7 @@ from dashboard import figures, ids
 from dashboard.components import graph
 from dashboard.live import ALLOWED_FOLDERS, clean_path, mix_frame, summary_text
 
-dash.register_page(__name__, path="/live", name="Live", order=6)
+dash.register_page(__name__, path="/live", name="Live", title="Live · wire-inspector", order=6)
 
 LIVE_INTERVAL_MS = 1500
 HINT = "Enter the path of a capture being written by `inspector capture -o FILE`."

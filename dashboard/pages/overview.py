@@ -1,4 +1,4 @@
-"""Overview: per capture numbers, bytes by category (stacked), protocol mix over time."""
+"""Overview: headline numbers, the claims tested, per capture numbers, bytes by category (stacked), protocol mix over time."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import dash
 from dash import Input, Output, dcc, html
 
 from dashboard import aggregate, ids
-from dashboard.components import csv_download, graph, send_csv, small_table
+from dashboard.components import claims_table, csv_download, graph, send_csv, small_table
 from dashboard.context import current_views
 
-dash.register_page(__name__, path="/", name="Overview", order=0)
+dash.register_page(__name__, path="/", name="Overview", title="Overview · wire-inspector", order=0)
 
 
 COUNT_COLUMNS = ("packets", "connections", "wire_bytes", "rest_exchanges", "ws_messages", "tcp_wire_bytes", "wire_payload_bytes",
@@ -29,6 +29,13 @@ def build_layout(views):
     first = captures[0] if captures else None
     bytes_fig, mix_fig = capture_figures(views, first)
     return html.Div([
+        headline_cards(views.headline()),
+        html.H3("The claims, tested on the loaded captures"),
+        # Testing the claims reads every capture's curves: laid out now when the background has
+        # done it, else filled by a callback once it has (the numbers above do not wait for it).
+        html.Div(claims_table(views.claims(), ids.OVERVIEW_CLAIMS) if views.done("claims") else
+                 html.P("Testing the claims on the loaded captures…", id=ids.OVERVIEW_CLAIMS), id=ids.OVERVIEW_CLAIMS_BOX),
+        dcc.Store(id=ids.OVERVIEW_CLAIMS_SHOWN, data=views.done("claims")),
         html.H3("Captures"),
         small_table(overview, FORMATS, id=ids.OVERVIEW_TABLE),
         csv_download(ids.OVERVIEW_CSV_BUTTON, ids.OVERVIEW_CSV),
@@ -37,6 +44,13 @@ def build_layout(views):
         graph(ids.OVERVIEW_BYTES, bytes_fig),
         graph(ids.OVERVIEW_MIX, mix_fig),
     ])
+
+
+def headline_cards(cards: list[dict]) -> html.Div:
+    """The headline numbers as cards, each with its exact numbers on hover."""
+    return html.Div([html.Div([html.Div(card["value"], className="card-value"), html.Div(card["label"], className="card-label")],
+                              className="card", title=card["exact"], **{"data-card": card["key"]}) for card in cards],
+                    id=ids.OVERVIEW_CARDS, className="cards")
 
 
 def capture_figures(views, capture):
@@ -51,6 +65,12 @@ def register_callbacks(app, store):
                   prevent_initial_call=True)
     def _capture(capture):
         return capture_figures(store.views(), capture)
+
+    @app.callback(Output(ids.OVERVIEW_CLAIMS_BOX, "children"), Input(ids.OVERVIEW_CLAIMS_SHOWN, "data"))
+    def _claims(shown):
+        if shown:
+            return dash.no_update
+        return claims_table(store.views().claims(), ids.OVERVIEW_CLAIMS)
 
     @app.callback(Output(ids.OVERVIEW_CSV, "data"), Input(ids.OVERVIEW_CSV_BUTTON, "n_clicks"), prevent_initial_call=True)
     def _csv(_n):

@@ -16,7 +16,7 @@ from dashboard.components import small_table
 from dashboard.context import current_views
 from dashboard.pages.overview import FORMATS as OVERVIEW_FORMATS
 
-dash.register_page(__name__, path="/upload", name="Upload", order=5)
+dash.register_page(__name__, path="/upload", name="Upload", title="Upload · wire-inspector", order=5)
 
 UPLOAD_URL = "/upload-capture"  # POST the file's bytes, ?name=FILE NAME; answers JSON {job, line} or {line}
 UPLOAD_POLL_MS = 500

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import json
 import math
 
@@ -181,15 +183,36 @@ def test_claims_state_numbers_and_verdicts(tables):
     assert [c["claim"] for c in out] == [
         "REST costs more per message than WebSocket", "WebSocket is cheaper for frequent back-and-forth",
         "REST is fine when interaction is rare", "WebSocket pays a setup cost and keeps state"]
-    assert all(c["holds"] in (True, False) for c in out)
+    assert all(c["verdict"] in aggregate.VERDICTS and c["how"] for c in out)
     conns = tables["connections"]
     ws_setup = conns[conns["kind"] == "websocket"]["setup_bytes"].mean()
-    assert f"{ws_setup:,.0f} B per WebSocket connection" in out[3]["measured"]
-    assert out[3]["holds"] is True
+    rest_setup = conns[conns["kind"].isin(aggregate.REST_KINDS)]["setup_bytes"].mean()
+    (setup,) = out[3]["captures"]
+    assert f"{ws_setup:,.0f} B per WebSocket connection" in setup["measured"] and f"{rest_setup:,.0f} B per REST connection" in setup["measured"]
+    assert out[3]["verdict"] == setup["verdict"] == "holds" and ws_setup > 1.05 * rest_setup
     # chat: plain WebSocket total vs REST keep-alive total, from the connections table
     chat = conns[conns["capture"] == capture_name("chat")].groupby("variant")["wire_bytes"].sum()
-    assert f"{chat['ws']:,.0f} B over WebSocket (ws) vs {chat['rest-keepalive']:,.0f} B over REST (rest-keepalive)" in out[1]["measured"]
-    assert out[1]["holds"] is bool(chat["ws"] < chat["rest-keepalive"])
+    (row,) = [r for r in out[1]["captures"] if r["capture"] == "chat.pcap"]
+    assert f"{chat['ws']:,.0f} B over WebSocket (ws) vs {chat['rest-keepalive']:,.0f} B over REST (rest-keepalive)" in row["measured"]
+    assert chat["ws"] < 0.95 * chat["rest-keepalive"] and row["verdict"] == "holds"
+
+
+def test_a_difference_under_the_threshold_is_no_material_difference(tables):
+    """bulk.pcap: REST and WebSocket cost within 1 % of each other per message (big payloads, the
+    headers are noise): neither "holds" nor "does not hold", and it does not sway the claim."""
+    cost = aggregate.claims(tables)[0]
+    (bulk,) = [r for r in cost["captures"] if r["capture"] == "bulk.pcap"]
+    rest, ws = (float(n.replace(",", "")) for n in re.findall(r"([\d,]+) B/message", bulk["measured"]))
+    assert abs(rest - ws) / max(rest, ws) < aggregate.MATERIAL_DIFFERENCE
+    assert bulk["verdict"] == "no material difference"
+    others = [r["verdict"] for r in cost["captures"] if r is not bulk]
+    assert cost["verdict"] == ("holds" if all(v == "holds" for v in others if v != "no material difference") else "does not hold")
+    assert aggregate.measured_verdict(True, 100, 95.1) == "no material difference"
+    assert aggregate.measured_verdict(True, 100, 95) == aggregate.measured_verdict(True, 95, 100) == "holds"
+    assert aggregate.measured_verdict(False, 100, 90) == "does not hold"
+    assert aggregate.overall_verdict(["no material difference", "no material difference"]) == "no material difference"
+    assert aggregate.overall_verdict(["holds", "no material difference", "does not hold"]) == "does not hold"
+    assert aggregate.overall_verdict([]) == "not measurable here"
 
 
 def test_claims_cannot_tell_without_websocket(tables):
@@ -197,7 +220,7 @@ def test_claims_cannot_tell_without_websocket(tables):
     ids = set(tables["connections"].query("kind == 'rest'")["conn_id"])
     for name in ("connections", "message_costs", "http_messages", "ws_messages", "ws_frames"):
         rest_only[name] = tables[name][tables[name]["conn_id"].isin(ids)]
-    assert [c["holds"] for c in aggregate.claims(rest_only)] == [None, None, None, None]
+    assert [c["verdict"] for c in aggregate.claims(rest_only)] == ["not measurable here"] * 4
 
 
 def test_protocol_mix_keeps_every_byte(tables):

@@ -121,7 +121,7 @@ def test_overview_and_compare_callbacks(app):
             want = mine[column].sum()
             assert shown[variant][column] == f"{want:,d}", (variant, column)
         assert shown[variant]["efficiency"] == f"{mine['app_payload_bytes'].sum() / mine['wire_bytes'].sum():.1%}"
-    assert len(compare.claims_panel(views.claims()).children) == 4
+    assert len(compare.claims_table(views.claims(), "claims").children[0].children[1].children) == 4
 
 
 def test_store_caches_by_content_and_keeps_ids_unique(tmp_path):

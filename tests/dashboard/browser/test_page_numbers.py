@@ -65,7 +65,8 @@ COST_LAYERS = ["app_header_bytes", "wire_payload_bytes", "tls_overhead_bytes", "
 REST_KINDS = ["rest", "http2"]
 # Payload sums per connection; efficiency is the application payload (decoded) over wire bytes.
 PAYLOAD_SUMS = ["wire_payload_bytes", "app_payload_bytes", "undecoded_payload_bytes"]
-VERDICTS = ("holds", "does not hold", "cannot tell")
+VERDICTS = ("holds", "does not hold", "no material difference", "not measurable here")
+MATERIAL = 0.05  # a difference under 5 % of the larger number is no material difference (shown under the claims)
 
 
 # --- apps --------------------------------------------------------------------------
@@ -304,6 +305,29 @@ def test_overview_numbers_equal_the_analysis(bundled_url, bundled, browser):
     check_clean(browser, "overview-payload-numbers")
 
 
+def test_overview_opens_with_headline_numbers_and_the_claims(bundled_url, bundled, browser):
+    """The cards: captures, connections, messages (REST exchanges + WebSocket messages), wire
+    bytes, efficiency and findings over every capture, each with its exact numbers on hover; then
+    the claims table with the verdicts the REST vs WebSocket page shows."""
+    open_page(browser, bundled_url + "/", f"#{ids.OVERVIEW_CARDS}")
+    cards = {card.get_attribute("data-card"): (card.find_element(By.CSS_SELECTOR, ".card-value").text, card.get_attribute("title"))
+             for card in browser.find_elements(By.CSS_SELECTOR, f"#{ids.OVERVIEW_CARDS} .card")}
+    conns, captures = bundled["connections"], bundled["captures"]
+    rest = int(conns.loc[conns["kind"].isin(REST_KINDS), "http_requests"].sum())
+    ws = int(conns["ws_messages"].sum())
+    tcp_wire, app = int(conns["wire_bytes"].sum()), int(conns["app_payload_bytes"].sum())
+    wire = int(captures["wire_bytes"].sum())
+    assert cards["captures"][0] == str(len(captures))
+    assert cards["connections"][0] == f"{len(conns):,}"
+    assert cards["messages"] == (f"{rest + ws:,}", f"{rest:,} REST exchanges + {ws:,} WebSocket messages")
+    assert cards["wire_bytes"][1].startswith(f"{wire:,} B") and cards["wire_bytes"][0] == f"{wire / 1000:.3g} kB"  # 333 kB: decimal units
+    assert cards["efficiency"][0] == f"{app / tcp_wire:.1%}" and f"{app:,} B" in cards["efficiency"][1]
+    assert cards["findings"][0] == f"{len(bundled['findings']):,}"
+    wait_css(browser, f"#{ids.OVERVIEW_CLAIMS} tr[data-claim]")
+    check_claims(browser, bundled, ids.OVERVIEW_CLAIMS)
+    check_clean(browser, "overview-headline-claims")
+
+
 # --- REST vs WebSocket ---------------------------------------------------------------------
 
 
@@ -398,22 +422,34 @@ def check_compare_capture(driver, tables, capture: str) -> None:
             assert len(boxes[group]["y"]) == pairs, (capture, group, len(boxes[group]["y"]))
 
 
-def per_capture_parts(measured: str) -> dict[str, str]:
-    """The "name.pcap: ..." parts of a claim's measured sentence, by capture name."""
-    return {m.group(1): m.group(2) for m in re.finditer(r"([^\s;:]+\.pcap(?:ng)?(?:\.gz)?): ([^;]*)", measured)}
+def expected_verdict(holds: bool, one: float, other: float) -> str:
+    if abs(one - other) < MATERIAL * max(one, other):
+        return "no material difference"
+    return "holds" if holds else "does not hold"
 
 
-def check_claims(driver, tables) -> None:
-    items = driver.find_elements(By.CSS_SELECTOR, f"#{ids.COMPARE_CLAIMS} > li")
-    assert len(items) == 4, [i.text for i in items]
+def shown_claims(driver, table_id: str) -> dict[str, dict]:
+    """The claims table: per claim, its verdict badge and, per capture, (numbers, verdict badge)."""
+    rows = driver.find_elements(By.CSS_SELECTOR, f"#{table_id} tr[data-claim]")
+    assert len(rows) == 4, [r.text for r in rows]
     claims = {}
-    for item in items:
-        title = item.find_element(By.TAG_NAME, "b").text
-        verdict = re.match(rf"^ — ({'|'.join(VERDICTS)})\.", item.text[len(title):])
-        assert title and verdict, item.text
-        claims[title] = (verdict.group(1), item.text)
+    for row in rows:
+        verdict = row.find_element(By.CSS_SELECTOR, "td.verdict .badge").text
+        captures = {}
+        for item in row.find_elements(By.CSS_SELECTOR, "td.measured li"):
+            capture = item.find_element(By.CSS_SELECTOR, ".claim-capture").text.removesuffix(":")
+            captures[capture] = (item.text, item.find_element(By.CSS_SELECTOR, ".badge").text)
+        assert verdict in VERDICTS and all(v in VERDICTS for _t, v in captures.values()), row.text
+        claims[row.get_attribute("data-claim")] = {"verdict": verdict, "captures": captures}
+    threshold = driver.find_element(By.CSS_SELECTOR, f"#{table_id} .claims-threshold").text
+    assert f"less than {MATERIAL:.0%} of the larger number is no material difference" in threshold, threshold
+    return claims
 
-    def claim(words: str) -> tuple[str, str]:
+
+def check_claims(driver, tables, table_id: str = ids.COMPARE_CLAIMS) -> None:
+    claims = shown_claims(driver, table_id)
+
+    def claim(words: str) -> dict:
         (title,) = [t for t in claims if words in t]
         return claims[title]
 
@@ -421,8 +457,7 @@ def check_claims(driver, tables) -> None:
     # "REST costs more per message than WebSocket": cheapest REST group against cheapest plain
     # WebSocket group, all wire bytes (setup included) per message carrying payload, per capture
     verdicts = []
-    verdict, text = claim("costs more per message")
-    parts = per_capture_parts(text)
+    shown = claim("costs more per message")
     for capture in conns["capture"].unique():
         groups = group_totals(tables, capture)
         groups = groups[groups["messages"] > 0]
@@ -430,20 +465,24 @@ def check_claims(driver, tables) -> None:
         rest_per = per[groups["kind"].isin(REST_KINDS)]
         ws_per = per[(groups["kind"] == "websocket") & ~groups["deflate"].astype(bool)]
         if rest_per.empty or ws_per.empty:
-            assert short(capture) not in parts, (capture, text)
+            assert short(capture) not in shown["captures"], (capture, shown)
             continue
-        part = parts[short(capture)]
-        assert f"{rest_per.min():,.0f} B" in part and f"({rest_per.idxmin()})" in part, (capture, part)
-        assert f"{ws_per.min():,.0f} B" in part and f"({ws_per.idxmin()})" in part, (capture, part)
-        verdicts.append(rest_per.min() > ws_per.min())
-    assert verdicts and verdict == ("holds" if all(verdicts) else "does not hold"), text
+        text, verdict = shown["captures"][short(capture)]
+        assert f"{rest_per.min():,.0f} B" in text and f"({rest_per.idxmin()})" in text, (capture, text)
+        assert f"{ws_per.min():,.0f} B" in text and f"({ws_per.idxmin()})" in text, (capture, text)
+        assert verdict == expected_verdict(rest_per.min() > ws_per.min(), rest_per.min(), ws_per.min()), (capture, text, verdict)
+        verdicts.append(verdict)
+    material = [v for v in verdicts if v != "no material difference"]
+    assert verdicts and shown["verdict"] == ("no material difference" if not material else
+                                             "holds" if all(v == "holds" for v in material) else "does not hold"), shown
 
     # "WebSocket pays a setup cost and keeps state": mean setup bytes per connection of each kind
-    verdict, text = claim("setup cost")
+    shown = claim("setup cost")
     ws_setup = conns[conns["kind"] == "websocket"]["setup_bytes"].mean()
     rest_setup = conns[conns["kind"].isin(REST_KINDS)]["setup_bytes"].mean()
+    text, verdict = shown["captures"]["all captures"]
     assert f"{ws_setup:,.0f} B" in text and f"{rest_setup:,.0f} B" in text, text
-    assert verdict == ("holds" if ws_setup > rest_setup else "does not hold")
+    assert shown["verdict"] == verdict == expected_verdict(ws_setup > rest_setup, ws_setup, rest_setup)
 
 
 def test_compare_numbers_equal_the_analysis(bundled_url, bundled, browser):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import dash
+from selenium.webdriver.common.by import By
 
 from dashboard import ids
 from inspector.analysis.pipeline import analyze_captures
@@ -91,10 +92,25 @@ def test_every_page_renders_without_console_errors(dashboard_url, pages, browser
             errors = console_errors(browser)
             if errors:
                 problems.append(f"{page['relative_path']}: console errors {errors}")
+            problems += page_marked(browser, page)
         name = page["relative_path"].strip("/") or "overview"
         screenshot(browser, f"page-{name}")
         clear_console(browser)  # the next page starts with a clean console
     assert problems == []
+
+
+def page_marked(driver, page) -> list[str]:
+    """Problems with how the page is named: its own title in the browser, and the navigation bar
+    marking its link, and only its link, as the current page."""
+    problems = []
+    try:
+        wait(driver).until(lambda d: d.title == f"{page['name']} · wire-inspector", message="title")
+    except Exception:
+        problems.append(f"{page['relative_path']}: title {driver.title!r}")
+    current = [link.text for link in driver.find_elements(By.CSS_SELECTOR, "nav#nav a.nav-link.current")]
+    if current != [page["name"]]:
+        problems.append(f"{page['relative_path']}: the navigation bar marks {current}")
+    return problems
 
 
 def read_table(driver, element_id: str, must_contain: str) -> tuple[list[str], list[list[str]]]:
