@@ -636,19 +636,22 @@ def _frame_events(frames: pd.DataFrame) -> pd.DataFrame:
 
 CONNECTION_COLUMNS = ["conn_id", "capture", "kind", "variant", "client_ip", "client_port", "server_ip", "server_port",
                       "packets", "wire_bytes", "app_payload_bytes", "efficiency", "wire_payload_bytes", "compression_saved_bytes",
-                      "undecoded_payload_bytes", "http_requests", "ws_messages", "duration_s"]
+                      "undecoded_payload_bytes", "http_requests", "ws_messages", "duration_ms"]
 CONNECTION_TEXT_COLUMNS = ("capture", "kind", "variant", "client_ip", "server_ip")  # the others are numbers
 
 
 def connections_index(connections: pd.DataFrame) -> pd.DataFrame:
     """The columns of the connections table the connections page lists."""
     out = connections.copy()
-    out["duration_s"] = out["end_ts"] - out["start_ts"]
+    out["duration_ms"] = (out["end_ts"] - out["start_ts"]) * 1000.0
     out["capture"] = out["capture"].map(_short)
     return out[CONNECTION_COLUMNS]
 
 
-FRAME_COLUMNS = ["key", "conn_id", "protocol", "direction", "ts", "type", "header_bytes", "payload_bytes"]
+# t_s: seconds since the capture's first TCP packet (its first connection's start), as Wireshark's
+# relative time; ts, the absolute time (epoch seconds), is not shown but carried for its UTC text.
+FRAME_COLUMNS = ["key", "conn_id", "protocol", "direction", "t_s", "type", "header_bytes", "payload_bytes", "ts"]
+FRAME_HIDDEN_COLUMNS = ("ts",)
 FRAME_TEXT_COLUMNS = ("key", "protocol", "direction", "type")  # the others are numbers
 
 
@@ -668,8 +671,23 @@ def frames_index(tables: Tables) -> pd.DataFrame:
         "conn_id": http["conn_id"], "protocol": "http", "direction": http["direction"], "ts": http["ts"],
         "type": pd.Series(kind, index=http.index).str.strip(), "header_bytes": http["header_bytes"], "payload_bytes": http["body_wire_bytes"],
     })
-    out = pd.concat([web, ws], ignore_index=True) if len(web) or len(ws) else pd.DataFrame(columns=FRAME_COLUMNS)
+    out = pd.concat([web, ws], ignore_index=True) if len(web) or len(ws) else pd.DataFrame(columns=[c for c in FRAME_COLUMNS if c != "t_s"])
+    out["t_s"] = out["ts"] - out["conn_id"].map(capture_starts(tables["connections"]))
     return out.sort_values(["ts", "conn_id"], kind="stable").reset_index(drop=True)[FRAME_COLUMNS]
+
+
+def capture_starts(connections: pd.DataFrame) -> pd.Series:
+    """Per conn_id, when its capture's first TCP connection started (what t_s counts from)."""
+    return connections.groupby("capture")["start_ts"].transform("min").set_axis(connections["conn_id"])
+
+
+def utc_text(ts: pd.Series) -> pd.Series:
+    """Epoch seconds as UTC date and time, to the microsecond ("2026-11-30 12:50:01.123456 UTC")."""
+    # Rounded as datetime.fromtimestamp rounds: the fraction of the second, half to even.
+    fraction, seconds = np.modf(ts.astype("float64").fillna(0.0).to_numpy())
+    micros = seconds.astype("int64") * 1_000_000 + np.round(fraction * 1e6).astype("int64")
+    stamps = pd.to_datetime(pd.Series(micros, index=ts.index), unit="us", utc=True)
+    return stamps.dt.strftime("%Y-%m-%d %H:%M:%S.%f UTC").where(ts.notna(), "")
 
 
 def frame_detail(tables: Tables, key: str) -> dict | None:

@@ -44,16 +44,21 @@ def _shown(value, spec: str | None) -> str:
     return format(value, spec) if spec else str(value)
 
 
-def paged_table(id: str, columns: list[str], text_columns=(), filter_model: dict | None = None) -> AgGrid:
+def paged_table(id: str, columns: list[str], text_columns=(), filter_model: dict | None = None, hidden=(),
+                tooltips: dict[str, str] | None = None) -> AgGrid:
     """A grid paged, sorted and filtered on the server: AG Grid's infinite row model asks for each
     page (getRowsRequest) and register_paging answers (getRowsResponse).  Rows carry an `id`
-    (getRowId), so a clicked cell names its row.  `filter_model` is the filter it opens with."""
+    (getRowId), so a clicked cell names its row.  `filter_model` is the filter it opens with;
+    `hidden` columns are in the rows but not shown; `tooltips`: column -> the row field shown on
+    hovering its cells."""
+    tooltips = tooltips or {}
     return AgGrid(
-        id=id, columnDefs=[_paged_column(c, c in text_columns) for c in columns],
+        id=id, columnDefs=[{**_paged_column(c, c in text_columns), **({"hide": True} if c in hidden else {}),
+                            **({"tooltipField": tooltips[c]} if c in tooltips else {})} for c in columns],
         defaultColDef={**GRID_COLUMNS, "flex": None, "sortable": True, "floatingFilter": True},
         rowModelType="infinite", getRowId="params.data.id", filterModel=filter_model or {},
         # one request per page: the grid's block is the page; columns as wide as the first rows need
-        dashGridOptions={**GRID_OPTIONS, "pagination": True, "paginationPageSize": PAGE_SIZE, "paginationPageSizeSelector": False,
+        dashGridOptions={**GRID_OPTIONS, "tooltipShowDelay": 300, "pagination": True, "paginationPageSize": PAGE_SIZE, "paginationPageSizeSelector": False,
                          "cacheBlockSize": PAGE_SIZE, "autoSizeStrategy": {"type": "fitCellContents"}},
         style={"height": None},
     )

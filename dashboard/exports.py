@@ -10,6 +10,7 @@ way whole (filtered) tables reach the browser, and only when asked for.
     compare        per-message wire cost by layer, per group          capture
     connections    the connections table, every page                  filterModel, sortModel
     frames         frames and HTTP messages, every page (no payloads) filterModel, sortModel
+                   (t_s since the capture's first TCP packet, ts and utc absolute)
     findings       every finding, grouped by rule as on the page      -
 
 Text cells come from captured traffic, which is hostile: a cell that a
@@ -59,7 +60,12 @@ def connections_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.Da
 
 def frames_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFrame]:
     index = aggregate.frames_index(tables)
-    return "frames.csv", aggregate.filter_sort(index, state.get("sortModel"), state.get("filterModel"))
+    return "frames.csv", with_utc(aggregate.filter_sort(index, state.get("sortModel"), state.get("filterModel")))
+
+
+def with_utc(frames: pd.DataFrame) -> pd.DataFrame:
+    """Frames rows with their absolute time as UTC text beside ts (epoch seconds) and t_s."""
+    return frames.assign(utc=aggregate.utc_text(frames["ts"]))
 
 
 def findings_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFrame]:

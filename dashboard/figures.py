@@ -22,6 +22,22 @@ pio.templates.default = TEMPLATE
 LAYOUT = dict(margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2))
 KIND_COLORS = {"rest": "#d62728", "websocket": "#1f77b4", "tls": "#2ca02c", "http2": "#ff7f0e", "other": "#7f7f7f"}
 DIRECTION_X = {"client": 0.0, "server": 1.0}
+# One colour per byte category, the same in every figure (each protocol a family of hues):
+# transport greys and browns, HTTP/1.1 reds, WebSocket blues, TLS greens, HTTP/2 oranges.
+CATEGORY_COLORS = {
+    "link_header_bytes": "#c7c7c7", "ip_header_bytes": "#a5a5a5", "tcp_header_bytes": "#7f7f7f", "tcp_control_bytes": "#8c564b",
+    "retransmitted_bytes": "#e377c2",
+    "http_header_bytes": "#d62728", "http_chunk_framing_bytes": "#ff9896", "http_body_bytes": "#9b1c1c",
+    "ws_frame_header_bytes": "#1f77b4", "ws_control_payload_bytes": "#aec7e8", "ws_data_payload_bytes": "#17456e",
+    "tls_record_header_bytes": "#98df8a", "tls_handshake_bytes": "#2ca02c", "tls_aead_overhead_bytes": "#6b8e23", "tls_encrypted_bytes": "#145a14",
+    "http2_frame_header_bytes": "#ff7f0e", "http2_hpack_bytes": "#ffbb78", "http2_control_bytes": "#b35806", "http2_padding_bytes": "#fdd0a2",
+    "unparsed_bytes": "#222222",
+}
+assert set(CATEGORY_COLORS) == set(BYTE_CATEGORIES)
+# A message's cost layers (aggregate.COST_LAYERS) in the colour of the categories they gather.
+LAYER_COLORS = {"app_header_bytes": CATEGORY_COLORS["http_header_bytes"], "wire_payload_bytes": CATEGORY_COLORS["ws_data_payload_bytes"],
+                "tls_overhead_bytes": CATEGORY_COLORS["tls_aead_overhead_bytes"], "transport_bytes": CATEGORY_COLORS["tcp_header_bytes"],
+                "ack_bytes": CATEGORY_COLORS["tcp_control_bytes"]}
 # What a browser is sent per figure stays small whatever the capture size:
 # curves are thinned, big distributions become precomputed boxes, long
 # timelines are cut (the title says so).
@@ -64,28 +80,37 @@ def _empty(title: str, message: str = "no data in the loaded captures") -> go.Fi
     return fig
 
 
+def category_label(category: str) -> str:
+    return category.removesuffix("_bytes").replace("_", " ")
+
+
 def bytes_by_category(table: pd.DataFrame, title: str = "Wire bytes by category") -> go.Figure:
-    """Stacked bars: one bar per group, one trace per byte category (categories with bytes only)."""
+    """Stacked bars: one bar per group, one trace per byte category (categories with bytes only),
+    each in its category's colour; hover: the exact bytes and their share of the group's."""
     if table.empty:
         return _empty(title)
-    fig = go.Figure(layout=dict(title=title, barmode="stack", yaxis_title="bytes", **LAYOUT))
+    fig = go.Figure(layout=dict(title=title, barmode="stack", yaxis_title="wire bytes (B)", showlegend=True, **LAYOUT))
+    totals = table[list(BYTE_CATEGORIES)].sum(axis=1).replace(0, float("nan"))
     for category in BYTE_CATEGORIES:
         values = table[category]
         if not values.any():
             continue
-        fig.add_bar(name=category.removesuffix("_bytes").replace("_", " "), x=table["group"], y=values, meta=category,
-                    hovertemplate="%{x}: %{y:,} B<extra>%{fullData.name}</extra>")
+        fig.add_bar(name=category_label(category), x=table["group"], y=values, meta=category, marker_color=CATEGORY_COLORS[category],
+                    customdata=(values / totals).fillna(0.0), hovertemplate="%{x}: %{y:,} B, %{customdata:.1%} of its wire bytes<extra>%{fullData.name}</extra>")
     return fig
 
 
 def cost_split(table: pd.DataFrame, title: str = "Wire bytes per message carrying payload, by layer") -> go.Figure:
-    """Stacked bars: average bytes per payload message per group, split into COST_LAYERS."""
+    """Stacked bars: average bytes per payload message per group, split into COST_LAYERS; hover:
+    the bytes and their share of the message's."""
     if table.empty:
         return _empty(title)
-    fig = go.Figure(layout=dict(title=title, barmode="stack", yaxis_title="bytes per message", **LAYOUT))
+    fig = go.Figure(layout=dict(title=title, barmode="stack", yaxis_title="wire bytes per message (B)", showlegend=True, **LAYOUT))
+    totals = table[list(COST_LAYERS)].sum(axis=1).replace(0, float("nan"))
     for layer, description in COST_LAYERS.items():
-        fig.add_bar(name=layer.removesuffix("_bytes").replace("_", " "), x=table["group"], y=table[layer], meta=layer,
-                    hovertemplate="%{x}: %{y:,.1f} B<extra>" + description + "</extra>")
+        fig.add_bar(name=category_label(layer), x=table["group"], y=table[layer], meta=layer, marker_color=LAYER_COLORS[layer],
+                    customdata=(table[layer] / totals).fillna(0.0),
+                    hovertemplate="%{x}: %{y:,.1f} B, %{customdata:.1%} of a message's wire bytes<extra>" + description + "</extra>")
     return fig
 
 
@@ -103,7 +128,7 @@ def efficiency(table: pd.DataFrame, title: str = "Efficiency: application payloa
     if table.empty:
         return _empty(title)
     top = max(1.0, float(table[list(EFFICIENCY_BARS)].max().max()) * 1.1)
-    fig = go.Figure(layout=dict(title=title, barmode="group", yaxis=dict(title="share of wire bytes", range=[0, top], tickformat=".0%"),
+    fig = go.Figure(layout=dict(title=title, barmode="group", yaxis=dict(title="share of wire bytes (%)", range=[0, top], tickformat=".0%"),
                                 **LAYOUT))
     fig.add_hline(y=1.0, line=dict(color="#bbbbbb", dash="dot"))
     colors = [KIND_COLORS.get(k, "#7f7f7f") for k in table["kind"]]
@@ -128,7 +153,7 @@ def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | N
     if curves.empty:
         return _empty(title)
     fig = go.Figure(layout=dict(title=title, xaxis_title=f"messages carrying payload (a REST exchange with both bodies is {MESSAGES_PER_EXCHANGE}; empty polls add bytes, not messages)",
-                                yaxis_title="cumulative wire bytes", **LAYOUT))
+                                yaxis_title="cumulative wire bytes (B)", **LAYOUT))
     groups = {g: c for g, c in curves.groupby("group", sort=True)}
     kinds = curves.drop_duplicates("group").set_index("group")["kind"]
     for group, curve in groups.items():
@@ -152,7 +177,7 @@ def latency(latencies: pd.DataFrame,
     """A box per group of latency in milliseconds (all points shown)."""
     if latencies.empty:
         return _empty(title, "no request/reply pairs in the loaded captures")
-    fig = go.Figure(layout=dict(title=title, yaxis_title="milliseconds", **LAYOUT))
+    fig = go.Figure(layout=dict(title=title, yaxis_title="latency (ms)", **LAYOUT))
     for (kind, group), part in latencies.groupby(["kind", "group"], sort=True):
         _add_box(fig, part["latency_s"] * 1000.0, group, marker_color=KIND_COLORS.get(kind))
     return fig
@@ -162,7 +187,7 @@ def staleness(table: pd.DataFrame, title: str = "Feed staleness: received - publ
     """A box per variant of staleness in milliseconds (the staleness table)."""
     if table.empty:
         return _empty(title, "no recorded feed in the loaded captures")
-    fig = go.Figure(layout=dict(title=title, yaxis_title="milliseconds", **LAYOUT))
+    fig = go.Figure(layout=dict(title=title, yaxis_title="staleness (ms)", **LAYOUT))
     for variant, part in table.groupby("variant", sort=True):
         _add_box(fig, part["staleness_s"] * 1000.0, variant)
     return fig
@@ -172,7 +197,7 @@ def protocol_mix(table: pd.DataFrame, title: str = "Protocol mix over time") -> 
     """Stacked area of wire bytes per kind per time bin."""
     if table.empty:
         return _empty(title)
-    fig = go.Figure(layout=dict(title=title, xaxis_title="seconds since the first packet", yaxis_title="wire bytes per bin", **LAYOUT))
+    fig = go.Figure(layout=dict(title=title, xaxis_title="time since the first packet (s)", yaxis_title="wire bytes per bin (B)", showlegend=True, **LAYOUT))
     for kind, part in table.groupby("kind", sort=True):
         fig.add_scatter(x=part["t_s"], y=part["wire_bytes"], name=kind, mode="lines", stackgroup="kinds",
                         line=dict(color=KIND_COLORS.get(kind)))
@@ -180,12 +205,16 @@ def protocol_mix(table: pd.DataFrame, title: str = "Protocol mix over time") -> 
 
 
 def attribution(table: pd.DataFrame, title: str = "Byte attribution") -> go.Figure:
-    """Horizontal bars of one connection's bytes by category."""
+    """Horizontal bars of one connection's bytes by category, each in its category's colour;
+    hover: the exact bytes and their share of the connection's."""
     if table.empty:
         return _empty(title, "select a connection")
-    fig = go.Figure(layout=dict(title=title, xaxis_title="bytes", **LAYOUT))
-    fig.add_bar(x=table["bytes"], y=[c.removesuffix("_bytes").replace("_", " ") for c in table["category"]], orientation="h",
-                hovertemplate="%{y}: %{x:,} B<extra></extra>", name="bytes")
+    fig = go.Figure(layout=dict(title=title, xaxis_title="bytes (B)", **LAYOUT))
+    total = int(table["bytes"].sum())
+    fig.add_bar(x=table["bytes"], y=[category_label(c) for c in table["category"]], orientation="h",
+                marker_color=[CATEGORY_COLORS.get(c, "#7f7f7f") for c in table["category"]],
+                customdata=table["bytes"] / total if total else [0.0] * len(table),
+                hovertemplate="%{y}: %{x:,} B, %{customdata:.1%} of the connection's wire bytes<extra></extra>", name="bytes")
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -197,7 +226,7 @@ def timeline(events: pd.DataFrame, title: str = "Timeline") -> go.Figure:
     if len(events) > MAX_TIMELINE_EVENTS:
         title = f"{title} (first {MAX_TIMELINE_EVENTS:,} of {len(events):,} events)"
         events = events.iloc[:MAX_TIMELINE_EVENTS]
-    fig = go.Figure(layout=dict(title=title, yaxis=dict(title="ms since the first packet", autorange="reversed"),
+    fig = go.Figure(layout=dict(title=title, yaxis=dict(title="time since the first packet (ms)", autorange="reversed"),
                                 xaxis=dict(tickvals=[0, 1], ticktext=["client", "server"], range=[-0.3, 1.3]), showlegend=True, **LAYOUT))
     for lane in (0, 1):
         fig.add_scatter(x=[lane, lane], y=[events["t_ms"].min(), events["t_ms"].max()], mode="lines",

@@ -32,22 +32,25 @@ SHORT = "regexp_extract(replace(capture, '\\', '/'), '[^/]*$')"
 
 CONNECTIONS_SOURCE = ("SELECT conn_id, " + SHORT + " AS capture, kind, variant, client_ip, client_port, server_ip, server_port, "
                       "packets, wire_bytes, app_payload_bytes, efficiency, wire_payload_bytes, compression_saved_bytes, "
-                      "undecoded_payload_bytes, http_requests, ws_messages, end_ts - start_ts AS duration_s, _store, _file, _row "
+                      "undecoded_payload_bytes, http_requests, ws_messages, (end_ts - start_ts) * 1000.0 AS duration_ms, _store, _file, _row "
                       "FROM connections")
 CONNECTIONS_ORDER = row_order("connections")
 
 # One row per HTTP message and per WebSocket frame (aggregate.frames_index), with what orders them
 # as it does: by ts and conn_id, HTTP messages before frames, then each table's own row order.
+# t_s: since the capture's first TCP connection started (aggregate.capture_starts).
+CAPTURE_STARTS = "(SELECT conn_id, min(start_ts) OVER (PARTITION BY capture) AS capture_start FROM connections)"
 FRAMES_SOURCE = (
-    "SELECT 'http:' || conn_id || ':' || exchange_id || ':' || direction AS key, conn_id, 'http' AS protocol, direction, ts, "
+    "SELECT 'http:' || conn_id || ':' || exchange_id || ':' || direction AS key, conn_id, 'http' AS protocol, direction, "
+    "ts - s.capture_start AS t_s, "
     "trim(CASE WHEN direction = 'client' THEN coalesce(method, '') || ' ' || coalesce(target, '') "
     "ELSE coalesce(CAST(status AS VARCHAR), '') || ' ' || coalesce(reason, '') END) AS type, "
-    "header_bytes, body_wire_bytes AS payload_bytes, 0 AS _protocol, _store, exchange_id AS _id1, NULL::BIGINT AS _id2, "
-    "ts AS _ts, _file, _row FROM http_messages "
+    "header_bytes, body_wire_bytes AS payload_bytes, ts, 0 AS _protocol, _store, exchange_id AS _id1, NULL::BIGINT AS _id2, "
+    f"ts AS _ts, _file, _row FROM http_messages LEFT JOIN {CAPTURE_STARTS} s USING (conn_id) "
     "UNION ALL "
-    "SELECT 'ws:' || conn_id || ':' || frame_id AS key, conn_id, 'websocket' AS protocol, direction, ts, opcode_name AS type, "
-    "header_bytes, payload_length AS payload_bytes, 1 AS _protocol, _store, frame_id AS _id1, message_id AS _id2, "
-    "ts AS _ts, _file, _row FROM ws_frames")
+    "SELECT 'ws:' || conn_id || ':' || frame_id AS key, conn_id, 'websocket' AS protocol, direction, ts - s.capture_start AS t_s, "
+    "opcode_name AS type, header_bytes, payload_length AS payload_bytes, ts, 1 AS _protocol, _store, frame_id AS _id1, message_id AS _id2, "
+    f"ts AS _ts, _file, _row FROM ws_frames LEFT JOIN {CAPTURE_STARTS} s USING (conn_id)")
 LATENCY_LABELS = ("capture", "kind", "group", "paired_by")
 COST_FLOAT_COLUMNS = frozenset(c for c, dtype in SCHEMAS["message_costs"].items() if dtype == "float64")
 GRID_SOURCES = {"connections": CONNECTIONS_SOURCE, "frames": FRAMES_SOURCE}

@@ -41,7 +41,7 @@ def page(views, request):
     """The getRowsResponse of one getRowsRequest; each row's id is its conn_id, so a click carries it."""
     start, end = requested_rows(request)
     rows, count = views.connection_rows(start, end, request.get("sortModel"), request.get("filterModel"))
-    rows = rows.assign(id=rows["conn_id"].astype(str), efficiency=rows["efficiency"].round(4), duration_s=rows["duration_s"].round(6))
+    rows = rows.assign(id=rows["conn_id"].astype(str), efficiency=rows["efficiency"].round(4), duration_ms=rows["duration_ms"].round(3))
     return rows_response(rows, count)
 
 

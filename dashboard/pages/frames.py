@@ -11,6 +11,7 @@ from dashboard import aggregate, ids
 from dashboard.components import (clicked_row, csv_download, equals_filter, grid_state, paged_table, register_paging,
                                   requested_rows, rows_response, send_frame)
 from dashboard.context import current_views
+from dashboard.exports import with_utc
 
 dash.register_page(__name__, path="/frames", name="Frames and messages", title="Frames and messages · wire-inspector", order=3)
 
@@ -23,9 +24,10 @@ def build_layout(_views, conn=None):
     shown = equals_filter("conn_id", int(conn)) if conn is not None and str(conn).isdigit() else None
     return html.Div([
         html.H3("Frames and messages"),
-        html.P("Click a cell to see that frame or message."),
+        html.P("Click a cell to see that frame or message. t_s: seconds since the capture's first TCP packet (hover for the UTC time)."),
         csv_download(ids.FRAMES_CSV_BUTTON, ids.FRAMES_CSV),
-        paged_table(ids.FRAMES_TABLE, aggregate.FRAME_COLUMNS, aggregate.FRAME_TEXT_COLUMNS, shown),
+        paged_table(ids.FRAMES_TABLE, aggregate.FRAME_COLUMNS, aggregate.FRAME_TEXT_COLUMNS, shown, hidden=aggregate.FRAME_HIDDEN_COLUMNS,
+                    tooltips={"t_s": "utc"}),
         html.Div(id=ids.FRAMES_DETAIL, children=detail_view(None)),
     ])
 
@@ -34,7 +36,7 @@ def page(views, request):
     """The getRowsResponse of one getRowsRequest; each row's id is its key, so a click carries it."""
     start, end = requested_rows(request)
     rows, count = views.frame_rows(start, end, request.get("sortModel"), request.get("filterModel"))
-    return rows_response(rows.assign(id=rows["key"], ts=rows["ts"].round(6)), count)
+    return rows_response(rows.assign(id=rows["key"], t_s=rows["t_s"].round(3), utc=aggregate.utc_text(rows["ts"])), count)
 
 
 def detail_view(detail: dict | None):
@@ -84,4 +86,4 @@ def register_callbacks(app, store):
                   prevent_initial_call=True)
     def _csv(_n, request):
         state = grid_state(request)
-        return send_frame("frames.csv", store.views().filtered_frames(state["sortModel"], state["filterModel"]))
+        return send_frame("frames.csv", with_utc(store.views().filtered_frames(state["sortModel"], state["filterModel"])))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import io
 from pathlib import Path
 
@@ -81,7 +83,19 @@ def test_connections_export_every_page_with_the_filter_and_sort(tables):
     assert list(ws["conn_id"]) == list(expected["conn_id"])
     assert list(ws["wire_bytes"]) == list(expected["wire_bytes"])
     assert list(ws["packets"]) == list(expected["packets"])
-    assert ws["duration_s"].to_numpy() == pytest.approx((expected["end_ts"] - expected["start_ts"]).to_numpy())
+    assert ws["duration_ms"].to_numpy() == pytest.approx((expected["end_ts"] - expected["start_ts"]).to_numpy() * 1000.0)
+
+
+def test_frames_export_times_since_the_capture_start_and_absolute_in_utc(tables):
+    """t_s counts from the capture's first TCP packet (its connections' earliest start); ts and
+    utc are the absolute time, as epoch seconds and as UTC text to the microsecond."""
+    _, everything = parsed("frames", tables, {})
+    conns = tables["connections"]
+    capture_of = conns.set_index("conn_id")["capture"]
+    first = conns.groupby("capture")["start_ts"].min()
+    assert everything["t_s"].to_numpy() == pytest.approx((everything["ts"] - everything["conn_id"].map(capture_of).map(first)).to_numpy(), abs=1e-9)
+    assert (everything["t_s"] >= 0).all() and (everything.groupby(everything["conn_id"].map(capture_of))["t_s"].min() < 1.0).all()
+    assert list(everything["utc"]) == [datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC") for ts in everything["ts"]]
 
 
 def test_frames_export_every_row_without_payloads(tables):

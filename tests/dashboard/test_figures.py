@@ -140,3 +140,43 @@ def test_every_figure_has_the_dashboards_look(tables):
     for figure in made:
         assert figure.layout.template == expected
         assert figure.to_plotly_json()["layout"]["template"]["layout"]["plot_bgcolor"] == "white"
+
+
+def test_a_byte_category_has_one_colour_in_every_figure_with_exact_bytes_and_shares_on_hover(tables):
+    """bytes_by_category (per group) and attribution (per connection) colour a category alike,
+    every category apart; stacked figures keep a legend; hover carries the bytes and their share."""
+    conns = tables["connections"]
+    stacked = figures.bytes_by_category(aggregate.bytes_by_category(conns))
+    stacked_colours = {trace.meta: trace.marker.color for trace in stacked.data}
+    assert len(stacked_colours) > 5 and stacked.layout.showlegend is True
+    assert len(set(figures.CATEGORY_COLORS.values())) == len(figures.CATEGORY_COLORS)  # no two categories alike
+    conn = conns.loc[(conns[list(figures.CATEGORY_COLORS)] > 0).sum(axis=1).idxmax()]
+    bars = figures.attribution(aggregate.connection_attribution(conns, int(conn["conn_id"])))
+    (trace,) = bars.data
+    labels = {figures.category_label(c): c for c in figures.CATEGORY_COLORS}
+    for label, colour, share in zip(trace.y, trace.marker.color, trace.customdata):
+        category = labels[label]
+        assert colour == figures.CATEGORY_COLORS[category]
+        assert share == pytest.approx(conn[category] / conn["wire_bytes"])
+        if category in stacked_colours:
+            assert stacked_colours[category] == colour
+    for trace in stacked.data:  # each bar's share of its group's wire bytes
+        totals = aggregate.bytes_by_category(conns).set_index("group")["wire_bytes"]
+        assert list(trace.customdata) == pytest.approx([y / totals[x] for x, y in zip(trace.x, trace.y)])
+        assert "%{y:,} B" in trace.hovertemplate and "%{customdata:.1%}" in trace.hovertemplate
+
+
+def test_every_axis_of_a_figure_names_its_unit(tables):
+    curves = aggregate.break_even_curves(tables)
+    built = [figures.bytes_by_category(aggregate.bytes_by_category(tables["connections"])),
+             figures.cost_split(aggregate.message_cost_split(tables, capture_name("chat"))),
+             figures.efficiency(aggregate.bytes_by_category(tables["connections"])),
+             figures.break_even(curves), figures.protocol_mix(aggregate.protocol_mix(tables, capture_name("chat"))),
+             figures.attribution(aggregate.connection_attribution(tables["connections"], 0)),
+             figures.timeline(aggregate.connection_timeline(tables, 0)), figures.staleness(tables["staleness"])]
+    for fig in built:
+        for axis in (fig.layout.xaxis, fig.layout.yaxis):
+            title = axis.title.text
+            if title:  # an axis of group names has none
+                assert title.endswith(")") or "messages" in title, (fig.layout.title.text, title)
+        assert fig.layout.yaxis.title.text or fig.layout.xaxis.title.text, fig.layout.title.text

@@ -49,7 +49,7 @@ def test_each_table_of_the_catalog_is_the_merged_in_memory_table(sql_views, pand
         pd.testing.assert_frame_equal(sql_views.tables[name], pandas_views.tables[name], obj=name)
 
 
-SORTS = [None, [], [{"colId": "wire_bytes", "sort": "desc"}], [{"colId": "capture", "sort": "asc"}, {"colId": "duration_s", "sort": "desc"}],
+SORTS = [None, [], [{"colId": "wire_bytes", "sort": "desc"}], [{"colId": "capture", "sort": "asc"}, {"colId": "duration_ms", "sort": "desc"}],
          [{"colId": "variant", "sort": "desc"}], [{"colId": "efficiency", "sort": "asc"}],
          [{"colId": "no_such_column", "sort": "asc"}], [{"colId": "kind", "sort": "sideways"}], "junk", [7, None]]
 FILTERS = [None, {}, {"kind": {"filterType": "text", "type": "contains", "filter": "REST"}},
@@ -63,7 +63,7 @@ FILTERS = [None, {}, {"kind": {"filterType": "text", "type": "contains", "filter
             "kind": {"filterType": "text", "type": "notEqual", "filter": "rest"}},
            {"server_ip": {"filterType": "text", "type": "notContains", "filter": "127."}},
            {"conn_id": {"filterType": "number", "type": "equals", "filter": "12"}},
-           {"duration_s": {"filterType": "number", "type": "greaterThan", "filter": "not a number"}},
+           {"duration_ms": {"filterType": "number", "type": "greaterThan", "filter": "not a number"}},
            {"kind": {"filterType": "number", "type": "equals", "filter": 1}},  # a number filter on text: keeps none
            {"kind": {"type": "regexp", "filter": "x"}}, {"kind": {"conditions": "junk", "type": "equals"}}, {"kind": "junk"},
            {"no_such_column": {"filterType": "text", "type": "equals", "filter": "x"}}]
@@ -84,12 +84,14 @@ def assert_same_pages(sql_rows, pandas_rows, sort_model, filter_model, ranges):
 
 
 FRAME_SORTS = [None, [{"colId": "type", "sort": "desc"}], [{"colId": "payload_bytes", "sort": "asc"}],
-               [{"colId": "direction", "sort": "asc"}, {"colId": "key", "sort": "desc"}], [{"colId": "conn_id", "sort": "desc"}]]
+               [{"colId": "direction", "sort": "asc"}, {"colId": "key", "sort": "desc"}], [{"colId": "conn_id", "sort": "desc"}],
+               [{"colId": "t_s", "sort": "desc"}]]
 FRAME_FILTERS = [None, {"protocol": {"filterType": "text", "type": "equals", "filter": "websocket"}},
                  {"type": {"filterType": "text", "type": "startsWith", "filter": "get"}},
                  {"key": {"filterType": "text", "type": "contains", "filter": ":1:"}},
                  {"conn_id": {"filterType": "number", "type": "lessThanOrEqual", "filter": 30},
-                  "header_bytes": {"filterType": "number", "type": "notEqual", "filter": 2}}]
+                  "header_bytes": {"filterType": "number", "type": "notEqual", "filter": 2}},
+                 {"t_s": {"filterType": "number", "type": "lessThan", "filter": 0.5}}]
 
 
 @pytest.mark.parametrize("sort_model", FRAME_SORTS)

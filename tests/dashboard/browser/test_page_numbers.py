@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 from dashboard import ids
@@ -275,7 +277,12 @@ def frame_rows(tables) -> pd.DataFrame:
         "conn_id": http["conn_id"], "protocol": "http", "direction": http["direction"], "ts": http["ts"],
         "type": kinds, "header_bytes": http["header_bytes"], "payload_bytes": http["body_wire_bytes"],
     })
-    return pd.concat([web, ws], ignore_index=True).set_index("key")
+    out = pd.concat([web, ws], ignore_index=True)
+    # t_s: seconds since the capture's first TCP packet, the earliest start of its connections
+    conns = tables["connections"]
+    first = conns.groupby("capture")["start_ts"].min()
+    out["t_s"] = out["ts"] - out["conn_id"].map(conns.set_index("conn_id")["capture"]).map(first)
+    return out.set_index("key")
 
 
 # --- Overview --------------------------------------------------------------------------------
@@ -513,7 +520,7 @@ def check_connection_row(row: dict[str, str], conns: pd.DataFrame) -> None:
     assert int(row["compression_saved_bytes"]) == expected["app_payload_bytes"] - expected["wire_payload_bytes"], row
     assert row["client_ip"] == expected["client_ip"] and row["server_ip"] == expected["server_ip"], row
     assert abs(number(row["efficiency"]) - expected["app_payload_bytes"] / expected["wire_bytes"]) <= 0.5e-4, row
-    assert abs(number(row["duration_s"]) - (expected["end_ts"] - expected["start_ts"])) <= 0.5e-6 + 1e-9, row
+    assert abs(number(row["duration_ms"]) - (expected["end_ts"] - expected["start_ts"]) * 1000.0) <= 0.5e-3 + 1e-6, row
 
 
 def check_connection_figures(driver, tables, conn_id: int) -> None:
@@ -652,7 +659,8 @@ def check_frame_rows(rows: list[dict[str, str]], expected: pd.DataFrame) -> None
             assert int(row[column]) == int(want[column]), (column, row)
         for column in ("protocol", "direction", "type"):
             assert row[column] == want[column], (column, row)
-        assert abs(float(row["ts"]) - float(want["ts"])) <= 0.5e-6 + 1e-6, row
+        assert abs(float(row["t_s"]) - float(want["t_s"])) <= 0.5e-3 + 1e-9, row  # shown to the millisecond
+        assert "ts" not in row, row  # absolute time: on hover, not a column
     keys = [r["key"] for r in rows]
     assert len(set(keys)) == len(keys) == min(len(expected), PAGE_SIZE), keys
     rest = expected.drop(index=keys)
@@ -668,6 +676,11 @@ def test_frames_numbers_equal_the_analysis(bundled_url, bundled, browser):
     check_frame_rows(rows, every)
     assert grid_page_count(browser, ids.FRAMES_TABLE) == math.ceil(len(every) / PAGE_SIZE)
     assert grid_row_summary(browser, ids.FRAMES_TABLE) == f"1 to {min(len(every), PAGE_SIZE)} of {len(every)}"
+    # hovering a time shows its absolute UTC time, to the microsecond
+    first = rows[0]["key"]
+    utc = datetime.fromtimestamp(float(every.loc[first, "ts"]), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    ActionChains(browser).move_to_element(browser.find_element(By.CSS_SELECTOR, f"#{ids.FRAMES_TABLE} .ag-row[row-id='{first}'] .ag-cell[col-id='t_s']")).perform()
+    wait(browser).until(lambda d: [t.text for t in d.find_elements(By.CSS_SELECTOR, ".ag-tooltip")] == [utc], message=f"no tooltip {utc}")
     check_clean(browser, "frames-numbers")
 
     # one plain WebSocket connection (?conn=): its upgrade and its frames; one frame selected
