@@ -54,7 +54,7 @@ def create_app(source, *, start: bool = True, host: str | None = None) -> dash.D
         html.Div(id=ids.PROGRESS, children=store.progress().text),
         dcc.Interval(id=ids.PROGRESS_INTERVAL, interval=1000, disabled=store.ready),
         dash.page_container,
-    ], style={"fontFamily": "sans-serif", "margin": "1em"})
+    ], className="app")
 
     @app.callback(Output(ids.PROGRESS, "children"), Output(ids.PROGRESS_INTERVAL, "disabled"), Input(ids.PROGRESS_INTERVAL, "n_intervals"))
     def _progress(_n):
