@@ -464,3 +464,54 @@ class Http2Preface:
     ts_ns: int
     offset: int
     length: int
+
+
+# --- Server-Sent Events (a text/event-stream body: parse.sse) -------------------------
+#
+# Offsets are positions in the body as delivered (after chunked framing and content coding are
+# undone), counted from its first byte; consecutive items cover the body without gap.
+
+
+@dataclass(slots=True)
+class SseEvent:
+    """An event dispatched (WHATWG HTML, "Parsing an event stream"): its lines up to and with
+    the blank line that ended it, [start, end) in the body.
+
+    data_bytes: the UTF-8 length of its data as dispatched (the data lines joined by LF; of the
+    bytes read, when a line was longer than the parser holds);
+    data: its first characters (`preview_chars`); last_event_id: the stream's last event ID
+    after it (what a reconnecting client sends as Last-Event-ID); retry_ms: a valid retry field
+    in it, else None; text_valid: every line of it was UTF-8; truncated: a line of it was
+    longer than the parser holds (its bytes counted, not read)."""
+
+    start: int
+    end: int
+    event_type: str
+    data: str
+    data_bytes: int
+    last_event_id: str
+    retry_ms: int | None
+    lines: int
+    text_valid: bool
+    truncated: bool
+
+
+@dataclass(slots=True)
+class SseControl:
+    """Bytes of the stream that carry no event, [start, end): comment lines (":" lines, which
+    servers send as keep-alives) and blank lines or fields that dispatch nothing (kind
+    "comment", "empty"), or an event the stream ended before its blank line ("unterminated")."""
+
+    start: int
+    end: int
+    kind: str
+    lines: int
+
+
+@dataclass(slots=True)
+class SseProblem:
+    """What in the stream breaks the rules or the parser's bounds, at body offset `offset`."""
+
+    offset: int
+    rule: str
+    detail: str
