@@ -13,6 +13,7 @@ import logging
 import secrets
 import tempfile
 import threading
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from inspector.parse.connection import ParserOptions
 from inspector.store import Store, analyze_into_cache, analyze_into_store, cache_inputs, cached_store, open_store, store_inputs, write_analysis
 from inspector.store.reader import is_store_folder, load_document
 
-from dashboard import aggregate
+from dashboard import aggregate, analysing
 from dashboard.analysing import UPLOAD_MAX_INFLATED_BYTES, analyze_untrusted, failure_line, in_child
 from dashboard.catalog import Catalog, Loaded
 from dashboard.live import LiveFollower
@@ -108,9 +109,10 @@ class TableStore:
     dashboard, is not analysed again; a store folder (`inspector analyze --store DIR`) is
     opened as it is.  Another `analyze` (analyze_captures or a function like it, whose progress
     shows in `progress()`) is run on every capture, and its result kept in this store's own
-    temporary folder, as are uploads: they go through `analyze_upload` instead
-    (dashboard.analysing.analyze_untrusted: the limits for captures a browser user chose),
-    queued in `uploads` and analysed one at a time by its worker thread.
+    temporary folder, as are uploads: they are analysed with the limits for captures a browser
+    user chose (dashboard.analysing), streamed into this store's temporary folder by a child
+    process (or by `analyze_upload`, when given, in this one), queued in `uploads` and analysed
+    one at a time by its worker thread.
 
     Every capture is named in the tables by its file name, made unique ("feed.pcap (2)"),
     never by its path: the tables are what the pages and the exports show.
@@ -120,7 +122,7 @@ class TableStore:
     `close()` removes the upload folder and what was uploaded into it, and the temporary stores.
     """
 
-    def __init__(self, sources: list[str | Path], analyze=None, *, analyze_upload=analyze_untrusted,
+    def __init__(self, sources: list[str | Path], analyze=None, *, analyze_upload=None,
                  live_dirs=()) -> None:
         self.files = expand_sources(sources)
         self._names: set[str] = set()
@@ -147,7 +149,7 @@ class TableStore:
         self._warming: list[threading.Thread] = []  # the threads computing each snapshot's first views
         self._page_shown = threading.Event()  # a page was laid out for a browser (dashboard.context)
         source_dirs = [p if p.is_dir() else p.parent for p in map(Path, sources)]
-        self.live = LiveFollower(roots=[Path.cwd(), *source_dirs, *live_dirs], analyze=analyze_upload)  # the Live page's files, per store
+        self.live = LiveFollower(roots=[Path.cwd(), *source_dirs, *live_dirs], analyze=analyze_upload or analyze_untrusted)  # the Live page's files, per store
         self.uploads = UploadQueue(self)
 
     def start(self) -> "TableStore":
@@ -269,8 +271,8 @@ class TableStore:
             key = content_of(inputs, path)
             if key in self._loaded:
                 loaded = self._loaded[key]
-                return Added(capture_overview(self._store_of(key, path, inputs, self._analyze_upload, progress), loaded), False, loaded)
-            store = self._store_of(key, path, inputs, self._analyze_upload, progress)
+                return Added(capture_overview(self._store_of(key, path, inputs, self._analyze_upload, progress, untrusted=True), loaded), False, loaded)
+            store = self._store_of(key, path, inputs, self._analyze_upload, progress, untrusted=True)
             with self._lock:
                 name = self._unique_name(name or path.name)
                 self._loaded[key] = name
@@ -283,18 +285,28 @@ class TableStore:
                     self._publish()
             return Added(capture_overview(store, name), True, name)
 
-    def _store_of(self, key: tuple, path: Path, inputs, analyze, progress) -> Store:
+    def _store_of(self, key: tuple, path: Path, inputs, analyze, progress, *, untrusted: bool = False) -> Store:
         """The store of the capture at `path` with content `key`: one made before, the cache's
-        (default analysis), or `analyze`d now into the cache or this store's temporary folder."""
+        (default analysis), or `analyze`d now into the cache or this store's temporary folder
+        (untrusted, an upload: with analyze None, streamed there by a child with the upload limits)."""
         store = self._stores.get(key)
         if store is not None:
             return store
-        if analyze is None:
-            store = cached_store(inputs) or self._analysed_into_store(path, inputs, progress)
-        else:
+        if analyze is not None:
             store = self._keep(analyze([path], progress=progress), inputs)
+        elif untrusted:
+            store = self._untrusted_into_store(path, inputs, progress)
+        else:
+            store = cached_store(inputs) or self._analysed_into_store(path, inputs, progress)
         self._stores[key] = store
         return store
+
+    def _untrusted_into_store(self, path: Path, inputs, progress) -> Store:
+        """An upload analysed with the upload limits straight into this store's temporary folder
+        (never the user's cache) by a child process, its rows streamed to disk as they are made:
+        neither its tables nor the analysis's heap are ever in the dashboard's memory."""
+        streamed = partial(analyze_into_store, max_inflated_bytes=analysing.UPLOAD_MAX_INFLATED_BYTES)
+        return open_store(in_child(streamed, [path], self._scratch_folder(), inputs, progress=progress)[0])
 
     def _analysed_into_store(self, path: Path, inputs, progress) -> Store:
         """The capture analysed straight into the cache of analyses (its rows streamed to disk as

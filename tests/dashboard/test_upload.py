@@ -318,3 +318,35 @@ def test_other_requests_over_the_request_limit_are_refused(client):
     body = b"{" + b" " * REQUEST_MAX_BYTES + b"}"
     answer = http.post("/_dash-update-component", data=body, content_type="application/json")
     assert answer.status_code == 413
+
+
+def test_an_upload_is_streamed_into_a_store_on_disk_by_a_child_process(tmp_path, monkeypatch):
+    """As served (no analyze_upload given): the upload's tables are those of analyze_captures,
+    read from a store in the dashboard's temporary folder, made by another process (the
+    dashboard's heap never holds the analysis) with the upload limits, and the user's cache of
+    analyses is not used."""
+    import dashboard.store as store_module
+    from dashboard import analysing
+    from inspector.analysis.tables import TABLE_NAMES
+
+    children = []
+
+    def counting_child(function, *args, progress=None):
+        children.append(function)
+        return analysing.in_child(function, *args, progress=progress)
+
+    monkeypatch.setenv("INSPECTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(store_module, "in_child", counting_child)
+    store = TableStore([])
+    assert store.wait(30)
+    try:
+        assert upload(store, CHAT.read_bytes(), "chat.pcap").state == uploads.ADDED
+        assert len(children) == 1 and children[0].keywords == {"max_inflated_bytes": analysing.UPLOAD_MAX_INFLATED_BYTES}
+        (loaded,) = store._shown
+        assert loaded.store.folder.is_relative_to(store._scratch.name)
+        expected = analyze_captures([loaded.store.table("captures")["capture"].iloc[0]]).tables
+        for name in TABLE_NAMES:
+            assert len(loaded.store.table(name)) == len(expected[name]), name
+        assert not (tmp_path / "cache").exists()
+    finally:
+        store.close()
