@@ -63,15 +63,18 @@ def test_feed_costs_are_per_update_delivered_not_per_poll(tables, sidecars):
     split = aggregate.message_cost_split(tables, feed).set_index("group")
     updates = {v["name"]: v["messages_sent"]["server"] for v in sidecars["feed"]["variants"] if v["protocol"] == "websocket"}
     conns = tables["connections"]
-    polling = conns[(conns["capture"] == feed) & (conns["variant"] == "rest-polling")]["conn_id"]
-    http = tables["http_messages"][tables["http_messages"]["conn_id"].isin(polling)]
-    with_body = int((http["body_bytes"] > 0).sum())
-    assert with_body == updates["ws"] == updates["ws-deflate"] < len(http)
-    assert split.loc["rest-polling", "payload_messages"] == with_body
-    assert split.loc["rest-polling", "messages"] == len(http)
-    costs = tables["message_costs"]
-    poll_rows = costs[costs["conn_id"].isin(polling) & (costs["item"] == "exchange")]
-    assert split.loc["rest-polling", "wire_bytes"] == pytest.approx(poll_rows["wire_bytes"].sum() / with_body)
+    pollers = [v["name"] for v in sidecars["feed"]["variants"] if v["protocol"] == "rest"]
+    assert pollers == ["rest-polling", "rest-h2"]  # over HTTP/1.1 and HTTP/2 (kind http2): both REST
+    for name in pollers:
+        polling = conns[(conns["capture"] == feed) & (conns["variant"] == name)]["conn_id"]
+        http = tables["http_messages"][tables["http_messages"]["conn_id"].isin(polling)]
+        with_body = int((http["body_bytes"] > 0).sum())
+        assert with_body == updates["ws"] == updates["ws-deflate"] < len(http)
+        assert split.loc[name, "payload_messages"] == with_body
+        assert split.loc[name, "messages"] == len(http)
+        costs = tables["message_costs"]
+        poll_rows = costs[costs["conn_id"].isin(polling) & (costs["item"] == "exchange")]
+        assert split.loc[name, "wire_bytes"] == pytest.approx(poll_rows["wire_bytes"].sum() / with_body)
     curves = aggregate.break_even_curves(tables, feed)
     ends = curves.groupby("group")["messages"].max()
     assert set(ends) == {with_body}  # the same work ends at the same x for every variant
@@ -169,7 +172,9 @@ def test_ws_latency_pairs_chat_and_not_a_push_feed(tables):
 
 def test_staleness_summary_matches_the_sidecar(tables, sidecars):
     out = aggregate.staleness_summary(tables["staleness"]).set_index("variant")
-    for variant in ("rest-polling", "ws", "ws-deflate"):
+    variants = [v["name"] for v in sidecars["feed"]["variants"]]
+    assert sorted(out.index) == sorted(variants) and "rest-h2" in variants
+    for variant in variants:
         values = [s["received_ts"] - s["published_ts"] for s in sidecars["feed"]["staleness"] if s["variant"] == variant]
         assert out.loc[variant, "updates"] == len(values)
         assert out.loc[variant, "mean_s"] == pytest.approx(sum(values) / len(values), abs=1e-6)
