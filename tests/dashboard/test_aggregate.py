@@ -341,3 +341,23 @@ def test_findings_by_rule_and_frame_findings(tables):
     detail = aggregate.frame_detail({**tables, "findings": findings}, f"ws:{frame['conn_id']}:{frame['frame_id']}")
     assert len(detail["findings"]) == 1 and detail["connection_findings"] == 2
     assert aggregate.findings_by_rule(make_table("findings")).empty
+
+
+def test_break_even_tls_part_is_the_tls_layer_of_the_tables(tables):
+    """tls.pcap: each group's TLS part ends at its connections' tls_* categories, starts at what of
+    them its messages do not carry (the handshake), and rises by each message's tls_overhead_bytes;
+    below the curve throughout. Without TLS (chat.pcap) it is 0."""
+    tls_columns = [c for c in BYTE_CATEGORIES if c.startswith("tls_")]
+    conns, costs = tables["connections"], tables["message_costs"]
+    curves = aggregate.break_even_curves(tables, capture_name("tls"))
+    assert set(curves["group"]) == {"rest-keepalive", "rest-h2", "ws", "ws-deflate"}
+    for group, curve in curves.groupby("group"):
+        (conn_id,) = conns[(conns["capture"] == capture_name("tls")) & (conns["variant"] == group)]["conn_id"]
+        total = conns.loc[conns["conn_id"] == conn_id, tls_columns].to_numpy().sum()
+        messages = costs[(costs["conn_id"] == conn_id) & costs["item"].isin(["exchange", "ws_message"])].sort_values(["ts", "item_index"])
+        assert total > 0 and (messages["payload_messages"] > 0).all()
+        assert curve["tls_bytes"].iloc[-1] == total
+        assert curve["tls_bytes"].iloc[0] == total - messages["tls_overhead_bytes"].sum()
+        assert list(np.diff(curve["tls_bytes"])) == list(messages["tls_overhead_bytes"])
+        assert (curve["tls_bytes"] < curve["wire_bytes"]).all()
+    assert (aggregate.break_even_curves(tables, capture_name("chat"))["tls_bytes"] == 0).all()
