@@ -37,14 +37,16 @@ BUNDLE: list[tuple[str, list[str], str]] = [
     ("chat.pcap", ["chat", "--messages", "20"],
      "20 chat messages (120-byte JSON) and their 120-byte JSON replies over each of rest-keepalive, "
      "rest-per-request, ws and ws-deflate."),
-    ("feed.pcap", ["feed", "--messages", "20", "--rate", "20"],
-     "20 updates (200-byte JSON) published at 20/s: rest-polling every 50 ms, then pushed over ws and ws-deflate; "
+    ("feed.pcap", ["feed", "--messages", "20", "--rate", "20", "--variants", "rest-polling,rest-h2,ws,ws-deflate"],
+     "20 updates (200-byte JSON) published at 20/s: rest-polling every 50 ms over HTTP/1.1, then over HTTP/2 (rest-h2, "
+     "h2c with prior knowledge: a stream per poll), then pushed over ws and ws-deflate; "
      "the sidecar says when each was published and seen."),
     ("bulk.pcap", ["bulk", "--messages", "3", "--size", "100,1000,70000", "--variants", "rest-keepalive,ws,ws-deflate"],
      "3 documents of 100, 1,000 and 70,000 bytes (7-, 16- and 64-bit WebSocket lengths), each fetched by a small "
      "JSON ask, over rest-keepalive, ws and ws-deflate."),
-    ("idle.pcap", ["idle", "--messages", "10", "--rate", "2"],
-     "5 idle seconds kept fresh to 0.5 s: rest-polling (10 polls, 204 each), ws and ws-deflate (10 ping/pongs each)."),
+    ("idle.pcap", ["idle", "--messages", "10", "--rate", "2", "--variants", "rest-polling,rest-h2,ws,ws-deflate"],
+     "5 idle seconds kept fresh to 0.5 s: rest-polling over HTTP/1.1 and rest-h2 over HTTP/2 (h2c with prior knowledge; "
+     "10 polls each, 204 each), ws and ws-deflate (10 ping/pongs each)."),
     ("h2.pcap", ["chat", "--messages", "10", "--variants", "rest-keepalive,rest-h2"],
      "10 chat messages (120-byte JSON) and their replies over rest-keepalive (HTTP/1.1) and rest-h2 (HTTP/2 in the clear, "
      "h2c with prior knowledge: one connection, every ask on its own stream)."),

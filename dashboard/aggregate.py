@@ -47,6 +47,10 @@ COST_LAYERS = {
 # the REST side of the REST vs WebSocket comparison, each variant (or kind) its own group.
 REST_KINDS = ("rest", "http2")
 PROTOCOL_KINDS = (*REST_KINDS, "websocket")
+# The byte categories of the TLS layer: record headers, handshakes, AEAD overhead, what was not decrypted.
+TLS_CATEGORIES = [c for c in BYTE_CATEGORIES if c.startswith("tls_")]
+# What a break-even curve runs up: all wire bytes, and the part of them that is the TLS layer.
+CURVE_VALUES = ("wire_bytes", "tls_bytes")
 # What message_cost_split sums per group (then divides by the payload messages).
 COST_SPLIT_SUMS = [*COST_LAYERS, "wire_bytes", "app_payload_bytes", "undecoded_payload_bytes"]
 # The payload columns a table sums; the others of PAYLOAD_COLUMNS are derived from the sums.
@@ -57,7 +61,8 @@ Tables = dict[str, pd.DataFrame]
 # The columns of each table that a view reads (a store's views load only these):
 # connection_groups, break_even_curves, message_cost_split, latency, claims.
 GROUP_COLUMNS = {"connections": ["conn_id", "capture", "kind", "variant"]}
-BREAK_EVEN_COLUMNS = {**GROUP_COLUMNS, "message_costs": ["conn_id", "ts", "item_index", "wire_bytes", "item", "payload_messages"]}
+BREAK_EVEN_COLUMNS = {"connections": [*GROUP_COLUMNS["connections"], *TLS_CATEGORIES],
+                      "message_costs": ["conn_id", "ts", "item_index", "wire_bytes", "tls_overhead_bytes", "item", "payload_messages"]}
 COST_SPLIT_COLUMNS = {**GROUP_COLUMNS, "message_costs": ["conn_id", "item", *COST_LAYERS, "wire_bytes", "app_payload_bytes",
                                                          "undecoded_payload_bytes", "payload_messages"]}
 LATENCY_COLUMNS = {**GROUP_COLUMNS, "http_messages": ["conn_id", "exchange_id", "direction", "ts", "end_ts"],
@@ -234,50 +239,74 @@ def break_even_curves(tables: Tables, capture: str | None = None) -> pd.DataFram
     for those after it).  So the curve starts at the first connection's setup
     cost, rises with every payload message, and ends at the group's total
     wire bytes.
+
+    `tls_bytes` is the part of `wire_bytes` that is the TLS layer (the
+    TLS_CATEGORIES of the connections), run up the same way: each message with
+    its tls_overhead_bytes, the rest of its connection's TLS bytes (the
+    handshake, records not decrypted) as part of the fixed cost; so it ends at
+    the group's TLS bytes, and is 0 throughout without TLS.
     """
     costs = tables["message_costs"]
     # only the columns needed, and `item` as a message weight (0: not a message) up front:
     # row selection on the wide table is what costs time on a million rows
     costs = pd.DataFrame({"conn_id": costs["conn_id"], "ts": costs["ts"], "item_index": costs["item_index"],
-                          "wire_bytes": costs["wire_bytes"],
+                          "wire_bytes": costs["wire_bytes"], "tls_bytes": costs["tls_overhead_bytes"],
                           "is_app": costs["item"].isin(list(APP_ITEMS)), "payload_messages": costs["payload_messages"]})
     costs = _only_capture(_with_groups(costs, tables["connections"]), capture)
-    parts = [_group_curve(key, part) for key, part in costs.groupby(["capture", "kind", "group"], sort=True)]
+    fixed = _fixed_costs(costs, tables["connections"])
+    parts = [_group_curve(key, part, fixed) for key, part in costs.groupby(["capture", "kind", "group"], sort=True)]
     if not parts:
         return pd.DataFrame({"capture": pd.Series(dtype="object"), "kind": pd.Series(dtype="object"),
                              "group": pd.Series(dtype="object"), "messages": pd.Series(dtype="int64"),
-                             "wire_bytes": pd.Series(dtype="float64")})
+                             **{value: pd.Series(dtype="float64") for value in CURVE_VALUES}})
     return pd.concat(parts, ignore_index=True)
 
 
-def _group_curve(key: tuple, part: pd.DataFrame) -> pd.DataFrame:
+def _fixed_costs(costs: pd.DataFrame, connections: pd.DataFrame) -> pd.DataFrame:
+    """Per connection of `costs`, what is charged apart from its messages (CURVE_VALUES): the wire
+    bytes of its rows that are not messages, and the TLS bytes its messages do not carry."""
+    app = costs["is_app"]
+    sums = pd.DataFrame({"conn_id": costs["conn_id"], "wire_bytes": costs["wire_bytes"].where(~app, 0.0),
+                         "tls_bytes": costs["tls_bytes"].where(app, 0)}).groupby("conn_id").sum()
+    tls = connections.set_index("conn_id")[TLS_CATEGORIES].sum(axis=1).reindex(sums.index, fill_value=0)
+    return pd.DataFrame({"wire_bytes": sums["wire_bytes"].astype("float64"),
+                         "tls_bytes": (tls - sums["tls_bytes"]).astype("float64")}, index=sums.index)
+
+
+def _group_curve(key: tuple, part: pd.DataFrame, fixed: pd.DataFrame) -> pd.DataFrame:
     """One group's curve: a point at 0 messages, then one per payload message in time order."""
     capture, kind, group = key
-    is_app = part["is_app"].to_numpy()
-    fixed = part[~is_app].groupby("conn_id")["wire_bytes"].sum()
-    app = part[is_app].sort_values(["ts", "conn_id", "item_index"], kind="stable")
+    app = part[part["is_app"].to_numpy()].sort_values(["ts", "conn_id", "item_index"], kind="stable")
     conn_ids = app["conn_id"].to_numpy()
+    mine = fixed.loc[part["conn_id"].unique()]
+    first_seen = ~pd.Series(conn_ids).duplicated().to_numpy()
+    weights = app["payload_messages"].to_numpy(dtype="int64")
+    carries = weights > 0
+    return pd.DataFrame({
+        "capture": capture, "kind": kind, "group": group,
+        "messages": np.concatenate(([0], np.cumsum(weights)[carries])).astype("int64"),
+        **{value: _running_total(app[value].to_numpy(dtype="float64"), mine[value], conn_ids, first_seen, carries)
+           for value in CURVE_VALUES},
+    })
+
+
+def _running_total(values: np.ndarray, fixed: pd.Series, conn_ids: np.ndarray, first_seen: np.ndarray, carries: np.ndarray) -> np.ndarray:
+    """A curve's y at 0 messages and at each message carrying payload: the messages' `values` run
+    up, each connection's `fixed` cost charged with its first message (up front without any)."""
     # connections that carried no message are charged up front, at 0 messages
     start = float(fixed[~fixed.index.isin(conn_ids)].sum())
     # the others when their first message goes out (the first message's fixed cost is at 0 too)
-    first_seen = ~pd.Series(conn_ids).duplicated().to_numpy()
     charge = np.where(first_seen, fixed.reindex(conn_ids, fill_value=0).to_numpy(dtype="float64"), 0.0)
     if len(conn_ids):
         start += charge[0]
         charge[0] = 0.0
-    totals = start + np.cumsum(app["wire_bytes"].to_numpy(dtype="float64") + charge)
-    weights = app["payload_messages"].to_numpy(dtype="int64")
-    carries = weights > 0
+    totals = start + np.cumsum(values + charge)
     ys = totals[carries]
     if len(ys):
         ys[-1] = totals[-1]  # messages without payload after the last one are charged to it
     elif len(totals):
         start = totals[-1]  # nothing carried payload: everything is cost at 0 messages
-    return pd.DataFrame({
-        "capture": capture, "kind": kind, "group": group,
-        "messages": np.concatenate(([0], np.cumsum(weights)[carries])).astype("int64"),
-        "wire_bytes": np.concatenate(([start], ys)),
-    })
+    return np.concatenate(([start], ys))
 
 
 def curve_at(curve: pd.DataFrame, messages: float) -> float:

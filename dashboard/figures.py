@@ -7,6 +7,7 @@ unit-tested without a browser.
 from __future__ import annotations
 
 import pandas as pd
+import plotly.colors as pc
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -38,6 +39,8 @@ assert set(CATEGORY_COLORS) == set(BYTE_CATEGORIES)
 LAYER_COLORS = {"app_header_bytes": CATEGORY_COLORS["http_header_bytes"], "wire_payload_bytes": CATEGORY_COLORS["ws_data_payload_bytes"],
                 "tls_overhead_bytes": CATEGORY_COLORS["tls_aead_overhead_bytes"], "transport_bytes": CATEGORY_COLORS["tcp_header_bytes"],
                 "ack_bytes": CATEGORY_COLORS["tcp_control_bytes"]}
+# A break-even curve and its TLS layer share a colour (plotly's default sequence, set explicitly).
+CURVE_COLORS = pc.qualitative.Plotly
 # What a browser is sent per figure stays small whatever the capture size:
 # curves are thinned, big distributions become precomputed boxes, long
 # timelines are cut (the title says so).
@@ -147,20 +150,28 @@ def efficiency(table: pd.DataFrame, title: str = "Efficiency: application payloa
 
 def break_even(curves: pd.DataFrame, rest: str | None = None, websocket: str | None = None,
                title: str = "Break-even: cumulative wire bytes, setup included", crossovers: pd.DataFrame | None = None) -> go.Figure:
-    """One line per group; the crossover of `rest` and `websocket` (default: the first of each kind) marked:
-    the row of `crossovers` (aggregate.break_even_crossovers of the whole curves, when `curves` are
-    thinned), or where `curves` cross."""
+    """One line per group (meta "wire_bytes"), and beneath it, in its colour, thin, the part of it
+    that is the TLS layer (meta "tls_bytes", named "GROUP TLS layer") for a group with TLS bytes;
+    the crossover of `rest` and `websocket` (default: the first of each kind) marked: the row of
+    `crossovers` (aggregate.break_even_crossovers of the whole curves, when `curves` are thinned),
+    or where `curves` cross."""
     if curves.empty:
         return _empty(title)
     fig = go.Figure(layout=dict(title=title, xaxis_title=f"messages carrying payload (a REST exchange with both bodies is {MESSAGES_PER_EXCHANGE}; empty polls add bytes, not messages)",
                                 yaxis_title="cumulative wire bytes (B)", **LAYOUT))
     groups = {g: c for g, c in curves.groupby("group", sort=True)}
     kinds = curves.drop_duplicates("group").set_index("group")["kind"]
-    for group, curve in groups.items():
+    for number, (group, curve) in enumerate(groups.items()):
         shown = thin(curve)
-        fig.add_scatter(x=shown["messages"], y=shown["wire_bytes"], mode="lines+markers", name=group,
-                        line=dict(dash="solid" if kinds[group] == "websocket" else "dot"), marker=dict(size=4),
+        color = CURVE_COLORS[number % len(CURVE_COLORS)]
+        dash = "solid" if kinds[group] == "websocket" else "dot"
+        fig.add_scatter(x=shown["messages"], y=shown["wire_bytes"], mode="lines+markers", name=group, meta="wire_bytes", legendgroup=group,
+                        line=dict(dash=dash, color=color), marker=dict(size=4),
                         hovertemplate="%{x} messages: %{y:,.0f} B<extra>" + group + "</extra>")
+        if shown["tls_bytes"].any():
+            fig.add_scatter(x=shown["messages"], y=shown["tls_bytes"], mode="lines", name=f"{group} TLS layer", meta="tls_bytes",
+                            legendgroup=group, line=dict(dash=dash, color=color, width=1), customdata=shown["wire_bytes"],
+                            hovertemplate="%{x} messages: TLS layer %{y:,.0f} B of %{customdata:,.0f} B<extra>" + group + "</extra>")
     rest = rest or next((g for g in groups if kinds[g] in REST_KINDS), None)
     websocket = websocket or next((g for g in groups if kinds[g] == "websocket"), None)
     if rest in groups and websocket in groups:

@@ -62,39 +62,51 @@ FRAMES_ORDER = ["ts NULLS LAST", "conn_id NULLS LAST", "_protocol", "_store", "_
 # over the application messages in time order, each connection's fixed cost (its rows that are
 # not messages) charged with its first message, or up front for a connection without any; a
 # point at 0 messages and one per message carrying payload (the last one charged with those
-# after it).  `gid` numbers the groups in their order; their names are given on their first
-# point only.  Sums are of integers (exact), made DOUBLE at the end.
+# after it).  The TLS part of the curve (tls_bytes) runs up the same way: a message's
+# tls_overhead_bytes, and as fixed cost the rest of its connection's TLS categories.  `gid`
+# numbers the groups in their order; their names are given on their first point only.  Sums
+# are of integers (exact), made DOUBLE at the end.
 APP_ITEMS_SQL = ", ".join(f"'{item}'" for item in aggregate.APP_ITEMS)
+TLS_TOTAL_SQL = " + ".join(aggregate.TLS_CATEGORIES)
 CURVES_SQL = (
-    f"WITH c AS (SELECT conn_id, capture, kind, {GROUP} AS \"group\" FROM connections WHERE kind IS NOT NULL AND capture IS NOT NULL{{where}}), "
-    f"m AS (SELECT m.conn_id, m.ts, m.item_index, m.wire_bytes, m.payload_messages AS w, m.item IN ({APP_ITEMS_SQL}) AS is_app, "
-    "m._store, m._file, m._row, c.capture, c.kind, c.\"group\" FROM message_costs m JOIN c ON c.conn_id = m.conn_id), "
-    "fixed AS (SELECT conn_id, sum(wire_bytes) AS fixed FROM m WHERE NOT is_app GROUP BY conn_id), "
-    "app AS (SELECT capture, kind, \"group\", conn_id, ts, item_index, wire_bytes, w, _store, _file, _row, "
+    f"WITH c AS (SELECT conn_id, capture, kind, {GROUP} AS \"group\", {TLS_TOTAL_SQL} AS tls_total FROM connections "
+    "WHERE kind IS NOT NULL AND capture IS NOT NULL{where}), "
+    f"m AS (SELECT m.conn_id, m.ts, m.item_index, m.wire_bytes, m.tls_overhead_bytes AS tls, m.payload_messages AS w, "
+    f"m.item IN ({APP_ITEMS_SQL}) AS is_app, m._store, m._file, m._row, c.capture, c.kind, c.\"group\", c.tls_total "
+    "FROM message_costs m JOIN c ON c.conn_id = m.conn_id), "
+    "fixed AS (SELECT conn_id, sum(CASE WHEN is_app THEN 0 ELSE wire_bytes END) AS fixed, "
+    "any_value(tls_total) - sum(CASE WHEN is_app THEN tls ELSE 0 END) AS fixed_tls FROM m GROUP BY conn_id), "
+    "app AS (SELECT capture, kind, \"group\", conn_id, ts, item_index, wire_bytes, tls, w, _store, _file, _row, "
     "row_number() OVER (PARTITION BY conn_id ORDER BY ts NULLS LAST, item_index NULLS LAST, _store, _file, _row) AS nth "
     "FROM m WHERE is_app), "
-    "charged AS (SELECT a.*, CASE WHEN a.nth = 1 THEN coalesce(f.fixed, 0) ELSE 0 END AS charge FROM app a LEFT JOIN fixed f ON f.conn_id = a.conn_id), "
+    "charged AS (SELECT a.*, CASE WHEN a.nth = 1 THEN coalesce(f.fixed, 0) ELSE 0 END AS charge, "
+    "CASE WHEN a.nth = 1 THEN coalesce(f.fixed_tls, 0) ELSE 0 END AS charge_tls FROM app a LEFT JOIN fixed f ON f.conn_id = a.conn_id), "
     "groups AS (SELECT capture, kind, \"group\", dense_rank() OVER (ORDER BY capture, kind, \"group\") AS gid FROM (SELECT DISTINCT capture, kind, \"group\" FROM m)), "
-    "upfront AS (SELECT m.capture, m.kind, m.\"group\", sum(f.fixed) AS upfront FROM fixed f "
+    "upfront AS (SELECT m.capture, m.kind, m.\"group\", sum(f.fixed) AS upfront, sum(f.fixed_tls) AS upfront_tls FROM fixed f "
     "JOIN (SELECT DISTINCT conn_id, capture, kind, \"group\" FROM m) m ON m.conn_id = f.conn_id "
     "WHERE NOT EXISTS (SELECT 1 FROM app a WHERE a.conn_id = f.conn_id) GROUP BY ALL), "
-    "running AS (SELECT capture, kind, \"group\", w, sum(wire_bytes + charge) OVER win AS total, sum(w) OVER win AS messages, "
-    "row_number() OVER win AS pos, first_value(charge) OVER win AS charge0 FROM charged "
+    "running AS (SELECT capture, kind, \"group\", w, sum(wire_bytes + charge) OVER win AS total, sum(tls + charge_tls) OVER win AS total_tls, "
+    "sum(w) OVER win AS messages, row_number() OVER win AS pos, first_value(charge) OVER win AS charge0, "
+    "first_value(charge_tls) OVER win AS charge0_tls FROM charged "
     "WINDOW win AS (PARTITION BY capture, kind, \"group\" ORDER BY ts NULLS LAST, conn_id NULLS LAST, item_index NULLS LAST, "
     "_store, _file, _row ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)), "
-    "ends AS (SELECT capture, kind, \"group\", max(pos) AS last, arg_max(total, pos) AS total, max(CASE WHEN w > 0 THEN pos END) AS last_carrying, "
-    "any_value(charge0) AS charge0 FROM running GROUP BY ALL), "
-    "points AS (SELECT g.gid, 0 AS pos, 0::HUGEINT AS messages, coalesce(u.upfront, 0) + CASE WHEN e.last IS NULL THEN 0 "
-    "WHEN e.last_carrying IS NULL THEN e.total ELSE e.charge0 END AS wire_bytes FROM groups g "
+    "ends AS (SELECT capture, kind, \"group\", max(pos) AS last, arg_max(total, pos) AS total, arg_max(total_tls, pos) AS total_tls, "
+    "max(CASE WHEN w > 0 THEN pos END) AS last_carrying, any_value(charge0) AS charge0, any_value(charge0_tls) AS charge0_tls "
+    "FROM running GROUP BY ALL), "
+    "points AS (SELECT g.gid, 0 AS pos, 0::HUGEINT AS messages, "
+    "coalesce(u.upfront, 0) + CASE WHEN e.last IS NULL THEN 0 WHEN e.last_carrying IS NULL THEN e.total ELSE e.charge0 END AS wire_bytes, "
+    "coalesce(u.upfront_tls, 0) + CASE WHEN e.last IS NULL THEN 0 WHEN e.last_carrying IS NULL THEN e.total_tls ELSE e.charge0_tls END AS tls_bytes "
+    "FROM groups g "
     "LEFT JOIN ends e ON e.capture = g.capture AND e.kind = g.kind AND e.\"group\" = g.\"group\" "
     "LEFT JOIN upfront u ON u.capture = g.capture AND u.kind = g.kind AND u.\"group\" = g.\"group\" "
-    "UNION ALL SELECT g.gid, r.pos, r.messages, coalesce(u.upfront, 0) + CASE WHEN r.pos = e.last_carrying THEN e.total ELSE r.total END "
+    "UNION ALL SELECT g.gid, r.pos, r.messages, coalesce(u.upfront, 0) + CASE WHEN r.pos = e.last_carrying THEN e.total ELSE r.total END, "
+    "coalesce(u.upfront_tls, 0) + CASE WHEN r.pos = e.last_carrying THEN e.total_tls ELSE r.total_tls END "
     "FROM running r JOIN groups g ON g.capture = r.capture AND g.kind = r.kind AND g.\"group\" = r.\"group\" "
     "JOIN ends e ON e.capture = r.capture AND e.kind = r.kind AND e.\"group\" = r.\"group\" "
     "LEFT JOIN upfront u ON u.capture = r.capture AND u.kind = r.kind AND u.\"group\" = r.\"group\" WHERE r.w > 0) "
     "SELECT p.gid, CASE WHEN p.pos = 0 THEN g.capture END AS capture, CASE WHEN p.pos = 0 THEN g.kind END AS kind, "
-    "CASE WHEN p.pos = 0 THEN g.\"group\" END AS \"group\", p.messages::BIGINT AS messages, p.wire_bytes::DOUBLE AS wire_bytes "
-    "FROM points p JOIN groups g ON g.gid = p.gid ORDER BY p.gid, p.pos")
+    "CASE WHEN p.pos = 0 THEN g.\"group\" END AS \"group\", p.messages::BIGINT AS messages, p.wire_bytes::DOUBLE AS wire_bytes, "
+    "p.tls_bytes::DOUBLE AS tls_bytes FROM points p JOIN groups g ON g.gid = p.gid ORDER BY p.gid, p.pos")
 
 
 class LazyTables(Mapping):
@@ -294,10 +306,12 @@ class StoreViews(TableViews):
         gid = arrow["gid"].to_numpy()
         starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]]) if len(gid) else np.array([], dtype="int64")
         ends = np.r_[starts[1:], len(gid)]
-        messages, wire_bytes = arrow["messages"].to_numpy(), arrow["wire_bytes"].to_numpy()
+        messages = arrow["messages"].to_numpy()
+        values = {value: arrow[value].to_numpy() for value in aggregate.CURVE_VALUES}
         parts = [pd.DataFrame({"capture": arrow["capture"][int(a)].as_py(), "kind": arrow["kind"][int(a)].as_py(),
                                "group": arrow["group"][int(a)].as_py(), "messages": messages[a:b].astype("int64"),
-                               "wire_bytes": wire_bytes[a:b].astype("float64")}) for a, b in zip(starts, ends)]
+                               **{value: column[a:b].astype("float64") for value, column in values.items()}})
+                 for a, b in zip(starts, ends)]
         return pd.concat(parts, ignore_index=True) if parts else aggregate.break_even_curves({name: make_table(name) for name in ("message_costs", "connections")})
 
     def break_even_curves(self, capture: str | None) -> pd.DataFrame:

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--poll-interval", type=seconds_or_rate, metavar="S", help="feed, idle: seconds between REST polls (and idle WebSocket pings); default 1/rate")
     record.add_argument("--tls", action="store_true", help="every variant over TLS (HTTPS, WSS) with a certificate made for the recording; "
                         "the TLS key log (NSS format) goes next to the capture, FILE with suffix .keylog, named in the sidecar")
-    record.add_argument("--variants", metavar="a,b,...", help="variants to run, in order (default: all the scenario has): rest-keepalive, rest-per-request, rest-polling, ws, ws-deflate")
+    record.add_argument("--variants", metavar="a,b,...", help="variants to run, in order (default: the scenario's usual ones; rest-h2 only when named): rest-keepalive, rest-per-request, rest-polling, rest-h2, ws, ws-deflate")
     dashboard = commands.add_parser("dashboard", help="serve the dashboard over captures (default: the bundled captures/), each analysed "
                                     "once into the cache of analyses")
     dashboard.add_argument("sources", nargs="*", metavar="CAPTURE or DIR", help="capture files, directories of them, or store folders "

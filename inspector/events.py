@@ -143,7 +143,10 @@ class HttpRequest(_HttpMessage):
     DATA frames whole, chunk_framing_bytes their 9-byte headers, Pad Length
     fields and padding, body_bytes their data; http1_header_bytes is what the
     same headers would take as HTTP/1.1 text (None when the block could not
-    be decoded); raw_headers are the decoded fields as HTTP/1.1 lines.
+    be decoded); raw_headers are the decoded fields as HTTP/1.1 lines.  A
+    request a server promised (PUSH_PROMISE: RFC 9113 8.4) is sent by the
+    server: its direction is SERVER, its stream the promised one, its
+    header_bytes the PUSH_PROMISE's header block, and it has no body.
     """
 
     direction: Direction
@@ -433,7 +436,9 @@ class Http2Frame:
     field and the padding; data_bytes a DATA frame's data; control_bytes the
     rest (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, RST_STREAM, GOAWAY and
     unknown frames' payloads, HEADERS' priority fields, PUSH_PROMISE's
-    promised stream id).
+    promised stream id).  promised_stream_id: for a PUSH_PROMISE and the
+    CONTINUATIONs of its header block, the stream it promises, whose request
+    they carry (0 for other frames, and when it could not be read).
     """
 
     direction: Direction
@@ -448,6 +453,7 @@ class Http2Frame:
     padding_bytes: int
     data_bytes: int
     control_bytes: int
+    promised_stream_id: int = 0
 
     HEADER_BYTES = 9  # a class attribute, not a field
 

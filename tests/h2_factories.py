@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hpack
-from hyperframe.frame import (ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame, PushPromiseFrame, RstStreamFrame,
-                              SettingsFrame, WindowUpdateFrame)
+from hyperframe.frame import (ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, PingFrame, PriorityFrame, PushPromiseFrame,
+                              RstStreamFrame, SettingsFrame, WindowUpdateFrame)
 
 from inspector.parse.http2 import CLIENT_PREFACE
 
@@ -63,6 +63,10 @@ def goaway(last_stream_id: int, error_code: int = 0, debug: bytes = b"") -> byte
 
 def ping(payload: bytes = b"12345678") -> bytes:
     return PingFrame(0, opaque_data=payload).serialize()
+
+
+def priority(stream_id: int, depends_on: int) -> bytes:
+    return PriorityFrame(stream_id, depends_on=depends_on, stream_weight=15).serialize()
 
 
 def window_update(stream_id: int, increment: int) -> bytes:

@@ -10,6 +10,11 @@ handed over as fd://) and, while tcpdump captures its port on `lo`, runs:
 - curl `--http2` (h2c via `Upgrade: h2c`: the request is HTTP/1.1, its response
   comes on stream 1) when Debian's curl is there.
 
+`record_h2c_push(out_dir)` records one connection of the `h2` library's own client (httpx
+refuses pushes), which accepts server push: GET /pushing, which hypercorn answers with a
+PUSH_PROMISE of /pushed.css (stream 2) and the pushed response; then GET /large, reset by the
+client (RST_STREAM CANCEL) at its first DATA frame, while the server has more DATA in flight.
+
 The H2Recording's `expected` is what the clients saw, per client port: the
 requests in the order sent (method, path, request body length, status,
 response body length as received, content encoding).  Needs root (or
@@ -19,12 +24,14 @@ CAP_NET_RAW) for tcpdump.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import shutil
 import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from inspector.workloads.servers import HOST, LoopThread
 from tests.asgi_servers import listening_socket, request_body
@@ -34,6 +41,8 @@ LARGE_BYTES = 200_000  # many DATA frames of hypercorn's 16 KiB
 POST_BYTES = 30_000
 CONCURRENT = 6
 GZIP_TEXT = b'{"message": "compressible"}' * 400
+PUSHED_PATH = "/pushed.css"
+PUSHED_BODY = b"body { color: black }"
 
 
 @dataclass
@@ -62,6 +71,8 @@ async def app(scope, receive, send) -> None:
     received = len(body)
     path = scope["path"]
     headers = [(b"content-type", b"text/plain")]
+    if path == "/pushing" and "http.response.push" in scope.get("extensions", {}):
+        await send({"type": "http.response.push", "path": PUSHED_PATH, "headers": [(b"accept", b"text/css")]})
     if path == "/large":
         body = bytes(range(256)) * (LARGE_BYTES // 256) + b"x" * (LARGE_BYTES % 256)
     elif path == "/gzip":
@@ -69,6 +80,8 @@ async def app(scope, receive, send) -> None:
         headers = [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]
     elif path == "/echo":
         body = b"received %d" % received
+    elif path == PUSHED_PATH:
+        body = PUSHED_BODY
     elif path.startswith("/wait/"):
         await asyncio.sleep(0.01 * (CONCURRENT - int(path.rsplit("/", 1)[1])))  # the first asked answers last
         body = b"waited " + path.encode()
@@ -124,35 +137,43 @@ def _curl_upgrade(port: int) -> tuple[int, list[Exchange]] | None:
     return int(local_port), [Exchange("GET", "/small", 0, int(status), int(size))]
 
 
-def record_h2c(out_dir: Path) -> H2Recording:
+@contextlib.contextmanager
+def _hypercorn(name: str) -> Iterator[tuple[int, LoopThread]]:
+    """hypercorn serving `app` on 127.0.0.1 (a socket bound to port 0 handed over as fd://), in a
+    loop thread: (its port, the loop), until the block ends."""
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
-    path = out_dir / "h2c.pcap"
     sock = listening_socket()
     port = sock.getsockname()[1]
     config = Config()
     config.bind = [f"fd://{sock.detach()}"]  # hypercorn's from now: it closes it
     config.accesslog = None
     config.errorlog = None
-    recording = H2Recording(path, port)
-    with LoopThread("h2c-loop") as loop:
+    with LoopThread(name) as loop:
         stop = asyncio.Event()
         server = asyncio.run_coroutine_threadsafe(serve(app, config, shutdown_trigger=stop.wait), loop.loop)
         _wait_accepting(port)
         try:
-            with tcpdump_capture(path, [port]):
-                client_port, exchanges = _sync_client(port)
-                recording.expected[client_port] = exchanges
-                client_port, exchanges = loop.run(_concurrent_client(port))
-                recording.expected[client_port] = exchanges
-                upgraded = _curl_upgrade(port)
-                if upgraded is not None:
-                    recording.upgrade_port = upgraded[0]
-                    recording.expected[upgraded[0]] = upgraded[1]
+            yield port, loop
         finally:
             loop.loop.call_soon_threadsafe(stop.set)
             server.result(timeout=30)
+
+
+def record_h2c(out_dir: Path) -> H2Recording:
+    path = out_dir / "h2c.pcap"
+    with _hypercorn("h2c-loop") as (port, loop):
+        recording = H2Recording(path, port)
+        with tcpdump_capture(path, [port]):
+            client_port, exchanges = _sync_client(port)
+            recording.expected[client_port] = exchanges
+            client_port, exchanges = loop.run(_concurrent_client(port))
+            recording.expected[client_port] = exchanges
+            upgraded = _curl_upgrade(port)
+            if upgraded is not None:
+                recording.upgrade_port = upgraded[0]
+                recording.expected[upgraded[0]] = upgraded[1]
     return recording
 
 
@@ -161,3 +182,75 @@ def _wait_accepting(port: int) -> None:
     so this only waits for the loop to run the server)."""
     with socket.create_connection((HOST, port), timeout=10):
         pass
+
+
+@dataclass
+class H2PushRecording:
+    path: Path
+    server_port: int
+    client_port: int
+    promised: dict[int, str]  # promised stream -> path, as the client's h2 saw the PUSH_PROMISE
+    pushed_bytes: dict[int, int]  # promised stream -> body bytes the client received
+    reset_stream: int  # the stream the client reset mid-response
+
+
+def _push_client(port: int) -> tuple[int, dict[int, str], dict[int, int], int]:
+    """The h2 library's client, server push enabled (its default): (client port, promised paths,
+    pushed body bytes, the stream it reset)."""
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+
+    authority = f"{HOST}:{port}"
+    promised: dict[int, str] = {}
+    received: dict[int, int] = {}
+    ended: set[int] = set()
+    pongs: list[bytes] = []
+    with socket.create_connection((HOST, port), timeout=30) as sock:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+
+        def ask(path: str) -> int:
+            stream_id = conn.get_next_available_stream_id()
+            conn.send_headers(stream_id, [(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", authority)],
+                              end_stream=True)
+            sock.sendall(conn.data_to_send())
+            return stream_id
+
+        def read(until) -> None:
+            while not until():
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed the connection"
+                for event in conn.receive_data(chunk):
+                    if isinstance(event, h2.events.PingAckReceived):
+                        pongs.append(event.ping_data)
+                    elif isinstance(event, h2.events.PushedStreamReceived):
+                        promised[event.pushed_stream_id] = dict(event.headers)[b":path"].decode()
+                    elif isinstance(event, h2.events.DataReceived):
+                        received[event.stream_id] = received.get(event.stream_id, 0) + len(event.data)
+                        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                        ended.add(event.stream_id)
+                sock.sendall(conn.data_to_send())
+
+        first = ask("/pushing")
+        read(lambda: first in ended and promised and all(stream in ended for stream in promised))
+        large = ask("/large")
+        read(lambda: received.get(large, 0) > 0)
+        conn.reset_stream(large, h2.errors.ErrorCodes.CANCEL)
+        sock.sendall(conn.data_to_send())
+        conn.ping(b"after-rs")  # its ACK comes after whatever the server had in flight
+        sock.sendall(conn.data_to_send())
+        read(lambda: pongs)
+        conn.close_connection()
+        sock.sendall(conn.data_to_send())
+        client_port = sock.getsockname()[1]
+    return client_port, promised, {stream: received.get(stream, 0) for stream in promised}, large
+
+
+def record_h2c_push(out_dir: Path) -> H2PushRecording:
+    path = out_dir / "h2c-push.pcap"
+    with _hypercorn("h2c-push-loop") as (port, _loop), tcpdump_capture(path, [port]):
+        client_port, promised, pushed, reset_stream = _push_client(port)
+    return H2PushRecording(path, port, client_port, promised, pushed, reset_stream)

@@ -56,7 +56,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 __all__ = [
     "TsharkError",
@@ -854,21 +854,22 @@ class Http2Frame(NamedTuple):
     length: int  # http2.length (the payload, padding included)
     header_block: int  # bytes of http2.headers (the HPACK fragment), 0 for frames without one
     padding: int  # the Pad Length field and padding (http2.pad_length + 1 when PADDED)
-    method: str | None  # http2.headers.method, path, status of a HEADERS frame
+    method: str | None  # http2.headers.method, path, status of a HEADERS (or PUSH_PROMISE) frame
     path: str | None
     status: int | None
+    promised_stream_id: int = 0  # a PUSH_PROMISE's http2.push_promise.promised_stream_id
 
 
 def _http2_frame(stream: dict) -> Http2Frame:
     flags = int(stream["http2.flags"], 0)
     frame_type = int(stream["http2.type"])
     padded = frame_type in (0, 1, 5) and flags & 0x8
-    block = stream.get("http2.headers")
+    block = stream.get("http2.headers") or stream.get("http2.push_promise.header")
     values = {key: _values(stream, f"http2.headers.{key}") for key in ("method", "path", "status")}
     return Http2Frame(int(stream["http2.streamid"]), frame_type, flags, int(stream["http2.length"]),
                       len(block.split(":")) if block else 0, int(stream.get("http2.pad_length", 0)) + 1 if padded else 0,
                       (values["method"] or [None])[0], (values["path"] or [None])[0],
-                      int(values["status"][0]) if values["status"] else None)
+                      int(values["status"][0]) if values["status"] else None, int(stream.get("http2.push_promise.promised_stream_id", 0)))
 
 
 def http2_connections(path, server_port: int, decode_as: bool = True, keylog=None) -> dict[int, dict[str, list]]:
@@ -878,22 +879,37 @@ def http2_connections(path, server_port: int, decode_as: bool = True, keylog=Non
     connections need ``decode_as`` (``-d tcp.port==PORT,http2``), which misreads an upgraded
     one's HTTP/1.1 start: read those with decode_as=False.  keylog: a key log to decrypt h2
     inside TLS with (ALPN finds it: give decode_as=False)."""
+    out: dict[int, dict[str, list]] = {}
+    for client, direction, frame in _http2_frames(path, server_port, decode_as, keylog):
+        conn = out.setdefault(client, {"client": [], "server": [], "preface": []})
+        if frame is None:
+            conn["preface"].append(direction)
+        else:
+            conn[direction].append(frame)
+    return out
+
+
+def http2_frames_in_order(path, server_port: int, decode_as: bool = True) -> list[tuple[str, Http2Frame]]:
+    """(direction, frame) of every HTTP/2 frame to or from `server_port`, in capture order (both
+    directions interleaved as the packets came)."""
+    return [(direction, frame) for _client, direction, frame in _http2_frames(path, server_port, decode_as, None) if frame is not None]
+
+
+def _http2_frames(path, server_port: int, decode_as: bool, keylog) -> Iterator[tuple[int, str, Http2Frame | None]]:
+    """(client port, direction, frame, or None for the client preface) in capture order."""
     port = int(server_port)
     opt_args = ("-d", f"tcp.port=={port},http2") if decode_as else ()
     if keylog is not None:
         opt_args += ("-o", f"tls.keylog_file:{keylog}")
     layers = _json_layers(path, "tcp http2", display_filter=f"http2 && tcp.port == {port}", two_pass=False, opt_args=opt_args)
-    out: dict[int, dict[str, list]] = {}
     for layer in layers:
         tcp = layer["tcp"]
         src, dst = int(tcp["tcp.srcport"]), int(tcp["tcp.dstport"])
         client = dst if src == port else src
         direction = "server" if src == port else "client"
-        conn = out.setdefault(client, {"client": [], "server": [], "preface": []})
         for http2 in _as_list(layer.get("http2")):
             for stream in _as_list(http2.get("http2.stream")):
                 if "http2.magic" in stream:
-                    conn["preface"].append(direction)
+                    yield client, direction, None
                 elif "http2.type" in stream:
-                    conn[direction].append(_http2_frame(stream))
-    return out
+                    yield client, direction, _http2_frame(stream)

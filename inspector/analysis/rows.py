@@ -387,7 +387,7 @@ class _ConnectionRows:
         self.http2_padding_bytes += padding
         self.http2_control_bytes += control
         self.http_body_bytes += data
-        stream_id = frame.stream_id
+        stream_id = frame.promised_stream_id or frame.stream_id  # a promise's bytes carry the promised stream's request
         if stream_id:
             item = self._stream_item(stream_id, frame.ts_ns, frame.frame_type in OPENS_STREAM)
         else:

@@ -136,6 +136,9 @@ class ErrorCode(enum.IntEnum):
 
 
 _HEADER_BLOCK_FRAMES = (FrameType.HEADERS, FrameType.PUSH_PROMISE, FrameType.CONTINUATION)
+# What a side may still send on a stream it reset (RFC 9113 5.1 "closed", 5.4.2): PRIORITY, and
+# RST_STREAM again, the stream error its peer's frames in flight there are (as the h2 library does).
+_AFTER_OWN_RESET = (FrameType.PRIORITY, FrameType.RST_STREAM)
 _FRAME_NAMES = {t.value: t.name for t in FrameType}
 _HPACK_ERRORS = (hpack.HPACKError, ValueError, IndexError, UnicodeDecodeError)
 _PROMISED_STREAM_BYTES = 4
@@ -213,12 +216,12 @@ class Http2Session:
         self.table_size_limit[encoder] = settings.get(SettingsFrame.HEADER_TABLE_SIZE, self.table_size_limit[encoder])
         self.max_frame_size[encoder] = settings.get(SettingsFrame.MAX_FRAME_SIZE, self.max_frame_size[encoder])
 
-    def reset_stream(self, stream_id: int, ts_ns: int) -> None:
-        """RST_STREAM from either side ends the stream both ways."""
+    def reset_stream(self, stream_id: int, ts_ns: int, sender: Direction) -> None:
+        """RST_STREAM from `sender` ends the stream both ways."""
         for parser_ref in self.parsers:
             parser = None if parser_ref is None else parser_ref()
             if parser is not None:
-                parser.end_stream_abruptly(stream_id, ts_ns)
+                parser.end_stream_abruptly(stream_id, ts_ns, by_this_side=parser.direction is sender)
 
 
 class _Frame:
@@ -247,20 +250,21 @@ class _Frame:
 class _Message(Message):
     """An HTTP/2 message being read: what an HTTP/1.1 one holds, and its headers' HTTP/1.1 size."""
 
-    __slots__ = ("http1_header_bytes",)
+    __slots__ = ("http1_header_bytes", "is_request")
 
 
 class _HeaderBlock:
     """A header block being gathered: its first frame's facts and its fragments."""
 
-    __slots__ = ("ts_ns", "offset", "stream_id", "end_stream", "promise", "fragments", "size", "broken")
+    __slots__ = ("ts_ns", "offset", "stream_id", "end_stream", "promise", "promised_stream_id", "fragments", "size", "broken")
 
     def __init__(self, ts_ns: int, offset: int, stream_id: int, end_stream: bool, promise: bool) -> None:
         self.ts_ns = ts_ns
         self.offset = offset
         self.stream_id = stream_id
         self.end_stream = end_stream
-        self.promise = promise  # a PUSH_PROMISE's block: decoded to keep HPACK in step, not a message
+        self.promise = promise  # a PUSH_PROMISE's block: the request it promises, on promised_stream_id
+        self.promised_stream_id = 0  # once the PUSH_PROMISE is read (0: it could not be)
         self.fragments: list[bytes] = []
         self.size = 0  # fragment bytes, held or not
         self.broken = ""  # why the block cannot be decoded ("" when it can)
@@ -296,7 +300,9 @@ class Http2Parser(PendingEvents):
         self._hpack_lost = ""  # why this direction's HPACK state was lost ("" while it is not)
         # Open messages by stream id (an interim response is never open: it ends with its headers).
         self._messages: dict[int, _Message] = {}
-        self._reset_streams: set[int] = set()  # recently reset: DATA may still come for them
+        # Recently reset streams: whether this side reset it (it may send nothing more there but
+        # PRIORITY), or the other side did (frames in flight may still come).
+        self._reset_streams: dict[int, bool] = {}
         self._unparsed = 0
         self._lost_sync = False
         self._resync: bytearray | None = None  # after a gap between frames: bytes being searched for a frame header
@@ -305,6 +311,10 @@ class Http2Parser(PendingEvents):
         self._resync_searched = 0  # starts tried since the gap
         self._ended = False
         self._reported: set[str] = set()  # rules reported once per direction
+
+    @property
+    def direction(self) -> Direction:
+        return self._direction
 
     @property
     def unparsed_bytes(self) -> int:
@@ -403,11 +413,11 @@ class Http2Parser(PendingEvents):
             for stream_id in list(self._messages):
                 self._emit(stream_id, ts_ns, complete=False)
 
-    def end_stream_abruptly(self, stream_id: int, ts_ns: int) -> None:
-        """The stream was reset (by either side): its open message here ends incomplete."""
+    def end_stream_abruptly(self, stream_id: int, ts_ns: int, by_this_side: bool = False) -> None:
+        """The stream was reset (by this side, or the other): its open message here ends incomplete."""
         if len(self._reset_streams) >= MAX_OPEN_MESSAGES:
             self._reset_streams.clear()
-        self._reset_streams.add(stream_id)
+        self._reset_streams[stream_id] = self._reset_streams.get(stream_id, False) or by_this_side
         if stream_id in self._messages:
             self._emit(stream_id, ts_ns, complete=False)
 
@@ -454,6 +464,9 @@ class Http2Parser(PendingEvents):
             self._lose_hpack(ts_ns, f"the header block of stream {block.stream_id} was never finished")
         elif block is None and frame_type == FrameType.CONTINUATION:
             self._finding(ts_ns, "h2-protocol-error", f"CONTINUATION frame at offset {frame.offset} without a header block before it")
+        if self._reset_streams.get(stream_id) and frame_type not in _AFTER_OWN_RESET:
+            self._finding(ts_ns, "h2-frame-after-reset", f"{frame_type_name(frame_type)} frame at offset {frame.offset} on stream {stream_id}, "
+                                                         f"which this side had reset and closed (RFC 9113 5.1)")
         if frame_type == FrameType.DATA:
             frame.message = self._messages.get(stream_id)
             if frame.message is None and parsed is not None and stream_id not in self._reset_streams and not self._resynced:
@@ -527,15 +540,17 @@ class Http2Parser(PendingEvents):
         self._frame = None
         frame_type = frame.frame_type
         captured = frame.length - frame.missing
-        block = padding = data = control = 0
+        block = padding = data = control = promised = 0
         if frame_type == FrameType.DATA:
             data, padding = frame.data_bytes, frame.padding_bytes
         elif frame_type in _HEADER_BLOCK_FRAMES:
             block, padding, control = self._header_block_frame(frame, captured)
+            if self._block is not None:
+                promised = self._block.promised_stream_id
         else:
             control = captured
         self._events.append(Http2Frame(self._direction, frame.ts_ns, frame.offset, frame_type, frame.flags, frame.stream_id, frame.length,
-                                       frame.missing, block, padding, data, control))
+                                       frame.missing, block, padding, data, control, promised))
         if frame_type == FrameType.DATA:
             self._data_frame_done(frame, ts_ns)
         elif frame_type in _HEADER_BLOCK_FRAMES:
@@ -583,6 +598,8 @@ class Http2Parser(PendingEvents):
             block.broken = block.broken or f"a malformed {frame_type_name(frame_type)} frame"
             return captured, 0, 0
         fragment = parsed.data
+        if frame_type == FrameType.PUSH_PROMISE:
+            block.promised_stream_id = parsed.promised_stream_id
         padding = (1 + parsed.pad_length) if frame.flags & Flag.PADDED and frame_type != FrameType.CONTINUATION else 0
         block.fragments.append(fragment)
         block.size += len(fragment) - frame.length
@@ -599,8 +616,11 @@ class Http2Parser(PendingEvents):
         self._block = None
         headers = self._decode(block, ts_ns)
         if block.promise:
-            return  # decoded to keep the table in step; the pushed response is a message of its own stream
-        self._headers(block, headers, ts_ns)
+            self._promised_request(block, headers, ts_ns)
+        elif block.stream_id in self._reset_streams:
+            pass  # on a reset stream (in flight, or trailers): decoded to keep the table in step, no message
+        else:
+            self._headers(block, headers, ts_ns)
 
     def _decode(self, block: _HeaderBlock, ts_ns: int) -> list[tuple[bytes, bytes]] | None:
         """The block's fields, or None when they cannot be decoded (a finding says why)."""
@@ -649,7 +669,18 @@ class Http2Parser(PendingEvents):
         if block.end_stream or _interim(message):
             self._emit(stream_id, ts_ns, complete=message.complete)
 
-    def _open(self, block: _HeaderBlock, headers: list[tuple[bytes, bytes]] | None, is_request: bool) -> Message:
+    def _promised_request(self, block: _HeaderBlock, headers: list[tuple[bytes, bytes]] | None, ts_ns: int) -> None:
+        """A PUSH_PROMISE's block: the request the server promises, a message of the promised
+        stream sent by the server (RFC 9113 8.4), whole with its headers; the pushed response
+        comes on that stream."""
+        if not block.promised_stream_id:
+            return  # the PUSH_PROMISE could not be read: decoded to keep the table in step only
+        message = self._open(block, headers, True, block.promised_stream_id)
+        self._emit(block.promised_stream_id, ts_ns, complete=message.complete)
+
+    def _open(self, block: _HeaderBlock, headers: list[tuple[bytes, bytes]] | None, is_request: bool, stream_id: int = 0) -> Message:
+        """A message opened by a header block, on its stream (`stream_id`: the promised one)."""
+        stream_id = stream_id or block.stream_id
         if len(self._messages) >= MAX_OPEN_MESSAGES:
             oldest = next(iter(self._messages))
             if "h2-too-many-streams" not in self._reported:
@@ -657,19 +688,22 @@ class Http2Parser(PendingEvents):
                 self._finding(block.ts_ns, "h2-too-many-streams", f"more than {MAX_OPEN_MESSAGES} streams open at once: the oldest are "
                                                                   f"closed incomplete (first: stream {oldest})")
             self._emit(oldest, block.ts_ns, complete=False)
+        if stream_id in self._messages:  # a promised stream this side has a message open on: it cannot be promised again
+            self._emit(stream_id, block.ts_ns, complete=False)
         fields = _Fields(headers)
         start = (fields.method, fields.target, HTTP2_VERSION) if is_request else (HTTP2_VERSION, fields.status, "")
         message = _Message(block.ts_ns, block.ts_ns, block.offset, start, fields.http1_lines(), block.size)
         message.http1_header_bytes = None if headers is None else fields.http1_bytes(is_request)
+        message.is_request = is_request
         message.content_encoding = fields.content_encoding
         message.preview = bytearray()
         if headers is None:
             message.complete = False
         elif is_request and not fields.valid_request():
-            self._finding(block.ts_ns, "h2-malformed-headers", f"request on stream {block.stream_id} without :method and :path")
+            self._finding(block.ts_ns, "h2-malformed-headers", f"request on stream {stream_id} without :method and :path")
         elif not is_request and headers is not None and fields.status is None:
-            self._finding(block.ts_ns, "h2-malformed-headers", f"response on stream {block.stream_id} without a valid :status")
-        self._messages[block.stream_id] = message
+            self._finding(block.ts_ns, "h2-malformed-headers", f"response on stream {stream_id} without a valid :status")
+        self._messages[stream_id] = message
         return message
 
     def _emit(self, stream_id: int, ts_ns: int, complete: bool) -> None:
@@ -677,7 +711,7 @@ class Http2Parser(PendingEvents):
         decompressed = message.decompressed if message.decompressed is not None and message.decompressed >= 0 and complete else None
         if message.decompressor is not None and decompressed is not None and not message.decompressor.eof:
             decompressed = None  # the compressed stream did not end cleanly
-        event_class = HttpRequest if self._direction is Direction.CLIENT else HttpResponse
+        event_class = HttpRequest if message.is_request else HttpResponse
         self._events.append(event_class(
             self._direction, message.ts_ns, max(message.end_ts_ns, message.ts_ns), message.offset, *message.start,
             message.raw_headers, message.header_bytes, message.wire_bytes, message.framing_bytes,
@@ -714,7 +748,7 @@ class Http2Parser(PendingEvents):
             else:
                 self.session.settings_sent(self._direction, dict(parsed.settings))
         elif frame_type == FrameType.RST_STREAM:
-            self.session.reset_stream(frame.stream_id, frame.ts_ns)
+            self.session.reset_stream(frame.stream_id, frame.ts_ns, self._direction)
         elif frame_type == FrameType.GOAWAY and parsed.error_code != ErrorCode.NO_ERROR:
             name = ErrorCode(parsed.error_code).name if parsed.error_code in ErrorCode._value2member_map_ else f"0x{parsed.error_code:X}"
             self._finding(frame.ts_ns, "h2-goaway-error", f"GOAWAY with {name} (last stream {parsed.last_stream_id}): "

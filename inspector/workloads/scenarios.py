@@ -7,9 +7,10 @@ Variants:
 
 - ``rest-keepalive``: one persistent HTTP/1.1 connection (aiohttp client).
 - ``rest-per-request``: a new TCP connection for each request.
-- ``rest-h2`` (chat, bulk): one HTTP/2 connection (hypercorn, httpx), h2c with prior
-  knowledge (h2 by ALPN with --tls); without a rate every ask is sent at once, each on
-  its own stream (at most H2_STREAMS at a time), as a browser's fetch() calls are.
+- ``rest-h2`` (every scenario, when named): one HTTP/2 connection (hypercorn, httpx), h2c
+  with prior knowledge (h2 by ALPN with --tls); chat and bulk without a rate send every
+  ask at once, each on its own stream (at most H2_STREAMS at a time), as a browser's
+  fetch() calls are; feed and idle poll as rest-polling does, each poll on a new stream.
 - ``rest-polling`` (push scenarios): one persistent connection; the client
   asks ``GET /feed/next?after=SEQ``; a 200 carries the next update and the
   client asks again at once, a 204 (nothing new) makes it wait the poll
@@ -361,13 +362,13 @@ SCENARIOS: dict[str, Scenario] = {
                  ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"), ("rest-h2",),
                  Parameters(messages=20, sizes=(120,), rate=None, poll_interval=None), _asks_over_rest("/chat", chat_request, chat_reply), _asks_over_ws("/chat", chat_request, chat_reply)),
         Scenario("feed", "the server publishes updates at a rate; REST polls, WebSocket gets them pushed",
-                 ("rest-polling", "ws", "ws-deflate"), (),
+                 ("rest-polling", "ws", "ws-deflate"), ("rest-h2",),
                  Parameters(messages=20, sizes=(200,), rate=20.0, poll_interval=None), _feed_rest, _feed_ws, push=True),
         Scenario("bulk", "large payloads: 7-, 16- and 64-bit WebSocket lengths",
                  ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"), ("rest-h2",),
                  Parameters(messages=3, sizes=(100, 1000, 70000), rate=None, poll_interval=None), _asks_over_rest("/bulk", bulk_request, bulk_reply), _asks_over_ws("/bulk", bulk_request, bulk_reply)),
         Scenario("idle", "a connection kept alive by ping/pong against REST polling at the same freshness",
-                 ("rest-polling", "ws", "ws-deflate"), (),
+                 ("rest-polling", "ws", "ws-deflate"), ("rest-h2",),
                  Parameters(messages=5, sizes=(), rate=2.0, poll_interval=None), _idle_rest, _idle_ws, push=True),
     )
 }

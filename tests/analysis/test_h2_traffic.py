@@ -1,6 +1,7 @@
-"""Real cleartext HTTP/2 on loopback (hypercorn, httpx, curl; tests/h2_traffic.py), analysed and
-checked against what the clients did and against tshark: streams, methods, paths, statuses,
-frame counts by type, header block and DATA lengths, and exact byte accounting."""
+"""Real cleartext HTTP/2 on loopback (hypercorn, httpx, curl, the h2 library; tests/h2_traffic.py),
+analysed and checked against what the clients did and against tshark: streams, methods, paths,
+statuses, frame counts by type, header block and DATA lengths, and exact byte accounting; server
+push (PUSH_PROMISE) and frames in flight after a RST_STREAM."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from inspector.parse.connection import TcpConnection
 from inspector.parse.http2 import FrameType
 from tests import tshark_oracle as oracle
 from tests.conftest import connection_row, live_traffic_unavailable
-from tests.h2_traffic import CONCURRENT, LARGE_BYTES, record_h2c
+from tests.h2_traffic import CONCURRENT, LARGE_BYTES, PUSHED_PATH, record_h2c, record_h2c_push
 
 needs_tshark = pytest.mark.skipif(not oracle.tshark_available(), reason="tshark not installed (the README's test command installs it)")
 
@@ -151,37 +152,54 @@ def test_frames_streams_and_lengths_against_tshark(recorded, parsed):
     messages = analysis["http_messages"]
     for client_port, frames_seen in seen.items():
         row = connection_row(analysis, client_port)
-        events = parsed[client_port]
-        for direction in (Direction.CLIENT, Direction.SERVER):
-            mine = [e for e in events if type(e) is Http2Frame and e.direction is direction]
-            theirs = frames_seen[direction.label]
-            assert [(f.stream_id, f.frame_type, f.flags, f.length) for f in mine] == [
-                (f.stream_id, f.frame_type, f.flags, f.length) for f in theirs], (client_port, direction)
-            assert [f.header_block_bytes for f in mine] == [f.header_block for f in theirs]
-            assert [f.padding_bytes for f in mine] == [f.padding for f in theirs]
-            assert Counter(FrameType(f.frame_type).name for f in mine) == Counter(FrameType(f.frame_type).name for f in theirs)
-        # Messages: streams, methods, paths, statuses, DATA lengths.
-        for message in (e for e in events if type(e) in (HttpRequest, HttpResponse) and e.stream_id is not None):
+        check_frames_against_tshark(parsed[client_port], frames_seen)
+        for message in (e for e in parsed[client_port] if type(e) in (HttpRequest, HttpResponse) and e.stream_id is not None):
             sent = frames_seen[message.direction.label]
-            headers = [f for f in sent if f.stream_id == message.stream_id and f.frame_type == FrameType.HEADERS]
             data = [f for f in sent if f.stream_id == message.stream_id and f.frame_type == FrameType.DATA]
-            assert message.header_bytes == sum(f.header_block for f in headers)
             assert message.body_bytes == sum(f.length - f.padding for f in data)
             assert message.body_wire_bytes == sum(9 + f.length for f in data)
-            if type(message) is HttpRequest:
-                assert (message.method, message.target) == (headers[0].method, headers[0].path)
-            else:
-                assert message.status == headers[0].status
-        assert len(frames_seen["preface"]) == 1 and frames_seen["preface"] == ["client"]
-        # Categories: tshark's frames, whole.
-        frames = frames_seen["client"] + frames_seen["server"]
-        assert row["http2_frame_header_bytes"] == 9 * len(frames)
-        assert row["http2_hpack_bytes"] == sum(f.header_block for f in frames)
-        assert row["http2_padding_bytes"] == sum(f.padding for f in frames)
-        data = sum(f.length - f.padding for f in frames if f.frame_type == FrameType.DATA)
         http1 = messages[(messages["conn_id"] == row["conn_id"]) & (messages["version"] == "HTTP/1.1")]
-        assert row["http_body_bytes"] == data + (http1["body_wire_bytes"] - http1["chunk_framing_bytes"]).sum()
-        assert row["http2_control_bytes"] == 24 + sum(f.length - f.header_block - f.padding for f in frames if f.frame_type != FrameType.DATA)
+        check_categories_against_tshark(row, frames_seen, (http1["body_wire_bytes"] - http1["chunk_framing_bytes"]).sum())
+
+
+def check_frames_against_tshark(events: list, frames_seen: dict[str, list]) -> None:
+    """One connection's frames as tshark shows them, each direction in order (stream, type, flags,
+    length, header block, padding, promised stream); each message's header block, method, path or
+    status from tshark's HEADERS (a promised request's from its PUSH_PROMISE)."""
+    for direction in (Direction.CLIENT, Direction.SERVER):
+        mine = [e for e in events if type(e) is Http2Frame and e.direction is direction]
+        theirs = frames_seen[direction.label]
+        assert [(f.stream_id, f.frame_type, f.flags, f.length) for f in mine] == [
+            (f.stream_id, f.frame_type, f.flags, f.length) for f in theirs], direction
+        assert [f.header_block_bytes for f in mine] == [f.header_block for f in theirs]
+        assert [f.padding_bytes for f in mine] == [f.padding for f in theirs]
+        assert [f.promised_stream_id for f in mine if f.frame_type == FrameType.PUSH_PROMISE] == [
+            f.promised_stream_id for f in theirs if f.frame_type == FrameType.PUSH_PROMISE]
+        assert Counter(FrameType(f.frame_type).name for f in mine) == Counter(FrameType(f.frame_type).name for f in theirs)
+    for message in (e for e in events if type(e) in (HttpRequest, HttpResponse) and e.stream_id is not None):
+        sent = frames_seen[message.direction.label]
+        headers = [f for f in sent if f.stream_id == message.stream_id and f.frame_type == FrameType.HEADERS]
+        if type(message) is HttpRequest and message.direction is Direction.SERVER:  # promised
+            headers = [f for f in sent if f.promised_stream_id == message.stream_id]
+        elif type(message) is HttpResponse:
+            headers = headers[:1] if not message.complete else headers  # a reset stream's trailers are none of the message's
+        assert message.header_bytes == sum(f.header_block for f in headers)
+        if type(message) is HttpRequest:
+            assert (message.method, message.target) == (headers[0].method, headers[0].path)
+        else:
+            assert message.status == headers[0].status
+    assert len(frames_seen["preface"]) == 1 and frames_seen["preface"] == ["client"]
+
+
+def check_categories_against_tshark(row, frames_seen: dict[str, list], http1_body_bytes: int = 0) -> None:
+    """A connection's HTTP/2 byte categories: tshark's frames, whole (and the preface's 24 bytes)."""
+    frames = frames_seen["client"] + frames_seen["server"]
+    assert row["http2_frame_header_bytes"] == 9 * len(frames)
+    assert row["http2_hpack_bytes"] == sum(f.header_block for f in frames)
+    assert row["http2_padding_bytes"] == sum(f.padding for f in frames)
+    data = sum(f.length - f.padding for f in frames if f.frame_type == FrameType.DATA)
+    assert row["http_body_bytes"] == data + http1_body_bytes
+    assert row["http2_control_bytes"] == 24 + sum(f.length - f.header_block - f.padding for f in frames if f.frame_type != FrameType.DATA)
 
 
 def test_same_tables_whatever_the_jobs(recorded):
@@ -189,3 +207,77 @@ def test_same_tables_whatever_the_jobs(recorded):
     again = analyze_captures([recording.path], jobs=2)
     for name in ("connections", "http_messages", "message_costs"):
         assert again[name].equals(analysis[name]), name
+
+
+# --- server push and RST_STREAM: the h2 library's client (tests/h2_traffic.record_h2c_push) --------
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory):
+    reason = live_traffic_unavailable()
+    if reason:
+        pytest.skip(reason)
+    recording = record_h2c_push(tmp_path_factory.mktemp("h2c-push"))
+    return recording, analyze_captures([recording.path], jobs=1), _connection_events(recording.path, recording.server_port)
+
+
+def test_a_pushed_response_is_paired_with_the_request_its_push_promise_made(pushed):
+    recording, analysis, _events = pushed
+    assert recording.promised == {2: PUSHED_PATH}
+    assert analysis["findings"].empty, analysis["findings"][["rule", "detail"]].to_string()
+    row = connection_row(analysis, recording.client_port)
+    assert row["kind"] == "http2" and row["unparsed_bytes"] == 0
+    messages = analysis["http_messages"]
+    mine = messages[messages["conn_id"] == row["conn_id"]]
+    promised = mine[mine["stream_id"] == 2].set_index("direction", drop=False)
+    # The server sent both: the promised request (PUSH_PROMISE on stream 1) and the pushed response.
+    assert list(promised["direction"]) == ["server", "server"] and promised["exchange_id"].nunique() == 1
+    (request,), (response,) = (promised[promised["method"].notna()].itertuples(), promised[promised["status"].notna()].itertuples())
+    assert (request.method, request.target, request.body_bytes, request.complete) == ("GET", PUSHED_PATH, 0, True)
+    assert (response.status, response.body_bytes, response.complete) == (200, recording.pushed_bytes[2], True)
+    # Three exchanges, each a request and a response: stream 1, the pushed stream 2, the reset stream 3.
+    assert row["http_requests"] == row["http_responses"] == 3 and sorted(mine["stream_id"].unique()) == [1, 2, recording.reset_stream]
+    costs = analysis["message_costs"]
+    pushed_cost = costs[(costs["conn_id"] == row["conn_id"]) & (costs["item"] == "exchange") & (costs["item_index"] == request.exchange_id)]
+    assert pushed_cost["wire_payload_bytes"].tolist() == [recording.pushed_bytes[2]] and pushed_cost["payload_messages"].tolist() == [1]
+
+
+def test_data_in_flight_after_the_rst_stream_is_counted_on_the_reset_stream(pushed):
+    recording, analysis, _events = pushed
+    stream = recording.reset_stream
+    row = connection_row(analysis, recording.client_port)
+    messages = analysis["http_messages"]
+    response = messages[(messages["conn_id"] == row["conn_id"]) & (messages["stream_id"] == stream) & (messages["direction"] == "server")]
+    assert response["complete"].tolist() == [False] and response["status"].tolist() == [200]
+    costs = analysis["message_costs"]
+    exchange = costs[(costs["conn_id"] == row["conn_id"]) & (costs["item"] == "exchange") & (costs["item_index"] == response["exchange_id"].iloc[0])]
+    if oracle.tshark_available():
+        frames = oracle.http2_frames_in_order(recording.path, recording.server_port)
+        reset_at = next(i for i, (direction, f) in enumerate(frames) if direction == "client" and f.frame_type == FrameType.RST_STREAM)
+        data = [(i, f.length - f.padding) for i, (direction, f) in enumerate(frames)
+                if direction == "server" and f.frame_type == FrameType.DATA and f.stream_id == stream]
+        # the response ends at the reset; every DATA frame of the stream, those after it too, is its exchange's
+        assert response["body_bytes"].tolist() == [sum(n for i, n in data if i < reset_at)]
+        assert exchange["wire_payload_bytes"].tolist() == [sum(n for _i, n in data)]
+    assert exchange["wire_payload_bytes"].iloc[0] >= response["body_bytes"].iloc[0] > 0
+
+
+def test_push_and_reset_bytes_reconcile_exactly(pushed):
+    recording, analysis, _events = pushed
+    row = connection_row(analysis, recording.client_port)
+    endpoints = tuple(sorted([(row["client_ip"], int(row["client_port"])), (row["server_ip"], int(row["server_port"]))]))
+    assert row["wire_bytes"] == oracle.tcp_frame_bytes_by_endpoints(recording.path)[endpoints]
+    assert sum(int(row[name]) for name in BYTE_CATEGORIES) == row["wire_bytes"]
+    costs = analysis["message_costs"]
+    assert costs[costs["conn_id"] == row["conn_id"]]["wire_bytes"].sum() == pytest.approx(row["wire_bytes"], abs=1e-6)
+
+
+@needs_tshark
+def test_push_and_reset_frames_against_tshark(pushed):
+    recording, analysis, events = pushed
+    seen = oracle.http2_connections(recording.path, recording.server_port)
+    assert set(seen) == {recording.client_port}
+    frames_seen = seen[recording.client_port]
+    assert [f.promised_stream_id for f in frames_seen["server"] if f.frame_type == FrameType.PUSH_PROMISE] == [2]
+    check_frames_against_tshark(events[recording.client_port], frames_seen)
+    check_categories_against_tshark(connection_row(analysis, recording.client_port), frames_seen)

@@ -65,15 +65,18 @@ def test_feed_costs_are_per_update_delivered_not_per_poll(tables, sidecars):
     split = aggregate.message_cost_split(tables, feed).set_index("group")
     updates = {v["name"]: v["messages_sent"]["server"] for v in sidecars["feed"]["variants"] if v["protocol"] == "websocket"}
     conns = tables["connections"]
-    polling = conns[(conns["capture"] == feed) & (conns["variant"] == "rest-polling")]["conn_id"]
-    http = tables["http_messages"][tables["http_messages"]["conn_id"].isin(polling)]
-    with_body = int((http["body_bytes"] > 0).sum())
-    assert with_body == updates["ws"] == updates["ws-deflate"] < len(http)
-    assert split.loc["rest-polling", "payload_messages"] == with_body
-    assert split.loc["rest-polling", "messages"] == len(http)
-    costs = tables["message_costs"]
-    poll_rows = costs[costs["conn_id"].isin(polling) & (costs["item"] == "exchange")]
-    assert split.loc["rest-polling", "wire_bytes"] == pytest.approx(poll_rows["wire_bytes"].sum() / with_body)
+    pollers = [v["name"] for v in sidecars["feed"]["variants"] if v["protocol"] == "rest"]
+    assert pollers == ["rest-polling", "rest-h2"]  # over HTTP/1.1 and HTTP/2 (kind http2): both REST
+    for name in pollers:
+        polling = conns[(conns["capture"] == feed) & (conns["variant"] == name)]["conn_id"]
+        http = tables["http_messages"][tables["http_messages"]["conn_id"].isin(polling)]
+        with_body = int((http["body_bytes"] > 0).sum())
+        assert with_body == updates["ws"] == updates["ws-deflate"] < len(http)
+        assert split.loc[name, "payload_messages"] == with_body
+        assert split.loc[name, "messages"] == len(http)
+        costs = tables["message_costs"]
+        poll_rows = costs[costs["conn_id"].isin(polling) & (costs["item"] == "exchange")]
+        assert split.loc[name, "wire_bytes"] == pytest.approx(poll_rows["wire_bytes"].sum() / with_body)
     curves = aggregate.break_even_curves(tables, feed)
     ends = curves.groupby("group")["messages"].max()
     assert set(ends) == {with_body}  # the same work ends at the same x for every variant
@@ -171,7 +174,9 @@ def test_ws_latency_pairs_chat_and_not_a_push_feed(tables):
 
 def test_staleness_summary_matches_the_sidecar(tables, sidecars):
     out = aggregate.staleness_summary(tables["staleness"]).set_index("variant")
-    for variant in ("rest-polling", "ws", "ws-deflate"):
+    variants = [v["name"] for v in sidecars["feed"]["variants"]]
+    assert sorted(out.index) == sorted(variants) and "rest-h2" in variants
+    for variant in variants:
         values = [s["received_ts"] - s["published_ts"] for s in sidecars["feed"]["staleness"] if s["variant"] == variant]
         assert out.loc[variant, "updates"] == len(values)
         assert out.loc[variant, "mean_s"] == pytest.approx(sum(values) / len(values), abs=1e-6)
@@ -359,3 +364,23 @@ def test_findings_by_rule_and_frame_findings(tables):
     detail = aggregate.frame_detail({**tables, "findings": findings}, f"ws:{frame['conn_id']}:{frame['frame_id']}")
     assert len(detail["findings"]) == 1 and detail["connection_findings"] == 2
     assert aggregate.findings_by_rule(make_table("findings")).empty
+
+
+def test_break_even_tls_part_is_the_tls_layer_of_the_tables(tables):
+    """tls.pcap: each group's TLS part ends at its connections' tls_* categories, starts at what of
+    them its messages do not carry (the handshake), and rises by each message's tls_overhead_bytes;
+    below the curve throughout. Without TLS (chat.pcap) it is 0."""
+    tls_columns = [c for c in BYTE_CATEGORIES if c.startswith("tls_")]
+    conns, costs = tables["connections"], tables["message_costs"]
+    curves = aggregate.break_even_curves(tables, capture_name("tls"))
+    assert set(curves["group"]) == {"rest-keepalive", "rest-h2", "ws", "ws-deflate"}
+    for group, curve in curves.groupby("group"):
+        (conn_id,) = conns[(conns["capture"] == capture_name("tls")) & (conns["variant"] == group)]["conn_id"]
+        total = conns.loc[conns["conn_id"] == conn_id, tls_columns].to_numpy().sum()
+        messages = costs[(costs["conn_id"] == conn_id) & costs["item"].isin(["exchange", "ws_message"])].sort_values(["ts", "item_index"])
+        assert total > 0 and (messages["payload_messages"] > 0).all()
+        assert curve["tls_bytes"].iloc[-1] == total
+        assert curve["tls_bytes"].iloc[0] == total - messages["tls_overhead_bytes"].sum()
+        assert list(np.diff(curve["tls_bytes"])) == list(messages["tls_overhead_bytes"])
+        assert (curve["tls_bytes"] < curve["wire_bytes"]).all()
+    assert (aggregate.break_even_curves(tables, capture_name("chat"))["tls_bytes"] == 0).all()

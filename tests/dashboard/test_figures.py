@@ -114,10 +114,11 @@ def test_empty_inputs_give_a_figure_saying_so():
 def test_big_inputs_stay_small_in_the_browser():
     n = 200_000
     curves = pd.DataFrame({"capture": "c", "kind": ["rest"] * n + ["websocket"] * n, "group": ["rest-keepalive"] * n + ["ws"] * n,
-                           "messages": np.tile(np.arange(n), 2), "wire_bytes": np.concatenate([np.arange(n) * 300.0 + 200, np.arange(n) * 100.0 + 900])})
+                           "messages": np.tile(np.arange(n), 2), "wire_bytes": np.concatenate([np.arange(n) * 300.0 + 200, np.arange(n) * 100.0 + 900]),
+                           "tls_bytes": np.concatenate([np.arange(n) * 30.0 + 100, np.zeros(n)])})
     fig = figures.break_even(curves)
     lines = [t for t in fig.data if t.name in ("rest-keepalive", "ws")]
-    assert all(len(t.x) <= figures.MAX_CURVE_POINTS for t in lines)
+    assert all(len(t.x) <= figures.MAX_CURVE_POINTS for t in fig.data)
     # The ends are kept, and the crossover is computed on the full curves: 200 + 300x = 900 + 100x at x = 3.5.
     assert [t.x[-1] for t in lines] == [n - 1, n - 1]
     (mark,) = [t for t in fig.data if t.name.startswith("crossover")]
@@ -180,3 +181,19 @@ def test_every_axis_of_a_figure_names_its_unit(tables):
             if title:  # an axis of group names has none
                 assert title.endswith(")") or "messages" in title, (fig.layout.title.text, title)
         assert fig.layout.yaxis.title.text or fig.layout.xaxis.title.text, fig.layout.title.text
+
+
+def test_break_even_draws_the_tls_layer_of_a_curve_beneath_it_in_its_colour(tables):
+    curves = aggregate.break_even_curves(tables, capture_name("tls"))
+    fig = figures.break_even(curves)
+    lines = {t.name: t for t in fig.data if t.meta == "wire_bytes"}
+    layers = {t.name.removesuffix(" TLS layer"): t for t in fig.data if t.meta == "tls_bytes"}
+    assert set(layers) == set(lines) == {"rest-keepalive", "rest-h2", "ws", "ws-deflate"}
+    for group, layer in layers.items():
+        curve = curves[curves["group"] == group]
+        assert list(layer.y) == list(curve["tls_bytes"]) and list(layer.x) == list(lines[group].x)
+        assert layer.line.color == lines[group].line.color and layer.legendgroup == lines[group].legendgroup == group
+    assert len({line.line.color for line in lines.values()}) == len(lines)
+    # without TLS, no layer is drawn
+    chat = figures.break_even(aggregate.break_even_curves(tables, capture_name("chat")))
+    assert not [t for t in chat.data if t.meta == "tls_bytes"]

@@ -369,16 +369,64 @@ def test_a_continuation_flood_is_bounded_and_breaks_hpack():
     assert [r.stream_id for r in of(events, HttpRequest)] == [3, 1]
 
 
-def test_push_promise_keeps_hpack_in_step_and_is_no_message():
+PUSHED = [(":method", "GET"), (":path", "/style.css"), (":scheme", "http"), (":authority", "a")]
+
+
+def test_push_promise_is_a_request_on_the_promised_stream_paired_with_the_pushed_response():
     encoder = hpack.Encoder()
-    wire = (h2.settings() + h2.push_promise(1, 2, encoder.encode([(":method", "GET"), (":path", "/style.css"), (":scheme", "http"),
-                                                                   (":authority", "a")]))
+    promised = encoder.encode(PUSHED)
+    wire = (h2.settings() + h2.push_promise(1, 2, promised)
             + h2.headers(1, encoder.encode(RESPONSE), "END_HEADERS", "END_STREAM")
-            + h2.headers(2, encoder.encode(RESPONSE), "END_HEADERS", "END_STREAM"))
-    events, _ = parse(wire, SERVER)
-    assert not rules(events) and [r.stream_id for r in of(events, HttpResponse)] == [1, 2]
-    promise = of(events, Http2Frame)[1]
+            + h2.headers(2, encoder.encode(RESPONSE), "END_HEADERS") + h2.data(2, b"body{}", "END_STREAM"))
+    events, parser = parse(wire, SERVER)
+    assert not rules(events) and accounted(events, parser) == len(wire)
+    (request,) = of(events, HttpRequest)
+    assert (request.direction, request.stream_id, request.method, request.target, request.version) == (SERVER, 2, "GET", "/style.css", "HTTP/2")
+    assert request.header_bytes == len(promised) and request.body_bytes == 0 and request.complete
+    assert request.http1_header_bytes == len("GET /style.css HTTP/1.1\r\nhost: a\r\n\r\n")
+    assert [(r.stream_id, r.body_bytes) for r in of(events, HttpResponse)] == [(1, 0), (2, 6)]
+    frames = of(events, Http2Frame)
+    promise = frames[1]
     assert promise.control_bytes == 4 and promise.header_block_bytes == promise.length - 4
+    assert [f.promised_stream_id for f in frames] == [0, 2, 0, 0, 0]
+
+
+def test_a_promise_across_continuation_carries_its_stream_on_every_fragment():
+    from hyperframe.frame import PushPromiseFrame
+
+    encoder = hpack.Encoder()
+    block = encoder.encode(PUSHED)
+    wire = (PushPromiseFrame(3, promised_stream_id=4, data=block[:5]).serialize() + h2.continuation(3, block[5:], "END_HEADERS")
+            + h2.headers(4, encoder.encode(RESPONSE), "END_HEADERS", "END_STREAM"))
+    events, _ = parse(wire, SERVER)
+    assert not rules(events)
+    assert [(f.stream_id, f.promised_stream_id) for f in of(events, Http2Frame)] == [(3, 4), (3, 4), (4, 0)]
+    (request,) = of(events, HttpRequest)
+    assert (request.stream_id, request.target, request.header_bytes) == (4, "/style.css", len(block))
+
+
+def test_frames_a_side_sends_after_its_own_rst_stream_are_findings_the_others_in_flight_are_not():
+    session = Http2Session()
+    client, server = Http2Parser(CLIENT, session), Http2Parser(SERVER, session)
+    client_encoder, server_encoder = hpack.Encoder(), hpack.Encoder()
+    client.receive_data(request_wire(client_encoder), 1)
+    server.receive_data(h2.settings() + h2.headers(1, server_encoder.encode(RESPONSE), "END_HEADERS") + h2.data(1, b"a" * 100), 2)
+    client.receive_data(h2.rst_stream(1), 3)
+    # In flight from the server: more DATA, trailers; counted, no finding, no second message.
+    server.receive_data(h2.data(1, b"b" * 100) + h2.headers(1, server_encoder.encode([("grpc-status", "0")]), "END_HEADERS", "END_STREAM"), 4)
+    # The client resets stream 1 and then goes on sending on it: not allowed (RFC 9113 6.4).
+    # (PRIORITY may still come, and RST_STREAM again: the stream error the peer's frames in flight are.)
+    client.receive_data(h2.data(1, b"late") + h2.window_update(1, 10) + h2.priority(1, 0) + h2.rst_stream(1, 5), 5)
+    client.receive_eof(6)
+    server.receive_eof(6)
+    client_events, server_events = client.take_events(), server.take_events()
+    assert not rules(server_events)
+    assert [r.stream_id for r in of(server_events, HttpResponse)] == [1] and not of(server_events, HttpResponse)[0].complete
+    assert rules(client_events) == ["h2-frame-after-reset", "h2-frame-after-reset"]  # DATA and WINDOW_UPDATE
+    assert len(of(client_events, HttpRequest)) == 1
+    # The server's trailers were decoded all the same: its HPACK state goes on.
+    server.receive_eof(7)
+    assert not server.hpack_lost
 
 
 def test_streams_open_at_the_end_are_incomplete():

@@ -411,13 +411,14 @@ def check_compare_capture(driver, tables, capture: str) -> None:
 
     # break-even: each group's curve ends at its messages and all its wire bytes (setup included)
     def curve_names(figure):
-        return {t["name"] for t in figure["traces"] if not str(t["name"]).startswith("crossover")}
+        return {t["name"] for t in figure["traces"] if t["meta"] == "wire_bytes"}
 
     curves = figure_when(driver, ids.COMPARE_BREAK_EVEN, lambda f: curve_names(f) == set(groups.index),
                          f"the break-even curves never showed the groups of {short(capture)}")
     ends = {t["name"]: (t["x"][-1], t["y"][-1]) for t in curves["traces"] if t["name"] in groups.index}
     for group, row in groups.iterrows():
         assert ends[group][0] == row["messages"] and close(ends[group][1], row["wire_bytes"]), (capture, group, ends[group])
+    check_tls_layer_of_curves(curves, tables, capture, groups)
 
     # latency: a REST group's box has one point per request answered
     latency = plotly_figure(driver, ids.COMPARE_LATENCY)
@@ -433,6 +434,30 @@ def expected_verdict(holds: bool, one: float, other: float) -> str:
     if abs(one - other) < MATERIAL * max(one, other):
         return "no material difference"
     return "holds" if holds else "does not hold"
+
+
+def check_tls_layer_of_curves(curves, tables, capture: str, groups: pd.DataFrame) -> None:
+    """The TLS layer beneath a break-even curve: only for a group with TLS bytes (the tls_* byte
+    categories of its connections), ending at them; for a group of one connection it starts at
+    what of them no message carries (the handshake: the connection's TLS bytes less its messages'
+    tls_overhead_bytes) and rises at each message carrying payload by that message's
+    tls_overhead_bytes."""
+    layers = {t["name"].removesuffix(" TLS layer"): t for t in curves["traces"] if t["meta"] == "tls_bytes"}
+    conns = with_group(tables["connections"])
+    conns = conns[conns["capture"] == capture]
+    tls = conns.groupby("group")[[c for c in BYTE_CATEGORIES if c.startswith("tls_")]].sum().sum(axis=1)
+    assert set(layers) == set(tls[tls > 0].index), (capture, sorted(layers))
+    costs = tables["message_costs"]
+    for group, layer in layers.items():
+        assert layer["x"][-1] == groups.loc[group, "messages"] and close(layer["y"][-1], tls[group]), (capture, group, layer["y"][-1])
+        mine = conns[conns["group"] == group]["conn_id"]
+        if len(mine) == 1:
+            rows = costs[costs["conn_id"].isin(mine) & costs["item"].isin(APP_ITEMS)]
+            assert close(layer["y"][0], tls[group] - rows["tls_overhead_bytes"].sum()), (capture, group, layer["y"][0])
+            carrying = rows[rows["payload_messages"] > 0]
+            if len(carrying) == len(rows):  # every message carries payload: a step per message
+                steps = np.diff(layer["y"])
+                assert sorted(steps) == pytest.approx(sorted(carrying["tls_overhead_bytes"])), (capture, group)
 
 
 def shown_claims(driver, table_id: str) -> dict[str, dict]:
