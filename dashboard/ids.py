@@ -18,6 +18,7 @@ OVERVIEW_BYTES = "overview-bytes-by-category"
 OVERVIEW_MIX = "overview-protocol-mix"
 OVERVIEW_CSV_BUTTON = "overview-csv-button"
 OVERVIEW_CSV = "overview-csv-download"
+OVERVIEW_HAR = "overview-har-link"
 
 # compare (REST vs WebSocket)
 COMPARE_CAPTURE = "compare-capture"
