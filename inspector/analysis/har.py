@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Protocol, TextIO
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote
 
 import pyarrow as pa
 
@@ -43,10 +43,18 @@ from inspector.analysis.texts import PREVIEW_TEXT_CHARS
 HAR_VERSION = "1.2"
 # Rows fetched at a time: entries, and a WebSocket connection's messages.
 BATCH_ROWS = 4096
-# What a URL may hold as it is; anything else (spaces, control characters, non-ASCII) is
-# percent-encoded, so a hostile target or Host header still gives a URI.
-URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+# What a URL's authority, and its path and query, may hold as they are (RFC 3986 3.2, 3.3, 3.4,
+# besides letters, digits and -._~; '%' only before two hex digits); anything else (spaces,
+# control characters, non-ASCII) is percent-encoded, so a hostile target or Host header still
+# gives a URI.
+AUTHORITY_SAFE = "!$&'()*+,;=:@%"
+PATH_SAFE = "!$&'()*+,;=:@%/?"
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+IP_LITERAL_CHARACTERS = HEX_DIGITS | frozenset(":.")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+ABSOLUTE_FORMS = tuple(f"{scheme}://" for scheme in DEFAULT_PORTS)
+# Codings that leave a body as it is: its preview is its text.
+NO_CODING = ("", "identity")
 TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml", "application/x-www-form-urlencoded",
               "application/graphql", "+json", "+xml")
 UNKNOWN_MIME = "x-unknown"  # Chrome's mimeType when there is no Content-Type
@@ -181,7 +189,8 @@ def har_entry(row: dict) -> dict:
             "httpVersion": row["version"] or "",
             "cookies": request_cookies(request_headers),
             "headers": request_headers,
-            "queryString": [{"name": name, "value": value} for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True)],
+            "queryString": [{"name": name, "value": value} for name, value in parse_qsl(url.partition("?")[2].partition("#")[0],
+                                                                                          keep_blank_values=True)],
             "headersSize": row["header_bytes"],
             "bodySize": row["body_wire_bytes"],
         },
@@ -209,7 +218,7 @@ def _response(row: dict) -> dict:
     encoding = row["response_content_encoding"] or ""
     decoded = row["response_decompressed_bytes"]
     content = {"size": decoded if decoded is not None else row["response_body_bytes"], "mimeType": content_type or UNKNOWN_MIME}
-    if encoding and decoded is not None:
+    if encoding not in NO_CODING and decoded is not None:
         content["compression"] = decoded - row["response_body_wire_bytes"]
     text = _preview(content_type, encoding, row["response_body_text"]) if row["response_body_bytes"] else None
     if text is not None:
@@ -252,8 +261,14 @@ def _number(value: float) -> int | float:
 
 
 def iso_time(ts: float) -> str:
-    """ISO 8601 in UTC with microseconds: 2026-11-25T21:22:42.123456Z."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with microseconds: 2026-11-25T21:22:42.123456Z.  A capture's clock may say
+    anything (a pcapng's 64-bit timestamps reach past year 9999): outside years 1 to 9999, the
+    nearest time ISO 8601 can write."""
+    try:
+        moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        moment = (datetime.max if ts > 0 else datetime.min).replace(tzinfo=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def header_fields(lines: str) -> list[dict]:
@@ -290,16 +305,42 @@ def _header(fields: list[dict], name: str) -> str | None:
 
 def request_url(scheme: str, host: str | None, server_ip: str, server_port: int, method: str, target: str) -> str:
     """The request's absolute URL: the target itself in absolute form, else the scheme, the Host
-    header (the server's address and port without one) and the target; percent-encoded where a URI
-    may not hold a character."""
-    if urlsplit(target).scheme.lower() in DEFAULT_PORTS and "://" in target:
-        return quote(target, safe=URL_SAFE)
+    header (the server's address and port without one) and the target; a URI (RFC 3986) whatever
+    those hold (see `uri`)."""
+    if target.lower().startswith(ABSOLUTE_FORMS):
+        given_scheme, _, rest = target.partition("://")
+        cut = min((rest.find(mark) for mark in "/?#" if mark in rest), default=len(rest))
+        return uri(given_scheme, rest[:cut], rest[cut:])
     if method.upper() == "CONNECT":  # authority form: the target is the host and port
-        return quote(f"{scheme}://{target}/", safe=URL_SAFE)
+        return uri(scheme, target, "/")
     if not host:
         address = f"[{server_ip}]" if ":" in server_ip else server_ip
         host = address if DEFAULT_PORTS[scheme] == server_port else f"{address}:{server_port}"
-    return quote(f"{scheme}://{host}{target if target.startswith('/') else '/' + target}", safe=URL_SAFE)
+    return uri(scheme, host, target if target.startswith("/") else "/" + target)
+
+
+def uri(scheme: str, authority: str, rest: str) -> str:
+    """scheme://authority + rest, percent-encoded where RFC 3986 does not allow a character: the
+    brackets of an authority that is not an IP literal, brackets and a second '#' after it, a '%'
+    that starts no escape, spaces, control characters and non-ASCII (as UTF-8)."""
+    if not _ip_literal(authority):
+        authority = quote(_lone_percents(authority), safe=AUTHORITY_SAFE)
+    path, hash_mark, fragment = rest.partition("#")
+    rest = quote(_lone_percents(path), safe=PATH_SAFE) + hash_mark + quote(_lone_percents(fragment), safe=PATH_SAFE)
+    return f"{scheme}://{authority}{rest}"
+
+
+def _ip_literal(authority: str) -> bool:
+    """[IPv6 address] with an optional :port, as a URI's host may be one."""
+    inside, bracket, port = authority[1:].partition("]")
+    return (authority.startswith("[") and bool(bracket) and bool(inside) and all(c in IP_LITERAL_CHARACTERS for c in inside)
+            and (not port or (port[0] == ":" and (port[1:].isdigit() or port == ":"))))
+
+
+def _lone_percents(text: str) -> str:
+    """`text` with every '%' that is not followed by two hex digits written %25."""
+    first, *parts = text.split("%")
+    return first + "".join(("%" if len(part) >= 2 and part[0] in HEX_DIGITS and part[1] in HEX_DIGITS else "%25") + part for part in parts)
 
 
 def request_cookies(fields: list[dict]) -> list[dict]:
@@ -326,7 +367,7 @@ def response_cookies(fields: list[dict]) -> list[dict]:
 
 def _preview(content_type: str | None, encoding: str, text: str | None) -> str | None:
     """The body's preview when it is text as sent: a textual type, no content coding."""
-    if text is None or encoding or not content_type:
+    if text is None or encoding not in NO_CODING or not content_type:
         return None
     mime = content_type.split(";", 1)[0].strip().lower()
     return text if any(mime.startswith(kind) if kind.endswith("/") else (mime == kind or mime.endswith(kind)) for kind in TEXT_TYPES) else None

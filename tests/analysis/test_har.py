@@ -140,7 +140,7 @@ def check_entries(har: dict, tables: dict[str, pd.DataFrame]) -> None:
                                                                             response["body_wire_bytes"])
             decoded = nullable(response["decompressed_bytes"])
             assert got["content"]["size"] == (decoded if decoded is not None else response["body_bytes"])
-            if response["content_encoding"] and decoded is not None:
+            if response["content_encoding"] not in ("", "identity") and decoded is not None:
                 assert got["content"]["compression"] == decoded - response["body_wire_bytes"]
             assert got["headers"] == header_fields(response["headers"])
         key = (request["conn_id"], request["exchange_id"])
@@ -278,6 +278,20 @@ def test_hostile_header_bytes_give_valid_json(tmp_path):
     assert messages[2]["data"] == "\ufffd\ufffd not utf-8"
 
 
+def test_hostile_targets_and_hosts_give_uris(tmp_path):
+    """An absolute target that no URL parser takes, a Host that is no host: a string with its bytes
+    percent-encoded, never a traceback."""
+    capture = tmp_path / "targets.pcap"
+    capture.write_bytes(conversations.capture_of([
+        (0, b"GET http://[bad/\xff HTTP/1.1\r\nHost: [x\r\n\r\n"), (1, http_response(200, body=b"a")),
+        (0, b"GET /p?%zz=1&&=&a=b=c HTTP/1.1\r\nHost: [x\r\n\r\n"), (1, http_response(200, body=b"b"))]))
+    har = check_all(capture, tmp_path, None)
+    first, second = (entry["request"] for entry in har["log"]["entries"])
+    assert first["url"] == "http://%5Bbad/%C3%BF"
+    assert (second["url"], second["queryString"]) == ("http://%5Bx/p?%25zz=1&&=&a=b=c", [{"name": "%zz", "value": "1"}, {"name": "", "value": ""},
+                                                                                    {"name": "a", "value": "b=c"}])
+
+
 @pytest.mark.parametrize("name", ["http_keepalive", "http_pipelined", "ws_session", "ws_deflate"])
 def test_har_of_conversation(name, tmp_path):
     """Chunked and gzip bodies (content.compression), pipelining, WebSocket with deflate."""
@@ -317,6 +331,13 @@ def test_request_urls():
     assert request_url("http", "h", "1.2.3.4", 80, "GET", "http://other/x y") == "http://other/x%20y"
     assert request_url("http", "h", "1.2.3.4", 80, "CONNECT", "dest:443") == "http://dest:443/"
     assert request_url("http", "h", "1.2.3.4", 80, "OPTIONS", "*") == "http://h/*"
+    assert request_url("http", "[x", "1.2.3.4", 80, "GET", "HTTP://[y/\x00") == "HTTP://%5By/%00"  # hostile: still a URI
+    assert request_url("http", "[::1]:81", "::1", 81, "GET", "/a[1]#f#g %41%4") == "http://[::1]:81/a%5B1%5D#f%23g%20%41%254"
+
+
+def test_times_past_what_iso_8601_writes():
+    assert iso_time(0) == "1970-01-01T00:00:00.000000Z"
+    assert iso_time(1e15) == "9999-12-31T23:59:59.999999Z"
 
 
 def test_har_file_names_are_safe_and_distinct():
