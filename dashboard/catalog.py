@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -133,11 +135,22 @@ class Catalog:
         return self._arrow(query, params)
 
     def _arrow(self, query: str, params) -> pa.Table:
+        with self._cursor() as cursor:
+            return cursor.sql(query, params=params).to_arrow_table()
+
+    def batches(self, query: str, params: list | None = None, rows: int = 4096) -> Iterator[pa.RecordBatch]:
+        """The result of `query` as Arrow record batches of at most `rows` rows, fetched as they are
+        read (what inspector.analysis.har streams a HAR from)."""
+        with self._cursor() as cursor:
+            yield from cursor.sql(query, params=params).to_arrow_reader(rows)
+
+    @contextmanager
+    def _cursor(self):
         with self._lock:  # a cursor per query: callbacks run in several threads at once
             cursor = self._connection.cursor()
             self._cursors.add(cursor)
         try:
-            return cursor.sql(query, params=params).to_arrow_table()
+            yield cursor
         finally:
             with self._lock:
                 self._cursors.discard(cursor)

@@ -22,6 +22,7 @@ OVERVIEW_CARDS = "overview-headline"
 OVERVIEW_CLAIMS = "overview-claims"
 OVERVIEW_CLAIMS_SHOWN = "overview-claims-shown"
 OVERVIEW_CLAIMS_BOX = "overview-claims-box"
+OVERVIEW_HAR = "overview-har-link"
 
 # compare (REST vs WebSocket)
 COMPARE_CAPTURE = "compare-capture"

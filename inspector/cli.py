@@ -1,4 +1,4 @@
-"""Command line: `inspector analyze CAPTURE... [--export DIR] [--format csv|parquet|json] [--store DIR] [--no-cache]`,
+"""Command line: `inspector analyze CAPTURE... [--export DIR] [--format csv|parquet|json|har] [--store DIR] [--no-cache]`,
 `inspector query STORE_OR_CAPTURE SQL [-o OUT.csv|OUT.parquet]`,
 `inspector capture [-i IFACE] [--port N ...] [--filter BPF] -o FILE [--analyze]`,
 `inspector record SCENARIO -o FILE [--messages N] [--size BYTES] [--rate PER_S] [--variants a,b]`,
@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="analyse capture files and print a summary")
     analyze.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap, pcapng or gzip-compressed capture")
     analyze.add_argument("--export", metavar="DIR", help="write one file per table into DIR")
-    analyze.add_argument("--format", choices=("csv", "parquet", "json"), default="csv", help="export format (default csv)")
+    analyze.add_argument("--format", choices=("csv", "parquet", "json", "har"), default="csv",
+                         help="export format (default csv); har: one HAR 1.2 file per capture, its HTTP exchanges")
     analyze.add_argument("--store", metavar="DIR", help="also write the analysis as a store folder DIR (a Parquet dataset per table and "
                          "store.json), replacing a store already there; query it with `inspector query DIR`")
     analyze.add_argument("--no-cache", action="store_true", help="analyse the captures even if the cache of analyses has them, "
@@ -205,7 +206,8 @@ def _analyze(args) -> int:
         print(store_summary(store))
         if args.export:
             written = store.export(Path(args.export), args.format)
-            print(f"\nexported {len(written)} tables to {printable(args.export)}/ ({args.format})")
+            what = "HAR files" if args.format == "har" else "tables"
+            print(f"\nexported {len(written)} {what} to {printable(args.export)}/ ({args.format})")
     return 0
 
 

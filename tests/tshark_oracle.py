@@ -584,6 +584,22 @@ def http_response_codes(path, decode_as_ports=(), **opts) -> collections.Counter
     return collections.Counter(int(c) for r in rows for c in r.codes)
 
 
+class Http1Headers(NamedTuple):
+    content_lengths: collections.Counter  # http.content_length, one per HTTP/1.x message that has the header
+    request_lines: int  # http.request.line: the header lines of every request (start line excluded)
+    response_lines: int  # http.response.line: those of every response
+
+
+def http1_headers(path, decode_as_ports=(), **opts) -> Http1Headers:
+    """What tshark reads in the HTTP/1.x header blocks: every Content-Length value, and the number of
+    header lines of requests and of responses (multi-occurrence fields: pipelined messages of one
+    frame all count)."""
+    rows = _fields(path, ["http.content_length", "http.request.line", "http.response.line"], display_filter="http",
+                   opt_args=_opts(decode_as_ports=decode_as_ports, **opts))
+    return Http1Headers(collections.Counter(int(value) for lengths, _, _ in rows for value in lengths),
+                        sum(len(lines) for _, lines, _ in rows), sum(len(lines) for _, _, lines in rows))
+
+
 class HttpPair(NamedTuple):
     request_frame: int | None
     response_frame: int | None

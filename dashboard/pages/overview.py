@@ -1,9 +1,18 @@
-"""Overview: headline numbers, the claims tested, per capture numbers, bytes by category (stacked), protocol mix over time."""
+"""Overview: headline numbers, the claims tested, per capture numbers, bytes by category (stacked),
+protocol mix over time; the chosen capture's HTTP exchanges as a HAR file (HAR_URL)."""
 
 from __future__ import annotations
 
+import io
+import tempfile
+from urllib.parse import urlencode
+
 import dash
+import flask
 from dash import Input, Output, dcc, html
+
+import inspector
+from inspector.analysis.har import har_file_names, write_har
 
 from dashboard import aggregate, ids
 from dashboard.components import claims_table, csv_download, graph, send_csv, small_table
@@ -15,6 +24,11 @@ dash.register_page(__name__, path="/", name="Overview", title="Overview · wire-
 COUNT_COLUMNS = ("packets", "connections", "wire_bytes", "rest_exchanges", "ws_messages", "tcp_wire_bytes", "wire_payload_bytes",
                  "app_payload_bytes", "undecoded_payload_bytes", "compression_saved_bytes")
 # efficiency: application payload (decoded) / TCP wire bytes; the payload as sent has its own columns
+# A capture's HAR is a download from this URL (?capture=NAME), not a dcc.Download: a callback's
+# download travels base64 inside its JSON answer, held whole in the server and in the page, and
+# a capture of a million packets has a HAR of hundreds of MB.  The route writes it to a
+# temporary file as it is read from the store and sends that file.
+HAR_URL = "/download/har"
 FORMATS = {"efficiency": ".1%", "wire_payload_efficiency": ".1%", "compression_ratio": ".2f", **{c: ",d" for c in COUNT_COLUMNS}}
 
 
@@ -41,6 +55,8 @@ def build_layout(views):
         csv_download(ids.OVERVIEW_CSV_BUTTON, ids.OVERVIEW_CSV),
         html.Label("Capture"),
         dcc.Dropdown(id=ids.OVERVIEW_CAPTURE, options=[{"label": aggregate._short(c), "value": c} for c in captures], value=first, clearable=False),
+        html.A("Download HAR", id=ids.OVERVIEW_HAR, href=har_href(first), download="", style={"margin": "0.5em 0", "display": "inline-block"},
+               title="The capture's HTTP exchanges as HAR 1.2, with the sizes measured on the wire"),
         graph(ids.OVERVIEW_BYTES, bytes_fig),
         graph(ids.OVERVIEW_MIX, mix_fig),
     ])
@@ -59,7 +75,33 @@ def capture_figures(views, capture):
     return views.overview_figures(capture)
 
 
+def har_href(capture: str | None) -> str | None:
+    return f"{HAR_URL}?{urlencode({'capture': capture})}" if capture else None
+
+
+def send_har(store) -> flask.Response:
+    """The HAR_URL view: the HAR of the capture named in ?capture= (a name the overview lists; any
+    other is 404), as an attachment named after it."""
+    capture = flask.request.args.get("capture", "")
+    views = store.views()
+    if capture not in views.captures():
+        return flask.Response("no such capture\n", status=404, mimetype="text/plain")
+    spooled = tempfile.TemporaryFile()  # on disk, never whole in memory; gone once sent
+    text = io.TextIOWrapper(spooled, encoding="ascii", newline="\n")
+    write_har(views.catalog, capture, text, inspector.__version__)
+    text.flush()
+    text.detach()
+    spooled.seek(0)
+    return flask.send_file(spooled, mimetype="application/json", as_attachment=True, download_name=har_file_names([capture])[0])
+
+
 def register_callbacks(app, store):
+    app.server.add_url_rule(HAR_URL, "download_har", lambda: send_har(store), methods=["GET"])
+
+    @app.callback(Output(ids.OVERVIEW_HAR, "href"), Input(ids.OVERVIEW_CAPTURE, "value"), prevent_initial_call=True)
+    def _har(capture):
+        return har_href(capture)
+
     # The layout has the figures of the capture the dropdown opens on: the callback runs on a change only.
     @app.callback(Output(ids.OVERVIEW_BYTES, "figure"), Output(ids.OVERVIEW_MIX, "figure"), Input(ids.OVERVIEW_CAPTURE, "value"),
                   prevent_initial_call=True)

@@ -19,7 +19,8 @@ apostrophe (`defuse_formulas`, the one rule for the CLI's and the dashboard's CS
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -46,25 +47,32 @@ def export_chunks(tables: Mapping[str, Iterable[pd.DataFrame]], directory: Path,
     A table's chunks are frames with its columns and dtypes, in row order: at least one (empty
     for an empty table, it still gives the columns), and for Parquet EXPORT_CHUNK_ROWS rows
     each but the last (one row group each).  They are drawn one at a time, as the table is written."""
+    return write_files({f"{name}.{fmt}": partial(WRITERS[fmt], chunks) for name, chunks in tables.items()}, directory)
+
+
+def write_files(writers: Mapping[str, Callable[[Path], None]], directory: Path) -> list[Path]:
+    """Each file NAME to DIRECTORY/NAME by its writer (given the path to write), all or nothing:
+    written as `.NAME.PID.partial` each, and all renamed to their names once every one is written;
+    return the files written."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InspectorError(f"{directory}: cannot create export folder: {exc.strerror}") from None
-    # (temporary name, name) of every table written so far; the temporary ones go on failure.
+    # (temporary name, name) of every file written so far; the temporary ones go on failure.
     written: list[tuple[Path, Path]] = []
     try:
-        for name, chunks in tables.items():
-            path = directory / f"{name}.{fmt}"
+        for name, write in writers.items():
+            path = directory / name
             written.append((directory / f".{path.name}.{os.getpid()}.partial", path))
-            _write_or_say_why(chunks, written[-1][0], path, fmt)
-        for partial, path in written:
+            _write_or_say_why(write, written[-1][0], path)
+        for partial_path, path in written:
             try:
-                os.replace(partial, path)
+                os.replace(partial_path, path)
             except OSError as exc:
                 raise InspectorError(f"{path}: cannot write: {exc.strerror or exc}") from None
     except BaseException:  # KeyboardInterrupt too: nothing half-written stays behind
-        for partial, _path in written:
-            partial.unlink(missing_ok=True)
+        for partial_path, _path in written:
+            partial_path.unlink(missing_ok=True)
         raise
     return [path for _partial, path in written]
 
@@ -81,21 +89,21 @@ def export_table(table: pd.DataFrame, path: Path, fmt: str) -> None:
 
     Written as one chunk: a query's result (`inspector query -o`) may have columns of Python
     objects, whose Arrow type a slice of them would not tell."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial_path = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        _write_or_say_why([table], partial, path, fmt)
+        _write_or_say_why(partial(WRITERS[fmt], [table]), partial_path, path)
         try:
-            os.replace(partial, path)
+            os.replace(partial_path, path)
         except OSError as exc:
             raise InspectorError(f"{path}: cannot write: {exc.strerror or exc}") from None
     except BaseException:
-        partial.unlink(missing_ok=True)
+        partial_path.unlink(missing_ok=True)
         raise
 
 
-def _write_or_say_why(chunks: Iterable[pd.DataFrame], partial: Path, path: Path, fmt: str) -> None:
+def _write_or_say_why(write: Callable[[Path], None], partial_path: Path, path: Path) -> None:
     try:
-        WRITERS[fmt](chunks, partial)
+        write(partial_path)
     except OSError as exc:
         raise InspectorError(f"{path}: cannot write: {exc.strerror or exc}") from None
 

@@ -126,6 +126,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "complete": "bool",
         "offset": "int64",
         "body_text": "str",
+        "headers": "str",
     },
     "ws_frames": {
         "conn_id": "int64",
@@ -165,6 +166,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "text_valid": "boolean",
         "complete": "bool",
         "payload_text": "str",
+        "payload_hex": "str",
     },
     "tls_records": {
         "conn_id": "int64",
@@ -240,9 +242,9 @@ SCHEMAS["staleness"] = {
 TABLE_DOCS: dict[str, str] = {
     "captures": "one row per capture file: format, link types, packet counts, non-TCP packets by reason, warnings",
     "connections": "one row per TCP connection (first_frame: the number of its first packet in the capture, from 1, as Wireshark numbers frames), with one column per byte category (they sum to wire_bytes) and the payload and efficiency columns; for a TLS connection (kind tls), tls_version and tls_cipher as the ServerHello chose them, tls_sni and tls_alpn_offered (comma-separated) from the ClientHello, tls_alpn as chosen when the ServerHello says it (TLS 1.2; TLS 1.3 sends it encrypted: seen when decrypted), empty when not seen; a TLS connection decrypted with logged secrets (inspector analyze --keylog, or a pcapng's decryption secrets) whose plaintext is HTTP/1.1 is kind rest, or websocket after an upgrade, and whose plaintext is HTTP/2 (ALPN h2, or the client preface) kind http2, like its cleartext twin, its TLS columns filled (tls_version not empty tells it from cleartext)",
-    "http_messages": "one row per HTTP request and per response; exchange_id pairs them within a connection: HTTP/1.1 FIFO, HTTP/2 by stream (stream_id; empty for HTTP/1.1, and for the HTTP/1.1 request of an h2c upgrade, whose response comes on stream 1 with its exchange_id); direction is who sent it, so a request a server promised (PUSH_PROMISE) is a server row with a method, on the promised stream, paired with the pushed response. For HTTP/2 (version HTTP/2), header_bytes is the HPACK header blocks (trailers included), body_wire_bytes the DATA frames whole, chunk_framing_bytes their 9-byte headers and padding, body_bytes their data; ts and end_ts are the first byte of the message's first frame and the capture time of its last. http1_header_bytes is what the headers take (HTTP/1.1) or would take (HTTP/2) as HTTP/1.1 text: start line from the pseudo-headers, Host from :authority, cookies joined, one `Name: value` line each and the blank line (empty when a header block could not be decoded); http1_header_bytes - header_bytes is what HPACK saved",
+    "http_messages": "one row per HTTP request and per response; exchange_id pairs them within a connection: HTTP/1.1 FIFO, HTTP/2 by stream (stream_id; empty for HTTP/1.1, and for the HTTP/1.1 request of an h2c upgrade, whose response comes on stream 1 with its exchange_id); direction is who sent it, so a request a server promised (PUSH_PROMISE) is a server row with a method, on the promised stream, paired with the pushed response. For HTTP/2 (version HTTP/2), header_bytes is the HPACK header blocks (trailers included), body_wire_bytes the DATA frames whole, chunk_framing_bytes their 9-byte headers and padding, body_bytes their data; ts and end_ts are the first byte of the message's first frame and the capture time of its last. http1_header_bytes is what the headers take (HTTP/1.1) or would take (HTTP/2) as HTTP/1.1 text: start line from the pseudo-headers, Host from :authority, cookies joined, one `Name: value` line each and the blank line (empty when a header block could not be decoded); http1_header_bytes - header_bytes is what HPACK saved. headers is the message's header lines after the start line, one `Name: value` a line: HTTP/1.1's as sent (bytes as latin-1 text, line ends kept), HTTP/2's decoded fields as HTTP/1.1 would send them (no pseudo-headers: Host from :authority, cookies joined); every value cut to 8,192 characters (texts.MAX_HEADER_VALUE_CHARS), since they are hostile text",
     "ws_frames": "one row per WebSocket frame; payload shown as text (U+FFFD for bad bytes) and hex, cut to a preview",
-    "ws_messages": "one row per WebSocket data message (fragments assembled; control frames are not messages)",
+    "ws_messages": "one row per WebSocket data message (fragments assembled; control frames are not messages); payload_text previews the payload (decompressed) as text, payload_hex is the hex of a binary message's first 200 bytes (empty for text messages)",
     "tls_records": "one row per TLS record (kind tls connections): content_type and version as in the record header (content_name: change_cipher_spec, alert, handshake, application_data, heartbeat), length its payload (missing_bytes of it not captured), encrypted when the payload is not readable without keys, counted_as the byte category of its payload (handshake, encrypted, or application: decrypted application data, whose plaintext_bytes went to the HTTP/WebSocket parsers and aead_overhead_bytes to tls_aead_overhead_bytes), messages the handshake messages or alert read in clear or decrypted; decrypted when opened with logged secrets (then content type 23 records of TLS 1.3 are counted by their inner content type)",
     "findings": "protocol conformance findings (never fatal): rule and detail",
     "message_costs": "one row per application message (REST exchange, WebSocket data message) plus setup, teardown, WebSocket control and unattributed rows per connection; wire_bytes is app_header_bytes + wire_payload_bytes (payload as sent) + tls_overhead_bytes (the record headers and AEAD overhead of the decrypted TLS records carrying it: a record's header and explicit nonce go to the message of its first plaintext byte, its tag, inner content type and padding to that of its last) + transport_bytes + ack_bytes, and a connection's rows add up to its wire_bytes; app_payload_bytes is the row's application payload (decoded; undecoded_payload_bytes of it counted as sent) and efficiency app_payload_bytes / wire_bytes, as in connections (control frames carry none); payload_messages counts the HTTP requests and responses whose decoded body is not empty, or the WebSocket message if its decoded payload is not, of the row: the work it did",
@@ -254,7 +256,7 @@ TABLE_NAMES = tuple(SCHEMAS)
 # The version of these schemas in a store (inspector/store): any change of a table, a column or
 # its dtype, or of what a column means or counts, bumps it, so that a store written before is
 # analysed again rather than misread.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # The tables whose rows are made per connection, from its events as they come (analysis/rows.py),
 # and carry its conn_id; the others are per capture (captures, staleness) or summed over
 # connections (overhead).

@@ -33,7 +33,11 @@ from inspector.events import HttpRequest, HttpResponse, WsFrame
 PREVIEW_TEXT_CHARS = 200  # messages and HTTP bodies
 FRAME_PREVIEW_TEXT_CHARS = 80  # frames: their message row has the longer preview
 PREVIEW_HEX_BYTES = 32
+# A header's value is kept to this many characters (http_messages.headers): header values are
+# hostile text, and a message's headers are a row's, whatever a peer sends.
+MAX_HEADER_VALUE_CHARS = 8192
 OPCODE_NAMES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
+BINARY = 2
 OPCODE_LABELS = pa.array([OPCODE_NAMES.get(opcode, f"reserved-{opcode}") for opcode in range(16)], pa.large_string())
 CLOSE = 8
 MASK_KEY_BYTES = 4
@@ -197,15 +201,35 @@ def _mask_key_hex(keys: bytes, masked: np.ndarray) -> pd.api.extensions.Extensio
 
 
 class MessageTexts(TextHolder):
-    """ws_messages: the payload's text preview."""
+    """ws_messages: the payload's text preview, and a binary message's first bytes as hex."""
 
     held = _preview_held("text")
-    derived = {"payload_text": lambda built, held: _previews(held, "text")}
+    derived = {"payload_text": lambda built, held: _previews(held, "text"),
+               "payload_hex": lambda built, held: _binary_hex(_heads(held, "text"), built["opcode"])}
 
     @staticmethod
     def holder(values: dict) -> Callable[[bytes], None]:
         """Holds a message's texts from its payload (a WsMessage's, or a record's message_payload)."""
         return _preview_holder(values, "text", PREVIEW_TEXT_CHARS)
+
+
+def _binary_hex(heads: pa.Array, opcodes: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """The hex of binary messages' first payload bytes (PREVIEW_TEXT_CHARS of them); missing for the others."""
+    rows = np.flatnonzero(opcodes == BINARY)
+    return _texts_at([head.hex() for head in heads.take(pa.array(rows)).to_pylist()], rows, len(opcodes))
+
+
+def capped_header_lines(lines: str, limit: int = MAX_HEADER_VALUE_CHARS) -> str:
+    """Header lines ("Name: value" each, LF or CRLF after each but maybe the last) with every
+    value cut to `limit` characters (a line without a colon, to `limit` too)."""
+    if len(lines) <= limit:  # no value is longer than the whole
+        return lines
+    capped = []
+    for line in lines.split("\n"):
+        end = "\r" if line.endswith("\r") else ""
+        name, colon, value = line.removesuffix(end).partition(":")
+        capped.append(f"{name[:limit]}{colon}{value[:limit]}{end}")
+    return "\n".join(capped)
 
 
 # The fields of an HTTP message that repeat (a chunk has few of their combinations),
@@ -229,10 +253,10 @@ class Combinations(list):
 
 
 class HttpTexts(TextHolder):
-    """http_messages: the body's text preview, the target, and the fields that repeat
-    (HTTP_REPEATED; method is a request's, reason a response's)."""
+    """http_messages: the body's text preview, the target, the header lines (values capped), and
+    the fields that repeat (HTTP_REPEATED; method is a request's, reason a response's)."""
 
-    held = {**_preview_held("text"), "targets": Held(), "repeated": Held(Combinations), "repeated_codes": Held()}
+    held = {**_preview_held("text"), "targets": Held(), "header_lines": Held(), "repeated": Held(Combinations), "repeated_codes": Held()}
     derived = {
         "method": lambda built, held: _repeated(held, "method"),
         "target": lambda built, held: text_array(pa.array(held["targets"], pa.large_string())),
@@ -240,12 +264,14 @@ class HttpTexts(TextHolder):
         "version": lambda built, held: _repeated(held, "version"),
         "content_encoding": lambda built, held: _repeated(held, "content_encoding"),
         "body_text": lambda built, held: _previews(held, "text"),
+        "headers": lambda built, held: text_array(pa.array(held["header_lines"], pa.large_string())),
     }
 
     @staticmethod
     def holder(values: dict) -> Callable[[HttpRequest | HttpResponse], None]:
         hold_preview = _preview_holder(values, "text", PREVIEW_TEXT_CHARS, attrgetter("body_preview"))
         add_target, add_code = values["targets"].append, values["repeated_codes"].append  # codes: mostly small, cached ints
+        add_header_lines = values["header_lines"].append
         combinations = values["repeated"]
         code_of, add_combination = combinations.code_of, combinations.append
 
@@ -261,6 +287,8 @@ class HttpTexts(TextHolder):
                 code = code_of[repeated] = len(combinations)
                 add_combination(repeated)
             add_code(code)
+            raw = message.raw_headers
+            add_header_lines(raw if len(raw) <= MAX_HEADER_VALUE_CHARS else capped_header_lines(raw))
             hold_preview(message)
         return hold
 

@@ -134,6 +134,19 @@ class Store:
             raise StoreError(f"query failed: {_one_line(str(exc))}") from None
         return query_frame(arrow)
 
+    def batches(self, query: str, params: list | dict | None = None, rows: int = 4096) -> Iterator[pa.RecordBatch]:
+        """The result of `query` as Arrow record batches of at most `rows` rows, fetched as they are
+        read (a cursor of its own: other queries may run between two batches); errors as `sql`'s."""
+        import duckdb
+
+        cursor = self._connect().cursor()
+        try:
+            yield from cursor.sql(query, params=params).to_arrow_reader(rows)
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:
+            raise StoreError(f"query failed: {_one_line(str(exc))}") from None
+        finally:
+            cursor.close()
+
     def table(self, name: str) -> pd.DataFrame:
         """Table `name` whole, with exactly the dtypes of tables.SCHEMAS and the analysis's row order."""
         with self._reading(name):
@@ -164,9 +177,15 @@ class Store:
     def export(self, directory: Path, fmt: str) -> list[Path]:
         """Every table to DIRECTORY/NAME.FMT (csv, parquet or json), all or nothing, the same files
         byte for byte as inspector.analysis.export.export_tables writes from the in-memory tables;
-        read and written EXPORT_CHUNK_ROWS rows at a time."""
+        read and written EXPORT_CHUNK_ROWS rows at a time.  Format har: one HAR file per capture
+        instead (inspector.analysis.har), its entries read and written as they come."""
         from inspector.analysis.export import EXPORT_CHUNK_ROWS, export_chunks
 
+        if fmt == "har":
+            import inspector
+            from inspector.analysis.har import write_hars
+
+            return write_hars(self, [str(c) for c in self.table("captures")["capture"]], directory, inspector.__version__)
         return export_chunks({name: self.chunks(name, EXPORT_CHUNK_ROWS) for name in TABLE_NAMES}, directory, fmt)
 
     def _table_query(self, name: str) -> str:

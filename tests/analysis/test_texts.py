@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from inspector.analysis.rows import ShardRows
 from inspector.analysis.sinks import MISSING
-from inspector.analysis.texts import FRAME_PREVIEW_TEXT_CHARS, PREVIEW_HEX_BYTES, PREVIEW_TEXT_CHARS, decoded_head, payload_text
+from inspector.analysis.texts import (FRAME_PREVIEW_TEXT_CHARS, MAX_HEADER_VALUE_CHARS, PREVIEW_HEX_BYTES, PREVIEW_TEXT_CHARS, capped_header_lines,
+                                      decoded_head, payload_text)
 from inspector.events import Direction, HttpRequest, HttpResponse, WsFrame, WsMessage
 
 # Pieces whose joins put every kind of UTF-8 trouble at a cut: characters of 1 to 4
@@ -51,16 +52,16 @@ def frame(payload: bytes, opcode: int = 1, mask_key: bytes = b"", close_reason: 
                    payload, False, 1000 if opcode == 8 else None, close_reason)
 
 
-def message(payload: bytes) -> WsMessage:
-    return WsMessage(Direction.SERVER, 0, 0, 0, 0, 1, 1, 2, len(payload), len(payload), False, None, True, payload, False)
+def message(payload: bytes, opcode: int = 1) -> WsMessage:
+    return WsMessage(Direction.SERVER, 0, 0, 0, 0, opcode, 1, 2, len(payload), len(payload), False, None, True, payload, False)
 
 
-def request(method: str, target: str, body: bytes, version: str = "HTTP/1.1", encoding: str = "") -> HttpRequest:
-    return HttpRequest(Direction.CLIENT, 0, 0, 0, method, target, version, "", 0, len(body), 0, len(body), 0, encoding, None, True, body)
+def request(method: str, target: str, body: bytes, version: str = "HTTP/1.1", encoding: str = "", headers: str = "") -> HttpRequest:
+    return HttpRequest(Direction.CLIENT, 0, 0, 0, method, target, version, headers, 0, len(body), 0, len(body), 0, encoding, None, True, body)
 
 
-def response(status: int, reason: str, body: bytes, version: str = "HTTP/1.1", encoding: str = "") -> HttpResponse:
-    return HttpResponse(Direction.SERVER, 0, 0, 0, version, status, reason, "", 0, len(body), 0, len(body), 0, encoding, None, True, body)
+def response(status: int, reason: str, body: bytes, version: str = "HTTP/1.1", encoding: str = "", headers: str = "") -> HttpResponse:
+    return HttpResponse(Direction.SERVER, 0, 0, 0, version, status, reason, headers, 0, len(body), 0, len(body), 0, encoding, None, True, body)
 
 
 def write(sinks: ShardRows, table: str, event, flush: bool, **numbers) -> None:
@@ -99,19 +100,25 @@ def test_frame_texts_are_each_frames_own(written):
     assert all(str(table[column].dtype) == "str" for column in ("payload_text", "payload_hex", "mask_key", "close_reason"))
 
 
-@given(st.lists(st.tuples(payloads, st.booleans()), max_size=12))
-@example([(b"", False), (b"\xff" * 900, False), ("\U0001f600".encode() * 300, True), (b"plain", False)])
+@given(st.lists(st.tuples(payloads, st.sampled_from([1, 2]), st.booleans()), max_size=12))
+@example([(b"", 1, False), (b"\xff" * 900, 2, False), ("\U0001f600".encode() * 300, 1, True), (b"plain", 2, False)])
 def test_message_texts_are_each_messages_own(written):
+    """The text preview of every message; the hex of a binary one's first bytes."""
     sinks = ShardRows()
-    for payload, flush in written:
-        write(sinks, "ws_messages", message(payload), flush)
-    assert list(sinks.ws_messages.table()["payload_text"]) == [payload_text(payload, PREVIEW_TEXT_CHARS) for payload, _flush in written]
+    for payload, opcode, flush in written:
+        write(sinks, "ws_messages", message(payload, opcode), flush, opcode=opcode)
+    table = sinks.ws_messages.table()
+    assert list(table["payload_text"]) == [payload_text(payload, PREVIEW_TEXT_CHARS) for payload, _opcode, _flush in written]
+    assert missing_as_none(table["payload_hex"]) == [payload[:PREVIEW_TEXT_CHARS].hex() if opcode == 2 else None
+                                                     for payload, opcode, _flush in written]
 
 
+header_blocks = st.sampled_from(["", "Host: a\r\nAccept: */*", "x-long: " + "v" * (MAX_HEADER_VALUE_CHARS + 5) + "\r\nb: c\r\n",
+                                 "\x00\x1b: \xff\x7f\r\nno colon", "a: b\nc:" + "\u00e9" * 9000])
 http_messages = (st.builds(request, st.sampled_from(["GET", "POST", "\u00e9"]), st.sampled_from(["/", "/a?b=c", ""]), payloads,
-                           st.sampled_from(["HTTP/1.1", "HTTP/1.0"]), st.sampled_from(["", "gzip"]))
+                           st.sampled_from(["HTTP/1.1", "HTTP/1.0"]), st.sampled_from(["", "gzip"]), header_blocks)
                  | st.builds(response, st.sampled_from([101, 200, 404]), st.sampled_from(["OK", "", "Not Found"]), payloads,
-                             st.sampled_from(["HTTP/1.1", "HTTP/1.0"]), st.sampled_from(["", "gzip"])))
+                             st.sampled_from(["HTTP/1.1", "HTTP/1.0"]), st.sampled_from(["", "gzip"]), header_blocks))
 
 
 def missing_as_none(column) -> list:
@@ -135,3 +142,13 @@ def test_http_texts_are_each_messages_own(written):
     assert list(table["version"]) == [event.version for event in events]
     assert list(table["content_encoding"]) == [event.content_encoding for event in events]
     assert list(table["body_text"]) == [payload_text(event.body_preview, PREVIEW_TEXT_CHARS) for event in events]
+    assert list(table["headers"]) == [capped_header_lines(event.raw_headers) for event in events]
+
+
+def test_header_values_are_capped_and_the_lines_kept():
+    long = "v" * (MAX_HEADER_VALUE_CHARS + 1)
+    assert capped_header_lines("A: b\r\nB:" + long + "\r\nC: d") == "A: b\r\nB:" + long[:MAX_HEADER_VALUE_CHARS] + "\r\nC: d"
+    assert capped_header_lines(long + "\nx: y\n") == long[:MAX_HEADER_VALUE_CHARS] + "\nx: y\n"
+    short = "A: b\r\nC: d\r\n"
+    assert capped_header_lines(short) is short
+    assert capped_header_lines("A: " + "\u00e9" * 10, limit=4) == "A: \u00e9\u00e9\u00e9"

@@ -158,3 +158,40 @@ def test_overview_numbers_equal_the_analysis(dashboard_url, browser):
     wait_dash_ready(browser)
     assert console_errors(browser) == []
     screenshot(browser, "overview-numbers")
+
+
+def test_overview_downloads_the_chosen_captures_har(dashboard_url, browser, tmp_path):
+    """"Download HAR" saves the HAR of the capture the overview shows: a valid HAR 1.2 with the
+    entries `inspector analyze --format har` writes for that capture (connection ids counted on
+    from the captures loaded before it, as on the Connections page); an unknown capture is 404."""
+    import json
+    import urllib.error
+    import urllib.request
+    from urllib.parse import parse_qs, urlsplit
+
+    from selenium.webdriver.common.by import By
+
+    from tests.analysis.test_har import assert_valid_har, export_har, load_har
+
+    browser.get(dashboard_url + "/")
+    link = wait_css(browser, f"#{ids.OVERVIEW_HAR}")
+    (capture,) = parse_qs(urlsplit(link.get_attribute("href")).query)["capture"]
+    (path,) = [p for p in BUNDLED if p.name == Path(capture).name]
+    browser.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    browser.find_element(By.ID, ids.OVERVIEW_HAR).click()
+    saved = tmp_path / f"{path.stem}.har"
+    wait(browser).until(lambda d: saved.is_file() and saved.stat().st_size > 0, message=f"{saved.name} was never downloaded")
+    downloaded = load_har(saved)
+    assert_valid_har(downloaded)
+    exported = load_har(export_har(path, tmp_path / "cli")[0])
+    got, expected = downloaded["log"]["entries"], exported["log"]["entries"]
+    assert len(got) == len(expected) > 0
+    offsets = {int(g.pop("connection")) - int(e.pop("connection")) for g, e in zip(got, expected)}
+    assert len(offsets) == 1 and got == expected
+    screenshot(browser, "overview-har-link")
+    try:
+        urllib.request.urlopen(dashboard_url + "/download/har?capture=" + "nope.pcap", timeout=30)
+        raise AssertionError("an unknown capture was served")
+    except urllib.error.HTTPError as error:
+        assert error.code == 404
+    assert json.loads(saved.read_text())["log"]["creator"]["name"] == "wire-inspector"
