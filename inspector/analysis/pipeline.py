@@ -90,8 +90,9 @@ class ShardResult:
     tables: dict[str, list[pd.DataFrame]]  # as chunks (chunked.assemble_table); none when streamed
     first_packet: list[int]  # local conn_id -> index of its first packet in the file
     info: CaptureInfo
-    # Streamed: the whole columns (sinks.TableSink.whole) of each table's rows, all of them.
-    whole: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # Streamed: the late values (sinks.TableSink.late) of each table's spilled rows: by column,
+    # (rows, values) for sinks.resolve_late.
+    late: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     packets: int = 0
     tcp_packets: int = 0
     wire_bytes: int = 0
@@ -101,7 +102,7 @@ class ShardResult:
 
 
 # Streamed analysis: what receives a worker's rows as they are made, `spill.add(table, chunks)`
-# (chunks of table rows with the worker's own connection ids, without whole columns), then
+# (chunks of table rows with the worker's own connection ids and provisional late values), then
 # `spill.close()`; made in the worker by `SpillFactory(file_index, shard)`, which goes to worker
 # processes by pickle (a module-level class or function, or a functools.partial of one).
 SpillFactory = Callable[[int, int], object]
@@ -111,13 +112,13 @@ SPILL_ROWS = 65_536
 
 @dataclass
 class ShardOutput:
-    """What makes the rows one worker spilled final: their table connection ids and whole columns."""
+    """What makes the rows one worker spilled final: their table connection ids and late values."""
 
     path: str
     file_index: int
     shard: int
     conn_ids: np.ndarray  # the worker's conn_id -> conn_id in the tables
-    whole: dict[str, dict[str, np.ndarray]]  # table -> its whole columns, all the worker's rows
+    late: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]  # table -> its late values (ShardResult.late)
     recording: object | None  # recording.Recording, from the capture's sidecar
 
     def label_variants(self, connections: pd.DataFrame) -> pd.Series | None:
@@ -181,7 +182,7 @@ def streamed_file(path: str, index: int, shards: list[ShardResult], first_conn_i
     conn_ids, count = _conn_id_mapping(shards, first_conn_id)
     captures_row, warnings = _capture_row(path, shards, count)
     recording = load_recording(path, warnings)
-    outputs = [ShardOutput(path, index, number, ids, shard.whole, recording) for number, (ids, shard) in enumerate(zip(conn_ids, shards))]
+    outputs = [ShardOutput(path, index, number, ids, shard.late, recording) for number, (ids, shard) in enumerate(zip(conn_ids, shards))]
     return StreamedFile(path, index, outputs, captures_row, warnings, recording)
 
 
@@ -479,8 +480,8 @@ class _Shard:
             for name, sink in self.rows.sinks.items():
                 sink.flush()
                 self.spill.add(name, sink.take_made_chunks())
-                if sink.whole:
-                    self.result.whole[name] = sink.take_whole_columns()
+                if sink.late:
+                    self.result.late[name] = sink.take_late_values()
         finally:
             self.spill.close()
 

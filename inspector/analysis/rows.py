@@ -19,7 +19,7 @@ import ipaddress
 import struct
 from array import array
 from collections import Counter
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ import pandas as pd
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets, pack_range
 from inspector.analysis.payload import http_app_payload, payload_columns, ws_app_payload
-from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of, numbers_of
+from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of, numbers_of, provisional
 from inspector.analysis.tables import CONNECTION_TABLES
 from inspector.analysis.texts import FrameTexts, HttpTexts, MessageTexts
 from inspector.events import (Direction, Finding, Http2Frame, Http2Preface, HttpRequest, HttpResponse, TlsClientHello, TlsRecord, TlsServerHello,
@@ -92,7 +92,7 @@ class ShardRows:
                                        packed=HTTP_PACKED, derived=HttpTexts.derived, chunk_rows=CHUNK_ROWS)
         self.ws_frames = TableSink("ws_frames", {**columns_of("ws_frames", exclude=FrameTexts.derived, direction=direction, ts=Seconds()),
                                                    **FrameTexts.held},
-                                   packed=FRAME_PACKED, derived=FrameTexts.derived, whole=("message_id",), chunk_rows=CHUNK_ROWS)
+                                   packed=FRAME_PACKED, derived=FrameTexts.derived, late=("message_id",), chunk_rows=CHUNK_ROWS)
         self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MessageTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                      **MessageTexts.held},
                                      packed=MESSAGE_PACKED, derived=MessageTexts.derived, chunk_rows=CHUNK_ROWS)
@@ -271,7 +271,9 @@ class _ConnectionRows:
         self.upgrade_exchange = MISSING
         # WebSocket: data frames wait for their message per direction, as flat records.
         self.frame_count = 0
-        self.message_ids = sinks.ws_frames.column("message_id")  # by ws_frames row
+        # The held ws_frames rows' message_ids: a data frame's is provisional until its message
+        # completes (set_message_id), so no value is kept per frame once its chunk is made.
+        self.message_ids = sinks.ws_frames.column("message_id")
         # By Direction: the newest waiting frame as a tuple (most messages are one
         # frame: it never goes into the array), the older ones in the array from its head.
         self.pending_frames = (array("q"), array("q"))
@@ -475,16 +477,16 @@ class _ConnectionRows:
     def _ws_frame(self, frame: WsFrame) -> None:
         frame_id = self.frame_count
         self.frame_count = frame_id + 1
-        row = len(self.message_ids)
-        self.message_ids.append(MISSING)  # set when its message is complete
+        sink = self.sinks.ws_frames
+        row = sink.flushed_rows + len(self.message_ids)
         side = frame.direction
         code = frame.opcode
+        self.message_ids.append(MISSING if code >= 0x8 else provisional(row))  # a data frame's, set when its message completes
         length = frame.payload_length
         header = frame.header_bytes
         missing = frame.missing_bytes
         start = frame.offset
         close = frame.close_code
-        sink = self.sinks.ws_frames
         sink.rows += sink.pack(self.conn_id, frame_id, side, frame.ts_ns, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3, code,
                                frame.masked, length, header, missing, MISSING if close is None else close, start)
         self.sinks.hold_frame(frame)
@@ -514,7 +516,7 @@ class _ConnectionRows:
         if not self.pending_frames[side] and newest is not None and message.frames > 0:
             # The common case (a message of one frame): only the newest frame waits.
             row, start, header, length, missing, _starts_compressed = newest
-            self.message_ids[row] = message_id
+            self.sinks.ws_frames.set_late("message_id", row, message_id)
             self.spans_of[side].add(start, start + header + length, item)
             payload = length - missing
             self.newest_frame[side] = None
@@ -571,13 +573,13 @@ class _ConnectionRows:
         pending = self.pending_frames[direction]
         head = self.pending_head[direction]
         add_span = self.spans_of[direction].add
-        message_ids = self.message_ids
+        set_message_id = partial(self.sinks.ws_frames.set_late, "message_id")
         header_bytes = payload_bytes = 0
         if head < len(pending):
             end = min(head + FRAME_RECORD * count, len(pending))
             for start in range(head, end, FRAME_RECORD):
                 row, offset, header, length, missing = pending[start:start + 5]
-                message_ids[row] = message_id
+                set_message_id(row, message_id)
                 add_span(offset, offset + header + length, item)
                 header_bytes += header
                 payload_bytes += length - missing
@@ -592,7 +594,7 @@ class _ConnectionRows:
         newest = self.newest_frame[direction]
         if count > 0 and newest is not None and not pending:
             row, offset, header, length, missing, _starts_compressed = newest
-            message_ids[row] = message_id
+            set_message_id(row, message_id)
             add_span(offset, offset + header + length, item)
             header_bytes += header
             payload_bytes += length - missing

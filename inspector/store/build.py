@@ -5,7 +5,7 @@ Each worker of the analysis (inspector.analysis.pipeline.stream_captures) writes
 temporary folder, with its own connection ids: the ids of the tables follow the order of
 each connection's first packet over all workers, known only when all are done.  Then each
 stream is read back a batch at a time, its connection ids made final (and a ws_frames row's
-message_id, which is set when its message completes, put in), and written as the store's
+message_id, which is set when its message completes, put in where it was provisional), and written as the store's
 Parquet parts; the raw streams are deleted.  No table is ever whole in memory: a worker holds
 at most SPILL_ROWS rows of each, the writing step one part.
 
@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from inspector.analysis.pipeline import ProgressCallback, ShardOutput, StreamedFile, stream_captures
+from inspector.analysis.sinks import MISSING, resolve_late
 from inspector.analysis.summary import FRACTIONAL_COLUMNS, SUMMED_COLUMNS, OverheadTotals
 from inspector.analysis.tables import CONNECTION_TABLES, make_table
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES
@@ -139,11 +140,9 @@ def write_shard_tables(folder: Path, shard: ShardOutput, table: str, variant_of:
         return totals, labelled
     parts = PartWriter(folder, f"f{shard.file_index}s{shard.shard}")
     pending: list[pa.RecordBatch] = []
-    written = 0  # rows of the stream so far: the index of the next one in the whole columns
     with pa.OSFile(str(path)) as source:  # read, not mapped: each batch let go once written
         for batch in pa.ipc.open_stream(source):
-            batch = _final_batch(table, batch, shard, written)
-            written += batch.num_rows
+            batch = _final_batch(table, batch, shard)
             if count is not None:
                 count(batch)
             pending.append(batch)
@@ -174,14 +173,14 @@ class LocalRunner:
         return list(self._pool.map(lambda task: function(*task), tasks))
 
 
-def _final_batch(table: str, batch: pa.RecordBatch, shard: ShardOutput, start: int) -> pa.RecordBatch:
-    """A raw batch, rows `start`... of the worker's, with its table's schema: final conn_ids,
-    whole columns put in, variants labelled."""
+def _final_batch(table: str, batch: pa.RecordBatch, shard: ShardOutput) -> pa.RecordBatch:
+    """A raw batch with its table's schema: final conn_ids, late values put in, variants labelled."""
     schema = ARROW_SCHEMAS[table]
     columns = {name: batch.column(name) for name in batch.schema.names}
     columns["conn_id"] = _renumbered(columns["conn_id"], shard.conn_ids)
-    for name, values in shard.whole.get(table, {}).items():
-        columns[name] = pa.array(values[start:start + batch.num_rows], type=schema.field(name).type, from_pandas=True)
+    for name, (rows, late) in shard.late.get(table, {}).items():
+        values = resolve_late(columns[name].fill_null(MISSING).to_numpy(), rows, late)
+        columns[name] = pa.array(values, mask=values == MISSING, type=schema.field(name).type)
     if table == "connections":
         labels = shard.label_variants(pd.DataFrame({"client_port": columns["client_port"].to_numpy(),
                                                     "server_port": columns["server_port"].to_numpy()}))
