@@ -35,6 +35,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from inspector.analysis import long_connections
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.chunked import assemble_table
 from inspector.analysis.handoff import hand_off, take_over
@@ -63,6 +64,9 @@ NO_PAYLOAD_IDLE_NS = 5 * 60 * 1_000_000_000
 # shows as two connections.
 MAX_OPEN_CONNECTIONS = 50_000
 SWEEP_EVERY_PACKETS = 8192
+# Every this many sweeps, connections holding more than long_connections.LONG_CONNECTION_RECORDS
+# records move them to disk (a look at every open connection: not at every sweep).
+LONG_CHECK_SWEEPS = 8
 # Below this size a second process costs about what it saves (measured on real loopback
 # traffic, 2 cores: even at 1.3 MiB, 0.29 s against 0.26 s at 2.6 MiB, 0.60 against 0.48 at 5.4).
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
@@ -410,7 +414,9 @@ class _Shard:
         self.spill = spill  # streamed: where rows go as they are made
         self.capture = capture  # the name in the tables
         self.options = options
-        self.rows = ShardRows()
+        # Streamed: long connections' records go to the spill's folder (the store's temporary one).
+        self.rows = ShardRows(getattr(spill, "folder", None), self._hand_on if spill is not None else None)
+        self.sweeps = 0
         # This worker's share of the capture gets the whole budget: under it, results
         # do not depend on the number of workers (see ParserOptions).
         self.decompression = DecompressionBudget(options.max_decompressed_per_capture)
@@ -465,10 +471,18 @@ class _Shard:
 
     def sweep(self) -> None:
         _sweep(self.open_connections, self.rows, self.last_ts)
+        self.sweeps += 1
+        if self.sweeps % LONG_CHECK_SWEEPS == 0:
+            for account in _long_connections(self.open_connections):
+                self.rows.spill_long(account)
         if self.spill is not None:
-            for name, sink in self.rows.sinks.items():
-                if sum(map(len, sink.chunks)) >= SPILL_ROWS:
-                    self.spill.add(name, sink.take_made_chunks())
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Hand the spill every table with SPILL_ROWS rows in chunks."""
+        for name, sink in self.rows.sinks.items():
+            if sum(map(len, sink.chunks)) >= SPILL_ROWS:
+                self.spill.add(name, sink.take_made_chunks())
 
     def finish(self) -> None:
         for account in self.open_connections.values():
@@ -529,6 +543,14 @@ def _is_over(account: ConnectionAccount, idle_ns: int) -> bool:
 
 
 _SHORTEST_IDLE_NS = min(LINGER_NS, NO_PAYLOAD_IDLE_NS)  # _is_over is False for anything quieter
+
+
+def _long_connections(open_connections: dict) -> list[ConnectionAccount]:
+    """The open connections that may hold more than LONG_CONNECTION_RECORDS records (a cheap
+    test first: they have had that many packets, or items)."""
+    least = long_connections.LONG_CONNECTION_RECORDS
+    return [account for account in open_connections.values()
+            if account.packets > least or (account.rows is not None and len(account.rows.items) > least)]
 
 
 def _evict_idlest(open_connections: dict, rows: ShardRows) -> int:
