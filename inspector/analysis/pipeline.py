@@ -35,7 +35,6 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from inspector.analysis import long_connections
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.chunked import assemble_table
 from inspector.analysis.handoff import hand_off, take_over
@@ -473,8 +472,7 @@ class _Shard:
         _sweep(self.open_connections, self.rows, self.last_ts)
         self.sweeps += 1
         if self.sweeps % LONG_CHECK_SWEEPS == 0:
-            for account in _long_connections(self.open_connections):
-                self.rows.spill_long(account)
+            self.rows.spill_long(self.open_connections.values())
         if self.spill is not None:
             self._hand_on()
 
@@ -543,14 +541,6 @@ def _is_over(account: ConnectionAccount, idle_ns: int) -> bool:
 
 
 _SHORTEST_IDLE_NS = min(LINGER_NS, NO_PAYLOAD_IDLE_NS)  # _is_over is False for anything quieter
-
-
-def _long_connections(open_connections: dict) -> list[ConnectionAccount]:
-    """The open connections that may hold more than LONG_CONNECTION_RECORDS records (a cheap
-    test first: they have had that many packets, or items)."""
-    least = long_connections.LONG_CONNECTION_RECORDS
-    return [account for account in open_connections.values()
-            if account.packets > least or (account.rows is not None and len(account.rows.items) > least)]
 
 
 def _evict_idlest(open_connections: dict, rows: ShardRows) -> int:

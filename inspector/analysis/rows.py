@@ -19,7 +19,7 @@ import ipaddress
 import struct
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache, partial
 
 import numpy as np
@@ -165,16 +165,22 @@ class ShardRows:
                 account.spilled = None
         self._flush_full()
 
-    def spill_long(self, account: ConnectionAccount) -> None:
-        """Move what a long connection (holding more than long_connections.LONG_CONNECTION_RECORDS
-        records) keeps for its last rows to disk."""
-        if held_records(account, account.rows) <= long_connections.LONG_CONNECTION_RECORDS:
-            return
-        if account.spilled is None:
-            account.spilled = SpilledConnection(self.spill_folder, ITEM_SIZE)
-        account.spilled.take_records(account)
-        if account.rows is not None:
-            account.rows.spill(account.spilled)
+    def spill_long(self, accounts: Iterable[ConnectionAccount]) -> None:
+        """Move what the long ones of these connections (holding more than
+        long_connections.LONG_CONNECTION_RECORDS records) keep for their last rows to disk."""
+        least = long_connections.LONG_CONNECTION_RECORDS
+        for account in accounts:
+            rows = account.rows
+            # A cheap test first (every open connection is looked at): had that many packets or items.
+            if account.packets <= least and (rows is None or len(rows.items) <= least * ITEM_SIZE):
+                continue
+            if held_records(account, rows) <= least:
+                continue
+            if account.spilled is None:
+                account.spilled = SpilledConnection(self.spill_folder, ITEM_SIZE)
+            account.spilled.take_records(account)
+            if rows is not None:
+                rows.spill(account.spilled)
 
     def hand_on_full(self) -> None:
         """Make full sinks' rows into chunks, and hand them on."""
