@@ -32,6 +32,8 @@ from inspector.analysis.tables import TABLE_NAMES
 from inspector.parse.connection import ParserOptions
 from inspector.store import open_store, store_inputs
 from inspector.store.build import analyze_into_store
+from inspector.analysis.tables import BYTE_CATEGORIES
+from tests import long_connection, tshark_oracle
 from tests import reference_tables as ref
 from tests.analysis.test_reference_tables import REFERENCES, check
 from tests.conftest import bundled_files
@@ -82,6 +84,32 @@ def test_streamed_into_a_store_with_every_connection_long_are_the_in_memory_tabl
         for name in TABLE_NAMES:
             pdt.assert_frame_equal(opened.table(name), expected.tables[name], check_exact=True, obj=name)
     assert sorted(path.name for path in store.iterdir()) == sorted([*TABLE_NAMES, "store.json"])  # no spilled file left
+
+
+def test_a_long_websocket_connection_gone_to_disk_as_it_went_gives_the_tables_held_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # chat.pcap's WebSocket connection made 3,000 messages long: past 1,000 records, looked at
+    # every 256 packets, so it goes to disk several times on its way, as a long one does.
+    path = tmp_path / "long-ws.pcap"
+    made = long_connection.build(path, 3000)
+    expected = analyze_captures([path]).tables  # below the threshold: in memory
+    monkeypatch.setattr(long_connections, "LONG_CONNECTION_RECORDS", 1000)
+    monkeypatch.setattr(pipeline, "SWEEP_EVERY_PACKETS", 256)
+    monkeypatch.setattr(pipeline, "LONG_CHECK_SWEEPS", 1)
+    took = []
+    take = SpilledConnection.take_records
+    monkeypatch.setattr(SpilledConnection, "take_records", lambda self, account: (took.append(1), take(self, account)))
+    tables = analyze_captures([path]).tables
+    assert len(took) > 2  # several times on its way, and at its end
+    for name in TABLE_NAMES:
+        pdt.assert_frame_equal(tables[name], expected[name], check_exact=True, obj=name)
+    connection = tables["connections"].iloc[0]
+    assert len(tables["connections"]) == 1 and connection["ws_messages"] == made["messages"] == 3000
+    assert connection[list(BYTE_CATEGORIES)].sum() == connection["wire_bytes"]
+    assert tables["message_costs"]["wire_bytes"].sum() == pytest.approx(connection["wire_bytes"], rel=1e-12)
+    if not tshark_oracle.tshark_available():
+        pytest.skip("tshark not installed")
+    assert connection["wire_bytes"] == tshark_oracle.total_frame_bytes(path)
+    assert len(tables["ws_frames"]) == sum(tshark_oracle.websocket_frames(path, decode_as_ports=(long_connection.server_port(),)).values())
 
 
 # -- the parts ---------------------------------------------------------------------
