@@ -27,7 +27,7 @@ import pandas as pd
 
 from inspector.analysis import long_connections
 from inspector.analysis.accounting import RECORD_FIELDS, ConnectionAccount
-from inspector.analysis.long_connections import SpilledConnection
+from inspector.analysis.long_connections import FloatTotals, SpilledConnection
 from inspector.analysis.overhead import (ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets, attribute_spilled,
                                          pack_range)
 from inspector.analysis.payload import http_app_payload, payload_columns, ws_app_payload
@@ -869,14 +869,15 @@ class _ConnectionRows:
             self.sinks.message_costs.write_block(count, per_block, items, transport, acks)
             return
         try:
-            self._spilled_cost_rows(spilled, per_block, transport, acks)
+            self._spilled_cost_rows(spilled, per_block, totals)
         finally:
             for side_totals in totals:
                 side_totals.close()
 
-    def _spilled_cost_rows(self, spilled: SpilledConnection, per_block: tuple, transport: np.ndarray, acks: np.ndarray) -> None:
+    def _spilled_cost_rows(self, spilled: SpilledConnection, per_block: tuple, totals: tuple[FloatTotals, FloatTotals]) -> None:
         """The message_costs rows of a long connection: its first items' (in memory), then those
         read back, a block each, its sinks' chunks handed on as they fill."""
+        transport, acks = totals[0].values, totals[1].values
         sink = self.sinks.message_costs
         sink.write_block(FIRST_MESSAGE_ITEM, per_block, self.items, _bytes_of(transport[:FIRST_MESSAGE_ITEM]), _bytes_of(acks[:FIRST_MESSAGE_ITEM]))
         start = FIRST_MESSAGE_ITEM
@@ -884,6 +885,8 @@ class _ConnectionRows:
             end = start + len(items)
             sink.write_block(len(items), per_block, _bytes_of(items), _bytes_of(transport[start:end]), _bytes_of(acks[start:end]))
             start = end
+            for side_totals in totals:
+                side_totals.release()  # the pages just read
             if sink.full():
                 self.sinks.hand_on_full()
 
