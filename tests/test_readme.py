@@ -41,7 +41,7 @@ def test_ci_runs_the_readme_test_command():
 LIMIT_MODULES = {
     "capture.files": "inspector.capture.files", "http1": "inspector.parse.http1", "budget": "inspector.parse.budget",
     "connection": "inspector.parse.connection", "tcp": "inspector.parse.tcp", "tls": "inspector.parse.tls", "http2": "inspector.parse.http2", "pipeline": "inspector.analysis.pipeline",
-    "rows": "inspector.analysis.rows", "recording": "inspector.analysis.recording",
+    "rows": "inspector.analysis.rows", "recording": "inspector.analysis.recording", "long_connections": "inspector.analysis.long_connections",
     "dashboard.uploads": "dashboard.uploads", "dashboard.analysing": "dashboard.analysing", "dashboard.app": "dashboard.app",
     "dashboard.components": "dashboard.components",
 }

@@ -307,11 +307,11 @@ def attribute_spilled(spilled: SpilledConnection, fin_offsets: tuple[int | None,
         covered = NOTHING_COVERED
         window = _SegmentWindow(spilled.spans[side].chunks())
         for packets in spilled.packets[side].chunks():
-            x0, x1 = packets[:, 0], packets[:, 1]
-            furthest = int(x1.max())
-            starts, owners = window.cover(int(x0[0]), furthest)
-            transport.add_at(*_pieces(x0, x1, packets[:, 2], starts, owners, covered))
-            covered = max(covered, furthest)
+            x0, x1, weight = packets[:, 0], packets[:, 1], packets[:, 2]
+            furthest = np.maximum.accumulate(x1)
+            for first, end, starts, owners in window.batches(x0, furthest):
+                transport.add_at(*_pieces(x0[first:end], x1[first:end], weight[first:end], starts, owners, covered))
+                covered = max(covered, int(furthest[end - 1]))
     for side in (0, 1):
         fin = fin_offsets[side]
         window = _SegmentWindow(spilled.spans[side].chunks())
@@ -321,9 +321,9 @@ def attribute_spilled(spilled: SpilledConnection, fin_offsets: tuple[int | None,
                 of_fin = acked > fin
                 acks.values[ITEM_TEARDOWN] += int(size[of_fin].sum())
                 acked, size = acked[~of_fin], size[~of_fin]
-            if len(acked):
-                starts, owners = window.cover(int(acked[0]) - 1, int(acked[-1]))
-                acks.add_at(owners[np.searchsorted(starts, acked - 1, "right") - 1], size)
+            # Each goes to the owner of the last byte it acknowledges (acked - 1).
+            for first, end, starts, owners in window.batches(acked - 1, acked):
+                acks.add_at(owners[np.searchsorted(starts, acked[first:end] - 1, "right") - 1], size[first:end])
     acks.values[ITEM_SETUP] += spilled.setup_control_bytes
     acks.values[ITEM_TEARDOWN] += spilled.teardown_control_bytes
     return transport, acks
@@ -331,7 +331,8 @@ def attribute_spilled(spilled: SpilledConnection, fin_offsets: tuple[int | None,
 
 class _SegmentWindow:
     """The segments of a side (as _Segments makes them) from sorted spans given a chunk at a
-    time, held from the one at a point of the stream to one past another (`cover`)."""
+    time, held from the one at a point of the stream to one past another (`cover`), a stretch
+    at a time (`batches`)."""
 
     def __init__(self, span_chunks: Iterator[np.ndarray]) -> None:
         self._segments = _segment_chunks(span_chunks)
@@ -353,6 +354,19 @@ class _SegmentWindow:
         if first:
             self._starts, self._owners = self._starts[first:], self._owners[first:]
         return self._starts, self._owners
+
+    def batches(self, lows: np.ndarray, highs: np.ndarray) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """Packets (or points) sorted by where they start, `lows`, as batches [first, end) and the
+        segments from the one holding lows[first] to one starting at or past highs[end - 1]:
+        highs[i], how far packet i and those before it reach, never decreases.  So the window
+        holds a stretch of a few packets (or one chunk of segments) at a time, however far a
+        chunk of packets reaches (a few ACKs can acknowledge a whole stream)."""
+        first, count = 0, len(lows)
+        while first < count:
+            starts, owners = self.cover(int(lows[first]), int(highs[first]))
+            end = count if self._all_read else max(int(np.searchsorted(highs, starts[-1], "right")), first + 1)
+            yield first, end, starts, owners
+            first = end
 
 
 def _segment_chunks(span_chunks: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
