@@ -42,6 +42,7 @@ LIMIT_MODULES = {
     "capture.files": "inspector.capture.files", "http1": "inspector.parse.http1", "budget": "inspector.parse.budget",
     "connection": "inspector.parse.connection", "tcp": "inspector.parse.tcp", "tls": "inspector.parse.tls", "http2": "inspector.parse.http2", "pipeline": "inspector.analysis.pipeline",
     "rows": "inspector.analysis.rows", "recording": "inspector.analysis.recording", "texts": "inspector.analysis.texts",
+    "long_connections": "inspector.analysis.long_connections",
     "dashboard.uploads": "dashboard.uploads", "dashboard.analysing": "dashboard.analysing", "dashboard.app": "dashboard.app",
     "dashboard.components": "dashboard.components",
 }

@@ -67,6 +67,8 @@ class ConnectionAccount:
     # Packets without payload: side, kind, acknowledged offset (-1 none), bytes.
     control_packets: array | None = None
     rows: object = None  # the connection's rows so far (analysis.rows), once it has events
+    # A long connection's records, spans and items moved to disk (long_connections.SpilledConnection).
+    spilled: object = None
 
     @property
     def carried_payload(self) -> bool:

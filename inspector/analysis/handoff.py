@@ -44,7 +44,7 @@ def hand_off(value: object, file: IO[bytes]) -> HandedOff | object:
         for buffer in buffers:
             data = buffer.raw()
             offset += -offset % ALIGNMENT
-            _write_at(file.fileno(), data, offset)
+            write_at(file.fileno(), data, offset)
             spans.append((offset, data.nbytes))
             offset += data.nbytes
     except OSError:  # e.g. a full temporary folder
@@ -62,7 +62,8 @@ def take_over(handed: HandedOff | object, file: IO[bytes]) -> object:
     return pickle.loads(handed.pickled, buffers=[mapped[offset:offset + length] for offset, length in handed.spans])
 
 
-def _write_at(fd: int, data: memoryview, offset: int) -> None:
+def write_at(fd: int, data: memoryview, offset: int) -> None:
+    """Write all of `data` at `offset` of the file `fd` (a write may take only part of it)."""
     data = data.cast("B")
     while data:
         written = os.pwrite(fd, data, offset)

@@ -12,7 +12,9 @@ The result is a float per message; per connection they add up to the
 captured bytes (within float rounding).  Plain Python for most connections,
 which are small: there numpy's per-call overhead would dominate.  A connection
 of many packets has its packets spread with numpy (`_spread_arrays`), to the
-same floats.
+same floats, and a long one, whose records, spans and items went to disk as it grew
+(long_connections.py), from there, a chunk at a time (`attribute_spilled`), to the same
+floats again.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from __future__ import annotations
 import struct
 from array import array
 from bisect import bisect_right
+from collections.abc import Iterator
 
 import numpy as np
 
 from inspector.analysis.accounting import CONTROL_ACK, CONTROL_FIN, CONTROL_RST, RECORD_FIELDS, ConnectionAccount
+from inspector.analysis.long_connections import FloatTotals, SpilledConnection
 
 ITEM_SETUP = 0
 ITEM_TEARDOWN = 1
@@ -68,6 +72,23 @@ class Spans:
         for index in range(2, len(flat), 3):
             if flat[index] == item:
                 flat[index] = new_item
+
+    def __len__(self) -> int:
+        return len(self._flat) // 3
+
+    def last_item(self) -> int:
+        return self._flat[-1]
+
+    def take(self, keep_last: bool = False) -> np.ndarray:
+        """The ranges as an (n, 3) array, which are let go; keep_last: but for the last, which
+        `add` may still extend."""
+        flat = self._flat
+        upto = len(flat) - 3 if keep_last else len(flat)
+        if upto <= 0:
+            return np.empty((0, 3), np.int64)
+        ranges = np.array(flat[:upto], np.int64).reshape(-1, 3)
+        del flat[:upto]
+        return ranges
 
     def in_order(self):
         """(start, end, item) by start (they are added in stream order but for
@@ -195,26 +216,30 @@ def _spread_arrays(records: array, segments: tuple[_Segments, _Segments], item_c
     for side in (0, 1):
         sent = packets[packets[:, 0] == side]
         if len(sent):
-            side_owners, side_amounts = _pieces(sent[:, 1], sent[:, 1] + sent[:, 2], sent[:, 3], segments[side])
+            side_owners, side_amounts = _pieces(sent[:, 1], sent[:, 1] + sent[:, 2], sent[:, 3],
+                                                np.frombuffer(segments[side].starts, np.int64), np.frombuffer(segments[side].owners, np.int64))
             owners.append(side_owners)
             amounts.append(side_amounts)
     transport = np.bincount(np.concatenate(owners), np.concatenate(amounts), minlength=item_count)
     return array("d", transport.tobytes())
 
 
-def _pieces(x0: np.ndarray, x1: np.ndarray, weight: np.ndarray, segments: _Segments) -> tuple[np.ndarray, np.ndarray]:
-    """The (owner, amount) pairs `_spread` adds for one side's packets, in its order."""
+def _pieces(x0: np.ndarray, x1: np.ndarray, weight: np.ndarray, starts: np.ndarray, owners: np.ndarray,
+            covered: int = NOTHING_COVERED) -> tuple[np.ndarray, np.ndarray]:
+    """The (owner, amount) pairs `_spread` adds for one side's packets, in its order.
+
+    starts, owners: the side's segments (_Segments), or those from the one holding the first
+    packet's start on to one starting at or past the packets' furthest end (a window of them:
+    `attribute_spilled`); covered: how far earlier packets covered the stream."""
     if not (x0[1:] > x0[:-1]).all():  # sorted as _spread sorts its tuples
         order = np.lexsort((weight, x1, x0))
         x0, x1, weight = x0[order], x1[order], weight[order]
-    starts = np.frombuffer(segments.starts, np.int64)
-    owners = np.frombuffer(segments.owners, np.int64)
     # The bytes no earlier packet covered start at a: the packet's start, or the
     # furthest end of the packets before it (a packet covering nothing new does not
     # move that furthest end past where the next one starts).
     covered_until = np.empty_like(x1)
-    covered_until[0] = NOTHING_COVERED
-    np.maximum.accumulate(x1[:-1], out=covered_until[1:])
+    covered_until[0] = covered
+    np.maximum.accumulate(np.maximum(x1[:-1], covered), out=covered_until[1:])
     a = np.maximum(x0, covered_until)
     covered = x1 <= a
     # The segments of the new bytes: from the one a lies in to the one x1 - 1 lies in.
@@ -265,3 +290,106 @@ def _assign_control(account: ConnectionAccount, out: array, segments: tuple[_Seg
         else:
             # SYNs and ACKs of nothing yet (the handshake's last ACK) are setup.
             out[ITEM_SETUP] += size
+
+
+def attribute_spilled(spilled: SpilledConnection, fin_offsets: tuple[int | None, int | None], item_count: int) -> tuple[FloatTotals, FloatTotals]:
+    """attribute_packets for a connection whose records and spans went to disk, all of them, and
+    its items numbered from its start: (transport_bytes, ack_bytes) per item, the same floats.
+
+    Each side's packets are read back sorted, as _spread_arrays sorts them, their pieces made by
+    the same `_pieces` against the segments of the stretch of stream they cover, with how far
+    the earlier packets covered carried from chunk to chunk, and added to the totals in the same
+    order (side 0's first).  ACK bytes are whole numbers, whose sums are the same in any order.
+    fin_offsets: by side, its stream's FIN offset (TcpStream.fin_offset)."""
+    transport = FloatTotals(item_count, spilled.folder)
+    acks = FloatTotals(item_count, spilled.folder)
+    for side in (0, 1):
+        covered = NOTHING_COVERED
+        window = _SegmentWindow(spilled.spans[side].chunks())
+        for packets in spilled.packets[side].chunks():
+            x0, x1, weight = packets[:, 0], packets[:, 1], packets[:, 2]
+            furthest = np.maximum.accumulate(x1)
+            for first, end, starts, owners in window.batches(x0, furthest):
+                transport.add_at(*_pieces(x0[first:end], x1[first:end], weight[first:end], starts, owners, covered))
+                covered = max(covered, int(furthest[end - 1]))
+    for side in (0, 1):
+        fin = fin_offsets[side]
+        window = _SegmentWindow(spilled.spans[side].chunks())
+        for records in spilled.acks[side].chunks():
+            acked, size = records[:, 0], records[:, 1]
+            if fin is not None:  # an ACK of the FIN (one past the last data byte) is teardown
+                of_fin = acked > fin
+                acks.values[ITEM_TEARDOWN] += int(size[of_fin].sum())
+                acked, size = acked[~of_fin], size[~of_fin]
+            # Each goes to the owner of the last byte it acknowledges (acked - 1).
+            for first, end, starts, owners in window.batches(acked - 1, acked):
+                acks.add_at(owners[np.searchsorted(starts, acked[first:end] - 1, "right") - 1], size[first:end])
+    acks.values[ITEM_SETUP] += spilled.setup_control_bytes
+    acks.values[ITEM_TEARDOWN] += spilled.teardown_control_bytes
+    return transport, acks
+
+
+class _SegmentWindow:
+    """The segments of a side (as _Segments makes them) from sorted spans given a chunk at a
+    time, held from the one at a point of the stream to one past another (`cover`), a stretch
+    at a time (`batches`)."""
+
+    def __init__(self, span_chunks: Iterator[np.ndarray]) -> None:
+        self._segments = _segment_chunks(span_chunks)
+        self._starts = np.empty(0, np.int64)
+        self._owners = np.empty(0, np.int64)
+        self._all_read = False
+
+    def cover(self, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, owners) from the segment holding `low` on, to one starting at or past `high`
+        or the last (which goes on to the end of the stream); `low` never goes back."""
+        while not self._all_read and (not len(self._starts) or self._starts[-1] < high):
+            more = next(self._segments, None)
+            if more is None:
+                self._all_read = True
+            else:
+                self._starts = np.concatenate((self._starts, more[0]))
+                self._owners = np.concatenate((self._owners, more[1]))
+        first = max(int(np.searchsorted(self._starts, low, "right")) - 1, 0)
+        if first:
+            self._starts, self._owners = self._starts[first:], self._owners[first:]
+        return self._starts, self._owners
+
+    def batches(self, lows: np.ndarray, highs: np.ndarray) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """Packets (or points) sorted by where they start, `lows`, as batches [first, end) and the
+        segments from the one holding lows[first] to one starting at or past highs[end - 1]:
+        highs[i], how far packet i and those before it reach, never decreases.  So the window
+        holds a stretch of a few packets (or one chunk of segments) at a time, however far a
+        chunk of packets reaches (a few ACKs can acknowledge a whole stream)."""
+        first, count = 0, len(lows)
+        while first < count:
+            starts, owners = self.cover(int(lows[first]), int(highs[first]))
+            end = count if self._all_read else max(int(np.searchsorted(highs, starts[-1], "right")), first + 1)
+            yield first, end, starts, owners
+            first = end
+
+
+def _segment_chunks(span_chunks: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """What _Segments makes of a side's spans, given sorted a chunk at a time as (start, end, item)
+    rows: (starts, owners) a chunk at a time, the last being the segment after the last span."""
+    cursor = 0  # where the last span taken ended
+    for spans in span_chunks:
+        spans = spans[spans[:, 1] > spans[:, 0]]  # a range of no bytes is no segment
+        if not len(spans):
+            continue
+        start, end, item = spans[:, 0], spans[:, 1], spans[:, 2]
+        # The cursor before each span: the furthest end before it (a span that ends before the
+        # cursor is not taken, and leaves it where it was).
+        before = np.maximum.accumulate(np.concatenate(([cursor], end[:-1])))
+        clipped = np.maximum(start, before)
+        taken = end > clipped
+        gap = (start > before)[taken]  # a hole before the span: unattributed
+        counts = 1 + gap
+        at = np.cumsum(counts) - 1
+        starts = np.empty(int(counts.sum()), np.int64)
+        owners = np.empty_like(starts)
+        starts[at], owners[at] = clipped[taken], item[taken]
+        starts[at[gap] - 1], owners[at[gap] - 1] = before[taken][gap], ITEM_UNATTRIBUTED
+        cursor = max(cursor, int(end.max()))
+        yield starts, owners
+    yield np.array([cursor], np.int64), np.array([ITEM_UNATTRIBUTED], np.int64)  # everything after the last span

@@ -63,6 +63,9 @@ NO_PAYLOAD_IDLE_NS = 5 * 60 * 1_000_000_000
 # shows as two connections.
 MAX_OPEN_CONNECTIONS = 50_000
 SWEEP_EVERY_PACKETS = 8192
+# Every this many sweeps, connections holding more than long_connections.LONG_CONNECTION_RECORDS
+# records move them to disk (a look at every open connection: not at every sweep).
+LONG_CHECK_SWEEPS = 8
 # Below this size a second process costs about what it saves (measured on real loopback
 # traffic, 2 cores: even at 1.3 MiB, 0.29 s against 0.26 s at 2.6 MiB, 0.60 against 0.48 at 5.4).
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
@@ -90,8 +93,9 @@ class ShardResult:
     tables: dict[str, list[pd.DataFrame]]  # as chunks (chunked.assemble_table); none when streamed
     first_packet: list[int]  # local conn_id -> index of its first packet in the file
     info: CaptureInfo
-    # Streamed: the whole columns (sinks.TableSink.whole) of each table's rows, all of them.
-    whole: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # Streamed: the late values (sinks.TableSink.late) of each table's spilled rows: by column,
+    # (rows, values) for sinks.resolve_late.
+    late: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     packets: int = 0
     tcp_packets: int = 0
     wire_bytes: int = 0
@@ -101,7 +105,7 @@ class ShardResult:
 
 
 # Streamed analysis: what receives a worker's rows as they are made, `spill.add(table, chunks)`
-# (chunks of table rows with the worker's own connection ids, without whole columns), then
+# (chunks of table rows with the worker's own connection ids and provisional late values), then
 # `spill.close()`; made in the worker by `SpillFactory(file_index, shard)`, which goes to worker
 # processes by pickle (a module-level class or function, or a functools.partial of one).
 SpillFactory = Callable[[int, int], object]
@@ -111,13 +115,13 @@ SPILL_ROWS = 65_536
 
 @dataclass
 class ShardOutput:
-    """What makes the rows one worker spilled final: their table connection ids and whole columns."""
+    """What makes the rows one worker spilled final: their table connection ids and late values."""
 
     path: str
     file_index: int
     shard: int
     conn_ids: np.ndarray  # the worker's conn_id -> conn_id in the tables
-    whole: dict[str, dict[str, np.ndarray]]  # table -> its whole columns, all the worker's rows
+    late: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]  # table -> its late values (ShardResult.late)
     recording: object | None  # recording.Recording, from the capture's sidecar
 
     def label_variants(self, connections: pd.DataFrame) -> pd.Series | None:
@@ -181,7 +185,7 @@ def streamed_file(path: str, index: int, shards: list[ShardResult], first_conn_i
     conn_ids, count = _conn_id_mapping(shards, first_conn_id)
     captures_row, warnings = _capture_row(path, shards, count)
     recording = load_recording(path, warnings)
-    outputs = [ShardOutput(path, index, number, ids, shard.whole, recording) for number, (ids, shard) in enumerate(zip(conn_ids, shards))]
+    outputs = [ShardOutput(path, index, number, ids, shard.late, recording) for number, (ids, shard) in enumerate(zip(conn_ids, shards))]
     return StreamedFile(path, index, outputs, captures_row, warnings, recording)
 
 
@@ -409,7 +413,9 @@ class _Shard:
         self.spill = spill  # streamed: where rows go as they are made
         self.capture = capture  # the name in the tables
         self.options = options
-        self.rows = ShardRows()
+        # Streamed: long connections' records go to the spill's folder (the store's temporary one).
+        self.rows = ShardRows(getattr(spill, "folder", None), self._hand_on if spill is not None else None)
+        self.sweeps = 0
         # This worker's share of the capture gets the whole budget: under it, results
         # do not depend on the number of workers (see ParserOptions).
         self.decompression = DecompressionBudget(options.max_decompressed_per_capture)
@@ -464,10 +470,17 @@ class _Shard:
 
     def sweep(self) -> None:
         _sweep(self.open_connections, self.rows, self.last_ts)
+        self.sweeps += 1
+        if self.sweeps % LONG_CHECK_SWEEPS == 0:
+            self.rows.spill_long(self.open_connections.values())
         if self.spill is not None:
-            for name, sink in self.rows.sinks.items():
-                if sum(map(len, sink.chunks)) >= SPILL_ROWS:
-                    self.spill.add(name, sink.take_made_chunks())
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Hand the spill every table with SPILL_ROWS rows in chunks."""
+        for name, sink in self.rows.sinks.items():
+            if sum(map(len, sink.chunks)) >= SPILL_ROWS:
+                self.spill.add(name, sink.take_made_chunks())
 
     def finish(self) -> None:
         for account in self.open_connections.values():
@@ -479,8 +492,8 @@ class _Shard:
             for name, sink in self.rows.sinks.items():
                 sink.flush()
                 self.spill.add(name, sink.take_made_chunks())
-                if sink.whole:
-                    self.result.whole[name] = sink.take_whole_columns()
+                if sink.late:
+                    self.result.late[name] = sink.take_late_values()
         finally:
             self.spill.close()
 

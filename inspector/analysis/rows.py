@@ -19,15 +19,19 @@ import ipaddress
 import struct
 from array import array
 from collections import Counter
-from functools import lru_cache
+from collections.abc import Callable, Iterable
+from functools import lru_cache, partial
 
 import numpy as np
 import pandas as pd
 
-from inspector.analysis.accounting import ConnectionAccount
-from inspector.analysis.overhead import ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets, pack_range
+from inspector.analysis import long_connections
+from inspector.analysis.accounting import RECORD_FIELDS, ConnectionAccount
+from inspector.analysis.long_connections import FloatTotals, SpilledConnection
+from inspector.analysis.overhead import (ITEM_SETUP, ITEM_TEARDOWN, ITEM_UNATTRIBUTED, ITEM_WS_CONTROL, Spans, attribute_packets, attribute_spilled,
+                                         pack_range)
 from inspector.analysis.payload import http_app_payload, payload_columns, ws_app_payload
-from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of, numbers_of
+from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of, numbers_of, provisional
 from inspector.analysis.tables import CONNECTION_TABLES
 from inspector.analysis.texts import FrameTexts, HttpTexts, MessageTexts
 from inspector.events import (Direction, Finding, Http2Frame, Http2Preface, HttpRequest, HttpResponse, TlsClientHello, TlsRecord, TlsServerHello,
@@ -77,12 +81,20 @@ PRUNE_STREAMS_AT = 1024
 # (an exchange that turned out to be part of the setup) are not shown.
 ITEMS = ("setup", "teardown", "ws_control", "unattributed", "exchange", "ws_message", "merged")
 ITEM_EXCHANGE, ITEM_WS_MESSAGE, MERGED = 4, 5, 6
+# The first item of a message (those before are always there: setup to unattributed).
+FIRST_MESSAGE_ITEM = ITEM_UNATTRIBUTED + 1
 
 
 class ShardRows:
-    """The rows of every connection one worker parses: one sink per table."""
+    """The rows of every connection one worker parses: one sink per table.
 
-    def __init__(self) -> None:
+    spill_folder: where long connections' records go (long_connections.py; None: the system's
+    temporary folder).  hand_on: called when a long connection's rows filled sinks' chunks
+    (to hand them on: a connection's message_costs rows are all written at its end)."""
+
+    def __init__(self, spill_folder: str | None = None, hand_on: Callable[[], None] | None = None) -> None:
+        self.spill_folder = spill_folder
+        self.hand_on = hand_on
         direction = Codes(DIRECTIONS)
         # The big tables: numbers packed per row, what their texts are made of taken from the
         # event as the row is written (`hold_...`; made per chunk, see texts.py): a frame's from
@@ -92,7 +104,7 @@ class ShardRows:
                                        packed=HTTP_PACKED, derived=HttpTexts.derived, chunk_rows=CHUNK_ROWS)
         self.ws_frames = TableSink("ws_frames", {**columns_of("ws_frames", exclude=FrameTexts.derived, direction=direction, ts=Seconds()),
                                                    **FrameTexts.held},
-                                   packed=FRAME_PACKED, derived=FrameTexts.derived, whole=("message_id",), chunk_rows=CHUNK_ROWS)
+                                   packed=FRAME_PACKED, derived=FrameTexts.derived, late=("message_id",), chunk_rows=CHUNK_ROWS)
         self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MessageTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                      **MessageTexts.held},
                                      packed=MESSAGE_PACKED, derived=MessageTexts.derived, chunk_rows=CHUNK_ROWS)
@@ -141,8 +153,40 @@ class ShardRows:
         self.take_events(account)
         builder = account.rows if account.rows is not None else _ConnectionRows(account, self)
         account.rows = None
-        builder.finish()
+        if account.spilled is None and held_records(account, builder) > long_connections.LONG_CONNECTION_RECORDS:
+            # Long, though it grew so between two looks (spill_long): attributed from disk all
+            # the same, so that which way a connection goes depends on its size only.
+            account.spilled = SpilledConnection(self.spill_folder, ITEM_SIZE)
+        try:
+            builder.finish()
+        finally:
+            if account.spilled is not None:
+                account.spilled.close()
+                account.spilled = None
         self._flush_full()
+
+    def spill_long(self, accounts: Iterable[ConnectionAccount]) -> None:
+        """Move what the long ones of these connections (holding more than
+        long_connections.LONG_CONNECTION_RECORDS records) keep for their last rows to disk."""
+        least = long_connections.LONG_CONNECTION_RECORDS
+        for account in accounts:
+            rows = account.rows
+            # A cheap test first (every open connection is looked at): had that many packets or items.
+            if account.packets <= least and (rows is None or len(rows.items) <= least * ITEM_SIZE):
+                continue
+            if held_records(account, rows) <= least:
+                continue
+            if account.spilled is None:
+                account.spilled = SpilledConnection(self.spill_folder, ITEM_SIZE)
+            account.spilled.take_records(account)
+            if rows is not None:
+                rows.spill(account.spilled)
+
+    def hand_on_full(self) -> None:
+        """Make full sinks' rows into chunks, and hand them on."""
+        self._flush_full()
+        if self.hand_on is not None:
+            self.hand_on()
 
     def _flush_full(self) -> None:
         self.events_until_check = CHECK_FULL_EVENTS
@@ -153,6 +197,19 @@ class ShardRows:
     def chunks(self) -> dict[str, list[pd.DataFrame]]:
         """Every table as its chunks (the sinks are empty afterwards; see chunked.assemble_table)."""
         return {name: sink.take_chunks() for name, sink in self.sinks.items()}
+
+
+def held_records(account: ConnectionAccount, rows: "_ConnectionRows | None") -> int:
+    """The packet records, stream ranges and items a connection holds in memory."""
+    records = (len(account.data_packets or ()) + len(account.control_packets or ())) // RECORD_FIELDS
+    if rows is not None:
+        records += len(rows.items) // ITEM_SIZE + len(rows.spans[0]) + len(rows.spans[1])
+    return records
+
+
+def _bytes_of(values: np.ndarray) -> memoryview:
+    """A numpy array's bytes, as a sink's block takes them (a bytearray cannot add an array)."""
+    return memoryview(np.ascontiguousarray(values)).cast("B")
 
 
 def _cost_wire_bytes(built: dict, held: dict) -> np.ndarray:
@@ -271,7 +328,9 @@ class _ConnectionRows:
         self.upgrade_exchange = MISSING
         # WebSocket: data frames wait for their message per direction, as flat records.
         self.frame_count = 0
-        self.message_ids = sinks.ws_frames.column("message_id")  # by ws_frames row
+        # The held ws_frames rows' message_ids: a data frame's is provisional until its message
+        # completes (set_message_id), so no value is kept per frame once its chunk is made.
+        self.message_ids = sinks.ws_frames.column("message_id")
         # By Direction: the newest waiting frame as a tuple (most messages are one
         # frame: it never goes into the array), the older ones in the array from its head.
         self.pending_frames = (array("q"), array("q"))
@@ -311,6 +370,9 @@ class _ConnectionRows:
             _merge_item(self.items, self.upgrade_item, ITEM_SETUP)
             for spans in {*self.spans, *self.spans_of}:  # the streams', and a decrypted direction's plaintext's
                 spans.relabel(self.upgrade_item, ITEM_SETUP)
+            spilled = self.account.spilled
+            if spilled is not None:
+                spilled.relabel(self.upgrade_item + spilled.items.count, ITEM_SETUP)
 
     def finish(self) -> None:
         for finding in self._reassembly_findings():
@@ -475,16 +537,16 @@ class _ConnectionRows:
     def _ws_frame(self, frame: WsFrame) -> None:
         frame_id = self.frame_count
         self.frame_count = frame_id + 1
-        row = len(self.message_ids)
-        self.message_ids.append(MISSING)  # set when its message is complete
+        sink = self.sinks.ws_frames
+        row = sink.flushed_rows + len(self.message_ids)
         side = frame.direction
         code = frame.opcode
+        self.message_ids.append(MISSING if code >= 0x8 else provisional(row))  # a data frame's, set when its message completes
         length = frame.payload_length
         header = frame.header_bytes
         missing = frame.missing_bytes
         start = frame.offset
         close = frame.close_code
-        sink = self.sinks.ws_frames
         sink.rows += sink.pack(self.conn_id, frame_id, side, frame.ts_ns, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3, code,
                                frame.masked, length, header, missing, MISSING if close is None else close, start)
         self.sinks.hold_frame(frame)
@@ -514,7 +576,7 @@ class _ConnectionRows:
         if not self.pending_frames[side] and newest is not None and message.frames > 0:
             # The common case (a message of one frame): only the newest frame waits.
             row, start, header, length, missing, _starts_compressed = newest
-            self.message_ids[row] = message_id
+            self.sinks.ws_frames.set_late("message_id", row, message_id)
             self.spans_of[side].add(start, start + header + length, item)
             payload = length - missing
             self.newest_frame[side] = None
@@ -571,13 +633,13 @@ class _ConnectionRows:
         pending = self.pending_frames[direction]
         head = self.pending_head[direction]
         add_span = self.spans_of[direction].add
-        message_ids = self.message_ids
+        set_message_id = partial(self.sinks.ws_frames.set_late, "message_id")
         header_bytes = payload_bytes = 0
         if head < len(pending):
             end = min(head + FRAME_RECORD * count, len(pending))
             for start in range(head, end, FRAME_RECORD):
                 row, offset, header, length, missing = pending[start:start + 5]
-                message_ids[row] = message_id
+                set_message_id(row, message_id)
                 add_span(offset, offset + header + length, item)
                 header_bytes += header
                 payload_bytes += length - missing
@@ -592,7 +654,7 @@ class _ConnectionRows:
         newest = self.newest_frame[direction]
         if count > 0 and newest is not None and not pending:
             row, offset, header, length, missing, _starts_compressed = newest
-            message_ids[row] = message_id
+            set_message_id(row, message_id)
             add_span(offset, offset + header + length, item)
             header_bytes += header
             payload_bytes += length - missing
@@ -781,19 +843,99 @@ class _ConnectionRows:
         return account.new_payload_bytes - sum(self.categories().values()) + account.extra_unparsed_bytes
 
     def _cost_rows(self) -> None:
-        """One message_costs row per item, all written as one block; rows that are
-        not shown (merged, or carrying nothing) are dropped with the chunk."""
+        """One message_costs row per item, all written as one block (a block per chunk of
+        items read back, for a long connection); rows that are not shown (merged, or
+        carrying nothing) are dropped with the chunk."""
         items = self.items
         items[ITEM_TEARDOWN * ITEM_SIZE + I_TS] = self.account.end_ns  # the connection's last moment
         if self.plain_records != [None, None]:
             self._map_plaintext_spans()
-        count = len(items) // ITEM_SIZE
-        transport, acks = attribute_packets(self.account, self.spans, count)
+        spilled = self.account.spilled
+        if spilled is None:
+            count = len(items) // ITEM_SIZE
+            transport, acks = attribute_packets(self.account, self.spans, count)
+        else:
+            spilled.take_records(self.account)
+            self.spill(spilled, everything=True)
+            totals = attribute_spilled(spilled, (self.conn.streams[0].fin_offset, self.conn.streams[1].fin_offset),
+                                       FIRST_MESSAGE_ITEM + spilled.items.count)
+            transport, acks = totals[0].values, totals[1].values
         items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
         self.setup_bytes, self.teardown_bytes = (items[index * ITEM_SIZE + I_HEADER] + items[index * ITEM_SIZE + I_PAYLOAD]
-                                                 + items[index * ITEM_SIZE + I_TLS] + transport[index] + acks[index]
+                                                 + items[index * ITEM_SIZE + I_TLS] + float(transport[index]) + float(acks[index])
                                                  for index in (ITEM_SETUP, ITEM_TEARDOWN))
-        self.sinks.message_costs.write_block(count, (self.conn_id, KINDS.index(self._kind())), items, transport, acks)
+        per_block = (self.conn_id, KINDS.index(self._kind()))
+        if spilled is None:
+            self.sinks.message_costs.write_block(count, per_block, items, transport, acks)
+            return
+        try:
+            self._spilled_cost_rows(spilled, per_block, totals)
+        finally:
+            for side_totals in totals:
+                side_totals.close()
+
+    def _spilled_cost_rows(self, spilled: SpilledConnection, per_block: tuple, totals: tuple[FloatTotals, FloatTotals]) -> None:
+        """The message_costs rows of a long connection: its first items' (in memory), then those
+        read back, a block each, its sinks' chunks handed on as they fill."""
+        transport, acks = totals[0].values, totals[1].values
+        sink = self.sinks.message_costs
+        sink.write_block(FIRST_MESSAGE_ITEM, per_block, self.items, _bytes_of(transport[:FIRST_MESSAGE_ITEM]), _bytes_of(acks[:FIRST_MESSAGE_ITEM]))
+        start = FIRST_MESSAGE_ITEM
+        for items in spilled.items.chunks():
+            end = start + len(items)
+            sink.write_block(len(items), per_block, _bytes_of(items), _bytes_of(transport[start:end]), _bytes_of(acks[start:end]))
+            start = end
+            for side_totals in totals:
+                side_totals.release()  # the pages just read
+            if sink.full():
+                self.sinks.hand_on_full()
+
+    def spill(self, spilled: SpilledConnection, everything: bool = False) -> None:
+        """Move the stream spans and the finished items to `spilled` (all of them once the
+        connection is over); the items kept are numbered on from the last one moved.
+
+        Finished: all but those of HTTP exchanges and HTTP/2 streams still open, of an upgrade
+        whose WebSocket handshake may still come, and of the ranges `Spans.add` may still
+        extend.  A decrypted TLS connection keeps its items to the end (its plaintext ranges
+        are mapped onto the stream, and its items get their TLS overhead, then)."""
+        moved = spilled.items.count  # an item kept is item + moved of the connection's
+        for side, spans in enumerate(self.spans):
+            ranges = spans.take(keep_last=not everything)
+            ranges[ranges[:, 2] >= FIRST_MESSAGE_ITEM, 2] += moved
+            spilled.spans[side].add(ranges)
+        if self.plain_records != [None, None] and not everything:
+            return
+        items = self.items
+        count = len(items) // ITEM_SIZE
+        first_kept = count if everything else self._first_unfinished_item(count)
+        if first_kept <= FIRST_MESSAGE_ITEM:
+            return
+        spilled.add_items(np.array(items[FIRST_MESSAGE_ITEM * ITEM_SIZE:first_kept * ITEM_SIZE], np.int64).reshape(-1, ITEM_SIZE))
+        del items[FIRST_MESSAGE_ITEM * ITEM_SIZE:first_kept * ITEM_SIZE]
+        self._renumber_items(first_kept, first_kept - FIRST_MESSAGE_ITEM)
+
+    def _first_unfinished_item(self, count: int) -> int:
+        """The first item that may still change, or count (see `spill`)."""
+        first_open = min(self.http_requests, self.final_responses)
+        unfinished = [item for exchange, item in self.item_of_exchange.items() if exchange >= first_open]
+        if self.h2_streams:
+            unfinished += [item for _exchange, item in self.h2_streams.values()]
+        if self.upgrade_item is not None and self.handshake is None:
+            unfinished.append(self.upgrade_item)
+        unfinished += [spans.last_item() for spans in self.spans if len(spans)]
+        return min((item for item in unfinished if item >= FIRST_MESSAGE_ITEM), default=count)
+
+    def _renumber_items(self, first_kept: int, shift: int) -> None:
+        """Items first_kept... are now items first_kept - shift...; those before went to disk."""
+        self.item_of_exchange = {exchange: item - shift for exchange, item in self.item_of_exchange.items() if item >= first_kept}
+        if self.h2_streams:
+            self.h2_streams = {stream: (exchange, item - shift) for stream, (exchange, item) in self.h2_streams.items()}
+        if self.upgrade_item is not None:
+            # One that went to disk is merged already: from then on it is only told from None.
+            self.upgrade_item = self.upgrade_item - shift if self.upgrade_item >= first_kept else MISSING
+        for spans in self.spans:
+            if len(spans) and spans.last_item() >= first_kept:
+                spans.relabel(spans.last_item(), spans.last_item() - shift)
 
     def _kind(self) -> str:
         if self.conn.kind == Kind.WEBSOCKET:
@@ -813,6 +955,9 @@ class _ConnectionRows:
         sent = self.http_body_bytes + self.ws_data_payload_bytes
         # merge_into emptied the merged items: every item's bytes count once
         app, undecoded = sum(self.items[I_APP::ITEM_SIZE]), sum(self.items[I_UNDECODED::ITEM_SIZE])
+        if account.spilled is not None:
+            app += int(account.spilled.item_sums[I_APP])
+            undecoded += int(account.spilled.item_sums[I_UNDECODED])
         streams = self.conn.streams  # by side
         self.sinks.connections.append_row({
             "conn_id": self.conn_id,

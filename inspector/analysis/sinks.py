@@ -13,7 +13,9 @@ own that are not in the table (e.g. the bytes a text is made of) for `derived`
 columns computed per chunk.  Every `chunk_rows` rows the columns become one
 DataFrame chunk with exactly the table's dtypes (`tables.SCHEMAS`) and are
 emptied in place, so the bound methods writers hold stay valid.  What a sink
-holds is bounded by its chunk.
+holds is bounded by its chunk, but for the values set after their row left in
+a chunk (`late` columns: a ws_frames row's message_id, known when its message
+completes), which it keeps until the table is assembled.
 
 A writer adds `sink.pack(...)` of the packed values (in `packed` order) to
 `sink.rows` and appends one value to every column of `sink.appends` (written
@@ -43,21 +45,40 @@ MISSING = -1
 NS = 1e-9
 
 
+def provisional(row: int) -> int:
+    """What a `late` column holds for `row` until its value is set (below MISSING: never a value)."""
+    return -2 - row
+
+
+def resolve_late(values: np.ndarray, rows: np.ndarray, late: np.ndarray) -> np.ndarray:
+    """`values` of a late column with each provisional value replaced by the value set for its
+    row (`late[i]` for `rows[i]`, rows sorted), MISSING when none was."""
+    waiting = values < MISSING
+    if not waiting.any():
+        return values
+    row = provisional(0) - values[waiting]  # provisional() undone
+    at = np.searchsorted(rows, row)
+    found = at < len(rows)
+    found[found] = rows[at[found]] == row[found]
+    resolved = np.full(len(row), MISSING, np.int64)
+    resolved[found] = late[at[found]]
+    values = values.copy()
+    values[waiting] = resolved
+    return values
+
+
 class Column:
     """How one column is held while rows are written, and how it becomes the table's array.
 
     Rows are held in lists: appending to a list costs a third of appending a big
     integer to an `array('q')`, and numpy converts the list in C when the chunk
-    is made.  Columns kept for the whole table (`TableSink.whole`) are compact
-    arrays instead (`typecode`), and packed columns are written as their `struct`
-    format code (`code`).
+    is made.  Packed columns are written as their `struct` format code (`code`).
     """
 
-    typecode = "q"
     code = "q"
 
-    def new(self, whole: bool = False):
-        return array(self.typecode) if whole else []
+    def new(self):
+        return []
 
     def build(self, values):
         raise NotImplementedError
@@ -75,7 +96,7 @@ class Ints(Column):
 
 
 class Floats(Column):
-    typecode = code = "d"
+    code = "d"
 
     def build(self, values):
         return _numbers(values, np.float64)
@@ -89,7 +110,6 @@ class Seconds(Column):
 
 
 class Bools(Column):
-    typecode = "b"
     code = "?"
 
     def build(self, values):
@@ -107,7 +127,7 @@ class NullableInts(Column):
 class NullableBools(Column):
     """pandas' `boolean`: 1 true, 0 false, MISSING missing."""
 
-    typecode = code = "b"
+    code = "b"
 
     def build(self, values):
         data = _numbers(values, np.int8)
@@ -117,7 +137,7 @@ class NullableBools(Column):
 class Texts(Column):
     """The `str` dtype (Arrow-backed); None stands for a missing value."""
 
-    typecode = code = None
+    code = None
 
     def build(self, values):
         return text_array(pa.array(values, pa.large_string()))
@@ -128,12 +148,12 @@ class Held(Column):
     `container`: a list unless told (e.g. a bytearray, an array); the chunk empties it
     with `del values[:]`."""
 
-    typecode = code = None
+    code = None
 
     def __init__(self, container: Callable[[], object] = list) -> None:
         self.container = container
 
-    def new(self, whole: bool = False):
+    def new(self):
         return self.container()
 
     def build(self, values):
@@ -143,7 +163,7 @@ class Held(Column):
 class Hex(Column):
     """The `str` dtype, written as bytes and shown as hex (`.hex(*args)`, e.g. a separator)."""
 
-    typecode = code = None
+    code = None
 
     def __init__(self, *args: str) -> None:
         self.hex = methodcaller("hex", *args)
@@ -155,7 +175,7 @@ class Hex(Column):
 class Codes(Column):
     """A short, repeated string written as its index in `labels`."""
 
-    typecode = code = "b"
+    code = "b"
 
     def __init__(self, labels: Sequence[str]) -> None:
         self.labels = pa.array(labels, pa.large_string())
@@ -202,11 +222,13 @@ class TableSink:
     derived: columns computed per chunk from the written ones: f(built, held), where
         `built` has the chunk's built columns and `held` the values as written
         (packed ones as arrays).
-    whole: written columns that may still change after their row was written
-        (`column(name)[row] = value`); they are kept for the whole table and
-        joined at the end.
+    late: written columns whose value may be set after its row was written: a row
+        is written with `provisional(row)` and its value set with `set_late`; one set
+        after the row left in a chunk is kept aside (`late_values`) and put in when
+        the table is assembled (`take_chunks`, or by whoever assembles the chunks
+        taken with `take_made_chunks`: `resolve_late`).
     keep: optional f(built, held) giving the rows of a chunk to keep (a boolean
-        array); not with `whole` columns.
+        array); not with `late` columns.
     chunk_rows: rows held before they become a chunk.
     blocks: for a table written a block of rows at a time (`write_block`), and only
         so: groups of written columns, each (its columns, the `array` typecode of their
@@ -216,32 +238,34 @@ class TableSink:
     """
 
     def __init__(self, name: str, written: dict[str, Column], derived: dict[str, Derived] | None = None,
-                 whole: Sequence[str] = (), keep: Callable[[dict, dict], np.ndarray] | None = None,
+                 late: Sequence[str] = (), keep: Callable[[dict, dict], np.ndarray] | None = None,
                  chunk_rows: int = 16_384, packed: Sequence[str] = (), blocks: Sequence[tuple[Sequence[str], str]] = ()) -> None:
         self.name = name
         self.schema = SCHEMAS[name]
         self.written = written
         self.derived = derived or {}
         assert set(self.schema) <= set(written) | set(self.derived), name
-        self.whole = tuple(whole)
+        self.late = tuple(late)
+        # By late column: row -> value, for rows set after they left in a chunk.
+        self.late_values: dict[str, dict[int, int]] = {column: {} for column in self.late}
         self.packed = tuple(packed)
-        assert not set(self.packed) & set(self.whole), "packed columns are per chunk"
+        assert not set(self.packed) & set(self.late), "a late value is set in its column"
         codes = [written[column].code for column in self.packed]
         self.pack = struct.Struct("<" + "".join(codes)).pack
         self.row_dtype = np.dtype([(column, _NUMPY_CODES[code]) for column, code in zip(self.packed, codes)])
         self.rows = bytearray()  # packed rows, `row_dtype.itemsize` bytes each
         self.blocks = tuple((tuple(columns), typecode) for columns, typecode in blocks)
-        assert not (self.blocks and (self.packed or whole)), "a table is written by blocks or by rows"
+        assert not (self.blocks and (self.packed or late)), "a table is written by blocks or by rows"
         in_blocks = {column for columns, _typecode in self.blocks for column in columns}
         self._block_buffers = [bytearray() for _group in self.blocks]
         self._block_rows = array("q")  # rows of each block held
         self._held_block_rows = 0
         # Columns written a value per row, or per block (the columns outside the groups).
-        self.values = {column: kind.new(column in whole) for column, kind in written.items()
+        self.values = {column: kind.new() for column, kind in written.items()
                        if column not in self.packed and column not in in_blocks}
         self.appends = tuple(values.append for values in self.values.values())
         self.keep = keep
-        assert not (whole and keep), "rows of a table with whole columns are never dropped"
+        assert not (late and keep), "rows of a table with late columns are never dropped"
         self.chunk_rows = chunk_rows
         self._first = next(iter(self.values.values())) if not (self.packed or self.blocks) else None
         self.flushed_rows = 0
@@ -252,8 +276,27 @@ class TableSink:
         return self.flushed_rows + self.held_rows()
 
     def column(self, name: str):
-        """A whole column's values, to set a value after its row was written."""
+        """The held values of a column (emptied in place when a chunk is made)."""
         return self.values[name]
+
+    def set_late(self, column: str, row: int, value: int) -> None:
+        """Set the value of `row` (written with `provisional(row)`) in a late column."""
+        index = row - self.flushed_rows
+        if index >= 0:
+            self.values[column][index] = value
+        else:
+            self.late_values[column][row] = value
+
+    def take_late_values(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """By late column, the rows set after they left in a chunk (sorted) and their values
+        (for `resolve_late`); they are emptied."""
+        taken = {}
+        for column, values in self.late_values.items():
+            rows = np.fromiter(values, np.int64, len(values))
+            order = np.argsort(rows)
+            taken[column] = (rows[order], np.fromiter(values.values(), np.int64, len(values))[order])
+            values.clear()
+        return taken
 
     def append_row(self, row: dict) -> None:
         """Write one row given by column (for tables with few rows: it costs a dict)."""
@@ -289,7 +332,7 @@ class TableSink:
         rows = self.held_rows()
         if not rows:
             return
-        held = {column: values for column, values in self.values.items() if column not in self.whole}
+        held = dict(self.values)
         if self.packed:
             packed = np.frombuffer(bytes(self.rows), self.row_dtype)
             held.update((column, packed[column]) for column in self.packed)
@@ -298,14 +341,13 @@ class TableSink:
         built = {column: self.written[column].build(values) for column, values in held.items()}
         for column, derive in self.derived.items():
             built[column] = derive(built, held)
-        frame = pd.DataFrame({column: built[column] for column in self.schema if column not in self.whole}, copy=False)
+        frame = pd.DataFrame({column: built[column] for column in self.schema}, copy=False)
         if self.keep is not None:
             kept = self.keep(built, held)
             if not kept.all():
                 frame = frame[kept].reset_index(drop=True)
-        for column, values in self.values.items():
-            if column not in self.whole:
-                del values[:]  # in place: the bound appends stay valid
+        for values in self.values.values():
+            del values[:]  # in place: the bound appends stay valid
         del self.rows[:]
         del self._block_rows[:]
         self._held_block_rows = 0
@@ -323,35 +365,24 @@ class TableSink:
         return held
 
     def take_chunks(self) -> list[pd.DataFrame]:
-        """All rows as chunks with every column of the table (the sink is empty afterwards)."""
+        """All rows as chunks with every column of the table, late values put in (the sink is
+        empty afterwards)."""
         self.flush()
         chunks, self.chunks = self.chunks, []
-        if self.whole:
-            # Each chunk gets a view of its rows of the whole columns, built once.
-            order = list(self.schema)
-            whole = self.take_whole_columns()
-            start = 0
+        for column, (rows, values) in self.take_late_values().items():
             for chunk in chunks:
-                for column, values in whole.items():
-                    chunk.insert(order.index(column), column, values[start:start + len(chunk)])
-                start += len(chunk)
+                held = chunk[column].to_numpy(np.int64, na_value=MISSING)
+                resolved = resolve_late(held, rows, values)
+                if resolved is not held:
+                    chunk[column] = self.written[column].build(resolved)
         self.flushed_rows = 0
         return chunks
 
     def take_made_chunks(self) -> list[pd.DataFrame]:
-        """The chunks made so far, without the whole columns (see `take_whole_columns`), which
-        stay; the rows held go on, so rows keep their indices (a streamed table)."""
+        """The chunks made so far, late columns as they were then (see `take_late_values`); the
+        rows held go on, so rows keep their indices (a streamed table)."""
         chunks, self.chunks = self.chunks, []
         return chunks
-
-    def take_whole_columns(self) -> dict[str, np.ndarray]:
-        """The whole columns of every row written, built, in schema order (they are emptied)."""
-        order = list(self.schema)
-        # (np.array reads a compact array's buffer at once: np.fromiter took 37 ns a value.)
-        whole = {column: self.written[column].build(np.array(self.values[column])) for column in sorted(self.whole, key=order.index)}
-        for column in self.whole:
-            del self.values[column][:]
-        return whole
 
     def table(self) -> pd.DataFrame:
         """All rows as one DataFrame (the sink is empty afterwards)."""

@@ -5,7 +5,7 @@ Each worker of the analysis (inspector.analysis.pipeline.stream_captures) writes
 temporary folder, with its own connection ids: the ids of the tables follow the order of
 each connection's first packet over all workers, known only when all are done.  Then each
 stream is read back a batch at a time, its connection ids made final (and a ws_frames row's
-message_id, which is set when its message completes, put in), and written as the store's
+message_id, which is set when its message completes, put in where it was provisional), and written as the store's
 Parquet parts; the raw streams are deleted.  No table is ever whole in memory: a worker holds
 at most SPILL_ROWS rows of each, the writing step one part.
 
@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from inspector.analysis.pipeline import ProgressCallback, ShardOutput, StreamedFile, file_jobs, stream_captures
 from inspector.analysis.recording import load_recording
+from inspector.analysis.sinks import MISSING, resolve_late
 from inspector.analysis.summary import FRACTIONAL_COLUMNS, SUMMED_COLUMNS, OverheadTotals
 from inspector.analysis.tables import CONNECTION_TABLES, make_table
 from inspector.capture.files import DEFAULT_MAX_INFLATED_BYTES
@@ -49,8 +50,9 @@ _CONNECTION_COLUMNS = ["conn_id", "kind", "variant", *SUMMED_COLUMNS, *FRACTIONA
 _COST_COLUMNS = ["conn_id", "kind", "item", "payload_messages"]
 # The connection tables, biggest first (rows per connection on real traffic).
 _BIGGEST_FIRST = ("ws_frames", "message_costs", "http_messages", "ws_messages", "tls_records", "findings", "connections")
-# Tables with columns set after their row was written (rows.py's sinks with `whole` columns).
-WHOLE_COLUMN_TABLES = frozenset({"ws_frames"})
+# Tables with values set after their row left in a chunk (rows.py's sinks with `late` columns),
+# resolved when all of a worker's rows are made (ShardOutput.late).
+LATE_COLUMN_TABLES = frozenset({"ws_frames"})
 # Chunks of rows (of up to pipeline.SPILL_ROWS rows) waiting for EagerParts' thread, at most.
 EAGER_QUEUED_CHUNKS = 4
 
@@ -87,7 +89,7 @@ class RawRows:
 
 
 def raw_arrow(table: str, chunk: pd.DataFrame) -> pa.Table:
-    """A chunk of a worker's rows of `table` (its columns but the whole ones) as Arrow."""
+    """A chunk of a worker's rows of `table` as Arrow."""
     schema = pa.schema([ARROW_SCHEMAS[table].field(column) for column in chunk.columns])
     return pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
 
@@ -95,7 +97,7 @@ def raw_arrow(table: str, chunk: pd.DataFrame) -> pa.Table:
 class EagerParts:
     """The spill of a capture file analysed by one worker, in this process.  Its connection ids
     are final as its rows are made (the order of first packets, from the file's first id), so
-    the rows of every table without whole columns are made final and written as Parquet parts
+    the rows of every table without late columns are made final and written as Parquet parts
     by a thread while the analysis goes on, instead of going to a raw stream read back after
     it: on two cores the writing no longer waits for the analysis.  ws_frames, whose message_id
     is set when a message completes, goes to a raw stream as before (RawRows)."""
@@ -105,7 +107,7 @@ class EagerParts:
         self._raw = RawRows(folder / RAW_FOLDER, file_index, 0)
         output = ShardOutput("", file_index, 0, _Shifted(first_conn_id), {}, recording)  # type: ignore[arg-type]
         self.tables = {table: TableParts(folder, f"f{file_index}s0", table, partial(_final_batch, table, output), count=table != "message_costs")
-                       for table in CONNECTION_TABLES if table not in WHOLE_COLUMN_TABLES}
+                       for table in CONNECTION_TABLES if table not in LATE_COLUMN_TABLES}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-parts")
         self._queued: deque[Future] = deque()
 
@@ -227,12 +229,12 @@ def write_shard_tables(folder: Path, shard: ShardOutput, table: str, variant_of:
 
 
 class TableParts:
-    """One worker's rows of one table, a batch at a time, made final (`final(batch, start)`: rows
-    `start`... of the worker's) and written as Parquet parts of PART_ROWS rows (`paths`); counts
+    """One worker's rows of one table, a batch at a time, made final (`final(batch)`) and written
+    as Parquet parts of PART_ROWS rows (`paths`); counts
     what the overhead table needs of them (variant_of: see OverheadTotals.add_costs), unless
     told not to."""
 
-    def __init__(self, folder: Path, writer_id: str, table: str, final: Callable[[pa.RecordBatch, int], pa.RecordBatch],
+    def __init__(self, folder: Path, writer_id: str, table: str, final: Callable[[pa.RecordBatch], pa.RecordBatch],
                  variant_of: dict[int, str] | None = None, count: bool = True) -> None:
         self.table = table
         self.paths: list[Path] = []
@@ -243,11 +245,9 @@ class TableParts:
         self._variant_of = variant_of
         self._count = {"connections": self._count_connections, "message_costs": self._count_costs}.get(table) if count else None
         self._pending: list[pa.RecordBatch] = []
-        self._written = 0  # rows so far: the index of the next one in the whole columns
 
     def add(self, batch: pa.RecordBatch) -> None:
-        batch = self._final(batch, self._written)
-        self._written += batch.num_rows
+        batch = self._final(batch)
         if self._count is not None:
             self._count(batch)
         self._pending.append(batch)
@@ -334,14 +334,14 @@ class _LocalSpills:
         return partial, (RawRows, self.folder / RAW_FOLDER)
 
 
-def _final_batch(table: str, shard: ShardOutput, batch: pa.RecordBatch, start: int) -> pa.RecordBatch:
-    """A raw batch, rows `start`... of the worker's, with its table's schema: final conn_ids,
-    whole columns put in, variants labelled."""
+def _final_batch(table: str, shard: ShardOutput, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A raw batch with its table's schema: final conn_ids, late values put in, variants labelled."""
     schema = ARROW_SCHEMAS[table]
     columns = {name: batch.column(name) for name in batch.schema.names}
     columns["conn_id"] = _renumbered(columns["conn_id"], shard.conn_ids)
-    for name, values in shard.whole.get(table, {}).items():
-        columns[name] = pa.array(values[start:start + batch.num_rows], type=schema.field(name).type, from_pandas=True)
+    for name, (rows, late) in shard.late.get(table, {}).items():
+        values = resolve_late(columns[name].fill_null(MISSING).to_numpy(), rows, late)
+        columns[name] = pa.array(values, mask=values == MISSING, type=schema.field(name).type)
     if table == "connections":
         labels = shard.label_variants(pd.DataFrame({"client_port": columns["client_port"].to_numpy(),
                                                     "server_port": columns["server_port"].to_numpy()}))

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from inspector.analysis.rows import DIRECTIONS
-from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of
+from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of, provisional
 from inspector.analysis.tables import make_table
 from inspector.analysis.texts import payload_text
 
@@ -57,18 +57,35 @@ def test_an_empty_sink_makes_an_empty_table():
     pd.testing.assert_frame_equal(message_sink().table(), make_table("ws_messages"), check_exact=True)
 
 
-def test_whole_columns_are_set_after_their_rows_left_in_chunks():
+def test_late_values_are_set_after_their_rows_left_in_chunks():
     sink = TableSink("ws_messages", columns_of("ws_messages", direction=Codes(DIRECTIONS), ts=Seconds(), end_ts=Seconds()),
-                     whole=("payload_bytes",), chunk_rows=2)
-    for message in MESSAGES:
-        sink.append_row(written_row(*message))
+                     late=("payload_bytes",), chunk_rows=2)
+    for row, message in enumerate(MESSAGES):
+        written = written_row(*message)
+        if row < 3:
+            written["payload_bytes"] = provisional(row)
+        sink.append_row(written)
         if sink.full():
             sink.flush()
     assert sink.chunks, "rows left in chunks before the column was set"
-    sink.column("payload_bytes")[1] = 42
-    sink.column("payload_bytes")[0] = MISSING
+    sink.set_late("payload_bytes", 1, 42)  # in a chunk already: kept aside
+    sink.set_late("payload_bytes", 0, MISSING)
+    # Row 2 is never set: missing.
+    assert sink.late_values["payload_bytes"] == {1: 42, 0: MISSING}
     expected = [message_row(*m) for m in MESSAGES]
-    expected[1]["payload_bytes"], expected[0]["payload_bytes"] = 42, None
+    expected[1]["payload_bytes"], expected[0]["payload_bytes"], expected[2]["payload_bytes"] = 42, None, None
+    pd.testing.assert_frame_equal(sink.table(), make_table("ws_messages", expected), check_exact=True)
+
+
+def test_a_late_value_set_while_its_row_is_held_is_not_kept_aside():
+    sink = TableSink("ws_messages", columns_of("ws_messages", direction=Codes(DIRECTIONS), ts=Seconds(), end_ts=Seconds()),
+                     late=("payload_bytes",), chunk_rows=len(MESSAGES) + 1)
+    for row, message in enumerate(MESSAGES):
+        sink.append_row({**written_row(*message), "payload_bytes": provisional(row)})
+    for row in range(len(MESSAGES)):
+        sink.set_late("payload_bytes", row, 10 * row)
+    assert sink.late_values["payload_bytes"] == {}
+    expected = [{**message_row(*m), "payload_bytes": 10 * row} for row, m in enumerate(MESSAGES)]
     pd.testing.assert_frame_equal(sink.table(), make_table("ws_messages", expected), check_exact=True)
 
 
