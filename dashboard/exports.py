@@ -12,6 +12,7 @@ way whole (filtered) tables reach the browser, and only when asked for.
     frames         frames and HTTP messages, every page (no payloads) filterModel, sortModel
                    (t_s since the capture's first TCP packet, ts and utc absolute)
     findings       every finding, grouped by rule as on the page      -
+                   (ts absolute, and as UTC text: utc)
 
 Text cells come from captured traffic, which is hostile: a cell that a
 spreadsheet would read as a formula (starting with = + - @ or a tab/CR) gets
@@ -64,7 +65,7 @@ def frames_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFra
 
 
 def with_utc(frames: pd.DataFrame) -> pd.DataFrame:
-    """Frames rows with their absolute time as UTC text beside ts (epoch seconds) and t_s."""
+    """Rows with their absolute time as UTC text (utc) beside ts (epoch seconds)."""
     return frames.assign(utc=aggregate.utc_text(frames["ts"]))
 
 
@@ -73,7 +74,7 @@ def findings_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataF
     order = {rule: i for i, rule in enumerate(aggregate.findings_by_rule(findings)["rule"])}
     out = findings.assign(capture=findings["capture"].map(aggregate._short), _order=findings["rule"].map(order))
     out = out.sort_values(["_order", "ts"], kind="stable")
-    return "findings.csv", out[["rule", "conn_id", "capture", "direction", "ts", "detail"]].reset_index(drop=True)
+    return "findings.csv", with_utc(out[["rule", "conn_id", "capture", "direction", "ts", "detail"]].reset_index(drop=True))
 
 
 EXPORTS = {

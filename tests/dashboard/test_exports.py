@@ -132,12 +132,13 @@ def test_findings_grouped_by_rule_and_formulas_defused(tables):
     assert list(csv["conn_id"]) == [1, 1, 2]
     assert list(csv["detail"]) == ["'+1", HOSTILE, "'=HYPERLINK(\"http://x\")"]  # text kept, formulas not live
     assert set(csv["capture"]) == {"chat.pcap"}
+    assert list(csv["utc"]) == ["1970-01-01 00:00:01.000000 UTC", "1970-01-01 00:00:02.000000 UTC", "1970-01-01 00:00:01.000000 UTC"]
 
 
 def test_findings_export_of_the_bundled_captures(tables):
     _, csv = parsed("findings", tables)
     assert len(csv) == len(tables["findings"])
-    assert list(csv.columns) == ["rule", "conn_id", "capture", "direction", "ts", "detail"]
+    assert list(csv.columns) == ["rule", "conn_id", "capture", "direction", "ts", "detail", "utc"]
 
 
 def test_unknown_page_is_an_error(tables):
