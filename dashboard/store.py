@@ -30,7 +30,7 @@ from inspector.store import Store, analyze_into_cache, analyze_into_store, cache
 from inspector.store.reader import is_store_folder, load_document
 
 from dashboard import aggregate, analysing
-from dashboard.analysing import UPLOAD_MAX_INFLATED_BYTES, analyze_untrusted, failure_line, in_child
+from dashboard.analysing import analyze_untrusted, failure_line, in_child
 from dashboard.catalog import Catalog, Loaded
 from dashboard.live import LiveFollower
 from dashboard.storeviews import StoreViews
@@ -267,7 +267,7 @@ class TableStore:
         """
         path = Path(path)
         with self._add_lock:
-            inputs = store_inputs([path], ParserOptions(), max_inflated_bytes=UPLOAD_MAX_INFLATED_BYTES)
+            inputs = store_inputs([path], ParserOptions(), max_inflated_bytes=analysing.UPLOAD_MAX_INFLATED_BYTES)
             key = content_of(inputs, path)
             if key in self._loaded:
                 loaded = self._loaded[key]
@@ -305,7 +305,8 @@ class TableStore:
         """An upload analysed with the upload limits straight into this store's temporary folder
         (never the user's cache) by a child process, its rows streamed to disk as they are made:
         neither its tables nor the analysis's heap are ever in the dashboard's memory."""
-        streamed = partial(analyze_into_store, max_inflated_bytes=analysing.UPLOAD_MAX_INFLATED_BYTES)
+        # the cap the inputs were fingerprinted with (its parameters: the store's meta says it)
+        streamed = partial(analyze_into_store, max_inflated_bytes=inputs.parameters["max_inflated_bytes"])
         return open_store(in_child(streamed, [path], self._scratch_folder(), inputs, progress=progress)[0])
 
     def _analysed_into_store(self, path: Path, inputs, progress) -> Store:

@@ -26,13 +26,14 @@ BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 DEFAULT_MAX_DATA_BYTES = 1 << 24
 DEFAULT_PREVIEW_CHARS = 200
-# Runs of comment or empty lines are handed out as one SseControl when they come together (a
-# keep-alive comment each few seconds is one each; a million blank lines in a packet, one).
 
 
 class SseParser:
     """Feed a text/event-stream body with receive(data); each call returns the items (SseEvent,
-    SseControl) and problems (SseProblem) its bytes completed; finish() at the body's end."""
+    SseControl) and problems (SseProblem) its bytes completed; finish() at the body's end.
+
+    Comments and the blank line after them are one SseControl (a keep-alive each); a run of
+    blank lines outside an event is one, however long (a million blank lines, one item)."""
 
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
                  preview_chars: int = DEFAULT_PREVIEW_CHARS) -> None:
@@ -62,7 +63,6 @@ class SseParser:
         self._event_lines = 0
         self._valid = True
         self._truncated = False
-        self._id_seen = False
 
     # -- input -------------------------------------------------------------------------
 
@@ -205,7 +205,6 @@ class SseParser:
         elif name == b"id":
             if b"\0" not in value:
                 self.last_event_id = _decoded(value)
-                self._id_seen = True
         elif name == b"retry":
             if value and value.isdigit() and value.isascii():
                 self._retry = int(value)

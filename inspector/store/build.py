@@ -100,7 +100,8 @@ class EagerParts:
     the rows of every table without late columns are made final and written as Parquet parts
     by a thread while the analysis goes on, instead of going to a raw stream read back after
     it: on two cores the writing no longer waits for the analysis.  ws_frames, whose message_id
-    is set when a message completes, goes to a raw stream as before (RawRows)."""
+    may be set after its row left (a late value, known when the worker is done), goes to a raw
+    stream as before (RawRows)."""
 
     def __init__(self, folder: Path, file_index: int, first_conn_id: int, recording: object | None) -> None:
         self.first_conn_id = first_conn_id
