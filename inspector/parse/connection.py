@@ -62,7 +62,7 @@ from inspector.parse.budget import (
 )
 from inspector.parse.keylog import KeyLog
 from inspector.parse.http1 import Http1Parser, Role, StartLineFinder, is_status_code_prefix, looks_like_message_start
-from inspector.parse.http2 import Http2Parser, Http2Session, settings_from_upgrade, starts_with_preface
+from inspector.parse.http2 import Http2Parser, Http2Session, find_frame_chain, settings_from_upgrade, starts_with_preface
 from inspector.parse.tcp import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, SegmentFate, TcpStreamReassembler
 from inspector.parse.tls import HandshakeType, TlsRecordParser, TlsSession, looks_like_tls_records, starts_with_client_hello
 from inspector.parse.websocket import WebSocketParser, accept_for_key, parse_deflate_offer
@@ -152,6 +152,7 @@ class TcpConnection:
         self.tls: TlsSession | None = None  # what the TLS parsers of both sides know
         self._h2: list[Http2Parser | None] = [None, None]
         self.h2: Http2Session | None = None  # what the HTTP/2 parsers of both sides share
+        self._h2_mid_stream = False  # HTTP/2 found by its frames, the preface not captured
         self._upgrade_request: HttpRequest | None = None
 
     # -- input -----------------------------------------------------------------
@@ -306,12 +307,29 @@ class TcpConnection:
                 server_hello = prefix[0] == 22 and len(prefix) > 5 and prefix[5] == HandshakeType.SERVER_HELLO
                 self._decide(Kind.TLS, 1 - side if server_hello else None)
                 return
+        if self._found_h2_frames():
+            return
         for side in self._sides_by_first_data:
             masked = _looks_like_ws_frames(self._evidence[side].prefix)
             if masked is not None:
                 self._decide(Kind.WEBSOCKET, side if masked else 1 - side)
                 return
         self._decide(Kind.OTHER, None)
+
+    def _found_h2_frames(self) -> bool:
+        """HTTP/2 frames in a row on a side whose preface (or first frames) the capture missed:
+        decide HTTP/2, the client side by what the frames say (request or status fields) if they do."""
+        chains = {side: find_frame_chain(self._evidence[side].prefix) for side in self._sides_by_first_data}
+        if not any(chains.values()):
+            return False
+        senders = [(side, chain.sender) for side, chain in chains.items() if chain is not None and chain.sender is not None]
+        client_side = None
+        if senders:
+            side, sender = senders[0]
+            client_side = side if sender is Direction.CLIENT else 1 - side
+        self._h2_mid_stream = True
+        self._decide(Kind.HTTP2, client_side)
+        return True
 
     def _decide(self, kind: str, client_side: int | None) -> None:
         """Settle client side and protocol, then replay the held events."""
@@ -350,7 +368,7 @@ class TcpConnection:
                 plaintext = self._plaintext[side] = _PlaintextQueue() if self._keylog is not None else None
                 self._tls[side] = TlsRecordParser(direction, self.tls, start_offset=start, events=self.events, plaintext=plaintext)
             elif self.kind == Kind.HTTP2:
-                self._h2[side] = self._new_h2_parser(direction, start)
+                self._h2[side] = self._new_h2_parser(direction, start, mid_stream=self._h2_mid_stream)
 
     def _first_offset(self, side: int) -> int:
         """Where parsing of `side` starts: its first held data or gap, else what comes next."""
@@ -372,10 +390,10 @@ class TcpConnection:
             one_frame_records=self._one_frame_records,
         )
 
-    def _new_h2_parser(self, direction: Direction, start: int) -> Http2Parser:
+    def _new_h2_parser(self, direction: Direction, start: int, mid_stream: bool = False) -> Http2Parser:
         if self.h2 is None:
             self.h2 = Http2Session()
-        return Http2Parser(direction, self.h2, start_offset=start, events=self.events, preview_bytes=self.options.preview_bytes,
+        return Http2Parser(direction, self.h2, start_offset=start, events=self.events, mid_stream=mid_stream, preview_bytes=self.options.preview_bytes,
                            decompression_budget=self._decompression_budget())
 
     def _decompression_budget(self) -> DecompressionBudget:

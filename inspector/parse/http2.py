@@ -51,6 +51,7 @@ from __future__ import annotations
 import base64
 import enum
 import weakref
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import hpack
@@ -63,7 +64,8 @@ from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, Decompr
 from inspector.parse.http1_body import INFLATED_ENCODINGS, Message, inflate
 from inspector.parse.pending import PendingEvents
 
-__all__ = ["CLIENT_PREFACE", "ErrorCode", "FrameType", "Http2Parser", "Http2Session", "settings_from_upgrade", "starts_with_preface"]
+__all__ = ["CLIENT_PREFACE", "ErrorCode", "FrameChain", "FrameType", "Http2Parser", "Http2Session", "find_frame_chain", "settings_from_upgrade",
+           "starts_with_preface"]
 
 CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4
 FRAME_HEADER_BYTES = 9
@@ -88,6 +90,10 @@ MAX_OPEN_MESSAGES = 4096
 # for good): a candidate is taken once the header after it is seen too, so this holds a frame of
 # the default largest size and the next header several times over.
 MAX_RESYNC_BYTES = DEFAULT_MAX_FRAME_SIZE * 4
+# Frame headers that must follow each other, each where the one before it ends, before a side's
+# first bytes seen mid-connection are taken for HTTP/2 (fewer when the bytes end exactly where
+# the last of them does): one plausible header is 9 bytes that chance can make, three in a row are not.
+MIN_CHAINED_FRAMES = 3
 HTTP2_VERSION = "HTTP/2"
 
 
@@ -155,6 +161,60 @@ def starts_with_preface(data: bytes | bytearray) -> bool | None:
     if len(data) >= len(CLIENT_PREFACE):
         return data[:len(CLIENT_PREFACE)] == CLIENT_PREFACE
     return None if CLIENT_PREFACE.startswith(data) else False
+
+
+@dataclass(frozen=True)
+class FrameChain:
+    """HTTP/2 framing found in a side's first bytes of a connection whose start was not captured."""
+
+    start: int  # offset of the first frame header in those bytes
+    frames: int  # headers that follow each other from there
+    sender: Direction | None  # who sends these frames, when a frame says so (a request or status field, a PUSH_PROMISE)
+
+
+def find_frame_chain(data: bytes | bytearray, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> FrameChain | None:
+    """The first offset of `data` (a side's first bytes, seen mid-connection: no preface) from which
+    MIN_CHAINED_FRAMES plausible frame headers follow each other, or None.  Each start is tried once
+    and its chain followed by the lengths, so this costs about one pass over `data`."""
+    end = len(data)
+    for start in range(end - FRAME_HEADER_BYTES + 1):
+        frames, at, sender = 0, start, None
+        while at + FRAME_HEADER_BYTES <= end and _plausible_header(data, at, max_frame_size, first=not frames):
+            if sender is None:
+                sender = _sender_of(data, at)
+            frames += 1
+            at += FRAME_HEADER_BYTES + int.from_bytes(data[at:at + 3], "big")
+        if frames >= MIN_CHAINED_FRAMES or (frames >= 2 and at == end):
+            return FrameChain(start, frames, sender)
+    return None
+
+
+def _sender_of(data: bytes | bytearray, at: int) -> Direction | None:
+    """Who sends the frame at `at`: the server for a PUSH_PROMISE; for a HEADERS frame, by its
+    block's first field when that names a static-table pseudo-header (RFC 7541 Appendix A:
+    2-7 :method, :path, :scheme of a request; 8-14 :status of a response), which needs no
+    dynamic table; else None."""
+    frame_type, flags = data[at + 3], data[at + 4]
+    if frame_type == FrameType.PUSH_PROMISE:
+        return Direction.SERVER
+    if frame_type != FrameType.HEADERS:
+        return None
+    pos = at + FRAME_HEADER_BYTES + (1 if flags & Flag.PADDED else 0) + (5 if flags & Flag.PRIORITY else 0)
+    end = min(len(data), at + FRAME_HEADER_BYTES + int.from_bytes(data[at:at + 3], "big"))
+    while pos < end and data[pos] & 0xE0 == 0x20:  # a dynamic table size update (5-bit prefix integer)
+        pos += 1
+        if data[pos - 1] & 0x1F == 0x1F:
+            while pos < end and data[pos] & 0x80:
+                pos += 1
+            pos += 1
+    if pos >= end:
+        return None
+    first = data[pos]
+    # Indexed field (1xxxxxxx), literal with incremental indexing (01xxxxxx), else 0000xxxx / 0001xxxx.
+    index = first & 0x7F if first & 0x80 else first & 0x3F if first & 0x40 else first & 0x0F
+    if 2 <= index <= 7:
+        return Direction.CLIENT
+    return Direction.SERVER if 8 <= index <= 14 else None
 
 
 def settings_from_upgrade(value: str) -> dict[int, int] | None:
@@ -275,10 +335,15 @@ class Http2Parser(PendingEvents):
     TcpConnection does: both directions into one list), else next_event()/take_events()."""
 
     def __init__(self, direction: Direction, session: Http2Session | None = None, *, start_offset: int = 0, events: list | None = None,
-                 expect_preface: bool | None = None, preview_bytes: int = DEFAULT_PREVIEW_BYTES,
+                 expect_preface: bool | None = None, mid_stream: bool = False, preview_bytes: int = DEFAULT_PREVIEW_BYTES,
                  max_decompressed: int = DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE,
                  decompression_budget: DecompressionBudget | None = None) -> None:
-        """expect_preface: the bytes start with the client preface (default: for the client)."""
+        """expect_preface: the bytes start with the client preface (default: for the client).
+        mid_stream: the capture missed the connection's start, so the bytes may start anywhere:
+        frames are looked for as after a gap, and header blocks decoded from an empty HPACK
+        table.  That is sound: the entries the encoder added since are the newest of its table,
+        at the indexes it refers to them by; a reference to an older one fails to decode
+        (h2-hpack-desync), it is never read as another field."""
         self._direction = direction
         self.session = session if session is not None else Http2Session()
         self.session.parsers[direction] = weakref.ref(self)
@@ -288,7 +353,8 @@ class Http2Parser(PendingEvents):
         self.max_decompressed = max_decompressed
         self.decompression_budget = decompression_budget
         self._offset = start_offset
-        self._preface_left = len(CLIENT_PREFACE) if (direction is Direction.CLIENT if expect_preface is None else expect_preface) else 0
+        preface = (direction is Direction.CLIENT if expect_preface is None else expect_preface) and not mid_stream
+        self._preface_left = len(CLIENT_PREFACE) if preface else 0
         self._preface_ts = 0
         self._header = bytearray()  # a frame header split across chunks
         self._header_ts = 0
@@ -305,9 +371,12 @@ class Http2Parser(PendingEvents):
         self._reset_streams: dict[int, bool] = {}
         self._unparsed = 0
         self._lost_sync = False
-        self._resync: bytearray | None = None  # after a gap between frames: bytes being searched for a frame header
+        # After a gap between frames, or from the start mid-stream: bytes being searched for a frame header.
+        self._resync: bytearray | None = bytearray() if mid_stream else None
+        self._mid_stream = mid_stream  # until framing is found: the search is the one from the capture's start
+        self._unseen_start = mid_stream  # the HPACK table's oldest entries were never seen
         self._resynced = False  # framing was found again after a gap: streams may have opened unseen
-        self._resync_ts = 0
+        self._resync_ts: int | None = None  # of the bytes the search began with
         self._resync_searched = 0  # starts tried since the gap
         self._ended = False
         self._reported: set[str] = set()  # rules reported once per direction
@@ -633,7 +702,8 @@ class Http2Parser(PendingEvents):
         try:
             headers = self._decoder.decode(b"".join(block.fragments), raw=True)
         except _HPACK_ERRORS as error:
-            self._lose_hpack(block.ts_ns, f"HPACK decoding failed for the header block of stream {block.stream_id} ({error})")
+            unseen = "; the capture missed the connection's start, where the table's older entries came" if self._unseen_start else ""
+            self._lose_hpack(block.ts_ns, f"HPACK decoding failed for the header block of stream {block.stream_id} ({error}{unseen})")
             self._finding(block.ts_ns, "h2-headers-undecodable", f"header block of stream {block.stream_id} at offset {block.offset} "
                                                                  f"({block.size} bytes) not decoded: {self._hpack_lost}")
             return None
@@ -775,6 +845,8 @@ class Http2Parser(PendingEvents):
         final: the stream ends here, so a frame ending with the bytes needs no header after it."""
         buf = self._resync
         buf += data
+        if self._resync_ts is None:
+            self._resync_ts = ts_ns
         max_length = max(self.session.max_frame_size[self._direction], DEFAULT_MAX_FRAME_SIZE)
         start = 0
         while start + FRAME_HEADER_BYTES <= len(buf):
@@ -784,9 +856,7 @@ class Http2Parser(PendingEvents):
                     break  # wait for the header after it
                 if (after == len(buf) if final else after + FRAME_HEADER_BYTES <= len(buf) and _plausible_header(buf, after, max_length, first=False)):
                     self._skip(start)
-                    self._finding(self._resync_ts, "h2-resync", f"framing found again at offset {self._offset} after "
-                                                                f"{start} bytes that were not framed (unparsed)")
-                    self._resync = None
+                    self._found_frames(self._resync_searched + start)
                     self._resynced = True
                     return bytes(buf[start:])
             start += 1
@@ -795,9 +865,22 @@ class Http2Parser(PendingEvents):
         self._resync_searched += start
         if self._resync_searched + len(buf) >= MAX_RESYNC_BYTES:
             self._resync = None
-            self._lose_sync(ts_ns, f"no frame header in {MAX_RESYNC_BYTES} bytes after a capture gap")
+            self._lose_sync(ts_ns, f"no frame header in {MAX_RESYNC_BYTES} bytes "
+                                   f"{'from the start of the capture' if self._mid_stream else 'after a capture gap'}")
             return bytes(buf)
         return b""
+
+    def _found_frames(self, skipped: int) -> None:
+        if self._mid_stream:
+            self._finding(self._resync_ts, "h2-mid-stream", f"the capture starts mid-connection: frames from offset {self._offset} on, "
+                                                            f"after {skipped} bytes that were not framed (unparsed); header blocks "
+                                                            f"decoded from an empty HPACK table")
+        else:
+            self._finding(self._resync_ts, "h2-resync", f"framing found again at offset {self._offset} after "
+                                                        f"{skipped} bytes that were not framed (unparsed)")
+        self._mid_stream = False
+        self._resync = None
+        self._resync_ts = None
 
     def _skip(self, count: int) -> None:
         self._unparsed += count

@@ -18,6 +18,7 @@ from inspector.parse.connection import TcpConnection
 from inspector.parse.http2 import FrameType
 from tests import tshark_oracle as oracle
 from tests.conftest import connection_row, live_traffic_unavailable
+from tests.factories import pcap_file
 from tests.h2_traffic import CONCURRENT, LARGE_BYTES, PUSHED_PATH, record_h2c, record_h2c_push
 
 needs_tshark = pytest.mark.skipif(not oracle.tshark_available(), reason="tshark not installed (the README's test command installs it)")
@@ -281,3 +282,102 @@ def test_push_and_reset_frames_against_tshark(pushed):
     assert [f.promised_stream_id for f in frames_seen["server"] if f.frame_type == FrameType.PUSH_PROMISE] == [2]
     check_frames_against_tshark(events[recording.client_port], frames_seen)
     check_categories_against_tshark(connection_row(analysis, recording.client_port), frames_seen)
+
+
+# --- a capture that starts mid-connection ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def started_late(recorded, tmp_path_factory):
+    """The recording without each prior-knowledge connection's packets before the server's first
+    HEADERS (its preface, SETTINGS and first requests never captured), analysed."""
+    recording, _analysis = recorded
+    cut_ports = {port for port in recording.expected if port != recording.upgrade_port}
+    path = tmp_path_factory.mktemp("h2c-late") / "late.pcap"
+    path.write_bytes(_without_starts(recording.path, recording.server_port, cut_ports))
+    return path, cut_ports, analyze_captures([path], jobs=1)
+
+
+def _without_starts(path, server_port: int, client_ports: set[int]) -> bytes:
+    """The capture's packets, less those of `client_ports`' connections before the first packet
+    from the server that starts with a HEADERS frame (type 0x1 at byte 3 of the payload)."""
+    kept, link, started = [], None, set()
+    for ts_ns, link_type, _wire_len, data in read_packets(path):
+        link = link_type
+        packet = decode_packet(ts_ns, link_type, len(data), data)
+        client = packet.dst_port if packet.src_port == server_port else packet.src_port
+        if client in client_ports and client not in started:
+            if packet.src_port != server_port or len(packet.payload) < 9 or packet.payload[3] != FrameType.HEADERS:
+                continue
+            started.add(client)
+        kept.append((ts_ns, data))
+    assert started == client_ports
+    return pcap_file(kept, link_type=link, nano=True)
+
+
+def test_a_connection_captured_late_is_found_by_its_frames(started_late):
+    path, cut_ports, analysis = started_late
+    findings = analysis["findings"]
+    for client_port in cut_ports:
+        row = connection_row(analysis, client_port)  # the client side told by the frames' request fields
+        assert row["kind"] == "http2"
+        mine = findings[findings["conn_id"] == row["conn_id"]]
+        assert "tcp-client-guessed" not in set(mine["rule"])
+        # Both sides start on a frame boundary here: found at once, nothing skipped.
+        starts = mine[mine["rule"] == "h2-mid-stream"]
+        assert sorted(starts["direction"]) == ["client", "server"]
+        assert starts["detail"].str.contains("after 0 bytes that were not framed").all()
+        assert sum(int(row[name]) for name in BYTE_CATEGORIES) == row["wire_bytes"] and row["unparsed_bytes"] == 0
+    frame_bytes = oracle.tcp_frame_bytes_by_endpoints(path) if oracle.tshark_available() else None
+    for _, row in analysis["connections"].iterrows():
+        if frame_bytes is not None:
+            endpoints = tuple(sorted([(row["client_ip"], int(row["client_port"])), (row["server_ip"], int(row["server_port"]))]))
+            assert row["wire_bytes"] == frame_bytes[endpoints]
+
+
+def test_headers_decode_from_an_empty_table_or_are_reported(recorded, started_late):
+    """The server's blocks from its first on decode whole, as in the full capture; the client's
+    blocks decode the same or are reported undecodable (HPACK entries added before the cut)."""
+    _recording, full = recorded
+    path, cut_ports, analysis = started_late
+    findings = analysis["findings"]
+    columns = ["stream_id", "method", "target", "status", "header_bytes", "body_bytes", "headers"]
+    for client_port in cut_ports:
+        late, whole = connection_row(analysis, client_port), connection_row(full, client_port)
+        late_rows = _h2_messages(analysis, late["conn_id"])
+        whole_rows = _h2_messages(full, whole["conn_id"])
+        responses = late_rows[late_rows["direction"] == "server"]
+        assert len(responses) and responses["complete"].all()
+        expected = whole_rows[whole_rows["direction"] == "server"].tail(len(responses))
+        assert responses[columns].reset_index(drop=True).equals(expected[columns].reset_index(drop=True))
+        mine = findings[(findings["conn_id"] == late["conn_id"]) & (findings["rule"] == "h2-headers-undecodable")]
+        undecodable = set(mine["detail"].str.extract(r"header block of stream (\d+)")[0].astype(int))
+        for _, request in late_rows[late_rows["direction"] == "client"].iterrows():
+            if int(request["stream_id"]) in undecodable:
+                assert request["method"] == "" and not request["complete"]
+            else:
+                same = whole_rows[(whole_rows["direction"] == "client") & (whole_rows["stream_id"] == request["stream_id"])]
+                assert request[columns].equals(same[columns].iloc[0])
+        if undecodable:
+            desync = findings[(findings["conn_id"] == late["conn_id"]) & (findings["rule"] == "h2-hpack-desync")]
+            assert desync["detail"].str.contains("missed the connection's start").all() and len(desync)
+
+
+def _h2_messages(analysis, conn_id: int):
+    messages = analysis["http_messages"]
+    return messages[(messages["conn_id"] == conn_id) & (messages["version"] == "HTTP/2")].sort_values(["direction", "stream_id"])
+
+
+@needs_tshark
+def test_frames_of_a_connection_captured_late_against_tshark(started_late):
+    path, cut_ports, _analysis = started_late
+    recording_port = int(_analysis["connections"]["server_port"].iloc[0])
+    seen = oracle.http2_connections(path, recording_port)
+    parsed = _connection_events(path, recording_port)
+    for client_port in cut_ports:
+        for direction in (Direction.CLIENT, Direction.SERVER):
+            mine = [e for e in parsed[client_port] if type(e) is Http2Frame and e.direction is direction]
+            theirs = seen[client_port][direction.label]
+            assert [(f.stream_id, f.frame_type, f.flags, f.length, f.header_block_bytes) for f in mine] == [
+                (f.stream_id, f.frame_type, f.flags, f.length, f.header_block) for f in theirs], direction
+        assert seen[client_port]["preface"] == []

@@ -14,8 +14,8 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 from inspector.errors import ParseError
 from inspector.events import Direction, Finding, Http2Frame, Http2Preface, HttpRequest, HttpResponse
 from inspector.parse.connection import Kind, TcpConnection
-from inspector.parse.http2 import (CLIENT_PREFACE, MAX_HEADER_BLOCK_BYTES, Http2Parser, Http2Session, settings_from_upgrade,
-                                   starts_with_preface)
+from inspector.parse.http2 import (CLIENT_PREFACE, MAX_HEADER_BLOCK_BYTES, MAX_RESYNC_BYTES, FrameChain, Http2Parser, Http2Session,
+                                   find_frame_chain, settings_from_upgrade, starts_with_preface)
 from inspector.parse.tcp import TCP_ACK
 from tests import h2_factories as h2
 from tests.h2_factories import REQUEST, RESPONSE
@@ -541,3 +541,91 @@ def test_a_gap_anywhere_keeps_every_byte_accounted(gap_at, gap_length, step):
     assert all(split_parts(frame) == frame.length for frame in of(events, Http2Frame))
     # Every stream the gap did not touch from its first frame on is a request row.
     assert len(of(events, HttpRequest)) <= 4
+
+
+# --- a connection whose start the capture missed ---------------------------------------------
+
+
+def test_a_parser_started_mid_stream_skips_to_the_first_frames_and_decodes_from_an_empty_table():
+    """Before the cut, the server's encoder added `x-before` to its table; after it, a block that
+    adds and reuses `x-after` decodes (the newest entries sit where the encoder says), and the block
+    that refers to `x-before` is reported, never read as another field."""
+    encoder, status = hpack.Encoder(), [(":status", "200")]  # static: adds nothing to the table
+    before = h2.headers(1, encoder.encode(status + [("x-before", "seen")]), "END_HEADERS") + h2.data(1, b"a" * 300, "END_STREAM")
+    first = encoder.encode(status + [("x-after", "one")])
+    again = encoder.encode(status + [("x-after", "one")])
+    older = encoder.encode(status + [("x-before", "seen")])
+    assert len(again) == 2  # :status and x-after, each by its index
+    after = (h2.headers(3, first, "END_HEADERS") + h2.data(3, b"b" * 10, "END_STREAM") + h2.headers(5, again, "END_HEADERS", "END_STREAM")
+             + h2.headers(7, older, "END_HEADERS", "END_STREAM"))
+    cut = 200  # inside stream 1's DATA frame
+    for step in (len(before) + len(after), 5):
+        parser = Http2Parser(SERVER, mid_stream=True)
+        wire = before[cut:] + after
+        for at in range(0, len(wire), step):
+            parser.receive_data(wire[at:at + step], 10 + at)
+        parser.receive_eof(99)
+        events = parser.take_events()
+        assert rules(events) == ["h2-mid-stream", "h2-hpack-desync", "h2-headers-undecodable"]
+        start = of(events, Finding)[0]
+        assert start.ts_ns == 10 and f"after {len(before) - cut} bytes that were not framed" in start.detail
+        assert "missed the connection's start" in of(events, Finding)[1].detail
+        responses = of(events, HttpResponse)
+        assert [(r.stream_id, r.status, r.complete) for r in responses] == [(3, 200, True), (5, 200, True), (7, None, False)]
+        assert [dict(r.headers).get("x-after") for r in responses[:2]] == ["one", "one"]
+        assert not of(events, Http2Preface) and parser.unparsed_bytes == len(before) - cut
+        assert accounted(events, parser) == len(wire)
+
+
+def test_a_client_parser_started_mid_stream_expects_no_preface():
+    encoder = hpack.Encoder()
+    wire = h2.headers(3, encoder.encode(REQUEST), "END_HEADERS", "END_STREAM") + h2.window_update(0, 100) + h2.ping()
+    parser = Http2Parser(CLIENT, mid_stream=True)
+    parser.receive_data(wire, 1)
+    parser.receive_eof(2)
+    events = parser.take_events()
+    assert rules(events) == ["h2-mid-stream"] and parser.unparsed_bytes == 0
+    assert [(r.stream_id, r.method, r.target) for r in of(events, HttpRequest)] == [(3, "GET", "/items?page=2")]
+
+
+def test_nothing_framed_from_the_start_loses_sync_saying_so():
+    parser = Http2Parser(SERVER, mid_stream=True)
+    parser.receive_data(b"\xff" * (MAX_RESYNC_BYTES + 10), 1)
+    parser.receive_eof(2)
+    events = parser.take_events()
+    assert rules(events) == ["h2-lost-sync"] and "from the start of the capture" in of(events, Finding)[0].detail
+    assert parser.unparsed_bytes == MAX_RESYNC_BYTES + 10
+
+
+def test_frame_chains_and_who_sends_them():
+    encoder, server_encoder = hpack.Encoder(), hpack.Encoder()
+    requests = h2.headers(3, encoder.encode(REQUEST), "END_HEADERS") + h2.data(3, b"{}", "END_STREAM") + h2.window_update(0, 9)
+    responses = h2.settings(ack=True) + h2.headers(3, server_encoder.encode(RESPONSE), "END_HEADERS") + h2.data(3, b"{}", "END_STREAM")
+    assert find_frame_chain(b"\x17" * 11 + requests) == FrameChain(11, 3, CLIENT)
+    assert find_frame_chain(responses) == FrameChain(0, 3, SERVER)
+    assert find_frame_chain(h2.data(1, b"x" * 40) + h2.ping() + h2.settings()) == FrameChain(0, 3, None)
+    assert find_frame_chain(h2.data(1, b"x" * 40) + h2.ping()) == FrameChain(0, 2, None)  # two frames that end the bytes exactly
+    assert find_frame_chain(h2.push_promise(1, 2, server_encoder.encode(REQUEST)) + h2.ping() + h2.ping()).sender is SERVER
+
+
+def test_what_is_not_a_frame_chain():
+    assert find_frame_chain(bytes(4096)) is None  # DATA on stream 0, again and again
+    assert find_frame_chain(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 20) is None
+    assert find_frame_chain(bytes(range(256)) * 16) is None
+    assert find_frame_chain(h2.data(1, b"x" * 40) + h2.ping() + b"\xff" * 30) is None  # two frames, then no third header
+
+
+def test_a_connection_without_its_start_is_found_by_its_frames():
+    """No SYN and no preface: each side's first segment is frames; the client side is the one whose
+    HEADERS carries request fields, against the port hint."""
+    encoder, server_encoder = hpack.Encoder(), hpack.Encoder()
+    client = h2.headers(3, encoder.encode(REQUEST), "END_HEADERS", "END_STREAM") + h2.window_update(0, 100) + h2.ping()
+    server = h2.headers(3, server_encoder.encode(RESPONSE), "END_HEADERS") + h2.data(3, b"{}", "END_STREAM") + h2.ping(b"87654321")
+    conn = TcpConnection(0, client_hint=1)
+    conn.receive_segment(0, 1, 1000, 5000, TCP_ACK, client, len(client))
+    conn.receive_segment(1, 2, 5000, 1000 + len(client), TCP_ACK, server, len(server))
+    conn.close(3)
+    assert conn.kind == Kind.HTTP2 and conn.client_side == 0
+    assert [e.rule for e in conn.events if type(e) is Finding] == ["h2-mid-stream", "h2-mid-stream"]
+    assert [(type(e).__name__, e.stream_id) for e in conn.events if type(e) in (HttpRequest, HttpResponse)] == [
+        ("HttpRequest", 3), ("HttpResponse", 3)]
