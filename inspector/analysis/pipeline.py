@@ -39,7 +39,7 @@ from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.chunked import assemble_table
 from inspector.analysis.handoff import hand_off, take_over
 from inspector.analysis.rows import ShardRows
-from inspector.analysis.recording import label_variants, load_recording, staleness_rows, with_recording_keylog
+from inspector.analysis.recording import label_variants, load_recording, scenario_of, staleness_rows, with_recording_keylog
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES, SCHEMAS, TABLE_NAMES, make_table
 from inspector.analysis.segments import ShardSegments, shard_segments
@@ -185,6 +185,7 @@ def streamed_file(path: str, index: int, shards: list[ShardResult], first_conn_i
     conn_ids, count = _conn_id_mapping(shards, first_conn_id)
     captures_row, warnings = _capture_row(path, shards, count)
     recording = load_recording(path, warnings)
+    captures_row["scenario"] = scenario_of(recording)
     outputs = [ShardOutput(path, index, number, ids, shard.late, recording) for number, (ids, shard) in enumerate(zip(conn_ids, shards))]
     return StreamedFile(path, index, outputs, captures_row, warnings, recording)
 
@@ -218,6 +219,7 @@ def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | No
         shards = _analyze_file(path, options, file_jobs(path, jobs), report, max_inflated_bytes)
         tables, capture_row, file_warnings = _merge_shards(path, shards, next_conn_id)
         recording = load_recording(path, file_warnings)
+        capture_row["scenario"] = scenario_of(recording)
         if recording is not None:
             tables["connections"]["variant"] = label_variants(tables["connections"], recording)
             tables["staleness"] = make_table("staleness", staleness_rows(recording, capture_name(path)))

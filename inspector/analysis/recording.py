@@ -66,6 +66,11 @@ class Recording:
     staleness: list[StalenessEntry] = field(default_factory=list)
 
 
+def scenario_of(recording: Recording | None) -> str:
+    """The captures table's `scenario`: what the recording's sidecar says was recorded ("" without one)."""
+    return "" if recording is None else recording.scenario
+
+
 def load_recording(capture: str | Path, warnings: list[str]) -> Recording | None:
     """The sidecar of `capture`, or None; a broken sidecar is a warning, not an error.
 

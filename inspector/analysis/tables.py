@@ -67,6 +67,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "connections": "int64",
         "truncated": "bool",
         "warnings": "str",
+        "scenario": "str",
     },
     "connections": {
         "conn_id": "int64",
@@ -240,7 +241,7 @@ SCHEMAS["staleness"] = {
 }
 
 TABLE_DOCS: dict[str, str] = {
-    "captures": "one row per capture file: format, link types, packet counts, non-TCP packets by reason, warnings",
+    "captures": "one row per capture file: format, link types, packet counts, non-TCP packets by reason, warnings, and the scenario its recording sidecar names (chat, feed, bulk, idle; empty without one)",
     "connections": "one row per TCP connection (first_frame: the number of its first packet in the capture, from 1, as Wireshark numbers frames), with one column per byte category (they sum to wire_bytes) and the payload and efficiency columns; for a TLS connection (kind tls), tls_version and tls_cipher as the ServerHello chose them, tls_sni and tls_alpn_offered (comma-separated) from the ClientHello, tls_alpn as chosen when the ServerHello says it (TLS 1.2; TLS 1.3 sends it encrypted: seen when decrypted), empty when not seen; a TLS connection decrypted with logged secrets (inspector analyze --keylog, or a pcapng's decryption secrets) whose plaintext is HTTP/1.1 is kind rest, or websocket after an upgrade, and whose plaintext is HTTP/2 (ALPN h2, or the client preface) kind http2, like its cleartext twin, its TLS columns filled (tls_version not empty tells it from cleartext)",
     "http_messages": "one row per HTTP request and per response; exchange_id pairs them within a connection: HTTP/1.1 FIFO, HTTP/2 by stream (stream_id; empty for HTTP/1.1, and for the HTTP/1.1 request of an h2c upgrade, whose response comes on stream 1 with its exchange_id); direction is who sent it, so a request a server promised (PUSH_PROMISE) is a server row with a method, on the promised stream, paired with the pushed response. For HTTP/2 (version HTTP/2), header_bytes is the HPACK header blocks (trailers included), body_wire_bytes the DATA frames whole, chunk_framing_bytes their 9-byte headers and padding, body_bytes their data; ts and end_ts are the first byte of the message's first frame and the capture time of its last. http1_header_bytes is what the headers take (HTTP/1.1) or would take (HTTP/2) as HTTP/1.1 text: start line from the pseudo-headers, Host from :authority, cookies joined, one `Name: value` line each and the blank line (empty when a header block could not be decoded); http1_header_bytes - header_bytes is what HPACK saved. headers is the message's header lines after the start line, one `Name: value` a line: HTTP/1.1's as sent (bytes as latin-1 text, line ends kept), HTTP/2's decoded fields as HTTP/1.1 would send them (no pseudo-headers: Host from :authority, cookies joined); every value cut to 8,192 characters (texts.MAX_HEADER_VALUE_CHARS), since they are hostile text",
     "ws_frames": "one row per WebSocket frame; payload shown as text (U+FFFD for bad bytes) and hex, cut to a preview",
@@ -256,7 +257,7 @@ TABLE_NAMES = tuple(SCHEMAS)
 # The version of these schemas in a store (inspector/store): any change of a table, a column or
 # its dtype, or of what a column means or counts, bumps it, so that a store written before is
 # analysed again rather than misread.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # The tables whose rows are made per connection, from its events as they come (analysis/rows.py),
 # and carry its conn_id; the others are per capture (captures, staleness) or summed over
 # connections (overhead).
