@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from dashboard.aggregate import COST_LAYERS, MESSAGES_PER_EXCHANGE, REST_KINDS, crossover
+from dashboard.push import PER_UPDATE
 from inspector.analysis.tables import BYTE_CATEGORIES
 
 # The look of every figure: made plotly's default template when this module is imported (the one
@@ -201,6 +202,35 @@ def staleness(table: pd.DataFrame, title: str = "Feed staleness: received - publ
     fig = go.Figure(layout=dict(title=title, yaxis_title="staleness (ms)", **LAYOUT))
     for variant, part in table.groupby("variant", sort=True):
         _add_box(fig, part["staleness_s"] * 1000.0, variant)
+    return fig
+
+
+def push_cost_per_update(costs: pd.DataFrame, title: str = "Wire bytes per update, by category (setup, keep-alives and empty polls included)") -> go.Figure:
+    """Stacked bars: per variant of a push recording (push.push_costs), each byte category over
+    the updates its client received; hover: the bytes and their share of an update's."""
+    shown = costs[costs["updates"] > 0]
+    if shown.empty:
+        return _empty(title, "no updates in this capture (not a recorded feed)")
+    per_update = shown.rename(columns={PER_UPDATE.format(c): c for c in BYTE_CATEGORIES})
+    fig = bytes_by_category(per_update[["group", *BYTE_CATEGORIES]].fillna(0.0), title)
+    fig.update_layout(yaxis_title="wire bytes per update (B)")
+    fig.update_traces(hovertemplate="%{x}: %{y:,.1f} B, %{customdata:.1%} of an update's wire bytes<extra>%{fullData.name}</extra>")
+    return fig
+
+
+def push_rates(lines: pd.DataFrame, rate: float, title: str = "Wire bytes per minute as updates per minute grow (modelled from this capture)") -> go.Figure:
+    """A line per variant (push.bytes_per_minute): idle bytes per minute plus the measured bytes
+    of an update times the rate; the capture's own rate marked by a vertical line."""
+    if lines.empty:
+        return _empty(title, "not a push recording")
+    fig = go.Figure(layout=dict(title=title, xaxis_title="updates per minute", yaxis_title="wire bytes per minute (B)", **LAYOUT))
+    for number, (group, line) in enumerate(lines.groupby("group", sort=True)):
+        dash = "solid" if line["kind"].iloc[0] == "websocket" else "dot"
+        fig.add_scatter(x=line["updates_per_min"], y=line["bytes_per_min"], mode="lines", name=group, meta="bytes_per_min",
+                        line=dict(dash=dash, color=CURVE_COLORS[number % len(CURVE_COLORS)]),
+                        hovertemplate="%{x:,.0f} updates/min: %{y:,.0f} B/min<extra>" + group + "</extra>")
+    if rate == rate:  # not NaN: the capture published updates
+        fig.add_vline(x=rate, line=dict(color="black", dash="dash", width=1), annotation_text=f"this capture: {rate:,.0f}/min")
     return fig
 
 

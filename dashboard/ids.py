@@ -24,7 +24,7 @@ OVERVIEW_CLAIMS_SHOWN = "overview-claims-shown"
 OVERVIEW_CLAIMS_BOX = "overview-claims-box"
 OVERVIEW_HAR = "overview-har-link"
 
-# compare (REST vs WebSocket)
+# compare (Push and request/response)
 COMPARE_CAPTURE = "compare-capture"
 COMPARE_COST = "compare-cost-split"
 COMPARE_EFFICIENCY = "compare-efficiency"
@@ -36,6 +36,11 @@ COMPARE_STALENESS = "compare-staleness"
 COMPARE_CLAIMS = "compare-claims"
 COMPARE_CSV_BUTTON = "compare-csv-button"
 COMPARE_CSV = "compare-csv-download"
+COMPARE_PUSH_SUMMARY = "compare-push-summary"
+COMPARE_PUSH_TABLE = "compare-push-table"
+COMPARE_PUSH_COST = "compare-push-cost"
+COMPARE_PUSH_RATES = "compare-push-rates"
+COMPARE_PUSH_BREAK_EVEN = "compare-push-break-even"
 
 # connections
 CONN_TABLE = "connections-table"

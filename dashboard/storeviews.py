@@ -145,7 +145,7 @@ class LazyTables(Mapping):
             return list(self._tables)
 
 
-# The CSV exports of the overview (aggregate.capture_overview) and of the REST vs WebSocket page
+# The CSV exports of the overview (aggregate.capture_overview) and of the Push and request/response page
 # (aggregate.message_cost_split) read these.
 EXPORT_COLUMNS = {"connections": [*aggregate.GROUP_COLUMNS["connections"], "http_requests", "ws_messages", "wire_bytes", *aggregate.PAYLOAD_SUMS],
                   "message_costs": aggregate.COST_SPLIT_COLUMNS["message_costs"]}
@@ -199,11 +199,11 @@ class StoreViews(TableViews):
 
     def capture(self, capture: str | None, columns: dict[str, list[str]] | None = None) -> CaptureTables:
         """The tables of one capture (all for None), with only `columns` (default: what the
-        overview's and the REST vs WebSocket page's CSV exports read); never kept."""
+        overview's and the Push and request/response page's CSV exports read); never kept."""
         return CaptureTables(self.catalog, capture, self.tables, columns or EXPORT_COLUMNS)
 
     def warm(self) -> None:
-        """The overview's views and figures (the first page) now, then the REST vs WebSocket page's."""
+        """The overview's views and figures (the first page) now, then the Push and request/response page's."""
         self.warm_first()
         for capture in self.captures():
             self.bytes_by_category(capture)
@@ -266,7 +266,7 @@ class StoreViews(TableViews):
         return pd.DataFrame({"t_s": out["bin"].astype("int64") * width, "kind": out["kind"],
                              "wire_bytes": out["wire_bytes"].astype("float64")})
 
-    # --- the REST vs WebSocket page: aggregates, curves computed once and kept thinned ---
+    # --- the Push and request/response page: aggregates, curves computed once and kept thinned ---
 
     def cost_split(self, capture: str | None) -> pd.DataFrame:
         return self.once(("cost_split", capture), lambda: self._cost_split(capture))
@@ -330,10 +330,7 @@ class StoreViews(TableViews):
     def _curves_of(self, capture: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         return self.once(("curves", capture), lambda: _thinned_and_crossings(self.whole_curves(capture)))
 
-    def claims(self) -> list[dict]:
-        return self.once("claims", self._claims)
-
-    def _claims(self) -> list[dict]:
+    def request_response_claims(self) -> list[dict]:
         """aggregate.claims over the whole curves (computed here, then let go), with the
         directions of each connection's WebSocket messages for the captures that go both ways."""
         tables = {"connections": self.capture(None, {"connections": aggregate.CLAIMS_COLUMNS["connections"]})["connections"],

@@ -20,7 +20,7 @@ from typing import Callable
 
 import pandas as pd
 
-from dashboard import aggregate, figures
+from dashboard import aggregate, figures, push
 from inspector.analysis.summary import overhead_table
 from inspector.analysis.tables import CONNECTION_TABLES
 
@@ -151,11 +151,29 @@ class TableViews:
         return self.latency(capture)[list(LATENCY_FIGURE_COLUMNS)]
 
     def default_capture(self) -> str | None:
-        """The capture the REST vs WebSocket page opens on (aggregate.most_groups)."""
+        """The capture the Push and request/response page opens on (aggregate.most_groups)."""
         return self.once("default_capture", lambda: aggregate.most_groups(self.capture(None, aggregate.GROUP_COLUMNS)["connections"]))
 
     def claims(self) -> list[dict]:
-        return self.once("claims", lambda: aggregate.claims(self.capture(None, aggregate.CLAIMS_COLUMNS), curves=self.break_even_curves(None)))
+        """The REST vs WebSocket claims (aggregate.claims), then the push claim (push.push_claim)."""
+        return self.once("claims", lambda: [*self.request_response_claims(), self.push_claim()])
+
+    def request_response_claims(self) -> list[dict]:
+        return aggregate.claims(self.capture(None, aggregate.CLAIMS_COLUMNS), curves=self.break_even_curves(None))
+
+    def push_claim(self) -> dict:
+        return push.push_claim({capture: (self.push_costs(capture), self.push_rate(capture)) for capture in self.push_captures()})
+
+    # --- push recordings (dashboard.push) ---------------------------------------------
+
+    def push_captures(self) -> list[str]:
+        return self.once("push_captures", lambda: push.push_captures(self.tables["captures"]))
+
+    def push_costs(self, capture: str | None) -> pd.DataFrame:
+        return self.once(("push_costs", capture), lambda: push.push_costs(self.capture(capture, push.PUSH_COLUMNS), capture))
+
+    def push_rate(self, capture: str | None) -> float:
+        return self.once(("push_rate", capture), lambda: push.capture_update_rate(self.capture(capture, push.PUSH_COLUMNS), capture))
 
     def connections_index(self) -> pd.DataFrame:
         return self.once("connections_index", lambda: aggregate.connections_index(self.tables["connections"]))

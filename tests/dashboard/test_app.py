@@ -112,7 +112,8 @@ def test_overview_and_compare_callbacks(app):
     chat_conns = tables["connections"][tables["connections"]["capture"] == chat]
     assert sum(sum(t.y) for t in by_category.data) == chat_conns["wire_bytes"].sum()
     assert compare.default_capture(tables) == chat
-    cost, eff, payload, curve, lat, crossings = compare.capture_outputs(views, chat)
+    cost, eff, payload, curve, lat, crossings, *push_section = compare.capture_outputs(views, chat)
+    assert push_section[0].children.startswith("chat.pcap: not a push recording")
     assert {t.name for t in curve.data if not t.name.startswith("crossover")} == set(chat_conns["variant"])
     # the payload table beside the efficiency figure: each variant's sums, as in the connections table
     shown = {row["group"]: row for row in small_table_records(payload)}
@@ -121,7 +122,7 @@ def test_overview_and_compare_callbacks(app):
             want = mine[column].sum()
             assert shown[variant][column] == f"{want:,d}", (variant, column)
         assert shown[variant]["efficiency"] == f"{mine['app_payload_bytes'].sum() / mine['wire_bytes'].sum():.1%}"
-    assert len(compare.claims_table(views.claims(), "claims").children[0].children[1].children) == 4
+    assert len(compare.claims_table(views.claims(), "claims").children[0].children[1].children) == 5
 
 
 def test_store_caches_by_content_and_keeps_ids_unique(tmp_path):

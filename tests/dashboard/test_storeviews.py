@@ -4,6 +4,8 @@ in-memory tables of the bundled captures."""
 
 from __future__ import annotations
 
+import math
+
 import json
 
 import pandas as pd
@@ -297,3 +299,11 @@ def test_the_latency_figure_from_the_kept_categories_is_the_one_of_the_latency_p
 def test_no_connection_selected_is_the_empty_tables_a_query_gives(sql_views):
     for name, rows in sql_views.connection(-1).items():
         pd.testing.assert_frame_equal(rows, sql_views.catalog.rows_of_connection(name, -1), obj=name)
+
+
+def test_push_views_from_a_captures_needed_columns_equal_pandas(sql_views, pandas_views):
+    assert sql_views.push_captures() == pandas_views.push_captures() == ["feed.pcap", "idle.pcap"]
+    for capture in [*sql_views.captures(), None]:
+        pd.testing.assert_frame_equal(sql_views.push_costs(capture), pandas_views.push_costs(capture), obj=str(capture))
+        rates = sql_views.push_rate(capture), pandas_views.push_rate(capture)
+        assert rates[0] == rates[1] or (math.isnan(rates[0]) and math.isnan(rates[1]))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import aggregate
+from dashboard import aggregate, push
 from dashboard.views import TableViews, capture_slice
 from tests.dashboard.conftest import capture_name
 
@@ -56,7 +56,8 @@ def test_per_capture_views_equal_the_whole_table_aggregations(views, tables, ste
 
 
 def test_claims_from_per_capture_curves_equal_claims_over_all_tables(views, tables):
-    assert views.claims() == aggregate.claims(tables)
+    by_capture = {c: (push.push_costs(tables, c), push.capture_update_rate(tables, c)) for c in push.push_captures(tables["captures"])}
+    assert views.claims() == [*aggregate.claims(tables), push.push_claim(by_capture)]
     pd.testing.assert_frame_equal(views.break_even_curves(None), aggregate.break_even_curves(tables))
 
 

@@ -345,7 +345,61 @@ def choose_capture(driver, capture: str) -> None:
     driver.find_element(By.CSS_SELECTOR, option).find_element(By.XPATH, "./ancestor::*[@role='option']").click()
 
 
+def push_totals(tables, capture: str) -> pd.DataFrame:
+    """Per variant of a push recording: connections, wire bytes, updates received (the staleness
+    rows of the sidecar's ledger), bytes per update and median staleness; empty for another capture."""
+    scenario = tables["captures"].set_index("capture").loc[capture, "scenario"]
+    conns = tables["connections"]
+    conns = conns[(conns["capture"] == capture) & (conns["variant"].fillna("") != "")]
+    if scenario not in ("feed", "idle") or conns.empty:
+        return pd.DataFrame()
+    staleness = tables["staleness"][tables["staleness"]["capture"] == capture]
+    out = conns.groupby("variant").agg(connections=("conn_id", "size"), wire_bytes=("wire_bytes", "sum"))
+    out["updates"] = staleness.groupby("variant").size().reindex(out.index, fill_value=0)
+    out["bytes_per_update"] = out["wire_bytes"] / out["updates"].replace(0, float("nan"))
+    out["staleness_median_s"] = staleness.groupby("variant")["staleness_s"].median().reindex(out.index)
+    return out
+
+
+def check_push_section(driver, tables, capture: str) -> None:
+    """The push section: the variants' table and the cost per update equal to the tables; the
+    cheapest variant named; another capture says it is not a push recording."""
+    variants = push_totals(tables, capture)
+    if variants.empty:
+        said = f"{short(capture)}: not a push recording"
+        wait(driver, ANALYSIS_TIMEOUT).until(lambda d: d.find_element(By.ID, ids.COMPARE_PUSH_SUMMARY).text.startswith(said),
+                                             message=f"the push section never said: {said}")
+        assert grid_records(driver, ids.COMPARE_PUSH_TABLE) == []
+        return
+    rows = {r["group"]: r for r in records_when(driver, ids.COMPARE_PUSH_TABLE, lambda rs: {r["group"] for r in rs} == set(variants.index),
+                                                f"the push table never showed the variants of {short(capture)}")}
+    for variant, row in variants.iterrows():
+        shown = rows[variant]
+        assert int(shown["connections"]) == row["connections"] and int(number(shown["wire_bytes"])) == row["wire_bytes"], shown
+        assert int(shown["updates"]) == row["updates"], shown
+        if row["updates"]:
+            assert abs(number(shown["bytes_per_update"]) - row["bytes_per_update"]) <= 0.05, shown
+            assert abs(number(shown["staleness_median_s"]) - row["staleness_median_s"]) <= 5e-7, shown
+        else:
+            assert shown["bytes_per_update"] == "" and shown["staleness_median_s"] == "", shown
+    summary = driver.find_element(By.ID, ids.COMPARE_PUSH_SUMMARY).text
+    if variants["updates"].gt(0).all():
+        cheapest = variants["bytes_per_update"].idxmin()
+        assert f"{cheapest} is cheapest, {variants.loc[cheapest, 'bytes_per_update']:,.0f} B/update" in summary, summary
+        cost = figure_when(driver, ids.COMPARE_PUSH_COST, lambda f: f["traces"] and all(set(t["x"]) == set(variants.index) for t in f["traces"]),
+                           f"the cost per update never showed the variants of {short(capture)}")
+        for variant, row in variants.iterrows():  # the categories stacked: all the variant's bytes over its updates
+            stacked = sum(dict(zip(t["x"], t["y"]))[variant] for t in cost["traces"])
+            assert math.isclose(stacked, row["bytes_per_update"], rel_tol=1e-9), (variant, stacked)
+    else:
+        assert summary.startswith(f"{short(capture)} with no updates: ") and " is cheapest, " in summary, summary
+    lines = figure_when(driver, ids.COMPARE_PUSH_RATES, lambda f: {t["name"] for t in f["traces"]} == set(variants.index),
+                        f"the push rates never showed the variants of {short(capture)}")
+    assert all(t["x"][0] == 0 for t in lines["traces"])
+
+
 def check_compare_capture(driver, tables, capture: str) -> None:
+    check_push_section(driver, tables, capture)
     groups = group_totals(tables, capture)
     rest = groups[groups["kind"].isin(REST_KINDS)]
     websocket = groups[groups["kind"] == "websocket"]
@@ -463,7 +517,7 @@ def check_tls_layer_of_curves(curves, tables, capture: str, groups: pd.DataFrame
 def shown_claims(driver, table_id: str) -> dict[str, dict]:
     """The claims table: per claim, its verdict badge and, per capture, (numbers, verdict badge)."""
     rows = driver.find_elements(By.CSS_SELECTOR, f"#{table_id} tr[data-claim]")
-    assert len(rows) == 4, [r.text for r in rows]
+    assert len(rows) == 5, [r.text for r in rows]
     claims = {}
     for row in rows:
         verdict = row.find_element(By.CSS_SELECTOR, "td.verdict .badge").text
@@ -507,6 +561,24 @@ def check_claims(driver, tables, table_id: str = ids.COMPARE_CLAIMS) -> None:
     material = [v for v in verdicts if v != "no material difference"]
     assert verdicts and shown["verdict"] == ("no material difference" if not material else
                                              "holds" if all(v == "holds" for v in material) else "does not hold"), shown
+
+    # "WebSocket is the cheapest way to push": per push recording, the cheapest WebSocket variant
+    # against the cheapest other, bytes per update (idle: the claim's row names both)
+    shown = claim("cheapest way to push")
+    for capture in tables["captures"]["capture"]:
+        variants = push_totals(tables, capture)
+        if variants.empty:
+            assert short(capture) not in shown["captures"], (capture, shown)
+            continue
+        text, verdict = shown["captures"][short(capture)]
+        if variants["updates"].gt(0).all():
+            kinds = conns[conns["capture"] == capture].groupby("variant")["kind"].first()
+            per = variants["bytes_per_update"]
+            ws, other = per[kinds[per.index] == "websocket"], per[kinds[per.index] != "websocket"]
+            assert f"WebSocket {ws.min():,.0f} B/update ({ws.idxmin()}) vs {other.min():,.0f} B/update ({other.idxmin()})" in text, text
+            assert verdict == expected_verdict(ws.min() < other.min(), ws.min(), other.min()), (text, verdict)
+        else:
+            assert "B/min idle" in text, text
 
     # "WebSocket pays a setup cost and keeps state": mean setup bytes per connection of each kind
     shown = claim("setup cost")
