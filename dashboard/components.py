@@ -114,9 +114,9 @@ def clicked_row(cell: dict | None) -> str | None:
     return str(cell["rowId"])
 
 
-def csv_download(button_id: str, download_id: str) -> html.Div:
-    """A "Download CSV" button and its dcc.Download; the page's callback fills it on click only."""
-    return html.Div([html.Button("Download CSV", id=button_id, n_clicks=0), dcc.Download(id=download_id)],
+def csv_download(button_id: str, download_id: str, label: str = "Download CSV") -> html.Div:
+    """A "Download CSV" button (`label`) and its dcc.Download; the page's callback fills it on click only."""
+    return html.Div([html.Button(label, id=button_id, n_clicks=0), dcc.Download(id=download_id)],
                     style={"margin": "0.5em 0"})
 
 

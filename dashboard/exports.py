@@ -8,6 +8,8 @@ way whole (filtered) tables reach the browser, and only when asked for.
     page           what is exported                                   state used
     overview       per-capture numbers (the table at the top)         -
     compare        per-message wire cost by layer, per group          capture
+    push           a push recording's variants side by side           capture
+                   (dashboard.push.push_costs: costs per update, idle cost, staleness)
     connections    the connections table, every page                  filterModel, sortModel
     frames         frames and HTTP messages, every page (no payloads) filterModel, sortModel
                    (t_s since the capture's first TCP packet, ts and utc absolute)
@@ -27,7 +29,7 @@ import re
 
 import pandas as pd
 
-from dashboard import aggregate
+from dashboard import aggregate, push
 from inspector.analysis.export import defuse_formulas
 
 
@@ -52,6 +54,13 @@ def compare_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFr
     out = aggregate.message_cost_split(tables, capture)
     out.insert(0, "capture", aggregate._short(capture) if capture else "all captures")
     return f"compare-cost-per-message-{_slug(aggregate._short(capture)) if capture else 'all'}.csv", out
+
+
+def push_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFrame]:
+    capture = state.get("capture")
+    out = push.push_costs(tables, capture)
+    out["capture"] = out["capture"].map(aggregate._short)
+    return f"push-variants-{_slug(aggregate._short(capture)) if capture else 'none'}.csv", out
 
 
 def connections_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataFrame]:
@@ -80,6 +89,7 @@ def findings_frame(tables: aggregate.Tables, state: dict) -> tuple[str, pd.DataF
 EXPORTS = {
     "overview": overview_frame,
     "compare": compare_frame,
+    "push": push_frame,
     "connections": connections_frame,
     "frames": frames_frame,
     "findings": findings_frame,

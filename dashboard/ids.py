@@ -41,6 +41,8 @@ COMPARE_PUSH_TABLE = "compare-push-table"
 COMPARE_PUSH_COST = "compare-push-cost"
 COMPARE_PUSH_RATES = "compare-push-rates"
 COMPARE_PUSH_BREAK_EVEN = "compare-push-break-even"
+COMPARE_PUSH_CSV_BUTTON = "compare-push-csv-button"
+COMPARE_PUSH_CSV = "compare-push-csv-download"
 
 # connections
 CONN_TABLE = "connections-table"

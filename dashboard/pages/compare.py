@@ -59,7 +59,7 @@ def capture_section(views, capture):
     """The per-capture figures and tables, as a list of components."""
     cost, eff, payload, curve, lat, cross, summary, table, push_cost, rates, push_even = capture_outputs(views, capture)
     return [html.H3("Every way to push, on the same updates"), html.Div(summary, id=ids.COMPARE_PUSH_SUMMARY),
-            html.Div(table, id=ids.COMPARE_PUSH_TABLE), graph(ids.COMPARE_PUSH_COST, push_cost), graph(ids.COMPARE_PUSH_RATES, rates),
+            html.Div(table, id=ids.COMPARE_PUSH_TABLE), csv_download(ids.COMPARE_PUSH_CSV_BUTTON, ids.COMPARE_PUSH_CSV, "Download CSV (the variants)"), graph(ids.COMPARE_PUSH_COST, push_cost), graph(ids.COMPARE_PUSH_RATES, rates),
             html.Div(push_even, id=ids.COMPARE_PUSH_BREAK_EVEN),
             html.H3("Request/response: REST against WebSocket, per message"),
             graph(ids.COMPARE_COST, cost), graph(ids.COMPARE_EFFICIENCY, eff), html.Div(payload, id=ids.COMPARE_PAYLOAD),
@@ -133,3 +133,8 @@ def register_callbacks(app, store):
                   prevent_initial_call=True)
     def _csv(_n, capture):
         return send_csv("compare", store.views().capture(capture), {"capture": capture})
+
+    @app.callback(Output(ids.COMPARE_PUSH_CSV, "data"), Input(ids.COMPARE_PUSH_CSV_BUTTON, "n_clicks"), State(ids.COMPARE_CAPTURE, "value"),
+                  prevent_initial_call=True)
+    def _push_csv(_n, capture):
+        return send_csv("push", store.views().capture(capture, push.PUSH_COLUMNS), {"capture": capture})

@@ -69,6 +69,21 @@ def test_compare_is_the_cost_split_of_the_selected_capture(tables):
     assert set(bulk["capture"]) == {"bulk.pcap"} and not bulk.equals(csv)
 
 
+def test_push_is_the_variants_of_the_selected_push_recording(tables):
+    filename, csv = parsed("push", tables, {"capture": capture_name("feed")})
+    assert filename == "push-variants-feed.pcap.csv" and set(csv["capture"]) == {"feed.pcap"}
+    conns = tables["connections"][tables["connections"]["capture"] == capture_name("feed")]
+    staleness = tables["staleness"][tables["staleness"]["capture"] == capture_name("feed")]
+    assert sorted(csv["group"]) == sorted(conns["variant"].unique())
+    for row in csv.itertuples(index=False):
+        mine = conns[conns["variant"] == row.group]
+        assert row.wire_bytes == mine["wire_bytes"].sum() and row.updates == (staleness["variant"] == row.group).sum()
+        assert row.bytes_per_update == pytest.approx(mine["wire_bytes"].sum() / row.updates)
+    # a capture that is no push recording: the columns, no rows
+    filename, chat = parsed("push", tables, {"capture": capture_name("chat")})
+    assert filename == "push-variants-chat.pcap.csv" and chat.empty and list(chat.columns) == list(csv.columns)
+
+
 def test_connections_export_every_page_with_the_filter_and_sort(tables):
     conns = tables["connections"]
     filename, everything = parsed("connections", tables, {})

@@ -589,7 +589,7 @@ def check_claims(driver, tables, table_id: str = ids.COMPARE_CLAIMS) -> None:
     assert shown["verdict"] == verdict == expected_verdict(ws_setup > rest_setup, ws_setup, rest_setup)
 
 
-def test_compare_numbers_equal_the_analysis(bundled_url, bundled, browser):
+def test_compare_numbers_equal_the_analysis(bundled_url, bundled, browser, tmp_path):
     open_page(browser, bundled_url + "/compare", f"#{ids.COMPARE_EFFICIENCY} .js-plotly-plot")
     chosen = most_variants(bundled)
     wait(browser).until(lambda d: d.find_element(By.ID, ids.COMPARE_CAPTURE).text == short(chosen),
@@ -603,6 +603,12 @@ def test_compare_numbers_equal_the_analysis(bundled_url, bundled, browser):
         choose_capture(browser, other)
         check_compare_capture(browser, bundled, other)
         check_clean(browser, f"compare-numbers-{Path(other).stem}", f"#{ids.COMPARE_COST}")
+        variants = push_totals(bundled, other)
+        if not variants.empty:  # the push table's CSV: the variants as shown
+            check_clean(browser, f"compare-push-{Path(other).stem}", f"#{ids.COMPARE_PUSH_TABLE}")
+            csv = downloaded_csv(browser, tmp_path, f"push-variants-{short(other)}.csv", ids.COMPARE_PUSH_CSV_BUTTON).set_index("group")
+            assert sorted(csv.index) == sorted(variants.index) and set(csv["capture"]) == {short(other)}
+            assert (csv["wire_bytes"] == variants["wire_bytes"]).all() and (csv["updates"] == variants["updates"]).all()
 
 
 # --- Connections ---------------------------------------------------------------------------
