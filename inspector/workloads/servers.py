@@ -214,7 +214,6 @@ class SseStreamLog:
     dropped: bool = False
 
 
-
 @dataclass
 class PeerLog:
     """What a server received from one client port and what it answered."""
@@ -340,13 +339,8 @@ class WorkloadRestServer(AiohttpServer, RestAnswers):
             wait = next_keepalive - loop.time() if stream.keepalives < plan.keepalives else STREAM_STALL_S
             update = await feed.wait_next(sent, max(wait, 0.0))
             if update is not None:
-                await self._write(response, stream, sse_event(update.seq, update.payload))
-                self.log.peer(port).answered(update.payload)
-                stream.events += 1
                 sent = update.seq
-                if sent == plan.drop_after and not self._dropped:
-                    self._dropped = stream.dropped = True
-                    response.force_close()  # the connection goes with the stream
+                if await self._send_update(response, stream, update):
                     break
             elif stream.keepalives < plan.keepalives:
                 await self._write(response, stream, SSE_KEEPALIVE)
@@ -356,6 +350,16 @@ class WorkloadRestServer(AiohttpServer, RestAnswers):
                 break  # the feed stalled: the client will see too few updates and say so
         await response.write_eof()
         return response
+
+    async def _send_update(self, response: web.StreamResponse, stream: SseStreamLog, update: Update) -> bool:
+        """Write `update` as an event; True if the plan drops the stream after it (once)."""
+        await self._write(response, stream, sse_event(update.seq, update.payload))
+        self.log.peer(stream.client_port).answered(update.payload)
+        stream.events += 1
+        if update.seq == self.sse.drop_after and not self._dropped:
+            self._dropped = stream.dropped = True
+            response.force_close()  # the connection goes with the stream
+        return stream.dropped
 
     @staticmethod
     async def _write(response: web.StreamResponse, stream: SseStreamLog, data: bytes) -> None:
