@@ -37,16 +37,18 @@ BUNDLE: list[tuple[str, list[str], str]] = [
     ("chat.pcap", ["chat", "--messages", "20"],
      "20 chat messages (120-byte JSON) and their 120-byte JSON replies over each of rest-keepalive, "
      "rest-per-request, ws and ws-deflate."),
-    ("feed.pcap", ["feed", "--messages", "20", "--rate", "20", "--variants", "rest-polling,rest-h2,ws,ws-deflate"],
-     "20 updates (200-byte JSON) published at 20/s: rest-polling every 50 ms over HTTP/1.1, then over HTTP/2 (rest-h2, "
-     "h2c with prior knowledge: a stream per poll), then pushed over ws and ws-deflate; "
-     "the sidecar says when each was published and seen."),
+    ("feed.pcap", ["feed", "--messages", "20", "--rate", "20", "--variants", "rest-polling,rest-h2,rest-long-polling,sse,ws,ws-deflate"],
+     "20 updates (200-byte JSON) published at 20/s over every variant: rest-polling every 50 ms over HTTP/1.1, then over "
+     "HTTP/2 (rest-h2, h2c with prior knowledge: a stream per poll), rest-long-polling (each GET held until the next update, "
+     "50 ms at most, else a 204), sse (Server-Sent Events: the stream is dropped after update 10 and resumed on a second "
+     "connection with Last-Event-ID: 10), then pushed over ws and ws-deflate; the sidecar says when each was published and seen."),
     ("bulk.pcap", ["bulk", "--messages", "3", "--size", "100,1000,70000", "--variants", "rest-keepalive,ws,ws-deflate"],
      "3 documents of 100, 1,000 and 70,000 bytes (7-, 16- and 64-bit WebSocket lengths), each fetched by a small "
      "JSON ask, over rest-keepalive, ws and ws-deflate."),
-    ("idle.pcap", ["idle", "--messages", "10", "--rate", "2", "--variants", "rest-polling,rest-h2,ws,ws-deflate"],
-     "5 idle seconds kept fresh to 0.5 s: rest-polling over HTTP/1.1 and rest-h2 over HTTP/2 (h2c with prior knowledge; "
-     "10 polls each, 204 each), ws and ws-deflate (10 ping/pongs each)."),
+    ("idle.pcap", ["idle", "--messages", "10", "--rate", "2", "--variants", "rest-polling,rest-h2,rest-long-polling,sse,ws,ws-deflate"],
+     "5 idle seconds kept fresh to 0.5 s over every variant: rest-polling over HTTP/1.1 and rest-h2 over HTTP/2 (h2c with "
+     "prior knowledge; 10 polls each, 204 each), rest-long-polling (10 GETs, each held 0.5 s, then 204), sse (one stream "
+     "of 10 `: keep-alive` comments, one each 0.5 s), ws and ws-deflate (10 ping/pongs each)."),
     ("h2.pcap", ["chat", "--messages", "10", "--variants", "rest-keepalive,rest-h2"],
      "10 chat messages (120-byte JSON) and their replies over rest-keepalive (HTTP/1.1) and rest-h2 (HTTP/2 in the clear, "
      "h2c with prior knowledge: one connection, every ask on its own stream)."),
@@ -77,6 +79,8 @@ def tool_versions() -> dict[str, str]:
         "python": platform.python_version(),
         "aiohttp": version("aiohttp"),
         "websockets": version("websockets"),
+        "httpx": version("httpx"),
+        "httpx-sse": version("httpx-sse"),
         "tshark": ts.replace("TShark (Wireshark) ", "").split(" ")[0],
         "kernel": platform.release(),
     }
@@ -108,6 +112,12 @@ def describe(sidecar: dict[str, Any]) -> list[str]:
             f"{', '.join(map(str, ports))}); messages client->server {sent['client']}, server->client "
             f"{sent['server']}; payload bytes client->server {payload['client']:,}, server->client {payload['server']:,}"
         )
+        for stream in v.get("sse", {}).get("streams", []):
+            resumed = "no Last-Event-ID" if stream["last_event_id"] is None else f"Last-Event-ID: {stream['last_event_id']}"
+            lines.append(
+                f"  - stream on client port {stream['client_port']} ({resumed}): {len(stream['events'])} events, "
+                f"{stream['keepalives']} keep-alives, {stream['body_bytes']:,} body bytes{', dropped by the server' if stream['dropped'] else ''}"
+            )
     if sidecar["staleness"]:
         by_variant: dict[str, list[float]] = {}
         for s in sidecar["staleness"]:
@@ -126,12 +136,13 @@ each with its recording sidecar (`NAME.json`).  Every file was recorded by
 
     inspector record SCENARIO -o captures/NAME.pcap [options]
 
-that is: real servers (aiohttp for REST, hypercorn for HTTP/2, `websockets` for WebSocket) and real
-clients on 127.0.0.1 (ephemeral ports, one server per variant), the same
-logical work over each variant one after another, captured live on `lo` by
-the inspector's capture module (kernel filter on the servers' ports,
-nanosecond pcap).  `inspector analyze` reads the sidecar next to a capture and
-labels each connection with its variant.
+that is: real servers (aiohttp for REST and Server-Sent Events, hypercorn
+for HTTP/2, `websockets` for WebSocket) and real clients (aiohttp, httpx,
+httpx-sse, `websockets`) on 127.0.0.1 (ephemeral ports, one server per
+variant), the same logical work over each variant one after another,
+captured live on `lo` by the inspector's capture module (kernel filter on
+the servers' ports, nanosecond pcap).  `inspector analyze` reads the sidecar
+next to a capture and labels each connection with its variant.
 
 This README is generated by that script; do not edit it by hand.  To
 regenerate the files and this README (as root, from the repository root):
@@ -144,8 +155,11 @@ each file is its sidecar, written by the scenario itself (the clients' ledger
 of every port they used and every application message they sent or received,
 checked against the servers' own logs), not taken from parsing the capture.
 `messages_sent` counts application messages per direction (REST: requests
-and responses; WebSocket: data messages), `payload_bytes` their payload (HTTP
-body bytes as sent; WebSocket payload before permessage-deflate).  See
+and responses; SSE: a request per stream and the events; WebSocket: data
+messages), `payload_bytes` their payload (HTTP body bytes as sent; an event's
+data; WebSocket payload before permessage-deflate); the `sse` variant also
+lists its streams (one per connection: the Last-Event-ID sent, the events
+received and when, the server's keep-alives and body bytes).  See
 `inspector/record.py` for the format and
 `inspector/workloads/scenarios.py` for the scenarios and variants.
 
@@ -212,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                 "",
                 f"- Made by: `{command}` (via `python captures/make_captures.py`); sidecar `{dest_json.name}`",
                 f"- Tools: Python {versions['python']}, aiohttp {versions['aiohttp']}, "
-                f"websockets {versions['websockets']}, `inspector record` live capture, Linux {versions['kernel']}",
+                f"websockets {versions['websockets']}, httpx {versions['httpx']}, httpx-sse {versions['httpx-sse']}, "
+                f"`inspector record` live capture, Linux {versions['kernel']}",
                 f"- File: {size} bytes, {info['Number of packets']} packets, "
                 f"{info['Data size (bytes)']} bytes of packet data, "
                 f"duration {float(info['Capture duration (seconds)']):.3f} s, "

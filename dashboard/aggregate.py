@@ -94,7 +94,8 @@ def _only_capture(table: pd.DataFrame, capture: str | None) -> pd.DataFrame:
 
 
 def most_groups(connections: pd.DataFrame) -> str | None:
-    """The capture with the most groups (chat, when the bundled captures are loaded); None without connections."""
+    """The capture with the most groups (feed, when the bundled captures are loaded: its six
+    variants, as idle's, the first of them by name); None without connections."""
     conns = connection_groups(connections)
     if conns.empty:
         return None

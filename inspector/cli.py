@@ -1,7 +1,7 @@
 """Command line: `inspector analyze CAPTURE... [--export DIR] [--format csv|parquet|json|har] [--store DIR] [--no-cache]`,
 `inspector query STORE_OR_CAPTURE SQL [-o OUT.csv|OUT.parquet]`,
 `inspector capture [-i IFACE] [--port N ...] [--filter BPF] -o FILE [--analyze]`,
-`inspector record SCENARIO -o FILE [--messages N] [--size BYTES] [--rate PER_S] [--variants a,b]`,
+`inspector record SCENARIO -o FILE [--messages N] [--size BYTES] [--rate PER_S] [--variants a,b] [--sse-drop-after N]`,
 `inspector dashboard [CAPTURE, DIR or STORE ...] [--host H] [--port P] [--debug] [--live-dir DIR ...]`.
 
 Thin wiring only; heavy imports happen inside the subcommand that needs them.
@@ -126,16 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--count", type=int, metavar="N", help="stop after N packets")
     capture.add_argument("-o", "--output", required=True, metavar="FILE", help="capture file: pcapng for *.pcapng, pcap otherwise")
     capture.add_argument("--analyze", action="store_true", help="print the analysis summary of the capture when it stops")
-    record = commands.add_parser("record", help="run a built-in workload over REST and WebSocket on loopback and capture it (root or CAP_NET_RAW)")
+    record = commands.add_parser("record", help="run a built-in workload over REST, SSE and WebSocket on loopback and capture it (root or CAP_NET_RAW)")
     record.add_argument("scenario", choices=RECORD_SCENARIOS, metavar="SCENARIO", help=f"one of {', '.join(RECORD_SCENARIOS)}")
     record.add_argument("-o", "--output", required=True, metavar="FILE", help="capture file (pcapng for *.pcapng, pcap otherwise); the JSON sidecar goes next to it, FILE with suffix .json")
     record.add_argument("--messages", type=int, metavar="N", help="messages (chat, bulk), updates (feed) or keepalive rounds (idle)")
     record.add_argument("--size", metavar="BYTES[,BYTES...]", help="payload size in bytes; several are cycled over the messages")
     record.add_argument("--rate", type=seconds_or_rate, metavar="PER_S", help="messages (or updates, or idle rounds) per second; chat and bulk default to as fast as replies come")
-    record.add_argument("--poll-interval", type=seconds_or_rate, metavar="S", help="feed, idle: seconds between REST polls (and idle WebSocket pings); default 1/rate")
+    record.add_argument("--poll-interval", type=seconds_or_rate, metavar="S", help="feed, idle: seconds between REST polls, the longest a long poll is held, the "
+                        "SSE reconnection time (and idle's WebSocket pings and SSE keep-alives); default 1/rate")
+    record.add_argument("--sse-drop-after", type=int, metavar="N", help="feed: the sse variant's server drops its stream once, after update N "
+                        "(default: half the updates; 0: never); the client reconnects with Last-Event-ID")
     record.add_argument("--tls", action="store_true", help="every variant over TLS (HTTPS, WSS) with a certificate made for the recording; "
                         "the TLS key log (NSS format) goes next to the capture, FILE with suffix .keylog, named in the sidecar")
-    record.add_argument("--variants", metavar="a,b,...", help="variants to run, in order (default: the scenario's usual ones; rest-h2 only when named): rest-keepalive, rest-per-request, rest-polling, rest-h2, ws, ws-deflate")
+    record.add_argument("--variants", metavar="a,b,...", help="variants to run, in order (default: the scenario's usual ones; rest-h2 only when named): rest-keepalive, rest-per-request, rest-polling, "
+                        "rest-long-polling, sse, rest-h2, ws, ws-deflate")
     dashboard = commands.add_parser("dashboard", help="serve the dashboard over captures (default: the bundled captures/), each analysed "
                                     "once into the cache of analyses")
     dashboard.add_argument("sources", nargs="*", metavar="CAPTURE or DIR", help="capture files, directories of them, or store folders "
@@ -467,7 +471,7 @@ def _record(args) -> int:
     try:
         result = record(
             args.scenario, args.output, messages=args.messages, sizes=parse_sizes(args.size), rate=args.rate,
-            poll_interval=args.poll_interval, variants=parse_variants(args.variants), on_variant=done, tls=args.tls,
+            poll_interval=args.poll_interval, sse_drop_after=args.sse_drop_after, variants=parse_variants(args.variants), on_variant=done, tls=args.tls,
         )
     except KeyboardInterrupt:
         print(f"inspector: record interrupted: {printable(args.output)} holds what was captured so far, no sidecar written", file=sys.stderr)

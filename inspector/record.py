@@ -14,7 +14,7 @@ JSON sidecar is written next to it (``Path(output).with_suffix(".json")``):
 
 ```json
 {"format": "inspector-recording/1", "scenario": "chat",
- "parameters": {"messages": 20, "sizes": [120], "rate": null, "poll_interval": null},
+ "parameters": {"messages": 20, "sizes": [120], "rate": null, "poll_interval": null, "sse_drop_after": null},
  "created": "2026-11-25T21:40:00+00:00",
  "variants": [{"name": "rest-keepalive", "protocol": "rest", "server_port": 41234, "client_ports": [51000],
                "messages_sent": {"client": 20, "server": 20}, "payload_bytes": {"client": 2400, "server": 2400}},
@@ -23,11 +23,30 @@ JSON sidecar is written next to it (``Path(output).with_suffix(".json")``):
  "tls": {"keylog": "chat.keylog"}}
 ```
 
-``messages_sent`` counts application messages per direction (REST: requests
-and responses; WebSocket: data messages), ``payload_bytes`` their payload
-(HTTP body bytes as sent; WebSocket data payload before compression), both
-from the clients' ledgers and checked against the servers' own logs.
-``staleness`` has one entry per update and variant of the push scenarios.
+``protocol`` is ``rest`` (HTTP/1.1 or HTTP/2 request/response, long polling
+too), ``sse`` (Server-Sent Events) or ``websocket``.  ``messages_sent``
+counts application messages per direction (REST: requests and responses;
+SSE: the streams' requests and the events; WebSocket: data messages),
+``payload_bytes`` their payload (HTTP body bytes as sent; an event's data;
+WebSocket data payload before compression), both from the clients' ledgers
+and checked against the servers' own logs.  ``staleness`` has one entry per
+update and variant of the push scenarios.
+
+The ``sse`` variant's entry also has ``"sse": {"streams": [...]}``, one entry
+per event stream (so per connection), in order:
+
+```json
+{"client_port": 51000, "last_event_id": null, "opened_ts": 1.7e9, "ended_ts": 1.7e9,
+ "events": [[1, 1.7e9], ...], "keepalives": 0, "body_bytes": 2480, "dropped": true}
+```
+
+``last_event_id`` is the ``Last-Event-ID`` the client sent (null: none), so a
+stream after the first is a reconnection: dropped at the ``ended_ts`` of the
+one before, resumed at its own ``opened_ts`` (when its response's head came),
+after that id.  ``events`` are the client's own (seq, received time) of each
+event it dispatched; ``keepalives`` (comments), ``body_bytes`` (the
+event-stream text, before chunk framing) and ``dropped`` (the server ended
+the stream and closed the connection mid-feed) are the server's account.
 ``tls`` is there only for ``--tls`` (every variant over TLS: HTTPS, WSS, with a
 certificate made for the recording, see `inspector.workloads.tls`): ``keylog`` names
 the NSS key log with the secrets of every session, written next to the capture
@@ -92,6 +111,7 @@ def record(
     sizes: tuple[int, ...] | None = None,
     rate: float | None = None,
     poll_interval: float | None = None,
+    sse_drop_after: int | None = None,
     variants: list[str] | None = None,
     on_variant: Callable[[dict], None] | None = None,
     tls: bool = False,
@@ -106,7 +126,7 @@ def record(
     if scenario not in SCENARIOS:
         raise RecordError(f"no scenario {scenario!r} (choose from {', '.join(SCENARIOS)})")
     scen = SCENARIOS[scenario]
-    params = scen.parameters(messages, sizes, rate, poll_interval)
+    params = scen.parameters(messages, sizes, rate, poll_interval, sse_drop_after)
     chosen = scen.check_variants(variants)
     output = Path(output)
     side = sidecar_path(output)
@@ -162,7 +182,7 @@ def record(
 
 def _variant_entry(run) -> dict:
     ledger = run.ledger
-    return {
+    entry = {
         "name": run.variant.name,
         "protocol": run.variant.protocol,
         "server_port": run.server.port,
@@ -170,6 +190,14 @@ def _variant_entry(run) -> dict:
         "messages_sent": dict(ledger.messages_sent),
         "payload_bytes": dict(ledger.payload_bytes),
     }
+    if run.variant.protocol == "sse":
+        entry["sse"] = {"streams": [
+            {"client_port": seen.client_port, "last_event_id": seen.last_event_id, "opened_ts": seen.opened_ts, "ended_ts": seen.ended_ts,
+             "events": [list(event) for event in seen.events], "keepalives": served.keepalives, "body_bytes": served.body_bytes,
+             "dropped": served.dropped}
+            for seen, served in zip(run.streams, run.server.streams)
+        ]}
+    return entry
 
 
 def _staleness_entries(run) -> list[dict]:
@@ -199,3 +227,8 @@ def _check_server_log(run) -> None:
                 f"{name}: {side} messages by the server's log {count} ({size} bytes), "
                 f"by the clients' {ledger.messages_sent[side]} ({ledger.payload_bytes[side]} bytes)"
             )
+    if run.variant.protocol == "sse":
+        served = [(s.client_port, s.last_event_id, s.events) for s in run.server.streams]
+        seen = [(s.client_port, s.last_event_id, len(s.events)) for s in run.streams]
+        if served != seen:
+            raise RecordError(f"{name}: the server served the streams (port, Last-Event-ID, events) {served}, the client read {seen}")

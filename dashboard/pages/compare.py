@@ -35,7 +35,7 @@ def layout(**_query):
 
 
 def default_capture(tables) -> str | None:
-    """The capture with the most variants (chat, when the bundled captures are loaded)."""
+    """The capture with the most variants (feed, when the bundled captures are loaded)."""
     return aggregate.most_groups(tables["connections"])
 
 

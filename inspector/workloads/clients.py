@@ -1,4 +1,4 @@
-"""REST and WebSocket clients that keep a ledger of what they did.
+"""REST, Server-Sent Events and WebSocket clients that keep a ledger of what they did.
 
 Every TCP connection a client opens is noted by its local port, read from the
 client's own socket (the REST client binds each socket itself, before
@@ -6,7 +6,8 @@ connecting, through aiohttp's ``socket_factory``), so that a recording can
 attribute every connection of the capture to its variant.  Every application
 message is noted with its payload size: for REST a request or a response and
 its body bytes as sent (no content coding is used or undone), for WebSocket a
-data message and its payload before permessage-deflate.
+data message and its payload before permessage-deflate, for SSE a stream's
+request and each event and its data.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect as ws_connect
@@ -101,10 +103,18 @@ class RestClient:
         return status, data
 
 
-class H2RestClient:
-    """httpx client speaking HTTP/2 only to 127.0.0.1:PORT, one connection for every request,
-    which may be sent concurrently (each on its own stream): h2c with prior knowledge in the
-    clear, h2 by ALPN with `ssl_context`."""
+def _local_port(response: Any) -> int:
+    """The client's TCP port of an httpx response (httpcore's network stream knows it)."""
+    return response.extensions["network_stream"].get_extra_info("client_addr")[1]
+
+
+class _HttpxClient:
+    """An httpx client of one connection at a time to 127.0.0.1:PORT (https:// with
+    `ssl_context`), made on entering: HTTP/2 only or HTTP/1.1 only (`HTTP2`); `KEEP_IDLE`
+    says whether the pool keeps a connection once its response is read."""
+
+    HTTP2 = False
+    KEEP_IDLE = True
 
     def __init__(self, port: int, ledger: Ledger, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.base = f"{'https' if ssl_context else 'http'}://{HOST}:{port}"
@@ -112,11 +122,12 @@ class H2RestClient:
         self.ssl_context = ssl_context
         self._client: Any = None
 
-    async def __aenter__(self) -> "H2RestClient":
+    async def __aenter__(self):
         import httpx
 
-        self._client = httpx.AsyncClient(http1=False, http2=True, verify=self.ssl_context or False, trust_env=False,
-                                         limits=httpx.Limits(max_connections=1), timeout=httpx.Timeout(STEP_TIMEOUT))
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1 if self.KEEP_IDLE else 0)
+        self._client = httpx.AsyncClient(http1=not self.HTTP2, http2=self.HTTP2, verify=self.ssl_context or False, trust_env=False,
+                                         limits=limits, timeout=httpx.Timeout(STEP_TIMEOUT))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -124,16 +135,56 @@ class H2RestClient:
             await self._client.aclose()
             self._client = None
 
+
+class H2RestClient(_HttpxClient):
+    """httpx client speaking HTTP/2 only to 127.0.0.1:PORT, one connection for every request,
+    which may be sent concurrently (each on its own stream): h2c with prior knowledge in the
+    clear, h2 by ALPN with `ssl_context`."""
+
+    HTTP2 = True
+
     async def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> tuple[int, bytes]:
         """Send one request, read the whole response; (status, body)."""
         assert self._client is not None, "use `async with H2RestClient(...)`"
         headers = {"Content-Type": content_type} if content_type else {}
         response = await self._client.request(method, self.base + path, content=body, headers=headers)
         data = response.content
-        self.ledger.connected(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+        self.ledger.connected(_local_port(response))
         self.ledger.message("client", body or b"")
         self.ledger.message("server", data)
         return response.status_code, data
+
+
+class SseClient(_HttpxClient):
+    """Server-Sent Events over HTTP/1.1 from http://127.0.0.1:PORT (https:// with
+    `ssl_context`): httpx streams the response, httpx-sse splits it into events.
+
+    Each stream goes on a connection of its own (the pool keeps none), as an EventSource's
+    reconnection after a dropped stream does.  httpx-sse hands out a data-less event for a
+    blank line once an id has been seen (the standard dispatches nothing without data), so
+    only events with data are events here: the ledger counts what the standard would."""
+
+    KEEP_IDLE = False
+
+    @asynccontextmanager
+    async def stream(self, path: str, last_event_id: str | None = None) -> AsyncIterator[tuple[int, int, AsyncIterator[Any]]]:
+        """GET `path` as an event stream (with `Last-Event-ID` when given): (status, client
+        port, the events as they come until the stream ends: httpx-sse's, with `id` and `data`)."""
+        from httpx_sse import aconnect_sse
+
+        assert self._client is not None, "use `async with SseClient(...)`"
+        headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+        async with aconnect_sse(self._client, "GET", self.base + path, headers=headers) as source:
+            port = _local_port(source.response)
+            self.ledger.connected(port)
+            self.ledger.message("client", b"")
+            yield source.response.status_code, port, self._events(source)
+
+    async def _events(self, source: Any) -> AsyncIterator[Any]:
+        async for event in source.aiter_sse():
+            if event.data:
+                self.ledger.message("server", event.data)
+                yield event
 
 
 class WsClient:

@@ -2,8 +2,9 @@
 
 A `Feed` publishes `count` updates at `rate` per second.  WebSocket
 subscribers get each one pushed the moment it is published; REST pollers ask
-for the update after the last one they saw.  The publish time of every update
-is kept so that the recorder can say how stale each was when a client saw it.
+for the update after the last one they saw (`next_after`), long pollers and
+SSE streams wait for it (`wait_next`).  The publish time of every update is
+kept so that the recorder can say how stale each was when a client saw it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ class Feed:
         """The update following `seq` (0: the first), or None if not published yet."""
         return self.updates[seq] if 0 <= seq < len(self.updates) else None
 
+    async def wait_next(self, seq: int, timeout: float) -> Update | None:
+        """The update following `seq` as soon as it is published (at once if it is already),
+        or None if `timeout` seconds pass first."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self.next_after(seq) is not None)
+        except TimeoutError:
+            pass
+        return self.next_after(seq)
+
     def subscribe(self, deliver: Deliver) -> None:
         self._subscribers.append(deliver)
         asyncio.get_running_loop().create_task(self._notify())
@@ -66,5 +78,6 @@ class Feed:
                 await asyncio.sleep(delay)
             update = Update(seq, feed_update(seq, self.sizes[(seq - 1) % len(self.sizes)]), time.time())
             self.updates.append(update)
+            await self._notify()  # the waiters of wait_next
             for deliver in list(self._subscribers):
                 await deliver(update.payload)

@@ -15,6 +15,21 @@ Variants:
   asks ``GET /feed/next?after=SEQ``; a 200 carries the next update and the
   client asks again at once, a 204 (nothing new) makes it wait the poll
   interval.
+- ``rest-long-polling`` (push scenarios): one persistent connection; the
+  client asks ``GET /feed/wait?after=SEQ`` and the server holds the request
+  until the next update is published (200) or the hold, one poll interval,
+  passes (204); either way the client asks again at once.  So an idle
+  long poll costs an exchange per poll interval, as a short poll does, and a
+  feed's update is delivered when it is published.
+- ``sse`` (push scenarios): Server-Sent Events, ``GET /feed/events`` answered
+  by a ``text/event-stream`` (aiohttp, chunked), an event per update (``id:
+  SEQ``, the update as its one ``data:`` line), read by httpx-sse.  In the
+  feed the server drops the stream once, after update `sse_drop_after`
+  (default: half of them): it ends the stream and closes the connection; the
+  client, as an EventSource does, reconnects after its reconnection time (one
+  poll interval) on a new connection with ``Last-Event-ID``, and the server
+  resumes after that id.  In idle the stream carries a ``: keep-alive``
+  comment each poll interval.
 - ``ws``: one WebSocket connection, no compression (``websockets``).
 - ``ws-deflate``: one WebSocket connection with permessage-deflate.
 
@@ -23,13 +38,15 @@ Scenarios (`messages`, `sizes` cycled over the messages, `rate` per second):
 - ``chat``: `messages` request/response pairs of small JSON (request and reply
   of the same size), sent at `rate` (default: as fast as the replies come).
 - ``feed``: the server publishes `messages` JSON updates at `rate`; REST polls
-  every `poll_interval` (default 1/rate), WebSocket gets them pushed.  When
-  each update was published and when the client saw it is kept.
+  every `poll_interval` (default 1/rate), long polls wait for them, SSE and
+  WebSocket get them pushed.  When each update was published and when the
+  client saw it is kept.
 - ``bulk``: `messages` documents of `sizes` bytes (default 100, 1000, 70000:
   7-, 16- and 64-bit WebSocket payload lengths) fetched by a small JSON ask.
 - ``idle``: nothing to report for `messages` rounds of `poll_interval`
-  (default 1/rate): REST polls once a round (204 each time), the WebSocket
-  connection is kept alive by one ping/pong a round.
+  (default 1/rate): REST polls once a round (204 each time), a long poll is
+  held a round (204 each time), the SSE stream gets a keep-alive comment a
+  round, the WebSocket connection is kept alive by one ping/pong a round.
 """
 
 from __future__ import annotations
@@ -41,19 +58,20 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from inspector.errors import RecordError
-from inspector.workloads.clients import STEP_TIMEOUT, H2RestClient, Ledger, RestClient, WsClient
+from inspector.workloads.clients import STEP_TIMEOUT, H2RestClient, Ledger, RestClient, SseClient, WsClient
 from inspector.workloads.feed import Feed
 from inspector.workloads.payloads import bulk_reply, bulk_request, chat_reply, chat_request, feed_update, seq_of
-from inspector.workloads.servers import WorkloadH2Server, WorkloadRestServer, WorkloadWsServer
+from inspector.workloads.servers import SsePlan, WorkloadH2Server, WorkloadRestServer, WorkloadWsServer
 from inspector.workloads.tls import TlsSetup
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
-    protocol: str  # "rest" or "websocket", as in the recording sidecar
+    protocol: str  # "rest", "sse" or "websocket", as in the recording sidecar
     keep_alive: bool = True  # REST
     http2: bool = False  # REST: HTTP/2, concurrent streams on one connection
+    long_poll: bool = False  # REST: the server holds each request until there is news
     deflate: bool = False  # WebSocket
 
 
@@ -64,6 +82,8 @@ VARIANTS: dict[str, Variant] = {
         Variant("rest-per-request", "rest", keep_alive=False),
         Variant("rest-h2", "rest", http2=True),
         Variant("rest-polling", "rest"),
+        Variant("rest-long-polling", "rest", long_poll=True),
+        Variant("sse", "sse"),
         Variant("ws", "websocket"),
         Variant("ws-deflate", "websocket", deflate=True),
     )
@@ -76,13 +96,26 @@ class Parameters:
     sizes: tuple[int, ...]
     rate: float | None  # per second; None: as fast as possible
     poll_interval: float | None  # seconds; push scenarios only
+    sse_drop_after: int | None = None  # feed: the sse stream is dropped once, after this update
 
     def size(self, seq: int) -> int:
         """Payload size of message `seq` (1, 2, ...): `sizes` cycled."""
         return self.sizes[(seq - 1) % len(self.sizes)]
 
     def as_dict(self) -> dict:
-        return {"messages": self.messages, "sizes": list(self.sizes), "rate": self.rate, "poll_interval": self.poll_interval}
+        return {"messages": self.messages, "sizes": list(self.sizes), "rate": self.rate, "poll_interval": self.poll_interval,
+                "sse_drop_after": self.sse_drop_after}
+
+
+@dataclass
+class SseStream:
+    """One event stream of the sse variant as its client saw it."""
+
+    client_port: int
+    last_event_id: str | None  # sent as Last-Event-ID; None: not sent
+    opened_ts: float  # time.time() when the response's head came
+    ended_ts: float | None = None  # time.time() when the stream ended
+    events: list[tuple[int, float]] = field(default_factory=list)  # (seq, time.time()) per event
 
 
 @dataclass
@@ -96,6 +129,7 @@ class VariantRun:
     tls: TlsSetup | None = None  # over TLS (HTTPS, WSS): the contexts of the recording
     ledger: Ledger = field(default_factory=Ledger)
     received: list[tuple[int, float]] = field(default_factory=list)  # (seq, time.time()) per update seen
+    streams: list[SseStream] = field(default_factory=list)  # sse: every stream, in order
 
     @property
     def port(self) -> int:
@@ -115,9 +149,12 @@ class Scenario:
     run_rest: Run
     run_ws: Run
     push: bool = False  # a feed publishes; REST polls
+    run_long_poll: Run | None = None  # push scenarios
+    run_sse: Run | None = None  # push scenarios
 
     def parameters(self, messages: int | None = None, sizes: tuple[int, ...] | None = None,
-                   rate: float | None = None, poll_interval: float | None = None) -> Parameters:
+                   rate: float | None = None, poll_interval: float | None = None,
+                   sse_drop_after: int | None = None) -> Parameters:
         """The defaults overridden by what is given; RecordError if they make no sense."""
         d = self.defaults
         params = Parameters(
@@ -140,11 +177,24 @@ class Scenario:
             interval = 1 / params.rate if poll_interval is None else poll_interval
             if interval <= 0:
                 raise RecordError(f"{self.name}: --poll-interval must be positive")
-            params = Parameters(params.messages, params.sizes, params.rate, interval)
+            params = Parameters(params.messages, params.sizes, params.rate, interval, self._drop_after(params.messages, sse_drop_after))
         elif poll_interval is not None:
             raise RecordError(f"{self.name}: --poll-interval is for the push scenarios (feed, idle)")
+        if sse_drop_after is not None and self.name != "feed":
+            raise RecordError(f"{self.name}: --sse-drop-after is for the feed")
         self._check_sizes(params)
         return params
+
+    def _drop_after(self, messages: int, given: int | None) -> int | None:
+        """The update after which the feed's sse stream is dropped (default: half of them), None
+        for no drop (given 0, one update, or not the feed)."""
+        if self.name != "feed":
+            return None
+        if given is None:
+            given = messages // 2
+        if not 0 <= given < messages:
+            raise RecordError(f"{self.name}: --sse-drop-after must be 0 (never) to {messages - 1} (before the last update)")
+        return given or None
 
     def _check_sizes(self, params: Parameters) -> None:
         build = {"chat": chat_request, "feed": feed_update}.get(self.name)
@@ -179,13 +229,32 @@ class Scenario:
             if tls is not None:
                 server.certificate = tls.certificate
         else:
-            server = WorkloadRestServer(feed=feed) if variant.protocol == "rest" else WorkloadWsServer(deflate=variant.deflate, feed=feed)
+            if variant.protocol == "websocket":
+                server = WorkloadWsServer(deflate=variant.deflate, feed=feed)
+            else:  # a long poll is held a poll interval; idle's keep-alives come one a poll interval
+                server = WorkloadRestServer(feed=feed, hold=params.poll_interval, sse=self._sse_plan(params))
             if tls is not None:
                 server.ssl_context = tls.server_context
         return VariantRun(variant, params, server, feed, tls)
 
+    def _sse_plan(self, params: Parameters) -> SsePlan | None:
+        if not self.push:
+            return None
+        if self.name == "idle":
+            assert params.poll_interval is not None
+            return SsePlan(keepalives=params.messages, keepalive_interval=params.poll_interval)
+        return SsePlan(drop_after=params.sse_drop_after)
+
     async def run(self, run: VariantRun) -> None:
-        await (self.run_rest if run.variant.protocol == "rest" else self.run_ws)(run)
+        variant = run.variant
+        if variant.protocol == "sse":
+            runner = self.run_sse
+        elif variant.long_poll:
+            runner = self.run_long_poll
+        else:
+            runner = self.run_rest if variant.protocol == "rest" else self.run_ws
+        assert runner is not None, f"{self.name} has no {variant.name} (check_variants says which it has)"
+        await runner(run)
 
 
 H2_STREAMS = 8  # rest-h2: asks in flight at once at most
@@ -221,6 +290,10 @@ def _rest_client(run: VariantRun) -> RestClient | H2RestClient:
     if run.variant.http2:
         return H2RestClient(run.port, run.ledger, ssl_context=run.tls.client_context_h2 if run.tls is not None else None)
     return RestClient(run.port, run.ledger, keep_alive=run.variant.keep_alive, ssl_context=_client_context(run))
+
+
+def _sse_client(run: VariantRun) -> SseClient:
+    return SseClient(run.port, run.ledger, ssl_context=_client_context(run))
 
 
 def _ws_client(run: VariantRun, path: str) -> WsClient:
@@ -288,13 +361,16 @@ def _asks_over_ws(path: str, make_ask: Callable[[int, int], bytes], answer_to: C
 # --- feed ---------------------------------------------------------------------------------
 
 
-def _saw(run: VariantRun, payload: bytes | str, expected_seq: int) -> None:
+def _saw(run: VariantRun, payload: bytes | str, expected_seq: int) -> tuple[int, float]:
+    """Note update `expected_seq` as seen now, checked against the feed: (seq, time.time())."""
     now = time.time()
     assert run.feed is not None
     seq = seq_of(payload)
     data = payload.encode() if isinstance(payload, str) else payload
-    _expect(seq == expected_seq and data == run.feed.updates[seq - 1].payload, f"feed: got update {seq}, expected {expected_seq}")
+    _expect(seq == expected_seq and seq <= len(run.feed.updates) and data == run.feed.updates[seq - 1].payload,
+            f"feed: got update {seq}, expected {expected_seq}")
     run.received.append((seq, now))
+    return seq, now
 
 
 async def _feed_rest(run: VariantRun) -> None:
@@ -332,6 +408,71 @@ async def _feed_ws(run: VariantRun) -> None:
             publisher.cancel()
 
 
+# --- long polling and Server-Sent Events: the feed's and idle's alike --------------------
+
+
+async def _long_poll(run: VariantRun) -> None:
+    """``GET /feed/wait?after=SEQ`` again at once after each answer (the server holds it a poll
+    interval at most): a 200 is the next update, a 204 a hold that passed without one.  Until
+    every update is seen; idle: `messages` holds (204 each)."""
+    feed = run.feed
+    assert feed is not None
+    holds = run.params.messages if feed.count == 0 else 0
+    async with _rest_client(run) as client:
+        publisher = asyncio.ensure_future(feed.publish())
+        try:
+            seen = timeouts = 0
+            while seen < feed.count or timeouts < holds:
+                status, body = await client.request("GET", f"/feed/wait?after={seen}")
+                if status == 200:
+                    _saw(run, body, seen + 1)
+                    seen += 1
+                else:
+                    _expect(status == 204, f"long poll: status {status}")
+                    timeouts += 1
+            await publisher
+        finally:
+            publisher.cancel()
+    _check_connections(run, seen + timeouts)
+
+
+async def _event_stream(run: VariantRun) -> None:
+    """Read ``GET /feed/events`` until it ends; if updates are missing (the stream was
+    dropped), reconnect after the reconnection time, one poll interval, with Last-Event-ID
+    the id of the last event, as an EventSource does.  Idle: one stream, of keep-alives only."""
+    feed, reconnection_time = run.feed, run.params.poll_interval
+    assert feed is not None and reconnection_time is not None
+    publisher: asyncio.Future | None = None
+    last_event_id: str | None = None
+    try:
+        async with _sse_client(run) as client:
+            while True:
+                async with client.stream("/feed/events", last_event_id) as (status, port, events):
+                    _expect(status == 200, f"sse: status {status}")
+                    stream = SseStream(port, last_event_id, time.time())
+                    run.streams.append(stream)
+                    if publisher is None:  # the first stream is open: the feed starts
+                        publisher = asyncio.ensure_future(feed.publish())
+                    async for event in events:
+                        seq = len(run.received) + 1
+                        _expect(event.id == str(seq), f"sse: event id {event.id!r} for update {seq}")
+                        stream.events.append(_saw(run, event.data, seq))
+                        last_event_id = event.id
+                    stream.ended_ts = time.time()
+                if len(run.received) == feed.count:
+                    break
+                _expect(bool(stream.events), f"sse: a stream ended with no update ({len(run.received)} of {feed.count} seen)")
+                await asyncio.sleep(reconnection_time)
+        assert publisher is not None
+        await publisher
+    finally:
+        if publisher is not None:
+            publisher.cancel()
+    drop = run.params.sse_drop_after
+    _expect(len(run.streams) == len(run.ledger.client_ports) == (2 if drop is not None else 1),
+            f"sse: {len(run.streams)} streams on {len(run.ledger.client_ports)} connections (drop after {drop})")
+
+
 # --- idle ---------------------------------------------------------------------------------
 
 
@@ -361,14 +502,16 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("chat", "request/response pairs of small JSON messages",
                  ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"), ("rest-h2",),
                  Parameters(messages=20, sizes=(120,), rate=None, poll_interval=None), _asks_over_rest("/chat", chat_request, chat_reply), _asks_over_ws("/chat", chat_request, chat_reply)),
-        Scenario("feed", "the server publishes updates at a rate; REST polls, WebSocket gets them pushed",
-                 ("rest-polling", "ws", "ws-deflate"), ("rest-h2",),
-                 Parameters(messages=20, sizes=(200,), rate=20.0, poll_interval=None), _feed_rest, _feed_ws, push=True),
+        Scenario("feed", "the server publishes updates at a rate; REST polls or long-polls, SSE and WebSocket get them pushed",
+                 ("rest-polling", "rest-long-polling", "sse", "ws", "ws-deflate"), ("rest-h2",),
+                 Parameters(messages=20, sizes=(200,), rate=20.0, poll_interval=None), _feed_rest, _feed_ws, push=True,
+                 run_long_poll=_long_poll, run_sse=_event_stream),
         Scenario("bulk", "large payloads: 7-, 16- and 64-bit WebSocket lengths",
                  ("rest-keepalive", "rest-per-request", "ws", "ws-deflate"), ("rest-h2",),
                  Parameters(messages=3, sizes=(100, 1000, 70000), rate=None, poll_interval=None), _asks_over_rest("/bulk", bulk_request, bulk_reply), _asks_over_ws("/bulk", bulk_request, bulk_reply)),
-        Scenario("idle", "a connection kept alive by ping/pong against REST polling at the same freshness",
-                 ("rest-polling", "ws", "ws-deflate"), ("rest-h2",),
-                 Parameters(messages=5, sizes=(), rate=2.0, poll_interval=None), _idle_rest, _idle_ws, push=True),
+        Scenario("idle", "keep-alives (a held long poll, an SSE comment, a WebSocket ping/pong) against REST polling at the same freshness",
+                 ("rest-polling", "rest-long-polling", "sse", "ws", "ws-deflate"), ("rest-h2",),
+                 Parameters(messages=5, sizes=(), rate=2.0, poll_interval=None), _idle_rest, _idle_ws, push=True,
+                 run_long_poll=_long_poll, run_sse=_event_stream),
     )
 }

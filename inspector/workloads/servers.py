@@ -15,10 +15,19 @@ chat                ``POST /chat`` -> 200 reply            ``/chat``: text -> te
 bulk                ``POST /bulk`` -> 200 body of N bytes  ``/bulk``: text -> binary reply
 feed, idle          ``GET /feed/next?after=SEQ`` -> 200    ``/feed``: updates pushed as
                     with the next update, 204 if none      text messages
+feed, idle          ``GET /feed/wait?after=SEQ``: held
+(long polling)      until the next update (200) or `hold`
+                    seconds (204)
+feed, idle (SSE)    ``GET /feed/events``: a
+                    ``text/event-stream`` (chunked), an
+                    event per update, resumed after a
+                    ``Last-Event-ID``
 ==================  =====================================  ==============================
 
 Both servers log, per client port, what they received and answered; the
-recorder checks those logs against the clients' own ledgers.
+recorder checks those logs against the clients' own ledgers.  The SSE stream
+also logs, per stream, what it was asked to resume after and what it wrote
+(`SseStreamLog`).
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
-from inspector.workloads.feed import Feed
+from inspector.workloads.feed import Feed, Update
 from inspector.workloads.payloads import bulk_reply, chat_reply
 
 HOST = "127.0.0.1"
@@ -165,6 +174,45 @@ class WebsocketsServer:
 
 # --- the workload servers -------------------------------------------------------------
 
+SSE_KEEPALIVE = b": keep-alive\n\n"  # a comment line and the blank line after it: no event
+STREAM_STALL_S = 60.0  # an event stream waits this long for the feed's next update at most
+
+
+def sse_event(seq: int, payload: bytes) -> bytes:
+    """Update `seq` as one Server-Sent Event: ``id: SEQ``, then the payload as one ``data:``
+    line, then the blank line that dispatches it.  The payload bytes are those of every other
+    variant; a payload with a line end would need several data lines (the client joins them
+    with LF, so CR and CRLF would not come back): ValueError.  The workloads' payloads are
+    compact JSON, which escapes control characters, so they never have one."""
+    if b"\n" in payload or b"\r" in payload:
+        raise ValueError("an SSE data line cannot carry a line end")
+    return b"id: %d\ndata: %s\n\n" % (seq, payload)
+
+
+@dataclass(frozen=True)
+class SsePlan:
+    """How an event stream behaves besides sending updates: `keepalives` comments
+    (SSE_KEEPALIVE), one each `keepalive_interval` seconds from the stream's start, before it
+    ends; `drop_after`: the stream is dropped once, right after the update of that seq."""
+
+    keepalives: int = 0
+    keepalive_interval: float = 1.0
+    drop_after: int | None = None
+
+
+@dataclass
+class SseStreamLog:
+    """One event stream as the server served it: the Last-Event-ID it was asked to resume
+    after (None: not sent), the events and keep-alives it wrote, its body bytes (the
+    event-stream text, before chunk framing), whether it was dropped."""
+
+    client_port: int
+    last_event_id: str | None
+    events: int = 0
+    keepalives: int = 0
+    body_bytes: int = 0
+    dropped: bool = False
+
 
 @dataclass
 class PeerLog:
@@ -211,38 +259,112 @@ class RestAnswers:
         route = self.ROUTES.get((method, path))
         if route is None and (method, path) != ("GET", "/feed/next"):
             return 404, b"", ""  # not one of the workload's messages
+        if route is None:
+            return self.feed_answer(client_port, body, self.feed.next_after(int(after or "0")) if self.feed else None)
         peer = self.log.peer(client_port)
         peer.got(body)
-        if route is not None:
-            reply, content_type = route
-            answer, status = reply(body), 200
-        else:
-            update = self.feed.next_after(int(after or "0")) if self.feed else None
-            answer, status, content_type = (b"", 204, "") if update is None else (update.payload, 200, "application/json")
+        reply, content_type = route
+        answer = reply(body)
+        peer.answered(answer)
+        return 200, answer, content_type
+
+    def feed_answer(self, client_port: int, body: bytes, update: Update | None) -> tuple[int, bytes, str]:
+        """A poll's answer, logged: 200 with `update`, or 204 when there is none."""
+        peer = self.log.peer(client_port)
+        peer.got(body)
+        answer, status, content_type = (b"", 204, "") if update is None else (update.payload, 200, "application/json")
         peer.answered(answer)
         return status, answer, content_type
 
 
-class WorkloadRestServer(AiohttpServer, RestAnswers):
-    """aiohttp server (HTTP/1.1) for the workloads (see the module docstring)."""
+def _response(status: int, answer: bytes, content_type: str) -> web.Response:
+    if status == 204:
+        return web.Response(status=204)
+    return web.Response(status=status, body=answer, content_type=content_type or None)
 
-    def __init__(self, feed: Feed | None = None) -> None:
+
+class WorkloadRestServer(AiohttpServer, RestAnswers):
+    """aiohttp server (HTTP/1.1) for the workloads (see the module docstring).
+
+    `hold`: how long a long poll (``/feed/wait``) is held when nothing new comes.  `sse`: how
+    the event stream (``/feed/events``) keeps alive, ends and is dropped."""
+
+    def __init__(self, feed: Feed | None = None, *, hold: float | None = None, sse: SsePlan | None = None) -> None:
         AiohttpServer.__init__(self)
         RestAnswers.__init__(self, feed)
+        self.hold = hold
+        self.sse = sse or SsePlan()
+        self.streams: list[SseStreamLog] = []
+        self._dropped = False  # the one drop of the plan happened
 
     def _app(self) -> web.Application:
         async def handle(request: web.Request) -> web.Response:
             body = await request.read()
-            status, answer, content_type = self.answer(peer_port(request), request.method, request.path, request.query.get("after", ""), body)
-            if status == 204:
-                return web.Response(status=204)
-            return web.Response(status=status, body=answer, content_type=content_type or None)
+            return _response(*self.answer(peer_port(request), request.method, request.path, request.query.get("after", ""), body))
 
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
         app.router.add_post("/chat", handle)
         app.router.add_post("/bulk", handle)
         app.router.add_get("/feed/next", handle, allow_head=False)
+        if self.feed is not None:
+            app.router.add_get("/feed/wait", self._long_poll, allow_head=False)
+            app.router.add_get("/feed/events", self._event_stream, allow_head=False)
         return app
+
+    async def _long_poll(self, request: web.Request) -> web.Response:
+        assert self.feed is not None and self.hold is not None, "long polling needs a feed and a hold"
+        body = await request.read()
+        update = await self.feed.wait_next(int(request.query.get("after") or "0"), self.hold)
+        return _response(*self.feed_answer(peer_port(request), body, update))
+
+    async def _event_stream(self, request: web.Request) -> web.StreamResponse:
+        """The feed as Server-Sent Events: the updates after the request's Last-Event-ID (all of
+        them without one), then each one as it is published, and the plan's keep-alives; the
+        stream ends when the feed's last update is sent and the keep-alives are done, or when
+        the plan drops it (once: the stream ends and the connection is closed)."""
+        assert self.feed is not None
+        feed, plan = self.feed, self.sse
+        last_event_id = request.headers.get("Last-Event-ID")
+        port = peer_port(request)
+        self.log.peer(port).got(await request.read())
+        stream = SseStreamLog(port, last_event_id)
+        self.streams.append(stream)
+        sent = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        next_keepalive = loop.time() + plan.keepalive_interval
+        while sent < feed.count or stream.keepalives < plan.keepalives:
+            wait = next_keepalive - loop.time() if stream.keepalives < plan.keepalives else STREAM_STALL_S
+            update = await feed.wait_next(sent, max(wait, 0.0))
+            if update is not None:
+                sent = update.seq
+                if await self._send_update(response, stream, update):
+                    break
+            elif stream.keepalives < plan.keepalives:
+                await self._write(response, stream, SSE_KEEPALIVE)
+                stream.keepalives += 1
+                next_keepalive += plan.keepalive_interval
+            else:
+                break  # the feed stalled: the client will see too few updates and say so
+        await response.write_eof()
+        return response
+
+    async def _send_update(self, response: web.StreamResponse, stream: SseStreamLog, update: Update) -> bool:
+        """Write `update` as an event; True if the plan drops the stream after it (once)."""
+        await self._write(response, stream, sse_event(update.seq, update.payload))
+        self.log.peer(stream.client_port).answered(update.payload)
+        stream.events += 1
+        if update.seq == self.sse.drop_after and not self._dropped:
+            self._dropped = stream.dropped = True
+            response.force_close()  # the connection goes with the stream
+        return stream.dropped
+
+    @staticmethod
+    async def _write(response: web.StreamResponse, stream: SseStreamLog, data: bytes) -> None:
+        await response.write(data)
+        stream.body_bytes += len(data)
 
 
 class WorkloadH2Server(RestAnswers):

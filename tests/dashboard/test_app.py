@@ -111,7 +111,7 @@ def test_overview_and_compare_callbacks(app):
     by_category, mix = overview.capture_figures(views, chat)
     chat_conns = tables["connections"][tables["connections"]["capture"] == chat]
     assert sum(sum(t.y) for t in by_category.data) == chat_conns["wire_bytes"].sum()
-    assert compare.default_capture(tables) == chat
+    assert compare.default_capture(tables) == "feed.pcap"  # the most variants: every way to push
     cost, eff, payload, curve, lat, crossings, *push_section = compare.capture_outputs(views, chat)
     assert push_section[0].children.startswith("chat.pcap: not a push recording")
     assert {t.name for t in curve.data if not t.name.startswith("crossover")} == set(chat_conns["variant"])

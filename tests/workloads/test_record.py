@@ -31,17 +31,18 @@ from tests.conftest import REPO
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="recording captures live on lo: needs root (CI runs as root)")
 
 # Small enough for a few seconds each.
+PUSH_VARIANTS = "rest-polling,rest-long-polling,sse,rest-h2,ws,ws-deflate"
 SCENARIO_ARGS = {
     "chat": ["--messages", "6", "--size", "80,300"],
-    "feed": ["--messages", "10", "--rate", "40", "--variants", "rest-polling,rest-h2,ws,ws-deflate"],
+    "feed": ["--messages", "10", "--rate", "40", "--variants", PUSH_VARIANTS],  # the sse stream dropped after update 5
     "bulk": ["--messages", "3"],  # default sizes 100, 1000, 70000
-    "idle": ["--messages", "3", "--rate", "10", "--variants", "rest-polling,rest-h2,ws,ws-deflate"],
+    "idle": ["--messages", "3", "--rate", "10", "--variants", PUSH_VARIANTS],
 }
 VARIANTS = {
     "chat": ["rest-keepalive", "rest-per-request", "ws", "ws-deflate"],
-    "feed": ["rest-polling", "rest-h2", "ws", "ws-deflate"],
+    "feed": PUSH_VARIANTS.split(","),
     "bulk": ["rest-keepalive", "rest-per-request", "ws", "ws-deflate"],
-    "idle": ["rest-polling", "rest-h2", "ws", "ws-deflate"],
+    "idle": PUSH_VARIANTS.split(","),
 }
 SIDES = ("client", "server")
 
@@ -87,12 +88,14 @@ def variant_tables(rec: Recorded, variant: dict) -> tuple[pd.DataFrame, pd.DataF
 
 
 def connection_kind(variant: dict) -> str:
-    """The kind the analysis gives a variant's connections (rest-h2: HTTP/2)."""
-    return "http2" if variant["name"] == "rest-h2" else "rest" if variant["protocol"] == "rest" else "websocket"
+    """The kind the analysis gives a variant's connections (rest-h2: HTTP/2; sse: HTTP/1.1, kind rest)."""
+    return "http2" if variant["name"] == "rest-h2" else "websocket" if variant["protocol"] == "websocket" else "rest"
 
 
 def wire_counts(rec: Recorded, variant: dict) -> tuple[dict[str, int], dict[str, int]]:
-    """Application messages and payload bytes per direction, as the analysis sees them."""
+    """Application messages and payload bytes per direction, as the analysis sees them (not sse:
+    its events are in HTTP bodies the analysis does not split yet)."""
+    assert variant["protocol"] != "sse", "sse: see sse_wire_counts"
     _conns, http, ws, _frames = variant_tables(rec, variant)
     if variant["protocol"] == "rest":
         messages = {"client": int(http["method"].notna().sum()), "server": int(http["status"].notna().sum())}
@@ -116,9 +119,11 @@ def test_sidecar_shape(scenario: str, recorded) -> None:
     assert datetime.fromisoformat(side["created"]).tzinfo is not None
     assert [v["name"] for v in side["variants"]] == VARIANTS[scenario]
     for v in side["variants"]:
-        assert list(v) == ["name", "protocol", "server_port", "client_ports", "messages_sent", "payload_bytes"]
-        assert v["protocol"] == ("rest" if v["name"].startswith("rest") else "websocket")
+        assert list(v) == ["name", "protocol", "server_port", "client_ports", "messages_sent", "payload_bytes"] + (["sse"] if v["name"] == "sse" else [])
+        assert v["protocol"] == ("rest" if v["name"].startswith("rest") else "sse" if v["name"] == "sse" else "websocket")
         assert list(v["messages_sent"]) == list(SIDES) and list(v["payload_bytes"]) == list(SIDES)
+        for stream in v.get("sse", {}).get("streams", []):
+            assert list(stream) == ["client_port", "last_event_id", "opened_ts", "ended_ts", "events", "keepalives", "body_bytes", "dropped"]
     # Variants have their own servers, so connections are attributable either way.
     assert len({v["server_port"] for v in side["variants"]}) == len(side["variants"])
     for entry in side["staleness"]:
@@ -162,6 +167,8 @@ def test_every_connection_belongs_to_one_variant(scenario: str, recorded) -> Non
     for name, n in counts.items():
         if name == "rest-per-request":
             assert n == int(rec.sidecar["parameters"]["messages"])
+        elif name == "sse":  # dropped once in the feed: the reconnection is a second connection
+            assert n == (2 if scenario == "feed" else 1)
         else:
             assert n == 1
 
@@ -171,6 +178,9 @@ def test_messages_per_variant_as_the_scenario_sent_them(scenario: str, recorded)
     rec = recorded(scenario)
     for variant in rec.sidecar["variants"]:
         conns, http, ws, _frames = variant_tables(rec, variant)
+        if variant["protocol"] == "sse":
+            check_sse_on_the_wire(rec, variant)
+            continue
         messages, payload = wire_counts(rec, variant)
         assert messages == variant["messages_sent"], variant["name"]
         assert payload == variant["payload_bytes"], variant["name"]
@@ -191,7 +201,7 @@ def test_messages_per_variant_as_the_scenario_sent_them(scenario: str, recorded)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_rest_and_websocket_carry_the_same_payload(scenario: str, recorded) -> None:
     rec = recorded(scenario)
-    on_wire = {v["name"]: wire_counts(rec, v)[1] for v in rec.sidecar["variants"]}
+    on_wire = {v["name"]: sse_wire_counts(rec, v)[1] if v["protocol"] == "sse" else wire_counts(rec, v)[1] for v in rec.sidecar["variants"]}
     assert len({tuple(p.values()) for p in on_wire.values()}) == 1, on_wire
     (payload,) = {tuple(p.values()) for p in on_wire.values()}
     params = rec.sidecar["parameters"]
@@ -236,6 +246,149 @@ def test_feed_staleness(recorded) -> None:
         assert len(statuses) == polling["messages_sent"]["server"]
 
 
+# --- long polling and Server-Sent Events --------------------------------------------------
+
+
+def variant_named(rec: Recorded, name: str) -> dict:
+    return next(v for v in rec.sidecar["variants"] if v["name"] == name)
+
+
+def http_by_tshark(rec: Recorded, variant: dict, *fields: str) -> list[dict]:
+    """The HTTP messages of a variant's server port as tshark decodes them (told it is HTTP), one
+    dict per packet that ends a message: each field's values (a list) by name, with the ports."""
+    port = variant["server_port"]
+    command = ["tshark", "-r", str(rec.pcap), "-d", f"tcp.port=={port},http", "-Y", f"http and tcp.port=={port}", "-T", "json",
+               *[arg for field in ("tcp.srcport", "tcp.dstport", *fields) for arg in ("-e", field)]]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    return [packet["_source"]["layers"] for packet in json.loads(out or "[]")]
+
+
+def sse_blocks(body: str) -> tuple[list[tuple[str, str]], int]:
+    """A workload's event stream as the server wrote it: its events (id, data) and keep-alives.
+    Every block must be one of the two shapes the server writes, nothing else."""
+    assert body.endswith("\n\n") or body == "", body[-40:]
+    events, keepalives = [], 0
+    for block in body.split("\n\n")[:-1]:
+        if block == ": keep-alive":
+            keepalives += 1
+            continue
+        id_line, data_line = block.split("\n")
+        assert id_line.startswith("id: ") and data_line.startswith("data: "), block[:80]
+        events.append((id_line[len("id: "):], data_line[len("data: "):]))
+    return events, keepalives
+
+
+def sse_streams_by_tshark(rec: Recorded, variant: dict) -> dict[int, dict]:
+    """Per client port of the sse variant, as tshark sees the capture: the request's header lines,
+    the response's status, chunk sizes and body (de-chunked by tshark)."""
+    streams: dict[int, dict] = {}
+    for packet in http_by_tshark(rec, variant, "http.request.line", "http.response.code", "http.chunk_size", "http.file_data"):
+        if "http.request.line" in packet:
+            streams.setdefault(int(packet["tcp.srcport"][0]), {})["request"] = packet["http.request.line"]
+        else:
+            stream = streams.setdefault(int(packet["tcp.dstport"][0]), {})
+            stream.update(status=packet["http.response.code"], chunks=[int(c) for c in packet.get("http.chunk_size", [])],
+                          body="".join(packet.get("http.file_data", [])))
+    return streams
+
+
+def sse_wire_counts(rec: Recorded, variant: dict) -> tuple[dict[str, int], dict[str, int]]:
+    """The sse variant's application messages and payload per direction, from the capture: a
+    request per stream; the events of the response bodies, and their data."""
+    streams = sse_streams_by_tshark(rec, variant)
+    events = [event for stream in streams.values() for event in sse_blocks(stream["body"])[0]]
+    return {"client": len(streams), "server": len(events)}, {"client": 0, "server": sum(len(data.encode()) for _id, data in events)}
+
+
+def check_sse_on_the_wire(rec: Recorded, variant: dict) -> None:
+    """The sse variant in the capture is what its sidecar says: per stream (connection) one GET
+    /feed/events carrying the Last-Event-ID the client sent, one chunked 200 text/event-stream
+    response whose body is the server's count of bytes, made of the events the client received
+    (ids and the feed's very payloads) and the keep-alives the server sent; by tshark and by the
+    analysis (which, until it splits SSE, sees each stream as one HTTP body)."""
+    from inspector.workloads.payloads import feed_update
+
+    sidecar_streams = variant["sse"]["streams"]
+    params = rec.sidecar["parameters"]
+    conns, http, _ws, _frames = variant_tables(rec, variant)
+    by_tshark = sse_streams_by_tshark(rec, variant)
+    assert sorted(by_tshark) == sorted(variant["client_ports"]) == sorted(s["client_port"] for s in sidecar_streams)
+    assert variant["messages_sent"] == {"client": len(sidecar_streams), "server": sum(len(s["events"]) for s in sidecar_streams)}
+    for stream in sidecar_streams:
+        seen = by_tshark[stream["client_port"]]
+        resume = [line for line in seen["request"] if line.lower().startswith("last-event-id:")]
+        assert resume == ([] if stream["last_event_id"] is None else [f"Last-Event-ID: {stream['last_event_id']}\r\n"])
+        assert seen["status"] == ["200"] and sum(seen["chunks"]) == len(seen["body"].encode()) == stream["body_bytes"]
+        events, keepalives = sse_blocks(seen["body"])
+        assert [int(event_id) for event_id, _data in events] == [seq for seq, _received in stream["events"]]
+        assert [data.encode() for _id, data in events] == [feed_update(seq, params["sizes"][0]) for seq, _received in stream["events"]]
+        assert keepalives == stream["keepalives"]
+        conn = conns[conns["client_port"] == stream["client_port"]]
+        mine = http[http["conn_id"].isin(conn["conn_id"])]
+        request, response = mine[mine["direction"] == "client"], mine[mine["direction"] == "server"]
+        assert list(request["method"]) == ["GET"] and list(request["target"]) == ["/feed/events"]
+        assert list(response["status"]) == [200] and list(response["body_bytes"]) == [stream["body_bytes"]]
+        assert mine["complete"].all() and int(conn["http_chunk_framing_bytes"].iloc[0]) > 0
+
+
+def test_sse_reconnects_with_the_last_event_id(recorded) -> None:
+    """The feed's stream is dropped once, after update sse_drop_after: the server ends it and
+    closes the connection; the client reconnects on a new connection with Last-Event-ID the last
+    id it received, and the server resumes right after it: every update once, in order."""
+    rec = recorded("feed")
+    sse = variant_named(rec, "sse")
+    n, drop = rec.sidecar["parameters"]["messages"], rec.sidecar["parameters"]["sse_drop_after"]
+    assert drop == n // 2
+    first, second = sse["sse"]["streams"]
+    assert (first["last_event_id"], first["dropped"], second["dropped"]) == (None, True, False)
+    assert [seq for seq, _ts in first["events"]] == list(range(1, drop + 1))
+    assert second["last_event_id"] == str(first["events"][-1][0]) == str(drop)
+    assert [seq for seq, _ts in second["events"]] == list(range(drop + 1, n + 1))
+    assert first["opened_ts"] <= first["ended_ts"] <= second["opened_ts"] <= second["ended_ts"]
+    # In the capture: two connections one after the other, both labelled sse; the request of the
+    # second carries Last-Event-ID (the analysis keeps the request's headers).
+    conns, http, _ws, _frames = variant_tables(rec, sse)
+    conns = conns.sort_values("start_ts")
+    assert list(conns["client_port"]) == [first["client_port"], second["client_port"]] and set(conns["variant"]) == {"sse"}
+    assert conns["end_ts"].iloc[0] <= conns["start_ts"].iloc[1]
+    requests = http[http["direction"] == "client"].set_index("conn_id").loc[conns["conn_id"], "headers"]
+    assert "last-event-id" not in requests.iloc[0].lower() and f"Last-Event-ID: {drop}" in requests.iloc[1]
+    check_sse_on_the_wire(rec, sse)
+
+
+def test_idle_sse_is_one_stream_of_keepalives(recorded) -> None:
+    rec = recorded("idle")
+    sse = variant_named(rec, "sse")
+    (stream,) = sse["sse"]["streams"]
+    n = rec.sidecar["parameters"]["messages"]
+    assert (stream["events"], stream["keepalives"], stream["last_event_id"], stream["dropped"]) == ([], n, None, False)
+    assert stream["body_bytes"] == n * len(b": keep-alive\n\n")
+    check_sse_on_the_wire(rec, sse)
+
+
+@pytest.mark.parametrize("scenario", ["feed", "idle"])
+def test_long_polling_as_tshark_sees_it(scenario: str, recorded) -> None:
+    """rest-long-polling: one connection of GET /feed/wait, each answered by a 200 with the next
+    update or, once the hold (one poll interval) passed without one, a 204; tshark counts what
+    the clients' ledger says was sent."""
+    rec = recorded(scenario)
+    variant = variant_named(rec, "rest-long-polling")
+    n, hold = rec.sidecar["parameters"]["messages"], rec.sidecar["parameters"]["poll_interval"]
+    packets = http_by_tshark(rec, variant, "http.request.method", "http.request.uri", "http.response.code", "http.content_length", "http.time")
+    requests = [p for p in packets if "http.request.method" in p]
+    responses = [p for p in packets if "http.response.code" in p]
+    assert [p["http.request.method"] for p in requests] == [["GET"]] * variant["messages_sent"]["client"]
+    assert {p["http.request.uri"][0].split("?")[0] for p in requests} == {"/feed/wait"}
+    codes = [p["http.response.code"][0] for p in responses]
+    assert len(codes) == variant["messages_sent"]["server"]
+    assert codes.count("200") == (n if scenario == "feed" else 0) and codes.count("204") == len(codes) - codes.count("200")
+    assert sum(int(p.get("http.content_length", ["0"])[0]) for p in responses) == variant["payload_bytes"]["server"]
+    if scenario == "idle":  # every hold ran out: a 204 about a poll interval after its request
+        assert codes == ["204"] * n
+        held = [float(p["http.time"][0]) for p in responses]
+        assert all(0.8 * hold <= seconds <= hold + 5.0 for seconds in held), (hold, held)
+
+
 def test_bulk_covers_every_websocket_length_encoding(recorded) -> None:
     rec = recorded("bulk")
     for variant in rec.sidecar["variants"]:
@@ -250,15 +403,18 @@ def test_bulk_covers_every_websocket_length_encoding(recorded) -> None:
         assert sorted(ws.loc[ws["direction"] == "server", "payload_bytes"]) == sorted(rec.sidecar["parameters"]["sizes"])
 
 
-def test_idle_keepalive_is_ping_pong_against_polls(recorded) -> None:
+def test_idle_keepalive_is_ping_pong_or_a_comment_against_polls(recorded) -> None:
     rec = recorded("idle")
     n = rec.sidecar["parameters"]["messages"]
     assert rec.sidecar["staleness"] == []
     for variant in rec.sidecar["variants"]:
         _conns, http, ws, frames = variant_tables(rec, variant)
-        if variant["protocol"] == "rest":
+        if variant["protocol"] == "rest":  # a poll a round, or a long poll held a round
             assert list(http["status"].dropna()) == [204] * n
             assert variant["messages_sent"] == {"client": n, "server": n}
+        elif variant["protocol"] == "sse":  # one stream, a keep-alive a round (test_idle_sse_is_one_stream_of_keepalives)
+            assert list(http["status"].dropna()) == [200] and len(ws) == 0
+            assert variant["messages_sent"] == {"client": 1, "server": 0}
         else:
             assert len(ws) == 0 and variant["messages_sent"] == {"client": 0, "server": 0}
             pings = frames[frames["opcode"] == 9]
@@ -279,6 +435,11 @@ def test_idle_keepalive_is_ping_pong_against_polls(recorded) -> None:
     (["feed", "--rate", "-1"], "--rate"),
     (["chat", "--poll-interval", "1"], "--poll-interval"),
     (["idle", "--size", "100"], "--size"),
+    (["chat", "--variants", "sse"], "no variant sse"),
+    (["bulk", "--variants", "rest-long-polling"], "no variant rest-long-polling"),
+    (["idle", "--sse-drop-after", "1"], "--sse-drop-after is for the feed"),
+    (["feed", "--messages", "4", "--sse-drop-after", "4"], "--sse-drop-after must be 0 (never) to 3"),
+    (["feed", "--sse-drop-after", "-1"], "--sse-drop-after must be"),
 ])
 def test_bad_parameters_are_one_line_and_exit_2(args: list[str], complaint: str, tmp_path: Path) -> None:
     out = tmp_path / "x.pcap"
