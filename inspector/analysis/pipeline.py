@@ -298,7 +298,7 @@ def _merge_shards(path: str, shards: list[ShardResult], first_conn_id: int) -> t
             shard_chunks = shard.tables.pop(name)
             chunks += shard_chunks
             chunk_ids += [ids] * len(shard_chunks)
-        order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "record_id", "ts") if c in SCHEMAS[name] and name != "message_costs"]
+        order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "record_id", "item_id", "ts") if c in SCHEMAS[name] and name != "message_costs"]
         tables[name] = assemble_table(name, chunks, chunk_ids, order)
     capture_row, warnings = _capture_row(path, shards, count)
     return tables, capture_row, warnings

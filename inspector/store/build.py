@@ -49,7 +49,7 @@ RAW_FOLDER = ".raw"
 _CONNECTION_COLUMNS = ["conn_id", "kind", "variant", *SUMMED_COLUMNS, *FRACTIONAL_COLUMNS]
 _COST_COLUMNS = ["conn_id", "kind", "item", "payload_messages"]
 # The connection tables, biggest first (rows per connection on real traffic).
-_BIGGEST_FIRST = ("ws_frames", "message_costs", "http_messages", "ws_messages", "tls_records", "findings", "connections")
+_BIGGEST_FIRST = ("ws_frames", "message_costs", "http_messages", "ws_messages", "sse_events", "tls_records", "findings", "connections")
 # Tables with values set after their row left in a chunk (rows.py's sinks with `late` columns),
 # resolved when all of a worker's rows are made (ShardOutput.late).
 LATE_COLUMN_TABLES = frozenset({"ws_frames"})
