@@ -35,6 +35,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from inspector.analysis import reconnections
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.chunked import assemble_table
 from inspector.analysis.handoff import hand_off, take_over
@@ -217,6 +218,10 @@ def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | No
         report = (lambda fraction, path=path: progress(path, fraction)) if progress is not None else None
         shards = _analyze_file(path, options, file_jobs(path, jobs), report, max_inflated_bytes)
         tables, capture_row, file_warnings = _merge_shards(path, shards, next_conn_id)
+        tables["sse_reconnections"], findings = reconnections.of_tables(tables)
+        if len(findings):
+            tables["findings"] = pd.concat([tables["findings"], findings], ignore_index=True).sort_values(["conn_id", "ts"], kind="stable",
+                                                                                                          ignore_index=True)
         recording = load_recording(path, file_warnings)
         if recording is not None:
             tables["connections"]["variant"] = label_variants(tables["connections"], recording)

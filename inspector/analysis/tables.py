@@ -265,6 +265,25 @@ SCHEMAS["staleness"] = {
     "staleness_s": "float64",
 }
 
+SCHEMAS["sse_reconnections"] = {
+    "capture": "str",
+    "conn_id": "int64",
+    "exchange_id": "int64",
+    "stream_id": "Int64",
+    "ts": "float64",
+    "last_event_id": "str",
+    "previous_conn_id": "Int64",
+    "previous_exchange_id": "Int64",
+    "previous_last_event_id": "str",
+    "previous_last_ts": "float64",
+    "previous_end_ts": "float64",
+    "first_ts": "float64",
+    "first_event_id": "str",
+    "gap_s": "float64",
+    "gap_from_end_s": "float64",
+    "id_check": "str",
+}
+
 TABLE_DOCS: dict[str, str] = {
     "captures": "one row per capture file: format, link types, packet counts, non-TCP packets by reason, warnings",
     "connections": "one row per TCP connection (first_frame: the number of its first packet in the capture, from 1, as Wireshark numbers frames), with one column per byte category (they sum to wire_bytes) and the payload and efficiency columns; sse_events counts the Server-Sent Events its text/event-stream responses dispatched (control items aside); for a TLS connection (kind tls), tls_version and tls_cipher as the ServerHello chose them, tls_sni and tls_alpn_offered (comma-separated) from the ClientHello, tls_alpn as chosen when the ServerHello says it (TLS 1.2; TLS 1.3 sends it encrypted: seen when decrypted), empty when not seen; a TLS connection decrypted with logged secrets (inspector analyze --keylog, or a pcapng's decryption secrets) whose plaintext is HTTP/1.1 is kind rest, or websocket after an upgrade, and whose plaintext is HTTP/2 (ALPN h2, or the client preface) kind http2, like its cleartext twin, its TLS columns filled (tls_version not empty tells it from cleartext)",
@@ -277,6 +296,7 @@ TABLE_DOCS: dict[str, str] = {
     "message_costs": "one row per application message (REST exchange, WebSocket data message, Server-Sent Event: item sse_event, item_index its sse_events item_id) plus setup, teardown, WebSocket control and unattributed rows per connection, and one per SSE control item (sse_control: keep-alive comments, blank lines, the end of a stream; a text/event-stream response's exchange row has its request and the response's head, its body's bytes are its items'); for an SSE item app_header_bytes is its chunk framing and the lines of it that are not an event's data, wire_payload_bytes an event's data (as sent); wire_bytes is app_header_bytes + wire_payload_bytes (payload as sent) + tls_overhead_bytes (the record headers and AEAD overhead of the decrypted TLS records carrying it: a record's header and explicit nonce go to the message of its first plaintext byte, its tag, inner content type and padding to that of its last) + transport_bytes + ack_bytes, and a connection's rows add up to its wire_bytes; app_payload_bytes is the row's application payload (decoded; undecoded_payload_bytes of it counted as sent) and efficiency app_payload_bytes / wire_bytes, as in connections (control frames and SSE control items carry none, but lost and undecoded ones, whose bytes count as payload as sent); payload_messages counts the HTTP requests and responses whose decoded body is not empty (a text/event-stream response's body is its events'), the WebSocket message if its decoded payload is not, or the event if its data is not, of the row: the work it did",
     "overhead": "one row per connection kind (rest, websocket, http2, tls, other) and recorded variant: bytes by category, the payload and efficiency columns (as in connections); messages counts REST exchanges, WebSocket data messages and Server-Sent Events, payload_messages the requests, responses, WebSocket messages and events that carry payload (an empty poll or a 204 carries none: its bytes are cost), and wire_bytes_per_payload_message divides all wire bytes, setup included, by those",
     "staleness": "for recorded feed workloads: when each update was published and when the client saw it",
+    "sse_reconnections": "one row per request with a Last-Event-ID header whose response is a text/event-stream (ts: the request's time; last_event_id: the ID it sent): an EventSource reconnecting, which goes on with the latest stream before it from the same client address to the same server address, port and target (previous_conn_id and previous_exchange_id, empty when the capture has none; on another connection, or on the same one after its response ended). previous_last_event_id and previous_last_ts are that stream's last event's, previous_end_ts its response's last byte; first_ts and first_event_id the first event after the reconnection; gap_s = first_ts - previous_last_ts and gap_from_end_s = first_ts - previous_end_ts. id_check says what the IDs show, only where the ID sent and the first ID after it are numbers and both streams' IDs are numbers that never go down: next (the first ID is the one after the ID sent), repeats (not above it: events the client had are sent again; finding sse-resume-repeats-ids), skips (more than one past it while both streams' IDs go up by one; finding sse-resume-skips-ids), after (more than one past it, IDs that do not go up by one), empty when not judged",
 }
 
 TABLE_NAMES = tuple(SCHEMAS)

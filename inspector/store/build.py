@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from inspector.analysis import reconnections
 from inspector.analysis.pipeline import ProgressCallback, ShardOutput, StreamedFile, file_jobs, stream_captures
 from inspector.analysis.recording import load_recording
 from inspector.analysis.sinks import MISSING, resolve_late
@@ -42,6 +43,7 @@ from inspector.parse.connection import ParserOptions
 from inspector.store.dask import DaskRunner
 from inspector.store.inputs import StoreInputs
 from inspector.store.schema import ARROW_SCHEMAS
+from inspector.store.layout import part_files
 from inspector.store.writer import PART_ROWS, PartWriter, StoreWriter
 
 RAW_FOLDER = ".raw"
@@ -185,8 +187,19 @@ def analyze_into_store(paths: list[str | os.PathLike], target: str | os.PathLike
                 overhead.merge(_write_file(runner, writer.folder, streamed))
                 warnings.extend(streamed.warnings)
             writer.add_part("overhead", overhead.table())
+            _add_reconnections(writer)
             shutil.rmtree(writer.folder / RAW_FOLDER)
         return writer.commit({**inputs.meta(), "warnings": warnings}), warnings
+
+
+def _add_reconnections(writer: StoreWriter) -> None:
+    """sse_reconnections of every capture and their findings (analysis/reconnections.py), from the
+    parts written: a part of each, if any."""
+    table, findings = reconnections.of_parts({name: part_files(writer.folder, name) for name in reconnections.TABLES})
+    if len(table):
+        writer.add_part("sse_reconnections", table)
+    if len(findings):
+        writer.add_part("findings", findings)
 
 
 def _write_file(runner, folder: Path, streamed: StreamedFile) -> OverheadTotals:
