@@ -24,14 +24,26 @@ import pandas as pd
 
 from inspector.analysis.tables import make_table
 
-# Per text/event-stream response: its request (Last-Event-ID sent, if any), its events' times and
-# IDs, and its connection's addresses.  IDs are numbers when 1 to 18 ASCII digits (int64); the
-# header's value is read as the table keeps an event ID: 200 characters at most.
+# The text/event-stream responses of the same client, server and target as a request that sent a
+# Last-Event-ID (only those: a capture of a million streams that never reconnect costs one scan),
+# each with its request (the Last-Event-ID it sent, if any), its events' times and IDs, and its
+# response's end.  IDs are numbers when 1 to 18 ASCII digits (int64); the header's value is read as
+# the table keeps an event ID, 200 characters at most.
 STREAMS_SQL = r"""
-WITH events AS (
-    SELECT conn_id, exchange_id, item_id, ts, last_event_id,
-           CASE WHEN regexp_full_match(last_event_id, '[0-9]{1,18}') THEN CAST(last_event_id AS BIGINT) END AS number
-    FROM sse_events WHERE kind = 'event'),
+WITH requests AS (
+    SELECT c.capture, r.conn_id, r.exchange_id, r.stream_id, c.client_ip, c.server_ip, c.server_port, r.target, r.ts AS request_ts,
+           regexp_matches(r.headers, '(?im)^last-event-id[ \t]{0,16}:') AS resumes,
+           rtrim(regexp_extract(r.headers, '(?im)^last-event-id[ \t]{0,16}:[ \t]{0,16}([^\r\n]{0,200})', 1), ' \t') AS sent_id
+    FROM http_messages r JOIN connections c USING (conn_id)
+    WHERE r.direction = 'client' AND r.method IS NOT NULL AND (r.conn_id, r.exchange_id) IN (SELECT conn_id, exchange_id FROM sse_events)),
+wanted AS (
+    SELECT * FROM requests WHERE (capture, client_ip, server_ip, server_port, target) IN (
+        SELECT capture, client_ip, server_ip, server_port, target FROM requests WHERE resumes)),
+events AS (
+    SELECT e.conn_id, e.exchange_id, e.item_id, e.ts, e.last_event_id,
+           CASE WHEN regexp_full_match(e.last_event_id, '[0-9]{1,18}') THEN CAST(e.last_event_id AS BIGINT) END AS number
+    FROM sse_events e SEMI JOIN wanted w ON e.conn_id = w.conn_id AND e.exchange_id = w.exchange_id
+    WHERE e.kind = 'event'),
 steps AS (
     SELECT *, number - lag(number) OVER (PARTITION BY conn_id, exchange_id ORDER BY item_id) AS step FROM events),
 summed AS (
@@ -41,27 +53,17 @@ summed AS (
            bool_and(number IS NOT NULL OR last_event_id = '') AS numbered,
            bool_and(coalesce(step, 0) >= 0) AS increasing,
            bool_and(coalesce(step, 0) IN (0, 1)) AS consecutive
-    FROM steps GROUP BY conn_id, exchange_id),
-streams AS (SELECT DISTINCT conn_id, exchange_id FROM sse_events)
-SELECT c.capture, s.conn_id, s.exchange_id, request.stream_id, c.client_ip, c.server_ip, c.server_port, request.target,
-       request.ts AS request_ts, response.end_ts,
-       regexp_matches(request.headers, '(?im)^last-event-id[ \t]{0,16}:') AS resumes,
-       rtrim(regexp_extract(request.headers, '(?im)^last-event-id[ \t]{0,16}:[ \t]{0,16}([^\r\n]{0,200})', 1), ' \t') AS sent_id,
-       coalesce(e.events, 0) AS events, e.first_ts, e.last_ts, e.first_event_id, e.last_event_id, e.first_number,
-       coalesce(e.numbered AND e.increasing, false) AS increasing, coalesce(e.consecutive, false) AS consecutive
-FROM streams s
-JOIN connections c USING (conn_id)
-JOIN http_messages request ON request.conn_id = s.conn_id AND request.exchange_id = s.exchange_id AND request.method IS NOT NULL
-                              AND request.direction = 'client'
-LEFT JOIN http_messages response ON response.conn_id = s.conn_id AND response.exchange_id = s.exchange_id
+    FROM steps GROUP BY conn_id, exchange_id)
+SELECT w.*, response.end_ts, coalesce(e.events, 0) AS events, e.first_ts, e.last_ts, e.first_event_id, e.last_event_id,
+       e.first_number, coalesce(e.numbered AND e.increasing, false) AS increasing, coalesce(e.consecutive, false) AS consecutive
+FROM wanted w
+LEFT JOIN http_messages response ON response.conn_id = w.conn_id AND response.exchange_id = w.exchange_id
                                     AND response.status >= 200 AND response.direction = 'server'
-LEFT JOIN summed e ON e.conn_id = s.conn_id AND e.exchange_id = s.exchange_id
-ORDER BY s.conn_id, s.exchange_id
+LEFT JOIN summed e ON e.conn_id = w.conn_id AND e.exchange_id = w.exchange_id
+ORDER BY w.conn_id, w.exchange_id
 """
 _SAME_STREAM = ["capture", "client_ip", "server_ip", "server_port", "target"]
 _MAX_ID = 10 ** 18
-
-
 # The tables STREAMS_SQL reads.
 TABLES = ("sse_events", "http_messages", "connections")
 
@@ -72,24 +74,16 @@ def of_tables(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFra
         return make_table("sse_reconnections"), make_table("findings")
     import duckdb
 
-    with duckdb.connect() as connection:
+    with duckdb.connect(config={"autoinstall_known_extensions": False}) as connection:
         for name in TABLES:
             connection.register(name, tables[name])
-        return reconnections(connection.sql(STREAMS_SQL).df())
+        return of_connection(connection)
 
 
-def of_parts(parts: dict[str, list]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """sse_reconnections and its findings, from the Parquet parts of TABLES (paths by table) of a store."""
-    import duckdb
-    import pyarrow.parquet as pq
-
-    if not sum(pq.read_metadata(part).num_rows for part in parts["sse_events"]):
-        return make_table("sse_reconnections"), make_table("findings")
-    with duckdb.connect() as connection:
-        for name in TABLES:
-            files = ", ".join("'" + str(part).replace("'", "''") + "'" for part in parts[name])
-            connection.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{files}])")
-        return reconnections(connection.sql(STREAMS_SQL).df())
+def of_connection(connection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """sse_reconnections and its findings, from a DuckDB connection with views (or registered
+    frames) named as TABLES (a store's: store.build)."""
+    return reconnections(connection.sql(STREAMS_SQL).df())
 
 
 def reconnections(streams: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -54,6 +54,12 @@ MAX_FINDINGS_PER_RULE = 100
 # no such bit).
 FRAME_RECORD = 6
 FRAME_CONTINUES = -1
+# A connection whose packets bring many messages each (Server-Sent Events: thousands in a 64 KiB
+# segment) is looked at as its items pass this many, not only every few sweeps of packets.
+SPILL_CHECK_ITEMS = 2 * long_connections.LONG_CONNECTION_RECORDS
+# ... and its rows are handed on (to the store being written) after this many of its events,
+# not only at sweeps, which come every so many packets.
+HAND_ON_EVENTS = 65_536
 # Taken records are dropped from the front of the waiting ones past this many.
 PENDING_COMPACT_RECORDS = 4096
 
@@ -137,6 +143,7 @@ class ShardRows:
         self.hold_frame = FrameTexts.holder(self.ws_frames.values)
         self.hold_message_payload = MessageTexts.holder(self.ws_messages.values)
         self.events_until_check = CHECK_FULL_EVENTS
+        self.events_since_hand_on = 0  # events of packets that brought many (see HAND_ON_EVENTS)
 
     def take_events(self, account: ConnectionAccount) -> None:
         """Write the events the connection produced since the last call as rows."""
@@ -157,6 +164,12 @@ class ShardRows:
                 for start in range(0, count, CHECK_FULL_EVENTS):
                     account.rows.add_events(events[start:start + CHECK_FULL_EVENTS])
                     self._flush_full()
+                if len(account.rows.items) > SPILL_CHECK_ITEMS * ITEM_SIZE:
+                    self.spill_long((account,))
+                self.events_since_hand_on += count
+                if self.events_since_hand_on >= HAND_ON_EVENTS and self.hand_on is not None:
+                    self.events_since_hand_on = 0
+                    self.hand_on()
             events.clear()
 
     def finish(self, account: ConnectionAccount) -> None:
@@ -990,15 +1003,21 @@ class _ConnectionRows:
         extend.  A decrypted TLS connection keeps its items to the end (its plaintext ranges
         are mapped onto the stream, and its items get their TLS overhead, then)."""
         moved = spilled.items.count  # an item kept is item + moved of the connection's
-        for side, spans in enumerate(self.spans):
-            ranges = spans.take(keep_last=not everything)
-            ranges[ranges[:, 2] >= FIRST_MESSAGE_ITEM, 2] += moved
-            spilled.spans[side].add(ranges)
-        if self.plain_records != [None, None] and not everything:
-            return
         items = self.items
         count = len(items) // ITEM_SIZE
-        first_kept = count if everything else self._first_unfinished_item(count)
+        if everything:
+            first_kept = count
+        elif self.plain_records != [None, None]:
+            first_kept = FIRST_MESSAGE_ITEM
+        else:
+            first_kept = self._first_unfinished_item(count)
+        for side, spans in enumerate(self.spans):
+            # The last range stays for `add` to extend, unless its item goes (a streaming SSE
+            # exchange's request: nothing extends it, and its number changes with the move).
+            last = spans.last_item() if len(spans) else ITEM_SETUP
+            ranges = spans.take(keep_last=not everything and (last < FIRST_MESSAGE_ITEM or last >= first_kept))
+            ranges[ranges[:, 2] >= FIRST_MESSAGE_ITEM, 2] += moved
+            spilled.spans[side].add(ranges)
         if first_kept <= FIRST_MESSAGE_ITEM:
             return
         spilled.add_items(np.array(items[FIRST_MESSAGE_ITEM * ITEM_SIZE:first_kept * ITEM_SIZE], np.int64).reshape(-1, ITEM_SIZE))
@@ -1008,14 +1027,16 @@ class _ConnectionRows:
     def _first_unfinished_item(self, count: int) -> int:
         """The first item that may still change, or count (see `spill`)."""
         first_open = min(self.http_requests, self.final_responses)
-        # A text/event-stream response's exchange is done once its request is: its body's items own the rest.
+        # A text/event-stream response's exchange is done once its request is: its body's items own the
+        # rest, and nothing extends the range of its request (`spill` moves it with the item).
         streaming = {exchange for exchange, stream_id in self.sse_responses.values() if stream_id is None and exchange < self.http_requests}
         unfinished = [item for exchange, item in self.item_of_exchange.items() if exchange >= first_open and exchange not in streaming]
         if self.h2_streams:
             unfinished += [item for _exchange, item in self.h2_streams.values()]
         if self.upgrade_item is not None and self.handshake is None:
             unfinished.append(self.upgrade_item)
-        unfinished += [spans.last_item() for spans in self.spans if len(spans)]
+        done = {self.item_of_exchange.get(exchange) for exchange in streaming}
+        unfinished += [spans.last_item() for spans in self.spans if len(spans) and spans.last_item() not in done]
         return min((item for item in unfinished if item >= FIRST_MESSAGE_ITEM), default=count)
 
     def _renumber_items(self, first_kept: int, shift: int) -> None:

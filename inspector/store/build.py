@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,7 +44,8 @@ from inspector.parse.connection import ParserOptions
 from inspector.store.dask import DaskRunner
 from inspector.store.inputs import StoreInputs
 from inspector.store.schema import ARROW_SCHEMAS
-from inspector.store.layout import part_files
+from inspector.store.layout import duckdb_paths, part_files
+from inspector.store.reader import DUCKDB_MEMORY_LIMIT
 from inspector.store.writer import PART_ROWS, PartWriter, StoreWriter
 
 RAW_FOLDER = ".raw"
@@ -195,7 +197,17 @@ def analyze_into_store(paths: list[str | os.PathLike], target: str | os.PathLike
 def _add_reconnections(writer: StoreWriter) -> None:
     """sse_reconnections of every capture and their findings (analysis/reconnections.py), from the
     parts written: a part of each, if any."""
-    table, findings = reconnections.of_parts({name: part_files(writer.folder, name) for name in reconnections.TABLES})
+    parts = {name: part_files(writer.folder, name) for name in reconnections.TABLES}
+    if not sum(pq.read_metadata(part).num_rows for part in parts["sse_events"]):
+        return
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="inspector-duckdb-") as spill, \
+            duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "memory_limit": DUCKDB_MEMORY_LIMIT,
+                                               "temp_directory": spill}) as connection:
+        for name, files in parts.items():
+            connection.read_parquet(duckdb_paths([path.absolute() for path in files])).create_view(name)
+        table, findings = reconnections.of_connection(connection)
     if len(table):
         writer.add_part("sse_reconnections", table)
     if len(findings):
