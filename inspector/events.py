@@ -438,7 +438,8 @@ class Http2Frame:
     unknown frames' payloads, HEADERS' priority fields, PUSH_PROMISE's
     promised stream id).  promised_stream_id: for a PUSH_PROMISE and the
     CONTINUATIONs of its header block, the stream it promises, whose request
-    they carry (0 for other frames, and when it could not be read).
+    they carry (0 for other frames, and when it could not be read).  sse: a DATA
+    frame of a text/event-stream response, whose bytes its SseItems own.
     """
 
     direction: Direction
@@ -454,6 +455,7 @@ class Http2Frame:
     data_bytes: int
     control_bytes: int
     promised_stream_id: int = 0
+    sse: bool = False
 
     HEADER_BYTES = 9  # a class attribute, not a field
 

@@ -12,6 +12,10 @@ httpx-sse's decoder), while tcpdump captures the server's port on `lo`.
   unfinished), and the client's reconnection on a new connection with Last-Event-ID after the
   retry the server asked for, which the server resumes after that id (EventSource's way).
 
+`record_sse_h2(out_dir)` serves the same stream over cleartext HTTP/2 (hypercorn, an ASGI body
+message a DATA frame each, one event in two) to httpx-sse on one prior-knowledge connection: two
+streams at once (their DATA frames interleave), one of them gzip-coded.
+
 The SseRecording's `received` is what the clients got, per client port: per response, in order,
 (path, events), each event (type, data, last event id, retry) as httpx-sse gives it; `dropped`
 and `resumed` the client ports of the reconnection.  Needs root (or CAP_NET_RAW) for tcpdump.
@@ -33,6 +37,8 @@ from httpx_sse import aconnect_sse
 from httpx_sse._decoders import SSEDecoder  # the decoder httpx-sse reads lines with
 
 from inspector.workloads.servers import HOST, AiohttpServer, LoopThread
+from tests.asgi_servers import request_body
+from tests.h2_traffic import client_port_of, hypercorn
 from tests.traffic import tcpdump_capture
 
 EVENT_COUNT = 6
@@ -177,4 +183,50 @@ def record_sse(out_dir: Path) -> SseRecording:
                 time.sleep(0.05)
         finally:
             loop.run(server.stop())
+    return recording
+
+
+# Over HTTP/2 this event goes in two DATA frames, a pause between them.
+SPLIT_EVENT = b"event: tick\nid: 2"
+
+
+async def sse_asgi(scope, receive, send) -> None:
+    """GET /events over HTTP/2: the stream, a DATA frame a piece (?gzip=1: coded, a flush a piece),
+    SPLIT_EVENT's in two."""
+    if await request_body(scope, receive, send) is None:
+        return
+    coded = b"gzip=1" in scope.get("query_string", b"")
+    headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")] + ([(b"content-encoding", b"gzip")] if coded else [])
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if coded else None
+    for piece in stream_pieces():
+        split = piece.startswith(SPLIT_EVENT)
+        if compressor is not None:
+            piece = compressor.compress(piece) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        for part in (piece[:len(piece) // 2], piece[len(piece) // 2:]) if split else (piece,):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            await asyncio.sleep(PAUSE_S)  # the other stream's frames come between
+    await send({"type": "http.response.body", "body": compressor.flush() if compressor is not None else b"", "more_body": False})
+
+
+async def _h2_client(base: str, recording: SseRecording) -> None:
+    async with httpx.AsyncClient(base_url=base, http1=False, http2=True, timeout=10) as client:
+        async def read(url: str) -> tuple[str, list[Event]]:
+            events: list[Event] = []
+            async with aconnect_sse(client, "GET", url) as source:
+                assert source.response.http_version == "HTTP/2"
+                async for sse in source.aiter_sse():
+                    events.append((sse.event, sse.data, sse.id, sse.retry))
+            return url.rsplit("/", 1)[1], events
+
+        streams = await asyncio.gather(read("/events"), read("/events?gzip=1"))  # at once: their frames interleave
+        recording.received[client_port_of(client)] = list(streams)
+
+
+def record_sse_h2(out_dir: Path) -> SseRecording:
+    path = Path(out_dir) / "sse-h2.pcap"
+    with hypercorn("sse-h2-loop", sse_asgi) as (port, loop):
+        recording = SseRecording(path, port)
+        with tcpdump_capture(path, [port]):
+            loop.run(_h2_client(f"http://{HOST}:{port}", recording))
     return recording

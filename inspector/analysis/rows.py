@@ -487,6 +487,8 @@ class _ConnectionRows:
         self.http2_padding_bytes += padding
         self.http2_control_bytes += control
         self.http_body_bytes += data
+        if frame.sse:
+            return  # a DATA frame of a text/event-stream: its SSE items own its bytes
         stream_id = frame.promised_stream_id or frame.stream_id  # a promise's bytes carry the promised stream's request
         if stream_id:
             item = self._stream_item(stream_id, frame.ts_ns, frame.frame_type in OPENS_STREAM)
@@ -558,6 +560,8 @@ class _ConnectionRows:
                                MISSING if http1 is None else http1, message.body_bytes, wire, framing, missing,
                                MISSING if decompressed is None else decompressed, message.complete, message.offset)
         sinks.hold_http_message(message)
+        if type(message) is HttpResponse and self.sse_responses.pop(message.offset, None) is not None:
+            return  # a text/event-stream response: its events carry its payload
         size, undecoded, carries = http_app_payload(message, wire - framing - missing)
         at = item * ITEM_SIZE
         items = self.items

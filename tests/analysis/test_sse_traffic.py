@@ -17,7 +17,7 @@ from inspector.store import open_store
 from tests import tshark_oracle as oracle
 from tests.analysis import test_reconciliation
 from tests.conftest import recorded_and_analysed
-from tests.sse_traffic import DROP_AFTER, RETRY_MS, record_sse
+from tests.sse_traffic import DROP_AFTER, RETRY_MS, SPLIT_EVENT, record_sse, record_sse_h2
 
 needs_tshark = pytest.mark.skipif(not oracle.tshark_available(), reason="tshark not installed (the README's test command installs it)")
 
@@ -36,8 +36,18 @@ def _streams(analysis) -> dict[int, list[pd.DataFrame]]:
     return out
 
 
-def test_the_events_are_what_the_clients_received(recorded):
-    recording, analysis = recorded
+@pytest.fixture(scope="module")
+def recorded_h2(tmp_path_factory):
+    return recorded_and_analysed(record_sse_h2, tmp_path_factory, "sse-h2-live")
+
+
+@pytest.fixture(params=["http1", "http2"])
+def either(request, recorded, recorded_h2):
+    return recorded if request.param == "http1" else recorded_h2
+
+
+def test_the_events_are_what_the_clients_received(either):
+    recording, analysis = either
     streams = _streams(analysis)
     assert set(streams) == set(recording.received)
     for port, responses in recording.received.items():
@@ -53,27 +63,30 @@ def test_the_events_are_what_the_clients_received(recorded):
             assert (events["data_bytes"] == [len(data.encode()) for _, data, *_ in ours]).all()
             assert (events["data_chars"] == [len(data) for _, data, *_ in ours]).all()
             assert events["text_valid"].all() and not events["truncated"].any()
-    assert [len(events) for _, events in recording.received[recording.dropped]] == [DROP_AFTER + 1]  # 3 events, a keep-alive
+    if recording.dropped:
+        assert [len(events) for _, events in recording.received[recording.dropped]] == [DROP_AFTER + 1]  # 3 events, a keep-alive
 
 
-def test_every_byte_reconciles(recorded):
+def test_every_byte_reconciles(either):
     """The checks every bundled and corpus capture goes through, on this one."""
-    recording, _analysis = recorded
+    recording, _analysis = either
     for check in (test_reconciliation.test_categories_sum_to_wire_bytes, test_reconciliation.test_message_costs_sum_to_wire_bytes,
                   test_reconciliation.test_total_wire_bytes_match_capture, test_reconciliation.test_http_categories_match_messages):
         check(str(recording.path))
 
 
-def test_each_response_owns_its_body_through_its_items(recorded):
+def test_each_response_owns_its_body_through_its_items(either):
     """Per response: its head is its exchange's, the items own the rest, every byte of it once; an
-    event's data is its payload, the rest of its lines and its chunk framing its headers."""
-    _recording, analysis = recorded
+    event's data is its payload, the rest of its lines and its chunk framing (HTTP/2: DATA frame
+    headers) its headers."""
+    _recording, analysis = either
     events, http, costs = analysis["sse_events"], analysis["http_messages"], analysis["message_costs"]
     responses = http[(http["direction"] == "server")].set_index(["conn_id", "exchange_id"])
     for (conn_id, exchange), rows in events.groupby(["conn_id", "exchange_id"]):
         response = responses.loc[(conn_id, exchange)]
-        assert rows["offset"].iloc[0] == response["offset"] + response["header_bytes"]
-        assert ((rows["offset"] + rows["wire_bytes"]).iloc[:-1].to_numpy() == rows["offset"].iloc[1:].to_numpy()).all()
+        if response["version"] != "HTTP/2":  # whose DATA frames other streams' interleave
+            assert rows["offset"].iloc[0] == response["offset"] + response["header_bytes"]
+            assert ((rows["offset"] + rows["wire_bytes"]).iloc[:-1].to_numpy() == rows["offset"].iloc[1:].to_numpy()).all()
         assert rows["wire_bytes"].sum() == response["body_wire_bytes"]
         assert rows["framing_bytes"].sum() == response["chunk_framing_bytes"]
         assert rows["wire_payload_bytes"].sum() == response["body_bytes"]
@@ -151,3 +164,18 @@ def test_the_store_query_and_export_carry_the_tables(recorded, tmp_path):
     exported = pd.read_csv(tmp_path / "csv" / "sse_events.csv")
     assert len(exported) == len(analysis["sse_events"])
     assert (tmp_path / "csv" / "sse_reconnections.csv").exists()
+
+
+@needs_tshark
+def test_http2_streams_items_own_their_data_frames_as_tshark_reads_them(recorded_h2):
+    recording, analysis = recorded_h2
+    (frames,) = oracle.http2_connections(recording.path, recording.server_port).values()
+    events = analysis["sse_events"]
+    for stream_id, rows in events.groupby("stream_id"):
+        data = [frame for frame in frames["server"] if frame.stream_id == stream_id and frame.frame_type == 0]
+        assert rows["wire_payload_bytes"].sum() == sum(frame.length - frame.padding for frame in data)
+        assert rows["framing_bytes"].sum() == sum(9 + frame.padding for frame in data)
+    # The event sent in two DATA frames, with the other stream's frames between them, owns both.
+    split = events[events["data_text"].str.startswith('{"seq": 2')]
+    assert len(split) == 2 and (split["framing_bytes"] == 18).all()
+    assert SPLIT_EVENT.startswith(b"event: tick") and (split["event_type"] == "tick").all()
