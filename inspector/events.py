@@ -438,7 +438,8 @@ class Http2Frame:
     unknown frames' payloads, HEADERS' priority fields, PUSH_PROMISE's
     promised stream id).  promised_stream_id: for a PUSH_PROMISE and the
     CONTINUATIONs of its header block, the stream it promises, whose request
-    they carry (0 for other frames, and when it could not be read).
+    they carry (0 for other frames, and when it could not be read).  sse: a DATA
+    frame of a text/event-stream response, whose bytes its SseItems own.
     """
 
     direction: Direction
@@ -454,6 +455,7 @@ class Http2Frame:
     data_bytes: int
     control_bytes: int
     promised_stream_id: int = 0
+    sse: bool = False
 
     HEADER_BYTES = 9  # a class attribute, not a field
 
@@ -484,17 +486,20 @@ class SseEvent:
     the blank line that ended it, [start, end) in the body.
 
     data_bytes: the UTF-8 length of its data as dispatched (the data lines joined by LF; of the
-    bytes read, when a line was longer than the parser holds);
+    bytes read, when a line was longer than the parser holds); data_chars: its characters (bad
+    bytes read as U+FFFD, as the standard decodes them);
     data: its first characters (`preview_chars`); last_event_id: the stream's last event ID
     after it (what a reconnecting client sends as Last-Event-ID); retry_ms: a valid retry field
     in it, else None; text_valid: every line of it was UTF-8; truncated: a line of it was
-    longer than the parser holds (its bytes counted, not read)."""
+    longer than the parser holds (its bytes counted, not read), or its data longer than the
+    parser's max_data_bytes."""
 
     start: int
     end: int
     event_type: str
     data: str
     data_bytes: int
+    data_chars: int
     last_event_id: str
     retry_ms: int | None
     lines: int
@@ -506,7 +511,10 @@ class SseEvent:
 class SseControl:
     """Bytes of the stream that carry no event, [start, end): comment lines (":" lines, which
     servers send as keep-alives) and blank lines or fields that dispatch nothing (kind
-    "comment", "empty"), or an event the stream ended before its blank line ("unterminated")."""
+    "comment", "empty"), or an event the stream ended before its blank line ("unterminated").
+    On the stream (SseItem, parse/sse_body.py) also: the framing after a body's last item
+    ("end"), bytes after a capture gap up to the next blank line ("lost"), and content-coded
+    bytes that could not be decoded ("undecoded")."""
 
     start: int
     end: int
@@ -521,3 +529,28 @@ class SseProblem:
     offset: int
     rule: str
     detail: str
+
+
+@dataclass(slots=True)
+class SseItem:
+    """An SseEvent or SseControl of a text/event-stream response, placed on the stream that
+    carried it (parse/sse_body.py).
+
+    ranges: the stream ranges it owns, flat (start, end, start, end, ...; one range but for an
+    HTTP/2 stream whose frames other streams' interleave), its body bytes and the framing around
+    them: framing_bytes of chunk framing (HTTP/2: DATA frame headers and padding), sent_bytes of
+    its body as sent (content-coded: its share of the compressed bytes), missing_bytes not
+    captured; decoded_bytes: its length in the decoded body (0 where not decoded).
+    message_offset: the stream offset of the response (http_messages.offset); ts_ns: the capture
+    time of the byte that completed it."""
+
+    direction: Direction
+    ts_ns: int
+    message_offset: int
+    ranges: tuple[int, ...]
+    framing_bytes: int
+    sent_bytes: int
+    missing_bytes: int
+    decoded_bytes: int
+    item: SseEvent | SseControl
+    stream_id: int | None = None

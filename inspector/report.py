@@ -79,6 +79,9 @@ class SummaryFigures:
     wire_bytes: int  # summed over connections, as is each of BYTE_CATEGORIES in `categories`
     categories: dict[str, int]
     findings_by_rule: dict[str, int]  # sorted by rule
+    sse_events: int = 0  # Server-Sent Events dispatched (sse_events rows of kind event)
+    sse_streams: int = 0  # text/event-stream responses: (conn_id, exchange_id) pairs of sse_events
+    sse_reconnections: int = 0
 
 
 # Connection kinds whose HTTP messages are REST exchanges: HTTP/1.1 and HTTP/2 (an h2c upgrade's
@@ -106,6 +109,9 @@ def table_figures(tables) -> SummaryFigures:
         wire_bytes=int(connections["wire_bytes"].sum()) if len(connections) else 0,
         categories={name: int(connections[name].sum()) if len(connections) else 0 for name in BYTE_CATEGORIES},
         findings_by_rule={rule: int(count) for rule, count in findings["rule"].value_counts().sort_index().items()},
+        sse_events=int((tables["sse_events"]["kind"] == "event").sum()),
+        sse_streams=int(tables["sse_events"].groupby(["conn_id", "exchange_id"]).ngroups) if len(tables["sse_events"]) else 0,
+        sse_reconnections=len(tables["sse_reconnections"]),
     )
 
 
@@ -123,7 +129,10 @@ def store_figures(store) -> SummaryFigures:
                      "SELECT count(method) AS requests, count(status) AS responses, "
                      "(SELECT count(*) FROM (SELECT DISTINCT conn_id, exchange_id FROM rest)) AS exchanges FROM rest",
                      dict(zip(("rest", "http2"), REST_KINDS))).iloc[0]
-    counts = store.sql("SELECT (SELECT count(*) FROM ws_messages) AS ws_messages, (SELECT count(*) FROM findings) AS findings").iloc[0]
+    counts = store.sql("SELECT (SELECT count(*) FROM ws_messages) AS ws_messages, (SELECT count(*) FROM findings) AS findings, "
+                       "(SELECT count(*) FILTER (WHERE kind = $event) FROM sse_events) AS sse_events, "
+                       "(SELECT count(*) FROM (SELECT DISTINCT conn_id, exchange_id FROM sse_events)) AS sse_streams, "
+                       "(SELECT count(*) FROM sse_reconnections) AS sse_reconnections", {"event": "event"}).iloc[0]
     rules = store.sql("SELECT rule, count(*) AS n FROM findings WHERE rule IS NOT NULL GROUP BY rule")
     return SummaryFigures(
         captures=store.table("captures"),
@@ -139,6 +148,9 @@ def store_figures(store) -> SummaryFigures:
         categories={name: int(connections[name]) for name in BYTE_CATEGORIES},
         # sorted as pandas sorts text (by code point), not by DuckDB's collation
         findings_by_rule=dict(sorted(zip(rules["rule"].tolist(), map(int, rules["n"])))),
+        sse_events=int(counts["sse_events"]),
+        sse_streams=int(counts["sse_streams"]),
+        sse_reconnections=int(counts["sse_reconnections"]),
     )
 
 
@@ -161,6 +173,9 @@ def format_figures(figures: SummaryFigures) -> str:
     lines.append(f"connections {figures.connections}  REST exchanges {figures.rest_exchanges} ({figures.rest_requests} requests, "
                  f"{figures.rest_responses} responses)  WebSocket connections {figures.websocket_connections}, messages "
                  f"{figures.ws_messages}  findings {figures.findings}")
+    if figures.sse_streams:
+        lines.append(f"Server-Sent Events {figures.sse_events} (text/event-stream responses {figures.sse_streams}, "
+                     f"reconnections with Last-Event-ID {figures.sse_reconnections})")
     lines.append("")
     # "per message" divides by the messages carrying payload, as the dashboard does: an
     # empty poll or a 204 is cost, not work, so polling and push compare per update.
@@ -173,10 +188,11 @@ def format_figures(figures: SummaryFigures) -> str:
         per_message = "-" if row.payload_messages == 0 else f"{row.wire_bytes_per_payload_message:,.0f}"
         lines.append(f"{_row_label(row):<16} {row.connections:>6} {row.messages:>9} {row.payload_messages:>10} {row.wire_bytes:>14,} "
                      f"{row.app_payload_bytes:>14,} {per_message:>12} {_efficiency(row.efficiency, row.undecoded_payload_bytes):>10}")
-    lines.append("(exch/msgs: REST exchanges or WebSocket data messages; w/ payload: requests, responses and WebSocket")
-    lines.append(" messages with payload; per message: all wire bytes, setup included, per message with payload;")
-    lines.append(" app payload: HTTP bodies decoded, WebSocket messages decompressed; efficiency: app payload / wire bytes,")
-    lines.append(" over 100% when compression delivers more payload than the bytes it sends)")
+    lines.append("(exch/msgs: REST exchanges, WebSocket data messages or Server-Sent Events; w/ payload: requests,")
+    lines.append(" responses, WebSocket messages and events with payload; per message: all wire bytes, setup included,")
+    lines.append(" per message with payload; app payload: HTTP bodies decoded, WebSocket messages decompressed, events'")
+    lines.append(" data; efficiency: app payload / wire bytes, over 100% when compression delivers more payload than the")
+    lines.append(" bytes it sends)")
     lines += _compression_lines(overhead)
     lines.append("")
     lines.append("bytes by category:")

@@ -104,6 +104,17 @@ def live_traffic_unavailable() -> str | None:
     return None
 
 
+def recorded_and_analysed(record, tmp_path_factory: pytest.TempPathFactory, name: str):
+    """(recording, its analysis by one worker) of `record(folder)`, a recorder of real loopback
+    traffic (tests/*_traffic.py) whose recording has a `path`; the test skipped, saying why, where
+    real traffic cannot be recorded."""
+    reason = live_traffic_unavailable()
+    if reason:
+        pytest.skip(reason)
+    recording = record(tmp_path_factory.mktemp(name))
+    return recording, analyze_captures([recording.path], jobs=1)
+
+
 @pytest.fixture(scope="session")
 def live_traffic(tmp_path_factory: pytest.TempPathFactory) -> LiveTraffic:
     """Every scenario of tests/traffic.py, recorded at most once per session."""

@@ -4,7 +4,7 @@ A conversation is a list of turns: (side, bytes), side 0 the client and 1 the
 server, each turn what one side sends before the other answers.  `NAMED`
 holds deterministic conversations built with tests/factories.py (HTTP
 keep-alive with chunked and gzip bodies, pipelining, WebSocket with masked,
-fragmented, control and permessage-deflate frames); `real_connections` reads
+fragmented, control and permessage-deflate frames, a Server-Sent Events stream and its resumption); `real_connections` reads
 the payload of the bundled captures' connections (with scapy, not with the
 code under test).
 
@@ -113,7 +113,29 @@ def ws_deflate() -> list[Turn]:
     ]
 
 
-NAMED = {"http-keepalive": http_keepalive, "http-pipelined": http_pipelined, "ws-session": ws_session, "ws-deflate": ws_deflate}
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def sse_stream() -> list[Turn]:
+    """A text/event-stream response chunked over three turns (keep-alive comments, ids, a retry,
+    an event type, data of two lines, CRLF and CR line ends, an event cut across two chunks), its
+    last chunk; then the same client asks again with Last-Event-ID and the server resumes after
+    that id, the rest of the stream as one body with a Content-Length."""
+    head = http_response(200, headers={"Content-Type": "text/event-stream", "Transfer-Encoding": "chunked"}, content_length=False)
+    events = {"Host": "example", "Accept": "text/event-stream"}
+    return [
+        (0, http_request("GET", "/events", headers=events)),
+        (1, head + _chunk(b": welcome\n\n") + _chunk(b"retry: 3000\nid: 1\ndata: {\"n\": 1}\n\n")),
+        (1, _chunk(b"event: tick\r\nid: 2\r\ndata: first line\r\ndata: second") + _chunk(b" line\r\n\r\n: keep-alive\n\n")),
+        (1, _chunk(b"id: 3\rdata: \xe2\x9c\x93\r\r") + b"0\r\n\r\n"),
+        (0, http_request("GET", "/events", headers={**events, "Last-Event-ID": "3"})),
+        (1, http_response(200, headers={"Content-Type": "text/event-stream"}, body=b"id: 4\ndata: {\"n\": 4}\n\n: keep-alive\n\nid: 5\ndata: {\"n\": 5}\n\n")),
+    ]
+
+
+NAMED = {"http-keepalive": http_keepalive, "http-pipelined": http_pipelined, "ws-session": ws_session, "ws-deflate": ws_deflate,
+         "sse-stream": sse_stream}
 
 
 def in_segments(turns: list[Turn], size: int = ETHERNET_MSS) -> list[Segments]:

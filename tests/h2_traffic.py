@@ -102,11 +102,11 @@ def _sync_client(port: int) -> tuple[int, list[Exchange]]:
             assert response.http_version == "HTTP/2", response.http_version
             raw = response.read() if response.headers.get("content-encoding") != "gzip" else gzip.compress(GZIP_TEXT, mtime=0)
             exchanges.append(Exchange(method, path, len(body), response.status_code, len(raw), response.headers.get("content-encoding", "")))
-        client_port = _client_port(client)
+        client_port = client_port_of(client)
     return client_port, exchanges
 
 
-def _client_port(client) -> int:
+def client_port_of(client) -> int:
     """The local port of the client's one HTTP/2 connection (httpcore keeps it in its pool)."""
     connection = client._transport._pool.connections[0]
     stream = connection._connection._network_stream
@@ -119,7 +119,7 @@ async def _concurrent_client(port: int) -> tuple[int, list[Exchange]]:
     async with httpx.AsyncClient(http1=False, http2=True, base_url=f"http://{HOST}:{port}") as client:
         await client.get("/small")  # opens the connection: the others share it
         responses = await asyncio.gather(*(client.get(f"/wait/{n}") for n in range(CONCURRENT)))
-        client_port = _client_port(client)
+        client_port = client_port_of(client)
     exchanges = [Exchange("GET", "/small", 0, 200, 5)]
     exchanges += [Exchange("GET", f"/wait/{n}", 0, r.status_code, len(r.content)) for n, r in enumerate(responses)]
     return client_port, exchanges
@@ -138,9 +138,9 @@ def _curl_upgrade(port: int) -> tuple[int, list[Exchange]] | None:
 
 
 @contextlib.contextmanager
-def _hypercorn(name: str) -> Iterator[tuple[int, LoopThread]]:
-    """hypercorn serving `app` on 127.0.0.1 (a socket bound to port 0 handed over as fd://), in a
-    loop thread: (its port, the loop), until the block ends."""
+def hypercorn(name: str, asgi=app) -> Iterator[tuple[int, LoopThread]]:
+    """hypercorn serving `asgi` (default: `app`) on 127.0.0.1 (a socket bound to port 0 handed over
+    as fd://), in a loop thread: (its port, the loop), until the block ends."""
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
@@ -152,7 +152,7 @@ def _hypercorn(name: str) -> Iterator[tuple[int, LoopThread]]:
     config.errorlog = None
     with LoopThread(name) as loop:
         stop = asyncio.Event()
-        server = asyncio.run_coroutine_threadsafe(serve(app, config, shutdown_trigger=stop.wait), loop.loop)
+        server = asyncio.run_coroutine_threadsafe(serve(asgi, config, shutdown_trigger=stop.wait), loop.loop)
         _wait_accepting(port)
         try:
             yield port, loop
@@ -163,7 +163,7 @@ def _hypercorn(name: str) -> Iterator[tuple[int, LoopThread]]:
 
 def record_h2c(out_dir: Path) -> H2Recording:
     path = out_dir / "h2c.pcap"
-    with _hypercorn("h2c-loop") as (port, loop):
+    with hypercorn("h2c-loop") as (port, loop):
         recording = H2Recording(path, port)
         with tcpdump_capture(path, [port]):
             client_port, exchanges = _sync_client(port)
@@ -251,6 +251,6 @@ def _push_client(port: int) -> tuple[int, dict[int, str], dict[int, int], int]:
 
 def record_h2c_push(out_dir: Path) -> H2PushRecording:
     path = out_dir / "h2c-push.pcap"
-    with _hypercorn("h2c-push-loop") as (port, _loop), tcpdump_capture(path, [port]):
+    with hypercorn("h2c-push-loop") as (port, _loop), tcpdump_capture(path, [port]):
         client_port, promised, pushed, reset_stream = _push_client(port)
     return H2PushRecording(path, port, client_port, promised, pushed, reset_stream)

@@ -465,13 +465,49 @@ def terminal_escapes(scale: float = 1) -> HostileCapture:
     return HostileCapture(f"{TERMINAL_ESCAPES}capture.pcap", pcap(plain_exchanges(count)), sidecar(variants))
 
 
+# --- issue 13: hostile Server-Sent Events ----------------------------------------------------------
+
+def _sse_connection(name: str, stream: bytes, chunk: int = 65_536, content_type: str = "text/event-stream") -> HostileCapture:
+    """One GET answered with `stream` as a chunked text/event-stream (or `content_type`) in chunks of `chunk` bytes."""
+    flow = Flow()
+    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in chunks(stream, chunk)) + b"0\r\n\r\n"
+    headers = {"Content-Type": content_type, "Cache-Control": "no-cache", "Transfer-Encoding": "chunked"}
+    response = http_response(200, headers=headers, content_length=False) + body
+    frames = flow.handshake() + flow.exchange(http_request("GET", "/events", headers={"Accept": "text/event-stream"}), response, LOOPBACK_SEGMENT)
+    return HostileCapture(name, pcap(frames + flow.close()))
+
+
+def sse_long_line(scale: float = 1, *, megabytes: int = 50, content_type: str = "text/event-stream") -> HostileCapture:
+    """An event stream whose `data:` line runs on for `megabytes` x scale MB without a line end
+    (the same bytes as another `content_type`: what reading them as events adds)."""
+    return _sse_connection("sse-long-line.pcap", b": ok\n\ndata: " + b"x" * count_at(megabytes * 1_000_000, scale), content_type=content_type)
+
+
+def sse_empty_events(scale: float = 1, *, events: int = 1_000_000) -> HostileCapture:
+    """A million events whose data is empty (`data:` and a blank line: each one is dispatched)."""
+    return _sse_connection("sse-empty-events.pcap", b"data:\n\n" * count_at(events, scale))
+
+
+# Lines an event stream may hold, every way the standard allows and some it does not: a BOM (only
+# the first one is dropped), CR, LF and CRLF line ends, bytes that are not UTF-8, an ID with a
+# NUL (ignored), a retry that is no number (ignored), comments, fields without data, blank lines.
+SSE_HOSTILE_BLOCK = (b"\xef\xbb\xbfdata: bom\r\n\r\nid: 1\rdata: cr\r\rid: 2\r\ndata: crlf\r\n\r\n: comment\n\n"
+                     b"data: \xff\xfe\xc3\n\nid: 3\x00\nretry: 1e3\ndata: nul\n\nevent: only\nid: 4\n\n\n\n\r\n"
+                     b"data:  two spaces\ndata\n\n")
+
+
+def sse_hostile_lines(scale: float = 1, *, blocks: int = 100_000) -> HostileCapture:
+    """SSE_HOSTILE_BLOCK repeated (a BOM only at the very start, a BOM byte run elsewhere)."""
+    return _sse_connection("sse-hostile-lines.pcap", SSE_HOSTILE_BLOCK * count_at(blocks, scale), chunk=1000)
+
+
 # --- the registry --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class HostileClass:
     name: str
-    item: int  # the issue's item number
+    item: int  # issue 8's item number (0: a class of a later issue)
     build: Callable[..., HostileCapture]  # build(scale, **sizes)
 
 
@@ -502,6 +538,10 @@ CLASSES: dict[str, HostileClass] = {
         HostileClass("deflate-ws-messages", 13, deflate_ws_messages),
         HostileClass("reordered-halves", 14, reordered_halves),
         HostileClass("terminal-escapes", 16, terminal_escapes),
+        # issue 13, section 5: hostile Server-Sent Events
+        HostileClass("sse-long-line", 0, sse_long_line),
+        HostileClass("sse-empty-events", 0, sse_empty_events),
+        HostileClass("sse-hostile-lines", 0, sse_hostile_lines),
     ]
 }
 
@@ -526,6 +566,9 @@ SMALL: dict[str, tuple[float, dict]] = {
     "deflate-http-bodies": (0.01, {"inflated": 256 * 1024}),
     "deflate-ws-messages": (0.02, {"inflated": 256 * 1024}),
     "reordered-halves": (0.0002, {}),
+    "sse-long-line": (0.0002, {}),
+    "sse-empty-events": (0.0002, {}),
+    "sse-hostile-lines": (0.0005, {}),
 }
 
 

@@ -44,7 +44,7 @@ LIMIT_MODULES = {
     "rows": "inspector.analysis.rows", "recording": "inspector.analysis.recording", "texts": "inspector.analysis.texts",
     "long_connections": "inspector.analysis.long_connections",
     "dashboard.uploads": "dashboard.uploads", "dashboard.analysing": "dashboard.analysing", "dashboard.app": "dashboard.app",
-    "dashboard.components": "dashboard.components",
+    "dashboard.components": "dashboard.components", "sse": "inspector.parse.sse",
 }
 UNITS = {None: 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "minutes": 60 * 10**9}  # minutes: in nanoseconds
 

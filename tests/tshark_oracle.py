@@ -725,6 +725,52 @@ def http_pairs(path, decode_as_ports=(), **opts) -> list[HttpPair]:
     return pairs
 
 
+class HttpBody(NamedTuple):
+    frame: int  # the frame that completes the response
+    client_port: int  # tcp.dstport of that frame
+    status: int
+    body: bytes  # http.file_data: de-chunked, and decoded when content-coded (gzip, deflate)
+    # http.chunk_size of a chunked body, its last chunk's 0 included ([] otherwise), sorted: tshark's
+    # JSON groups the chunks of one size together (their subtrees share a name)
+    chunk_sizes: list[int]
+
+
+def _values_of(node, key: str) -> list:
+    """Every value of `key` anywhere in a JSON subtree, in document order."""
+    found = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key:  # several values are a list, but a _raw field is one list (hex, offset, length, ...)
+                found += v if isinstance(v, list) and not key.endswith("_raw") else [v]
+            else:
+                found += _values_of(v, key)
+    elif isinstance(node, list):
+        for item in node:
+            found += _values_of(item, key)
+    return found
+
+
+def http_response_bodies(path, decode_as_ports=(), **opts) -> list[HttpBody]:
+    """Every HTTP/1.x response tshark completes (a response whose body never ends is not shown),
+    with its body as tshark reassembles it (`-x`: http.file_data_raw) and its chunk sizes."""
+    args = _read_args("http.response", False, _opts(decode_as_ports=decode_as_ports, **opts))
+    args += ["-T", "json", "-x", "--no-duplicate-keys", "-J", "frame tcp http"]
+    out = _run(path, args)
+    bodies = []
+    for packet in json.loads(out) if out.strip() else []:
+        layers = packet["_source"]["layers"]
+        http = layers["http"]
+        for message in http if isinstance(http, list) else [http]:
+            codes = _values_of(message, "http.response.code")
+            if not codes:
+                continue
+            raw = _values_of(message, "http.file_data_raw")
+            body = bytes.fromhex(raw[0][0]) if raw else b""
+            bodies.append(HttpBody(int(layers["frame"]["frame.number"]), int(layers["tcp"]["tcp.dstport"]),
+                                   int(codes[0]), body, sorted(int(size) for size in _values_of(message, "http.chunk_size"))))
+    return bodies
+
+
 # --------------------------------------------------------------------------
 # WebSocket
 # --------------------------------------------------------------------------

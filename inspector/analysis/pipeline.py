@@ -35,6 +35,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from inspector.analysis import reconnections
 from inspector.analysis.accounting import ConnectionAccount
 from inspector.analysis.chunked import assemble_table
 from inspector.analysis.handoff import hand_off, take_over
@@ -218,6 +219,10 @@ def analyze_captures(paths: list[str | os.PathLike], options: ParserOptions | No
         report = (lambda fraction, path=path: progress(path, fraction)) if progress is not None else None
         shards = _analyze_file(path, options, file_jobs(path, jobs), report, max_inflated_bytes)
         tables, capture_row, file_warnings = _merge_shards(path, shards, next_conn_id)
+        tables["sse_reconnections"], findings = reconnections.of_tables(tables)
+        if len(findings):
+            tables["findings"] = pd.concat([tables["findings"], findings], ignore_index=True).sort_values(["conn_id", "ts"], kind="stable",
+                                                                                                          ignore_index=True)
         recording = load_recording(path, file_warnings)
         capture_row["scenario"] = scenario_of(recording)
         if recording is not None:
@@ -300,7 +305,7 @@ def _merge_shards(path: str, shards: list[ShardResult], first_conn_id: int) -> t
             shard_chunks = shard.tables.pop(name)
             chunks += shard_chunks
             chunk_ids += [ids] * len(shard_chunks)
-        order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "record_id", "ts") if c in SCHEMAS[name] and name != "message_costs"]
+        order = ["conn_id"] + [c for c in ("exchange_id", "frame_id", "message_id", "record_id", "item_id", "ts") if c in SCHEMAS[name] and name != "message_costs"]
         tables[name] = assemble_table(name, chunks, chunk_ids, order)
     capture_row, warnings = _capture_row(path, shards, count)
     return tables, capture_row, warnings

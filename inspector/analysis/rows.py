@@ -34,8 +34,8 @@ from inspector.analysis.payload import http_app_payload, payload_columns, ws_app
 from inspector.analysis.sinks import MISSING, Codes, Seconds, TableSink, columns_of, numbers_of, provisional
 from inspector.analysis.tables import CONNECTION_TABLES
 from inspector.analysis.texts import FrameTexts, HttpTexts, MessageTexts
-from inspector.events import (Direction, Finding, Http2Frame, Http2Preface, HttpRequest, HttpResponse, TlsClientHello, TlsRecord, TlsServerHello,
-                              WsFrame, WsHandshake, WsMessage, WsOneFrameMessage)
+from inspector.events import (Direction, Finding, Http2Frame, Http2Preface, HttpRequest, HttpResponse, SseEvent, SseItem, TlsClientHello, TlsRecord,
+                              TlsServerHello, WsFrame, WsHandshake, WsMessage, WsOneFrameMessage)
 from inspector.parse.connection import Kind
 from inspector.parse.http2 import FrameType
 from inspector.parse.tls import ContentType, cipher_suite_name, version_name
@@ -54,6 +54,12 @@ MAX_FINDINGS_PER_RULE = 100
 # no such bit).
 FRAME_RECORD = 6
 FRAME_CONTINUES = -1
+# A connection whose packets bring many messages each (Server-Sent Events: thousands in a 64 KiB
+# segment) is looked at as its items pass this many, not only every few sweeps of packets.
+SPILL_CHECK_ITEMS = 2 * long_connections.LONG_CONNECTION_RECORDS
+# ... and its rows are handed on (to the store being written) after this many of its events,
+# not only at sweeps, which come every so many packets.
+HAND_ON_EVENTS = 65_536
 # Taken records are dropped from the front of the waiting ones past this many.
 PENDING_COMPACT_RECORDS = 4096
 
@@ -79,10 +85,18 @@ PRUNE_STREAMS_AT = 1024
 # What a message_costs row stands for: its first four items are always
 # ITEM_SETUP..ITEM_UNATTRIBUTED (overhead.py), in this order; MERGED rows
 # (an exchange that turned out to be part of the setup) are not shown.
-ITEMS = ("setup", "teardown", "ws_control", "unattributed", "exchange", "ws_message", "merged")
-ITEM_EXCHANGE, ITEM_WS_MESSAGE, MERGED = 4, 5, 6
+ITEMS = ("setup", "teardown", "ws_control", "unattributed", "exchange", "ws_message", "merged", "sse_event", "sse_control")
+ITEM_EXCHANGE, ITEM_WS_MESSAGE, MERGED, ITEM_SSE_EVENT, ITEM_SSE_CONTROL = 4, 5, 6, 7, 8
 # The first item of a message (those before are always there: setup to unattributed).
 FIRST_MESSAGE_ITEM = ITEM_UNATTRIBUTED + 1
+# sse_events: kind, and a control item's kind (SseControl.kind; "" for an event).
+SSE_KINDS = ("event", "control")
+SSE_CONTROLS = ("", "comment", "empty", "unterminated", "end", "lost", "undecoded")
+# SSE control items that stand for body bytes not read as events: counted as payload, as an
+# HTTP body is (content-coded ones as undecoded: their decoded size is unknown).
+SSE_UNREAD = {"lost": False, "undecoded": True}
+# An event's type and ID are kept to this many characters (they are hostile text).
+MAX_SSE_FIELD_CHARS = 200
 
 
 class ShardRows:
@@ -108,6 +122,9 @@ class ShardRows:
         self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MessageTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                      **MessageTexts.held},
                                      packed=MESSAGE_PACKED, derived=MessageTexts.derived, chunk_rows=CHUNK_ROWS)
+        self.sse_events = TableSink("sse_events", columns_of("sse_events", direction=direction, ts=Seconds(), kind=Codes(SSE_KINDS),
+                                                             control=Codes(SSE_CONTROLS)),
+                                    packed=SSE_PACKED, chunk_rows=CHUNK_ROWS)
         self.tls_records = TableSink("tls_records", columns_of("tls_records", direction=direction, ts=Seconds(), content_name=Codes(CONTENT_NAMES),
                                                                counted_as=Codes(COUNTED_AS)),
                                      packed=TLS_PACKED, chunk_rows=CHUNK_ROWS)
@@ -126,6 +143,7 @@ class ShardRows:
         self.hold_frame = FrameTexts.holder(self.ws_frames.values)
         self.hold_message_payload = MessageTexts.holder(self.ws_messages.values)
         self.events_until_check = CHECK_FULL_EVENTS
+        self.events_since_hand_on = 0  # events of packets that brought many (see HAND_ON_EVENTS)
 
     def take_events(self, account: ConnectionAccount) -> None:
         """Write the events the connection produced since the last call as rows."""
@@ -146,6 +164,12 @@ class ShardRows:
                 for start in range(0, count, CHECK_FULL_EVENTS):
                     account.rows.add_events(events[start:start + CHECK_FULL_EVENTS])
                     self._flush_full()
+                if len(account.rows.items) > SPILL_CHECK_ITEMS * ITEM_SIZE:
+                    self.spill_long((account,))
+                self.events_since_hand_on += count
+                if self.events_since_hand_on >= HAND_ON_EVENTS and self.hand_on is not None:
+                    self.events_since_hand_on = 0
+                    self.hand_on()
             events.clear()
 
     def finish(self, account: ConnectionAccount) -> None:
@@ -242,6 +266,9 @@ FRAME_PACKED = ("conn_id", "frame_id", "direction", "ts", "fin", "rsv1", "rsv2",
                 "header_bytes", "missing_bytes", "close_code", "offset")
 MESSAGE_PACKED = ("conn_id", "message_id", "direction", "ts", "end_ts", "opcode", "frames", "header_bytes", "wire_payload_bytes",
                   "payload_bytes", "compressed", "text_valid", "complete")
+SSE_PACKED = ("conn_id", "item_id", "exchange_id", "stream_id", "direction", "ts", "kind", "control", "retry_ms", "lines", "data_bytes",
+              "data_chars", "text_valid", "truncated", "decoded_bytes", "framing_bytes", "wire_payload_bytes", "missing_bytes", "wire_bytes",
+              "offset")
 TLS_PACKED = ("conn_id", "record_id", "direction", "ts", "content_type", "content_name", "version", "length", "header_bytes",
               "missing_bytes", "encrypted", "counted_as", "offset", "decrypted", "plaintext_bytes", "aead_overhead_bytes")
 
@@ -299,7 +326,7 @@ class _ConnectionRows:
                  "findings_per_rule", "last_unlisted", "setup_bytes", "teardown_bytes", "tls_record_header_bytes", "tls_handshake_bytes",
                  "tls_encrypted_bytes", "tls_aead_overhead_bytes", "tls_record_count", "client_hello", "server_hello", "plain_records",
                  "http2_frame_header_bytes", "http2_hpack_bytes", "http2_control_bytes", "http2_padding_bytes", "h2_streams", "h2_done_streams",
-                 "h2_next_exchange", "h2_last_opened")
+                 "h2_next_exchange", "h2_last_opened", "sse_count", "sse_event_count", "sse_responses", "sse_syntax_bytes")
 
     def __init__(self, account: ConnectionAccount, sinks: ShardRows) -> None:
         self.account = account
@@ -353,6 +380,13 @@ class _ConnectionRows:
         self.h2_done_streams: list[int] = []
         self.h2_next_exchange = 0
         self.h2_last_opened = [0, 0]  # by parity of the stream id (even: server push, odd: the client's)
+        # Server-Sent Events: sse_events rows (events and control items), events, and the
+        # text/event-stream responses being read, by their stream offset: (exchange, stream id).
+        self.sse_count = self.sse_event_count = 0
+        self.sse_responses: dict[int, tuple[int, int | None]] = {}
+        # Body bytes of SSE items that are not event data: field names, line ends, comments (the
+        # connection's payload as sent leaves them out, as WebSocket frame headers).
+        self.sse_syntax_bytes = 0
 
     # -- events ------------------------------------------------------------------
 
@@ -386,6 +420,7 @@ class _ConnectionRows:
         if message.stream_id is not None:
             self._http2_message(message)
             return
+        streamed = False
         if type(message) is HttpRequest:
             exchange = self.http_requests
             self.http_requests = exchange + 1
@@ -396,6 +431,7 @@ class _ConnectionRows:
             code = message.status
             if not (100 <= code < 200) or code == 101:
                 self.final_responses = exchange + 1
+            streamed = self.sse_responses.pop(message.offset, None) is not None
         header = message.header_bytes
         wire = message.body_wire_bytes
         framing = message.chunk_framing_bytes
@@ -410,6 +446,11 @@ class _ConnectionRows:
         sinks.hold_http_message(message)
 
         body = wire - framing - missing
+        self.http_header_bytes += header
+        self.http_chunk_framing_bytes += framing
+        self.http_body_bytes += body
+        if streamed:
+            return  # a text/event-stream body: its items own its bytes, its head went to the exchange with its first
         size, undecoded, carries = http_app_payload(message, body)
         items = self.items
         item = self.item_of_exchange.get(exchange)
@@ -426,9 +467,6 @@ class _ConnectionRows:
             _pack_sums_into(items, at, header_sum + header + framing, payload_sum + body, app_sum + size, undecoded_sum + undecoded,
                             messages + carries)
             self.spans_of[message.direction].add(start, start + header + wire, item)
-        self.http_header_bytes += header
-        self.http_chunk_framing_bytes += framing
-        self.http_body_bytes += body
         if code == 101 and self.upgrade_item is None:
             self.upgrade_item = item
             self.upgrade_exchange = exchange
@@ -449,6 +487,8 @@ class _ConnectionRows:
         self.http2_padding_bytes += padding
         self.http2_control_bytes += control
         self.http_body_bytes += data
+        if frame.sse:
+            return  # a DATA frame of a text/event-stream: its SSE items own its bytes
         stream_id = frame.promised_stream_id or frame.stream_id  # a promise's bytes carry the promised stream's request
         if stream_id:
             item = self._stream_item(stream_id, frame.ts_ns, frame.frame_type in OPENS_STREAM)
@@ -520,6 +560,8 @@ class _ConnectionRows:
                                MISSING if http1 is None else http1, message.body_bytes, wire, framing, missing,
                                MISSING if decompressed is None else decompressed, message.complete, message.offset)
         sinks.hold_http_message(message)
+        if type(message) is HttpResponse and self.sse_responses.pop(message.offset, None) is not None:
+            return  # a text/event-stream response: its events carry its payload
         size, undecoded, carries = http_app_payload(message, wire - framing - missing)
         at = item * ITEM_SIZE
         items = self.items
@@ -533,6 +575,72 @@ class _ConnectionRows:
         first_open = min(self.http_requests, self.final_responses)
         self.item_of_exchange = {x: i for x, i in self.item_of_exchange.items() if x >= first_open}
         self.prune_exchanges_at = max(64, 2 * len(self.item_of_exchange))
+
+    # -- Server-Sent Events --------------------------------------------------------------
+
+    def _sse_item(self, sse: SseItem) -> None:
+        """A row of sse_events and an item of its own: an event's data is its payload (as the data
+        of a WebSocket message), the rest of its lines and the chunk framing around them its
+        headers; control items (keep-alives) carry none, but for bytes not read as events."""
+        known = self.sse_responses.get(sse.message_offset)
+        if known is None:
+            known = self.sse_responses[sse.message_offset] = self._sse_response(sse)
+        exchange, stream_id = known
+        item_id = self.sse_count
+        self.sse_count = item_id + 1
+        event = sse.item
+        sent, decoded = sse.sent_bytes, sse.decoded_bytes
+        if type(event) is SseEvent:
+            self.sse_event_count += 1
+            code = ITEM_SSE_EVENT
+            app = event.data_bytes
+            payload = sent * app // decoded if decoded else 0  # the data's share of the bytes as sent
+            undecoded, carries, control = 0, app > 0, 0
+            texts = (event.event_type[:MAX_SSE_FIELD_CHARS], event.last_event_id[:MAX_SSE_FIELD_CHARS], event.data)
+            numbers = (MISSING if event.retry_ms is None else event.retry_ms, event.lines, app, event.data_chars, event.text_valid,
+                       event.truncated)
+        else:
+            code = ITEM_SSE_CONTROL
+            control = SSE_CONTROLS.index(event.kind)
+            coded = SSE_UNREAD.get(event.kind)
+            payload = app = sent if coded is not None else 0
+            undecoded, carries = sent if coded else 0, payload > 0
+            texts = ("", "", "")
+            numbers = (MISSING, event.lines, 0, 0, MISSING, False)
+        direction, ranges = sse.direction, sse.ranges
+        items = self.items
+        item = len(items) // ITEM_SIZE
+        items.frombytes(_pack_item(code, item_id, direction, sse.ts_ns, sse.framing_bytes + sent - payload, payload, app, undecoded,
+                                   carries, 0))
+        spans = self.spans_of[direction]
+        for index in range(0, len(ranges), 2):
+            spans.add_packed(pack_range(ranges[index], ranges[index + 1], item))
+        self.sse_syntax_bytes += sent - payload
+        sink = self.sinks.sse_events
+        sink.rows += sink.pack(self.conn_id, item_id, exchange, MISSING if stream_id is None else stream_id, direction, sse.ts_ns, code != ITEM_SSE_EVENT,
+                               control, *numbers, decoded, sse.framing_bytes, sent, sse.missing_bytes,
+                               sse.framing_bytes + sent + sse.missing_bytes, ranges[0])
+        for append, text in zip(sink.appends, texts):
+            append(text)
+
+    def _sse_response(self, sse: SseItem) -> tuple[int, int | None]:
+        """(exchange, stream id) of the response whose body an SSE item is in, at its first item.
+        An HTTP/1.1 response's head goes to its exchange then: its body's items own the rest of
+        it, and once its request is written too nothing changes the exchange's item any more."""
+        stream_id = sse.stream_id
+        if stream_id is not None:
+            streams = self.h2_streams if self.h2_streams is not None else self._h2_start()
+            known = streams.get(stream_id) or self._new_stream_exchange(streams, stream_id, sse.ts_ns)
+            return known[0], stream_id
+        exchange = self.final_responses  # the response being read is the next final one
+        items = self.items
+        item = self.item_of_exchange.get(exchange)
+        if item is None:  # no request seen (a capture started mid-connection)
+            item = self.item_of_exchange[exchange] = len(items) // ITEM_SIZE
+            items.frombytes(_pack_item(ITEM_EXCHANGE, exchange, CLIENT, sse.ts_ns, 0, 0, 0, 0, 0, 0))
+        items[item * ITEM_SIZE + I_HEADER] += sse.ranges[0] - sse.message_offset
+        self.spans_of[sse.direction].add(sse.message_offset, sse.ranges[0], item)
+        return exchange, None
 
     def _ws_frame(self, frame: WsFrame) -> None:
         frame_id = self.frame_count
@@ -899,15 +1007,21 @@ class _ConnectionRows:
         extend.  A decrypted TLS connection keeps its items to the end (its plaintext ranges
         are mapped onto the stream, and its items get their TLS overhead, then)."""
         moved = spilled.items.count  # an item kept is item + moved of the connection's
-        for side, spans in enumerate(self.spans):
-            ranges = spans.take(keep_last=not everything)
-            ranges[ranges[:, 2] >= FIRST_MESSAGE_ITEM, 2] += moved
-            spilled.spans[side].add(ranges)
-        if self.plain_records != [None, None] and not everything:
-            return
         items = self.items
         count = len(items) // ITEM_SIZE
-        first_kept = count if everything else self._first_unfinished_item(count)
+        if everything:
+            first_kept = count
+        elif self.plain_records != [None, None]:
+            first_kept = FIRST_MESSAGE_ITEM
+        else:
+            first_kept = self._first_unfinished_item(count)
+        for side, spans in enumerate(self.spans):
+            # The last range stays for `add` to extend, unless its item goes (a streaming SSE
+            # exchange's request: nothing extends it, and its number changes with the move).
+            last = spans.last_item() if len(spans) else ITEM_SETUP
+            ranges = spans.take(keep_last=not everything and (last < FIRST_MESSAGE_ITEM or last >= first_kept))
+            ranges[ranges[:, 2] >= FIRST_MESSAGE_ITEM, 2] += moved
+            spilled.spans[side].add(ranges)
         if first_kept <= FIRST_MESSAGE_ITEM:
             return
         spilled.add_items(np.array(items[FIRST_MESSAGE_ITEM * ITEM_SIZE:first_kept * ITEM_SIZE], np.int64).reshape(-1, ITEM_SIZE))
@@ -917,12 +1031,16 @@ class _ConnectionRows:
     def _first_unfinished_item(self, count: int) -> int:
         """The first item that may still change, or count (see `spill`)."""
         first_open = min(self.http_requests, self.final_responses)
-        unfinished = [item for exchange, item in self.item_of_exchange.items() if exchange >= first_open]
+        # A text/event-stream response's exchange is done once its request is: its body's items own the
+        # rest, and nothing extends the range of its request (`spill` moves it with the item).
+        streaming = {exchange for exchange, stream_id in self.sse_responses.values() if stream_id is None and exchange < self.http_requests}
+        unfinished = [item for exchange, item in self.item_of_exchange.items() if exchange >= first_open and exchange not in streaming]
         if self.h2_streams:
             unfinished += [item for _exchange, item in self.h2_streams.values()]
         if self.upgrade_item is not None and self.handshake is None:
             unfinished.append(self.upgrade_item)
-        unfinished += [spans.last_item() for spans in self.spans if len(spans)]
+        done = {self.item_of_exchange.get(exchange) for exchange in streaming}
+        unfinished += [spans.last_item() for spans in self.spans if len(spans) and spans.last_item() not in done]
         return min((item for item in unfinished if item >= FIRST_MESSAGE_ITEM), default=count)
 
     def _renumber_items(self, first_kept: int, shift: int) -> None:
@@ -952,7 +1070,7 @@ class _ConnectionRows:
         account = self.account
         client = account.endpoints[self.client_side]
         server = account.endpoints[1 - self.client_side]
-        sent = self.http_body_bytes + self.ws_data_payload_bytes
+        sent = self.http_body_bytes + self.ws_data_payload_bytes - self.sse_syntax_bytes
         # merge_into emptied the merged items: every item's bytes count once
         app, undecoded = sum(self.items[I_APP::ITEM_SIZE]), sum(self.items[I_UNDECODED::ITEM_SIZE])
         if account.spilled is not None:
@@ -988,6 +1106,7 @@ class _ConnectionRows:
             "http_requests": self.http_requests,
             "http_responses": self.http_responses,
             "ws_messages": self.ws_message_count,
+            "sse_events": self.sse_event_count,
             "ws_accept_valid": MISSING if handshake is None else handshake.accept_valid,
             "ws_version": "" if handshake is None else handshake.version,
             "ws_subprotocol": "" if handshake is None else handshake.subprotocol,
@@ -1011,4 +1130,5 @@ WRITERS = {
     TlsServerHello: _ConnectionRows._server_hello,
     Http2Frame: _ConnectionRows._http2_frame,
     Http2Preface: _ConnectionRows._http2_preface,
+    SseItem: _ConnectionRows._sse_item,
 }

@@ -11,7 +11,7 @@ import pandas as pd
 from inspector.analysis.payload import payload_columns
 from inspector.analysis.tables import BYTE_CATEGORIES, make_table
 
-MESSAGE_ITEMS = ("exchange", "ws_message")
+MESSAGE_ITEMS = ("exchange", "ws_message", "sse_event")
 # Whole-number columns of connections summed per kind and variant.
 SUMMED_COLUMNS = ("packets", "wire_bytes", *BYTE_CATEGORIES, "app_payload_bytes", "wire_payload_bytes", "undecoded_payload_bytes")
 # Fractional ones (shares of ACK bytes): summed at the end, in connection order, so the

@@ -42,6 +42,7 @@ from inspector.parse.http1_body import (
     ReadUntilCloseReader,
     inflate,
 )
+from inspector.parse.sse_body import SseBody, is_event_stream
 
 __all__ = [
     "MAX_CHUNK_LINE_BYTES", "MAX_CHUNK_SIZE_DIGITS", "MAX_HEADER_BYTES",
@@ -136,6 +137,8 @@ class Http1Parser(PendingEvents):
         self._parse(ts_ns)
         message = self._message
         if message is not None and not self._buf and message.reader.take_gap(length):
+            if message.sse is not None:
+                message.sse.gap(length, self.offset, ts_ns)
             message.missing_bytes += length
             message.wire_bytes += length
             message.complete = False
@@ -228,7 +231,7 @@ class Http1Parser(PendingEvents):
         message = self._message
         if message is not None:
             reader = message.reader
-            if type(reader) is not ContentLengthReader:
+            if type(reader) is not ContentLengthReader or message.sse is not None:
                 return 0
             taken = min(reader.remaining, end)
             self._take_body_from_chunk(message, data, 0, taken, ts_ns)
@@ -258,7 +261,9 @@ class Http1Parser(PendingEvents):
             start = known_start_lines[data[position:line_end]]
             if start is None:
                 break  # a framing error: reported the general way
-            raw, length, encoding, upgrade = _known_header_blocks[data[line_end + 1:block_end]]
+            raw, length, encoding, upgrade, event_stream = _known_header_blocks[data[line_end + 1:block_end]]
+            if event_stream and responses:
+                break  # a text/event-stream body is read the general way, its events as they come
             offset = self.offset
             header_bytes = header_end - position
             if responses and self._response_without_body(start[1]):
@@ -437,18 +442,33 @@ class Http1Parser(PendingEvents):
         if n <= 0 and framing <= 0:
             return
         message.end_ts_ns = self._ts_at(self.offset + n + framing - 1)
+        sse = message.sse
         if n:
             room = self.preview_bytes - len(message.preview)
             if room > 0:
                 if type(message.preview) is bytes:
                     message.preview = bytearray(message.preview)
                 message.preview += self._buf[: min(room, n)]
-            if message.content_encoding and message.inflating:
+            if sse is not None:
+                self._sse_content(message, sse, bytes(self._buf[:n]))
+            elif message.content_encoding and message.inflating:
                 self._inflate(message, bytes(self._buf[:n]))
             message.data_bytes += n
+        if framing and sse is not None:
+            sse.framing(framing, self.offset + n, message.end_ts_ns)
         message.wire_bytes += n + framing
         message.framing_bytes += framing
         self._consume(n + framing)
+
+    def _sse_content(self, message: Message, sse: SseBody, data: bytes) -> None:
+        """Body bytes at the front of the buffer, to the body's SSE parser (decoded when they are
+        gzip or deflate and can be)."""
+        if message.content_encoding and message.inflating:
+            sse.begin_coded(self.offset, len(data), self._ts_at)
+            self._inflate(message, data)
+            sse.end_coded()
+        else:
+            sse.content(data, self.offset, self._ts_at)
 
     def report_framing_error(self, detail: str) -> None:
         """A framing error that parsing can step over."""
@@ -472,13 +492,16 @@ class Http1Parser(PendingEvents):
     def _frame(self, message: Message, framing: tuple[str, int, str, bool]):
         """Decide how the body of `message` is framed (its header block's `framing`, as
         _header_block gives it): its reader, or None when it has no body."""
-        raw_headers, length, message.content_encoding, message.upgrade = framing
+        raw_headers, length, message.content_encoding, message.upgrade, event_stream = framing
         if self._responses and self._response_without_body(message.start[1]):
             reader = None
         else:
             reader = self._reader_of_headers(message.ts_ns, message.offset, length, raw_headers)
         message.reader = reader
         message.has_body = reader is not None
+        if event_stream and reader is not None and self._responses:
+            message.sse = SseBody(self.direction, message.offset, message.offset + message.header_bytes, self, message.ts_ns,
+                                  coding=message.content_encoding, chunked=type(reader) is ChunkedReader)
         return reader
 
     def _response_without_body(self, status: int) -> bool:
@@ -524,6 +547,8 @@ class Http1Parser(PendingEvents):
 
     def _emit(self, message: Message) -> None:
         self._message = None
+        if message.sse is not None:
+            message.sse.finish(max(message.end_ts_ns, message.ts_ns))
         decompressed = message.decompressed if message.decompressed is not None and message.decompressed >= 0 and message.complete else None
         if message.decompressor is not None and decompressed is not None and not message.decompressor.eof:
             decompressed = None  # the compressed stream did not end cleanly
@@ -798,7 +823,7 @@ def _content_length_digits(value: str) -> str | None:
     return digits if digits.isascii() and digits.isdigit() else None
 
 
-_FRAMING_NAMES = ("content-length", "transfer-encoding", "content-encoding", "upgrade")
+_FRAMING_NAMES = ("content-length", "transfer-encoding", "content-encoding", "upgrade", "content-type")
 # Each name as found at the start of a line of the block with a LF put before it.
 _FRAMING_LINE_STARTS = tuple(("\n" + name, name) for name in _FRAMING_NAMES)
 
@@ -832,27 +857,29 @@ NO_LENGTH = -1  # neither Content-Length nor Transfer-Encoding
 OTHER_FRAMING = -2  # Transfer-Encoding, or a Content-Length that is no number: _reader_of_headers decides, with findings
 
 
-def _header_block(block: bytes) -> tuple[str, int, str, bool]:
-    """(text, body length, content coding, Upgrade sent) of a header block (the header
-    lines after the start line, as sent).
+def _header_block(block: bytes) -> tuple[str, int, str, bool, bool]:
+    """(text, body length, content coding, Upgrade sent, text/event-stream) of a header block
+    (the header lines after the start line, as sent).
 
     The text is the block decoded as latin-1; the body length is the Content-Length
     when it alone frames the body, else NO_LENGTH or OTHER_FRAMING; the content
-    coding as compared ("" for none).
+    coding as compared ("" for none); whether the Content-Type is text/event-stream
+    (a response's body is then read as Server-Sent Events: parse/sse_body.py).
     """
     raw = block.decode("latin-1")
     headers = _framing_headers(raw)
     encoding = headers["content-encoding"].strip().lower() if "content-encoding" in headers else ""
     upgrade = "upgrade" in headers
+    event_stream = "content-type" in headers and is_event_stream(headers["content-type"])
     if headers.get("transfer-encoding"):
-        return raw, OTHER_FRAMING, encoding, upgrade
+        return raw, OTHER_FRAMING, encoding, upgrade, event_stream
     content_length = headers.get("content-length")
     if content_length is None:
-        return raw, NO_LENGTH, encoding, upgrade
+        return raw, NO_LENGTH, encoding, upgrade, event_stream
     digits = _content_length_digits(content_length)
     if digits is None or len(digits.lstrip("0")) > MAX_LENGTH_DIGITS:
-        return raw, OTHER_FRAMING, encoding, upgrade
-    return raw, int(digits), encoding, upgrade
+        return raw, OTHER_FRAMING, encoding, upgrade, event_stream
+    return raw, int(digits), encoding, upgrade, event_stream
 
 
 def _request_line(line: bytes) -> tuple[str, str, str] | None:

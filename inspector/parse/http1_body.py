@@ -40,7 +40,7 @@ class Message:
 
     __slots__ = ("ts_ns", "end_ts_ns", "offset", "start", "raw_headers", "header_bytes", "upgrade", "has_body", "reader",
                  "wire_bytes", "framing_bytes", "data_bytes", "missing_bytes", "complete", "preview",
-                 "content_encoding", "decompressor", "decompressed")
+                 "content_encoding", "decompressor", "decompressed", "sse")
 
     def __init__(self, ts_ns: int, end_ts_ns: int, offset: int, start: tuple, raw_headers: str, header_bytes: int) -> None:
         self.ts_ns = ts_ns
@@ -61,6 +61,7 @@ class Message:
         self.content_encoding = ""
         self.decompressor = None
         self.decompressed: int | None = None  # -1: unknown from here on
+        self.sse = None  # a text/event-stream response's SseBody (parse/sse_body.py): it reads the body decoded
 
     @property
     def inflating(self) -> bool:
@@ -218,7 +219,8 @@ def chunk_size_digits(line: bytes) -> bytes | None:
 
 
 def inflate(message: Message, data: bytes, limit: int, budget, findings: list, direction) -> None:
-    """Measure the decompressed size of `data`, the next part of a gzip or deflate body.
+    """Measure the decompressed size of `data`, the next part of a gzip or deflate body
+    (a text/event-stream body's SseBody is given each step's output and the bytes it read).
 
     At most `limit` bytes per body and what `budget` (a DecompressionBudget,
     or None) allows; past either, the size is unknown (-1) and a finding says why.
@@ -256,7 +258,10 @@ def inflate(message: Message, data: bytes, limit: int, budget, findings: list, d
             if budget.first_report():
                 findings.append(Finding(message.ts_ns, direction, "http-decompression-budget", f"body at offset {message.offset}: {budget.describe()}; decompressed sizes from here on are unknown"))
             break
-        data = decompressor.unconsumed_tail
+        rest = decompressor.unconsumed_tail
+        if message.sse is not None:
+            message.sse.decoded(out, len(data) - len(rest))
+        data = rest
         # A full output buffer may leave output pending with no input left.
         if len(out) < max_length and (not data or not out):
             return

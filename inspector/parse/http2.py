@@ -62,6 +62,7 @@ from inspector.errors import ParseError
 from inspector.events import DEFAULT_PREVIEW_BYTES, Direction, Finding, Http2Frame, Http2Preface, HttpRequest, HttpResponse
 from inspector.parse.budget import DEFAULT_MAX_DECOMPRESSED_PER_MESSAGE, DecompressionBudget
 from inspector.parse.http1_body import INFLATED_ENCODINGS, Message, inflate
+from inspector.parse.sse_body import SseBody, is_event_stream
 from inspector.parse.pending import PendingEvents
 
 __all__ = ["CLIENT_PREFACE", "ErrorCode", "FrameChain", "FrameType", "Http2Parser", "Http2Session", "find_frame_chain", "settings_from_upgrade",
@@ -538,6 +539,8 @@ class Http2Parser(PendingEvents):
                                                          f"which this side had reset and closed (RFC 9113 5.1)")
         if frame_type == FrameType.DATA:
             frame.message = self._messages.get(stream_id)
+            if frame.message is not None and frame.message.sse is not None:
+                frame.message.sse.framing(FRAME_HEADER_BYTES, frame.offset, ts_ns)
             if frame.message is None and parsed is not None and stream_id not in self._reset_streams and not self._resynced:
                 self._finding(ts_ns, "h2-protocol-error", f"DATA frame at offset {frame.offset} on stream {stream_id}, which is not open")
         elif frame_type in _HEADER_BLOCK_FRAMES:
@@ -580,13 +583,36 @@ class Http2Parser(PendingEvents):
         frame.data_bytes += in_data
         frame.padding_bytes += last - first - in_data
         message = frame.message
-        if in_data and message is not None:
+        if message is not None and message.sse is not None:
+            self._sse_data(message.sse, frame, data[start + data_start - first:start + data_start - first + in_data], first, last, ts_ns)
+        elif in_data and message is not None:
             chunk = data[start + data_start - first:start + data_start - first + in_data]
             if len(message.preview) < self.preview_bytes:
                 message.preview += chunk[:self.preview_bytes - len(message.preview)]
             if message.inflating:
                 inflate(message, chunk, self.max_decompressed, self.decompression_budget, self._events, self._direction)
             message.end_ts_ns = ts_ns
+
+    def _sse_data(self, sse: SseBody, frame: _Frame, chunk: bytes, first: int, last: int, ts_ns: int) -> None:
+        """A piece (payload positions first to last) of a DATA frame of a text/event-stream: its
+        data to the body's SSE parser, its Pad Length byte and padding as framing."""
+        message, at = frame.message, self._offset  # the stream offset of payload position `first`
+        padded = frame.flags & Flag.PADDED
+        if padded and first == 0:
+            sse.framing(1, at, ts_ns)
+        data_at = at + max(first, 1 if padded else 0) - first
+        if chunk:
+            if len(message.preview) < self.preview_bytes:
+                message.preview += chunk[:self.preview_bytes - len(message.preview)]
+            if message.inflating:
+                sse.begin_coded(data_at, len(chunk), lambda _offset: ts_ns)
+                inflate(message, chunk, self.max_decompressed, self.decompression_budget, self._events, self._direction)
+                sse.end_coded()
+            else:
+                sse.content(chunk, data_at, lambda _offset: ts_ns)
+            message.end_ts_ns = ts_ns
+        if at + last - first > data_at + len(chunk):
+            sse.framing(at + last - first - data_at - len(chunk), data_at + len(chunk), ts_ns)
 
     def _missing(self, frame: _Frame, count: int, ts_ns: int) -> None:
         if frame.frame_type == FrameType.DATA and frame.pad_length is None:
@@ -598,6 +624,8 @@ class Http2Parser(PendingEvents):
         if frame.frame_type == FrameType.DATA:
             message = frame.message
             if message is not None:
+                if message.sse is not None:
+                    message.sse.gap(count, self._offset - count, ts_ns)
                 message.missing_bytes += count
                 message.complete = False
         elif frame.frame_type in _HEADER_BLOCK_FRAMES:
@@ -619,7 +647,8 @@ class Http2Parser(PendingEvents):
         else:
             control = captured
         self._events.append(Http2Frame(self._direction, frame.ts_ns, frame.offset, frame_type, frame.flags, frame.stream_id, frame.length,
-                                       frame.missing, block, padding, data, control, promised))
+                                       frame.missing, block, padding, data, control, promised,
+                                       frame_type == FrameType.DATA and frame.message is not None and frame.message.sse is not None))
         if frame_type == FrameType.DATA:
             self._data_frame_done(frame, ts_ns)
         elif frame_type in _HEADER_BLOCK_FRAMES:
@@ -767,6 +796,9 @@ class Http2Parser(PendingEvents):
         message.is_request = is_request
         message.content_encoding = fields.content_encoding
         message.preview = bytearray()
+        if not is_request and headers is not None and is_event_stream(fields.regular_value(b"content-type")):
+            message.sse = SseBody(self._direction, block.offset, block.offset, self, block.ts_ns, coding=message.content_encoding,
+                                  stream_id=stream_id)
         if headers is None:
             message.complete = False
         elif is_request and not fields.valid_request():
@@ -778,6 +810,8 @@ class Http2Parser(PendingEvents):
 
     def _emit(self, stream_id: int, ts_ns: int, complete: bool) -> None:
         message = self._messages.pop(stream_id)
+        if message.sse is not None:
+            message.sse.finish(max(message.end_ts_ns, ts_ns))
         decompressed = message.decompressed if message.decompressed is not None and message.decompressed >= 0 and complete else None
         if message.decompressor is not None and decompressed is not None and not message.decompressor.eof:
             decompressed = None  # the compressed stream did not end cleanly
@@ -971,9 +1005,13 @@ class _Fields:
 
     @property
     def content_encoding(self) -> str:
-        for name, value in self.regular:
-            if name.lower() == b"content-encoding":
-                return value.decode("latin-1").strip().lower()
+        return self.regular_value(b"content-encoding").strip().lower()
+
+    def regular_value(self, name: bytes) -> str:
+        """The first value of a regular field `name` (lower case), as latin-1 text ("" without one)."""
+        for field, value in self.regular:
+            if field.lower() == name:
+                return value.decode("latin-1")
         return ""
 
     def valid_request(self) -> bool:

@@ -12,10 +12,15 @@ item it hands out, in order and without gap, an SseEvent (the lines of a dispatc
 its blank line) or an SseControl (comments, which servers send as keep-alives, and lines that
 dispatch nothing), so that the bytes of a stream reconcile.
 
+A run of control lines is handed out as soon as the first byte of the line after it shows that
+the run is over, so every item completes at a byte of the data that completed it (or at the
+body's end): SseStream places items on the stream by that byte.
+
 Payload bytes are hostile and bounded: a line is held up to `max_line_bytes` (the rest is
-counted, not kept: SseProblem "sse-line-too-long"), an event's data up to `max_data_bytes`, and
-a line is found with bytes.find, so a 50 MB line or a million blank lines cost time linear in
-their bytes and memory bounded by the limits.
+counted, not kept: SseProblem "sse-line-too-long"), an event's data only as far as its preview
+needs (`data_bytes` and `data_chars` are counted line by line; past `max_data_bytes` an event is
+marked truncated), and a line is found with bytes.find, so a 50 MB line or a million blank
+lines cost time linear in their bytes and memory bounded by the limits.
 """
 
 from __future__ import annotations
@@ -36,17 +41,21 @@ class SseParser:
     blank lines outside an event is one, however long (a million blank lines, one item)."""
 
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
-                 preview_chars: int = DEFAULT_PREVIEW_CHARS) -> None:
+                 preview_chars: int = DEFAULT_PREVIEW_CHARS, *, last_event_id: str = "", at_start: bool = True) -> None:
+        """last_event_id, at_start: where a parser takes over from one that lost its place (a
+        capture gap): the stream's last event ID so far, and no BOM to drop."""
         self.max_line_bytes = max_line_bytes
         self.max_data_bytes = max_data_bytes
         self.preview_chars = preview_chars
+        # Data held for the preview: a character is at most 4 bytes.
+        self._held_data_bytes = min(max_data_bytes, 4 * preview_chars)
         self.offset = 0  # body bytes received
-        self.last_event_id = ""
+        self.last_event_id = last_event_id
         self._line = bytearray()  # the line being received, up to max_line_bytes
         self._line_start = 0
         self._line_cut = False  # the line is longer than what is held
         self._after_cr = False  # the last byte was a CR: an LF right after it ends no line
-        self._at_start = True  # a BOM here is dropped
+        self._at_start = at_start  # a BOM here is dropped
         self._item_start = 0  # where the item being gathered starts
         self._control_lines = 0  # comment or empty lines gathered (no event field yet)
         self._control_kind = ""
@@ -55,9 +64,10 @@ class SseParser:
     # -- the event being gathered ------------------------------------------------------
 
     def _reset_event(self) -> None:
-        self._data: list[bytes] = []
+        self._data: list[bytes] = []  # up to _held_data_bytes
         self._data_bytes = 0  # data lines' bytes, each with its LF
-        self._data_cut = False
+        self._data_chars = 0  # their characters (bad bytes read as U+FFFD), each with its LF
+        self._data_held = 0
         self._event_type = b""
         self._retry: int | None = None
         self._event_lines = 0
@@ -79,6 +89,8 @@ class SseParser:
         # one that is absent would scan the rest of the data at every line.
         cr = lf = -2
         while position < end:
+            if self._control_lines and not self._line and not self._line_cut:
+                self._look_ahead(data[position], self.offset + position, out)
             if -1 < cr < position or cr == -2:
                 cr = data.find(b"\r", position)
             if -1 < lf < position or lf == -2:
@@ -180,6 +192,12 @@ class SseParser:
         self._control_kind = kind
         self._control_lines += 1
 
+    def _look_ahead(self, first: int, at: int, out: list) -> None:
+        """A line starts at `at` with byte `first` after a run of control lines: unless it is
+        blank (CR, LF) or goes on a run of comments (":"), the run is over: handed out now."""
+        if first != 0x0D and first != 0x0A and (first != 0x3A or self._control_kind != "comment"):
+            self._hand_control(at, out)
+
     def _hand_control(self, end: int, out: list) -> None:
         if end > self._item_start:
             out.append(SseControl(self._item_start, end, self._control_kind or "empty", self._control_lines))
@@ -210,16 +228,15 @@ class SseParser:
                 self._retry = int(value)
 
     def _add_data(self, value: bytes) -> None:
-        if self._data_cut:
-            self._data_bytes += len(value) + 1
-            return
-        held = self._data_bytes  # all of it is held until the first cut
         self._data_bytes += len(value) + 1
-        if self._data_bytes > self.max_data_bytes:
-            self._data_cut = True
+        self._data_chars += (len(value) if value.isascii() else len(_decoded(value))) + 1
+        if self._data_bytes - 1 > self.max_data_bytes:
             self._truncated = True
-            value = value[:max(0, self.max_data_bytes - held - 1)]
-        self._data.append(value)
+        room = self._held_data_bytes - self._data_held - 1  # held with its LF, as counted
+        if room >= 0:
+            value = value[:room]
+            self._data.append(value)
+            self._data_held += len(value) + 1
 
     def _dispatch(self, end: int, out: list) -> None:
         """A blank line: the event gathered is dispatched (none without data lines)."""
@@ -236,7 +253,8 @@ class SseParser:
             data = b"\n".join(self._data)
             text = _decoded(data[:self.preview_chars * 4])[:self.preview_chars]
             out.append(SseEvent(self._item_start, end, _decoded(self._event_type) or "message", text, self._data_bytes - 1,
-                                self.last_event_id, self._retry, self._event_lines + 1, self._valid, self._truncated))
+                                self._data_chars - 1, self.last_event_id, self._retry, self._event_lines + 1, self._valid,
+                                self._truncated))
         self._item_start = end
         self._reset_event()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from inspector.analysis import reconnections
 from inspector.analysis.pipeline import ProgressCallback, ShardOutput, StreamedFile, file_jobs, stream_captures
 from inspector.analysis.recording import load_recording
 from inspector.analysis.sinks import MISSING, resolve_late
@@ -42,6 +44,8 @@ from inspector.parse.connection import ParserOptions
 from inspector.store.dask import DaskRunner
 from inspector.store.inputs import StoreInputs
 from inspector.store.schema import ARROW_SCHEMAS
+from inspector.store.layout import duckdb_paths, part_files
+from inspector.store.reader import DUCKDB_MEMORY_LIMIT
 from inspector.store.writer import PART_ROWS, PartWriter, StoreWriter
 
 RAW_FOLDER = ".raw"
@@ -49,7 +53,7 @@ RAW_FOLDER = ".raw"
 _CONNECTION_COLUMNS = ["conn_id", "kind", "variant", *SUMMED_COLUMNS, *FRACTIONAL_COLUMNS]
 _COST_COLUMNS = ["conn_id", "kind", "item", "payload_messages"]
 # The connection tables, biggest first (rows per connection on real traffic).
-_BIGGEST_FIRST = ("ws_frames", "message_costs", "http_messages", "ws_messages", "tls_records", "findings", "connections")
+_BIGGEST_FIRST = ("ws_frames", "message_costs", "http_messages", "ws_messages", "sse_events", "tls_records", "findings", "connections")
 # Tables with values set after their row left in a chunk (rows.py's sinks with `late` columns),
 # resolved when all of a worker's rows are made (ShardOutput.late).
 LATE_COLUMN_TABLES = frozenset({"ws_frames"})
@@ -185,8 +189,29 @@ def analyze_into_store(paths: list[str | os.PathLike], target: str | os.PathLike
                 overhead.merge(_write_file(runner, writer.folder, streamed))
                 warnings.extend(streamed.warnings)
             writer.add_part("overhead", overhead.table())
+            _add_reconnections(writer)
             shutil.rmtree(writer.folder / RAW_FOLDER)
         return writer.commit({**inputs.meta(), "warnings": warnings}), warnings
+
+
+def _add_reconnections(writer: StoreWriter) -> None:
+    """sse_reconnections of every capture and their findings (analysis/reconnections.py), from the
+    parts written: a part of each, if any."""
+    parts = {name: part_files(writer.folder, name) for name in reconnections.TABLES}
+    if not sum(pq.read_metadata(part).num_rows for part in parts["sse_events"]):
+        return
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="inspector-duckdb-") as spill, \
+            duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "memory_limit": DUCKDB_MEMORY_LIMIT,
+                                               "temp_directory": spill}) as connection:
+        for name, files in parts.items():
+            connection.read_parquet(duckdb_paths([path.absolute() for path in files])).create_view(name)
+        table, findings = reconnections.of_connection(connection)
+    if len(table):
+        writer.add_part("sse_reconnections", table)
+    if len(findings):
+        writer.add_part("findings", findings)
 
 
 def _write_file(runner, folder: Path, streamed: StreamedFile) -> OverheadTotals:

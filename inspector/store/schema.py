@@ -42,6 +42,7 @@ ROW_ORDER: dict[str, tuple[str, ...]] = {
     "http_messages": ("conn_id", "exchange_id", "ts"),
     "ws_frames": ("conn_id", "frame_id", "message_id", "ts"),
     "ws_messages": ("conn_id", "message_id", "ts"),
+    "sse_events": ("conn_id", "exchange_id", "item_id"),
     "tls_records": ("conn_id", "record_id", "ts"),
     "findings": ("conn_id", "ts"),
     "message_costs": ("conn_id",),

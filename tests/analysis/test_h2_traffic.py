@@ -17,7 +17,7 @@ from inspector.events import Direction, Http2Frame, HttpRequest, HttpResponse
 from inspector.parse.connection import TcpConnection
 from inspector.parse.http2 import FrameType
 from tests import tshark_oracle as oracle
-from tests.conftest import connection_row, live_traffic_unavailable
+from tests.conftest import connection_row, live_traffic_unavailable, recorded_and_analysed
 from tests.factories import pcap_file
 from tests.h2_traffic import CONCURRENT, LARGE_BYTES, PUSHED_PATH, record_h2c, record_h2c_push
 
@@ -26,11 +26,7 @@ needs_tshark = pytest.mark.skipif(not oracle.tshark_available(), reason="tshark 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    reason = live_traffic_unavailable()
-    if reason:
-        pytest.skip(reason)
-    recording = record_h2c(tmp_path_factory.mktemp("h2c-live"))
-    return recording, analyze_captures([recording.path], jobs=1)
+    return recorded_and_analysed(record_h2c, tmp_path_factory, "h2c-live")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ message does not depend on the segment its bytes fell into.
 
 Compared exactly, as the plain segmentation gives them:
 
-- http_messages, ws_frames and ws_messages: every column (times, stream
-  offsets, sizes, text, flags);
+- http_messages, ws_frames, ws_messages, sse_events and sse_reconnections: every
+  column (times, stream offsets, sizes, text, flags);
 - connections: every column that describes the messages (MESSAGE_COLUMNS:
   kind, counts, the HTTP and WebSocket byte categories, payload and
   compression, gaps, handshake and WebSocket negotiation, start and end);
@@ -51,7 +51,7 @@ PACKET_COLUMNS = ["packets", "wire_bytes", "link_header_bytes", "ip_header_bytes
                   "retransmitted_bytes", "setup_bytes", "teardown_bytes", "efficiency", "wire_payload_efficiency"]
 MESSAGE_COLUMNS = [column for column in SCHEMAS["connections"] if column not in PACKET_COLUMNS]
 COST_TRANSPORT_COLUMNS = ["transport_bytes", "ack_bytes", "wire_bytes", "efficiency"]
-MESSAGE_TABLES = ["http_messages", "ws_frames", "ws_messages", "findings"]
+MESSAGE_TABLES = ["http_messages", "ws_frames", "ws_messages", "sse_events", "sse_reconnections", "findings"]
 MAX_REAL_BYTES = 12_000  # the connections of captures/ small enough for many examples
 
 
