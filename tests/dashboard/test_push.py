@@ -52,6 +52,9 @@ def test_update_bytes_are_the_items_that_carried_an_update(tables):
         mine = items[items["conn_id"].isin(conns.loc[conns["variant"] == group, "conn_id"])]
         if row["kind"] == "websocket":
             carried = mine[(mine["item"] == "ws_message") & (mine["payload_messages"] > 0)]
+        elif (mine["item"] == "sse_event").any():  # an event stream: an event per update
+            carried = mine[mine["item"] == "sse_event"]
+            assert len(carried) == row["updates"] and (carried["payload_messages"] == 1).all()
         else:  # a poll answered with the update: an exchange whose response has a body
             http = tables["http_messages"]
             bodies = http[http["conn_id"].isin(mine["conn_id"]) & (http["direction"] == "server") & (http["body_bytes"] > 0)]
