@@ -6,7 +6,9 @@ Nothing here imports dash or plotly, keeps state or does I/O, so every number
 on a page can be unit-tested against the tables.
 
 Units.  An *application message* is one HTTP request or one HTTP response, or
-one WebSocket data message: the unit `inspector record` counts in its sidecars.
+one WebSocket data message, or one Server-Sent Event: the unit `inspector record`
+counts in its sidecars (whose SSE ledger counts the events, not the stream's
+response head).
 A REST exchange (request + response) is therefore two messages.  A *payload
 message* is an application message that carries payload (an HTTP body, a
 non-empty WebSocket message): the work done.  Costs "per message" are per
@@ -34,7 +36,8 @@ import pandas as pd
 from inspector.analysis.tables import BYTE_CATEGORIES, PAYLOAD_COLUMNS
 
 MESSAGES_PER_EXCHANGE = 2
-APP_ITEMS = {"exchange": MESSAGES_PER_EXCHANGE, "ws_message": 1}
+# An SSE stream is an exchange (its request and its response's head) and then an event per message.
+APP_ITEMS = {"exchange": MESSAGES_PER_EXCHANGE, "ws_message": 1, "sse_event": 1}
 # message_costs' layers of a message: they add up to its wire_bytes.
 COST_LAYERS = {
     "app_header_bytes": "application headers (HTTP/1.1 headers; HTTP/2 HPACK blocks and frame headers; WebSocket frame headers)",

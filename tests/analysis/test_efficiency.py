@@ -52,9 +52,6 @@ def test_efficiency_is_the_ledgers_payload_over_tsharks_wire_bytes(stem):
         app = sum(variant["payload_bytes"].values())  # before compression, as the sender handed it over
         wire = sum(variant_connections(variant, endpoints).values())
         row = overhead.loc[name]
-        if variant["protocol"] == "sse":  # until its events are parsed (issue 13) the whole stream is payload, an HTTP body
-            assert row["wire_bytes"] == wire, name
-            continue
         assert (row["app_payload_bytes"], row["wire_bytes"], row["undecoded_payload_bytes"]) == (app, wire, 0), name
         assert row["efficiency"] == pytest.approx(app / wire, rel=1e-12), name
         if variant["protocol"] != "websocket":

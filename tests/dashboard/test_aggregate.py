@@ -55,9 +55,9 @@ def test_message_counts_follow_the_sidecar_ledger(tables, sidecars):
     for stem in ("chat", "bulk", "feed"):
         split = aggregate.message_cost_split(tables, capture_name(stem)).set_index("group")
         for variant in sidecars[stem]["variants"]:
-            if variant["protocol"] == "sse":
-                continue  # until its events are parsed (issue 13) a stream is one HTTP exchange
             sent = variant["messages_sent"]["client"] + variant["messages_sent"]["server"]
+            if variant["protocol"] == "sse":  # each stream's response head is a message too, which the ledger leaves out
+                sent += len(variant["sse"]["streams"])
             assert split.loc[variant["name"], "messages"] == sent, (stem, variant["name"])
 
 
@@ -80,7 +80,7 @@ def test_feed_costs_are_per_update_delivered_not_per_poll(tables, sidecars):
         poll_rows = costs[costs["conn_id"].isin(polling) & (costs["item"] == "exchange")]
         assert split.loc[name, "wire_bytes"] == pytest.approx(poll_rows["wire_bytes"].sum() / with_body)
     curves = aggregate.break_even_curves(tables, feed)
-    ends = curves.groupby("group")["messages"].max().drop("sse")  # (a stream is one body until SSE is parsed)
+    ends = curves.groupby("group")["messages"].max()
     assert set(ends) == {with_body}  # the same work ends at the same x for every variant
     for group, curve in curves.groupby("group"):
         mine = conns[(conns["capture"] == feed) & (conns["variant"] == group)]
@@ -91,12 +91,10 @@ def test_a_group_without_payload_has_its_whole_cost_at_zero_messages(tables):
     curves = aggregate.break_even_curves(tables, capture_name("idle"))
     conns = tables["connections"]
     for group, curve in curves.groupby("group"):
-        if group == "sse":
-            continue  # its keep-alives are an HTTP body, payload, until SSE is parsed (issue 13)
         mine = conns[(conns["capture"] == capture_name("idle")) & (conns["variant"] == group)]
         assert list(curve["messages"]) == [0]
         assert curve["wire_bytes"].iloc[0] == mine["wire_bytes"].sum()
-    assert aggregate.message_cost_split(tables, capture_name("idle")).query("group != 'sse'")["wire_bytes"].isna().all()
+    assert aggregate.message_cost_split(tables, capture_name("idle"))["wire_bytes"].isna().all()
 
 
 def test_cost_split_layers_add_up_to_the_message_rows(tables):
@@ -120,7 +118,7 @@ def test_break_even_curves_start_at_setup_and_end_at_total(tables, sidecars):
         assert (np.diff(curve["wire_bytes"]) >= 0).all() and (np.diff(curve["messages"]) > 0).all()
         first = mine.sort_values("start_ts").iloc[0]
         if curve["messages"].iloc[-1] > 0:
-            fixed = costs[(costs["conn_id"] == first["conn_id"]) & ~costs["item"].isin(["exchange", "ws_message"])]["wire_bytes"].sum()
+            fixed = costs[(costs["conn_id"] == first["conn_id"]) & ~costs["item"].isin(["exchange", "ws_message", "sse_event"])]["wire_bytes"].sum()
             assert curve["wire_bytes"].iloc[0] == pytest.approx(fixed)
             assert curve["wire_bytes"].iloc[0] >= first["setup_bytes"]
     chat = curves[curves["capture"] == capture_name("chat")].groupby("group")["messages"].max()
