@@ -89,10 +89,10 @@ class ShardRows:
     """The rows of every connection one worker parses: one sink per table.
 
     spill_folder: where long connections' records go (long_connections.py; None: the system's
-    temporary folder).  hand_on: called when a long connection's rows filled sinks' chunks
-    (to hand them on: a connection's message_costs rows are all written at its end)."""
+    temporary folder).  hand_on: called with the sinks when a long connection's rows filled
+    sinks' chunks (to hand them on: a connection's message_costs rows are all written at its end)."""
 
-    def __init__(self, spill_folder: str | None = None, hand_on: Callable[[], None] | None = None) -> None:
+    def __init__(self, spill_folder: str | None = None, hand_on: Callable[[dict[str, TableSink]], None] | None = None) -> None:
         self.spill_folder = spill_folder
         self.hand_on = hand_on
         direction = Codes(DIRECTIONS)
@@ -186,7 +186,7 @@ class ShardRows:
         """Make full sinks' rows into chunks, and hand them on."""
         self._flush_full()
         if self.hand_on is not None:
-            self.hand_on()
+            self.hand_on(self.sinks)
 
     def _flush_full(self) -> None:
         self.events_until_check = CHECK_FULL_EVENTS
