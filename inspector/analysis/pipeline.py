@@ -105,7 +105,8 @@ class ShardResult:
 
 
 # Streamed analysis: what receives a worker's rows as they are made, `spill.add(table, chunks)`
-# (chunks of table rows with the worker's own connection ids and provisional late values), then
+# (chunks of table rows as Arrow record batches, with the worker's own connection ids and
+# provisional late values), then
 # `spill.close()`; made in the worker by `SpillFactory(file_index, shard)`, which goes to worker
 # processes by pickle (a module-level class or function, or a functools.partial of one).
 SpillFactory = Callable[[int, int], object]
@@ -416,7 +417,7 @@ class _Shard:
         # Streamed: long connections' records go to the spill's folder (the store's temporary one).
         # (Handing on is given the spill, not this object: no reference cycle, so that all a worker
         # holds is let go when it is done, the cycle collector being paused.)
-        self.rows = ShardRows(getattr(spill, "folder", None), partial(_hand_on, spill) if spill is not None else None)
+        self.rows = ShardRows(getattr(spill, "folder", None), partial(_hand_on, spill) if spill is not None else None, arrow_chunks=spill is not None)
         self.sweeps = 0
         # This worker's share of the capture gets the whole budget: under it, results
         # do not depend on the number of workers (see ParserOptions).

@@ -90,9 +90,12 @@ class ShardRows:
 
     spill_folder: where long connections' records go (long_connections.py; None: the system's
     temporary folder).  hand_on: called with the sinks when a long connection's rows filled
-    sinks' chunks (to hand them on: a connection's message_costs rows are all written at its end)."""
+    sinks' chunks (to hand them on: a connection's message_costs rows are all written at its end).
+    arrow_chunks: the sinks' chunks are Arrow record batches (streamed rows, which go to disk as
+    Arrow), not DataFrames."""
 
-    def __init__(self, spill_folder: str | None = None, hand_on: Callable[[dict[str, TableSink]], None] | None = None) -> None:
+    def __init__(self, spill_folder: str | None = None, hand_on: Callable[[dict[str, TableSink]], None] | None = None,
+                 arrow_chunks: bool = False) -> None:
         self.spill_folder = spill_folder
         self.hand_on = hand_on
         direction = Codes(DIRECTIONS)
@@ -101,26 +104,26 @@ class ShardRows:
         # its WsFrame or the WsOneFrameMessage that stands for it, a message's from its payload.
         self.http_messages = TableSink("http_messages", {**columns_of("http_messages", exclude=HttpTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                          **HttpTexts.held},
-                                       packed=HTTP_PACKED, derived=HttpTexts.derived, chunk_rows=CHUNK_ROWS)
+                                       packed=HTTP_PACKED, derived=HttpTexts.derived, chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         self.ws_frames = TableSink("ws_frames", {**columns_of("ws_frames", exclude=FrameTexts.derived, direction=direction, ts=Seconds()),
                                                    **FrameTexts.held},
-                                   packed=FRAME_PACKED, derived=FrameTexts.derived, late=("message_id",), chunk_rows=CHUNK_ROWS)
+                                   packed=FRAME_PACKED, derived=FrameTexts.derived, late=("message_id",), chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MessageTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                      **MessageTexts.held},
-                                     packed=MESSAGE_PACKED, derived=MessageTexts.derived, chunk_rows=CHUNK_ROWS)
+                                     packed=MESSAGE_PACKED, derived=MessageTexts.derived, chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         self.tls_records = TableSink("tls_records", columns_of("tls_records", direction=direction, ts=Seconds(), content_name=Codes(CONTENT_NAMES),
                                                                counted_as=Codes(COUNTED_AS)),
-                                     packed=TLS_PACKED, chunk_rows=CHUNK_ROWS)
-        self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS)
+                                     packed=TLS_PACKED, chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
+        self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         # A connection's message_costs rows are written at once, from its items' records
         # and the transport and ACK bytes attributed to them (conn_id and kind per block).
         self.message_costs = TableSink("message_costs", columns_of("message_costs", exclude=("wire_bytes", "efficiency"), kind=Codes(KINDS),
                                                                    item=Codes(ITEMS), direction=direction, ts=Seconds()),
                                        derived={"wire_bytes": _cost_wire_bytes, "efficiency": _cost_efficiency},
-                                       keep=_costs_shown, chunk_rows=CHUNK_ROWS,
+                                       keep=_costs_shown, chunk_rows=CHUNK_ROWS, arrow=arrow_chunks,
                                        blocks=((ITEM_FIELDS, "q"), (("transport_bytes",), "d"), (("ack_bytes",), "d")))
         connection_columns = columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds())
-        self.connections = TableSink("connections", connection_columns, packed=numbers_of(connection_columns), chunk_rows=CHUNK_ROWS)
+        self.connections = TableSink("connections", connection_columns, packed=numbers_of(connection_columns), chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         self.sinks = {name: getattr(self, name) for name in CONNECTION_TABLES}
         self.hold_http_message = HttpTexts.holder(self.http_messages.values)
         self.hold_frame = FrameTexts.holder(self.ws_frames.values)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from inspector.analysis.pipeline import ProgressCallback, ShardOutput, StreamedFile, file_jobs, stream_captures
@@ -74,29 +75,20 @@ class RawRows:
     def path(folder: Path, table: str, file_index: int, shard: int) -> Path:
         return folder / f"{table}-f{file_index}s{shard}.arrows"
 
-    def add(self, table: str, chunks: list[pd.DataFrame]) -> None:
+    def add(self, table: str, chunks: list[pa.RecordBatch]) -> None:
         for chunk in chunks:
             if not len(chunk):
                 continue
-            rows = raw_arrow(table, chunk)
             stream = self._streams.get(table)
             if stream is None:
-                stream = pa.ipc.new_stream(str(self.path(self.folder, table, self.file_index, self.shard)), rows.schema)
+                stream = pa.ipc.new_stream(str(self.path(self.folder, table, self.file_index, self.shard)), chunk.schema)
                 self._streams[table] = stream
-            stream.write_table(rows)
+            stream.write_batch(chunk)
 
     def close(self) -> None:
         for stream in self._streams.values():
             stream.close()
         self._streams.clear()
-
-
-def raw_arrow(table: str, chunk: pd.DataFrame) -> pa.Table:
-    """A chunk of a worker's rows of `table` as Arrow."""
-    schema = pa.schema([ARROW_SCHEMAS[table].field(column) for column in chunk.columns])
-    # nthreads=1: by default a chunk's columns are converted by a pool of threads started for
-    # it (over 100 rows a column), which cost more than converting them (about 1 ms a chunk).
-    return pa.Table.from_pandas(chunk, schema=schema, preserve_index=False, nthreads=1)
 
 
 class EagerParts:
@@ -118,7 +110,7 @@ class EagerParts:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-parts")
         self._queued: deque[Future] = deque()
 
-    def add(self, table: str, chunks: list[pd.DataFrame]) -> None:
+    def add(self, table: str, chunks: list[pa.RecordBatch]) -> None:
         parts, held = self.tables[table], self._held.get(table)
         for chunk in chunks:
             if len(chunk):
@@ -155,9 +147,8 @@ class EagerParts:
         self._queued.append(self._thread.submit(function, *args))
 
 
-def _add_chunk(parts: "TableParts", table: str, chunk: pd.DataFrame) -> None:
-    for batch in raw_arrow(table, chunk).to_batches():
-        parts.add(batch)
+def _add_chunk(parts: "TableParts", table: str, chunk: pa.RecordBatch) -> None:
+    parts.add(chunk)
 
 
 class HeldChunks:
@@ -173,10 +164,10 @@ class HeldChunks:
         self.places: list[list[int]] = []  # [place, rows] of each run, in the order of the raw stream
         self._run_open = False  # the last chunk of the table was held: a held one goes on its run
 
-    def add(self, chunk: pd.DataFrame) -> None:
+    def add(self, chunk: pa.RecordBatch) -> None:
         """A chunk of the table's rows: to its parts, or held when it waits for late values."""
         table = self.parts.table
-        if not any((chunk[column].to_numpy(np.int64, na_value=MISSING) < MISSING).any() for column in self.late):
+        if not any(pc.any(pc.less(chunk.column(column), MISSING)).as_py() for column in self.late):
             self._run_open = False
             _add_chunk(self.parts, table, chunk)
             return
@@ -197,7 +188,7 @@ class HeldChunks:
         place, rows = next(places)
         batches: list[pa.RecordBatch] = []
         with pa.OSFile(str(self.raw.path(self.raw.folder, table, self.raw.file_index, self.raw.shard))) as source:
-            for batch in pa.ipc.open_stream(source):  # a run's chunks are whole batches
+            for batch in pa.ipc.open_stream(source):  # a run's chunks, one batch each
                 batches.append(final(batch))
                 rows -= batch.num_rows
                 if not rows:
