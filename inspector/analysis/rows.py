@@ -382,8 +382,10 @@ class _ConnectionRows:
             self._finding(finding)
         self._unlisted_findings()
         self._unfinished_frames()
-        self._cost_rows()
-        self._connection_row(self.handshake)
+        categories = self.categories()  # final now: the last rows only read them
+        unparsed = self.unparsed_bytes(categories)
+        self._cost_rows(unparsed)
+        self._connection_row(self.handshake, categories, unparsed)
 
     def _http_message(self, message: HttpRequest | HttpResponse) -> None:
         if message.stream_id is not None:
@@ -841,11 +843,12 @@ class _ConnectionRows:
                 "http2_hpack_bytes": self.http2_hpack_bytes, "http2_control_bytes": self.http2_control_bytes,
                 "http2_padding_bytes": self.http2_padding_bytes}
 
-    def unparsed_bytes(self) -> int:
+    def unparsed_bytes(self, categories: dict[str, int]) -> int:
+        """The connection's payload bytes in none of its `categories`."""
         account = self.account
-        return account.new_payload_bytes - sum(self.categories().values()) + account.extra_unparsed_bytes
+        return account.new_payload_bytes - sum(categories.values()) + account.extra_unparsed_bytes
 
-    def _cost_rows(self) -> None:
+    def _cost_rows(self, unparsed: int) -> None:
         """One message_costs row per item, all written as one block (a block per chunk of
         items read back, for a long connection); rows that are not shown (merged, or
         carrying nothing) are dropped with the chunk."""
@@ -863,7 +866,7 @@ class _ConnectionRows:
             totals = attribute_spilled(spilled, (self.conn.streams[0].fin_offset, self.conn.streams[1].fin_offset),
                                        FIRST_MESSAGE_ITEM + spilled.items.count)
             transport, acks = totals[0].values, totals[1].values
-        items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
+        items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += unparsed - self.account.extra_unparsed_bytes
         self.setup_bytes, self.teardown_bytes = (items[index * ITEM_SIZE + I_HEADER] + items[index * ITEM_SIZE + I_PAYLOAD]
                                                  + items[index * ITEM_SIZE + I_TLS] + float(transport[index]) + float(acks[index])
                                                  for index in (ITEM_SETUP, ITEM_TEARDOWN))
@@ -951,7 +954,7 @@ class _ConnectionRows:
             return Kind.REST
         return Kind.OTHER
 
-    def _connection_row(self, handshake: WsHandshake | None) -> None:
+    def _connection_row(self, handshake: WsHandshake | None, categories: dict[str, int], unparsed: int) -> None:
         account = self.account
         client = account.endpoints[self.client_side]
         server = account.endpoints[1 - self.client_side]
@@ -981,8 +984,8 @@ class _ConnectionRows:
             "tcp_header_bytes": account.tcp_header_bytes,
             "tcp_control_bytes": account.tcp_control_bytes,
             "retransmitted_bytes": account.retransmitted_bytes,
-            **self.categories(),
-            "unparsed_bytes": self.unparsed_bytes(),
+            **categories,
+            "unparsed_bytes": unparsed,
             **payload_columns(app, sent, undecoded, account.wire_bytes),
             "setup_bytes": self.setup_bytes,
             "teardown_bytes": self.teardown_bytes,
