@@ -106,7 +106,8 @@ class ShardResult:
 
 
 # Streamed analysis: what receives a worker's rows as they are made, `spill.add(table, chunks)`
-# (chunks of table rows with the worker's own connection ids and provisional late values), then
+# (chunks of table rows as Arrow record batches, with the worker's own connection ids and
+# provisional late values), then
 # `spill.close()`; made in the worker by `SpillFactory(file_index, shard)`, which goes to worker
 # processes by pickle (a module-level class or function, or a functools.partial of one).
 SpillFactory = Callable[[int, int], object]
@@ -421,7 +422,9 @@ class _Shard:
         self.capture = capture  # the name in the tables
         self.options = options
         # Streamed: long connections' records go to the spill's folder (the store's temporary one).
-        self.rows = ShardRows(getattr(spill, "folder", None), self._hand_on if spill is not None else None)
+        # (Handing on is given the spill, not this object: no reference cycle, so that all a worker
+        # holds is let go when it is done, the cycle collector being paused.)
+        self.rows = ShardRows(getattr(spill, "folder", None), partial(_hand_on, spill) if spill is not None else None, arrow_chunks=spill is not None)
         self.sweeps = 0
         # This worker's share of the capture gets the whole budget: under it, results
         # do not depend on the number of workers (see ParserOptions).
@@ -481,13 +484,7 @@ class _Shard:
         if self.sweeps % LONG_CHECK_SWEEPS == 0:
             self.rows.spill_long(self.open_connections.values())
         if self.spill is not None:
-            self._hand_on()
-
-    def _hand_on(self) -> None:
-        """Hand the spill every table with SPILL_ROWS rows in chunks."""
-        for name, sink in self.rows.sinks.items():
-            if sum(map(len, sink.chunks)) >= SPILL_ROWS:
-                self.spill.add(name, sink.take_made_chunks())
+            _hand_on(self.spill, self.rows.sinks)
 
     def finish(self) -> None:
         for account in self.open_connections.values():
@@ -503,6 +500,13 @@ class _Shard:
                     self.result.late[name] = sink.take_late_values()
         finally:
             self.spill.close()
+
+
+def _hand_on(spill, sinks: dict) -> None:
+    """Hand `spill` every table of `sinks` with SPILL_ROWS rows in chunks."""
+    for name, sink in sinks.items():
+        if sum(map(len, sink.chunks)) >= SPILL_ROWS:
+            spill.add(name, sink.take_made_chunks())
 
 
 def _check_link_types(info: CaptureInfo, path: str) -> None:

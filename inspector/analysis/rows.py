@@ -103,10 +103,13 @@ class ShardRows:
     """The rows of every connection one worker parses: one sink per table.
 
     spill_folder: where long connections' records go (long_connections.py; None: the system's
-    temporary folder).  hand_on: called when a long connection's rows filled sinks' chunks
-    (to hand them on: a connection's message_costs rows are all written at its end)."""
+    temporary folder).  hand_on: called with the sinks when a long connection's rows filled
+    sinks' chunks (to hand them on: a connection's message_costs rows are all written at its end).
+    arrow_chunks: the sinks' chunks are Arrow record batches (streamed rows, which go to disk as
+    Arrow), not DataFrames."""
 
-    def __init__(self, spill_folder: str | None = None, hand_on: Callable[[], None] | None = None) -> None:
+    def __init__(self, spill_folder: str | None = None, hand_on: Callable[[dict[str, TableSink]], None] | None = None,
+                 arrow_chunks: bool = False) -> None:
         self.spill_folder = spill_folder
         self.hand_on = hand_on
         direction = Codes(DIRECTIONS)
@@ -115,29 +118,29 @@ class ShardRows:
         # its WsFrame or the WsOneFrameMessage that stands for it, a message's from its payload.
         self.http_messages = TableSink("http_messages", {**columns_of("http_messages", exclude=HttpTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                          **HttpTexts.held},
-                                       packed=HTTP_PACKED, derived=HttpTexts.derived, chunk_rows=CHUNK_ROWS)
+                                       packed=HTTP_PACKED, derived=HttpTexts.derived, chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         self.ws_frames = TableSink("ws_frames", {**columns_of("ws_frames", exclude=FrameTexts.derived, direction=direction, ts=Seconds()),
                                                    **FrameTexts.held},
-                                   packed=FRAME_PACKED, derived=FrameTexts.derived, late=("message_id",), chunk_rows=CHUNK_ROWS)
+                                   packed=FRAME_PACKED, derived=FrameTexts.derived, late=("message_id",), chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         self.ws_messages = TableSink("ws_messages", {**columns_of("ws_messages", exclude=MessageTexts.derived, direction=direction, ts=Seconds(), end_ts=Seconds()),
                                                      **MessageTexts.held},
-                                     packed=MESSAGE_PACKED, derived=MessageTexts.derived, chunk_rows=CHUNK_ROWS)
+                                     packed=MESSAGE_PACKED, derived=MessageTexts.derived, chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         self.sse_events = TableSink("sse_events", columns_of("sse_events", direction=direction, ts=Seconds(), kind=Codes(SSE_KINDS),
                                                              control=Codes(SSE_CONTROLS)),
-                                    packed=SSE_PACKED, chunk_rows=CHUNK_ROWS)
+                                    packed=SSE_PACKED, chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         self.tls_records = TableSink("tls_records", columns_of("tls_records", direction=direction, ts=Seconds(), content_name=Codes(CONTENT_NAMES),
                                                                counted_as=Codes(COUNTED_AS)),
-                                     packed=TLS_PACKED, chunk_rows=CHUNK_ROWS)
-        self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS)
+                                     packed=TLS_PACKED, chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
+        self.findings = TableSink("findings", columns_of("findings", direction=direction, ts=Seconds()), chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         # A connection's message_costs rows are written at once, from its items' records
         # and the transport and ACK bytes attributed to them (conn_id and kind per block).
         self.message_costs = TableSink("message_costs", columns_of("message_costs", exclude=("wire_bytes", "efficiency"), kind=Codes(KINDS),
                                                                    item=Codes(ITEMS), direction=direction, ts=Seconds()),
                                        derived={"wire_bytes": _cost_wire_bytes, "efficiency": _cost_efficiency},
-                                       keep=_costs_shown, chunk_rows=CHUNK_ROWS,
+                                       keep=_costs_shown, chunk_rows=CHUNK_ROWS, arrow=arrow_chunks,
                                        blocks=((ITEM_FIELDS, "q"), (("transport_bytes",), "d"), (("ack_bytes",), "d")))
         connection_columns = columns_of("connections", kind=Codes(KINDS), start_ts=Seconds(), end_ts=Seconds())
-        self.connections = TableSink("connections", connection_columns, packed=numbers_of(connection_columns), chunk_rows=CHUNK_ROWS)
+        self.connections = TableSink("connections", connection_columns, packed=numbers_of(connection_columns), chunk_rows=CHUNK_ROWS, arrow=arrow_chunks)
         self.sinks = {name: getattr(self, name) for name in CONNECTION_TABLES}
         self.hold_http_message = HttpTexts.holder(self.http_messages.values)
         self.hold_frame = FrameTexts.holder(self.ws_frames.values)
@@ -210,7 +213,7 @@ class ShardRows:
         """Make full sinks' rows into chunks, and hand them on."""
         self._flush_full()
         if self.hand_on is not None:
-            self.hand_on()
+            self.hand_on(self.sinks)
 
     def _flush_full(self) -> None:
         self.events_until_check = CHECK_FULL_EVENTS
@@ -413,8 +416,10 @@ class _ConnectionRows:
             self._finding(finding)
         self._unlisted_findings()
         self._unfinished_frames()
-        self._cost_rows()
-        self._connection_row(self.handshake)
+        categories = self.categories()  # final now: the last rows only read them
+        unparsed = self.unparsed_bytes(categories)
+        self._cost_rows(unparsed)
+        self._connection_row(self.handshake, categories, unparsed)
 
     def _http_message(self, message: HttpRequest | HttpResponse) -> None:
         if message.stream_id is not None:
@@ -946,11 +951,12 @@ class _ConnectionRows:
                 "http2_hpack_bytes": self.http2_hpack_bytes, "http2_control_bytes": self.http2_control_bytes,
                 "http2_padding_bytes": self.http2_padding_bytes}
 
-    def unparsed_bytes(self) -> int:
+    def unparsed_bytes(self, categories: dict[str, int]) -> int:
+        """The connection's payload bytes in none of its `categories`."""
         account = self.account
-        return account.new_payload_bytes - sum(self.categories().values()) + account.extra_unparsed_bytes
+        return account.new_payload_bytes - sum(categories.values()) + account.extra_unparsed_bytes
 
-    def _cost_rows(self) -> None:
+    def _cost_rows(self, unparsed: int) -> None:
         """One message_costs row per item, all written as one block (a block per chunk of
         items read back, for a long connection); rows that are not shown (merged, or
         carrying nothing) are dropped with the chunk."""
@@ -968,7 +974,7 @@ class _ConnectionRows:
             totals = attribute_spilled(spilled, (self.conn.streams[0].fin_offset, self.conn.streams[1].fin_offset),
                                        FIRST_MESSAGE_ITEM + spilled.items.count)
             transport, acks = totals[0].values, totals[1].values
-        items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += self.unparsed_bytes() - self.account.extra_unparsed_bytes
+        items[ITEM_UNATTRIBUTED * ITEM_SIZE + I_HEADER] += unparsed - self.account.extra_unparsed_bytes
         self.setup_bytes, self.teardown_bytes = (items[index * ITEM_SIZE + I_HEADER] + items[index * ITEM_SIZE + I_PAYLOAD]
                                                  + items[index * ITEM_SIZE + I_TLS] + float(transport[index]) + float(acks[index])
                                                  for index in (ITEM_SETUP, ITEM_TEARDOWN))
@@ -1066,7 +1072,7 @@ class _ConnectionRows:
             return Kind.REST
         return Kind.OTHER
 
-    def _connection_row(self, handshake: WsHandshake | None) -> None:
+    def _connection_row(self, handshake: WsHandshake | None, categories: dict[str, int], unparsed: int) -> None:
         account = self.account
         client = account.endpoints[self.client_side]
         server = account.endpoints[1 - self.client_side]
@@ -1096,8 +1102,8 @@ class _ConnectionRows:
             "tcp_header_bytes": account.tcp_header_bytes,
             "tcp_control_bytes": account.tcp_control_bytes,
             "retransmitted_bytes": account.retransmitted_bytes,
-            **self.categories(),
-            "unparsed_bytes": self.unparsed_bytes(),
+            **categories,
+            "unparsed_bytes": unparsed,
             **payload_columns(app, sent, undecoded, account.wire_bytes),
             "setup_bytes": self.setup_bytes,
             "teardown_bytes": self.teardown_bytes,

@@ -11,8 +11,9 @@ chunk (`np.frombuffer`), instead of one list append per column and a Python
 int per value.  Other columns are lists, and a sink may hold columns of its
 own that are not in the table (e.g. the bytes a text is made of) for `derived`
 columns computed per chunk.  Every `chunk_rows` rows the columns become one
-DataFrame chunk with exactly the table's dtypes (`tables.SCHEMAS`) and are
-emptied in place, so the bound methods writers hold stay valid.  What a sink
+DataFrame chunk with exactly the table's dtypes (`tables.SCHEMAS`), or for a
+streamed table one Arrow record batch of them (`arrow`), and are emptied in
+place, so the bound methods writers hold stay valid.  What a sink
 holds is bounded by its chunk, but for the values set after their row left in
 a chunk (`late` columns: a ws_frames row's message_id, known when its message
 completes), which it keeps until the table is assembled.
@@ -235,11 +236,15 @@ class TableSink:
         values); a block gives each group as one buffer of its rows' values, row by
         row (an `array` of records of the group's columns, or of one column's values).
         The other written columns have one value per block (the same for all its rows).
+    arrow: chunks are Arrow record batches, not DataFrames: the columns as
+        pyarrow.Table.from_pandas makes them of the DataFrame's (a float NaN is null), for
+        a streamed table (`take_made_chunks`), whose chunks go to disk as Arrow.
     """
 
     def __init__(self, name: str, written: dict[str, Column], derived: dict[str, Derived] | None = None,
                  late: Sequence[str] = (), keep: Callable[[dict, dict], np.ndarray] | None = None,
-                 chunk_rows: int = 16_384, packed: Sequence[str] = (), blocks: Sequence[tuple[Sequence[str], str]] = ()) -> None:
+                 chunk_rows: int = 16_384, packed: Sequence[str] = (), blocks: Sequence[tuple[Sequence[str], str]] = (),
+                 arrow: bool = False) -> None:
         self.name = name
         self.schema = SCHEMAS[name]
         self.written = written
@@ -267,6 +272,7 @@ class TableSink:
         self.keep = keep
         assert not (late and keep), "rows of a table with late columns are never dropped"
         self.chunk_rows = chunk_rows
+        self.arrow = arrow
         self._first = next(iter(self.values.values())) if not (self.packed or self.blocks) else None
         self.flushed_rows = 0
         self.chunks: list[pd.DataFrame] = []
@@ -341,18 +347,25 @@ class TableSink:
         built = {column: self.written[column].build(values) for column, values in held.items()}
         for column, derive in self.derived.items():
             built[column] = derive(built, held)
-        frame = pd.DataFrame({column: built[column] for column in self.schema}, copy=False)
+        chunk = self._chunk(built)
         if self.keep is not None:
             kept = self.keep(built, held)
             if not kept.all():
-                frame = frame[kept].reset_index(drop=True)
+                chunk = chunk.filter(pa.array(kept)) if self.arrow else chunk[kept].reset_index(drop=True)
         for values in self.values.values():
             del values[:]  # in place: the bound appends stay valid
         del self.rows[:]
         del self._block_rows[:]
         self._held_block_rows = 0
-        self.chunks.append(frame)
+        self.chunks.append(chunk)
         self.flushed_rows += rows
+
+    def _chunk(self, built: dict) -> pd.DataFrame | pa.RecordBatch:
+        """The table's columns of a chunk as a DataFrame, or as a record batch (`arrow`: made
+        from the built arrays directly; a DataFrame first costs more than the batch)."""
+        if self.arrow:
+            return pa.RecordBatch.from_arrays([pa.array(built[column], from_pandas=True) for column in self.schema], names=list(self.schema))
+        return pd.DataFrame({column: built[column] for column in self.schema}, copy=False)
 
     def _held_blocks(self) -> dict[str, np.ndarray]:
         """The held blocks' columns (the buffers are handed over: the arrays are views)."""
@@ -378,7 +391,7 @@ class TableSink:
         self.flushed_rows = 0
         return chunks
 
-    def take_made_chunks(self) -> list[pd.DataFrame]:
+    def take_made_chunks(self) -> list[pd.DataFrame | pa.RecordBatch]:
         """The chunks made so far, late columns as they were then (see `take_late_values`); the
         rows held go on, so rows keep their indices (a streamed table)."""
         chunks, self.chunks = self.chunks, []

@@ -13,8 +13,10 @@ Writing Parquet (compressing every column) is the costly half of it, so it is do
 here, and on every core: the raw streams are written uncompressed, as the rows are.
 
 A file analysed by one worker (small files, `--jobs 1`, pipes) needs no renumbering: its ids
-are final as they are made.  Its rows skip the raw streams (but ws_frames') and are written as
-Parquet parts by a thread while the analysis goes on (EagerParts), on the other core.
+are final as they are made.  Its rows skip the raw streams and are written as Parquet parts by
+a thread while the analysis goes on (EagerParts), on the other core; but for the rare chunks
+of ws_frames rows whose message_id was still provisional when they left (a late value, known
+when the worker is done), which wait in a raw stream for the end, their parts' places kept.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from inspector.analysis import reconnections
@@ -54,9 +57,10 @@ _CONNECTION_COLUMNS = ["conn_id", "kind", "variant", *SUMMED_COLUMNS, *FRACTIONA
 _COST_COLUMNS = ["conn_id", "kind", "item", "payload_messages"]
 # The connection tables, biggest first (rows per connection on real traffic).
 _BIGGEST_FIRST = ("ws_frames", "message_costs", "http_messages", "ws_messages", "sse_events", "tls_records", "findings", "connections")
-# Tables with values set after their row left in a chunk (rows.py's sinks with `late` columns),
-# resolved when all of a worker's rows are made (ShardOutput.late).
-LATE_COLUMN_TABLES = frozenset({"ws_frames"})
+# The columns of each table whose value may be set after its row left in a chunk (rows.py's
+# sinks' `late` columns: provisional until then), resolved when all of a worker's rows are made
+# (ShardOutput.late).
+LATE_COLUMNS = {"ws_frames": ("message_id",)}
 # Chunks of rows (of up to pipeline.SPILL_ROWS rows) waiting for EagerParts' thread, at most.
 EAGER_QUEUED_CHUNKS = 4
 
@@ -75,16 +79,15 @@ class RawRows:
     def path(folder: Path, table: str, file_index: int, shard: int) -> Path:
         return folder / f"{table}-f{file_index}s{shard}.arrows"
 
-    def add(self, table: str, chunks: list[pd.DataFrame]) -> None:
+    def add(self, table: str, chunks: list[pa.RecordBatch]) -> None:
         for chunk in chunks:
             if not len(chunk):
                 continue
-            rows = raw_arrow(table, chunk)
             stream = self._streams.get(table)
             if stream is None:
-                stream = pa.ipc.new_stream(str(self.path(self.folder, table, self.file_index, self.shard)), rows.schema)
+                stream = pa.ipc.new_stream(str(self.path(self.folder, table, self.file_index, self.shard)), chunk.schema)
                 self._streams[table] = stream
-            stream.write_table(rows)
+            stream.write_batch(chunk)
 
     def close(self) -> None:
         for stream in self._streams.values():
@@ -92,42 +95,36 @@ class RawRows:
         self._streams.clear()
 
 
-def raw_arrow(table: str, chunk: pd.DataFrame) -> pa.Table:
-    """A chunk of a worker's rows of `table` as Arrow."""
-    schema = pa.schema([ARROW_SCHEMAS[table].field(column) for column in chunk.columns])
-    return pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
-
-
 class EagerParts:
     """The spill of a capture file analysed by one worker, in this process.  Its connection ids
     are final as its rows are made (the order of first packets, from the file's first id), so
-    the rows of every table without late columns are made final and written as Parquet parts
-    by a thread while the analysis goes on, instead of going to a raw stream read back after
-    it: on two cores the writing no longer waits for the analysis.  ws_frames, whose message_id
-    may be set after its row left (a late value, known when the worker is done), goes to a raw
-    stream as before (RawRows)."""
+    its rows are made final and written as Parquet parts by a thread while the analysis goes on,
+    instead of going to a raw stream read back after it: on two cores the writing no longer
+    waits for the analysis.  A chunk with a late value still provisional (LATE_COLUMNS: known
+    when the worker is done) goes to a raw stream instead, its part's place among the table's
+    parts kept (HeldChunks), and is written there by `write_held` once the values are known."""
 
     def __init__(self, folder: Path, file_index: int, first_conn_id: int, recording: object | None) -> None:
         self.first_conn_id = first_conn_id
         self._raw = RawRows(folder / RAW_FOLDER, file_index, 0)
         output = ShardOutput("", file_index, 0, _Shifted(first_conn_id), {}, recording)  # type: ignore[arg-type]
         self.tables = {table: TableParts(folder, f"f{file_index}s0", table, partial(_final_batch, table, output), count=table != "message_costs")
-                       for table in CONNECTION_TABLES if table not in LATE_COLUMN_TABLES}
+                       for table in CONNECTION_TABLES}
+        self._held = {table: HeldChunks(self.tables[table], self._raw, columns) for table, columns in LATE_COLUMNS.items()}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-parts")
         self._queued: deque[Future] = deque()
 
-    def add(self, table: str, chunks: list[pd.DataFrame]) -> None:
-        parts = self.tables.get(table)
-        if parts is None:
-            self._raw.add(table, chunks)
-            return
+    def add(self, table: str, chunks: list[pa.RecordBatch]) -> None:
+        parts, held = self.tables[table], self._held.get(table)
         for chunk in chunks:
             if len(chunk):
-                self._queue(_add_chunk, parts, table, chunk)
+                if held is None:
+                    self._queue(_add_chunk, parts, table, chunk)
+                else:
+                    self._queue(held.add, chunk)
 
     def close(self) -> None:
         """Wait for every part (raising the writing's error, if any)."""
-        self._raw.close()
         try:
             for parts in self.tables.values():
                 self._queue(parts.close)
@@ -135,6 +132,12 @@ class EagerParts:
                 self._queued.popleft().result()
         finally:
             self._thread.shutdown(cancel_futures=True)
+            self._raw.close()
+
+    def write_held(self, shard: ShardOutput) -> None:
+        """Write the chunks held for their late values, in their places (`shard`: the worker's, done)."""
+        for held in self._held.values():
+            held.write(shard)
 
     def abandon(self) -> None:
         """Stop writing (the analysis failed): the parts queued are dropped, the one being written ends."""
@@ -148,9 +151,54 @@ class EagerParts:
         self._queued.append(self._thread.submit(function, *args))
 
 
-def _add_chunk(parts: "TableParts", table: str, chunk: pd.DataFrame) -> None:
-    for batch in raw_arrow(table, chunk).to_batches():
-        parts.add(batch)
+def _add_chunk(parts: "TableParts", table: str, chunk: pa.RecordBatch) -> None:
+    parts.add(chunk)
+
+
+class HeldChunks:
+    """The chunks of one worker's rows of a table (`parts`) whose `late` columns hold a provisional
+    value (sinks.provisional: set after the chunk left, known when the worker is done): each run
+    of them (up to PART_ROWS rows) waits in the worker's raw stream of the table, in the place of
+    a part reserved among the table's parts, written with its late values put in (`write`)."""
+
+    def __init__(self, parts: "TableParts", raw: RawRows, late: tuple[str, ...]) -> None:
+        self.parts = parts
+        self.raw = raw
+        self.late = late
+        self.places: list[list[int]] = []  # [place, rows] of each run, in the order of the raw stream
+        self._run_open = False  # the last chunk of the table was held: a held one goes on its run
+
+    def add(self, chunk: pa.RecordBatch) -> None:
+        """A chunk of the table's rows: to its parts, or held when it waits for late values."""
+        table = self.parts.table
+        if not any(pc.any(pc.less(chunk.column(column), MISSING)).as_py() for column in self.late):
+            self._run_open = False
+            _add_chunk(self.parts, table, chunk)
+            return
+        if self._run_open and self.places[-1][1] + len(chunk) <= PART_ROWS:
+            self.places[-1][1] += len(chunk)
+        else:
+            self.places.append([self.parts.reserve(), len(chunk)])
+            self._run_open = True
+        self.raw.add(table, [chunk])
+
+    def write(self, shard: ShardOutput) -> None:
+        """Write the held runs in their places, with `shard`'s late values (the raw stream closed)."""
+        if not self.places:
+            return
+        table = self.parts.table
+        final = partial(_final_batch, table, shard)
+        places = iter(self.places)
+        place, rows = next(places)
+        batches: list[pa.RecordBatch] = []
+        with pa.OSFile(str(self.raw.path(self.raw.folder, table, self.raw.file_index, self.raw.shard))) as source:
+            for batch in pa.ipc.open_stream(source):  # a run's chunks, one batch each
+                batches.append(final(batch))
+                rows -= batch.num_rows
+                if not rows:
+                    self.parts.write_at(place, batches)
+                    batches = []
+                    place, rows = next(places, (None, None))
 
 
 class _Shifted:
@@ -225,6 +273,8 @@ def _write_file(runner, folder: Path, streamed: StreamedFile) -> OverheadTotals:
         for parts in eager.tables.values():
             overhead.merge(parts.totals)
             variant_of.update(parts.labelled)
+        (shard,) = streamed.shards
+        eager.write_held(shard)
     # Connections first: their variants go with the message costs into the overhead table.
     if "connections" not in written:
         for totals, labelled in runner.map(write_shard_tables, [(folder, shard, "connections", None) for shard in streamed.shards]):
@@ -284,6 +334,16 @@ class TableParts:
         if self._pending:
             self._write_pending()
         return self.totals, self.labelled
+
+    def reserve(self) -> int:
+        """Write the rows so far, and keep the place of the next part for rows written later (write_at)."""
+        if self._pending:
+            self._write_pending()
+        return self._parts.reserve()
+
+    def write_at(self, place: int, batches: list[pa.RecordBatch]) -> None:
+        """Write final rows (not counted) as the part of a place reserved."""
+        self.paths.append(self._parts.add_arrow(self.table, pa.Table.from_batches(batches), place))
 
     def _write_pending(self) -> None:
         self.paths.append(self._parts.add_arrow(self.table, pa.Table.from_batches(self._pending)))

@@ -57,13 +57,20 @@ class PartWriter:
         """Write `frame`, rows of `table` with exactly its columns and dtypes, as the next part."""
         return self.add_arrow(table, to_arrow(table, frame))
 
-    def add_arrow(self, table: str, arrow: pa.Table) -> Path:
-        """Write `arrow`, rows of `table` with exactly its Arrow schema (schema.ARROW_SCHEMAS), as the next part."""
+    def reserve(self) -> int:
+        """The place of a part written later (`add_arrow(..., place=)`): the parts added after it
+        come after it."""
+        self._seq += 1
+        return self._seq - 1
+
+    def add_arrow(self, table: str, arrow: pa.Table, place: int | None = None) -> Path:
+        """Write `arrow`, rows of `table` with exactly its Arrow schema (schema.ARROW_SCHEMAS), as the
+        next part (or as the part of a place reserved)."""
         if not arrow.schema.equals(ARROW_SCHEMAS[table]):
             raise ValueError(f"table {table}: schema {arrow.schema} is not the table's {ARROW_SCHEMAS[table]}")
         folder = self.folder / table
         folder.mkdir(exist_ok=True)
-        path = folder / part_name(self.writer, self._seq)
+        path = folder / part_name(self.writer, self._seq if place is None else place)
         partial = folder / f".{path.name}.partial"
         try:
             with open(partial, "wb") as out:
@@ -76,7 +83,8 @@ class PartWriter:
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        self._seq += 1
+        if place is None:
+            self._seq += 1
         return path
 
 

@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 
 import pandas.testing as pdt
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from inspector.analysis import pipeline, rows
@@ -19,6 +21,8 @@ from inspector.parse.connection import ParserOptions
 from inspector.store import analyze_into_cache, build, cache_entry, cached_store, open_store, store_inputs
 from inspector.store.build import analyze_into_store
 from inspector.store.layout import part_files
+from inspector.store.schema import to_frame
+from tests import conversations
 from tests.conftest import bundled_files, corpus_params
 
 BUNDLED = [str(path) for path in bundled_files()]
@@ -62,6 +66,36 @@ def test_rows_spilled_all_along_and_written_in_many_parts_are_the_same_tables(tm
     for table in ("ws_frames", "message_costs", "http_messages"):
         parts = [path.name for path in part_files(store, table)]
         assert len(parts) > 2 * len(BUNDLED) and any(not name.endswith("-00000000.parquet") for name in parts), parts
+
+
+@pytest.mark.parametrize("segment_bytes", [3, 10])
+def test_frames_whose_message_completes_after_their_chunk_left_are_written_in_their_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                                        segment_bytes: int):
+    """A fragmented WebSocket message whose first frames leave in chunks before it completes:
+    those chunks wait for their message_id (build.HeldChunks), the chunks after them are written
+    on, and the held ones end up in their place among the table's parts."""
+    monkeypatch.setattr(rows, "CHUNK_ROWS", 1)
+    monkeypatch.setattr(rows, "CHECK_FULL_EVENTS", 1)
+    monkeypatch.setattr(pipeline, "SWEEP_EVERY_PACKETS", 2)
+    monkeypatch.setattr(pipeline, "SPILL_ROWS", 1)
+    monkeypatch.setattr(build, "PART_ROWS", 2)
+    held_places = []
+    write = build.HeldChunks.write
+
+    def counted_write(held, shard):
+        held_places.extend(place for place, _rows in held.places)
+        write(held, shard)
+    monkeypatch.setattr(build.HeldChunks, "write", counted_write)
+    turns = conversations.ws_session()
+    capture = tmp_path / "ws-session.pcap"
+    capture.write_bytes(conversations.capture_of(turns, conversations.in_segments(turns, segment_bytes)))
+    store = streamed_equals_in_memory([str(capture)], tmp_path / "store", jobs=1)
+    parts = part_files(store, "ws_frames")
+    assert held_places and len(parts) > len(held_places) and max(held_places) < len(parts) - 1, (held_places, parts)
+    # In their place: the parts one after the other are the table, in its order (no sort on reading).
+    in_part_order = to_frame("ws_frames", pa.concat_tables(pq.read_table(path) for path in parts))
+    pdt.assert_frame_equal(in_part_order, analyze_captures([str(capture)], jobs=1).tables["ws_frames"], check_exact=True)
+    assert sorted(os.listdir(store)) == sorted([*TABLE_NAMES, "store.json"])
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
