@@ -275,7 +275,7 @@ class TableSink:
         self.arrow = arrow
         self._first = next(iter(self.values.values())) if not (self.packed or self.blocks) else None
         self.flushed_rows = 0
-        self.chunks: list[pd.DataFrame] = []
+        self.chunks: list[pd.DataFrame | pa.RecordBatch] = []
 
     def __len__(self) -> int:
         """Rows written so far (the next row's index)."""

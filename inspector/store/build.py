@@ -152,6 +152,7 @@ class EagerParts:
 
 
 def _add_chunk(parts: "TableParts", table: str, chunk: pa.RecordBatch) -> None:
+    """What EagerParts' thread does with a chunk of `table` that waits for nothing."""
     parts.add(chunk)
 
 
