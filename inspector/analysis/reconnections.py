@@ -20,6 +20,8 @@ capture in memory (analyze_captures) and over a store's parts (store.build), the
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 
 from inspector.analysis.tables import make_table
@@ -73,10 +75,13 @@ def of_tables(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFra
     if not len(tables["sse_events"]):
         return make_table("sse_reconnections"), make_table("findings")
     import duckdb
+    import pyarrow as pa
 
     with duckdb.connect(config={"autoinstall_known_extensions": False}) as connection:
         for name in TABLES:
-            connection.register(name, tables[name])
+            # As Arrow: DuckDB's scan of a pandas frame leaves a namedtuple class in a reference
+            # cycle at each call (duckdb 1.x), garbage the analysis must not make.
+            connection.register(name, pa.Table.from_pandas(tables[name], preserve_index=False))
         return of_connection(connection)
 
 
@@ -92,7 +97,10 @@ def reconnections(streams: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     streams = streams.sort_values(["request_ts", "conn_id", "exchange_id"], kind="stable")
     for _key, group in streams.groupby(_SAME_STREAM, sort=False, dropna=False):
         previous = None
-        for stream in group.itertuples(index=False):
+        # Plain tuples: itertuples' named rows make a namedtuple class at each call, a class in a
+        # reference cycle, garbage the analysis must not leave.
+        for values in group.itertuples(index=False, name=None):
+            stream = SimpleNamespace(**dict(zip(group.columns, values)))
             if stream.resumes:
                 row = _reconnection(stream, previous)
                 rows.append(row)

@@ -172,7 +172,7 @@ class ShardRows:
                 self.events_since_hand_on += count
                 if self.events_since_hand_on >= HAND_ON_EVENTS and self.hand_on is not None:
                     self.events_since_hand_on = 0
-                    self.hand_on()
+                    self.hand_on(self.sinks)
             events.clear()
 
     def finish(self, account: ConnectionAccount) -> None:

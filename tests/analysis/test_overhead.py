@@ -112,6 +112,10 @@ def test_payload_messages_on_recorded_traffic_follow_the_message_tables():
 
     tables = analyze_captures(bundled_files()).tables
     costs, http, ws = tables["message_costs"], tables["http_messages"], tables["ws_messages"]
+    # An event stream's body is its events' (sse_event items), not its exchange's.
+    streams = tables["sse_events"][["conn_id", "exchange_id"]].drop_duplicates()
+    http = http.merge(streams, how="left", indicator=True).query("_merge == 'left_only'")
+    assert len(streams) and len(http) < len(tables["http_messages"])
     with_body = http[http["body_bytes"] > 0].groupby(["conn_id", "exchange_id"]).size()
     for row in costs[costs["item"] == "exchange"].itertuples():
         assert row.payload_messages == with_body.get((row.conn_id, row.item_index), 0), row
@@ -119,6 +123,8 @@ def test_payload_messages_on_recorded_traffic_follow_the_message_tables():
     for row in costs[costs["item"] == "ws_message"].itertuples():
         assert row.payload_messages == int(carrying[(row.conn_id, row.item_index)]), row
     assert (costs["payload_messages"] > 0).any() and (costs.query("item == 'exchange'")["payload_messages"] == 0).any()  # feed's empty polls
+    events = costs[costs["item"] == "sse_event"]
+    assert len(events) and (events["payload_messages"] == 1).all()  # each event carries its data
 
 
 # Packets of a side: offset, length, overhead bytes; retransmitted, overlapping,
