@@ -44,6 +44,9 @@ DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "memory_limit": "512MB",
                  "temp_directory": os.path.join(tempfile.gettempdir(), f"inspector-duckdb-{os.getpid()}")}
 HIDDEN = ("_store", "_file", "_row")
 
+# Columns that name a connection: renumbered with the store's offset (sse_reconnections names two).
+RENUMBERED_COLUMNS = ("conn_id", "previous_conn_id")
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -116,8 +119,8 @@ class Catalog:
     def _store_select(table: str, source: str, index: int, offset: int) -> str:
         columns = []
         for column in SCHEMAS[table]:
-            if column == "conn_id":
-                columns.append(f"t.conn_id + {int(offset)} AS conn_id")
+            if column in RENUMBERED_COLUMNS:
+                columns.append(f"t.{column} + {int(offset)} AS {column}")
             elif column == "capture":
                 columns.append("coalesce(n.shown, t.capture) AS capture")
             else:

@@ -446,6 +446,8 @@ def merge_analyses(analyses: list[Analysis]) -> dict[str, pd.DataFrame]:
             if name in CONNECTION_TABLES and len(table):
                 table = table.copy()
                 table["conn_id"] = table["conn_id"] + offset
+            elif name == "sse_reconnections" and len(table):  # per capture, naming two connections (catalog.RENUMBERED_COLUMNS)
+                table = table.assign(conn_id=table["conn_id"] + offset, previous_conn_id=table["previous_conn_id"] + offset)
             parts[name].append(table)
         offset += len(analysis.tables["connections"])
     tables = {}

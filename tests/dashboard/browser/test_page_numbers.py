@@ -58,9 +58,9 @@ CORPUS_WITH_FINDINGS = [
     "zeek-websocket-wrong-accept-header.pcap",
 ]
 # What the REST vs WebSocket page counts as a message: one carrying payload (an HTTP
-# request or response with a body, a non-empty WebSocket message); the bytes of the
+# request or response with a body, a non-empty WebSocket message, a Server-Sent Event); the bytes of the
 # application messages carrying none (an empty poll, a 204) are cost, not messages.
-APP_ITEMS = ["exchange", "ws_message"]
+APP_ITEMS = ["exchange", "ws_message", "sse_event"]
 # A message's layers add up to its wire bytes (the TLS layer: record headers and AEAD overhead of decrypted TLS).
 COST_LAYERS = ["app_header_bytes", "wire_payload_bytes", "tls_overhead_bytes", "transport_bytes", "ack_bytes"]
 # The REST side of the comparison: request/response over HTTP/1.1 and over HTTP/2.
@@ -234,9 +234,15 @@ def group_totals(tables, capture: str) -> pd.DataFrame:
     http, ws = tables["http_messages"], tables["ws_messages"]
     # a body carries payload unless it decodes to nothing (a gzip-encoded empty body)
     decoded = http["decompressed_bytes"].fillna(http["body_bytes"]).where(~http["content_encoding"].isin(["", "identity"]), http["body_bytes"])
-    with_body = http[http["conn_id"].isin(group_of.index) & (decoded > 0)]
+    # an event stream's body is its events: each Server-Sent Event is a message (carrying its data)
+    streams = tables["sse_events"][["conn_id", "exchange_id"]].drop_duplicates().assign(stream=True)
+    http = http.merge(streams, on=["conn_id", "exchange_id"], how="left")
+    decoded = decoded.to_numpy()
+    with_body = http[http["conn_id"].isin(group_of.index) & (decoded > 0) & http["stream"].isna().to_numpy()]
     non_empty = ws[ws["conn_id"].isin(group_of.index) & (ws["payload_bytes"] > 0)]
-    messages = pd.concat([with_body["conn_id"], non_empty["conn_id"]]).map(group_of).value_counts()
+    events = tables["sse_events"]
+    events = events[events["conn_id"].isin(group_of.index) & (events["kind"] == "event")]
+    messages = pd.concat([with_body["conn_id"], non_empty["conn_id"], events["conn_id"]]).map(group_of).value_counts()
     out["messages"] = messages.reindex(out.index, fill_value=0).astype("int64")
     costs = tables["message_costs"].merge(conns[["conn_id", "group"]], on="conn_id")
     app = costs[costs["item"].isin(APP_ITEMS)]
