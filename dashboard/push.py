@@ -135,8 +135,7 @@ def bytes_per_minute(costs: pd.DataFrame, rates: np.ndarray) -> pd.DataFrame:
     bytes_per_min); a variant that received no update has only its idle cost, flat."""
     parts = []
     for _, row in costs.iterrows():
-        per_update = 0.0 if math.isnan(row["update_bytes_per_update"]) else row["update_bytes_per_update"]
-        idle = 0.0 if math.isnan(row["idle_bytes_per_min"]) else row["idle_bytes_per_min"]
+        per_update, idle = _or_zero(row["update_bytes_per_update"]), _or_zero(row["idle_bytes_per_min"])
         parts.append(pd.DataFrame({"group": row["group"], "kind": row["kind"], "updates_per_min": rates,
                                    "bytes_per_min": idle + rates * per_update}))
     if not parts:

@@ -22,7 +22,7 @@ import pandas as pd
 from inspector.analysis.pipeline import Analysis
 from inspector.analysis.recording import recording_keylog_path, sidecar_path
 from inspector.analysis.summary import overhead_table
-from inspector.analysis.tables import CONNECTION_TABLES, TABLE_NAMES, make_table
+from inspector.analysis.tables import TABLE_NAMES, make_table
 
 from inspector.errors import StoreError
 from inspector.parse.connection import ParserOptions
@@ -31,7 +31,7 @@ from inspector.store.reader import is_store_folder, load_document
 
 from dashboard import aggregate, analysing
 from dashboard.analysing import analyze_untrusted, failure_line, in_child
-from dashboard.catalog import Catalog, Loaded
+from dashboard.catalog import RENUMBERED_COLUMNS, Catalog, Loaded
 from dashboard.live import LiveFollower
 from dashboard.storeviews import StoreViews
 from dashboard.uploads import UploadQueue
@@ -443,11 +443,9 @@ def merge_analyses(analyses: list[Analysis]) -> dict[str, pd.DataFrame]:
     for analysis in analyses:
         for name in TABLE_NAMES:
             table = analysis.tables[name]
-            if name in CONNECTION_TABLES and len(table):
-                table = table.copy()
-                table["conn_id"] = table["conn_id"] + offset
-            elif name == "sse_reconnections" and len(table):  # per capture, naming two connections (catalog.RENUMBERED_COLUMNS)
-                table = table.assign(conn_id=table["conn_id"] + offset, previous_conn_id=table["previous_conn_id"] + offset)
+            named = [column for column in RENUMBERED_COLUMNS if column in table.columns]  # as the catalog's views do
+            if named and len(table):
+                table = table.assign(**{column: table[column] + offset for column in named})
             parts[name].append(table)
         offset += len(analysis.tables["connections"])
     tables = {}
